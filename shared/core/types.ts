@@ -1,0 +1,84 @@
+/**
+ * The gateway's neutral model of a chat call. Front doors decode their API into a ChatRequest and
+ * encode StreamEvents back out; providers encode a ChatRequest for their upstream and decode the
+ * upstream's answer into StreamEvents. Same-format routes skip this and pass bytes through.
+ */
+
+export type FrontDoor = 'openai-chat' | 'anthropic-messages' | 'openai-responses';
+
+export interface TextPart {
+  type: 'text';
+  text: string;
+}
+
+export interface ImagePart {
+  type: 'image';
+  /** An http(s) URL, or absent when `data` carries the bytes. */
+  url?: string;
+  /** Base64 bytes, with their media type. */
+  data?: string;
+  mediaType?: string;
+}
+
+export type ContentPart = TextPart | ImagePart;
+
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** JSON text of the arguments, as the model produced it. */
+  arguments: string;
+}
+
+export type ChatMessage =
+  | { role: 'user'; content: ContentPart[] }
+  | { role: 'assistant'; content: ContentPart[]; toolCalls?: ToolCall[] }
+  | { role: 'tool'; toolCallId: string; content: ContentPart[] };
+
+export interface ToolDefinition {
+  name: string;
+  description?: string;
+  /** JSON Schema of the arguments. */
+  parameters: Record<string, unknown>;
+}
+
+export type ToolChoice = 'auto' | 'none' | 'required' | { name: string };
+
+export interface ChatRequest {
+  /** The model name the client asked for. */
+  model: string;
+  system?: string;
+  messages: ChatMessage[];
+  tools?: ToolDefinition[];
+  toolChoice?: ToolChoice;
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  stop?: string[];
+  stream: boolean;
+  /** The client wants a usage report at the end of a stream. */
+  includeUsage: boolean;
+  /** End-user id for abuse tracking, passed on where the upstream has one. */
+  user?: string;
+}
+
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+}
+
+export type StopReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'stop_sequence';
+
+/** What a provider yields, in order: start, then deltas, then finish and usage. */
+export type StreamEvent =
+  | { type: 'start'; id: string; model: string }
+  | { type: 'text'; delta: string }
+  | { type: 'tool_call'; index: number; id: string; name: string }
+  | { type: 'tool_args'; index: number; delta: string }
+  | { type: 'finish'; reason: StopReason }
+  | { type: 'usage'; usage: Usage };
+
+export function totalTokens(u: Usage): number {
+  return u.inputTokens + u.outputTokens;
+}

@@ -1,0 +1,421 @@
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
+import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
+import { eventData, encodeText, SSE_HEADERS, sseData, SseSplitter } from '../http/sse.ts';
+import type { RequestTrace } from '../telemetry/record.ts';
+
+/** OpenAI Chat Completions: `POST /v1/chat/completions`. */
+
+type Json = Record<string, unknown>;
+
+function bad(message: string, param: string | null = null): GatewayError {
+  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : null });
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function optNumber(body: Json, key: string, min: number, max: number): number | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw bad(`'${key}' must be a number between ${min} and ${max}.`, key);
+  return v;
+}
+
+function parseContent(content: unknown, param: string): ContentPart[] {
+  if (content === null || content === undefined) return [];
+  if (typeof content === 'string') return [{ type: 'text', text: content }];
+  if (!Array.isArray(content)) throw bad(`'${param}' must be a string or an array of content parts.`, param);
+  return content.map((part, i): ContentPart => {
+    const p = `${param}[${i}]`;
+    if (!isObject(part)) throw bad(`'${p}' must be an object.`, p);
+    if (part.type === 'text' || part.type === 'input_text') {
+      if (typeof part.text !== 'string') throw bad(`'${p}.text' must be a string.`, `${p}.text`);
+      return { type: 'text', text: part.text };
+    }
+    if (part.type === 'image_url') {
+      const url = isObject(part.image_url) ? part.image_url.url : undefined;
+      if (typeof url !== 'string') throw bad(`'${p}.image_url.url' must be a string.`, `${p}.image_url.url`);
+      const m = /^data:([^;,]+);base64,(.*)$/s.exec(url);
+      return m ? { type: 'image', mediaType: m[1], data: m[2] } : { type: 'image', url };
+    }
+    throw bad(`Content part type '${String(part.type)}' is not supported in '${p}'.`, `${p}.type`);
+  });
+}
+
+function parseToolCalls(v: unknown, param: string): ToolCall[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v)) throw bad(`'${param}' must be an array.`, param);
+  return v.map((c, i) => {
+    const fn = isObject(c) && isObject(c.function) ? c.function : undefined;
+    if (!isObject(c) || typeof c.id !== 'string' || !fn || typeof fn.name !== 'string') throw bad(`'${param}[${i}]' must have an id and a function name.`, `${param}[${i}]`);
+    return { id: c.id, name: fn.name, arguments: typeof fn.arguments === 'string' ? fn.arguments : JSON.stringify(fn.arguments ?? {}) };
+  });
+}
+
+function textOnly(parts: ContentPart[]): string {
+  return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
+}
+
+/** Decode and check a Chat Completions request body. Unknown fields are allowed (and passed on to OpenAI upstreams). */
+export function parseChatRequest(body: unknown): ChatRequest {
+  if (!isObject(body)) throw bad('The request body must be a JSON object.');
+  if (typeof body.model !== 'string' || !body.model) throw bad("you must provide a model parameter", 'model');
+  if (!Array.isArray(body.messages) || body.messages.length === 0) throw bad("'messages' must be a non-empty array.", 'messages');
+
+  const system: string[] = [];
+  const messages: ChatMessage[] = [];
+  body.messages.forEach((m, i) => {
+    const p = `messages[${i}]`;
+    if (!isObject(m)) throw bad(`'${p}' must be an object.`, p);
+    switch (m.role) {
+      case 'system':
+      case 'developer':
+        system.push(textOnly(parseContent(m.content, `${p}.content`)));
+        break;
+      case 'user':
+        messages.push({ role: 'user', content: parseContent(m.content, `${p}.content`) });
+        break;
+      case 'assistant':
+        messages.push({ role: 'assistant', content: parseContent(m.content, `${p}.content`), toolCalls: parseToolCalls(m.tool_calls, `${p}.tool_calls`) });
+        break;
+      case 'tool':
+        if (typeof m.tool_call_id !== 'string') throw bad(`'${p}.tool_call_id' must be a string.`, `${p}.tool_call_id`);
+        messages.push({ role: 'tool', toolCallId: m.tool_call_id, content: parseContent(m.content, `${p}.content`) });
+        break;
+      default:
+        throw bad(`'${p}.role' must be one of system, developer, user, assistant, tool.`, `${p}.role`);
+    }
+  });
+
+  let tools: ToolDefinition[] | undefined;
+  if (body.tools !== undefined && body.tools !== null) {
+    if (!Array.isArray(body.tools)) throw bad("'tools' must be an array.", 'tools');
+    tools = body.tools.map((t, i) => {
+      const fn = isObject(t) && isObject(t.function) ? t.function : undefined;
+      if (!isObject(t) || t.type !== 'function' || !fn || typeof fn.name !== 'string') throw bad(`'tools[${i}]' must be {"type":"function","function":{"name":...}}.`, `tools[${i}]`);
+      return {
+        name: fn.name,
+        description: typeof fn.description === 'string' ? fn.description : undefined,
+        parameters: isObject(fn.parameters) ? fn.parameters : { type: 'object', properties: {} },
+      };
+    });
+  }
+
+  let toolChoice: ToolChoice | undefined;
+  const tc = body.tool_choice;
+  if (tc === 'auto' || tc === 'none' || tc === 'required') toolChoice = tc;
+  else if (isObject(tc) && isObject(tc.function) && typeof tc.function.name === 'string') toolChoice = { name: tc.function.name };
+  else if (tc !== undefined && tc !== null) throw bad("'tool_choice' must be 'auto', 'none', 'required' or a named function.", 'tool_choice');
+
+  let stop: string[] | undefined;
+  if (typeof body.stop === 'string') stop = [body.stop];
+  else if (Array.isArray(body.stop)) {
+    if (!body.stop.every((s) => typeof s === 'string')) throw bad("'stop' must be a string or an array of strings.", 'stop');
+    stop = body.stop as string[];
+  } else if (body.stop !== undefined && body.stop !== null) throw bad("'stop' must be a string or an array of strings.", 'stop');
+
+  const maxTokens = optNumber(body, 'max_completion_tokens', 1, 10_000_000) ?? optNumber(body, 'max_tokens', 1, 10_000_000);
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad("'stream' must be a boolean.", 'stream');
+  const stream = body.stream === true;
+  const so = body.stream_options;
+  if (so !== undefined && so !== null && !isObject(so)) throw bad("'stream_options' must be an object.", 'stream_options');
+  if (isObject(so) && !stream) throw bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'stream_options');
+
+  return {
+    model: body.model,
+    system: system.length ? system.join('\n\n') : undefined,
+    messages,
+    tools,
+    toolChoice,
+    maxTokens,
+    temperature: optNumber(body, 'temperature', 0, 2),
+    topP: optNumber(body, 'top_p', 0, 1),
+    stop,
+    stream,
+    includeUsage: isObject(so) && so.include_usage === true,
+    user: typeof body.user === 'string' ? body.user : undefined,
+  };
+}
+
+export function openaiError(err: GatewayError): Response {
+  const headers = { ...err.headers };
+  if (err.upstreamBody?.format === 'openai-chat') {
+    return new Response(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
+  }
+  return jsonResponse(openaiErrorBody(err), err.status, headers);
+}
+
+function usageJson(u: Usage): Json {
+  const out: Json = { prompt_tokens: u.inputTokens, completion_tokens: u.outputTokens, total_tokens: u.inputTokens + u.outputTokens };
+  if (u.cacheReadTokens !== undefined) out.prompt_tokens_details = { cached_tokens: u.cacheReadTokens };
+  return out;
+}
+
+function finishReason(r: StopReason): string {
+  return r === 'stop_sequence' ? 'stop' : r;
+}
+
+export interface EncodeMeta {
+  created: number;
+  /** Headers for the client (request id, served-by). */
+  headers: Record<string, string>;
+}
+
+/** Answer a Chat Completions client from neutral events (first already pulled), streaming or not. */
+export async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
+  if (!req.stream) return collect(first, events, meta, trace);
+
+  let id = 'chatcmpl-gateway';
+  let model = req.model;
+  let pending: IteratorResult<StreamEvent> | undefined = first;
+  let reason: StopReason | undefined;
+  let usage: Usage | undefined;
+  let done = false;
+  const usageField = req.includeUsage ? { usage: null } : {};
+  const chunk = (delta: Json, finish: string | null = null) =>
+    sseData({ id, object: 'chat.completion.chunk', created: meta.created, model, system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageField });
+
+  const encode = (ev: StreamEvent): string => {
+    switch (ev.type) {
+      case 'start':
+        id = ev.id.startsWith('chatcmpl') ? ev.id : `chatcmpl-${ev.id}`;
+        model = ev.model;
+        return chunk({ role: 'assistant', content: '', refusal: null });
+      case 'text':
+        return chunk({ content: ev.delta });
+      case 'tool_call':
+        return chunk({ tool_calls: [{ index: ev.index, id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } }] });
+      case 'tool_args':
+        return chunk({ tool_calls: [{ index: ev.index, function: { arguments: ev.delta } }] });
+      case 'finish':
+        reason = ev.reason;
+        return chunk({}, finishReason(ev.reason));
+      case 'usage':
+        usage = ev.usage;
+        trace.usage(ev.usage);
+        return '';
+    }
+  };
+
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      try {
+        for (;;) {
+          const r: IteratorResult<StreamEvent> = pending ?? (await events.next());
+          pending = undefined;
+          if (r.done) {
+            let tail = '';
+            if (!reason) tail += chunk({}, 'stop');
+            if (req.includeUsage && usage) tail += sseData({ id, object: 'chat.completion.chunk', created: meta.created, model, system_fingerprint: null, choices: [], usage: usageJson(usage) });
+            tail += 'data: [DONE]\n\n';
+            ctrl.enqueue(encodeText(tail));
+            ctrl.close();
+            done = true;
+            trace.end();
+            return;
+          }
+          const text = encode(r.value);
+          if (text) {
+            trace.firstByte();
+            ctrl.enqueue(encodeText(text));
+            return;
+          }
+        }
+      } catch (err) {
+        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
+        trace.fail('stream_error', ge);
+        ctrl.enqueue(encodeText(sseData(openaiErrorBody(ge))));
+        ctrl.close();
+        done = true;
+        trace.end();
+      }
+    },
+    async cancel() {
+      if (!done) {
+        trace.fail('client_closed', { message: 'The client closed the stream.' });
+        trace.end();
+      }
+      await events.return?.();
+    },
+  });
+  return new Response(body, { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } });
+}
+
+async function collect(first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
+  let id = 'chatcmpl-gateway';
+  let model = '';
+  let text = '';
+  const calls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
+  let reason: StopReason = 'stop';
+  let usage: Usage = { inputTokens: 0, outputTokens: 0 };
+  for (let r = first; !r.done; r = await events.next()) {
+    const ev = r.value;
+    if (ev.type === 'start') {
+      id = ev.id.startsWith('chatcmpl') ? ev.id : `chatcmpl-${ev.id}`;
+      model = ev.model;
+    } else if (ev.type === 'text') text += ev.delta;
+    else if (ev.type === 'tool_call') calls[ev.index] = { id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } };
+    else if (ev.type === 'tool_args') calls[ev.index]!.function.arguments += ev.delta;
+    else if (ev.type === 'finish') reason = ev.reason;
+    else if (ev.type === 'usage') usage = ev.usage;
+  }
+  trace.usage(usage);
+  trace.end(200);
+  const message: Json = { role: 'assistant', content: calls.length && !text ? null : text, refusal: null };
+  if (calls.length) message.tool_calls = calls.filter(Boolean);
+  return jsonResponse(
+    {
+      id,
+      object: 'chat.completion',
+      created: meta.created,
+      model,
+      choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(reason) }],
+      usage: usageJson(usage),
+      system_fingerprint: null,
+    },
+    200,
+    meta.headers,
+  );
+}
+
+function readUsage(u: unknown): Usage | undefined {
+  if (!isObject(u) || typeof u.prompt_tokens !== 'number') return undefined;
+  const details = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : undefined;
+  return {
+    inputTokens: u.prompt_tokens,
+    outputTokens: typeof u.completion_tokens === 'number' ? u.completion_tokens : 0,
+    cacheReadTokens: typeof details?.cached_tokens === 'number' ? details.cached_tokens : undefined,
+  };
+}
+
+/**
+ * Pass an OpenAI upstream's answer to an OpenAI client. Non-streaming bodies go through as they
+ * are. Streams go through event by event as they arrive (never held back past the end of an
+ * event); the gateway reads usage on the side, drops the usage chunk it asked for on its own
+ * account when the client did not, and ends a stream that broke or stopped before `[DONE]` with
+ * an error event instead of a clean end.
+ */
+export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
+  const headers: Record<string, string> = { ...meta.headers };
+  headers['content-type'] = upstream.headers.get('content-type') ?? (req.stream ? SSE_HEADERS['content-type']! : 'application/json');
+  const reader = upstream.body!.getReader();
+  let finished = false;
+  const finish = () => {
+    finished = true;
+    trace.end();
+  };
+
+  if (!req.stream) {
+    const parts: Uint8Array[] = [];
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctrl) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            try {
+              const usage = readUsage((JSON.parse(Buffer.concat(parts).toString('utf8')) as Json).usage);
+              if (usage) trace.usage(usage);
+            } catch {
+              trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
+            }
+            ctrl.close();
+            finish();
+            return;
+          }
+          trace.firstByte();
+          parts.push(value);
+          ctrl.enqueue(value);
+        } catch (err) {
+          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.');
+          trace.fail('stream_error', ge);
+          ctrl.error(ge);
+          finish();
+        }
+      },
+      cancel(why) {
+        if (!finished) {
+          trace.fail('client_closed', { message: 'The client closed the connection.' });
+          finish();
+        }
+        return reader.cancel(why);
+      },
+    });
+    return new Response(body, { status: upstream.status, headers });
+  }
+
+  Object.assign(headers, SSE_HEADERS);
+  const splitter = new SseSplitter();
+  let sawDone = false;
+  const keep = (event: string): boolean => {
+    const data = eventData(event);
+    if (data === undefined) return true;
+    if (data === '[DONE]') {
+      sawDone = true;
+      return true;
+    }
+    if (data.includes('"usage"')) {
+      try {
+        const parsed = JSON.parse(data) as Json;
+        const usage = readUsage(parsed.usage);
+        if (usage) {
+          trace.usage(usage);
+          if (!req.includeUsage) {
+            if (Array.isArray(parsed.choices) && parsed.choices.length === 0) return false;
+          }
+        }
+      } catch {
+        // not JSON: pass it on untouched
+      }
+    }
+    if (data.startsWith('{"error"')) trace.fail('stream_error', { kind: 'upstream', message: 'The upstream sent an error event mid-stream.' });
+    return true;
+  };
+  const stripUsageField = !req.includeUsage;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      for (;;) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (err) {
+          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.');
+          trace.fail('stream_error', ge);
+          ctrl.enqueue(encodeText(splitter.end() ? `\n\n${sseData(openaiErrorBody(ge))}` : sseData(openaiErrorBody(ge))));
+          ctrl.close();
+          finish();
+          return;
+        }
+        if (r.done) {
+          const rest = splitter.end();
+          let tail = rest.trim() ? `${rest}\n\n` : '';
+          if (!sawDone) {
+            const ge = new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' });
+            trace.fail('stream_error', ge);
+            tail += sseData(openaiErrorBody(ge));
+          }
+          if (tail) ctrl.enqueue(encodeText(tail));
+          ctrl.close();
+          finish();
+          return;
+        }
+        const events = splitter.push(r.value);
+        let out = '';
+        for (const ev of events) if (keep(ev)) out += stripUsageField ? ev.replace(',"usage":null', '') : ev;
+        if (out) {
+          trace.firstByte();
+          ctrl.enqueue(encodeText(out));
+          return;
+        }
+      }
+    },
+    cancel(why) {
+      if (!finished) {
+        trace.fail('client_closed', { message: 'The client closed the stream.' });
+        finish();
+      }
+      return reader.cancel(why);
+    },
+  });
+  return new Response(body, { status: upstream.status, headers });
+}

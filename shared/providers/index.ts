@@ -1,0 +1,21 @@
+import type { GatewayConfig } from '../config/schema.ts';
+import { MockProvider } from './mock/index.ts';
+import { OpenAIProvider } from './openai/index.ts';
+import type { Provider } from './types.ts';
+
+/** Build one Provider per configured entry. Secrets are read from `env` here and only here. */
+export function buildProviders(config: GatewayConfig, env: Record<string, string | undefined>): Map<string, Provider> {
+  const out = new Map<string, Provider>();
+  for (const [name, cfg] of Object.entries(config.providers)) {
+    switch (cfg.type) {
+      case 'mock':
+        out.set(name, new MockProvider(name, cfg));
+        break;
+      case 'openai':
+      case 'openai-compatible':
+        out.set(name, new OpenAIProvider(name, cfg, env));
+        break;
+    }
+  }
+  return out;
+}

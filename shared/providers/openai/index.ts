@@ -1,0 +1,90 @@
+import type { OpenAIProviderConfig } from '../../config/schema.ts';
+import type { ChatRequest } from '../../core/types.ts';
+import { GatewayError, type ErrorKind } from '../../http/errors.ts';
+import { fetchUpstream, readTextBounded } from '../../http/upstream.ts';
+import type { CallContext, Provider, ProviderResult } from '../types.ts';
+
+/**
+ * OpenAI and OpenAI-compatible servers (vLLM, Ollama, LM Studio, ...). Chat Completions clients
+ * are passed through byte for byte, with only the model id and the credential replaced.
+ */
+export class OpenAIProvider implements Provider {
+  readonly type: string;
+  readonly live: boolean;
+  readonly notLiveReason?: string;
+  private readonly baseUrl: string;
+  private readonly authHeaders: Record<string, string>;
+
+  constructor(
+    readonly name: string,
+    private readonly cfg: OpenAIProviderConfig,
+    env: Record<string, string | undefined>,
+  ) {
+    this.type = cfg.type;
+    this.baseUrl = cfg.baseUrl.replace(/\/+$/, '');
+    const keyEnv = cfg.apiKeyEnv ?? (cfg.type === 'openai' ? 'OPENAI_API_KEY' : undefined);
+    const key = keyEnv ? env[keyEnv] : undefined;
+    if (cfg.type === 'openai' && !key) {
+      this.live = false;
+      this.notLiveReason = `set ${keyEnv} to enable it`;
+    } else {
+      this.live = true;
+    }
+    this.authHeaders = {
+      'content-type': 'application/json',
+      ...cfg.headers,
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+    };
+  }
+
+  async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
+    if (ctx.frontDoor !== 'openai-chat') {
+      throw new GatewayError('invalid_request', `Provider "${this.name}" cannot serve the ${ctx.frontDoor} API.`, { code: 'unsupported_route' });
+    }
+    const body: Record<string, unknown> = { ...ctx.rawBody, model: ctx.upstreamModel };
+    if (req.stream) {
+      // Always ask for usage so the gateway can account for it; the front door hides the
+      // extra usage chunk from clients that did not ask for it.
+      const so = (ctx.rawBody.stream_options ?? {}) as Record<string, unknown>;
+      body.stream_options = { ...so, include_usage: true };
+    }
+    const res = await fetchUpstream(
+      this.name,
+      `${this.baseUrl}/chat/completions`,
+      {
+        method: 'POST',
+        headers: { ...this.authHeaders, accept: req.stream ? 'text/event-stream' : 'application/json', 'x-request-id': ctx.requestId },
+        body: JSON.stringify(body),
+      },
+      this.cfg,
+      ctx.signal,
+    );
+    if (!res.ok) throw await this.upstreamError(res);
+    return { kind: 'passthrough', response: res };
+  }
+
+  /** Turn an upstream error response into a GatewayError, keeping its body for OpenAI clients. */
+  private async upstreamError(res: Response): Promise<GatewayError> {
+    const text = await readTextBounded(res);
+    let message: string | undefined;
+    try {
+      const parsed = JSON.parse(text) as { error?: { message?: unknown } };
+      if (parsed && typeof parsed.error?.message === 'string') message = parsed.error.message;
+    } catch {
+      // not JSON: not passed through
+    }
+    const status = res.status;
+    if (status === 401 || status === 403) {
+      // The upstream refused the gateway's own credential; its message may quote part of the key.
+      return new GatewayError('upstream', `Provider "${this.name}" rejected the gateway's credentials (HTTP ${status}).`, { status: 502, code: 'upstream_auth_failed' });
+    }
+    const kind: ErrorKind = status === 429 ? 'rate_limit' : status >= 500 ? 'upstream' : status === 404 ? 'not_found' : status === 413 ? 'request_too_large' : 'invalid_request';
+    const retryAfter = res.headers.get('retry-after');
+    return new GatewayError(kind, message ?? `Provider "${this.name}" answered HTTP ${status}.`, {
+      status: message ? status : status >= 500 ? 502 : status,
+      code: `upstream_${status}`,
+      headers: retryAfter ? { 'retry-after': retryAfter } : {},
+      upstreamBody: message ? { format: 'openai-chat', text } : undefined,
+    });
+  }
+}

@@ -1,0 +1,34 @@
+import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
+
+/** What a provider needs to know about the call besides the neutral request. */
+export interface CallContext {
+  requestId: string;
+  /** Aborts when the client goes away. */
+  signal: AbortSignal;
+  /** The API the client spoke. */
+  frontDoor: FrontDoor;
+  /** The client's request body as parsed JSON, for same-format pass-through. */
+  rawBody: Record<string, unknown>;
+  /** The client's request headers (for headers a same-format upstream should see). */
+  headers: Headers;
+  /** Model id to send upstream. */
+  upstreamModel: string;
+}
+
+/**
+ * A provider answers either with neutral events (which the front door encodes for its client) or,
+ * when the upstream speaks the client's own API, with the upstream's HTTP response to pass through.
+ */
+export type ProviderResult =
+  | { kind: 'events'; events: AsyncIterator<StreamEvent> }
+  | { kind: 'passthrough'; response: Response };
+
+export interface Provider {
+  readonly name: string;
+  readonly type: string;
+  /** Whether this provider can serve calls now (e.g. its API key is present). */
+  readonly live: boolean;
+  /** Why it is not live, for the start-up banner. */
+  readonly notLiveReason?: string;
+  chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult>;
+}

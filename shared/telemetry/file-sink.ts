@@ -1,0 +1,45 @@
+import { appendFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LogSink, RequestRecord } from './record.ts';
+
+/**
+ * Local log sink: newline-delimited JSON under `dir/dt=YYYY-MM-DD/hour=HH/requests.ndjson`, the
+ * same partition layout the AWS export uses. Records are buffered and appended in batches so the
+ * request path never waits on the disk.
+ */
+export class FileLogSink implements LogSink {
+  private buffer = new Map<string, string[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly dir: string,
+    private readonly flushAfterMs = 200,
+  ) {}
+
+  write(record: RequestRecord): void {
+    const t = record.timestamp;
+    const file = join(this.dir, `dt=${t.slice(0, 10)}`, `hour=${t.slice(11, 13)}`, 'requests.ndjson');
+    let lines = this.buffer.get(file);
+    if (!lines) this.buffer.set(file, (lines = []));
+    lines.push(JSON.stringify(record));
+    if (!this.timer) {
+      this.timer = setTimeout(() => void this.flush(), this.flushAfterMs);
+      this.timer.unref();
+    }
+  }
+
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.buffer;
+    this.buffer = new Map();
+    this.writing = this.writing.then(async () => {
+      for (const [file, lines] of batch) {
+        await mkdir(join(file, '..'), { recursive: true });
+        await appendFile(file, `${lines.join('\n')}\n`);
+      }
+    });
+    return this.writing;
+  }
+}
