@@ -1,0 +1,41 @@
+import type { APIGatewayProxyEvent } from 'aws-lambda';
+
+/**
+ * API Gateway REST proxy event -> web Request. Multi-value headers and query strings are kept;
+ * binary bodies arrive base64-encoded. The path is the resource path API Gateway matched, without
+ * the stage name.
+ */
+export function eventToRequest(event: APIGatewayProxyEvent, signal?: AbortSignal): Request {
+  const headers = new Headers();
+  if (event.multiValueHeaders) {
+    for (const [k, vs] of Object.entries(event.multiValueHeaders)) for (const v of vs ?? []) headers.append(k, v);
+  } else if (event.headers) {
+    for (const [k, v] of Object.entries(event.headers)) if (v !== undefined) headers.set(k, v);
+  }
+  const query = new URLSearchParams();
+  if (event.multiValueQueryStringParameters) {
+    for (const [k, vs] of Object.entries(event.multiValueQueryStringParameters)) for (const v of vs ?? []) query.append(k, v);
+  } else if (event.queryStringParameters) {
+    for (const [k, v] of Object.entries(event.queryStringParameters)) if (v !== undefined) query.append(k, v);
+  }
+  const host = headers.get('host') ?? event.requestContext?.domainName ?? 'lambda.local';
+  const qs = query.toString();
+  const url = `https://${host}${event.path || '/'}${qs ? `?${qs}` : ''}`;
+  const method = (event.httpMethod || 'GET').toUpperCase();
+  const hasBody = method !== 'GET' && method !== 'HEAD' && event.body != null;
+  const body = hasBody ? (event.isBase64Encoded ? Buffer.from(event.body!, 'base64') : event.body!) : undefined;
+  const sourceIp = event.requestContext?.identity?.sourceIp;
+  if (sourceIp && !headers.has('x-forwarded-for')) headers.set('x-forwarded-for', sourceIp);
+  return new Request(url, { method, headers, body, signal });
+}
+
+/** The metadata a streaming Lambda sends before the body: status and headers. */
+export function responseMetadata(response: Response): { statusCode: number; headers: Record<string, string> } {
+  const headers: Record<string, string> = {};
+  response.headers.forEach((v, k) => {
+    // API Gateway computes these itself in stream mode; a copied value would be wrong or rejected.
+    if (k === 'content-length' || k === 'transfer-encoding' || k === 'connection') return;
+    headers[k] = v;
+  });
+  return { statusCode: response.status, headers };
+}

@@ -1,0 +1,10 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import type { LogSink, RequestRecord } from '../../shared/telemetry/record.ts';
+
+/** Writes each request record as one structured CloudWatch log line. */
+export class LoggerSink implements LogSink {
+  constructor(private readonly logger: Logger) {}
+  write(record: RequestRecord): void {
+    this.logger.info('request', { request: record });
+  }
+}

@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { APIGatewayProxyEvent } from 'aws-lambda';
+import { installAwsLambdaGlobal, lambdaContext, PRELUDE_CONTENT_TYPE, ResponseStreamStandIn } from './helpers/awslambda.ts';
+
+const recorded: APIGatewayProxyEvent = JSON.parse(readFileSync(new URL('./fixtures/apigw-rest-chat-event.json', import.meta.url), 'utf8'));
+
+type Invoke = (event: APIGatewayProxyEvent, stream: ResponseStreamStandIn, context: unknown) => Promise<void>;
+let handler: Invoke;
+let logLines: string[] = [];
+const realWrite = process.stdout.write.bind(process.stdout);
+
+function event(patch: Partial<APIGatewayProxyEvent>): APIGatewayProxyEvent {
+  return { ...structuredClone(recorded), ...patch };
+}
+
+async function invoke(ev: APIGatewayProxyEvent, onChunk?: (c: Buffer) => void) {
+  const stream = new ResponseStreamStandIn(onChunk);
+  await handler(ev, stream, lambdaContext());
+  return { stream, ...stream.parsed() };
+}
+
+function requestLogs(): Array<Record<string, any>> {
+  return logLines
+    .flatMap((l) => l.split('\n'))
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .filter((l) => l.message === 'request');
+}
+
+describe('Lambda entry (functions/gateway.ts) with a recorded API Gateway REST event', () => {
+  before(async () => {
+    installAwsLambdaGlobal();
+    process.env.GATEWAY_CONFIG_JSON = JSON.stringify({
+      providers: { mock: { type: 'mock', wordDelayMs: 0 } },
+      models: { mock: { provider: 'mock', model: 'mock-echo-1' } },
+      server: { maxBodyBytes: 2048 },
+    });
+    process.env.POWERTOOLS_SERVICE_NAME = 'llm-gateway-test';
+    // Capture the structured log lines the handler writes to stdout (CloudWatch in AWS).
+    process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      const s = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+      if (s.includes('"message":"request"')) {
+        logLines.push(s);
+        return true;
+      }
+      return (realWrite as (...a: unknown[]) => boolean)(chunk, ...rest);
+    }) as typeof process.stdout.write;
+    ({ handler } = (await import('../functions/gateway.ts')) as unknown as { handler: Invoke });
+  });
+  after(() => {
+    process.stdout.write = realWrite;
+    delete process.env.GATEWAY_CONFIG_JSON;
+  });
+
+  it('is marked as a response-streaming handler', () => {
+    assert.equal((handler as unknown as Record<symbol, unknown>)[Symbol.for('aws.lambda.runtime.handler.streaming')], 'response');
+  });
+
+  it('answers the recorded non-streaming chat request with metadata prelude, headers and JSON body', async () => {
+    logLines = [];
+    const { stream, metadata, body } = await invoke(recorded);
+    assert.equal(stream.contentType, PRELUDE_CONTENT_TYPE);
+    assert.equal(metadata.statusCode, 200);
+    assert.match(metadata.headers['content-type']!, /^application\/json/);
+    assert.equal(metadata.headers['x-gateway-provider'], 'mock');
+    assert.ok(metadata.headers['x-request-id']);
+    assert.equal(metadata.headers['content-length'], undefined);
+    const json = JSON.parse(body);
+    assert.equal(json.object, 'chat.completion');
+    assert.equal(json.model, 'mock-echo-1');
+    assert.equal(json.choices[0].message.role, 'assistant');
+    assert.equal(json.choices[0].message.content, 'Hello from API Gateway');
+    assert.equal(json.choices[0].finish_reason, 'stop');
+    assert.deepEqual(
+      { p: json.usage.prompt_tokens > 0, c: json.usage.completion_tokens, t: json.usage.total_tokens },
+      { p: true, c: 4, t: json.usage.prompt_tokens + 4 },
+    );
+    const logs = requestLogs();
+    assert.equal(logs.length, 1, 'exactly one request log line');
+    assert.equal(logs[0]!.request.requestId, metadata.headers['x-request-id']);
+    assert.equal(logs[0]!.request.status, 200);
+    assert.equal(logs[0]!.request.path, '/v1/chat/completions');
+    assert.equal(logs[0]!.function_request_id, 'c0ffee00-0000-4000-8000-000000000001');
+    assert.ok(!JSON.stringify(logs).includes('gw-test-key'), 'the caller key never reaches the log');
+  });
+
+  it('streams SSE chunks after the prelude, with usage and [DONE]', async () => {
+    const body = JSON.stringify({ model: 'mock', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'one two three' }] });
+    const writes: string[] = [];
+    const res = await invoke(event({ body }), (c) => writes.push(c.toString('utf8')));
+    assert.equal(res.metadata.statusCode, 200);
+    assert.match(res.metadata.headers['content-type']!, /^text\/event-stream/);
+    const events = res.body.split('\n\n').filter(Boolean);
+    assert.equal(events.at(-1), 'data: [DONE]');
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e.replace(/^data: /, '')));
+    const text = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+    assert.equal(text, 'one two three');
+    assert.equal(chunks.at(-1).choices.length, 0);
+    assert.equal(chunks.at(-1).usage.completion_tokens, 3);
+    // The body reached the stream in several writes, not one buffered blob.
+    assert.ok(writes.length >= 4, `expected several body writes, got ${writes.length}`);
+  });
+
+  it('decodes base64 bodies and keeps multi-value query strings', async () => {
+    const body = Buffer.from(JSON.stringify({ model: 'mock', messages: [{ role: 'user', content: 'base64 works' }] })).toString('base64');
+    const res = await invoke(event({ body, isBase64Encoded: true, multiValueQueryStringParameters: { a: ['1', '2'] }, queryStringParameters: { a: '2' } }));
+    assert.equal(res.metadata.statusCode, 200);
+    assert.equal(JSON.parse(res.body).choices[0].message.content, 'base64 works');
+  });
+
+  it('returns OpenAI-shaped errors with the right status: bad JSON, unknown model, too large, unknown route', async () => {
+    const bad = await invoke(event({ body: '{"model": "mock", ' }));
+    assert.equal(bad.metadata.statusCode, 400);
+    assert.equal(JSON.parse(bad.body).error.code, 'invalid_json');
+
+    const unknown = await invoke(event({ body: JSON.stringify({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }) }));
+    assert.equal(unknown.metadata.statusCode, 404);
+    assert.equal(JSON.parse(unknown.body).error.code, 'model_not_found');
+
+    const big = await invoke(event({ body: JSON.stringify({ model: 'mock', messages: [{ role: 'user', content: 'x'.repeat(4096) }] }) }));
+    assert.equal(big.metadata.statusCode, 413);
+    const bigErr = JSON.parse(big.body).error;
+    assert.equal(typeof bigErr.message, 'string');
+    assert.ok(!/\n\s+at /.test(big.body), 'no stack trace');
+
+    const route = await invoke(event({ path: '/v2/whatever', httpMethod: 'GET', body: null }));
+    assert.equal(route.metadata.statusCode, 404);
+    assert.equal(JSON.parse(route.body).error.type, 'invalid_request_error');
+  });
+
+  it('serves GET /v1/models and HEAD / through the same entry', async () => {
+    const models = await invoke(event({ path: '/v1/models', httpMethod: 'GET', body: null }));
+    assert.equal(models.metadata.statusCode, 200);
+    assert.deepEqual(JSON.parse(models.body).data.map((m: { id: string }) => m.id), ['mock']);
+    const head = await invoke(event({ path: '/', httpMethod: 'HEAD', body: null }));
+    assert.equal(head.metadata.statusCode, 200);
+  });
+});
