@@ -1,8 +1,8 @@
 import type { GatewayConfig } from './config/schema.ts';
-import type { FrontDoor } from './core/types.ts';
 import { readJsonBody } from './http/body.ts';
 import { GatewayError, jsonResponse, toGatewayError } from './http/errors.ts';
-import { openaiError, parseChatRequest, respondFromEvents, respondPassthrough } from './formats/openai-chat.ts';
+import { CHAT_DOORS, errorDoorFor } from './formats/index.ts';
+import type { FrontDoorCodec } from './formats/types.ts';
 import { buildProviders } from './providers/index.ts';
 import type { Provider } from './providers/types.ts';
 import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/record.ts';
@@ -61,14 +61,14 @@ export class Gateway {
     const trace = new RequestTrace(requestId, request, path, (r) => this.emit(r, extras));
     const baseHeaders: Record<string, string> = { 'x-request-id': requestId };
 
-    let door: FrontDoor | undefined;
     try {
+      const chatDoor = request.method === 'POST' ? CHAT_DOORS[path] : undefined;
+      if (chatDoor) {
+        trace.record.frontDoor = chatDoor.door;
+        return await this.chat(chatDoor, request, trace, baseHeaders);
+      }
       const route = `${request.method} ${path}`;
       switch (route) {
-        case 'POST /v1/chat/completions':
-          door = 'openai-chat';
-          trace.record.frontDoor = door;
-          return await this.chatCompletions(request, trace, baseHeaders);
         case 'GET /v1/models':
           return this.done(trace, jsonResponse({ object: 'list', data: this.models.filter((m) => m.live).map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.provider })) }, 200, baseHeaders));
         case 'GET /health':
@@ -83,19 +83,20 @@ export class Gateway {
         if (!m?.live) throw new GatewayError('not_found', `The model '${id}' does not exist`, { code: 'model_not_found', param: 'model' });
         return this.done(trace, jsonResponse({ id: m.id, object: 'model', created: 0, owned_by: m.provider }, 200, baseHeaders));
       }
-      if (path === '/v1/chat/completions') throw new GatewayError('invalid_request', `Method ${request.method} is not allowed on ${path}; use POST.`, { status: 405, code: 'method_not_allowed' });
+      if (CHAT_DOORS[path]) throw new GatewayError('invalid_request', `Method ${request.method} is not allowed on ${path}; use POST.`, { status: 405, code: 'method_not_allowed' });
       throw new GatewayError('not_found', `Unknown route: ${request.method} ${path}`, { code: 'unknown_route' });
     } catch (err) {
       const ge = toGatewayError(err);
       if (ge.kind === 'internal') console.error(JSON.stringify({ level: 'ERROR', requestId, message: 'unhandled error', error: String((err as Error)?.stack ?? err) }));
       trace.fail(ge.status === 499 ? 'client_closed' : 'error', ge);
-      const res = this.errorResponse(door, ge, baseHeaders);
+      const res = this.errorResponse(path, ge, baseHeaders);
       return this.done(trace, res);
     }
   }
 
-  private errorResponse(_door: FrontDoor | undefined, err: GatewayError, headers: Record<string, string>): Response {
-    const res = openaiError(err);
+  /** An error in the shape of the API the path belongs to. */
+  private errorResponse(path: string, err: GatewayError, headers: Record<string, string>): Response {
+    const res = errorDoorFor(path).error(err);
     for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
     return res;
   }
@@ -106,9 +107,9 @@ export class Gateway {
     return res;
   }
 
-  private async chatCompletions(request: Request, trace: RequestTrace, headers: Record<string, string>): Promise<Response> {
+  private async chat(codec: FrontDoorCodec, request: Request, trace: RequestTrace, headers: Record<string, string>): Promise<Response> {
     const body = await readJsonBody(request, this.opts.config.server.maxBodyBytes);
-    const req = parseChatRequest(body);
+    const req = codec.parse(body, request);
     trace.record.model = req.model;
     trace.record.stream = req.stream;
     const model = this.byName.get(req.model);
@@ -121,7 +122,7 @@ export class Gateway {
     const result = await provider.chat(req, {
       requestId: trace.record.requestId,
       signal: request.signal,
-      frontDoor: 'openai-chat',
+      frontDoor: codec.door,
       rawBody: body as Record<string, unknown>,
       headers: request.headers,
       upstreamModel: model.upstreamModel,
@@ -130,11 +131,11 @@ export class Gateway {
     trace.record.status = 200;
     if (result.kind === 'passthrough') {
       trace.record.status = result.response.status;
-      return respondPassthrough(req, result.response, meta, trace);
+      return codec.respondPassthrough(req, result.response, meta, trace);
     }
     // Pull the first event before answering, so a failure before any output is still a clean error response.
     const first = await result.events.next();
-    return respondFromEvents(req, first, result.events, meta, trace);
+    return codec.respondFromEvents(req, first, result.events, meta, trace);
   }
 
   private emit(record: RequestRecord, extras: RequestExtras): void {

@@ -2,6 +2,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, To
 import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
 import { eventData, encodeText, SSE_HEADERS, sseData, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
+import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
 /** OpenAI Chat Completions: `POST /v1/chat/completions`. */
 
@@ -156,11 +157,6 @@ function finishReason(r: StopReason): string {
   return r === 'stop_sequence' ? 'stop' : r;
 }
 
-export interface EncodeMeta {
-  created: number;
-  /** Headers for the client (request id, served-by). */
-  headers: Record<string, string>;
-}
 
 /** Answer a Chat Completions client from neutral events (first already pulled), streaming or not. */
 export async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
@@ -419,3 +415,11 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
   });
   return new Response(body, { status: upstream.status, headers });
 }
+
+export const openaiChatDoor: FrontDoorCodec = {
+  door: 'openai-chat',
+  parse: (body) => parseChatRequest(body),
+  error: openaiError,
+  respondFromEvents,
+  respondPassthrough,
+};

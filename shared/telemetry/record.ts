@@ -44,6 +44,7 @@ export class RequestTrace {
   readonly record: RequestRecord;
   private readonly t0 = performance.now();
   private ended = false;
+  private readonly endHooks: Array<(r: RequestRecord) => void> = [];
 
   constructor(
     requestId: string,
@@ -83,11 +84,27 @@ export class RequestTrace {
     this.record.errorMessage = err.message.slice(0, 512);
   }
 
+  /** Run `fn` when the request ends (after the client has its last byte), before the record is emitted. */
+  onEnd(fn: (r: RequestRecord) => void): void {
+    this.endHooks.push(fn);
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
   end(status?: number): void {
     if (this.ended) return;
     this.ended = true;
     if (status !== undefined) this.record.status = status;
     this.record.latencyMs = round(performance.now() - this.t0);
+    for (const fn of this.endHooks) {
+      try {
+        fn(this.record);
+      } catch {
+        // a hook must never keep the record from being written
+      }
+    }
     this.emit(this.record);
   }
 }

@@ -1,0 +1,19 @@
+import { openaiChatDoor } from './openai-chat.ts';
+import type { FrontDoorCodec } from './types.ts';
+
+/** Chat front doors by the path they answer on (POST). */
+export const CHAT_DOORS: Record<string, FrontDoorCodec> = {
+  '/v1/chat/completions': openaiChatDoor,
+};
+
+/**
+ * The front door whose error shape a path's errors use: the chat door of the path or of its
+ * parent path (so `/v1/messages/count_tokens` answers in Anthropic's shape), else OpenAI's.
+ */
+export function errorDoorFor(path: string): FrontDoorCodec {
+  for (let p = path; p.length > 1; p = p.slice(0, p.lastIndexOf('/')) || '/') {
+    const door = CHAT_DOORS[p];
+    if (door) return door;
+  }
+  return openaiChatDoor;
+}
