@@ -1,8 +1,10 @@
-import { App } from 'aws-cdk-lib';
+import { App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { ConfigError, loadConfigFile } from '../shared/config/load.ts';
 import { GatewayStack } from './stack.ts';
 
-// The configuration is validated here, at synth time, and again at each cold start.
+// The configuration is validated here, at synth time (a bad file stops `cdk synth` with the field
+// named), embedded in the function bundles, and validated again at each cold start.
 let config;
 try {
   config = loadConfigFile();
@@ -14,8 +16,10 @@ try {
   throw err;
 }
 const app = new App();
-new GatewayStack(app, process.env.GATEWAY_STACK_NAME ?? 'LlmGateway', {
+new GatewayStack(app, process.env.GATEWAY_STACK_NAME ?? config.deploy.stackName, {
   config,
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
 });
+// AWS Solutions checks: an unacknowledged finding fails the synth (see infra/nag.ts).
+Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
 app.synth();

@@ -1,18 +1,87 @@
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { GatewayConfig } from '../shared/config/schema.ts';
 import { GatewayApi } from './constructs/api.ts';
+import { grantBedrock } from './constructs/bedrock-access.ts';
 import { GatewayFunction } from './constructs/gateway-function.ts';
+import { LogExport } from './constructs/log-export.ts';
+import { Observability } from './constructs/observability.ts';
+import { ProviderSecrets } from './constructs/secrets.ts';
+import { GatewayTables } from './constructs/storage.ts';
+import { acknowledgeApi, acknowledgeBedrockProfiles, acknowledgeFunction, acknowledgeLogDelivery, acknowledgeSecret } from './nag.ts';
 
 export interface GatewayStackProps extends StackProps {
   config: GatewayConfig;
 }
 
+/** The whole gateway in one stack: API, functions, tables, log export, secrets, dashboard and alarms. */
 export class GatewayStack extends Stack {
+  readonly api: GatewayApi;
+  readonly gateway: GatewayFunction;
+  readonly admin: GatewayFunction;
+  readonly tables: GatewayTables;
+  readonly logs: LogExport;
+  readonly observability: Observability;
+
   constructor(scope: Construct, id: string, props: GatewayStackProps) {
     super(scope, id, props);
-    const gateway = new GatewayFunction(this, 'Gateway', { config: props.config, entry: 'gateway' });
-    const api = new GatewayApi(this, 'Api', { handler: gateway.fn });
-    new CfnOutput(this, 'GatewayUrl', { value: api.api.url, description: 'Base URL: point OpenAI clients at <url>v1' });
+    const { config } = props;
+    this.tables = new GatewayTables(this, 'Tables');
+    this.logs = new LogExport(this, 'LogExport', { logs: config.deploy.logs, namePrefix: config.deploy.stackName });
+    const secrets = new ProviderSecrets(this, 'ProviderSecrets', config);
+    const environment = { ...this.tables.environment, ...secrets.environment, LOG_STREAM_NAME: this.logs.deliveryStream.deliveryStreamName };
+
+    this.gateway = new GatewayFunction(this, 'Gateway', {
+      config,
+      entry: 'gateway',
+      description: 'LLM gateway: model routes (OpenAI, Anthropic, Bedrock APIs, MCP)',
+      reservedConcurrency: config.deploy.functions.reservedConcurrency,
+      environment,
+    });
+    this.admin = new GatewayFunction(this, 'Admin', {
+      config,
+      entry: 'admin',
+      description: 'LLM gateway: admin API (keys, team limits, usage), IAM-authorized',
+      memorySize: 512,
+      timeout: undefined,
+      environment,
+    });
+
+    // Least privilege: the model function reads keys and counts usage; only the admin function writes keys.
+    this.tables.keys.grantReadData(this.gateway.fn);
+    this.tables.usage.grantReadWriteData(this.gateway.fn);
+    this.tables.cache.grantReadWriteData(this.gateway.fn);
+    this.tables.keys.grantReadWriteData(this.admin.fn);
+    this.tables.usage.grantReadData(this.admin.fn);
+    for (const f of [this.gateway.fn, this.admin.fn]) this.logs.deliveryStream.grantPutRecords(f);
+    secrets.grantRead(this.gateway.fn);
+    const anyRegionModels = grantBedrock(this, this.gateway.fn, config);
+
+    this.api = new GatewayApi(this, 'Api', { handler: this.gateway.fn, adminHandler: this.admin.fn, deploy: config.deploy });
+    this.observability = new Observability(this, 'Observability', {
+      serviceName: 'llm-gateway',
+      alarms: config.deploy.alarms,
+      gatewayFunction: this.gateway.fn,
+      api: this.api.api,
+      deliveryStream: this.logs.deliveryStream,
+      dashboardName: config.deploy.stackName,
+    });
+
+    const base = this.api.domain ? `https://${this.api.domain.domainName}/` : this.api.api.url;
+    new CfnOutput(this, 'GatewayUrl', { value: base, description: 'Base URL: OpenAI clients use <url>v1, Anthropic clients and Claude Code use <url>' });
+    new CfnOutput(this, 'AdminUrl', { value: `${base}admin/`, description: 'Admin API (IAM-authorized: sign with SigV4, e.g. npm run keys)' });
+    new CfnOutput(this, 'KeysTable', { value: this.tables.keys.tableName });
+    new CfnOutput(this, 'UsageTable', { value: this.tables.usage.tableName });
+    new CfnOutput(this, 'CacheTable', { value: this.tables.cache.tableName });
+    new CfnOutput(this, 'LogBucket', { value: this.logs.bucket.bucketName });
+    new CfnOutput(this, 'AthenaWorkGroup', { value: this.logs.workGroup.name });
+    new CfnOutput(this, 'AthenaTable', { value: `${this.logs.databaseName}.${this.logs.tableName}` });
+    new CfnOutput(this, 'Dashboard', { value: this.observability.dashboard.dashboardName });
+
+    for (const f of [this.gateway, this.admin]) acknowledgeFunction(f);
+    acknowledgeBedrockProfiles(this.gateway, anyRegionModels);
+    acknowledgeApi(this.api, config.deploy.waf.enabled);
+    acknowledgeLogDelivery(this.logs.deliveryStream, this.getLogicalId(this.logs.bucket.node.defaultChild as CfnElement));
+    for (const s of secrets.secrets.values()) acknowledgeSecret(s);
   }
 }

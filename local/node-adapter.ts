@@ -58,7 +58,11 @@ async function writeResponse(response: Response, res: ServerResponse, head: bool
       if (!res.write(value)) await new Promise((r) => res.once('drain', r));
     }
   } catch {
-    // The core ends its own streams with an error event; an exception here means the client left.
+    // The core ends its own streams with an error event; an exception here means the client left
+    // or a body that cannot carry an error event (a non-streaming pass-through) broke mid-way.
+    // Cut the connection so the client cannot mistake a truncated body for a complete one.
+    res.destroy();
+    return;
   }
   res.end();
 }

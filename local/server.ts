@@ -6,6 +6,8 @@ import type { GatewayConfig } from '../shared/config/schema.ts';
 import { Gateway } from '../shared/gateway.ts';
 import { FileLogSink } from '../shared/telemetry/file-sink.ts';
 import type { LogSink } from '../shared/telemetry/record.ts';
+import type { Store } from '../shared/store/types.ts';
+import { prepareLocalAuth } from './auth-setup.ts';
 import { nodeHandler } from './node-adapter.ts';
 
 export interface LocalServerOptions {
@@ -15,6 +17,10 @@ export interface LocalServerOptions {
   host?: string;
   /** Log sinks; default: NDJSON files under config.logging.localDir. */
   sinks?: LogSink[];
+  /** Where keys and usage live when `auth.required` (the caller owns and closes it). */
+  store?: Store;
+  /** Clock for rate-limit windows (tests pin it). */
+  now?: () => number;
 }
 
 export interface LocalServer {
@@ -32,6 +38,8 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<LocalS
     env: opts.env ?? process.env,
     sinks,
     onSinkError: (err) => console.error(`log sink failed: ${(err as Error).message}`),
+    store: opts.store,
+    now: opts.now,
   });
   const pending = new Set<Promise<unknown>>();
   const server = createServer({ keepAliveTimeout: 65_000 }, nodeHandler(gateway, pending));
@@ -67,16 +75,20 @@ async function main(): Promise<void> {
   }
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
-  const srv = await startLocalServer({ config, port, host });
+  const auth = await prepareLocalAuth(config, process.env);
+  const srv = await startLocalServer({ config, port, host, env: auth?.env, store: auth?.store });
   const lines = [`LLM gateway listening on ${srv.url}`, '', 'Providers:'];
   for (const p of srv.gateway.providers.values()) lines.push(`  ${p.live ? 'live' : 'off '}  ${p.name} (${p.type})${p.live ? '' : ` - ${p.notLiveReason}`}`);
   lines.push('', 'Models:');
-  for (const m of srv.gateway.models) lines.push(`  ${m.live ? 'live' : 'off '}  ${m.id} -> ${m.provider}/${m.upstreamModel}`);
-  lines.push('', `Try: curl ${srv.url}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"mock","messages":[{"role":"user","content":"Hello gateway"}]}'`);
+  for (const m of srv.gateway.models) lines.push(`  ${m.live ? 'live' : 'off '}  ${m.id} -> ${m.route}`);
+  if (auth) lines.push('', ...auth.banner);
+  const keyHeader = auth ? ` -H "authorization: Bearer $GATEWAY_KEY"` : '';
+  lines.push('', `Try: curl ${srv.url}/v1/chat/completions${keyHeader} -H 'content-type: application/json' -d '{"model":"mock","messages":[{"role":"user","content":"Hello gateway"}]}'`);
   lines.push(`Request logs: ${config.logging.localDir}/`);
   console.log(lines.join('\n'));
   const stop = async () => {
     await srv.close();
+    await auth?.close();
     process.exit(0);
   };
   process.on('SIGINT', stop);

@@ -1,6 +1,7 @@
-import { Duration } from 'aws-cdk-lib';
-import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { fileURLToPath } from 'node:url';
 import type { GatewayConfig } from '../../shared/config/schema.ts';
@@ -10,7 +11,9 @@ export interface GatewayFunctionProps {
   config: GatewayConfig;
   /** Entry file under functions/, e.g. 'gateway'. */
   entry: string;
+  description: string;
   memorySize?: number;
+  reservedConcurrency?: number;
   timeout?: Duration;
   environment?: Record<string, string>;
 }
@@ -21,16 +24,22 @@ export class GatewayFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: GatewayFunctionProps) {
     super(scope, id);
+    const logGroup = new LogGroup(this, 'Logs', { retention: props.config.deploy.functions.logRetentionDays, removalPolicy: RemovalPolicy.DESTROY });
     this.fn = new NodejsFunction(this, 'Fn', {
       entry: fileURLToPath(new URL(`../../functions/${props.entry}.ts`, import.meta.url)),
       handler: 'handler',
+      description: props.description,
       runtime: Runtime.NODEJS_22_X,
       architecture: Architecture.ARM_64,
-      memorySize: props.memorySize ?? 1024,
+      memorySize: props.memorySize ?? props.config.deploy.functions.memoryMb,
+      reservedConcurrentExecutions: props.reservedConcurrency,
       timeout: props.timeout ?? Duration.minutes(15),
+      tracing: Tracing.ACTIVE,
+      logGroup,
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
         POWERTOOLS_SERVICE_NAME: 'llm-gateway',
+        POWERTOOLS_METRICS_NAMESPACE: 'LlmGateway',
         POWERTOOLS_LOG_LEVEL: 'INFO',
         ...props.environment,
       },

@@ -29,10 +29,19 @@ export interface ToolCall {
   arguments: string;
 }
 
+/** A block of the model's reasoning from an earlier turn (Anthropic `thinking` / `redacted_thinking`). */
+export interface ThinkingBlock {
+  text?: string;
+  /** Signature the upstream gave the block; it must be sent back unchanged. */
+  signature?: string;
+  /** Encrypted reasoning (a redacted block), sent back unchanged. */
+  redactedData?: string;
+}
+
 export type ChatMessage =
   | { role: 'user'; content: ContentPart[] }
-  | { role: 'assistant'; content: ContentPart[]; toolCalls?: ToolCall[] }
-  | { role: 'tool'; toolCallId: string; content: ContentPart[] };
+  | { role: 'assistant'; content: ContentPart[]; toolCalls?: ToolCall[]; thinking?: ThinkingBlock[] }
+  | { role: 'tool'; toolCallId: string; content: ContentPart[]; isError?: boolean };
 
 export interface ToolDefinition {
   name: string;
@@ -59,8 +68,23 @@ export interface ChatRequest {
   includeUsage: boolean;
   /** End-user id for abuse tracking, passed on where the upstream has one. */
   user?: string;
+  /** Top-k sampling (Anthropic, Bedrock); dropped by upstreams that lack it. */
+  topK?: number;
+  /** Extended thinking (Anthropic's `thinking`); dropped by upstreams that lack it. */
+  thinking?: { type: 'enabled' | 'disabled' | 'adaptive'; budgetTokens?: number };
+  /**
+   * Parts of the client's request the neutral model cannot carry (e.g. an Anthropic server tool or
+   * a PDF document block). A provider that passes the client's body through can still serve the
+   * request; one that translates must not: the gateway rejects it with a 400 naming the first.
+   */
+  untranslatable?: { param: string; message: string }[];
 }
 
+/**
+ * Token usage. `inputTokens` counts every prompt token, cached ones included (OpenAI's
+ * `prompt_tokens`); `cacheReadTokens` and `cacheWriteTokens` are parts of it. (Anthropic and
+ * Bedrock report uncached input separately: add the cache counts when decoding their usage.)
+ */
 export interface Usage {
   inputTokens: number;
   outputTokens: number;
@@ -76,8 +100,14 @@ export type StreamEvent =
   | { type: 'text'; delta: string }
   | { type: 'tool_call'; index: number; id: string; name: string }
   | { type: 'tool_args'; index: number; delta: string }
-  | { type: 'finish'; reason: StopReason }
-  | { type: 'usage'; usage: Usage };
+  | { type: 'finish'; reason: StopReason; /** The stop sequence that matched, when the upstream says. */ stopSequence?: string }
+  | { type: 'usage'; usage: Usage }
+  /**
+   * The model's reasoning, where the upstream exposes it: `delta` is a piece of reasoning text;
+   * `signature` closes the current reasoning block; `redactedData` is a whole redacted block.
+   * Front doors without a place for reasoning drop these.
+   */
+  | { type: 'thinking'; delta?: string; signature?: string; redactedData?: string };
 
 export function totalTokens(u: Usage): number {
   return u.inputTokens + u.outputTokens;

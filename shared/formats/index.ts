@@ -1,9 +1,13 @@
+import { anthropicMessagesDoor } from './anthropic-messages.ts';
 import { openaiChatDoor } from './openai-chat.ts';
+import { openaiResponsesDoor } from './openai-responses.ts';
 import type { FrontDoorCodec } from './types.ts';
 
 /** Chat front doors by the path they answer on (POST). */
 export const CHAT_DOORS: Record<string, FrontDoorCodec> = {
   '/v1/chat/completions': openaiChatDoor,
+  '/v1/responses': openaiResponsesDoor,
+  '/v1/messages': anthropicMessagesDoor,
 };
 
 /**

@@ -179,10 +179,12 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
         model = ev.model;
         return chunk({ role: 'assistant', content: '', refusal: null });
       case 'text':
+        trace.captureResponse?.(ev.delta);
         return chunk({ content: ev.delta });
       case 'tool_call':
         return chunk({ tool_calls: [{ index: ev.index, id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } }] });
       case 'tool_args':
+        trace.captureResponse?.(ev.delta);
         return chunk({ tool_calls: [{ index: ev.index, function: { arguments: ev.delta } }] });
       case 'finish':
         reason = ev.reason;
@@ -190,6 +192,9 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
       case 'usage':
         usage = ev.usage;
         trace.usage(ev.usage);
+        return '';
+      case 'thinking':
+        // Chat Completions has no standard field for reasoning: dropped (docs/translation.md).
         return '';
     }
   };
@@ -257,6 +262,7 @@ async function collect(first: IteratorResult<StreamEvent>, events: AsyncIterator
     else if (ev.type === 'usage') usage = ev.usage;
   }
   trace.usage(usage);
+  trace.captureResponse?.(calls.length ? `${text}${JSON.stringify(calls.filter(Boolean))}` : text);
   trace.end(200);
   const message: Json = { role: 'assistant', content: calls.length && !text ? null : text, refusal: null };
   if (calls.length) message.tool_calls = calls.filter(Boolean);
@@ -321,6 +327,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           }
           trace.firstByte();
           parts.push(value);
+          trace.captureResponse?.(value);
           ctrl.enqueue(value);
         } catch (err) {
           const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.');
@@ -399,6 +406,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
         let out = '';
         for (const ev of events) if (keep(ev)) out += stripUsageField ? ev.replace(',"usage":null', '') : ev;
         if (out) {
+          trace.captureResponse?.(out);
           trace.firstByte();
           ctrl.enqueue(encodeText(out));
           return;

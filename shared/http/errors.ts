@@ -35,8 +35,11 @@ export interface GatewayErrorOptions {
   param?: string | null;
   headers?: Record<string, string>;
   cause?: unknown;
-  /** The upstream's own error body, passed to clients that speak the same API, verbatim. */
-  upstreamBody?: { format: string; text: string };
+  /**
+   * The upstream's own error body, passed to clients that speak the same API, verbatim; `status`
+   * is the upstream's own status when that front door passes it on too (Anthropic's 529).
+   */
+  upstreamBody?: { format: string; text: string; status?: number };
 }
 
 export class GatewayError extends Error {
@@ -44,7 +47,7 @@ export class GatewayError extends Error {
   readonly code: string | null;
   readonly param: string | null;
   readonly headers: Record<string, string>;
-  readonly upstreamBody?: { format: string; text: string };
+  readonly upstreamBody?: { format: string; text: string; status?: number };
 
   constructor(
     readonly kind: ErrorKind,
@@ -85,6 +88,7 @@ export function openaiErrorBody(err: GatewayError): { error: { message: string; 
   return { error: { message: err.message, type: openaiType[err.kind], param: err.param, code: err.code } };
 }
 
+/** Anthropic's error types (docs: API errors): 400, 401, 403, 404, 413, 429, 500 api_error, 504 timeout_error, 529. */
 const anthropicType: Record<ErrorKind, string> = {
   invalid_request: 'invalid_request_error',
   authentication: 'authentication_error',
@@ -98,9 +102,22 @@ const anthropicType: Record<ErrorKind, string> = {
   internal: 'api_error',
 };
 
+/** Anthropic's documented status -> type pairs; other statuses take the type of the error's kind. */
+const anthropicTypeByStatus: Record<number, string> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  413: 'request_too_large',
+  429: 'rate_limit_error',
+  500: 'api_error',
+  504: 'timeout_error',
+  529: 'overloaded_error',
+};
+
 /** Anthropic's error body: `{"type":"error","error":{"type","message"}}`. */
 export function anthropicErrorBody(err: GatewayError): { type: 'error'; error: { type: string; message: string } } {
-  return { type: 'error', error: { type: anthropicType[err.kind], message: err.message } };
+  return { type: 'error', error: { type: anthropicTypeByStatus[err.status] ?? anthropicType[err.kind], message: err.message } };
 }
 
 export function jsonResponse(body: unknown, status = 200, headers: Record<string, string> = {}): Response {

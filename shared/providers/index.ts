@@ -1,4 +1,6 @@
 import type { GatewayConfig } from '../config/schema.ts';
+import { AnthropicProvider } from './anthropic/index.ts';
+import { BedrockProvider } from './bedrock/index.ts';
 import { MockProvider } from './mock/index.ts';
 import { OpenAIProvider } from './openai/index.ts';
 import type { Provider } from './types.ts';
@@ -14,6 +16,12 @@ export function buildProviders(config: GatewayConfig, env: Record<string, string
       case 'openai':
       case 'openai-compatible':
         out.set(name, new OpenAIProvider(name, cfg, env));
+        break;
+      case 'bedrock':
+        out.set(name, new BedrockProvider(name, cfg, env));
+        break;
+      case 'anthropic':
+        out.set(name, new AnthropicProvider(name, cfg, env));
         break;
     }
   }

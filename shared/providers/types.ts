@@ -1,4 +1,5 @@
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
+import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../core/embeddings.ts';
 
 /** What a provider needs to know about the call besides the neutral request. */
 export interface CallContext {
@@ -13,6 +14,8 @@ export interface CallContext {
   headers: Headers;
   /** Model id to send upstream. */
   upstreamModel: string;
+  /** The client's query string (`?beta=true`), with its `?`, for same-format pass-through; '' when none. */
+  query?: string;
 }
 
 /**
@@ -31,4 +34,17 @@ export interface Provider {
   /** Why it is not live, for the start-up banner. */
   readonly notLiveReason?: string;
   chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult>;
+  /**
+   * True when this provider sends the client's own body through (changing only the model and the
+   * credential) for this front door, so request features the neutral model cannot carry
+   * (`ChatRequest.untranslatable`) still reach the upstream. Absent: always translates.
+   */
+  passthrough?(door: FrontDoor): boolean;
+  /**
+   * Exact input-token count from the upstream, for `POST /v1/messages/count_tokens` (body in
+   * Anthropic's format). Absent: the gateway answers with a local estimate.
+   */
+  countTokens?(body: Record<string, unknown>, ctx: CallContext): Promise<Response>;
+  /** Embeddings (`POST /v1/embeddings`). Absent: the provider's models cannot embed. */
+  embed?(req: EmbeddingRequest, ctx: EmbeddingContext): Promise<EmbeddingResult>;
 }

@@ -1,6 +1,7 @@
 import { appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LogSink, RequestRecord } from './record.ts';
+import { localPartition } from './schema.ts';
 
 /**
  * Local log sink: newline-delimited JSON under `dir/dt=YYYY-MM-DD/hour=HH/requests.ndjson`, the
@@ -13,13 +14,13 @@ export class FileLogSink implements LogSink {
   private writing: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly dir: string,
+    readonly dir: string,
     private readonly flushAfterMs = 200,
   ) {}
 
   write(record: RequestRecord): void {
-    const t = record.timestamp;
-    const file = join(this.dir, `dt=${t.slice(0, 10)}`, `hour=${t.slice(11, 13)}`, 'requests.ndjson');
+    const { dt, hour } = localPartition(record.timestamp);
+    const file = join(this.dir, `dt=${dt}`, `hour=${hour}`, 'requests.ndjson');
     let lines = this.buffer.get(file);
     if (!lines) this.buffer.set(file, (lines = []));
     lines.push(JSON.stringify(record));

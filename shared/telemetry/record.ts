@@ -1,7 +1,9 @@
 import type { FrontDoor, Usage } from '../core/types.ts';
+import { parseMetadataHeader, METADATA_HEADER } from './metadata.ts';
+import { LOG_SCHEMA_VERSION } from './schema.ts';
 
-/** Version of the log record layout; bump on any change a reader must know about. */
-export const LOG_SCHEMA_VERSION = 1;
+/** Version of the log record layout: defined with the columns in schema.ts. */
+export { LOG_SCHEMA_VERSION };
 
 export type Outcome = 'ok' | 'error' | 'stream_error' | 'client_closed';
 
@@ -17,6 +19,12 @@ export interface RequestRecord {
   provider?: string;
   upstreamModel?: string;
   stream?: boolean;
+  /** Upstream calls made for this request (retries and fallbacks included). */
+  attempts?: number;
+  /** How many targets were given up on before the one that served. */
+  fallbacks?: number;
+  /** One entry per upstream call, in order. */
+  attemptLog?: Array<{ provider: string; model: string; status: number; errorCode?: string; latencyMs: number }>;
   status: number;
   outcome: Outcome;
   errorType?: string;
@@ -28,7 +36,28 @@ export interface RequestRecord {
   outputTokens?: number;
   cacheReadTokens?: number;
   cacheWriteTokens?: number;
+  /** US dollars, set by whoever prices the request. */
+  costUsd?: number;
+  /** Id of the gateway key that authenticated the request (never the key itself), and its team. */
+  keyId?: string;
+  team?: string;
+  /** The gateway's response cache answered. */
+  cacheHit?: boolean;
+  /** Rate-limit outcome (absent when no limit applies) and which limit refused. */
+  rateLimit?: 'allowed' | 'limited';
+  rateLimitReason?: string;
+  /** Guardrail outcome (absent when none applies) and which rule decided. */
+  guardrail?: 'passed' | 'blocked' | 'redacted';
+  guardrailReason?: string;
+  /** Client tags from the `x-gateway-metadata` header (bounded; see telemetry/metadata.ts). */
+  metadata?: Record<string, string>;
+  /** Why the metadata header was ignored, when it was. */
+  metadataError?: string;
   userAgent?: string;
+  /** Bodies, only when `logging.bodies.enabled` (redacted, capped). */
+  requestBody?: string;
+  responseBody?: string;
+  bodiesTruncated?: boolean;
 }
 
 export interface LogSink {
@@ -45,6 +74,13 @@ export class RequestTrace {
   private readonly t0 = performance.now();
   private ended = false;
   private readonly endHooks: Array<(r: RequestRecord) => void> = [];
+  /**
+   * Body logging hooks, set only when `logging.bodies.enabled` (see telemetry/bodies.ts): the
+   * gateway hands the parsed request body, front doors hand the response text as they send it.
+   * Call as `trace.captureResponse?.(text)`: free when body logging is off.
+   */
+  captureRequest?: (body: unknown) => void;
+  captureResponse?: (chunk: string | Uint8Array) => void;
 
   constructor(
     requestId: string,
@@ -62,15 +98,18 @@ export class RequestTrace {
       outcome: 'ok',
       latencyMs: 0,
       userAgent: request.headers.get('user-agent')?.slice(0, 256) ?? undefined,
+      ...parseMetadataHeader(request.headers.get(METADATA_HEADER)),
     };
   }
 
   /** The first byte of the response body is on its way to the client. */
   firstByte(): void {
+    if (this.ended) return;
     if (this.record.ttfbMs === undefined) this.record.ttfbMs = round(performance.now() - this.t0);
   }
 
   usage(u: Usage): void {
+    if (this.ended) return;
     this.record.inputTokens = u.inputTokens;
     this.record.outputTokens = u.outputTokens;
     if (u.cacheReadTokens !== undefined) this.record.cacheReadTokens = u.cacheReadTokens;
@@ -78,6 +117,9 @@ export class RequestTrace {
   }
 
   fail(outcome: Exclude<Outcome, 'ok'>, err: { kind?: string; code?: string | null; message: string; status?: number }): void {
+    // The record is final once emitted: a late failure (e.g. the upstream read that a client's
+    // hang-up cut short) must not rewrite what the sinks were given.
+    if (this.ended) return;
     this.record.outcome = outcome;
     this.record.errorType = err.kind;
     this.record.errorCode = err.code ?? undefined;

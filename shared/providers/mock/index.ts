@@ -2,6 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MockProviderConfig } from '../../config/schema.ts';
 import type { ChatMessage, ChatRequest, ContentPart, StreamEvent, ToolDefinition } from '../../core/types.ts';
 import type { CallContext, Provider, ProviderResult } from '../types.ts';
+import type { EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
+import { mockEmbed } from './embeddings.ts';
 
 /**
  * A built-in provider that answers with no account at all, deterministically:
@@ -21,6 +23,11 @@ export class MockProvider implements Provider {
 
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
     return { kind: 'events', events: this.answer(req, ctx)[Symbol.asyncIterator]() };
+  }
+
+  /** Deterministic hashed bag-of-words vectors (see ./embeddings.ts). */
+  async embed(req: EmbeddingRequest): Promise<EmbeddingResult> {
+    return mockEmbed(req);
   }
 
   private async *answer(req: ChatRequest, ctx: CallContext): AsyncGenerator<StreamEvent> {

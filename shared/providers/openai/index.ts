@@ -1,12 +1,23 @@
 import type { OpenAIProviderConfig } from '../../config/schema.ts';
-import type { ChatRequest } from '../../core/types.ts';
+import type { ChatRequest, FrontDoor } from '../../core/types.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
 import { fetchUpstream, readTextBounded } from '../../http/upstream.ts';
 import type { CallContext, Provider, ProviderResult } from '../types.ts';
+import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
+import { openaiEmbed } from './embeddings.ts';
+import { toChatCompletionsBody } from './chat-body.ts';
+import { chatCompletionEvents } from './chat-events.ts';
 
 /**
- * OpenAI and OpenAI-compatible servers (vLLM, Ollama, LM Studio, ...). Chat Completions clients
- * are passed through byte for byte, with only the model id and the credential replaced.
+ * OpenAI and OpenAI-compatible servers (vLLM, Ollama, LM Studio, ...).
+ * - Chat Completions clients are passed through byte for byte, with only the model id and the
+ *   credential replaced.
+ * - Responses clients are passed through to `/responses` on `type: openai`; on
+ *   `openai-compatible` (many such servers lack `/responses`) they are translated through Chat
+ *   Completions like every other client.
+ * - Every other client (Anthropic Messages, ...) is translated: the neutral request becomes a Chat
+ *   Completions body (./chat-body.ts), and the answer, JSON or SSE, becomes neutral events
+ *   (./chat-events.ts).
  */
 export class OpenAIProvider implements Provider {
   readonly type: string;
@@ -37,10 +48,14 @@ export class OpenAIProvider implements Provider {
     };
   }
 
+  /** Which clients reach the upstream in their own API, untranslated. */
+  passthrough(door: FrontDoor): boolean {
+    return door === 'openai-chat' || (door === 'openai-responses' && this.type === 'openai');
+  }
+
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
-    if (ctx.frontDoor !== 'openai-chat') {
-      throw new GatewayError('invalid_request', `Provider "${this.name}" cannot serve the ${ctx.frontDoor} API.`, { code: 'unsupported_route' });
-    }
+    if (ctx.frontDoor === 'openai-responses' && this.type === 'openai') return this.responsesPassthrough(req, ctx);
+    if (ctx.frontDoor !== 'openai-chat') return this.translated(req, ctx);
     const body: Record<string, unknown> = { ...ctx.rawBody, model: ctx.upstreamModel };
     if (req.stream) {
       // Always ask for usage so the gateway can account for it; the front door hides the
@@ -63,8 +78,47 @@ export class OpenAIProvider implements Provider {
     return { kind: 'passthrough', response: res };
   }
 
-  /** Turn an upstream error response into a GatewayError, keeping its body for OpenAI clients. */
-  private async upstreamError(res: Response): Promise<GatewayError> {
+  /** `POST /v1/embeddings`: passed through to `${baseUrl}/embeddings` (see ./embeddings.ts). */
+  embed(_req: EmbeddingRequest, ctx: EmbeddingContext): Promise<EmbeddingResult> {
+    return openaiEmbed({ name: this.name, baseUrl: this.baseUrl, headers: this.authHeaders, timeouts: this.cfg, upstreamError: (res) => this.upstreamError(res) }, ctx);
+  }
+
+  /** `POST {baseUrl}/responses` with the client's body, only the model replaced. */
+  private async responsesPassthrough(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
+    const body: Record<string, unknown> = { ...ctx.rawBody, model: ctx.upstreamModel };
+    const res = await this.post('/responses', body, req.stream, ctx);
+    if (!res.ok) throw await this.upstreamError(res, 'openai-responses');
+    return { kind: 'passthrough', response: res };
+  }
+
+  /** Any other client: through Chat Completions, answered with neutral events. */
+  private async translated(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
+    const body = toChatCompletionsBody(req, ctx.upstreamModel, this.type === 'openai' ? 'openai' : 'openai-compatible');
+    const res = await this.post('/chat/completions', body, req.stream, ctx);
+    if (!res.ok) throw await this.upstreamError(res);
+    const reasoning = req.thinking !== undefined && req.thinking.type !== 'disabled';
+    return { kind: 'events', events: chatCompletionEvents(res, req.stream, this.name, ctx.upstreamModel, reasoning) };
+  }
+
+  private post(path: string, body: Record<string, unknown>, stream: boolean, ctx: CallContext): Promise<Response> {
+    return fetchUpstream(
+      this.name,
+      `${this.baseUrl}${path}`,
+      {
+        method: 'POST',
+        headers: { ...this.authHeaders, accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': ctx.requestId },
+        body: JSON.stringify(body),
+      },
+      this.cfg,
+      ctx.signal,
+    );
+  }
+
+  /**
+   * Turn an upstream error response into a GatewayError, keeping its body (OpenAI's error shape)
+   * for OpenAI clients; `format` says which OpenAI API answered.
+   */
+  private async upstreamError(res: Response, format: 'openai-chat' | 'openai-responses' = 'openai-chat'): Promise<GatewayError> {
     const text = await readTextBounded(res);
     let message: string | undefined;
     try {
@@ -84,7 +138,7 @@ export class OpenAIProvider implements Provider {
       status: message ? status : status >= 500 ? 502 : status,
       code: `upstream_${status}`,
       headers: retryAfter ? { 'retry-after': retryAfter } : {},
-      upstreamBody: message ? { format: 'openai-chat', text } : undefined,
+      upstreamBody: message ? { format, text } : undefined,
     });
   }
 }

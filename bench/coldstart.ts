@@ -1,0 +1,112 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+import { ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET } from '../infra/bundling.ts';
+import { median, round3 } from './load.ts';
+
+/**
+ * Cold start of the Lambda bundles: `npm run build` writes dist/<name>/index.mjs; each is imported
+ * in a fresh Node process (with a stand-in `awslambda` global installed first, as the Lambda
+ * runtime provides one), several times, against a baseline bundle built the same way from an
+ * empty streaming handler. Measured twice: plain, and with --enable-source-maps, which the stack
+ * sets in NODE_OPTIONS (Node then reads and parses the bundle's source map while loading it).
+ */
+
+export interface ColdStartResult {
+  bundle: string;
+  file: string;
+  sizeKiB: number;
+  mapKiB: number;
+  runs: number;
+  /** Median ms to `await import()` the bundle, measured inside the fresh process. */
+  importMs: number;
+  importMsSourceMaps: number;
+  /** Median ms from process start to the bundle loaded (Node's own boot included). */
+  processMs: number;
+  baseline: boolean;
+}
+
+/** The awslambda stand-in (as test/helpers/awslambda.ts), then a timed import. */
+const PROBE = `
+globalThis.awslambda = {
+  streamifyResponse(fn) { fn[Symbol.for('aws.lambda.runtime.handler.streaming')] = 'response'; return fn; },
+  HttpResponseStream: { from(stream, prelude) { stream.setContentType('application/vnd.awslambda.http-integration-response'); stream.write(Buffer.from(JSON.stringify(prelude))); stream.write(Buffer.alloc(8)); return stream; } },
+};
+const t0 = performance.now();
+const mod = await import(process.env.BENCH_BUNDLE_URL);
+const t1 = performance.now();
+if (typeof mod.handler !== 'function') throw new Error('no handler export');
+process.stdout.write(JSON.stringify({ importMs: t1 - t0, processMs: t1 }));
+`;
+
+function probe(file: string, sourceMaps: boolean): { importMs: number; processMs: number } {
+  const args = [...(sourceMaps ? ['--enable-source-maps'] : []), '--input-type=module', '-e', PROBE];
+  const r = spawnSync(process.execPath, args, {
+    encoding: 'utf8',
+    env: {
+      PATH: process.env.PATH,
+      BENCH_BUNDLE_URL: pathToFileURL(resolve(file)).href,
+      AWS_REGION: 'eu-west-1',
+      AWS_LAMBDA_FUNCTION_NAME: 'llm-gateway-bench',
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '1024',
+      POWERTOOLS_SERVICE_NAME: 'llm-gateway',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+    },
+    timeout: 30_000,
+  });
+  if (r.status !== 0) throw new Error(`importing ${file} failed: ${r.stderr.slice(-1000)}`);
+  return JSON.parse(r.stdout) as { importMs: number; processMs: number };
+}
+
+async function baselineBundle(dir: string): Promise<string> {
+  const entry = join(dir, 'empty.mjs');
+  writeFileSync(entry, 'export const handler = awslambda.streamifyResponse(async (_event, stream) => { stream.end(); });\n');
+  const outfile = join(dir, 'empty', 'index.mjs');
+  await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', target: LAMBDA_NODE_TARGET, format: 'esm', minify: true, sourcemap: true, legalComments: 'none', banner: { js: ESM_REQUIRE_BANNER }, logLevel: 'warning' });
+  return outfile;
+}
+
+export async function measureColdStart(runs: number, log: (s: string) => void): Promise<ColdStartResult[]> {
+  log('  npm run build ...');
+  const b = spawnSync('npm', ['run', '--silent', 'build'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (b.status !== 0) throw new Error(`npm run build failed:\n${b.stdout}\n${b.stderr}`);
+  const tmp = mkdtempSync(join(tmpdir(), 'gw-bench-cold-'));
+  try {
+    const files: { bundle: string; file: string; baseline: boolean }[] = [{ bundle: 'empty handler (baseline)', file: await baselineBundle(tmp), baseline: true }];
+    for (const name of readdirSync('dist').sort()) {
+      const file = join('dist', name, 'index.mjs');
+      if (existsSync(file)) files.push({ bundle: name, file, baseline: false });
+    }
+    const out: ColdStartResult[] = [];
+    for (const f of files) {
+      const plain: { importMs: number; processMs: number }[] = [];
+      const maps: number[] = [];
+      probe(f.file, false); // warm the file cache once
+      for (let i = 0; i < runs; i++) {
+        plain.push(probe(f.file, false));
+        maps.push(probe(f.file, true).importMs);
+      }
+      out.push({
+        bundle: f.bundle,
+        file: f.baseline ? '(temporary)' : f.file,
+        sizeKiB: round1(statSync(f.file).size / 1024),
+        mapKiB: existsSync(`${f.file}.map`) ? round1(statSync(`${f.file}.map`).size / 1024) : 0,
+        runs,
+        importMs: round3(median(plain.map((p) => p.importMs))),
+        importMsSourceMaps: round3(median(maps)),
+        processMs: round3(median(plain.map((p) => p.processMs))),
+        baseline: f.baseline,
+      });
+    }
+    return out;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}

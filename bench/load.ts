@@ -1,0 +1,100 @@
+import autocannon from 'autocannon';
+
+/**
+ * One fixed-duration load run with autocannon. Latencies are taken from autocannon's per-response
+ * event (a float in ms from the request's write to the response's end): its own histogram keeps
+ * whole milliseconds only, too coarse for sub-millisecond overheads.
+ */
+
+export interface Target {
+  name: string;
+  /** Base URL, no trailing slash. */
+  url: string;
+  path: string;
+  headers: Record<string, string>;
+  /** Request body; default CHAT_BODY (a small non-streaming chat completion). */
+  body?: string;
+}
+
+export interface Shape {
+  name: 'sequential' | 'concurrent';
+  connections: number;
+}
+
+export interface LoadResult {
+  target: string;
+  shape: Shape['name'];
+  connections: number;
+  durationS: number;
+  requests: number;
+  rps: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  meanMs: number;
+  non2xx: number;
+  errors: number;
+}
+
+export const CHAT_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello.' }], max_tokens: 16 });
+
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export function median(values: number[]): number {
+  return percentile(Float64Array.from(values).sort(), 50);
+}
+
+export async function runLoad(target: Target, shape: Shape, durationS: number): Promise<LoadResult> {
+  let lat = new Float64Array(1 << 16);
+  let n = 0;
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const inst = autocannon(
+      {
+        url: `${target.url}${target.path}`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...target.headers },
+        body: target.body ?? CHAT_BODY,
+        connections: shape.connections,
+        pipelining: 1,
+        duration: durationS,
+        timeout: 10,
+      },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+    inst.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {
+      if (statusCode < 200 || statusCode > 299) return;
+      if (n === lat.length) {
+        const bigger = new Float64Array(lat.length * 2);
+        bigger.set(lat);
+        lat = bigger;
+      }
+      lat[n++] = responseTime;
+    });
+  });
+  const sorted = lat.subarray(0, n).sort();
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += sorted[i]!;
+  const elapsed = result.duration || durationS;
+  return {
+    target: target.name,
+    shape: shape.name,
+    connections: shape.connections,
+    durationS: Math.round(elapsed * 100) / 100,
+    requests: n,
+    rps: Math.round(n / elapsed),
+    p50Ms: round3(percentile(sorted, 50)),
+    p90Ms: round3(percentile(sorted, 90)),
+    p99Ms: round3(percentile(sorted, 99)),
+    meanMs: round3(n ? sum / n : NaN),
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+  };
+}
+
+export function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

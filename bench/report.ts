@@ -1,0 +1,98 @@
+import type { ColdStartResult } from './coldstart.ts';
+import type { LoadResult } from './load.ts';
+import type { StreamResult } from './streaming.ts';
+
+/** Tables and goals of `npm run bench`. Added latency = a proxy's percentile minus direct's, same shape. */
+
+export interface Goal {
+  goal: string;
+  value: number | null;
+  limit: number;
+  pass: boolean;
+}
+
+type Log = (s: string) => void;
+
+const f3 = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(3));
+const f2 = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(2));
+
+function table(rows: string[][], log: Log): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  for (const [n, r] of rows.entries()) {
+    log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+    if (n === 0) log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+export function added(load: LoadResult[], target: string, shape: string, p: 'p50Ms' | 'p99Ms'): number | null {
+  const d = load.find((r) => r.target === 'direct' && r.shape === shape);
+  const t = load.find((r) => r.target === target && r.shape === shape);
+  return d && t ? t[p] - d[p] : null;
+}
+
+export function ratio(load: LoadResult[], a: string, b: string, shape: string, p: 'p50Ms' | 'p99Ms'): number | null {
+  const x = added(load, a, shape, p);
+  const y = added(load, b, shape, p);
+  return x === null || y === null || y <= 0 ? null : x / y;
+}
+
+export function printLoad(load: LoadResult[], log: Log): void {
+  log('Load: POST /v1/chat/completions, small non-streaming completion (latencies in ms; added = over direct)');
+  const rows = [['shape', 'target', 'req/s', 'p50', 'p99', 'added p50', 'added p99', 'non-2xx/err']];
+  for (const r of load) {
+    rows.push([r.shape, r.target, String(r.rps), f3(r.p50Ms), f3(r.p99Ms), r.target === 'direct' ? '' : f3(added(load, r.target, r.shape, 'p50Ms')), r.target === 'direct' ? '' : f3(added(load, r.target, r.shape, 'p99Ms')), `${r.non2xx}/${r.errors}`]);
+  }
+  table(rows, log);
+  log('\nRatios of added latency (goal: ours/floor <= 1.5, ours/portkey <= 0.25)');
+  const rr = [['shape', 'ours/floor p50', 'ours/floor p99', 'ours/portkey p50', 'ours/portkey p99']];
+  for (const shape of ['sequential', 'concurrent']) {
+    if (!load.some((r) => r.shape === shape)) continue;
+    rr.push([shape, f2(ratio(load, 'ours', 'floor', shape, 'p50Ms')), f2(ratio(load, 'ours', 'floor', shape, 'p99Ms')), f2(ratio(load, 'ours', 'portkey', shape, 'p50Ms')), f2(ratio(load, 'ours', 'portkey', shape, 'p99Ms'))]);
+  }
+  table(rr, log);
+  log('');
+}
+
+export function printStreaming(stream: StreamResult[], log: Log): void {
+  const d = stream.find((s) => s.target === 'direct');
+  log('Streaming: upstream write -> client read, same clock (ms; added = over direct)');
+  const rows = [['target', 'first p50', 'added', 'first p90', 'event p50', 'event p99', 'reads/writes', 'coalesced', 'gap err p50', 'gap err max', 'incomplete']];
+  for (const s of stream) {
+    rows.push([s.target, f3(s.firstEventP50Ms), s.target === 'direct' || !d ? '' : f3(s.firstEventP50Ms - d.firstEventP50Ms), f3(s.firstEventP90Ms), f3(s.perEventP50Ms), f3(s.perEventP99Ms), `${s.clientReadsMedian}/${s.upstreamWrites}`, String(s.coalescedEvents), f3(s.gapDistortionP50Ms), f3(s.gapDistortionMaxMs), String(s.incomplete)]);
+  }
+  table(rows, log);
+  log('');
+}
+
+export function printColdStart(cold: ColdStartResult[], log: Log): void {
+  const base = cold.find((c) => c.baseline);
+  log('Cold start: median time to import each Lambda bundle in a fresh Node process (ms)');
+  const rows = [['bundle', 'size KiB', 'map KiB', 'import', 'over baseline', 'import w/ source maps', 'process start->loaded']];
+  for (const c of cold) rows.push([c.bundle, c.sizeKiB.toFixed(1), c.mapKiB.toFixed(1), f3(c.importMs), c.baseline || !base ? '' : f3(c.importMs - base.importMs), f3(c.importMsSourceMaps), f3(c.processMs)]);
+  table(rows, log);
+  log('');
+}
+
+export function goals(load: LoadResult[], stream: StreamResult[], cold: ColdStartResult[]): Goal[] {
+  const out: Goal[] = [];
+  const check = (goal: string, value: number | null, limit: number, strict = false) => out.push({ goal, value, limit, pass: value !== null && (strict ? value < limit : value <= limit) });
+  for (const shape of ['sequential', 'concurrent']) {
+    if (!load.some((r) => r.shape === shape && r.target === 'ours')) continue;
+    for (const p of ['p50Ms', 'p99Ms'] as const) {
+      const pn = p.slice(0, 3);
+      if (load.some((r) => r.target === 'floor')) check(`${shape} ${pn}: ours/floor added latency <= 1.5`, ratio(load, 'ours', 'floor', shape, p), 1.5);
+      if (load.some((r) => r.target === 'portkey')) check(`${shape} ${pn}: ours/portkey added latency <= 0.25`, ratio(load, 'ours', 'portkey', shape, p), 0.25);
+    }
+  }
+  const d = stream.find((s) => s.target === 'direct');
+  const o = stream.find((s) => s.target === 'ours');
+  if (d && o) check('streaming: first event added by ours < 1 ms (p50)', o.firstEventP50Ms - d.firstEventP50Ms, 1, true);
+  if (o) check('streaming: no coalesced events through ours', o.coalescedEvents, 0);
+  for (const c of cold) if (!c.baseline) check(`cold start: ${c.bundle} bundle imports in < 60 ms (with --enable-source-maps, as deployed)`, c.importMsSourceMaps, 60, true);
+  return out;
+}
+
+export function printGoals(list: Goal[], log: Log): void {
+  log('Goals (informational; the benchmark never fails on them)');
+  for (const g of list) log(`  ${g.pass ? 'PASS' : 'MISS'}  ${g.goal}: ${g.value === null ? 'n/a' : f3(g.value)}`);
+}

@@ -1,0 +1,133 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { measureColdStart, type ColdStartResult } from './coldstart.ts';
+import { runLoad, type LoadResult, type Shape } from './load.ts';
+import { CLIENT_CORE, PINNING, pinSelf, SERVER_CORE } from './procs.ts';
+import { goals, printColdStart, printGoals, printLoad, printStreaming, type Goal } from './report.ts';
+import { measureStreaming, type StreamResult } from './streaming.ts';
+import { direct, startFloor, startOurs, startPortkey, startUpstream, type Running } from './targets.ts';
+
+/**
+ * `npm run bench`: our gateway's overhead against a bare node:http proxy (the floor) and Portkey's
+ * open-source gateway, on loopback, in one run, as ratios. Not part of the test suite; informational
+ * (it never fails on a missed goal). Settings (environment):
+ *   BENCH_DURATION=10      seconds of load per target and shape
+ *   BENCH_WARMUP=2         seconds of warm-up load per target and shape (not measured)
+ *   BENCH_CONNECTIONS=64   connections of the concurrent shape
+ *   BENCH_STREAM_REQUESTS=40, BENCH_STREAM_CHUNKS=8, BENCH_STREAM_GAP_MS=10
+ *   BENCH_COLD_RUNS=7      fresh processes per bundle for the cold start
+ *   BENCH_ONLY=load,streaming,cold   which parts to run
+ *   BENCH_TARGETS=floor,ours,portkey which proxies to run (direct always runs)
+ *   BENCH_PIN=0            do not pin processes to cores
+ */
+
+const num = (name: string, dflt: number) => {
+  const v = Number(process.env[name] ?? dflt);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
+  return v;
+};
+const settings = {
+  durationS: num('BENCH_DURATION', 10),
+  warmupS: num('BENCH_WARMUP', 2),
+  connections: num('BENCH_CONNECTIONS', 64),
+  streamRequests: num('BENCH_STREAM_REQUESTS', 40),
+  streamChunks: num('BENCH_STREAM_CHUNKS', 8),
+  streamGapMs: num('BENCH_STREAM_GAP_MS', 10),
+  coldRuns: num('BENCH_COLD_RUNS', 7),
+};
+const only = new Set((process.env.BENCH_ONLY ?? 'load,streaming,cold').split(',').map((s) => s.trim()));
+const proxies = new Set((process.env.BENCH_TARGETS ?? 'floor,ours,portkey').split(',').map((s) => s.trim()));
+const shapes: Shape[] = [
+  { name: 'sequential', connections: 1 },
+  { name: 'concurrent', connections: settings.connections },
+];
+
+const log = (s: string) => process.stdout.write(`${s}\n`);
+const started = Date.now();
+pinSelf(CLIENT_CORE);
+
+const machine = {
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  kernel: release(),
+  pinning: PINNING
+    ? `load generator, streaming client and mock upstream on core ${CLIENT_CORE}; the one proxy under test alone on core ${SERVER_CORE}`
+    : 'none (taskset missing, BENCH_PIN=0 or fewer than 2 cores)',
+};
+log(`Benchmark on ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}. Pinning: ${machine.pinning}.`);
+
+// The upstream streams with the settings above; every stream has role + content + finish + usage + [DONE] writes.
+const upstreamChild = await startUpstream({ BENCH_STREAM_CHUNKS: String(settings.streamChunks), BENCH_STREAM_GAP_MS: String(settings.streamGapMs) });
+const upstream = upstreamChild.url;
+const upstreamWrites = settings.streamChunks + 4;
+
+type Starter = () => Promise<Running>;
+const loadTargets: [string, Starter][] = [['direct', async () => direct(upstream)]];
+if (proxies.has('floor')) loadTargets.push(['floor', () => startFloor(upstream)]);
+if (proxies.has('ours')) loadTargets.push(['ours', () => startOurs(upstream)]);
+if (proxies.has('portkey')) loadTargets.push(['portkey', () => startPortkey(upstream, false)]);
+// Auth and limits on a DynamoDB store (dynalite): not in the configuration schema yet (see bench/README note in the report).
+
+const load: LoadResult[] = [];
+const stream: StreamResult[] = [];
+let cold: ColdStartResult[] = [];
+try {
+  if (only.has('load')) {
+    log(`\nLoad: ${settings.durationS} s per run after ${settings.warmupS} s warm-up; sequential = 1 connection, concurrent = ${settings.connections}.`);
+    for (const [name, start] of loadTargets) {
+      const r = await start();
+      try {
+        for (const shape of shapes) {
+          await runLoad(r.target, shape, settings.warmupS);
+          const res = await runLoad(r.target, shape, settings.durationS);
+          log(`  ${name.padEnd(8)} ${shape.name.padEnd(11)} ${String(res.rps).padStart(6)} req/s  p50 ${res.p50Ms.toFixed(3)} ms  p99 ${res.p99Ms.toFixed(3)} ms${res.non2xx || res.errors ? `  (${res.non2xx} non-2xx, ${res.errors} errors)` : ''}`);
+          load.push(res);
+        }
+      } finally {
+        await r.stop();
+      }
+    }
+  }
+
+  if (only.has('streaming')) {
+    log(`\nStreaming: ${settings.streamRequests} streams per target, ${upstreamWrites} upstream writes each, ${settings.streamGapMs} ms apart.`);
+    const streamTargets: [string, Starter][] = [['direct', async () => direct(upstream)]];
+    if (proxies.has('floor')) streamTargets.push(['floor', () => startFloor(upstream)]);
+    if (proxies.has('ours')) streamTargets.push(['ours', () => startOurs(upstream)]);
+    if (proxies.has('portkey')) streamTargets.push(['portkey', () => startPortkey(upstream, true)]);
+    for (const [name, start] of streamTargets) {
+      const r = await start();
+      try {
+        const res = await measureStreaming(r.target, settings.streamRequests, upstreamWrites);
+        log(`  ${name.padEnd(8)} first event p50 ${res.firstEventP50Ms.toFixed(3)} ms, reads/stream ${res.clientReadsMedian}/${upstreamWrites}, coalesced ${res.coalescedEvents}`);
+        stream.push(res);
+      } finally {
+        await r.stop();
+      }
+    }
+  }
+} finally {
+  await upstreamChild.stop();
+}
+
+if (only.has('cold')) {
+  log(`\nCold start: ${settings.coldRuns} fresh processes per bundle.`);
+  cold = await measureColdStart(settings.coldRuns, log);
+}
+
+log('');
+if (load.length) printLoad(load, log);
+if (stream.length) printStreaming(stream, log);
+if (cold.length) printColdStart(cold, log);
+const goalList: Goal[] = goals(load, stream, cold);
+printGoals(goalList, log);
+log('\nNot measured yet: auth + limits on a DynamoDB store (dynalite); the configuration has no auth section yet.');
+
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+mkdirSync(join('bench', 'results'), { recursive: true });
+const file = join('bench', 'results', `${stamp}.json`);
+writeFileSync(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine, settings, load, streaming: stream, coldStart: cold, goals: goalList, elapsedS: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`);
+log(`\nResults written to ${file} (${Math.round((Date.now() - started) / 1000)} s).`);

@@ -1,0 +1,57 @@
+import { Stack } from 'aws-cdk-lib';
+import { PolicyStatement, type IGrantable } from 'aws-cdk-lib/aws-iam';
+import type { Construct } from 'constructs';
+import type { GatewayConfig } from '../../shared/config/schema.ts';
+
+/** Bedrock model ids the configuration routes to, with the region of their provider. */
+export function bedrockModels(config: GatewayConfig): Array<{ modelId: string; region?: string }> {
+  const out = new Map<string, { modelId: string; region?: string }>();
+  for (const m of Object.values(config.models)) {
+    for (const g of m.groups) {
+      for (const t of g.targets) {
+        const p = config.providers[t.provider];
+        if (p?.type !== 'bedrock') continue;
+        out.set(`${p.region ?? ''}|${t.model}`, { modelId: t.model, region: p.region });
+      }
+    }
+  }
+  return [...out.values()];
+}
+
+const PROFILE_PREFIX = /^(us|eu|apac|us-gov|ca|jp|au|global)\./;
+
+/**
+ * The ARNs a Bedrock model id needs: a foundation model in its region, or, for a cross-region
+ * inference profile (`us.anthropic...`), the profile in the provider's region and the foundation
+ * model in every region the profile may send the call to.
+ */
+export function bedrockResourceArns(scope: Construct, modelId: string, region?: string): string[] {
+  if (modelId.startsWith('arn:')) return [modelId];
+  const stack = Stack.of(scope);
+  const r = region ?? stack.region;
+  const partition = stack.partition;
+  if (PROFILE_PREFIX.test(modelId)) {
+    const base = modelId.replace(PROFILE_PREFIX, '');
+    return [`arn:${partition}:bedrock:${r}:${stack.account}:inference-profile/${modelId}`, `arn:${partition}:bedrock:*::foundation-model/${base}`];
+  }
+  return [`arn:${partition}:bedrock:${r}::foundation-model/${modelId}`];
+}
+
+/**
+ * Let the function call exactly the configured Bedrock models (Converse, ConverseStream, InvokeModel*).
+ * Returns the foundation models reached through cross-region inference profiles, whose ARN has to
+ * leave the region open.
+ */
+export function grantBedrock(scope: Construct, grantee: IGrantable, config: GatewayConfig): string[] {
+  const arns = [...new Set(bedrockModels(config).flatMap((m) => bedrockResourceArns(scope, m.modelId, m.region)))].sort();
+  const anyRegion = [...new Set(bedrockModels(config).filter((m) => PROFILE_PREFIX.test(m.modelId)).map((m) => m.modelId.replace(PROFILE_PREFIX, '')))];
+  if (!arns.length) return anyRegion;
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new PolicyStatement({
+      sid: 'InvokeConfiguredBedrockModels',
+      actions: ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'],
+      resources: arns,
+    }),
+  );
+  return anyRegion;
+}

@@ -1,0 +1,74 @@
+import { z } from 'zod';
+
+/**
+ * The `deploy` section: what `cdk deploy` builds around the gateway. Read only by infra/, validated
+ * with the rest of the file at synth time.
+ */
+export const deploySchema = z
+  .object({
+    /** CloudFormation stack name. */
+    stackName: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'letters, digits and -, starting with a letter').default('LlmGateway'),
+    stageName: z.string().regex(/^[A-Za-z0-9_]+$/).default('prod'),
+    functions: z
+      .object({
+        memoryMb: z.number().int().min(128).max(10_240).default(1024),
+        /** Reserved concurrency of the model-route function (unset: account pool). */
+        reservedConcurrency: z.number().int().min(1).optional(),
+        /** Lambda log retention in days. */
+        logRetentionDays: z.number().int().positive().default(30),
+      })
+      .strict()
+      .prefault({}),
+    /** API Gateway stage throttling (requests per second, burst). */
+    throttle: z
+      .object({ rateLimit: z.number().positive().default(500), burstLimit: z.number().int().positive().default(1000) })
+      .strict()
+      .prefault({}),
+    /** Request logs in S3: move to Infrequent Access after N days, delete after M days. */
+    logs: z
+      .object({
+        transitionToInfrequentAccessDays: z.number().int().min(30).default(30),
+        expireDays: z.number().int().positive().default(365),
+        /** Firehose buffering before an S3 object is written. */
+        bufferSeconds: z.number().int().min(0).max(900).default(60),
+        bufferMiB: z.number().int().min(1).max(128).default(5),
+      })
+      .strict()
+      .prefault({})
+      .refine((l) => l.expireDays > l.transitionToInfrequentAccessDays, { message: 'expireDays must be after transitionToInfrequentAccessDays', path: ['expireDays'] }),
+    /**
+     * Provider secrets in Secrets Manager, by environment variable name (the providers' apiKeyEnv).
+     * Given an ARN, that secret is used; otherwise the stack creates an empty secret to fill in.
+     */
+    secrets: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), z.object({ arn: z.string().startsWith('arn:').optional() }).strict()).default({}),
+    alarms: z
+      .object({
+        /** E-mail address subscribed to the alarm topic (optional). */
+        email: z.string().email().optional(),
+        errorRatePercent: z.number().positive().max(100).default(5),
+        p99LatencyMs: z.number().int().positive().default(60_000),
+      })
+      .strict()
+      .prefault({}),
+    customDomain: z
+      .object({
+        domainName: z.string().min(3),
+        certificateArn: z.string().startsWith('arn:aws'),
+        /** Route 53 zone to create the alias record in (optional). */
+        hostedZoneId: z.string().optional(),
+        zoneName: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    waf: z
+      .object({
+        enabled: z.boolean().default(false),
+        /** Requests per 5 minutes per client IP before WAF blocks it. */
+        rateLimitPer5Minutes: z.number().int().min(100).default(2_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type DeployConfig = z.output<typeof deploySchema>;

@@ -1,0 +1,89 @@
+import type { ChatRequest, ContentPart } from '../core/types.ts';
+import { readJsonBody } from '../http/body.ts';
+import { GatewayError, jsonResponse } from '../http/errors.ts';
+import type { Provider } from '../providers/types.ts';
+import type { RequestTrace } from '../telemetry/record.ts';
+import { parseAnthropicRequest } from './anthropic-messages.ts';
+
+/**
+ * `POST /v1/messages/count_tokens` (Anthropic's token counting). When the model is served by a
+ * provider that can count exactly (the `anthropic` provider asks Anthropic's own endpoint), its
+ * answer is passed through, marked `x-gateway-token-count: exact`. Otherwise the gateway answers
+ * with an estimate, marked `x-gateway-token-count: estimate`: a BPE count of the text (cl100k_base,
+ * from js-tiktoken; Claude's own tokenizer is not public, so real counts differ, typically by
+ * 10-20%), plus fixed costs for images and tool definitions. Errors use Anthropic's shape.
+ */
+
+export interface CountTokensDeps {
+  maxBodyBytes: number;
+  /** The targets a model name routes to, in the order they would be tried (throws 404 when none). */
+  resolve(name: string): { provider: Provider; model: string }[];
+}
+
+/** What one image is counted as in an estimate: about the most an image costs Claude (~1.15 megapixels / 750). */
+export const IMAGE_TOKENS_ESTIMATE = 1600;
+/** Tokens Anthropic adds for its tool-use system prompt when tools are given (its pricing docs: 346 for auto/none). */
+export const TOOLS_OVERHEAD_ESTIMATE = 346;
+/** Per-message framing tokens. */
+const MESSAGE_OVERHEAD = 3;
+
+type Encoder = { encode(text: string, allowedSpecial?: string[] | 'all', disallowedSpecial?: string[] | 'all'): number[] };
+let encoderPromise: Promise<Encoder> | undefined;
+
+/** The tokenizer, loaded on first use (its ranks are ~1 MB, so cold starts that never count skip them). */
+function encoder(): Promise<Encoder> {
+  encoderPromise ??= Promise.all([import('js-tiktoken/lite'), import('js-tiktoken/ranks/cl100k_base')]).then(([lite, ranks]) => new lite.Tiktoken(ranks.default));
+  return encoderPromise;
+}
+
+/** An estimate of the input tokens of a decoded Anthropic request. */
+export async function estimateInputTokens(req: ChatRequest): Promise<number> {
+  const enc = await encoder();
+  // Text that looks like a special token is counted as ordinary text.
+  const count = (s: string) => (s ? enc.encode(s, [], []).length : 0);
+  const parts = (ps: ContentPart[]) => ps.reduce((n, p) => n + (p.type === 'text' ? count(p.text) : IMAGE_TOKENS_ESTIMATE), 0);
+  let n = count(req.system ?? '');
+  for (const m of req.messages) {
+    n += MESSAGE_OVERHEAD + parts(m.content);
+    if (m.role === 'assistant') {
+      for (const c of m.toolCalls ?? []) n += count(c.name) + count(c.arguments);
+      for (const t of m.thinking ?? []) n += count(t.text ?? '');
+    }
+  }
+  if (req.tools?.length) {
+    n += TOOLS_OVERHEAD_ESTIMATE;
+    for (const t of req.tools) n += count(t.name) + count(t.description ?? '') + count(JSON.stringify(t.parameters));
+  }
+  return Math.max(1, n);
+}
+
+export async function countTokens(request: Request, trace: RequestTrace, headers: Record<string, string>, deps: CountTokensDeps): Promise<Response> {
+  const body = await readJsonBody(request, deps.maxBodyBytes);
+  const req = parseAnthropicRequest(body, { requireMaxTokens: false });
+  trace.record.model = req.model;
+  const target = deps.resolve(req.model)[0];
+  if (!target) throw new GatewayError('not_found', `The model '${req.model}' does not exist or you do not have access to it.`, { code: 'model_not_found', param: 'model' });
+  trace.record.provider = target.provider.name;
+  trace.record.upstreamModel = target.model;
+  const out = { ...headers, 'x-gateway-provider': target.provider.name, 'x-gateway-model': target.model };
+
+  if (target.provider.countTokens) {
+    const res = await target.provider.countTokens(body as Record<string, unknown>, {
+      requestId: trace.record.requestId,
+      signal: request.signal,
+      frontDoor: 'anthropic-messages',
+      rawBody: body as Record<string, unknown>,
+      headers: request.headers,
+      upstreamModel: target.model,
+      query: new URL(request.url).search,
+    });
+    const text = await res.text();
+    trace.firstByte();
+    trace.end(res.status);
+    return new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...out, 'x-gateway-token-count': 'exact' } });
+  }
+
+  const inputTokens = await estimateInputTokens(req);
+  trace.end(200);
+  return jsonResponse({ input_tokens: inputTokens }, 200, { ...out, 'x-gateway-token-count': 'estimate' });
+}

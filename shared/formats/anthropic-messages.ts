@@ -1,0 +1,692 @@
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
+import { anthropicErrorBody, GatewayError, jsonResponse } from '../http/errors.ts';
+import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
+import type { RequestTrace } from '../telemetry/record.ts';
+import { AnthropicUsage, eventName, isObject, toAnthropicStopReason, toAnthropicUsage } from './anthropic-wire.ts';
+import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+
+/**
+ * Anthropic Messages: `POST /v1/messages`.
+ *
+ * Requests are checked the way Anthropic checks them (errors name the parameter, in Anthropic's
+ * error shape) and decoded into the neutral ChatRequest. Anthropic upstreams get the client's own
+ * body (pass-through); for other upstreams the parts the neutral model cannot carry are listed in
+ * `untranslatable` (the gateway then answers 400 naming the first), and the parts that only tune
+ * Anthropic's service (cache_control, context_management, ...) are dropped, as docs/translation.md says.
+ */
+
+type Json = Record<string, unknown>;
+
+function bad(message: string, param: string): GatewayError {
+  return new GatewayError('invalid_request', `${param}: ${message}`, { param, code: 'invalid_request_error' });
+}
+
+function optNumber(body: Json, key: string, min: number, max: number, integer = false): number | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(`Input should be a valid ${integer ? 'integer' : 'number'}`, key);
+  if (integer && !Number.isInteger(v)) throw bad('Input should be a valid integer', key);
+  if (v < min || v > max) throw bad(`Input should be between ${min} and ${max}`, key);
+  return v;
+}
+
+/** Top-level fields that only tune Anthropic's own service: dropped when the request is translated. */
+const DROPPED_FIELDS = new Set(['context_management', 'service_tier', 'inference_geo']);
+/** Top-level fields the request is decoded from (`output_config` is checked on its own). */
+const KNOWN_FIELDS = new Set(['model', 'messages', 'system', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop_sequences', 'stream', 'tools', 'tool_choice', 'thinking', 'metadata', 'output_config']);
+
+interface ParseState {
+  untranslatable: { param: string; message: string }[];
+}
+
+function untranslatable(st: ParseState, param: string, what: string): void {
+  st.untranslatable.push({ param, message: `${param}: ${what} cannot be translated for this model's provider; use a model served by Anthropic, or leave it out.` });
+}
+
+function parseImage(block: Json, p: string, st: ParseState): ContentPart | undefined {
+  const src = block.source;
+  if (!isObject(src)) throw bad('Field required', `${p}.source`);
+  if (src.type === 'base64') {
+    if (typeof src.media_type !== 'string') throw bad('Field required', `${p}.source.media_type`);
+    if (typeof src.data !== 'string') throw bad('Field required', `${p}.source.data`);
+    return { type: 'image', mediaType: src.media_type, data: src.data };
+  }
+  if (src.type === 'url') {
+    if (typeof src.url !== 'string') throw bad('Field required', `${p}.source.url`);
+    return { type: 'image', url: src.url };
+  }
+  if (typeof src.type !== 'string') throw bad('Field required', `${p}.source.type`);
+  untranslatable(st, `${p}.source.type`, `an image source of type '${src.type}'`);
+  return undefined;
+}
+
+/** A text or image block; other block types are noted as untranslatable (undefined). */
+function parseBlock(block: Json, bp: string, st: ParseState): ContentPart | undefined {
+  if (block.type === 'text') {
+    if (typeof block.text !== 'string') throw bad('Field required', `${bp}.text`);
+    return { type: 'text', text: block.text };
+  }
+  if (block.type === 'image') return parseImage(block, bp, st);
+  if (typeof block.type !== 'string') throw bad('Field required', `${bp}.type`);
+  untranslatable(st, `${bp}.type`, `a content block of type '${block.type}'`);
+  return undefined;
+}
+
+/** Text and images of a content value (a string or a list of blocks). */
+function parseParts(content: unknown, p: string, st: ParseState): ContentPart[] {
+  if (typeof content === 'string') return [{ type: 'text', text: content }];
+  if (!Array.isArray(content)) throw bad('Input should be a valid string or a list of content blocks', p);
+  const out: ContentPart[] = [];
+  content.forEach((block, j) => {
+    if (!isObject(block)) throw bad('Input should be a valid dictionary', `${p}.${j}`);
+    const part = parseBlock(block, `${p}.${j}`, st);
+    if (part) out.push(part);
+  });
+  return out;
+}
+
+function parseSystem(system: unknown, st: ParseState): string | undefined {
+  if (system === undefined || system === null) return undefined;
+  if (typeof system === 'string') return system || undefined;
+  if (!Array.isArray(system)) throw bad('Input should be a valid string or a list of text blocks', 'system');
+  const texts = system.map((block, i) => {
+    if (!isObject(block) || block.type !== 'text' || typeof block.text !== 'string') throw bad("Input should be a text block ({\"type\":\"text\",\"text\":...})", `system.${i}`);
+    return block.text;
+  });
+  void st;
+  return texts.length ? texts.join('\n\n') : undefined;
+}
+
+function parseMessages(messages: unknown, st: ParseState): ChatMessage[] {
+  if (!Array.isArray(messages)) throw bad(messages === undefined ? 'Field required' : 'Input should be a valid list', 'messages');
+  if (messages.length === 0) throw bad('at least one message is required', 'messages');
+  const out: ChatMessage[] = [];
+  messages.forEach((m, i) => {
+    const p = `messages.${i}`;
+    if (!isObject(m)) throw bad('Input should be a valid dictionary', p);
+    if (m.role !== 'user' && m.role !== 'assistant') throw bad("Input should be 'user' or 'assistant'", `${p}.role`);
+    if (m.content === undefined) throw bad('Field required', `${p}.content`);
+    if (typeof m.content === 'string') {
+      out.push({ role: m.role, content: [{ type: 'text', text: m.content }] });
+      return;
+    }
+    if (!Array.isArray(m.content)) throw bad('Input should be a valid string or a list of content blocks', `${p}.content`);
+
+    if (m.role === 'assistant') {
+      const content: ContentPart[] = [];
+      const toolCalls: ToolCall[] = [];
+      const thinking: ThinkingBlock[] = [];
+      m.content.forEach((block, j) => {
+        const bp = `${p}.content.${j}`;
+        if (!isObject(block)) throw bad('Input should be a valid dictionary', bp);
+        switch (block.type) {
+          case 'tool_use':
+            if (typeof block.id !== 'string') throw bad('Field required', `${bp}.id`);
+            if (typeof block.name !== 'string') throw bad('Field required', `${bp}.name`);
+            if (!isObject(block.input)) throw bad('Input should be a valid dictionary', `${bp}.input`);
+            toolCalls.push({ id: block.id, name: block.name, arguments: JSON.stringify(block.input) });
+            break;
+          case 'thinking':
+            if (typeof block.thinking !== 'string') throw bad('Field required', `${bp}.thinking`);
+            thinking.push({ text: block.thinking, signature: typeof block.signature === 'string' ? block.signature : undefined });
+            break;
+          case 'redacted_thinking':
+            if (typeof block.data !== 'string') throw bad('Field required', `${bp}.data`);
+            thinking.push({ redactedData: block.data });
+            break;
+          default: {
+            const part = parseBlock(block, bp, st);
+            if (part) content.push(part);
+          }
+        }
+      });
+      const msg: ChatMessage = { role: 'assistant', content };
+      if (toolCalls.length) msg.toolCalls = toolCalls;
+      if (thinking.length) msg.thinking = thinking;
+      out.push(msg);
+      return;
+    }
+
+    // A user turn: tool results become tool messages (first), the rest one user message.
+    const rest: ContentPart[] = [];
+    m.content.forEach((block, j) => {
+      const bp = `${p}.content.${j}`;
+      if (!isObject(block)) throw bad('Input should be a valid dictionary', bp);
+      if (block.type === 'tool_result') {
+        if (typeof block.tool_use_id !== 'string') throw bad('Field required', `${bp}.tool_use_id`);
+        const content = block.content === undefined || block.content === null ? [] : parseParts(block.content, `${bp}.content`, st);
+        const msg: ChatMessage = { role: 'tool', toolCallId: block.tool_use_id, content };
+        if (block.is_error === true) msg.isError = true;
+        out.push(msg);
+      } else {
+        const part = parseBlock(block, bp, st);
+        if (part) rest.push(part);
+      }
+    });
+    if (rest.length) out.push({ role: 'user', content: rest });
+  });
+  return out;
+}
+
+function parseTools(tools: unknown, st: ParseState): ToolDefinition[] | undefined {
+  if (tools === undefined || tools === null) return undefined;
+  if (!Array.isArray(tools)) throw bad('Input should be a valid list', 'tools');
+  const out: ToolDefinition[] = [];
+  tools.forEach((t, i) => {
+    const p = `tools.${i}`;
+    if (!isObject(t)) throw bad('Input should be a valid dictionary', p);
+    if (typeof t.name !== 'string' || !t.name) throw bad('Field required', `${p}.name`);
+    if (t.type !== undefined && t.type !== null && t.type !== 'custom') {
+      // Server and client tools Anthropic defines (web_search_..., bash_..., text_editor_...).
+      untranslatable(st, `${p}.type`, `the Anthropic-defined tool '${String(t.type)}'`);
+      return;
+    }
+    if (!isObject(t.input_schema)) throw bad('Field required', `${p}.input_schema`);
+    out.push({ name: t.name, description: typeof t.description === 'string' ? t.description : undefined, parameters: t.input_schema });
+  });
+  return out;
+}
+
+function parseToolChoice(tc: unknown): ToolChoice | undefined {
+  if (tc === undefined || tc === null) return undefined;
+  if (!isObject(tc)) throw bad('Input should be a valid dictionary', 'tool_choice');
+  switch (tc.type) {
+    case 'auto':
+      return 'auto';
+    case 'any':
+      return 'required';
+    case 'none':
+      return 'none';
+    case 'tool':
+      if (typeof tc.name !== 'string' || !tc.name) throw bad('Field required', 'tool_choice.name');
+      return { name: tc.name };
+    default:
+      throw bad("Input tag should be one of 'auto', 'any', 'tool', 'none'", 'tool_choice.type');
+  }
+}
+
+function parseThinking(th: unknown): ChatRequest['thinking'] {
+  if (th === undefined || th === null) return undefined;
+  if (!isObject(th)) throw bad('Input should be a valid dictionary', 'thinking');
+  if (th.type === 'enabled') {
+    const b = th.budget_tokens;
+    if (typeof b !== 'number' || !Number.isInteger(b) || b < 1) throw bad('Input should be a valid positive integer', 'thinking.budget_tokens');
+    return { type: 'enabled', budgetTokens: b };
+  }
+  if (th.type === 'disabled' || th.type === 'adaptive') return { type: th.type };
+  throw bad("Input tag should be one of 'enabled', 'disabled', 'adaptive'", 'thinking.type');
+}
+
+export interface ParseOptions {
+  /** `max_tokens` is required on `/v1/messages`, not on `/v1/messages/count_tokens`. */
+  requireMaxTokens?: boolean;
+}
+
+/** Decode and check an Anthropic Messages request body. */
+export function parseAnthropicRequest(body: unknown, opts: ParseOptions = {}): ChatRequest {
+  if (!isObject(body)) throw new GatewayError('invalid_request', 'The request body must be a JSON object.', { code: 'invalid_request_error' });
+  if (typeof body.model !== 'string' || !body.model) throw bad(body.model === undefined ? 'Field required' : 'Input should be a valid string', 'model');
+  const st: ParseState = { untranslatable: [] };
+  const requireMax = opts.requireMaxTokens ?? true;
+  if (requireMax && (body.max_tokens === undefined || body.max_tokens === null)) throw bad('Field required', 'max_tokens');
+  const maxTokens = optNumber(body, 'max_tokens', 1, 10_000_000, true);
+
+  const system = parseSystem(body.system, st);
+  const messages = parseMessages(body.messages, st);
+  const tools = parseTools(body.tools, st);
+  const toolChoice = parseToolChoice(body.tool_choice);
+
+  let stop: string[] | undefined;
+  if (body.stop_sequences !== undefined && body.stop_sequences !== null) {
+    if (!Array.isArray(body.stop_sequences) || !body.stop_sequences.every((s) => typeof s === 'string')) throw bad('Input should be a valid list of strings', 'stop_sequences');
+    stop = body.stop_sequences.length ? (body.stop_sequences as string[]) : undefined;
+  }
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('Input should be a valid boolean', 'stream');
+  let user: string | undefined;
+  if (body.metadata !== undefined && body.metadata !== null) {
+    if (!isObject(body.metadata)) throw bad('Input should be a valid dictionary', 'metadata');
+    const uid = body.metadata.user_id;
+    if (uid !== undefined && uid !== null && typeof uid !== 'string') throw bad('Input should be a valid string', 'metadata.user_id');
+    user = typeof uid === 'string' && uid ? uid : undefined;
+  }
+  for (const key of Object.keys(body)) {
+    if (KNOWN_FIELDS.has(key) || DROPPED_FIELDS.has(key)) continue;
+    untranslatable(st, key, `the parameter '${key}'`);
+  }
+  // output_config: `effort` is a hint and is dropped; a structured-output `format` cannot be carried.
+  if (isObject(body.output_config)) {
+    for (const key of Object.keys(body.output_config)) if (key !== 'effort') untranslatable(st, `output_config.${key}`, `the parameter 'output_config.${key}'`);
+  } else if (body.output_config !== undefined && body.output_config !== null) throw bad('Input should be a valid dictionary', 'output_config');
+
+  const req: ChatRequest = {
+    model: body.model,
+    system,
+    messages,
+    tools,
+    toolChoice,
+    maxTokens,
+    temperature: optNumber(body, 'temperature', 0, 1),
+    topP: optNumber(body, 'top_p', 0, 1),
+    topK: optNumber(body, 'top_k', 0, 1_000_000, true),
+    stop,
+    stream: body.stream === true,
+    // Anthropic always reports usage.
+    includeUsage: true,
+    user,
+    thinking: parseThinking(body.thinking),
+  };
+  if (st.untranslatable.length) req.untranslatable = st.untranslatable;
+  return req;
+}
+
+/** Errors in Anthropic's shape; an Anthropic upstream's own error body and status go through unmodified. */
+export function anthropicErrorResponse(err: GatewayError): Response {
+  const headers = { ...err.headers };
+  if (err.upstreamBody?.format === 'anthropic-messages') {
+    return new Response(err.upstreamBody.text, { status: err.upstreamBody.status ?? err.status, headers: { 'content-type': 'application/json', ...headers } });
+  }
+  return jsonResponse(anthropicErrorBody(err), err.status, headers);
+}
+
+function messageId(id: string): string {
+  return id.startsWith('msg_') ? id : `msg_${id.replace(/[^A-Za-z0-9_-]/g, '')}`;
+}
+
+function parseToolInput(args: string): Json {
+  if (!args.trim()) return {};
+  try {
+    const v = JSON.parse(args) as unknown;
+    return isObject(v) ? v : { value: v };
+  } catch {
+    // The upstream produced arguments that are not JSON: hand them over rather than lose them.
+    return { _raw_arguments: args };
+  }
+}
+
+/**
+ * Encodes neutral events as Anthropic content blocks. Blocks are strictly sequential: a change of
+ * kind (text, thinking, a tool call) closes the open block and opens the next.
+ */
+class BlockEncoder {
+  private next = 0;
+  private open: { kind: 'text' | 'thinking' | 'tool'; index: number; tool?: number } | undefined;
+  private readonly toolBlocks = new Map<number, number>();
+
+  constructor(private readonly out: (event: string, data: Json) => void) {}
+
+  private close(): void {
+    if (this.open) this.out('content_block_stop', { type: 'content_block_stop', index: this.open.index });
+    this.open = undefined;
+  }
+
+  private start(kind: 'text' | 'thinking' | 'tool', block: Json, tool?: number): number {
+    this.close();
+    const index = this.next++;
+    this.open = { kind, index, tool };
+    this.out('content_block_start', { type: 'content_block_start', index, content_block: block });
+    return index;
+  }
+
+  event(ev: StreamEvent): void {
+    switch (ev.type) {
+      case 'text':
+        if (!ev.delta) return;
+        if (this.open?.kind !== 'text') this.start('text', { type: 'text', text: '' });
+        this.out('content_block_delta', { type: 'content_block_delta', index: this.open!.index, delta: { type: 'text_delta', text: ev.delta } });
+        return;
+      case 'thinking':
+        if (ev.redactedData !== undefined) {
+          this.start('thinking', { type: 'redacted_thinking', data: ev.redactedData });
+          this.close();
+          return;
+        }
+        if (ev.delta) {
+          if (this.open?.kind !== 'thinking') this.start('thinking', { type: 'thinking', thinking: '', signature: '' });
+          this.out('content_block_delta', { type: 'content_block_delta', index: this.open!.index, delta: { type: 'thinking_delta', thinking: ev.delta } });
+        }
+        if (ev.signature !== undefined) {
+          if (this.open?.kind !== 'thinking') this.start('thinking', { type: 'thinking', thinking: '', signature: '' });
+          this.out('content_block_delta', { type: 'content_block_delta', index: this.open!.index, delta: { type: 'signature_delta', signature: ev.signature } });
+          this.close();
+        }
+        return;
+      case 'tool_call': {
+        const index = this.start('tool', { type: 'tool_use', id: ev.id, name: ev.name, input: {} }, ev.index);
+        this.toolBlocks.set(ev.index, index);
+        return;
+      }
+      case 'tool_args': {
+        if (!ev.delta) return;
+        // Arguments for a call whose block is already closed (interleaved upstream calls) still
+        // go to that call's block index, which is where clients accumulate them.
+        const index = this.open?.kind === 'tool' && this.open.tool === ev.index ? this.open.index : this.toolBlocks.get(ev.index);
+        if (index === undefined) return;
+        this.out('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: ev.delta } });
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  end(): void {
+    this.close();
+  }
+}
+
+/** Answer an Anthropic client from neutral events (first already pulled), streaming or not. */
+export async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
+  if (!req.stream) return collect(req, first, events, meta, trace);
+
+  let pending: IteratorResult<StreamEvent> | undefined = first;
+  let started = false;
+  let reason: StopReason | undefined;
+  let stopSequence: string | undefined;
+  let usage: Usage | undefined;
+  let done = false;
+  let buf = '';
+  const out = (event: string, data: Json) => {
+    buf += sseEvent(event, data);
+  };
+  const blocks = new BlockEncoder(out);
+  const startMessage = (id: string, model: string) => {
+    started = true;
+    out('message_start', {
+      type: 'message_start',
+      message: { id: messageId(id), type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 0, output_tokens: 0 } },
+    });
+    out('ping', { type: 'ping' });
+  };
+
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      try {
+        for (;;) {
+          const r: IteratorResult<StreamEvent> = pending ?? (await events.next());
+          pending = undefined;
+          if (r.done) {
+            if (!started) startMessage(`gateway_${trace.record.requestId}`, req.model);
+            blocks.end();
+            const u = usage ?? { inputTokens: 0, outputTokens: 0 };
+            out('message_delta', { type: 'message_delta', delta: { stop_reason: toAnthropicStopReason(reason ?? 'stop'), stop_sequence: stopSequence ?? null }, usage: toAnthropicUsage(u) });
+            out('message_stop', { type: 'message_stop' });
+            ctrl.enqueue(encodeText(buf));
+            buf = '';
+            ctrl.close();
+            done = true;
+            trace.end();
+            return;
+          }
+          const ev = r.value;
+          if (ev.type === 'start') startMessage(ev.id, ev.model);
+          else {
+            if (!started) startMessage(`gateway_${trace.record.requestId}`, req.model);
+            if (ev.type === 'finish') {
+              reason = ev.reason;
+              stopSequence = ev.stopSequence;
+            } else if (ev.type === 'usage') {
+              usage = ev.usage;
+              trace.usage(ev.usage);
+            } else blocks.event(ev);
+          }
+          if (buf) {
+            trace.firstByte();
+            ctrl.enqueue(encodeText(buf));
+            buf = '';
+            return;
+          }
+        }
+      } catch (err) {
+        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
+        trace.fail('stream_error', ge);
+        // Never a clean message_stop after a failure: an `error` event, as Anthropic sends.
+        ctrl.enqueue(encodeText(buf + sseEvent('error', anthropicErrorBody(ge))));
+        buf = '';
+        ctrl.close();
+        done = true;
+        trace.end();
+      }
+    },
+    async cancel() {
+      if (!done) {
+        trace.fail('client_closed', { message: 'The client closed the stream.' });
+        trace.end();
+      }
+      await events.return?.();
+    },
+  });
+  return new Response(body, { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } });
+}
+
+async function collect(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
+  let id = `gateway_${trace.record.requestId}`;
+  let model = req.model;
+  const content: Json[] = [];
+  const tools = new Map<number, { block: Json; args: string }>();
+  let reason: StopReason = 'stop';
+  let stopSequence: string | undefined;
+  let usage: Usage = { inputTokens: 0, outputTokens: 0 };
+  const last = () => content[content.length - 1];
+  /** The thinking block deltas go to, until a signature closes it. */
+  let thinkingOpen: { type: 'thinking'; thinking: string; signature: string } | undefined;
+  for (let r = first; !r.done; r = await events.next()) {
+    const ev = r.value;
+    switch (ev.type) {
+      case 'start':
+        id = ev.id;
+        model = ev.model;
+        break;
+      case 'text':
+        if (!ev.delta) break;
+        thinkingOpen = undefined;
+        if (last()?.type === 'text') (last() as { text: string }).text += ev.delta;
+        else content.push({ type: 'text', text: ev.delta });
+        break;
+      case 'thinking':
+        if (ev.redactedData !== undefined) {
+          thinkingOpen = undefined;
+          content.push({ type: 'redacted_thinking', data: ev.redactedData });
+          break;
+        }
+        if (!thinkingOpen) {
+          thinkingOpen = { type: 'thinking', thinking: '', signature: '' };
+          content.push(thinkingOpen);
+        }
+        if (ev.delta) thinkingOpen.thinking += ev.delta;
+        if (ev.signature !== undefined) {
+          thinkingOpen.signature = ev.signature;
+          thinkingOpen = undefined;
+        }
+        break;
+      case 'tool_call': {
+        thinkingOpen = undefined;
+        const block: Json = { type: 'tool_use', id: ev.id, name: ev.name, input: {} };
+        content.push(block);
+        tools.set(ev.index, { block, args: '' });
+        break;
+      }
+      case 'tool_args': {
+        const t = tools.get(ev.index);
+        if (t) t.args += ev.delta;
+        break;
+      }
+      case 'finish':
+        reason = ev.reason;
+        stopSequence = ev.stopSequence;
+        break;
+      case 'usage':
+        usage = ev.usage;
+        break;
+    }
+  }
+  for (const t of tools.values()) t.block.input = parseToolInput(t.args);
+  trace.usage(usage);
+  trace.end(200);
+  return jsonResponse(
+    {
+      id: messageId(id),
+      type: 'message',
+      role: 'assistant',
+      model,
+      content,
+      stop_reason: toAnthropicStopReason(reason),
+      stop_sequence: stopSequence ?? null,
+      usage: toAnthropicUsage(usage),
+    },
+    200,
+    meta.headers,
+  );
+}
+
+/** Upstream response headers an Anthropic client may use, passed on with the answer. */
+const PASSED_HEADERS = ['request-id'];
+
+/**
+ * Pass an Anthropic upstream's answer to an Anthropic client. Non-streaming bodies go through as
+ * they are. Streams go through event by event as they arrive, unchanged; the gateway reads usage
+ * on the side (message_start, message_delta). A stream that breaks or ends before `message_stop`
+ * (and without an `error` event of its own) gets an `event: error` appended, never a clean end.
+ */
+export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
+  const headers: Record<string, string> = { ...meta.headers };
+  for (const h of PASSED_HEADERS) {
+    const v = upstream.headers.get(h);
+    if (v) headers[h] = v;
+  }
+  const upstreamType = upstream.headers.get('content-type') ?? '';
+  const streaming = upstreamType.includes('text/event-stream') || (req.stream && !upstreamType.includes('json'));
+  headers['content-type'] = upstreamType || (streaming ? SSE_HEADERS['content-type']! : 'application/json');
+  const reader = upstream.body!.getReader();
+  const usage = new AnthropicUsage();
+  let finished = false;
+  const finish = () => {
+    finished = true;
+    if (usage.seen) trace.usage(usage.toUsage());
+    trace.end();
+  };
+
+  if (!streaming) {
+    const parts: Uint8Array[] = [];
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctrl) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            try {
+              usage.read((JSON.parse(Buffer.concat(parts).toString('utf8')) as Json).usage);
+            } catch {
+              trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
+            }
+            ctrl.close();
+            finish();
+            return;
+          }
+          trace.firstByte();
+          parts.push(value);
+          ctrl.enqueue(value);
+        } catch (err) {
+          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.');
+          trace.fail('stream_error', ge);
+          ctrl.error(ge);
+          finish();
+        }
+      },
+      cancel(why) {
+        if (!finished) {
+          trace.fail('client_closed', { message: 'The client closed the connection.' });
+          finish();
+        }
+        return reader.cancel(why);
+      },
+    });
+    return new Response(body, { status: upstream.status, headers });
+  }
+
+  Object.assign(headers, SSE_HEADERS);
+  if (upstreamType) headers['content-type'] = upstreamType;
+  const splitter = new SseSplitter();
+  let sawStop = false;
+  let sawError = false;
+  const inspect = (event: string): void => {
+    const name = eventName(event);
+    if (name === 'message_stop') sawStop = true;
+    else if (name === 'error') {
+      sawError = true;
+      let message = 'The upstream sent an error event mid-stream.';
+      try {
+        const e = (JSON.parse(eventData(event) ?? '') as Json).error;
+        if (isObject(e) && typeof e.message === 'string') message = `The upstream sent an error event mid-stream: ${e.message}`;
+      } catch {
+        // keep the generic message
+      }
+      trace.fail('stream_error', { kind: 'upstream', code: 'upstream_stream_error', message });
+    } else if (name === 'message_start' || name === 'message_delta') {
+      try {
+        const data = JSON.parse(eventData(event) ?? '') as Json;
+        usage.read(name === 'message_start' && isObject(data.message) ? data.message.usage : data.usage);
+      } catch {
+        // not JSON: passed on untouched all the same
+      }
+    }
+  };
+  const errorTail = (ge: GatewayError) => {
+    trace.fail('stream_error', ge);
+    return sseEvent('error', anthropicErrorBody(ge));
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      for (;;) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (err) {
+          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.');
+          const rest = splitter.end();
+          ctrl.enqueue(encodeText(`${rest ? `${rest}\n\n` : ''}${errorTail(ge)}`));
+          ctrl.close();
+          finish();
+          return;
+        }
+        if (r.done) {
+          const rest = splitter.end();
+          let tail = '';
+          if (rest.trim()) {
+            tail = rest.endsWith('\n') ? `${rest}\n` : `${rest}\n\n`;
+            inspect(tail);
+          }
+          if (!sawStop && !sawError) tail += errorTail(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));
+          if (tail) ctrl.enqueue(encodeText(tail));
+          ctrl.close();
+          finish();
+          return;
+        }
+        const events = splitter.push(r.value);
+        if (!events.length) continue;
+        let out = '';
+        for (const ev of events) {
+          inspect(ev);
+          out += ev;
+        }
+        trace.firstByte();
+        ctrl.enqueue(encodeText(out));
+        return;
+      }
+    },
+    cancel(why) {
+      if (!finished) {
+        trace.fail('client_closed', { message: 'The client closed the stream.' });
+        finish();
+      }
+      return reader.cancel(why);
+    },
+  });
+  return new Response(body, { status: upstream.status, headers });
+}
+
+export const anthropicMessagesDoor: FrontDoorCodec = {
+  door: 'anthropic-messages',
+  parse: (body) => parseAnthropicRequest(body),
+  error: anthropicErrorResponse,
+  respondFromEvents,
+  respondPassthrough,
+};

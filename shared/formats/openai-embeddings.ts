@@ -1,0 +1,170 @@
+import { float32Base64, type EmbeddingRequest, type EmbeddingResult } from '../core/embeddings.ts';
+import { readJsonBody } from '../http/body.ts';
+import { GatewayError, jsonResponse } from '../http/errors.ts';
+import type { Provider } from '../providers/types.ts';
+import type { RequestTrace } from '../telemetry/record.ts';
+
+/**
+ * OpenAI Embeddings: `POST /v1/embeddings`. OpenAI and OpenAI-compatible upstreams get the
+ * client's body (model id and credential replaced) and their answer passes through; other
+ * providers (Bedrock Titan/Cohere, the mock) answer with vectors that are encoded here in
+ * OpenAI's shape, as floats or as base64 of little-endian float32. Errors use OpenAI's shape
+ * (the gateway renders thrown GatewayErrors for this path with the OpenAI front door).
+ */
+
+type Json = Record<string, unknown>;
+
+/** OpenAI's limit on the number of inputs in one request. */
+export const MAX_EMBEDDING_INPUTS = 2048;
+
+function bad(message: string, param: string | null = null): GatewayError {
+  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : null });
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isTokenArray(v: unknown): v is number[] {
+  return Array.isArray(v) && v.length > 0 && v.every((t) => Number.isInteger(t) && (t as number) >= 0);
+}
+
+/** Decode and check an embeddings request body. */
+export function parseEmbeddingRequest(body: unknown): EmbeddingRequest {
+  if (!isObject(body)) throw bad('The request body must be a JSON object.');
+  if (typeof body.model !== 'string' || !body.model) throw bad('you must provide a model parameter', 'model');
+  const raw = body.input;
+  let input: string[] | number[][];
+  let inputKind: EmbeddingRequest['inputKind'];
+  if (typeof raw === 'string') {
+    input = [raw];
+    inputKind = 'text';
+  } else if (Array.isArray(raw) && raw.length > 0 && raw.every((s) => typeof s === 'string')) {
+    input = raw as string[];
+    inputKind = 'text';
+  } else if (isTokenArray(raw)) {
+    input = [raw];
+    inputKind = 'tokens';
+  } else if (Array.isArray(raw) && raw.length > 0 && raw.every(isTokenArray)) {
+    input = raw as number[][];
+    inputKind = 'tokens';
+  } else {
+    throw bad("'input' must be a non-empty string, an array of strings, an array of token ids, or an array of token-id arrays.", 'input');
+  }
+  if (input.length > MAX_EMBEDDING_INPUTS) throw bad(`'input' may hold at most ${MAX_EMBEDDING_INPUTS} items; it has ${input.length}.`, 'input');
+  if (inputKind === 'text') {
+    const empty = (input as string[]).findIndex((s) => s.length === 0);
+    if (empty >= 0) throw bad(`'input${typeof raw === 'string' ? '' : `[${empty}]`}' must not be an empty string.`, 'input');
+  }
+  const ef = body.encoding_format;
+  if (ef !== undefined && ef !== null && ef !== 'float' && ef !== 'base64') throw bad("'encoding_format' must be 'float' or 'base64'.", 'encoding_format');
+  const dims = body.dimensions;
+  if (dims !== undefined && dims !== null && (!Number.isInteger(dims) || (dims as number) < 1 || (dims as number) > 16_384)) {
+    throw bad("'dimensions' must be an integer between 1 and 16384.", 'dimensions');
+  }
+  if (body.user !== undefined && body.user !== null && typeof body.user !== 'string') throw bad("'user' must be a string.", 'user');
+  return {
+    model: body.model,
+    input,
+    inputKind,
+    encodingFormat: ef === 'base64' ? 'base64' : 'float',
+    dimensions: typeof dims === 'number' ? dims : undefined,
+    user: typeof body.user === 'string' ? body.user : undefined,
+  };
+}
+
+export interface EmbeddingTarget {
+  provider: Provider;
+  /** Model id sent upstream. */
+  model: string;
+}
+
+export interface EmbeddingsDeps {
+  maxBodyBytes: number;
+  /** The targets a model name routes to, in the order to try them (throws 404 for unknown names). */
+  resolve(model: string): EmbeddingTarget[];
+}
+
+/**
+ * Serve one `POST /v1/embeddings` request. Fills the log record (model, provider, usage,
+ * status) and ends the trace when the response body is complete; thrown errors are for the
+ * gateway to render and log.
+ */
+export async function handleEmbeddings(request: Request, trace: RequestTrace, headers: Record<string, string>, deps: EmbeddingsDeps): Promise<Response> {
+  const body = (await readJsonBody(request, deps.maxBodyBytes)) as Json;
+  const req = parseEmbeddingRequest(body);
+  trace.record.model = req.model;
+  trace.record.stream = false;
+  const targets = deps.resolve(req.model);
+  const target = targets.find((t) => typeof t.provider.embed === 'function');
+  if (!target) {
+    const names = [...new Set(targets.map((t) => t.provider.name))].join(', ');
+    throw new GatewayError('invalid_request', `The model '${req.model}' cannot make embeddings: its provider (${names}) has no embeddings API in the gateway.`, { param: 'model', code: 'model_not_supported' });
+  }
+  const { provider, model } = target;
+  trace.record.provider = provider.name;
+  trace.record.upstreamModel = model;
+  const result: EmbeddingResult = await provider.embed!(req, { requestId: trace.record.requestId, signal: request.signal, upstreamModel: model, rawBody: body, headers: request.headers });
+  const outHeaders = { ...headers, 'x-gateway-provider': provider.name, 'x-gateway-model': model };
+
+  if (result.kind === 'vectors') {
+    if (result.vectors.length !== req.input.length) throw new GatewayError('upstream', `Provider "${provider.name}" returned ${result.vectors.length} embeddings for ${req.input.length} inputs.`, { code: 'upstream_bad_response' });
+    const data = result.vectors.map((v, index) => ({ object: 'embedding', index, embedding: req.encodingFormat === 'base64' ? float32Base64(v) : v }));
+    const usage = { prompt_tokens: result.inputTokens, total_tokens: result.inputTokens };
+    trace.usage({ inputTokens: result.inputTokens, outputTokens: 0 });
+    trace.firstByte();
+    trace.end(200);
+    return jsonResponse({ object: 'list', data, model, usage }, 200, outHeaders);
+  }
+  return passthrough(result.response, outHeaders, trace);
+}
+
+/** Pass an OpenAI-compatible upstream's answer on as it arrives, reading its usage at the end. */
+function passthrough(upstream: Response, headers: Record<string, string>, trace: RequestTrace): Response {
+  trace.record.status = upstream.status;
+  const outHeaders = { ...headers, 'content-type': upstream.headers.get('content-type') ?? 'application/json' };
+  if (!upstream.body) {
+    trace.end(upstream.status);
+    return new Response(null, { status: upstream.status, headers: outHeaders });
+  }
+  const reader = upstream.body.getReader();
+  const parts: Uint8Array[] = [];
+  let finished = false;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          try {
+            const u = (JSON.parse(Buffer.concat(parts).toString('utf8')) as Json).usage;
+            if (isObject(u) && typeof u.prompt_tokens === 'number') trace.usage({ inputTokens: u.prompt_tokens, outputTokens: 0 });
+          } catch {
+            trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
+          }
+          ctrl.close();
+          finished = true;
+          trace.end();
+          return;
+        }
+        trace.firstByte();
+        parts.push(value);
+        ctrl.enqueue(value);
+      } catch (err) {
+        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.', { cause: err });
+        trace.fail('stream_error', ge);
+        finished = true;
+        trace.end();
+        ctrl.error(ge);
+      }
+    },
+    cancel(why) {
+      if (!finished) {
+        finished = true;
+        trace.fail('client_closed', { message: 'The client closed the connection.' });
+        trace.end();
+      }
+      return reader.cancel(why);
+    },
+  });
+  return new Response(body, { status: upstream.status, headers: outHeaders });
+}

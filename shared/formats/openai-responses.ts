@@ -1,0 +1,679 @@
+import { randomBytes } from 'node:crypto';
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
+import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
+import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
+import type { RequestTrace } from '../telemetry/record.ts';
+import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+
+/**
+ * OpenAI Responses: `POST /v1/responses`.
+ *
+ * Toward an upstream of `type: openai` the request and the answer pass through untouched (only
+ * the model id and the credential change). Toward every other provider the request is decoded into
+ * the neutral ChatRequest and the answer is encoded back as a Response object or as the Responses
+ * streaming events, from `response.created` to `response.completed`.
+ *
+ * Parsing is lenient about what only OpenAI's own Responses API can do (stored conversations,
+ * built-in tools, file inputs, ...): such a request is fine on a pass-through route, and lists the
+ * parameter in `ChatRequest.untranslatable`, so a translated route answers 400 naming it.
+ */
+
+type Json = Record<string, unknown>;
+
+function bad(message: string, param: string | null = null): GatewayError {
+  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : null });
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function present(v: unknown): boolean {
+  return v !== undefined && v !== null;
+}
+
+function optNumber(body: Json, key: string, min: number, max: number): number | undefined {
+  const v = body[key];
+  if (!present(v)) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw bad(`'${key}' must be a number between ${min} and ${max}.`, key);
+  return v;
+}
+
+/** Something a translated route cannot carry: rejected with a 400 unless the route passes through. */
+interface Untranslatable {
+  param: string;
+  what: string;
+}
+
+/** The client's body, for the request fields a Response object echoes (tools, metadata, ...). */
+const bodyOf = new WeakMap<ChatRequest, Json>();
+
+/** Request parameters of the Responses API that translated routes reject (they need OpenAI's own state or tools). */
+const PASSTHROUGH_ONLY: Record<string, string> = {
+  previous_response_id: 'Stored responses (previous_response_id)',
+  conversation: 'Stored conversations (conversation)',
+  prompt: 'Stored prompt templates (prompt)',
+  context_management: 'Context management (context_management)',
+  max_tool_calls: 'max_tool_calls',
+};
+
+function imagePart(url: string): ContentPart {
+  const m = /^data:([^;,]+);base64,(.*)$/s.exec(url);
+  return m ? { type: 'image', mediaType: m[1], data: m[2] } : { type: 'image', url };
+}
+
+/** Content parts of a message item (or of a function_call_output's `output` array). */
+function parseParts(content: unknown, param: string, skip: Untranslatable[]): ContentPart[] {
+  if (typeof content === 'string') return [{ type: 'text', text: content }];
+  if (!Array.isArray(content)) throw bad(`'${param}' must be a string or an array of content parts.`, param);
+  const out: ContentPart[] = [];
+  content.forEach((part, j) => {
+    const p = `${param}[${j}]`;
+    if (!isObject(part)) throw bad(`'${p}' must be an object.`, p);
+    switch (part.type) {
+      case 'input_text':
+      case 'output_text':
+      case 'text':
+        if (typeof part.text !== 'string') throw bad(`'${p}.text' must be a string.`, `${p}.text`);
+        out.push({ type: 'text', text: part.text });
+        break;
+      case 'refusal':
+        if (typeof part.refusal !== 'string') throw bad(`'${p}.refusal' must be a string.`, `${p}.refusal`);
+        out.push({ type: 'text', text: part.refusal });
+        break;
+      case 'input_image':
+        if (typeof part.image_url === 'string') out.push(imagePart(part.image_url));
+        else if (present(part.file_id)) skip.push({ param: `${p}.file_id`, what: 'Images given by file_id' });
+        else throw bad(`'${p}.image_url' must be a string (an http(s) or data: URL).`, `${p}.image_url`);
+        break;
+      default:
+        skip.push({ param: `${p}.type`, what: `Content parts of type '${String(part.type)}'` });
+    }
+  });
+  return out;
+}
+
+function textOnly(parts: ContentPart[], param: string, skip: Untranslatable[]): string {
+  if (parts.some((p) => p.type === 'image')) skip.push({ param, what: 'Images in system, developer or assistant messages' });
+  return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
+}
+
+/** The `input` items as neutral messages (system and developer messages go to `system`). */
+function parseInput(input: unknown, system: string[], skip: Untranslatable[]): ChatMessage[] {
+  if (typeof input === 'string') return [{ role: 'user', content: [{ type: 'text', text: input }] }];
+  if (!Array.isArray(input)) throw bad("'input' must be a string or an array of input items.", 'input');
+  const messages: ChatMessage[] = [];
+  /** Function calls join the assistant message right before them, as Chat Completions wants. */
+  const addCall = (call: ToolCall) => {
+    const last = messages[messages.length - 1];
+    if (last?.role === 'assistant') (last.toolCalls ??= []).push(call);
+    else messages.push({ role: 'assistant', content: [], toolCalls: [call] });
+  };
+  input.forEach((item, i) => {
+    const p = `input[${i}]`;
+    if (!isObject(item)) throw bad(`'${p}' must be an object.`, p);
+    const type = item.type ?? (present(item.role) ? 'message' : undefined);
+    switch (type) {
+      case 'message': {
+        const parts = parseParts(item.content, `${p}.content`, skip);
+        switch (item.role) {
+          case 'user':
+            messages.push({ role: 'user', content: parts });
+            break;
+          case 'assistant': {
+            const text = textOnly(parts, `${p}.content`, skip);
+            const last = messages[messages.length - 1];
+            // Consecutive assistant output (several message items of one turn) is one message.
+            if (last?.role === 'assistant' && !last.toolCalls?.length) last.content.push({ type: 'text', text });
+            else messages.push({ role: 'assistant', content: text ? [{ type: 'text', text }] : [] });
+            break;
+          }
+          case 'system':
+          case 'developer':
+            system.push(textOnly(parts, `${p}.content`, skip));
+            break;
+          default:
+            throw bad(`'${p}.role' must be one of user, assistant, system, developer.`, `${p}.role`);
+        }
+        break;
+      }
+      case 'function_call': {
+        if (typeof item.call_id !== 'string' || typeof item.name !== 'string') throw bad(`'${p}' must have a call_id and a name.`, p);
+        const args = typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments ?? {});
+        addCall({ id: item.call_id, name: item.name, arguments: args });
+        break;
+      }
+      case 'function_call_output': {
+        if (typeof item.call_id !== 'string') throw bad(`'${p}.call_id' must be a string.`, `${p}.call_id`);
+        messages.push({ role: 'tool', toolCallId: item.call_id, content: parseParts(item.output ?? '', `${p}.output`, skip) });
+        break;
+      }
+      case 'reasoning':
+        // The model's own reasoning from an earlier turn: only OpenAI can read it back. Dropped.
+        break;
+      case 'item_reference':
+        skip.push({ param: p, what: 'Item references (item_reference)' });
+        break;
+      default:
+        skip.push({ param: `${p}.type`, what: `Input items of type '${String(type)}'` });
+    }
+  });
+  return messages;
+}
+
+function parseTools(v: unknown, skip: Untranslatable[]): ToolDefinition[] | undefined {
+  if (!present(v)) return undefined;
+  if (!Array.isArray(v)) throw bad("'tools' must be an array.", 'tools');
+  const tools: ToolDefinition[] = [];
+  v.forEach((t, i) => {
+    if (!isObject(t)) throw bad(`'tools[${i}]' must be an object.`, `tools[${i}]`);
+    if (t.type !== 'function') {
+      skip.push({ param: `tools[${i}].type`, what: `Built-in tools ('${String(t.type)}')` });
+      return;
+    }
+    if (typeof t.name !== 'string' || !t.name) throw bad(`'tools[${i}].name' must be a string.`, `tools[${i}].name`);
+    tools.push({
+      name: t.name,
+      description: typeof t.description === 'string' ? t.description : undefined,
+      parameters: isObject(t.parameters) ? t.parameters : { type: 'object', properties: {} },
+    });
+  });
+  return tools;
+}
+
+function parseToolChoice(tc: unknown, skip: Untranslatable[]): ToolChoice | undefined {
+  if (!present(tc)) return undefined;
+  if (tc === 'auto' || tc === 'none' || tc === 'required') return tc;
+  if (isObject(tc)) {
+    if (tc.type === 'function') {
+      if (typeof tc.name !== 'string') throw bad("'tool_choice.name' must be a string.", 'tool_choice.name');
+      return { name: tc.name };
+    }
+    skip.push({ param: 'tool_choice', what: `tool_choice of type '${String(tc.type)}'` });
+    return undefined;
+  }
+  throw bad("'tool_choice' must be 'auto', 'none', 'required' or {\"type\":\"function\",\"name\":...}.", 'tool_choice');
+}
+
+/** Decode and check a Responses request body. */
+export function parseResponsesRequest(body: unknown): ChatRequest {
+  if (!isObject(body)) throw bad('The request body must be a JSON object.');
+  if (typeof body.model !== 'string' || !body.model) throw bad('Missing required parameter: \'model\'.', 'model');
+  if (present(body.stream) && typeof body.stream !== 'boolean') throw bad("'stream' must be a boolean.", 'stream');
+  const stream = body.stream === true;
+  if (present(body.stream_options) && !isObject(body.stream_options)) throw bad("'stream_options' must be an object.", 'stream_options');
+  if (present(body.stream_options) && !stream) throw bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'stream_options');
+  if (present(body.instructions) && typeof body.instructions !== 'string') throw bad("'instructions' must be a string.", 'instructions');
+  if (present(body.user) && typeof body.user !== 'string') throw bad("'user' must be a string.", 'user');
+  if (present(body.safety_identifier) && typeof body.safety_identifier !== 'string') throw bad("'safety_identifier' must be a string.", 'safety_identifier');
+
+  const skip: Untranslatable[] = [];
+  for (const [key, what] of Object.entries(PASSTHROUGH_ONLY)) if (present(body[key])) skip.push({ param: key, what });
+  if (body.background === true) skip.push({ param: 'background', what: 'Background responses (background)' });
+  if (typeof body.top_logprobs === 'number' && body.top_logprobs > 0) skip.push({ param: 'top_logprobs', what: 'Log probabilities (top_logprobs)' });
+  const format = isObject(body.text) && isObject(body.text.format) ? body.text.format : undefined;
+  if (format && format.type !== 'text') skip.push({ param: 'text.format', what: `Structured output (text.format of type '${String(format.type)}')` });
+
+  const system: string[] = typeof body.instructions === 'string' && body.instructions ? [body.instructions] : [];
+  let messages: ChatMessage[] = [];
+  if (present(body.input)) messages = parseInput(body.input, system, skip);
+  else if (!present(body.previous_response_id) && !present(body.conversation) && !present(body.prompt)) throw bad("Missing required parameter: 'input'.", 'input');
+
+  const req: ChatRequest = {
+    model: body.model,
+    system: system.length ? system.join('\n\n') : undefined,
+    messages,
+    tools: parseTools(body.tools, skip),
+    toolChoice: parseToolChoice(body.tool_choice, skip),
+    maxTokens: optNumber(body, 'max_output_tokens', 1, 10_000_000),
+    temperature: optNumber(body, 'temperature', 0, 2),
+    topP: optNumber(body, 'top_p', 0, 1),
+    stream,
+    // A Response always reports its usage.
+    includeUsage: true,
+    user: typeof body.user === 'string' ? body.user : typeof body.safety_identifier === 'string' ? body.safety_identifier : undefined,
+  };
+  const untranslatable = skip.map(({ param, what }) => ({
+    param,
+    message: `'${param}': ${what} can only be served by OpenAI's own Responses API, and model '${body.model}' is served by another provider. Leave it out, or send the whole conversation in 'input' with function tools.`,
+  }));
+  if (messages.length === 0 && present(body.input)) untranslatable.push({ param: 'input', message: `'input' holds no message this model's provider can take.` });
+  if (untranslatable.length) req.untranslatable = untranslatable;
+  bodyOf.set(req, body);
+  return req;
+}
+
+/** Errors in OpenAI's shape; an OpenAI upstream's own error body goes to the client as it came. */
+export function responsesError(err: GatewayError): Response {
+  const headers = { ...err.headers };
+  if (err.upstreamBody?.format === 'openai-responses' || err.upstreamBody?.format === 'openai-chat') {
+    return new Response(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
+  }
+  return jsonResponse(openaiErrorBody(err), err.status, headers);
+}
+
+function newId(prefix: string): string {
+  return `${prefix}_${randomBytes(24).toString('hex')}`;
+}
+
+export function responsesUsage(u: Usage): Json {
+  return {
+    input_tokens: u.inputTokens,
+    input_tokens_details: { cached_tokens: u.cacheReadTokens ?? 0, cache_write_tokens: u.cacheWriteTokens ?? 0 },
+    output_tokens: u.outputTokens,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: u.inputTokens + u.outputTokens,
+  };
+}
+
+interface MessageItem {
+  kind: 'message';
+  index: number;
+  item: Json;
+  text: string;
+  open: boolean;
+}
+
+interface CallItem {
+  kind: 'call';
+  index: number;
+  item: Json;
+  args: string;
+  open: boolean;
+}
+
+/**
+ * Builds a Response object from neutral events, and (when streaming) the Responses events that
+ * describe each step, each with its `sequence_number`.
+ */
+class ResponseBuilder {
+  readonly id = newId('resp');
+  private seq = 0;
+  model: string;
+  private readonly items: (MessageItem | CallItem)[] = [];
+  private readonly calls = new Map<number, CallItem>();
+  private message: MessageItem | undefined;
+  reason: StopReason | undefined;
+  usage: Usage | undefined;
+
+  constructor(
+    private readonly req: ChatRequest,
+    private readonly body: Json,
+    private readonly createdAt: number,
+    private readonly streaming: boolean,
+  ) {
+    this.model = req.model;
+  }
+
+  private event(type: string, data: Json): string {
+    const seq = this.seq++;
+    return this.streaming ? sseEvent(type, { type, sequence_number: seq, ...data }) : '';
+  }
+
+  /** The Response object as it stands. */
+  snapshot(status: 'in_progress' | 'completed' | 'incomplete' | 'failed', extra: Json = {}): Json {
+    const b = this.body;
+    return {
+      id: this.id,
+      object: 'response',
+      created_at: this.createdAt,
+      status,
+      background: false,
+      completed_at: status === 'completed' || status === 'incomplete' ? Math.floor(Date.now() / 1000) : null,
+      error: null,
+      incomplete_details: null,
+      instructions: typeof b.instructions === 'string' ? b.instructions : null,
+      max_output_tokens: this.req.maxTokens ?? null,
+      model: this.model,
+      output: this.items.map((i) => structuredClone(i.item)),
+      parallel_tool_calls: typeof b.parallel_tool_calls === 'boolean' ? b.parallel_tool_calls : true,
+      previous_response_id: null,
+      reasoning: { effort: null, summary: null },
+      store: false,
+      temperature: this.req.temperature ?? 1,
+      text: { format: { type: 'text' } },
+      tool_choice: present(b.tool_choice) ? b.tool_choice : 'auto',
+      tools: Array.isArray(b.tools) ? b.tools : [],
+      top_p: this.req.topP ?? 1,
+      truncation: 'disabled',
+      usage: status === 'in_progress' || !this.usage ? null : responsesUsage(this.usage),
+      user: typeof b.user === 'string' ? b.user : null,
+      metadata: isObject(b.metadata) ? b.metadata : {},
+      ...extra,
+    };
+  }
+
+  begin(): string {
+    const r = this.snapshot('in_progress');
+    return this.event('response.created', { response: r }) + this.event('response.in_progress', { response: r });
+  }
+
+  /** Encode one neutral event (after `start`). */
+  push(ev: StreamEvent): string {
+    switch (ev.type) {
+      case 'start':
+        this.model = ev.model || this.model;
+        return '';
+      case 'text':
+        return this.text(ev.delta);
+      case 'tool_call':
+        return this.toolCall(ev.index, ev.id, ev.name);
+      case 'tool_args': {
+        const call = this.calls.get(ev.index);
+        if (!call) return '';
+        call.args += ev.delta;
+        call.item.arguments = call.args;
+        if (!call.open) return '';
+        return this.event('response.function_call_arguments.delta', { item_id: call.item.id, output_index: call.index, delta: ev.delta });
+      }
+      case 'finish':
+        this.reason = ev.reason;
+        return this.closeAll();
+      case 'usage':
+        this.usage = ev.usage;
+        return '';
+      case 'thinking':
+        // Reasoning from a translated upstream has no faithful Responses form (OpenAI's reasoning
+        // items are encrypted and cannot be sent back elsewhere): dropped.
+        return '';
+    }
+  }
+
+  private text(delta: string): string {
+    let out = '';
+    if (!this.message?.open) {
+      out += this.closeAll();
+      const item: Json = { id: newId('msg'), type: 'message', status: 'in_progress', content: [], role: 'assistant' };
+      this.message = { kind: 'message', index: this.items.length, item, text: '', open: true };
+      this.items.push(this.message);
+      out += this.event('response.output_item.added', { output_index: this.message.index, item: structuredClone(item) });
+      out += this.event('response.content_part.added', { item_id: item.id, output_index: this.message.index, content_index: 0, part: { type: 'output_text', annotations: [], logprobs: [], text: '' } });
+    }
+    const m = this.message;
+    m.text += delta;
+    m.item.content = [{ type: 'output_text', annotations: [], logprobs: [], text: m.text }];
+    return out + this.event('response.output_text.delta', { item_id: m.item.id, output_index: m.index, content_index: 0, delta, logprobs: [] });
+  }
+
+  private toolCall(index: number, callId: string, name: string): string {
+    // Upstreams stream one output item after another: a new call closes what came before it.
+    let out = this.closeAll();
+    const item: Json = { id: newId('fc'), type: 'function_call', status: 'in_progress', arguments: '', call_id: callId, name };
+    const call: CallItem = { kind: 'call', index: this.items.length, item, args: '', open: true };
+    this.items.push(call);
+    this.calls.set(index, call);
+    out += this.event('response.output_item.added', { output_index: call.index, item: structuredClone(item) });
+    return out;
+  }
+
+  private closeAll(): string {
+    let out = '';
+    const status = this.reason === 'length' || this.reason === 'content_filter' ? 'incomplete' : 'completed';
+    for (const it of this.items) {
+      if (!it.open) continue;
+      it.open = false;
+      if (it.kind === 'message') {
+        const part = { type: 'output_text', annotations: [], logprobs: [], text: it.text };
+        out += this.event('response.output_text.done', { item_id: it.item.id, output_index: it.index, content_index: 0, text: it.text, logprobs: [] });
+        out += this.event('response.content_part.done', { item_id: it.item.id, output_index: it.index, content_index: 0, part });
+        it.item.content = [part];
+      } else {
+        out += this.event('response.function_call_arguments.done', { item_id: it.item.id, output_index: it.index, name: it.item.name, arguments: it.args });
+      }
+      it.item.status = status;
+      out += this.event('response.output_item.done', { output_index: it.index, item: structuredClone(it.item) });
+    }
+    return out;
+  }
+
+  /** The final Response object: status completed, or incomplete when the output was cut short. */
+  final(): { type: string; response: Json } {
+    const incomplete = this.reason === 'length' ? 'max_output_tokens' : this.reason === 'content_filter' ? 'content_filter' : undefined;
+    const response = incomplete ? this.snapshot('incomplete', { incomplete_details: { reason: incomplete } }) : this.snapshot('completed');
+    return { type: incomplete ? 'response.incomplete' : 'response.completed', response };
+  }
+
+  end(): string {
+    const out = this.closeAll();
+    const { type, response } = this.final();
+    return out + this.event(type, { response });
+  }
+
+  /**
+   * A stream that failed after it began: `response.failed` (the Response with status failed and
+   * its error), then an `error` event. The error event carries the spec's top-level code, message
+   * and param, and the same under an `error` key, which is what the official SDKs throw on.
+   */
+  fail(err: GatewayError): string {
+    const code = err.kind === 'rate_limit' ? 'rate_limit_exceeded' : 'server_error';
+    const failed = this.snapshot('failed', { error: { code, message: err.message } });
+    const body = openaiErrorBody(err).error;
+    return this.event('response.failed', { response: failed }) + this.event('error', { code: body.code ?? code, message: body.message, param: body.param, error: body });
+  }
+}
+
+/** Answer a Responses client from neutral events (first already pulled), streaming or not. */
+export async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
+  const body = bodyOf.get(req) ?? {};
+  const b = new ResponseBuilder(req, body, meta.created, req.stream);
+  if (!req.stream) {
+    for (let r = first; !r.done; r = await events.next()) b.push(r.value);
+    if (b.usage) trace.usage(b.usage);
+    trace.end(200);
+    return jsonResponse(b.final().response, 200, meta.headers);
+  }
+
+  let pending: IteratorResult<StreamEvent> | undefined = first;
+  // The model id comes with the first event; the opening events carry it.
+  if (!first.done && first.value.type === 'start') {
+    b.push(first.value);
+    pending = undefined;
+  }
+  let opening: string | undefined = b.begin();
+  let done = false;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      let out = opening ?? '';
+      opening = undefined;
+      try {
+        for (;;) {
+          // Send what is ready (the opening events at once) before waiting on the upstream.
+          if (out && !pending) {
+            trace.firstByte();
+            ctrl.enqueue(encodeText(out));
+            return;
+          }
+          const r: IteratorResult<StreamEvent> = pending ?? (await events.next());
+          pending = undefined;
+          if (r.done) {
+            if (b.usage) trace.usage(b.usage);
+            ctrl.enqueue(encodeText(out + b.end()));
+            ctrl.close();
+            done = true;
+            trace.end();
+            return;
+          }
+          out += b.push(r.value);
+        }
+      } catch (err) {
+        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
+        trace.fail('stream_error', ge);
+        if (b.usage) trace.usage(b.usage);
+        ctrl.enqueue(encodeText(out + b.fail(ge)));
+        ctrl.close();
+        done = true;
+        trace.end();
+      }
+    },
+    async cancel() {
+      if (!done) {
+        trace.fail('client_closed', { message: 'The client closed the stream.' });
+        trace.end();
+      }
+      await events.return?.();
+    },
+  });
+  return new Response(stream, { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } });
+}
+
+/** Responses usage (`input_tokens` count cached ones too, as OpenAI reports them). */
+export function readResponsesUsage(u: unknown): Usage | undefined {
+  if (!isObject(u) || typeof u.input_tokens !== 'number') return undefined;
+  const details = isObject(u.input_tokens_details) ? u.input_tokens_details : undefined;
+  const usage: Usage = { inputTokens: u.input_tokens, outputTokens: typeof u.output_tokens === 'number' ? u.output_tokens : 0 };
+  if (typeof details?.cached_tokens === 'number') usage.cacheReadTokens = details.cached_tokens;
+  return usage;
+}
+
+const EVENT_TYPE = /^\{\s*"type"\s*:\s*"([^"]+)"/;
+const SEQUENCE = /"sequence_number"\s*:\s*(\d+)/;
+
+/**
+ * Pass OpenAI's own `/v1/responses` answer through. JSON goes as it came (usage read on the side).
+ * Streams go event by event as they arrive; the gateway reads usage from the terminal event, and
+ * ends a stream that broke or stopped before a terminal event (`response.completed`,
+ * `response.incomplete`, `response.failed`, `error`) with `response.failed` and an `error` event.
+ */
+export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
+  const headers: Record<string, string> = { ...meta.headers };
+  headers['content-type'] = upstream.headers.get('content-type') ?? (req.stream ? SSE_HEADERS['content-type']! : 'application/json');
+  const reader = upstream.body!.getReader();
+  let finished = false;
+  const finish = () => {
+    finished = true;
+    trace.end();
+  };
+  const cancel = (why: unknown) => {
+    if (!finished) {
+      trace.fail('client_closed', { message: 'The client closed the connection.' });
+      finish();
+    }
+    return reader.cancel(why);
+  };
+
+  if (!req.stream) {
+    const parts: Uint8Array[] = [];
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctrl) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            try {
+              const parsed = JSON.parse(Buffer.concat(parts).toString('utf8')) as Json;
+              const usage = readResponsesUsage(parsed.usage);
+              if (usage) trace.usage(usage);
+              if (parsed.status === 'failed') trace.fail('error', { kind: 'upstream', message: 'The upstream response failed.' });
+            } catch {
+              trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
+            }
+            ctrl.close();
+            finish();
+            return;
+          }
+          trace.firstByte();
+          parts.push(value);
+          ctrl.enqueue(value);
+        } catch (err) {
+          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.');
+          trace.fail('stream_error', ge);
+          ctrl.error(ge);
+          finish();
+        }
+      },
+      cancel,
+    });
+    return new Response(body, { status: upstream.status, headers });
+  }
+
+  Object.assign(headers, SSE_HEADERS);
+  const splitter = new SseSplitter();
+  let terminal = false;
+  let lastSeq = -1;
+  let created: Json | undefined;
+  const inspect = (event: string): void => {
+    const data = eventData(event);
+    if (data === undefined || data === '[DONE]') return;
+    const seq = SEQUENCE.exec(data);
+    if (seq) lastSeq = Math.max(lastSeq, Number(seq[1]));
+    const type = EVENT_TYPE.exec(data)?.[1];
+    if (type !== 'response.created' && type !== 'response.completed' && type !== 'response.incomplete' && type !== 'response.failed' && type !== 'error') return;
+    let parsed: Json | undefined;
+    try {
+      parsed = JSON.parse(data) as Json;
+    } catch {
+      return;
+    }
+    const response = isObject(parsed.response) ? parsed.response : undefined;
+    if (type === 'response.created') {
+      created = response;
+      return;
+    }
+    terminal = true;
+    const usage = readResponsesUsage(response?.usage);
+    if (usage) trace.usage(usage);
+    if (type === 'response.failed' || type === 'error') {
+      const e = type === 'error' ? parsed : isObject(response?.error) ? response.error : {};
+      trace.fail('stream_error', { kind: 'upstream', code: typeof e.code === 'string' ? e.code : null, message: typeof e.message === 'string' ? e.message : 'The upstream response failed.' });
+    }
+  };
+  /** Our own ending for a stream the upstream left unfinished. */
+  const failure = (ge: GatewayError): string => {
+    trace.fail('stream_error', ge);
+    const error = openaiErrorBody(ge).error;
+    const response = { ...(created ?? { id: newId('resp'), object: 'response', model: req.model, output: [] }), status: 'failed', error: { code: 'server_error', message: ge.message } };
+    return (
+      sseEvent('response.failed', { type: 'response.failed', sequence_number: ++lastSeq, response }) +
+      sseEvent('error', { type: 'error', sequence_number: ++lastSeq, code: error.code ?? 'server_error', message: error.message, param: null, error })
+    );
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      for (;;) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (err) {
+          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.');
+          // An unfinished event is dropped (as an SSE client would drop it at the end of a stream).
+          splitter.end();
+          ctrl.enqueue(encodeText(terminal ? '' : failure(ge)));
+          ctrl.close();
+          finish();
+          return;
+        }
+        if (r.done) {
+          const rest = splitter.end();
+          if (rest.trim() && !terminal) inspect(rest);
+          let tail = '';
+          if (!terminal) tail = failure(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));
+          else if (rest.trim()) tail = `${rest}\n\n`;
+          if (tail) ctrl.enqueue(encodeText(tail));
+          ctrl.close();
+          finish();
+          return;
+        }
+        const events = splitter.push(r.value);
+        let out = '';
+        for (const ev of events) {
+          inspect(ev);
+          out += ev;
+        }
+        if (out) {
+          trace.firstByte();
+          ctrl.enqueue(encodeText(out));
+          return;
+        }
+      }
+    },
+    cancel,
+  });
+  return new Response(body, { status: upstream.status, headers });
+}
+
+export const openaiResponsesDoor: FrontDoorCodec = {
+  door: 'openai-responses',
+  parse: (body) => parseResponsesRequest(body),
+  error: responsesError,
+  respondFromEvents,
+  respondPassthrough,
+};

@@ -1,0 +1,29 @@
+import type { GatewayConfig } from '../config/schema.ts';
+import { createDynamoStore, dynamoSettings } from '../store/dynamodb.ts';
+import type { Store } from '../store/types.ts';
+import { Policy } from './policy.ts';
+
+export { Policy, isPublicPath, type Access } from './policy.ts';
+
+/**
+ * The policy for a configuration, or undefined when keys are off (`auth` absent or
+ * `auth.required: false`: the gateway is open). Without a given store it opens the DynamoDB tables
+ * named by the configuration and environment (the Lambda path).
+ */
+export function createPolicy(config: GatewayConfig, env: Record<string, string | undefined>, store?: Store, now?: () => number, onError?: (err: unknown) => void): Policy | undefined {
+  if (!config.auth?.required) return undefined;
+  return new Policy({
+    store: store ?? createDynamoStore(dynamoSettings(config.store, env)),
+    now,
+    onError: onError ?? ((err) => console.error(JSON.stringify({ level: 'ERROR', message: 'policy store error', error: String((err as Error)?.message ?? err) }))),
+    settings: {
+      cacheTtlSeconds: config.auth.cacheTtlSeconds,
+      leaseRequests: config.limits.leaseRequests,
+      leaseTokens: config.limits.leaseTokens,
+      defaultMaxTokens: config.limits.defaultMaxTokens,
+      budgetRefreshSeconds: config.limits.budgetRefreshSeconds,
+      budgetStatus: config.limits.budgetStatus,
+      pricing: config.pricing,
+    },
+  });
+}

@@ -1,0 +1,348 @@
+import type { Budget, CounterTotals, RateLimits, Store } from '../store/types.ts';
+import { ZERO_TOTALS } from '../store/types.ts';
+
+/**
+ * Rate limits (requests and tokens per minute) with leased capacity.
+ *
+ * Each subject (a key or a team) has one counter item per minute window in the usage table. An
+ * instance never admits against the table directly: it leases a small block of capacity with one
+ * conditional update (`ADD req :n` only if the total stays within the limit) and spends it
+ * locally, so most requests need no round trip. Because every lease is conditional, the total
+ * leased across all instances never exceeds the limit: the limit is never over-admitted. The price
+ * is that capacity leased by one instance and not spent before the window ends is lost to the others,
+ * so near the limit a subject can be admitted up to (instances - 1) x block fewer requests than its
+ * limit in a window. Blocks are small (a tenth of the limit, at most `leaseRequests`), and a lease
+ * that does not fit falls back to leasing exactly what the request needs.
+ */
+
+export const WINDOW_MS = 60_000;
+
+export interface LimiterOptions {
+  store: Store;
+  /** Largest block of requests one lease takes. 1 = no leasing (one conditional update per request). */
+  leaseRequests: number;
+  /** Largest block of tokens one lease takes. */
+  leaseTokens: number;
+  onError?: (err: unknown) => void;
+}
+
+/** Capacity taken for one request from one subject, settled after the response. */
+export interface Grant {
+  counterId: string;
+  poolId: string;
+  window: number;
+  requests: number;
+  tokens: number;
+}
+
+/** Where a subject stands in the current window, for the rate-limit headers. */
+export interface RateStatus {
+  rpm?: number;
+  tpm?: number;
+  remainingRequests?: number;
+  remainingTokens?: number;
+  /** Epoch ms when the window (and so both limits) resets. */
+  resetAt: number;
+}
+
+export type TakeResult = { ok: true; grant?: Grant; status: RateStatus } | { ok: false; limit: 'requests' | 'tokens'; status: RateStatus };
+
+interface Pool {
+  window: number;
+  /** Leased here and not spent yet. */
+  reqLeft: number;
+  tokLeft: number;
+  /** The counter's totals as last seen (a lower bound of what all instances have leased). */
+  globalReq: number;
+  globalTok: number;
+  inflight?: Promise<void>;
+  /** An exact lease of this size failed in this window: larger needs fail without asking. */
+  failed?: { requests: number; tokens: number };
+}
+
+export function windowOf(now: number): number {
+  return Math.floor(now / WINDOW_MS);
+}
+
+export class RateLimiter {
+  private readonly pools = new Map<string, Pool>();
+
+  constructor(private readonly opts: LimiterOptions) {}
+
+  private pool(poolId: string, window: number): Pool {
+    let p = this.pools.get(poolId);
+    if (!p || p.window !== window) {
+      if (!p && this.pools.size > 50_000) this.pools.clear();
+      p = { window, reqLeft: 0, tokLeft: 0, globalReq: 0, globalTok: 0 };
+      this.pools.set(poolId, p);
+    }
+    return p;
+  }
+
+  private status(p: Pool, limits: RateLimits): RateStatus {
+    return {
+      rpm: limits.rpm,
+      tpm: limits.tpm,
+      remainingRequests: limits.rpm ? Math.max(0, limits.rpm - p.globalReq) + p.reqLeft : undefined,
+      remainingTokens: limits.tpm ? Math.max(0, limits.tpm - p.globalTok) + p.tokLeft : undefined,
+      resetAt: (p.window + 1) * WINDOW_MS,
+    };
+  }
+
+  /**
+   * Take one request and `tokens` tokens for `subject` (e.g. `key:abc`) in the window of `now`.
+   * Zero round trips while the local lease lasts; one conditional update to lease more.
+   */
+  async take(subject: string, limits: RateLimits, tokens: number, now: number): Promise<TakeResult> {
+    const window = windowOf(now);
+    const rpm = limits.rpm;
+    const tpm = limits.tpm;
+    const counterId = `rl:${subject}:${window}`;
+    const needR = rpm ? 1 : 0;
+    // A request larger than the whole limit could never pass: reserve at most the limit.
+    const needT = tpm ? Math.min(Math.max(0, Math.ceil(tokens)), tpm) : 0;
+    if (!needR && !needT) return { ok: true, status: { resetAt: (window + 1) * WINDOW_MS } };
+    for (;;) {
+      const p = this.pool(subject, window);
+      if (p.reqLeft >= needR && p.tokLeft >= needT) {
+        p.reqLeft -= needR;
+        p.tokLeft -= needT;
+        return { ok: true, grant: { counterId, poolId: subject, window, requests: needR, tokens: needT }, status: this.status(p, limits) };
+      }
+      if (p.inflight) {
+        await p.inflight;
+        continue;
+      }
+      const shortR = Math.max(0, needR - p.reqLeft);
+      const shortT = Math.max(0, needT - p.tokLeft);
+      // Counters only grow within a window: what is known to be spent stays spent.
+      if (rpm && shortR > 0 && p.globalReq + shortR > rpm) return { ok: false, limit: 'requests', status: this.status(p, limits) };
+      if (tpm && shortT > 0 && p.globalTok + shortT > tpm) return { ok: false, limit: 'tokens', status: this.status(p, limits) };
+      if (p.failed && shortR >= p.failed.requests && shortT >= p.failed.tokens) {
+        return { ok: false, limit: shortR > 0 && (!tpm || p.globalTok + shortT <= tpm) ? 'requests' : 'tokens', status: this.status(p, limits) };
+      }
+      p.inflight = this.lease(p, counterId, limits, shortR, shortT).finally(() => {
+        p.inflight = undefined;
+      });
+      await p.inflight;
+    }
+  }
+
+  private async lease(p: Pool, counterId: string, limits: RateLimits, shortR: number, shortT: number): Promise<void> {
+    const rpm = limits.rpm;
+    const tpm = limits.tpm;
+    const expiresAt = Math.floor(((p.window + 1) * WINDOW_MS) / 1000) + 3600;
+    let blockR = 0;
+    let blockT = 0;
+    if (rpm && shortR > 0) {
+      const cap = Math.min(this.opts.leaseRequests, Math.max(1, Math.floor(rpm / 10)));
+      blockR = Math.max(shortR, Math.min(cap, rpm - p.globalReq));
+    }
+    if (tpm && shortT > 0) {
+      const cap = Math.min(this.opts.leaseTokens, Math.max(1, Math.floor(tpm / 10)));
+      blockT = Math.max(shortT, Math.min(cap, tpm - p.globalTok));
+    }
+    const attempt = (r: number, t: number) =>
+      this.opts.store.lease(counterId, { requests: r, tokens: t, maxRequests: r ? rpm : undefined, maxTokens: t ? tpm : undefined, expiresAt });
+    let res = await attempt(blockR, blockT);
+    let got = { r: blockR, t: blockT };
+    if (!res.ok && (blockR > shortR || blockT > shortT)) {
+      res = await attempt(shortR, shortT);
+      got = { r: shortR, t: shortT };
+    }
+    if (res.ok) {
+      p.reqLeft += got.r;
+      p.tokLeft += got.t;
+      p.globalReq = Math.max(p.globalReq, res.requests);
+      p.globalTok = Math.max(p.globalTok, res.tokens);
+      return;
+    }
+    // Refused even for exactly what is needed: learn where the counter stands, so the next
+    // requests in this window are answered without asking.
+    p.failed = { requests: shortR, tokens: shortT };
+    try {
+      const t = (await this.opts.store.getCounters([counterId])).get(counterId);
+      if (t) {
+        p.globalReq = Math.max(p.globalReq, t.requests);
+        p.globalTok = Math.max(p.globalTok, t.tokens);
+      }
+    } catch (err) {
+      this.opts.onError?.(err);
+    }
+  }
+
+  /** Give a grant back whole (the request did not go ahead). */
+  giveBack(g: Grant): void {
+    const p = this.pools.get(g.poolId);
+    if (!p || p.window !== g.window) return;
+    p.reqLeft += g.requests;
+    p.tokLeft += g.tokens;
+  }
+
+  /**
+   * Settle a grant with the tokens the request really used: unused reserved tokens return to the
+   * local lease; tokens beyond the reservation come out of it, or are added to the counter.
+   */
+  async settle(g: Grant, actualTokens: number): Promise<void> {
+    if (!g.tokens) return;
+    const p = this.pools.get(g.poolId);
+    const current = p && p.window === g.window ? p : undefined;
+    const diff = g.tokens - actualTokens;
+    if (diff >= 0) {
+      if (current) current.tokLeft += diff;
+      return;
+    }
+    let over = -diff;
+    if (current) {
+      const fromPool = Math.min(current.tokLeft, over);
+      current.tokLeft -= fromPool;
+      over -= fromPool;
+    }
+    if (over > 0) {
+      const t = await this.opts.store.addUsage(g.counterId, { tokens: over }, Math.floor(((g.window + 1) * WINDOW_MS) / 1000) + 3600);
+      if (current) current.globalTok = Math.max(current.globalTok, t.tokens);
+    }
+  }
+}
+
+// ---- budgets -------------------------------------------------------------------------------
+
+export type BudgetField = keyof Budget;
+export type Period = 'd' | 'm';
+
+export interface BudgetSubject {
+  /** `key:<id>` or `team:<name>`. */
+  subject: string;
+  /** For messages: `key "name"` / `team "name"`. */
+  label: string;
+  budget: Budget;
+}
+
+export interface BudgetDenial {
+  label: string;
+  field: BudgetField;
+  limit: number;
+  spent: number;
+  resetAt: number;
+}
+
+export interface BudgetStatus {
+  remainingUsd?: number;
+  remainingTokens?: number;
+}
+
+const FIELDS: { field: BudgetField; period: Period; unit: 'usd' | 'tokens' }[] = [
+  { field: 'usdPerDay', period: 'd', unit: 'usd' },
+  { field: 'usdPerMonth', period: 'm', unit: 'usd' },
+  { field: 'tokensPerDay', period: 'd', unit: 'tokens' },
+  { field: 'tokensPerMonth', period: 'm', unit: 'tokens' },
+];
+
+export function periodId(period: Period, now: number): string {
+  const iso = new Date(now).toISOString();
+  return period === 'd' ? iso.slice(0, 10) : iso.slice(0, 7);
+}
+
+export function periodEnd(period: Period, now: number): number {
+  const d = new Date(now);
+  return period === 'd' ? Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1) : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+}
+
+export function usageCounterId(subject: string, period: Period, now: number): string {
+  return `use:${subject}:${period}:${periodId(period, now)}`;
+}
+
+/**
+ * Budgets: spend per subject per UTC day and month, in usage counters that each response adds its
+ * real tokens and cost to (after the response, off the hot path). Admission compares what is known
+ * to be spent with the budget; the instance keeps a view of the counters, refreshed in the
+ * background when older than `refreshMs` and updated by its own settlements, so a warm instance
+ * checks budgets without a round trip. A budget can therefore be overshot by the requests in flight
+ * and by other instances' spend of the last `refreshMs`; a request is refused once the budget is spent.
+ */
+export class BudgetTracker {
+  private readonly view = new Map<string, { totals: CounterTotals; at: number }>();
+  private readonly refreshing = new Set<string>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly refreshMs: number,
+    private readonly onError?: (err: unknown) => void,
+  ) {}
+
+  private set(id: string, totals: CounterTotals, at: number): void {
+    const old = this.view.get(id);
+    // Counters only grow: never let an older answer replace a newer one.
+    if (old && old.totals.requests > totals.requests) {
+      old.at = Math.max(old.at, at);
+      return;
+    }
+    if (!old && this.view.size > 50_000) this.view.clear();
+    this.view.set(id, { totals, at });
+  }
+
+  private idsFor(subjects: BudgetSubject[], now: number): string[] {
+    const ids: string[] = [];
+    for (const s of subjects) for (const f of FIELDS) if (s.budget[f.field] !== undefined) ids.push(usageCounterId(s.subject, f.period, now));
+    return [...new Set(ids)];
+  }
+
+  /** The first budget that is spent, if any; reads counters the instance has never seen (cold). */
+  async check(subjects: BudgetSubject[], now: number, background: (p: Promise<unknown>) => void): Promise<{ denial?: BudgetDenial; status: BudgetStatus }> {
+    const ids = this.idsFor(subjects, now);
+    if (!ids.length) return { status: {} };
+    const missing = ids.filter((id) => !this.view.has(id));
+    if (missing.length) {
+      const got = await this.store.getCounters(missing);
+      for (const id of missing) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
+    }
+    const stale = ids.filter((id) => now - this.view.get(id)!.at > this.refreshMs && !this.refreshing.has(id));
+    if (stale.length) {
+      for (const id of stale) this.refreshing.add(id);
+      background(
+        this.store
+          .getCounters(stale)
+          .then((got) => {
+            for (const id of stale) this.set(id, got.get(id) ?? ZERO_TOTALS, Date.now());
+          })
+          .catch((err) => this.onError?.(err))
+          .finally(() => stale.forEach((id) => this.refreshing.delete(id))),
+      );
+    }
+    let denial: BudgetDenial | undefined;
+    const status: BudgetStatus = {};
+    for (const s of subjects) {
+      for (const f of FIELDS) {
+        const limit = s.budget[f.field];
+        if (limit === undefined) continue;
+        const t = this.view.get(usageCounterId(s.subject, f.period, now))!.totals;
+        const spent = f.unit === 'usd' ? t.microUsd / 1e6 : t.tokens;
+        const remaining = Math.max(0, limit - spent);
+        if (f.unit === 'usd') status.remainingUsd = Math.min(status.remainingUsd ?? Infinity, remaining);
+        else status.remainingTokens = Math.min(status.remainingTokens ?? Infinity, remaining);
+        if (!denial && spent >= limit) denial = { label: s.label, field: f.field, limit, spent, resetAt: periodEnd(f.period, now) };
+      }
+    }
+    return { denial, status };
+  }
+
+  /** Add a finished request's usage to the subjects' day and month counters. */
+  async record(subjects: string[], delta: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number; microUsd: number }, now: number): Promise<void> {
+    const tokens = delta.inputTokens + delta.outputTokens;
+    const writes: Promise<void>[] = [];
+    for (const subject of subjects) {
+      for (const period of ['d', 'm'] as const) {
+        const id = usageCounterId(subject, period, now);
+        // Kept a little past the window, for reading recent usage.
+        const expiresAt = Math.floor(periodEnd(period, now) / 1000) + (period === 'd' ? 7 : 62) * 86_400;
+        writes.push(
+          this.store.addUsage(id, { requests: 1, tokens, ...delta }, expiresAt).then((t) => {
+            if (this.view.has(id)) this.set(id, t, now);
+          }),
+        );
+      }
+    }
+    const results = await Promise.allSettled(writes);
+    for (const r of results) if (r.status === 'rejected') this.onError?.(r.reason);
+  }
+}

@@ -1,0 +1,117 @@
+import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, type ConverseStreamOutput } from '@aws-sdk/client-bedrock-runtime';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { BedrockProviderConfig } from '../../config/schema.ts';
+import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
+import type { ChatRequest, StreamEvent } from '../../core/types.ts';
+import { GatewayError } from '../../http/errors.ts';
+import type { CallContext, Provider, ProviderResult } from '../types.ts';
+import { SdkCall } from './call.ts';
+import { eventsFromResponse, StreamDecoder, toConverseInput } from './converse.ts';
+import { bedrockEmbed } from './embeddings.ts';
+
+/**
+ * Amazon Bedrock through @aws-sdk/client-bedrock-runtime: chat over Converse / ConverseStream
+ * (one request shape for every Bedrock model), embeddings over InvokeModel (Titan, Cohere).
+ *
+ * Credentials come from the SDK's default provider chain and resolve lazily on the first call, so
+ * the provider is always live; a missing or refused credential surfaces as a 502 on the call.
+ * The client speaks HTTP/1.1 with keep-alive (NodeHttpHandler) rather than the SDK's HTTP/2
+ * default, retries nothing itself (retries and fallback belong to the gateway's routing), and
+ * every call carries an abort signal tied to the client's connection and to the provider's
+ * timeouts.
+ */
+export class BedrockProvider implements Provider {
+  readonly type = 'bedrock';
+  readonly live: boolean;
+  readonly notLiveReason?: string;
+  readonly region?: string;
+  private clientInstance?: BedrockRuntimeClient;
+
+  constructor(
+    readonly name: string,
+    private readonly cfg: BedrockProviderConfig,
+    env: Record<string, string | undefined>,
+  ) {
+    this.region = cfg.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+    if (this.region) this.live = true;
+    else {
+      this.live = false;
+      this.notLiveReason = 'set `region` in its configuration, or AWS_REGION, to enable it';
+    }
+  }
+
+  /** The SDK client, made on first use (credentials are looked up by the SDK when it signs). */
+  get client(): BedrockRuntimeClient {
+    this.clientInstance ??= new BedrockRuntimeClient({
+      region: this.region,
+      ...(this.cfg.endpoint ? { endpoint: this.cfg.endpoint } : {}),
+      maxAttempts: 1,
+      requestHandler: new NodeHttpHandler({ connectionTimeout: Math.min(this.cfg.firstByteTimeoutMs, 30_000) }),
+    });
+    return this.clientInstance;
+  }
+
+  async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
+    const input = toConverseInput(req, ctx.upstreamModel, this.name);
+    const call = new SdkCall(this.name, this.cfg, ctx.signal);
+    if (!req.stream) {
+      try {
+        const res = await this.client.send(new ConverseCommand(input), { abortSignal: call.signal as never });
+        const id = res.$metadata.requestId ?? ctx.requestId;
+        return { kind: 'events', events: toAsync(eventsFromResponse(res, id, ctx.upstreamModel)) };
+      } catch (err) {
+        throw call.error(err);
+      } finally {
+        call.done();
+      }
+    }
+
+    let upstream: AsyncIterator<ConverseStreamOutput>;
+    let id: string;
+    let first: IteratorResult<ConverseStreamOutput>;
+    try {
+      const res = await this.client.send(new ConverseStreamCommand(input), { abortSignal: call.signal as never });
+      call.firstByte();
+      if (!res.stream) throw new GatewayError('upstream', `Provider "${this.name}" (Amazon Bedrock) answered without a stream.`, { code: 'upstream_error' });
+      id = res.$metadata.requestId ?? ctx.requestId;
+      upstream = res.stream[Symbol.asyncIterator]();
+      // Read the first frame here, so a stream that fails at once is still a clean error response.
+      first = await upstream.next();
+    } catch (err) {
+      call.done();
+      throw call.error(err);
+    }
+    return { kind: 'events', events: this.streamEvents(upstream, first, id, ctx.upstreamModel, call) };
+  }
+
+  private async *streamEvents(upstream: AsyncIterator<ConverseStreamOutput>, first: IteratorResult<ConverseStreamOutput>, id: string, model: string, call: SdkCall): AsyncGenerator<StreamEvent> {
+    const decoder = new StreamDecoder();
+    let finished = false;
+    try {
+      yield { type: 'start', id, model };
+      for (let r = first; !r.done; r = await upstream.next()) yield* decoder.decode(r.value);
+      finished = true;
+    } catch (err) {
+      finished = true;
+      throw call.error(err, true);
+    } finally {
+      if (!finished) {
+        // The consumer stopped early (the client went away): cancel the SDK call.
+        call.abort('client');
+        await upstream.return?.().catch(() => {});
+      }
+      call.done();
+    }
+    if (!decoder.stopped) {
+      throw new GatewayError('upstream', `The stream from provider "${this.name}" (Amazon Bedrock) ended before the message was complete.`, { code: 'upstream_stream_truncated' });
+    }
+  }
+
+  embed(req: EmbeddingRequest, ctx: EmbeddingContext): Promise<EmbeddingResult> {
+    return bedrockEmbed(this.client, this.name, this.cfg, req, ctx);
+  }
+}
+
+async function* toAsync<T>(it: Iterable<T>): AsyncGenerator<T> {
+  yield* it;
+}

@@ -1,0 +1,135 @@
+import type { FallbackTrigger, GatewayConfig, TargetConfig } from '../config/schema.ts';
+import { GatewayError } from '../http/errors.ts';
+import type { Provider } from '../providers/types.ts';
+import { Cooldown } from './cooldown.ts';
+
+export interface ResolvedTarget {
+  provider: Provider;
+  /** Model id sent upstream. */
+  model: string;
+  /** `provider/model`: the target's identity for cooldown and logs. */
+  key: string;
+  config: TargetConfig;
+}
+
+export interface RetryPolicy {
+  retries: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface RoutePlan {
+  /** The name the client asked for. */
+  name: string;
+  /** True when the client named `provider/model` instead of an alias. */
+  direct: boolean;
+  groups: ResolvedTarget[][];
+  retry: RetryPolicy;
+  fallbackOn: ReadonlySet<FallbackTrigger>;
+}
+
+export interface ListedModel {
+  id: string;
+  ownedBy: string;
+}
+
+/**
+ * Resolves the model a client names into a plan: ordered groups of weighted targets, with the
+ * retry and fallback policy of the alias. Also decides, per request, the order in which targets
+ * are tried: within a group by weighted random draw without replacement, cooling-down targets
+ * last; then the next group.
+ */
+export class Router {
+  readonly cooldown: Cooldown;
+  private readonly plans = new Map<string, RoutePlan>();
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly providers: Map<string, Provider>,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.cooldown = new Cooldown(config.routing.cooldown);
+    for (const [name, m] of Object.entries(config.models)) {
+      this.plans.set(name, {
+        name,
+        direct: false,
+        groups: m.groups.map((g) => g.targets.map((t) => this.target(t))),
+        retry: m.retry ?? config.routing.retry,
+        fallbackOn: new Set(m.fallbackOn ?? config.routing.fallbackOn),
+      });
+    }
+  }
+
+  private target(t: TargetConfig): ResolvedTarget {
+    return { provider: this.providers.get(t.provider)!, model: t.model, key: `${t.provider}/${t.model}`, config: t };
+  }
+
+  /** The plan for a model name, keeping only targets whose provider is live. 404 when none can serve. */
+  resolve(name: string): RoutePlan {
+    const plan = this.plans.get(name) ?? this.direct(name);
+    if (!plan) throw new GatewayError('not_found', `The model '${name}' does not exist or you do not have access to it.`, { code: 'model_not_found', param: 'model' });
+    const groups = plan.groups.map((g) => g.filter((t) => t.provider.live)).filter((g) => g.length > 0);
+    if (!groups.length) {
+      const names = [...new Set(plan.groups.flat().map((t) => t.provider.name))].join(', ');
+      throw new GatewayError('not_found', `The model '${name}' is configured but its provider (${names}) is not enabled.`, { code: 'model_not_available', param: 'model' });
+    }
+    return groups.length === plan.groups.length && groups.every((g, i) => g.length === plan.groups[i]!.length) ? plan : { ...plan, groups };
+  }
+
+  private direct(name: string): RoutePlan | undefined {
+    if (!this.config.routing.directTargets) return undefined;
+    const slash = name.indexOf('/');
+    if (slash <= 0 || slash === name.length - 1) return undefined;
+    const providerName = name.slice(0, slash);
+    const provider = this.providers.get(providerName);
+    if (!provider) return undefined;
+    return {
+      name,
+      direct: true,
+      groups: [[this.target({ provider: providerName, model: name.slice(slash + 1), weight: 1 })]],
+      retry: this.config.routing.retry,
+      fallbackOn: new Set(this.config.routing.fallbackOn),
+    };
+  }
+
+  /** The order to try targets in for one request. */
+  order(plan: RoutePlan): ResolvedTarget[] {
+    const out: ResolvedTarget[] = [];
+    for (const group of plan.groups) {
+      const healthy = group.filter((t) => !this.cooldown.isCooling(t.key));
+      const cooling = group.filter((t) => this.cooldown.isCooling(t.key));
+      out.push(...this.weightedShuffle(healthy), ...this.weightedShuffle(cooling));
+    }
+    // Cooling targets are still tried when nothing healthy is left: better a likely failure than none.
+    const healthy = out.filter((t) => !this.cooldown.isCooling(t.key));
+    const cooling = out.filter((t) => this.cooldown.isCooling(t.key));
+    return [...healthy, ...cooling];
+  }
+
+  private weightedShuffle(targets: ResolvedTarget[]): ResolvedTarget[] {
+    if (targets.length <= 1) return targets;
+    const pool = [...targets];
+    const out: ResolvedTarget[] = [];
+    while (pool.length) {
+      const total = pool.reduce((n, t) => n + t.config.weight, 0);
+      let r = this.random() * total;
+      let i = 0;
+      for (; i < pool.length - 1; i++) {
+        r -= pool[i]!.config.weight;
+        if (r < 0) break;
+      }
+      out.push(pool.splice(i, 1)[0]!);
+    }
+    return out;
+  }
+
+  /** Aliases a client may call now (at least one target's provider is live). */
+  listModels(): ListedModel[] {
+    const out: ListedModel[] = [];
+    for (const plan of this.plans.values()) {
+      const live = plan.groups.flat().find((t) => t.provider.live);
+      if (live) out.push({ id: plan.name, ownedBy: live.provider.name });
+    }
+    return out;
+  }
+}

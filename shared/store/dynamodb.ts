@@ -1,0 +1,387 @@
+import {
+  BatchGetItemCommand,
+  ConditionalCheckFailedException,
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  ScanCommand,
+  UpdateItemCommand,
+  type AttributeValue,
+} from '@aws-sdk/client-dynamodb';
+import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, Store, TeamRecord, UsageDelta } from './types.ts';
+
+/**
+ * The Store on DynamoDB. Two tables, both with a single string partition key `pk`:
+ *
+ * - keys:  `key#<id>` items (one per gateway key, holding the key's SHA-256, never the key) and
+ *          `team#<name>` items (team limits and budgets).
+ * - usage: counters, one item per subject and window (`rl:key:<id>:<minute>` for rate-limit leases,
+ *          `use:team:<name>:d:<YYYY-MM-DD>` / `...:m:<YYYY-MM>` for budgets), with the TTL
+ *          attribute `expiresAt` (epoch seconds). Readers never trust TTL deletion: window ids are in
+ *          the key, so an expired window is simply never read again.
+ *
+ * Every limit check is a single-item conditional update (no transactions: they cost double and the
+ * local emulator lacks them).
+ */
+
+export interface DynamoTables {
+  keys: string;
+  usage: string;
+}
+
+export interface DynamoStoreOptions {
+  client: DynamoDBClient;
+  tables: DynamoTables;
+}
+
+type Item = Record<string, AttributeValue>;
+
+// ---- plain JSON <-> AttributeValue ----------------------------------------------------------
+
+export function toAttr(v: unknown): AttributeValue {
+  if (v === null || v === undefined) return { NULL: true };
+  if (typeof v === 'string') return { S: v };
+  if (typeof v === 'number') return { N: String(v) };
+  if (typeof v === 'boolean') return { BOOL: v };
+  if (Array.isArray(v)) return { L: v.map(toAttr) };
+  if (typeof v === 'object') {
+    const m: Item = {};
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) m[k] = toAttr(x);
+    return { M: m };
+  }
+  throw new TypeError(`cannot store a ${typeof v}`);
+}
+
+export function fromAttr(a: AttributeValue): unknown {
+  if (a.S !== undefined) return a.S;
+  if (a.N !== undefined) return Number(a.N);
+  if (a.BOOL !== undefined) return a.BOOL;
+  if (a.NULL) return null;
+  if (a.L) return a.L.map(fromAttr);
+  if (a.M) return Object.fromEntries(Object.entries(a.M).map(([k, x]) => [k, fromAttr(x)]));
+  if (a.SS) return [...a.SS];
+  return undefined;
+}
+
+function toItem(obj: Record<string, unknown>): Item {
+  return (toAttr(obj) as { M: Item }).M;
+}
+
+function fromItem(item: Item): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(item).map(([k, x]) => [k, fromAttr(x)]));
+}
+
+// ---- records ----------------------------------------------------------------------------------
+
+const KEY_PREFIX = 'key#';
+const TEAM_PREFIX = 'team#';
+
+function keyItem(rec: KeyRecord): Item {
+  return toItem({ pk: KEY_PREFIX + rec.id, kind: 'key', ...rec });
+}
+
+function keyFrom(item: Item): KeyRecord {
+  const o = fromItem(item);
+  return {
+    id: o.id as string,
+    hash: o.hash as string,
+    name: o.name as string,
+    team: (o.team as string | undefined) ?? undefined,
+    models: (o.models as string[] | undefined) ?? undefined,
+    limits: (o.limits as KeyRecord['limits']) ?? {},
+    budget: (o.budget as KeyRecord['budget']) ?? {},
+    createdAt: o.createdAt as string,
+    updatedAt: (o.updatedAt as string) ?? (o.createdAt as string),
+    expiresAt: (o.expiresAt as string | undefined) ?? undefined,
+    revokedAt: (o.revokedAt as string | undefined) ?? undefined,
+    metadata: (o.metadata as Record<string, string>) ?? {},
+    version: (o.version as number) ?? 0,
+  };
+}
+
+function teamFrom(item: Item): TeamRecord {
+  const o = fromItem(item);
+  return {
+    name: o.name as string,
+    limits: (o.limits as TeamRecord['limits']) ?? {},
+    budget: (o.budget as TeamRecord['budget']) ?? {},
+    metadata: (o.metadata as Record<string, string>) ?? {},
+    createdAt: o.createdAt as string,
+    updatedAt: (o.updatedAt as string) ?? (o.createdAt as string),
+  };
+}
+
+const COUNTER_ATTRS: [keyof CounterTotals, string][] = [
+  ['requests', 'req'],
+  ['tokens', 'tok'],
+  ['inputTokens', 'inp'],
+  ['outputTokens', 'outp'],
+  ['cacheReadTokens', 'cr'],
+  ['cacheWriteTokens', 'cw'],
+  ['microUsd', 'usd'],
+];
+
+function totalsFrom(item: Item | undefined): CounterTotals {
+  const t = { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0 };
+  if (!item) return t;
+  for (const [field, attr] of COUNTER_ATTRS) if (item[attr]?.N !== undefined) t[field] = Number(item[attr]!.N);
+  return t;
+}
+
+function encodeCursor(key: Item | undefined): string | undefined {
+  return key ? Buffer.from(JSON.stringify(fromItem(key))).toString('base64url') : undefined;
+}
+
+function decodeCursor(cursor: string | undefined): Item | undefined {
+  if (!cursor) return undefined;
+  try {
+    const o = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Record<string, unknown>;
+    if (typeof o.pk !== 'string') return undefined;
+    return { pk: { S: o.pk } };
+  } catch {
+    return undefined;
+  }
+}
+
+export class DynamoStore implements Store {
+  private readonly client: DynamoDBClient;
+  readonly tables: DynamoTables;
+
+  constructor(opts: DynamoStoreOptions) {
+    this.client = opts.client;
+    this.tables = opts.tables;
+  }
+
+  async createKey(rec: KeyRecord): Promise<boolean> {
+    try {
+      await this.client.send(new PutItemCommand({ TableName: this.tables.keys, Item: keyItem(rec), ConditionExpression: 'attribute_not_exists(pk)' }));
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+  }
+
+  async getKey(id: string): Promise<KeyRecord | undefined> {
+    const out = await this.client.send(new GetItemCommand({ TableName: this.tables.keys, Key: { pk: { S: KEY_PREFIX + id } }, ConsistentRead: true }));
+    return out.Item ? keyFrom(out.Item) : undefined;
+  }
+
+  async replaceKey(rec: KeyRecord, expectedVersion: number): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.tables.keys,
+          Item: keyItem(rec),
+          ConditionExpression: 'attribute_exists(pk) AND version = :v',
+          ExpressionAttributeValues: { ':v': { N: String(expectedVersion) } },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+  }
+
+  async listKeys(opts: { team?: string; limit?: number; cursor?: string } = {}): Promise<KeyPage> {
+    const limit = Math.min(Math.max(opts.limit ?? 100, 1), 1000);
+    const keys: KeyRecord[] = [];
+    let start = decodeCursor(opts.cursor);
+    const values: Item = { ':k': { S: 'key' } };
+    let filter = 'kind = :k';
+    if (opts.team) {
+      filter += ' AND team = :t';
+      values[':t'] = { S: opts.team };
+    }
+    for (;;) {
+      const out = await this.client.send(
+        new ScanCommand({ TableName: this.tables.keys, FilterExpression: filter, ExpressionAttributeValues: values, ExclusiveStartKey: start, Limit: 200, ConsistentRead: true }),
+      );
+      for (const item of out.Items ?? []) {
+        keys.push(keyFrom(item));
+        if (keys.length === limit) {
+          // Resume after the last key returned (scan order is stable for a given table).
+          const more = item !== out.Items![out.Items!.length - 1] || out.LastEvaluatedKey !== undefined;
+          return { keys, cursor: more ? encodeCursor({ pk: item.pk! }) : undefined };
+        }
+      }
+      if (!out.LastEvaluatedKey) return { keys };
+      start = out.LastEvaluatedKey;
+    }
+  }
+
+  async hasAnyKey(): Promise<boolean> {
+    const page = await this.listKeys({ limit: 1 });
+    return page.keys.length > 0;
+  }
+
+  async getTeam(name: string): Promise<TeamRecord | undefined> {
+    const out = await this.client.send(new GetItemCommand({ TableName: this.tables.keys, Key: { pk: { S: TEAM_PREFIX + name } }, ConsistentRead: true }));
+    return out.Item ? teamFrom(out.Item) : undefined;
+  }
+
+  async putTeam(rec: TeamRecord): Promise<void> {
+    await this.client.send(new PutItemCommand({ TableName: this.tables.keys, Item: toItem({ pk: TEAM_PREFIX + rec.name, kind: 'team', ...rec }) }));
+  }
+
+  async listTeams(): Promise<TeamRecord[]> {
+    const teams: TeamRecord[] = [];
+    let start: Item | undefined;
+    do {
+      const out = await this.client.send(
+        new ScanCommand({ TableName: this.tables.keys, FilterExpression: 'kind = :k', ExpressionAttributeValues: { ':k': { S: 'team' } }, ExclusiveStartKey: start, ConsistentRead: true }),
+      );
+      for (const item of out.Items ?? []) teams.push(teamFrom(item));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return teams.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async lease(counterId: string, req: LeaseRequest): Promise<LeaseResult> {
+    const conds: string[] = [];
+    const values: Item = { ':r': { N: String(req.requests) }, ':t': { N: String(req.tokens) }, ':e': { N: String(req.expiresAt) } };
+    if (req.maxRequests !== undefined) {
+      const room = req.maxRequests - req.requests;
+      if (room < 0) return { ok: false };
+      conds.push('(attribute_not_exists(req) OR req <= :rmax)');
+      values[':rmax'] = { N: String(room) };
+    }
+    if (req.maxTokens !== undefined) {
+      const room = req.maxTokens - req.tokens;
+      if (room < 0) return { ok: false };
+      conds.push('(attribute_not_exists(tok) OR tok <= :tmax)');
+      values[':tmax'] = { N: String(room) };
+    }
+    try {
+      const out = await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tables.usage,
+          Key: { pk: { S: counterId } },
+          UpdateExpression: 'ADD req :r, tok :t SET expiresAt = if_not_exists(expiresAt, :e)',
+          ConditionExpression: conds.length ? conds.join(' AND ') : undefined,
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      const t = totalsFrom(out.Attributes);
+      return { ok: true, requests: t.requests, tokens: t.tokens };
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return { ok: false };
+      throw err;
+    }
+  }
+
+  async addUsage(counterId: string, delta: UsageDelta, expiresAt: number): Promise<CounterTotals> {
+    const adds: string[] = [];
+    const values: Item = { ':e': { N: String(expiresAt) } };
+    for (const [field, attr] of COUNTER_ATTRS) {
+      const v = delta[field];
+      if (v) {
+        adds.push(`${attr} :${attr}`);
+        values[`:${attr}`] = { N: String(v) };
+      }
+    }
+    const out = await this.client.send(
+      new UpdateItemCommand({
+        TableName: this.tables.usage,
+        Key: { pk: { S: counterId } },
+        UpdateExpression: `${adds.length ? `ADD ${adds.join(', ')} ` : ''}SET expiresAt = if_not_exists(expiresAt, :e)`,
+        ExpressionAttributeValues: values,
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return totalsFrom(out.Attributes);
+  }
+
+  async getCounters(ids: string[]): Promise<Map<string, CounterTotals>> {
+    const result = new Map<string, CounterTotals>();
+    const unique = [...new Set(ids)];
+    for (let i = 0; i < unique.length; i += 100) {
+      let keys: Item[] | undefined = unique.slice(i, i + 100).map((id) => ({ pk: { S: id } }));
+      for (let round = 0; keys?.length && round < 5; round++) {
+        const out = await this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tables.usage]: { Keys: keys, ConsistentRead: true } } }));
+        for (const item of out.Responses?.[this.tables.usage] ?? []) result.set(item.pk!.S!, totalsFrom(item));
+        keys = out.UnprocessedKeys?.[this.tables.usage]?.Keys as Item[] | undefined;
+      }
+    }
+    return result;
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}
+
+/** Store settings resolved from the configuration and the environment. */
+export interface DynamoSettings {
+  tables: DynamoTables;
+  region?: string;
+  endpoint?: string;
+}
+
+/**
+ * Table names and endpoint: the environment (set by the CDK stack or the local server) wins over
+ * the configuration file.
+ */
+export function dynamoSettings(cfg: { keysTable: string; usageTable: string; region?: string; endpoint?: string }, env: Record<string, string | undefined>): DynamoSettings {
+  return {
+    tables: { keys: env.GATEWAY_KEYS_TABLE || cfg.keysTable, usage: env.GATEWAY_USAGE_TABLE || cfg.usageTable },
+    region: cfg.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION,
+    endpoint: env.DYNAMODB_ENDPOINT || cfg.endpoint,
+  };
+}
+
+/** A DynamoDB client: AWS's default credential chain, or dummy credentials for a local endpoint. */
+export function dynamoClient(s: DynamoSettings): DynamoDBClient {
+  const local = s.endpoint !== undefined && /^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(s.endpoint);
+  return new DynamoDBClient({
+    region: s.region ?? (local ? 'local' : undefined),
+    endpoint: s.endpoint,
+    credentials: local ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined,
+    maxAttempts: 3,
+  });
+}
+
+export function createDynamoStore(s: DynamoSettings): DynamoStore {
+  return new DynamoStore({ client: dynamoClient(s), tables: s.tables });
+}
+
+/**
+ * Create the tables if they do not exist (local server and tests; in AWS the CDK stack owns them,
+ * with TTL on `expiresAt` in the usage table).
+ */
+export async function ensureTables(s: DynamoSettings): Promise<void> {
+  const client = dynamoClient(s);
+  try {
+    for (const name of [s.tables.keys, s.tables.usage]) {
+      try {
+        await client.send(new DescribeTableCommand({ TableName: name }));
+        continue;
+      } catch (err) {
+        if ((err as Error).name !== 'ResourceNotFoundException') throw err;
+      }
+      try {
+        await client.send(
+          new CreateTableCommand({
+            TableName: name,
+            AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+            KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+            BillingMode: 'PAY_PER_REQUEST',
+          }),
+        );
+      } catch (err) {
+        if ((err as Error).name !== 'ResourceInUseException') throw err;
+      }
+      for (let i = 0; i < 100; i++) {
+        const d = await client.send(new DescribeTableCommand({ TableName: name }));
+        if (d.Table?.TableStatus === 'ACTIVE') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  } finally {
+    client.destroy();
+  }
+}

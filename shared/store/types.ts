@@ -1,0 +1,121 @@
+/**
+ * The gateway's persistent state: keys, teams and usage counters. One real implementation
+ * (DynamoDB, `dynamodb.ts`), which runs against AWS or, locally and in tests, against dynalite.
+ */
+
+/** Per-minute rate limits. Absent fields mean "no limit". */
+export interface RateLimits {
+  /** Requests per minute. */
+  rpm?: number;
+  /** Tokens (prompt + completion) per minute. */
+  tpm?: number;
+}
+
+/** Spend caps per UTC day and calendar month (UTC). Absent fields mean "no budget". */
+export interface Budget {
+  usdPerDay?: number;
+  usdPerMonth?: number;
+  tokensPerDay?: number;
+  tokensPerMonth?: number;
+}
+
+/** A gateway key as stored: the key itself is never stored, only its SHA-256 hash. */
+export interface KeyRecord {
+  /** Public id (also embedded in the key after the `gwk_` prefix). */
+  id: string;
+  /** Hex SHA-256 of the whole key string. */
+  hash: string;
+  name: string;
+  team?: string;
+  /** Model names or aliases the key may call (`*` wildcards allowed); absent or empty: all. */
+  models?: string[];
+  limits: RateLimits;
+  budget: Budget;
+  /** ISO timestamps. */
+  createdAt: string;
+  updatedAt: string;
+  expiresAt?: string;
+  revokedAt?: string;
+  /** Free-form tags (owner, cost centre, ...). */
+  metadata: Record<string, string>;
+  /** Optimistic-lock counter for updates. */
+  version: number;
+}
+
+export interface TeamRecord {
+  name: string;
+  limits: RateLimits;
+  budget: Budget;
+  metadata: Record<string, string>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** Totals held by a usage counter (one subject, one window). */
+export interface CounterTotals {
+  requests: number;
+  tokens: number;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+  /** Spend in micro-dollars (integers keep sums exact). */
+  microUsd: number;
+}
+
+export interface UsageDelta {
+  requests?: number;
+  tokens?: number;
+  inputTokens?: number;
+  outputTokens?: number;
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  microUsd?: number;
+}
+
+export interface LeaseRequest {
+  requests: number;
+  tokens: number;
+  /** Upper bounds the counter may reach after the lease (absent: unbounded). */
+  maxRequests?: number;
+  maxTokens?: number;
+  /** Epoch seconds after which the counter item may be deleted (TTL attribute). */
+  expiresAt: number;
+}
+
+export type LeaseResult = { ok: true; requests: number; tokens: number } | { ok: false };
+
+export interface KeyPage {
+  keys: KeyRecord[];
+  cursor?: string;
+}
+
+export interface Store {
+  /** Store a new key; fails (returns false) if the id is taken. */
+  createKey(rec: KeyRecord): Promise<boolean>;
+  getKey(id: string): Promise<KeyRecord | undefined>;
+  listKeys(opts?: { team?: string; limit?: number; cursor?: string }): Promise<KeyPage>;
+  /** Replace a key record if its version is still `expectedVersion`; false if it changed meanwhile. */
+  replaceKey(rec: KeyRecord, expectedVersion: number): Promise<boolean>;
+  /** Whether the keys table holds any key at all. */
+  hasAnyKey(): Promise<boolean>;
+
+  getTeam(name: string): Promise<TeamRecord | undefined>;
+  putTeam(rec: TeamRecord): Promise<void>;
+  listTeams(): Promise<TeamRecord[]>;
+
+  /**
+   * Atomically add to a counter's `requests`/`tokens` only if the results stay within the bounds
+   * (one conditional update); returns the counter's new totals.
+   */
+  lease(counterId: string, req: LeaseRequest): Promise<LeaseResult>;
+  /** Unconditionally add to a counter; returns its new totals. */
+  addUsage(counterId: string, delta: UsageDelta, expiresAt: number): Promise<CounterTotals>;
+  /** Read counters (consistent reads, one round trip for up to 100 ids); missing ones are absent. */
+  getCounters(ids: string[]): Promise<Map<string, CounterTotals>>;
+
+  /** Release connections. */
+  close(): void;
+}
+
+export const ZERO_TOTALS: CounterTotals = { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0 };
