@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 
 /**
@@ -34,6 +35,27 @@ export interface LoadResult {
   meanMs: number;
   non2xx: number;
   errors: number;
+  /**
+   * CPU time (user + system) the server under test spent per answered request, in microseconds:
+   * the proxy for floor/ours/Portkey, the mock upstream for direct. Less sensitive to a busy
+   * machine than latency. Null where /proc is missing.
+   */
+  cpuUsPerReq: number | null;
+  /** The same for ours' store (dynalite), when it has one. */
+  storeCpuUsPerReq: number | null;
+}
+
+/** CPU ms (user + system) a process has used so far, from /proc (Linux), or undefined. */
+export function cpuMs(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 of proc(5) (utime, stime), in clock ticks (USER_HZ, 100 on Linux).
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
 }
 
 export const CHAT_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello.' }], max_tokens: 16 });
@@ -48,7 +70,8 @@ export function median(values: number[]): number {
   return percentile(Float64Array.from(values).sort(), 50);
 }
 
-export async function runLoad(target: Target, shape: Shape, durationS: number): Promise<LoadResult> {
+export async function runLoad(target: Target, shape: Shape, durationS: number, pids: { server?: number; store?: number } = {}): Promise<LoadResult> {
+  const cpu0 = { server: cpuMs(pids.server), store: cpuMs(pids.store) };
   let lat = new Float64Array(1 << 16);
   let n = 0;
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
@@ -75,6 +98,8 @@ export async function runLoad(target: Target, shape: Shape, durationS: number): 
       lat[n++] = responseTime;
     });
   });
+  const cpu1 = { server: cpuMs(pids.server), store: cpuMs(pids.store) };
+  const perReq = (a?: number, b?: number) => (a === undefined || b === undefined || !n ? null : Math.round(((b - a) * 1000) / n));
   const sorted = lat.subarray(0, n).sort();
   let sum = 0;
   for (let i = 0; i < n; i++) sum += sorted[i]!;
@@ -92,6 +117,8 @@ export async function runLoad(target: Target, shape: Shape, durationS: number): 
     meanMs: round3(n ? sum / n : NaN),
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
+    cpuUsPerReq: perReq(cpu0.server, cpu1.server),
+    storeCpuUsPerReq: perReq(cpu0.store, cpu1.store),
   };
 }
 

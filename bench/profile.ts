@@ -10,7 +10,9 @@ import { startOurs, startUpstream } from './targets.ts';
  * `npx tsx bench/profile.ts`: our gateway (child process, `node --cpu-prof`) under the concurrent
  * load of `npm run bench` for BENCH_DURATION seconds (default 10), then the profile's top functions
  * by self time and the time per source file. The .cpuprofile stays in bench/results/profiles/
- * (open it in Chrome DevTools or speedscope). BENCH_STREAM=1 profiles streaming requests instead.
+ * (open it in Chrome DevTools or speedscope). BENCH_STREAM=1 profiles streaming requests instead;
+ * BENCH_AUTH=0 profiles the gateway without keys (no store). Also printed: the inclusive time of
+ * the gateway's own functions (where a request's time goes, callees included).
  */
 
 interface ProfileNode {
@@ -28,12 +30,12 @@ pinSelf(CLIENT_CORE);
 
 const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });
 try {
-  const ours = await startOurs(up.url, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  const ours = await startOurs(up.url, { auth: process.env.BENCH_AUTH !== '0', nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
   try {
     const target = process.env.BENCH_STREAM === '1' ? { ...ours.target, body: STREAM_BODY } : ours.target;
     await runLoad(target, { name: 'concurrent', connections }, 2);
-    const r = await runLoad(target, { name: 'concurrent', connections }, durationS);
-    console.log(`load: ${r.rps} req/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.non2xx} non-2xx`);
+    const r = await runLoad(target, { name: 'concurrent', connections }, durationS, ours.pids);
+    console.log(`load: ${r.rps} req/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.non2xx} non-2xx, cpu ${r.cpuUsPerReq} us/req (store ${r.storeCpuUsPerReq ?? '-'})`);
   } finally {
     await ours.stop();
   }
@@ -65,6 +67,26 @@ const top = (m: Map<string, number>, k: number) =>
     .slice(0, k)
     .map(([name, hits]) => `${((100 * hits) / total).toFixed(1).padStart(5)}%  ${name}`)
     .join('\n');
+// Inclusive time of the gateway's own functions (bench bundle or sources), each counted once per stack.
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const parent = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+const inclusive = new Map<string, number>();
+const ownCode = (url: string) => url.includes('gw-bench') || (url.startsWith('file://') && !url.includes('node_modules'));
+for (const n of profile.nodes) {
+  const hits = n.hitCount ?? 0;
+  if (!hits) continue;
+  const seen = new Set<string>();
+  for (let id: number | undefined = n.id; id !== undefined; id = parent.get(id)) {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+    if (!ownCode(url)) continue;
+    const fn = `${functionName || '(anonymous)'} ${url.split('/').pop()}:${lineNumber + 1}`;
+    if (seen.has(fn)) continue;
+    seen.add(fn);
+    inclusive.set(fn, (inclusive.get(fn) ?? 0) + hits);
+  }
+}
+console.log(`\nOur functions by inclusive time:\n${top(inclusive, 40)}`);
 console.log(`\nTop functions by self time (${total} samples):\n${top(byFn, 40)}`);
 console.log(`\nBy file:\n${top(byFile, 30)}`);
 console.log(`\nProfile: ${join(dir, file)}`);

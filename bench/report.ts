@@ -36,18 +36,55 @@ export function ratio(load: LoadResult[], a: string, b: string, shape: string, p
   return x === null || y === null || y <= 0 ? null : x / y;
 }
 
+const cpuRatio = (load: LoadResult[], a: string, b: string, shape: string): number | null => {
+  const x = load.find((r) => r.target === a && r.shape === shape)?.cpuUsPerReq;
+  const y = load.find((r) => r.target === b && r.shape === shape)?.cpuUsPerReq;
+  return x == null || y == null || y <= 0 ? null : x / y;
+};
+
+export const TARGET_NOTES: Record<string, string> = {
+  direct: 'the mock upstream itself',
+  floor: 'minimal node:http reverse proxy',
+  ours: 'our gateway: keys + rate limits + budgets on dynalite, logging to files, no cache',
+  'ours-open': 'our gateway without keys (no store), logging to files',
+  portkey: "Portkey's gateway 1.15.2 (npm package, as shipped)",
+};
+
 export function printLoad(load: LoadResult[], log: Log): void {
-  log('Load: POST /v1/chat/completions, small non-streaming completion (latencies in ms; added = over direct)');
-  const rows = [['shape', 'target', 'req/s', 'p50', 'p99', 'added p50', 'added p99', 'non-2xx/err']];
+  log('Load: POST /v1/chat/completions, small non-streaming completion (latencies in ms; added = over direct;');
+  log('cpu = CPU time of the server under test per request, in microseconds; for ours also its store, dynalite)');
+  for (const t of new Set(load.map((r) => r.target))) log(`  ${t.padEnd(9)} ${TARGET_NOTES[t] ?? ''}`);
+  log('');
+  const rows = [['shape', 'target', 'req/s', 'p50', 'p99', 'added p50', 'added p99', 'cpu us/req', 'store us/req', 'non-2xx/err']];
   for (const r of load) {
-    rows.push([r.shape, r.target, String(r.rps), f3(r.p50Ms), f3(r.p99Ms), r.target === 'direct' ? '' : f3(added(load, r.target, r.shape, 'p50Ms')), r.target === 'direct' ? '' : f3(added(load, r.target, r.shape, 'p99Ms')), `${r.non2xx}/${r.errors}`]);
+    rows.push([
+      r.shape,
+      r.target,
+      String(r.rps),
+      f3(r.p50Ms),
+      f3(r.p99Ms),
+      r.target === 'direct' ? '' : f3(added(load, r.target, r.shape, 'p50Ms')),
+      r.target === 'direct' ? '' : f3(added(load, r.target, r.shape, 'p99Ms')),
+      r.cpuUsPerReq == null ? 'n/a' : String(r.cpuUsPerReq),
+      r.storeCpuUsPerReq == null ? '' : String(r.storeCpuUsPerReq),
+      `${r.non2xx}/${r.errors}`,
+    ]);
   }
   table(rows, log);
-  log('\nRatios of added latency (goal: ours/floor <= 1.5, ours/portkey <= 0.25)');
-  const rr = [['shape', 'ours/floor p50', 'ours/floor p99', 'ours/portkey p50', 'ours/portkey p99']];
+  log('\nRatios of added latency (goal: ours/floor <= 1.5, ours/portkey <= 0.25), and of CPU per request');
+  const rr = [['shape', 'ours/floor p50', 'ours/floor p99', 'ours/portkey p50', 'ours/portkey p99', 'open/floor p50', 'cpu ours/floor', 'cpu ours/portkey']];
   for (const shape of ['sequential', 'concurrent']) {
     if (!load.some((r) => r.shape === shape)) continue;
-    rr.push([shape, f2(ratio(load, 'ours', 'floor', shape, 'p50Ms')), f2(ratio(load, 'ours', 'floor', shape, 'p99Ms')), f2(ratio(load, 'ours', 'portkey', shape, 'p50Ms')), f2(ratio(load, 'ours', 'portkey', shape, 'p99Ms'))]);
+    rr.push([
+      shape,
+      f2(ratio(load, 'ours', 'floor', shape, 'p50Ms')),
+      f2(ratio(load, 'ours', 'floor', shape, 'p99Ms')),
+      f2(ratio(load, 'ours', 'portkey', shape, 'p50Ms')),
+      f2(ratio(load, 'ours', 'portkey', shape, 'p99Ms')),
+      f2(ratio(load, 'ours-open', 'floor', shape, 'p50Ms')),
+      f2(cpuRatio(load, 'ours', 'floor', shape)),
+      f2(cpuRatio(load, 'ours', 'portkey', shape)),
+    ]);
   }
   table(rr, log);
   log('');

@@ -11,37 +11,49 @@ import { direct, startFloor, startOurs, startPortkey, startUpstream, type Runnin
 /**
  * `npm run bench`: our gateway's overhead against a bare node:http proxy (the floor) and Portkey's
  * open-source gateway, on loopback, in one run, as ratios. Not part of the test suite; informational
- * (it never fails on a missed goal). Settings (environment):
- *   BENCH_DURATION=10      seconds of load per target and shape
- *   BENCH_WARMUP=2         seconds of warm-up load per target and shape (not measured)
+ * (it never fails on a missed goal). `npm run bench -- --quick` is a shorter run (about a minute).
+ * Settings (environment; defaults full / quick):
+ *   BENCH_DURATION=6/3     seconds of load per target and shape
+ *   BENCH_WARMUP=2/1       seconds of warm-up load per target and shape (not measured)
  *   BENCH_CONNECTIONS=64   connections of the concurrent shape
- *   BENCH_STREAM_REQUESTS=40, BENCH_STREAM_CHUNKS=8, BENCH_STREAM_GAP_MS=10
- *   BENCH_COLD_RUNS=7      fresh processes per bundle for the cold start
+ *   BENCH_STREAM_REQUESTS=40/15, BENCH_STREAM_CHUNKS=8, BENCH_STREAM_GAP_MS=10
+ *   BENCH_COLD_RUNS=5/3    fresh processes per bundle for the cold start
  *   BENCH_ONLY=load,streaming,cold   which parts to run
- *   BENCH_TARGETS=floor,ours,portkey which proxies to run (direct always runs)
+ *   BENCH_TARGETS=floor,ours,ours-open,portkey   which proxies to run (direct always runs)
  *   BENCH_PIN=0            do not pin processes to cores
+ *   BENCH_TIMEOUT=540/240  seconds after which the run gives up (children stopped, exit 1)
  */
 
-const num = (name: string, dflt: number) => {
-  const v = Number(process.env[name] ?? dflt);
+const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+const num = (name: string, full: number, short: number) => {
+  const v = Number(process.env[name] ?? (quick ? short : full));
   if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
   return v;
 };
 const settings = {
-  durationS: num('BENCH_DURATION', 10),
-  warmupS: num('BENCH_WARMUP', 2),
-  connections: num('BENCH_CONNECTIONS', 64),
-  streamRequests: num('BENCH_STREAM_REQUESTS', 40),
-  streamChunks: num('BENCH_STREAM_CHUNKS', 8),
-  streamGapMs: num('BENCH_STREAM_GAP_MS', 10),
-  coldRuns: num('BENCH_COLD_RUNS', 7),
+  quick,
+  durationS: num('BENCH_DURATION', 6, 3),
+  warmupS: num('BENCH_WARMUP', 2, 1),
+  connections: num('BENCH_CONNECTIONS', 64, 64),
+  streamRequests: num('BENCH_STREAM_REQUESTS', 40, 15),
+  streamChunks: num('BENCH_STREAM_CHUNKS', 8, 8),
+  streamGapMs: num('BENCH_STREAM_GAP_MS', 10, 10),
+  coldRuns: num('BENCH_COLD_RUNS', 5, 3),
+  timeoutS: num('BENCH_TIMEOUT', 540, 240),
 };
 const only = new Set((process.env.BENCH_ONLY ?? 'load,streaming,cold').split(',').map((s) => s.trim()));
-const proxies = new Set((process.env.BENCH_TARGETS ?? 'floor,ours,portkey').split(',').map((s) => s.trim()));
+const proxies = new Set((process.env.BENCH_TARGETS ?? 'floor,ours,ours-open,portkey').split(',').map((s) => s.trim()));
 const shapes: Shape[] = [
   { name: 'sequential', connections: 1 },
   { name: 'concurrent', connections: settings.connections },
 ];
+
+// Bounded: whatever hangs, the run ends (the exit handler in procs.ts kills the children).
+const watchdog = setTimeout(() => {
+  process.stderr.write(`\nBenchmark gave up after ${settings.timeoutS} s (BENCH_TIMEOUT).\n`);
+  process.exit(1);
+}, settings.timeoutS * 1000);
+watchdog.unref();
 
 const log = (s: string) => process.stdout.write(`${s}\n`);
 const started = Date.now();
@@ -54,22 +66,23 @@ const machine = {
   node: process.version,
   kernel: release(),
   pinning: PINNING
-    ? `load generator, streaming client and mock upstream on core ${CLIENT_CORE}; the one proxy under test alone on core ${SERVER_CORE}`
+    ? `load generator, streaming client, mock upstream and dynalite on core ${CLIENT_CORE}; the one proxy under test on core ${SERVER_CORE}`
     : 'none (taskset missing, BENCH_PIN=0 or fewer than 2 cores)',
 };
 log(`Benchmark on ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}. Pinning: ${machine.pinning}.`);
 
 // The upstream streams with the settings above; every stream has role + content + finish + usage + [DONE] writes.
+type Starter = () => Promise<Running>;
 const upstreamChild = await startUpstream({ BENCH_STREAM_CHUNKS: String(settings.streamChunks), BENCH_STREAM_GAP_MS: String(settings.streamGapMs) });
 const upstream = upstreamChild.url;
+const directTarget: Starter = async () => direct(upstreamChild);
 const upstreamWrites = settings.streamChunks + 4;
 
-type Starter = () => Promise<Running>;
-const loadTargets: [string, Starter][] = [['direct', async () => direct(upstream)]];
+const loadTargets: [string, Starter][] = [['direct', directTarget]];
 if (proxies.has('floor')) loadTargets.push(['floor', () => startFloor(upstream)]);
-if (proxies.has('ours')) loadTargets.push(['ours', () => startOurs(upstream)]);
+if (proxies.has('ours')) loadTargets.push(['ours', () => startOurs(upstream, { auth: true })]);
+if (proxies.has('ours-open')) loadTargets.push(['ours-open', () => startOurs(upstream, { auth: false })]);
 if (proxies.has('portkey')) loadTargets.push(['portkey', () => startPortkey(upstream, false)]);
-// Auth and limits on a DynamoDB store (dynalite): not in the configuration schema yet (see bench/README note in the report).
 
 const load: LoadResult[] = [];
 const stream: StreamResult[] = [];
@@ -82,8 +95,8 @@ try {
       try {
         for (const shape of shapes) {
           await runLoad(r.target, shape, settings.warmupS);
-          const res = await runLoad(r.target, shape, settings.durationS);
-          log(`  ${name.padEnd(8)} ${shape.name.padEnd(11)} ${String(res.rps).padStart(6)} req/s  p50 ${res.p50Ms.toFixed(3)} ms  p99 ${res.p99Ms.toFixed(3)} ms${res.non2xx || res.errors ? `  (${res.non2xx} non-2xx, ${res.errors} errors)` : ''}`);
+          const res = await runLoad(r.target, shape, settings.durationS, r.pids);
+          log(`  ${name.padEnd(9)} ${shape.name.padEnd(11)} ${String(res.rps).padStart(6)} req/s  p50 ${res.p50Ms.toFixed(3)} ms  p99 ${res.p99Ms.toFixed(3)} ms  cpu ${res.cpuUsPerReq ?? 'n/a'} us/req${res.non2xx || res.errors ? `  (${res.non2xx} non-2xx, ${res.errors} errors)` : ''}`);
           load.push(res);
         }
       } finally {
@@ -94,15 +107,15 @@ try {
 
   if (only.has('streaming')) {
     log(`\nStreaming: ${settings.streamRequests} streams per target, ${upstreamWrites} upstream writes each, ${settings.streamGapMs} ms apart.`);
-    const streamTargets: [string, Starter][] = [['direct', async () => direct(upstream)]];
+    const streamTargets: [string, Starter][] = [['direct', directTarget]];
     if (proxies.has('floor')) streamTargets.push(['floor', () => startFloor(upstream)]);
-    if (proxies.has('ours')) streamTargets.push(['ours', () => startOurs(upstream)]);
+    if (proxies.has('ours')) streamTargets.push(['ours', () => startOurs(upstream, { auth: true })]);
     if (proxies.has('portkey')) streamTargets.push(['portkey', () => startPortkey(upstream, true)]);
     for (const [name, start] of streamTargets) {
       const r = await start();
       try {
         const res = await measureStreaming(r.target, settings.streamRequests, upstreamWrites);
-        log(`  ${name.padEnd(8)} first event p50 ${res.firstEventP50Ms.toFixed(3)} ms, reads/stream ${res.clientReadsMedian}/${upstreamWrites}, coalesced ${res.coalescedEvents}`);
+        log(`  ${name.padEnd(9)} first event p50 ${res.firstEventP50Ms.toFixed(3)} ms, reads/stream ${res.clientReadsMedian}/${upstreamWrites}, coalesced ${res.coalescedEvents}`);
         stream.push(res);
       } finally {
         await r.stop();
@@ -124,10 +137,10 @@ if (stream.length) printStreaming(stream, log);
 if (cold.length) printColdStart(cold, log);
 const goalList: Goal[] = goals(load, stream, cold);
 printGoals(goalList, log);
-log('\nNot measured yet: auth + limits on a DynamoDB store (dynalite); the configuration has no auth section yet.');
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 mkdirSync(join('bench', 'results'), { recursive: true });
 const file = join('bench', 'results', `${stamp}.json`);
 writeFileSync(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine, settings, load, streaming: stream, coldStart: cold, goals: goalList, elapsedS: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`);
 log(`\nResults written to ${file} (${Math.round((Date.now() - started) / 1000)} s).`);
+clearTimeout(watchdog);

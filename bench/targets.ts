@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,10 +11,13 @@ import type { Target } from './load.ts';
  */
 
 export const CHAT_PATH = '/v1/chat/completions';
-export const CLIENT_KEY = 'sk-bench-client-0000000000000000';
+/** What the client sends to the targets without keys: shaped like a gateway key, as long as one (68 characters). */
+export const CLIENT_KEY = `gwk_${'a'.repeat(20)}_${'b'.repeat(43)}`;
 
 export interface Running {
   target: Target;
+  /** Processes whose CPU time a load run charges to this target: the server under test, and (ours with keys) its store. */
+  pids: { server?: number; store?: number };
   stop(): Promise<void>;
 }
 
@@ -22,20 +26,21 @@ export async function startUpstream(env: Record<string, string>): Promise<Child>
 }
 
 /** The same headers go to every target (Portkey reads its two, the others ignore them), so every request is the same bytes. */
-export function clientHeaders(upstream: string): Record<string, string> {
-  return { authorization: `Bearer ${CLIENT_KEY}`, 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream}/v1` };
+export function clientHeaders(upstream: string, key = CLIENT_KEY): Record<string, string> {
+  return { authorization: `Bearer ${key}`, 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream}/v1` };
 }
 
-export function direct(upstream: string): Running {
-  return { target: { name: 'direct', url: upstream, path: CHAT_PATH, headers: clientHeaders(upstream) }, stop: async () => {} };
+export function direct(upstream: Child): Running {
+  return { target: { name: 'direct', url: upstream.url, path: CHAT_PATH, headers: clientHeaders(upstream.url) }, pids: { server: upstream.proc.pid }, stop: async () => {} };
 }
 
-function running(name: string, child: Child, upstream: string, cleanup?: () => void): Running {
+function running(name: string, child: Child, upstream: string, cleanup?: () => Promise<void> | void, key?: string, store?: Child): Running {
   return {
-    target: { name, url: child.url, path: CHAT_PATH, headers: clientHeaders(upstream) },
+    target: { name, url: child.url, path: CHAT_PATH, headers: clientHeaders(upstream, key) },
+    pids: { server: child.proc.pid, store: store?.proc.pid },
     async stop() {
       await child.stop();
-      cleanup?.();
+      await cleanup?.();
     },
   };
 }
@@ -46,20 +51,54 @@ export async function startFloor(upstream: string): Promise<Running> {
 }
 
 export interface OursOptions {
+  /**
+   * Keys, rate limits and budgets on, with a DynamoDB API (dynalite, its own process) as the store,
+   * and a key made through the admin API (default). false: the gateway open, no store.
+   */
+  auth?: boolean;
   /** Extra node flags (e.g. --cpu-prof). */
   nodeArgs?: string[];
 }
 
+/** The key the benchmark makes: rate limits and a daily USD budget far above what a run spends, so every request is checked and none refused. */
+export const BENCH_KEY_LIMITS = { limits: { rpm: 1_000_000_000, tpm: 1_000_000_000_000 }, budget: { usdPerDay: 1_000_000 } };
+
 export async function startOurs(upstream: string, opts: OursOptions = {}): Promise<Running> {
+  const auth = opts.auth ?? true;
   const logDir = mkdtempSync(join(tmpdir(), 'gw-bench-logs-'));
-  const child = await spawnNode({
-    name: 'our gateway',
-    args: [...(opts.nodeArgs ?? []), ...(await benchScript('gateway-server'))],
-    core: SERVER_CORE,
-    env: { BENCH_UPSTREAM: upstream, BENCH_LOG_DIR: logDir },
-    ready: { kind: 'line' },
-  });
-  return running('ours', child, upstream, () => rmSync(logDir, { recursive: true, force: true }));
+  const adminToken = `bench-admin-${randomBytes(16).toString('hex')}`;
+  let store: Child | undefined;
+  let child: Child | undefined;
+  const cleanup = async () => {
+    await store?.stop();
+    rmSync(logDir, { recursive: true, force: true });
+  };
+  try {
+    if (auth) store = await spawnNode({ name: 'dynalite', args: await benchScript('dynamo-server'), core: CLIENT_CORE, ready: { kind: 'line' } });
+    child = await spawnNode({
+      name: 'our gateway',
+      args: [...(opts.nodeArgs ?? []), ...(await benchScript('gateway-server'))],
+      core: SERVER_CORE,
+      env: { BENCH_UPSTREAM: upstream, BENCH_LOG_DIR: logDir, BENCH_DYNAMO_ENDPOINT: store?.url ?? '', BENCH_ADMIN_TOKEN: adminToken },
+      ready: { kind: 'line' },
+    });
+    let key: string | undefined;
+    if (auth) {
+      const res = await fetch(`${child.url}/admin/keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'bench', ...BENCH_KEY_LIMITS }),
+      });
+      const json = (await res.json()) as { key?: string };
+      if (res.status !== 201 || !json.key) throw new Error(`creating the benchmark key failed: HTTP ${res.status} ${JSON.stringify(json)}`);
+      key = json.key;
+    }
+    return running(auth ? 'ours' : 'ours-open', child, upstream, cleanup, key, store);
+  } catch (err) {
+    await child?.stop();
+    await cleanup();
+    throw err;
+  }
 }
 
 /**

@@ -1,19 +1,17 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { ConfigError, loadConfigFile } from '../shared/config/load.ts';
+import { loadConfigOrExit } from '../shared/config/load.ts';
+import { openGatewayProblem } from '../shared/config/deploy.ts';
 import { GatewayStack } from './stack.ts';
 
 // The configuration is validated here, at synth time (a bad file stops `cdk synth` with the field
 // named), embedded in the function bundles, and validated again at each cold start.
-let config;
-try {
-  config = loadConfigFile();
-} catch (err) {
-  if (err instanceof ConfigError) {
-    console.error(err.message);
-    process.exit(1);
-  }
-  throw err;
+const config = loadConfigOrExit();
+// A deployed gateway is never open by accident.
+const open = openGatewayProblem(config);
+if (open) {
+  console.error(open);
+  process.exit(1);
 }
 const app = new App();
 new GatewayStack(app, process.env.GATEWAY_STACK_NAME ?? config.deploy.stackName, {

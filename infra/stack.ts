@@ -3,6 +3,7 @@ import type { Construct } from 'constructs';
 import type { GatewayConfig } from '../shared/config/schema.ts';
 import { GatewayApi } from './constructs/api.ts';
 import { grantBedrock } from './constructs/bedrock-access.ts';
+import { grantGuardrails } from './constructs/guardrail-access.ts';
 import { GatewayFunction } from './constructs/gateway-function.ts';
 import { LogExport } from './constructs/log-export.ts';
 import { Observability } from './constructs/observability.ts';
@@ -56,6 +57,7 @@ export class GatewayStack extends Stack {
     for (const f of [this.gateway.fn, this.admin.fn]) this.logs.deliveryStream.grantPutRecords(f);
     secrets.grantRead(this.gateway.fn);
     const anyRegionModels = grantBedrock(this, this.gateway.fn, config);
+    grantGuardrails(this, this.gateway.fn, config);
 
     this.api = new GatewayApi(this, 'Api', { handler: this.gateway.fn, adminHandler: this.admin.fn, deploy: config.deploy });
     this.observability = new Observability(this, 'Observability', {
@@ -77,6 +79,10 @@ export class GatewayStack extends Stack {
     new CfnOutput(this, 'AthenaWorkGroup', { value: this.logs.workGroup.name });
     new CfnOutput(this, 'AthenaTable', { value: `${this.logs.databaseName}.${this.logs.tableName}` });
     new CfnOutput(this, 'Dashboard', { value: this.observability.dashboard.dashboardName });
+    // Where to put each provider key after the deploy (aws secretsmanager put-secret-value --secret-id <arn>).
+    for (const [env, secret] of secrets.secrets) {
+      new CfnOutput(this, `Secret${env.replace(/[^A-Za-z0-9]/g, '')}`, { value: secret.secretArn, description: `Secrets Manager secret the functions read ${env} from` });
+    }
 
     for (const f of [this.gateway, this.admin]) acknowledgeFunction(f);
     acknowledgeBedrockProfiles(this.gateway, anyRegionModels);

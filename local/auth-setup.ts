@@ -16,6 +16,8 @@ export interface LocalAuth {
   env: Record<string, string | undefined>;
   /** Lines for the start-up banner. */
   banner: string[];
+  /** Shell text that yields a usable key, for the banner's curl (e.g. `$(cat data/dev-key.txt)`). */
+  keyExpr: string;
   close(): Promise<void>;
 }
 
@@ -50,6 +52,7 @@ export async function prepareLocalAuth(config: GatewayConfig, baseEnv: Record<st
   await ensureTables(settings);
   const store = createDynamoStore(settings);
   const banner: string[] = [];
+  let keyExpr = '$GATEWAY_KEY';
 
   const tokenEnv = config.auth.adminTokenEnv;
   if (!env[tokenEnv]) {
@@ -69,21 +72,24 @@ export async function prepareLocalAuth(config: GatewayConfig, baseEnv: Record<st
   const rec = existingId ? await store.getKey(existingId) : undefined;
   if (existing && rec && hashesEqual(rec.hash, hashKey(existing)) && !rec.revokedAt) {
     banner.push(`Dev key: ${DEV_KEY_FILE}  ->  export GATEWAY_KEY=$(cat ${DEV_KEY_FILE})`);
+    keyExpr = `$(cat ${DEV_KEY_FILE})`;
   } else if (!(await store.hasAnyKey())) {
     const { id, key, hash } = newKey();
     const now = new Date().toISOString();
     const dev: KeyRecord = { id, hash, name: 'local-dev', limits: {}, budget: {}, createdAt: now, updatedAt: now, metadata: { createdBy: 'npm start' }, version: 1 };
     await store.createKey(dev);
     writeSecret(DEV_KEY_FILE, key);
-    banner.push(`Dev key created (shown once here, saved to ${DEV_KEY_FILE}): ${key}`, `  export GATEWAY_KEY=$(cat ${DEV_KEY_FILE})`);
+    banner.push(`Dev key created (saved to ${DEV_KEY_FILE}): ${key}`, `  export GATEWAY_KEY=$(cat ${DEV_KEY_FILE})`);
+    keyExpr = `$(cat ${DEV_KEY_FILE})`;
   } else {
-    banner.push(`Keys are on. Create one with: npm run keys -- create --name me`);
+    banner.push('Keys are on. Create one, then export it as GATEWAY_KEY:', '  npm run keys -- create --name me');
   }
 
   return {
     store,
     env,
     banner,
+    keyExpr,
     async close() {
       store.close();
       await dynamo?.close();

@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import type { Gateway } from '../shared/gateway.ts';
 
 /**
@@ -20,7 +19,7 @@ export function nodeHandler(gateway: Gateway, pending: Set<Promise<unknown>>) {
     const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`, {
       method: req.method,
       headers,
-      body: hasBody ? (Readable.toWeb(req) as ReadableStream<Uint8Array>) : undefined,
+      body: hasBody ? requestBody(req) : undefined,
       signal: controller.signal,
       // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
       duplex: 'half',
@@ -37,6 +36,54 @@ export function nodeHandler(gateway: Gateway, pending: Set<Promise<unknown>>) {
         res.end();
       });
   };
+}
+
+/**
+ * The request body as a web stream, chunk by chunk, paused while the core is not reading (a
+ * lighter bridge than Readable.toWeb, which costs a measurable share of a small request).
+ */
+function requestBody(req: IncomingMessage): ReadableStream<Uint8Array> {
+  let over = false;
+  return new ReadableStream<Uint8Array>(
+    {
+      start(ctrl) {
+        req.on('data', (chunk: Buffer) => {
+          if (over) return;
+          ctrl.enqueue(chunk);
+          if ((ctrl.desiredSize ?? 0) <= 0) req.pause();
+        });
+        req.on('end', () => {
+          if (over) return;
+          over = true;
+          ctrl.close();
+        });
+        const fail = (err: Error) => {
+          if (over) return;
+          over = true;
+          ctrl.error(err);
+        };
+        req.on('error', fail);
+        req.on('close', () => {
+          if (!req.complete) fail(new Error('the client closed the connection before the request body was complete'));
+        });
+      },
+      pull() {
+        if (req.isPaused()) req.resume();
+      },
+      cancel() {
+        // Drain a little of what is left, so a 413 can still reach the client over this
+        // connection; a client that keeps sending past that is cut off.
+        over = true;
+        let drained = 0;
+        req.on('data', (chunk: Buffer) => {
+          drained += chunk.byteLength;
+          if (drained > 1024 * 1024) req.destroy();
+        });
+        req.resume();
+      },
+    },
+    { highWaterMark: 1 },
+  );
 }
 
 async function writeResponse(response: Response, res: ServerResponse, head: boolean): Promise<void> {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, loadConfigFile } from '../shared/config/load.ts';
+import { loadConfigOrExit } from '../shared/config/load.ts';
 import type { GatewayConfig } from '../shared/config/schema.ts';
 import { Gateway } from '../shared/gateway.ts';
 import { FileLogSink } from '../shared/telemetry/file-sink.ts';
@@ -63,16 +63,7 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<LocalS
 }
 
 async function main(): Promise<void> {
-  let config: GatewayConfig;
-  try {
-    config = loadConfigFile();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(1);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
   const auth = await prepareLocalAuth(config, process.env);
@@ -82,9 +73,9 @@ async function main(): Promise<void> {
   lines.push('', 'Models:');
   for (const m of srv.gateway.models) lines.push(`  ${m.live ? 'live' : 'off '}  ${m.id} -> ${m.route}`);
   if (auth) lines.push('', ...auth.banner);
-  const keyHeader = auth ? ` -H "authorization: Bearer $GATEWAY_KEY"` : '';
+  const keyHeader = auth ? ` -H "authorization: Bearer ${auth.keyExpr}"` : '';
   lines.push('', `Try: curl ${srv.url}/v1/chat/completions${keyHeader} -H 'content-type: application/json' -d '{"model":"mock","messages":[{"role":"user","content":"Hello gateway"}]}'`);
-  lines.push(`Request logs: ${config.logging.localDir}/`);
+  lines.push(`Request logs: ${config.logging.localDir}/dt=YYYY-MM-DD/hour=HH/requests.ndjson (charts: ${srv.url}/admin/dashboard, with GATEWAY_ADMIN_TOKEN)`);
   console.log(lines.join('\n'));
   const stop = async () => {
     await srv.close();

@@ -1,7 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { build } from 'esbuild';
-import { ConfigError, loadConfigFile } from '../shared/config/load.ts';
+import { loadConfigOrExit } from '../shared/config/load.ts';
 import { configDefine, ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET } from '../infra/bundling.ts';
 
 /**
@@ -9,16 +9,7 @@ import { configDefine, ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET } from '../infra/b
  * for Node 22) into dist/<name>/index.mjs, with the validated configuration embedded, and print
  * each bundle's size.
  */
-let config;
-try {
-  config = loadConfigFile();
-} catch (err) {
-  if (err instanceof ConfigError) {
-    console.error(err.message);
-    process.exit(1);
-  }
-  throw err;
-}
+const config = loadConfigOrExit();
 
 const entries = readdirSync('functions').filter((f) => f.endsWith('.ts')).map((f) => join('functions', f));
 const rows: string[] = [];

@@ -112,7 +112,7 @@ function bytesOf(d: string | ArrayBuffer | ArrayBufferView): string | Uint8Array
 }
 
 /** Node's hashes in the shape @smithy/signature-v4 expects. */
-class NodeSha256 {
+export class NodeSha256 {
   private h: Hash | Hmac;
   private readonly secret?: string | Uint8Array;
   constructor(secret?: string | ArrayBuffer | ArrayBufferView) {

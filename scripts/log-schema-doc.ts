@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { UNDELIVERED_FILTER_PATTERN } from '../shared/telemetry/firehose-sink.ts';
 import { METADATA_HEADER, METADATA_MAX_BYTES, METADATA_MAX_KEYS } from '../shared/telemetry/metadata.ts';
 import { METRIC_DIMENSION_SETS, METRIC_NAMESPACE, METRIC_UNITS, METRICS, TEAM_DIMENSION_LIMIT } from '../shared/telemetry/metrics.ts';
-import { LOG_COLUMNS, LOG_PARTITION_KEYS, LOG_SCHEMA_VERSION, logErrorObjectPrefix, logObjectPrefix } from '../shared/telemetry/schema.ts';
+import { LOG_COLUMNS, LOG_PARTITION_KEYS, LOG_SCHEMA_HISTORY, LOG_SCHEMA_VERSION, logErrorObjectPrefix, logObjectPrefix } from '../shared/telemetry/schema.ts';
 
 /** docs/log-schema.md, generated from shared/telemetry/schema.ts and metrics.ts (`npm run docs:schema`). */
 export const LOG_SCHEMA_DOC = 'docs/log-schema.md';
@@ -42,6 +42,28 @@ export function renderLogSchemaDoc(): string {
     `- A record Firehose could not take after retries is written to the function's log as one JSON line`,
     `  with the whole record under \`record\`; CloudWatch Logs metric filter: \`${UNDELIVERED_FILTER_PATTERN}\`.`,
     '',
+    '## Querying',
+    '',
+    'In AWS the Glue table is `<stackname>_logs.requests` (`llmgateway_logs.requests` with the default stack',
+    'name; columns in lower case), and the `<stackName>-logs`',
+    'Athena workgroup holds saved queries (spend by team and key, tokens and latency by model, error and',
+    'fallback rates, cache hit ratio, top users). Filter on `dt` (and `hour`) so Athena reads only those',
+    'partitions, e.g. the spend of each team yesterday:',
+    '',
+    '```sql',
+    'SELECT team, count(*) AS requests, sum(inputtokens) AS input_tokens, sum(outputtokens) AS output_tokens,',
+    '       round(sum(costusd), 4) AS cost_usd',
+    'FROM "llmgateway_logs"."requests"',
+    "WHERE dt = date_format(current_date - interval '1' day, '%Y-%m-%d')",
+    'GROUP BY team ORDER BY cost_usd DESC;',
+    '```',
+    '',
+    'Locally, `GET /admin/stats?hours=24` (or `?from=...&to=...`, ISO 8601; at most 31 days) with',
+    '`Authorization: Bearer $GATEWAY_ADMIN_TOKEN` summarises the NDJSON files: totals, per model and per',
+    'hour (requests, errors, latency and time-to-first-byte percentiles, tokens, spend, cache hits,',
+    'fallbacks, rate-limited and guardrail-blocked counts; health and admin calls left out).',
+    '`/admin/dashboard` is a page that asks for the token and charts those hours.',
+    '',
     '## Client metadata',
     '',
     `Send \`${METADATA_HEADER}: {"app":"search","env":"prod"}\`: a JSON object of string values, at most`,
@@ -51,8 +73,9 @@ export function renderLogSchemaDoc(): string {
     '## Bodies',
     '',
     'Off by default. With `logging.bodies: { enabled: true, maxBytes: 16384, redact: ["<regex>", ...] }`',
-    '`requestBody` holds the request JSON and `responseBody` the response text (the assistant\'s text',
-    'and tool-call arguments on translated routes, the upstream body on pass-through routes), each',
+    '`requestBody` holds the request JSON and `responseBody` the answer (the assistant\'s text and',
+    'tool-call arguments on translated routes, each call as `[tool_call name] ` then its arguments; the',
+    'upstream body on pass-through routes; the same for every front door), each',
     'redacted (credentials such as API keys, gateway keys, AWS access key ids and bearer tokens always;',
     'plus the configured patterns) and then cut at `maxBytes`.',
     '',
@@ -70,6 +93,10 @@ export function renderLogSchemaDoc(): string {
     '| Metric | Unit |',
     '| --- | --- |',
     ...Object.values(METRICS).map((m) => `| \`${m}\` | ${METRIC_UNITS[m]} |`),
+    '',
+    '## Versions',
+    '',
+    ...LOG_SCHEMA_HISTORY.map((h) => `- ${h.version}: ${h.change}`),
     '',
   ];
   return lines.join('\n');

@@ -1,9 +1,13 @@
 import type { GatewayConfig } from './config/schema.ts';
 import { readJsonBody } from './http/body.ts';
+import { withSseKeepAlive } from './http/keepalive.ts';
 import { GatewayError, jsonResponse, toGatewayError } from './http/errors.ts';
 import { CHAT_DOORS, errorDoorFor } from './formats/index.ts';
 import { handleEmbeddings } from './formats/openai-embeddings.ts';
 import { countTokens } from './formats/anthropic-count-tokens.ts';
+import { BedrockModelIndex, createBedrockInvokeDoor, inferenceProfilesResponse } from './formats/bedrock-invoke.ts';
+import { createBedrockConverseDoor } from './formats/bedrock-converse.ts';
+import { listModelsResponse, modelResponse } from './formats/models-list.ts';
 import type { FrontDoorCodec } from './formats/types.ts';
 import { buildProviders } from './providers/index.ts';
 import { runAttempts } from './routing/execute.ts';
@@ -13,8 +17,17 @@ import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/reco
 import { handleAdmin } from './admin/api.ts';
 import { createPolicy, isPublicPath, type Policy } from './policy/index.ts';
 import type { Store } from './store/types.ts';
-import { captureBodies } from './telemetry/bodies.ts';
+import { captureBodies, tapBody, tapEvents } from './telemetry/bodies.ts';
+import { isMcpPath, McpGateway } from './mcp/gateway.ts';
+import { ownTraceparent, runWithTrace, startTrace, type TraceContext } from './tracing/context.ts';
+import { inSpan, requestAnnotations, withSpans, type Span, type SpanRecorder } from './tracing/spans.ts';
+import { costMicroUsd, priceFor } from './policy/pricing.ts';
 import { handleStatsRoute, localLogs, STATS_PATHS } from './telemetry/admin-stats.ts';
+import { ResponseCache, type CacheHit, type CachePlan } from './cache/index.ts';
+import { passthroughEvents } from './cache/passthrough.ts';
+import { Guardrails, type GuardedRequest } from './guardrails/index.ts';
+import type { ChatRequest, FrontDoor, StreamEvent } from './core/types.ts';
+import type { EncodeMeta } from './formats/types.ts';
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -27,6 +40,8 @@ export interface GatewayOptions {
   store?: Store;
   /** Clock for rate-limit and budget windows (epoch ms); tests pin it. */
   now?: () => number;
+  /** Span recorder (X-Ray in Lambda, see shared/tracing/spans.ts); default: none. */
+  spans?: SpanRecorder;
 }
 
 /** What the shell (local server or Lambda) lends to a request. */
@@ -59,8 +74,20 @@ export class Gateway {
   readonly models: LiveModel[];
   readonly router: Router;
   private readonly sinks: LogSink[];
+  /** Records emitted since the last flush (annotated on the log-export span). */
+  private unflushed = 0;
   /** Keys, allow lists, rate limits and budgets; undefined when the gateway is open. */
   readonly policy: Policy | undefined;
+  /** The Bedrock-native door (`/bedrock/model/{id}/invoke...`) and its model-id table. */
+  private readonly bedrockIndex: BedrockModelIndex;
+  private readonly bedrockDoor: FrontDoorCodec;
+  private readonly converseDoor: FrontDoorCodec;
+  /** MCP tool servers at /mcp/<name> (shared/mcp). */
+  readonly mcp: McpGateway;
+  /** Response cache (shared/cache); undefined without a `cache` section. */
+  readonly cache: ResponseCache | undefined;
+  /** Guardrails (shared/guardrails); undefined without a `guardrails` section. */
+  readonly guardrails: Guardrails | undefined;
 
   constructor(private readonly opts: GatewayOptions) {
     this.policy = createPolicy(opts.config, opts.env, opts.store, opts.now);
@@ -72,16 +99,36 @@ export class Gateway {
       live: m.groups.some((g) => g.targets.some((t) => this.providers.get(t.provider)!.live)),
     }));
     this.sinks = opts.sinks ?? [];
+    this.bedrockIndex = new BedrockModelIndex(opts.config);
+    this.bedrockDoor = createBedrockInvokeDoor(this.bedrockIndex, { keepAliveMs: opts.config.server.sseKeepAliveMs });
+    this.converseDoor = createBedrockConverseDoor(this.bedrockIndex);
+    this.mcp = new McpGateway(opts.config, opts.env, this.policy, opts.now);
+    const { cache, guardrails } = opts.config;
+    this.cache = cache?.enabled ? new ResponseCache(cache, opts.env, { now: opts.now, store: opts.config.store, embed: (model, text, trace) => this.embedText(model, text, trace) }) : undefined;
+    this.guardrails = guardrails ? new Guardrails(guardrails, opts.env) : undefined;
   }
 
-  async handle(request: Request, extras: RequestExtras): Promise<Response> {
+  handle(request: Request, extras: RequestExtras): Promise<Response> {
+    // W3C trace context (with the Lambda invocation's X-Ray trace, when there is one); upstream
+    // fetches made while handling the request send it on as child spans (shared/tracing).
+    const tc = startTrace(request.headers, process.env._X_AMZN_TRACE_ID);
+    const spans = this.opts.spans;
+    if (!spans) return runWithTrace(tc, () => this.handleTraced(request, extras, tc));
+    // One span per request (annotated from its log record when it ends); attempts and store calls nest in it.
+    const span = spans.start('gateway');
+    return runWithTrace(tc, () => withSpans(spans, span, () => this.handleTraced(request, extras, tc, span)));
+  }
+
+  private async handleTraced(request: Request, extras: RequestExtras, tc: TraceContext, span?: Span): Promise<Response> {
     const url = new URL(request.url);
     const path = url.pathname.length > 1 && url.pathname.endsWith('/') ? url.pathname.slice(0, -1) : url.pathname;
     const incomingId = request.headers.get('x-request-id');
     const requestId = incomingId && REQUEST_ID.test(incomingId) ? incomingId : crypto.randomUUID();
-    const trace = new RequestTrace(requestId, request, path, (r) => this.emit(r, extras));
+    const trace = new RequestTrace(requestId, request, path, (r) => this.emit(r, extras, span));
     if (this.opts.config.logging.bodies?.enabled) captureBodies(trace, this.opts.config.logging.bodies);
-    const baseHeaders: Record<string, string> = { 'x-request-id': requestId };
+    const baseHeaders: Record<string, string> = { 'x-request-id': requestId, traceparent: ownTraceparent(tc) };
+    trace.record.traceId = tc.traceId;
+    if (tc.xrayTraceId) trace.record.xrayTraceId = tc.xrayTraceId;
 
     try {
       if (path === '/admin' || path.startsWith('/admin/')) {
@@ -89,12 +136,25 @@ export class Gateway {
         if (STATS_PATHS.has(path)) return this.done(trace, await handleStatsRoute(request, path, { adminToken, adminPrincipal: extras.adminPrincipal, now: this.opts.now, ...localLogs(this.sinks) }));
         return this.done(trace, await handleAdmin(request, path, { policy: this.policy, adminToken, adminPrincipal: extras.adminPrincipal, maxBodyBytes: this.opts.config.server.maxBodyBytes, now: this.opts.now }));
       }
+      // Bedrock's control-plane listing: Claude Code asks for it first, without a key.
+      if (request.method === 'GET' && (path === '/bedrock/inference-profiles' || path.startsWith('/bedrock/inference-profiles/'))) {
+        const region = Object.values(this.opts.config.providers).flatMap((p) => (p.type === 'bedrock' && p.region ? [p.region] : []))[0];
+        return this.done(trace, inferenceProfilesResponse(this.bedrockIndex, request, region ?? this.opts.env.AWS_REGION ?? 'us-east-1', baseHeaders));
+      }
       // Every model route needs a key (401 in the caller's format); liveness does not.
+      // MCP answers in JSON-RPC, errors included, and checks the key itself; its streams get keep-alives too.
+      if (isMcpPath(path)) return withSseKeepAlive(await this.mcp.handle(request, path, trace, baseHeaders, extras, (r) => this.emit(r, extras)), this.opts.config.server.sseKeepAliveMs);
       if (this.policy && !isPublicPath(path)) await this.policy.authenticate(request, trace, extras);
       const chatDoor = request.method === 'POST' ? CHAT_DOORS[path] : undefined;
       if (chatDoor) {
         trace.record.frontDoor = chatDoor.door;
-        return await this.chat(chatDoor, request, trace, baseHeaders);
+        // Long silences in a stream get SSE comments, so idle timeouts on the way never cut it.
+        return withSseKeepAlive(await this.chat(chatDoor, request, trace, baseHeaders, extras), this.opts.config.server.sseKeepAliveMs);
+      }
+      if (request.method === 'POST' && path.startsWith('/bedrock/model/')) {
+        const door = /\/converse(-stream)?$/.test(path) ? this.converseDoor : this.bedrockDoor;
+        trace.record.frontDoor = door.door;
+        return await this.chat(door, request, trace, baseHeaders, extras);
       }
       const route = `${request.method} ${path}`;
       switch (route) {
@@ -102,15 +162,18 @@ export class Gateway {
           return await handleEmbeddings(request, trace, baseHeaders, {
             maxBodyBytes: this.opts.config.server.maxBodyBytes,
             resolve: (name) => (this.policy?.permit(trace, name), this.router.order(this.router.resolve(name))).map((t) => ({ provider: t.provider, model: t.model })),
+            admit: async (model, tokens) => (this.policy ? this.policy.admit(trace, { model, tokens }, 'openai-chat') : {}),
           });
         case 'POST /v1/messages/count_tokens':
           trace.record.frontDoor = 'anthropic-messages';
+          if (this.policy) Object.assign(baseHeaders, this.policy.currentHeaders(trace, 'anthropic-messages'));
           return await countTokens(request, trace, baseHeaders, {
             maxBodyBytes: this.opts.config.server.maxBodyBytes,
             resolve: (name) => (this.policy?.permit(trace, name), this.router.order(this.router.resolve(name))).map((t) => ({ provider: t.provider, model: t.model })),
           });
         case 'GET /v1/models':
-          return this.done(trace, jsonResponse({ object: 'list', data: this.router.listModels().filter((m) => this.policy?.allows(trace, m.id) ?? true).map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.ownedBy })) }, 200, baseHeaders));
+          if (this.policy) Object.assign(baseHeaders, this.policy.currentHeaders(trace, 'openai-chat'));
+          return this.done(trace, listModelsResponse(request, this.router.listModels().filter((m) => this.policy?.allows(trace, m.id) ?? true), baseHeaders));
         case 'GET /health':
         case 'HEAD /health':
         case 'GET /':
@@ -121,7 +184,7 @@ export class Gateway {
         const id = decodeURIComponent(path.slice('/v1/models/'.length));
         const m = this.router.listModels().find((x) => x.id === id);
         if (!m || !(this.policy?.allows(trace, id) ?? true)) throw new GatewayError('not_found', `The model '${id}' does not exist`, { code: 'model_not_found', param: 'model' });
-        return this.done(trace, jsonResponse({ id: m.id, object: 'model', created: 0, owned_by: m.ownedBy }, 200, baseHeaders));
+        return this.done(trace, modelResponse(request, m, baseHeaders));
       }
       if (CHAT_DOORS[path]) throw new GatewayError('invalid_request', `Method ${request.method} is not allowed on ${path}; use POST.`, { status: 405, code: 'method_not_allowed' });
       throw new GatewayError('not_found', `Unknown route: ${request.method} ${path}`, { code: 'unknown_route' });
@@ -143,27 +206,54 @@ export class Gateway {
 
   /** End the trace for a response whose body is already complete. */
   private done(trace: RequestTrace, res: Response): Response {
+    // Every answer names its request (the admin API builds its own responses).
+    if (!res.headers.has('x-request-id')) {
+      try {
+        res.headers.set('x-request-id', trace.record.requestId);
+      } catch {
+        // immutable headers: leave them
+      }
+    }
     trace.end(res.status);
     return res;
   }
 
-  private async chat(codec: FrontDoorCodec, request: Request, trace: RequestTrace, headers: Record<string, string>): Promise<Response> {
-    const body = await readJsonBody(request, this.opts.config.server.maxBodyBytes);
-    trace.captureRequest?.(body);
-    const req = codec.parse(body, request);
+  private async chat(codec: FrontDoorCodec, request: Request, trace: RequestTrace, headers: Record<string, string>, extras: RequestExtras): Promise<Response> {
+    const raw = await readJsonBody(request, this.opts.config.server.maxBodyBytes);
+    trace.captureRequest?.(raw);
+    // A door whose wire body differs from what the pipeline runs (Bedrock's InvokeModel) converts it first.
+    const prepared = codec.prepare?.(raw, request);
+    const body = prepared?.body ?? raw;
+    let req = codec.parse(body, request);
     trace.record.model = req.model;
     trace.record.stream = req.stream;
     const plan = this.router.resolve(req.model);
+    // Guardrails on the prompt (400 guardrail_blocked; redaction, caps), before limits and the cache.
+    let rawBody = body as Record<string, unknown>;
+    const guard = this.guardrails ? await this.guardrails.checkInput(trace, req, rawBody, codec.door, request.signal) : undefined;
+    if (guard) ({ req, rawBody } = guard);
     // Allow list (403), budgets and rate limits (429); usage settles when the trace ends.
     if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door));
+    // Requests without a key still get priced for the log record (keyed ones are priced by the policy).
+    trace.onEnd((r) => {
+      if (r.costUsd === undefined && r.inputTokens !== undefined && Object.keys(this.opts.config.pricing).length) {
+        r.costUsd = costMicroUsd(priceFor(this.opts.config.pricing, r), { inputTokens: r.inputTokens, outputTokens: r.outputTokens ?? 0, cacheReadTokens: r.cacheReadTokens, cacheWriteTokens: r.cacheWriteTokens }) / 1e6;
+      }
+    });
+    // The response cache: a hit replays the stored answer in this door's format, with no upstream call.
+    const cachePlan = this.cache?.plan(trace, req, rawBody, plan, request.headers);
+    const hit = cachePlan && (await this.cache!.lookup(cachePlan, trace));
+    if (hit) return this.replayCached(codec, req, hit, trace, headers, guard);
+    if (cachePlan) headers['x-gateway-cache'] = 'miss';
+    else if (trace.record.cacheStatus === 'bypass') headers['x-gateway-cache'] = 'bypass';
 
     const served = await runAttempts(this.router, {
       plan,
       req,
       door: codec.door,
-      rawBody: body as Record<string, unknown>,
-      headers: request.headers,
-      query: new URL(request.url).search,
+      rawBody,
+      headers: prepared?.headers ?? request.headers,
+      query: prepared ? '' : new URL(request.url).search,
       requestId: trace.record.requestId,
       signal: request.signal,
       trace,
@@ -178,12 +268,85 @@ export class Gateway {
     trace.record.status = 200;
     if (served.kind === 'passthrough') {
       trace.record.status = served.response.status;
-      return codec.respondPassthrough(req, served.response, meta, trace);
+      // Output guardrails need the answer as events: a same-format answer is decoded for them.
+      const decoded = guard?.output && served.response.status === 200 ? passthroughEvents(codec.door, served.response, provider.name, model) : undefined;
+      if (!decoded) {
+        const response = cachePlan ? this.cache!.tapPassthrough(cachePlan, served.response, { provider: provider.name, model, door: codec.door }, trace, extras) : served.response;
+        return codec.respondPassthrough(req, tapBody(response, trace), meta, trace);
+      }
+      trace.record.status = 200;
+      return this.answer(codec, req, await decoded.next(), decoded, meta, trace, guard, cachePlan && { plan: cachePlan, served: { provider: provider.name, model, door: codec.door }, extras });
     }
-    return codec.respondFromEvents(req, served.first, served.events, meta, trace);
+    return this.answer(codec, req, served.first, served.events, meta, trace, guard, cachePlan && { plan: cachePlan, served: { provider: provider.name, model, door: codec.door }, extras });
   }
 
-  private emit(record: RequestRecord, extras: RequestExtras): void {
+  /** Encode an answer from events, through the output guardrails and the cache's copy when they apply. */
+  private async answer(
+    codec: FrontDoorCodec,
+    req: ChatRequest,
+    first: IteratorResult<StreamEvent>,
+    events: AsyncIterator<StreamEvent>,
+    meta: EncodeMeta,
+    trace: RequestTrace,
+    guard: GuardedRequest | undefined,
+    cache?: { plan: CachePlan; served: { provider: string; model: string; door: FrontDoor }; extras: RequestExtras },
+  ): Promise<Response> {
+    if (guard?.output) {
+      const pending = first;
+      let used = false;
+      const inner = events;
+      events = guard.output({
+        next: () => (used ? inner.next() : ((used = true), Promise.resolve(pending))),
+        return: (v?: unknown) => inner.return?.(v as never) ?? Promise.resolve({ done: true, value: undefined }),
+      });
+      first = await events.next();
+    }
+    if (cache) events = this.cache!.tapEvents(cache.plan, first, events, cache.served, trace, cache.extras);
+    // Body logging (when on) sees the answer as the door gets it.
+    events = tapEvents(first, events, trace);
+    return codec.respondFromEvents(req, first, events, meta, trace);
+  }
+
+  /** Answer from the cache: the stored events, replayed in this door's format (streamed when asked). */
+  private async replayCached(codec: FrontDoorCodec, req: ChatRequest, hit: CacheHit, trace: RequestTrace, headers: Record<string, string>, guard: GuardedRequest | undefined): Promise<Response> {
+    const r = trace.record;
+    r.cacheHit = true;
+    r.cacheStatus = 'hit';
+    r.provider = hit.entry.provider;
+    r.upstreamModel = hit.entry.upstreamModel;
+    r.attempts = 0;
+    r.costUsd = 0;
+    r.status = 200;
+    const meta = {
+      created: Math.floor(Date.now() / 1000),
+      headers: { ...headers, 'x-gateway-cache': 'hit', 'x-gateway-cache-age': String(hit.age), 'x-gateway-provider': hit.entry.provider, 'x-gateway-model': hit.entry.upstreamModel, 'x-gateway-attempts': '0' },
+    };
+    if (hit.semantic) meta.headers['x-gateway-cache'] = 'semantic-hit';
+    return this.answer(codec, req, await hit.events.next(), hit.events, meta, trace, guard);
+  }
+
+  /** One embedding through the gateway's own providers (the semantic cache's query vectors). */
+  private async embedText(model: string, text: string, trace: RequestTrace): Promise<number[]> {
+    const target = this.router.order(this.router.resolve(model)).find((t) => typeof t.provider.embed === 'function');
+    if (!target) throw new GatewayError('invalid_request', `The model '${model}' cannot make embeddings.`, { code: 'model_not_supported' });
+    const result = await target.provider.embed!(
+      { model, input: [text], inputKind: 'text', encodingFormat: 'float' },
+      { requestId: trace.record.requestId, signal: AbortSignal.timeout(15_000), upstreamModel: target.model, rawBody: { model: target.model, input: [text], encoding_format: 'float' }, headers: new Headers() },
+    );
+    if (result.kind === 'vectors') return result.vectors[0]!;
+    if (!result.response.ok) throw new GatewayError('upstream', `The embedding model '${model}' answered ${result.response.status}.`);
+    const json = (await result.response.json()) as { data?: { embedding?: number[] }[] };
+    const v = json.data?.[0]?.embedding;
+    if (!Array.isArray(v)) throw new GatewayError('upstream', `The embedding model '${model}' sent no vector.`);
+    return v;
+  }
+
+  private emit(record: RequestRecord, extras: RequestExtras, span?: Span): void {
+    if (span) {
+      span.annotate(requestAnnotations(record));
+      span.end();
+    }
+    this.unflushed++;
     for (const sink of this.sinks) {
       try {
         const p = sink.write(record);
@@ -195,6 +358,12 @@ export class Gateway {
   }
 
   async flush(): Promise<void> {
-    await Promise.all(this.sinks.map((s) => s.flush?.()));
+    const records = this.unflushed;
+    this.unflushed = 0;
+    const flushAll = () => Promise.all(this.sinks.map((s) => s.flush?.()));
+    const spans = this.opts.spans;
+    if (!spans || records === 0) return void (await flushAll());
+    // The log export (Firehose PutRecordBatch calls nest in it).
+    await withSpans(spans, undefined, () => inSpan('log export', flushAll, { annotations: { records } }));
   }
 }

@@ -80,7 +80,7 @@ describe('config validation', () => {
     assert.equal(local.firstByteTimeoutMs, 60_000);
 
     const minimal = parseConfig({ providers: { m: { type: 'mock' } }, models: {} });
-    assert.deepEqual(minimal.server, { maxBodyBytes: 4 * 1024 * 1024 });
+    assert.deepEqual(minimal.server, { maxBodyBytes: 4 * 1024 * 1024, sseKeepAliveMs: 30_000 });
     assert.deepEqual(minimal.logging, { localDir: 'data/logs' });
     assert.deepEqual(minimal.providers.m, { type: 'mock', wordDelayMs: 0, firstByteTimeoutMs: 60_000, totalTimeoutMs: 600_000 });
     const oa = parseConfig({ providers: { o: { type: 'openai' } }, models: {} }).providers.o;

@@ -162,6 +162,10 @@ describe('CDK stack', () => {
     );
     assert.deepEqual(input.PartitionKeys.map((k: { Name: string }) => k.Name), LOG_PARTITION_KEYS.map((k) => k.name));
     assert.equal(input.Parameters['projection.enabled'], 'true');
+    // Projection reads the very layout Firehose writes (dt=yyyy-MM-dd/hour=HH under logs/).
+    assert.equal(input.Parameters['projection.dt.format'], 'yyyy-MM-dd');
+    assert.equal(input.Parameters['projection.hour.digits'], '2');
+    assert.ok(JSON.stringify(input.Parameters['storage.location.template']).endsWith('/logs/dt=${dt}/hour=${hour}/"]]}'), JSON.stringify(input.Parameters['storage.location.template']));
     assert.equal(input.StorageDescriptor.SerdeInfo.SerializationLibrary, 'org.openx.data.jsonserde.JsonSerDe');
     template.hasResourceProperties('AWS::Athena::WorkGroup', { WorkGroupConfiguration: Match.objectLike({ EnforceWorkGroupConfiguration: true, ResultConfiguration: Match.objectLike({ OutputLocation: Match.anyValue() }) }) });
     const queries = Object.values(template.findResources('AWS::Athena::NamedQuery')) as Array<{ Properties: { QueryString: string; Name: string } }>;

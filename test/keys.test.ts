@@ -6,6 +6,9 @@ import OpenAI from 'openai';
 import { hashKey } from '../shared/policy/keys.ts';
 import { windowOf } from '../shared/policy/limits.ts';
 import { ADMIN_TOKEN, eventually, startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';
+import { parseConfig } from '../shared/config/load.ts';
+import { createDynamoStore } from '../shared/store/dynamodb.ts';
+import { startLocalServer } from '../local/server.ts';
 
 /**
  * Keys, allow lists, rate limits and budgets end to end: real HTTP through the local server, the
@@ -142,6 +145,16 @@ describe('gateway keys', () => {
     const e2 = await expectStatus(anthropic(g.url, k.key).messages.create({ model: 'mock', max_tokens: 20, messages: hello }), 401);
     assert.equal((e2.error as { error: { type: string; message: string } }).error.type, 'authentication_error');
     assert.match((e2.error as { error: { message: string } }).error.message, /revoked/);
+
+    const expired = await g.createKey({ name: 'anthropic-expired', expiresAt: new Date(g.clock.now() - 1000).toISOString() });
+    const e3 = await expectStatus(anthropic(g.url, expired.key).messages.create({ model: 'mock', max_tokens: 20, messages: hello }), 401);
+    assert.equal((e3.error as { type: string }).type, 'error');
+    assert.equal((e3.error as { error: { type: string } }).error.type, 'authentication_error');
+    assert.match((e3.error as { error: { message: string } }).error.message, /expired/);
+    // Missing key, sent the Anthropic way (no x-api-key): also 401 in the Anthropic shape.
+    const none = await fetch(`${g.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' }, body: JSON.stringify({ model: 'mock', max_tokens: 20, messages: hello }) });
+    assert.equal(none.status, 401);
+    assert.equal(((await none.json()) as { error: { type: string } }).error.type, 'authentication_error');
   });
 
   test('a model outside the key allow list gets 403, and /v1/models lists only allowed models', async () => {
@@ -187,6 +200,12 @@ describe('gateway keys', () => {
     assert.equal(aerr.headers!.get('anthropic-ratelimit-requests-remaining'), '0');
     assert.ok(aerr.headers!.get('retry-after'));
 
+    // Routes that spend no capacity still say where the key stands (this instance's view, no round trip).
+    const models = await fetch(`${g.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(models.status, 200);
+    assert.equal(models.headers.get('x-ratelimit-limit-requests'), '2');
+    assert.equal(models.headers.get('x-ratelimit-remaining-requests'), '0');
+
     const limited = await eventually(async () => g.sink.records.find((r) => r.keyId === id && r.status === 429), 'a 429 record');
     assert.equal(limited.rateLimit, 'limited');
     assert.equal(limited.rateLimitReason, 'requests_per_minute');
@@ -195,6 +214,20 @@ describe('gateway keys', () => {
     g.clock.advance(60_000);
     const again = await openai(g.url, key).chat.completions.create({ model: 'mock', messages: hello });
     assert.equal(again.choices[0]!.message.content, 'Hello gateway');
+  });
+
+  test('embeddings are admitted like chat: rate-limit headers, and 429 over the limit', async () => {
+    const { key } = await g.createKey({ name: 'embed-2', limits: { rpm: 2, tpm: 10_000 } });
+    const client = openai(g.url, key);
+    const first = await client.embeddings.create({ model: 'mock', input: ['one two three', 'four'] }).withResponse();
+    assert.equal(first.data.data.length, 2);
+    assert.equal(first.response.headers.get('x-ratelimit-limit-requests'), '2');
+    assert.equal(first.response.headers.get('x-ratelimit-remaining-requests'), '1');
+    assert.equal(first.response.headers.get('x-ratelimit-limit-tokens'), '10000');
+    await client.embeddings.create({ model: 'mock', input: 'five' });
+    const err = await expectStatus(client.embeddings.create({ model: 'mock', input: 'six' }), 429);
+    assert.equal(err.code, 'rate_limit_exceeded');
+    assert.ok(Number(err.headers!.get('retry-after')) >= 1);
   });
 
   test('team limits apply across the team keys', async () => {
@@ -222,6 +255,35 @@ describe('token budgets settle to recorded usage', () => {
     g = await startKeyedGateway({ config: { limits: { budgetRefreshSeconds: 0 } } });
   });
   after(() => g.close());
+
+  test('a team USD budget from the price table: spent, it refuses every team key with 429 naming the team budget and its reset', async () => {
+    // mock-echo-1 costs $2 / $8 per million input / output tokens: a short echo costs a few 1e-5 USD.
+    await g.admin('PUT', '/admin/teams/frugal', { budget: { usdPerDay: 0.0001 } });
+    const a = await g.createKey({ name: 'frugal-a', team: 'frugal' });
+    const b = await g.createKey({ name: 'frugal-b', team: 'frugal' });
+    let spent = 0;
+    let err: InstanceType<typeof Anthropic.APIError> | undefined;
+    for (let i = 0; i < 20 && !err; i++) {
+      try {
+        await anthropic(g.url, a.key).messages.create({ model: 'mock', max_tokens: 20, messages: [{ role: 'user', content: 'spend some dollars here' }] });
+        spent++;
+        await eventually(async () => (await g.admin('GET', '/admin/teams/frugal/usage')).json.day.requests === spent, 'settlement');
+      } catch (e) {
+        err = e as InstanceType<typeof Anthropic.APIError>;
+      }
+    }
+    assert.ok(err && spent >= 1, `refused after ${spent} requests`);
+    assert.equal(err.status, 429);
+    assert.equal((err.error as { error: { type: string } }).error.type, 'rate_limit_error');
+    assert.match((err.error as { error: { message: string } }).error.message, /daily USD budget of \$0\.0001 of team "frugal" is spent; it resets at \d{4}-\d\d-\d\dT00:00:00\.000Z/);
+    const usage = (await g.admin('GET', '/admin/teams/frugal/usage')).json;
+    assert.ok(usage.day.costUsd >= 0.0001, `team spent ${usage.day.costUsd}`);
+    // The team budget binds the team's other key too, on the OpenAI route.
+    const other = await expectStatus(openai(g.url, b.key).chat.completions.create({ model: 'mock', messages: hello }), 429);
+    assert.equal(other.code, 'budget_exceeded');
+    assert.match(other.message, /team "frugal"/);
+    assert.equal(other.headers!.get('x-gateway-budget-remaining-usd'), '0');
+  });
 
   test('usage counters equal the sum of the logged usage; the spent budget then refuses with 429', async () => {
     await g.admin('PUT', '/admin/teams/budgeted', { budget: { usdPerMonth: 100 } });
@@ -290,16 +352,17 @@ describe('token budgets settle to recorded usage', () => {
 });
 
 describe('200 concurrent requests against a limit of 50', () => {
-  for (const [label, leaseRequests] of [
-    ['leased blocks', 10],
-    ['one conditional update per request', 1],
+  for (const [label, leaseRequests, instances] of [
+    ['leased blocks', 10, 4],
+    ['one conditional update per request', 1, 2],
   ] as const) {
-    test(`admit exactly 50 across two gateway instances (${label})`, async () => {
-      const g = await startKeyedGateway({ instances: 2, config: { limits: { leaseRequests } } });
+    test(`admit exactly 50 across ${instances} gateway instances sharing one DynamoDB (${label})`, async () => {
+      // Each instance has its own store client, key cache and leases, like concurrent Lambdas.
+      const g = await startKeyedGateway({ instances, config: { limits: { leaseRequests } } });
       try {
         const { id, key } = await g.createKey({ name: 'burst', limits: { rpm: 50 } });
         const clients = g.urls.map((u) => openai(u, key));
-        const results = await Promise.allSettled(Array.from({ length: 200 }, (_, i) => clients[i % 2]!.chat.completions.create({ model: 'mock', messages: hello })));
+        const results = await Promise.allSettled(Array.from({ length: 200 }, (_, i) => clients[i % instances]!.chat.completions.create({ model: 'mock', messages: hello })));
         const ok = results.filter((r) => r.status === 'fulfilled').length;
         const statuses = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as { status?: number }).status] : []));
         assert.equal(ok, 50);
@@ -375,6 +438,25 @@ describe('admin API', () => {
       assert.equal(ADMIN_TOKEN.length > 0, true);
     } finally {
       await g.close();
+    }
+  });
+});
+
+describe('DynamoDB unreachable', () => {
+  test('model routes fail closed with a 503 in the caller shape, never a stack trace', async () => {
+    const config = parseConfig({ providers: { mock: { type: 'mock' } }, models: { mock: { provider: 'mock', model: 'mock-echo-1' } }, auth: { required: true } }, 'test configuration');
+    const store = createDynamoStore({ tables: { keys: 'k', usage: 'u' }, endpoint: 'http://127.0.0.1:9', region: 'local' });
+    const srv = await startLocalServer({ config, env: {}, port: 0, host: '127.0.0.1', sinks: [], store });
+    try {
+      const key = `gwk_${'c'.repeat(20)}_${Buffer.alloc(32, 3).toString('base64url')}`;
+      const err = await expectStatus(openai(srv.url, key).chat.completions.create({ model: 'mock', messages: hello }), 503);
+      assert.equal(err.code, 'policy_store_unavailable');
+      const aerr = await expectStatus(anthropic(srv.url, key).messages.create({ model: 'mock', max_tokens: 10, messages: hello }), 503);
+      assert.equal((aerr.error as { error: { type: string } }).error.type, 'overloaded_error');
+      assert.ok(!JSON.stringify(aerr.error).includes('ECONNREFUSED'));
+    } finally {
+      await srv.close();
+      store.close();
     }
   });
 });

@@ -1,11 +1,13 @@
 import middy from '@middy/core';
 import { Logger } from '@aws-lambda-powertools/logger';
+import { Tracer } from '@aws-lambda-powertools/tracer';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { Gateway } from '../../shared/gateway.ts';
 import { eventToRequest, responseMetadata } from './apigw.ts';
 import { lambdaConfig } from './config.ts';
 import { resolveSecrets } from './secrets.ts';
 import { lambdaSinks } from './sinks.ts';
+import { xraySpans } from './xray.ts';
 
 export interface LambdaEntryOptions {
   /**
@@ -22,7 +24,12 @@ export interface LambdaEntryOptions {
  * provider secrets and sinks are set up once per cold start; nothing else lives here.
  */
 export async function createLambdaHandler(opts: LambdaEntryOptions) {
-  const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'llm-gateway' });
+  const serviceName = process.env.POWERTOOLS_SERVICE_NAME ?? 'llm-gateway';
+  const logger = new Logger({ serviceName });
+  // X-Ray (active tracing, set by the stack): subsegments for the request, each upstream attempt,
+  // store calls and the log export. Outgoing HTTP is not auto-captured: the core's spans name
+  // those calls (provider/model) and keep concurrent requests apart.
+  const tracer = new Tracer({ serviceName, captureHTTPsRequests: false });
   const config = lambdaConfig();
   // Provider keys from Secrets Manager, read once per cold start.
   const env = await resolveSecrets(process.env, undefined, (message, extra) => logger.warn(message, extra));
@@ -32,6 +39,7 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
     // Firehose when LOG_STREAM_NAME is set (else one log line per request), plus EMF metrics.
     sinks: lambdaSinks({ logger, config, env: process.env }),
     onSinkError: (err) => logger.error('log sink failed', { error: String(err) }),
+    spans: xraySpans(tracer, serviceName),
   });
 
   /** Work that finishes after the client has its bytes (log writes, usage settlement). */

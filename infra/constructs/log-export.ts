@@ -5,7 +5,7 @@ import { Compression, DeliveryStream, S3Bucket, StreamEncryption } from 'aws-cdk
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership, StorageClass } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import type { DeployConfig } from '../../shared/config/deploy.ts';
-import { LOG_COLUMNS, LOG_PARTITION_KEYS, logErrorObjectPrefix, logObjectPrefix } from '../../shared/telemetry/schema.ts';
+import { LOG_COLUMNS, LOG_PARTITION_KEYS, logErrorObjectPrefix, logObjectPrefix, partitionProjection } from '../../shared/telemetry/schema.ts';
 
 export interface LogExportProps {
   logs: DeployConfig['logs'];
@@ -94,16 +94,8 @@ export class LogExport extends Construct {
         parameters: {
           classification: 'json',
           compressionType: 'gzip',
-          'projection.enabled': 'true',
-          'projection.dt.type': 'date',
-          'projection.dt.format': 'yyyy-MM-dd',
-          'projection.dt.range': '2024-01-01,NOW',
-          'projection.dt.interval': '1',
-          'projection.dt.interval.unit': 'DAYS',
-          'projection.hour.type': 'integer',
-          'projection.hour.range': '0,23',
-          'projection.hour.digits': '2',
-          'storage.location.template': `${location}dt=\${dt}/hour=\${hour}/`,
+          // Partition projection over the Firehose prefix (both from shared/telemetry/schema.ts).
+          ...partitionProjection(`s3://${this.bucket.bucketName}/`, '2024-01-01'),
         },
         partitionKeys: LOG_PARTITION_KEYS.map((k) => ({ name: k.name, type: k.glueType })),
         storageDescriptor: {

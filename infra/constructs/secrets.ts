@@ -4,7 +4,7 @@ import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { GatewayConfig } from '../../shared/config/schema.ts';
 
-/** Environment variables holding provider credentials, as the configuration names them. */
+/** Environment variables holding provider and MCP server credentials, as the configuration names them. */
 export function secretEnvNames(config: GatewayConfig): string[] {
   const names = new Set<string>();
   for (const p of Object.values(config.providers)) {
@@ -13,6 +13,8 @@ export function secretEnvNames(config: GatewayConfig): string[] {
     else if (p.type === 'openai') names.add('OPENAI_API_KEY');
     else if (p.type === 'anthropic') names.add('ANTHROPIC_API_KEY');
   }
+  // MCP servers' credentials travel the same way (shared/mcp).
+  for (const m of Object.values(config.mcp?.servers ?? {})) if (m.apiKeyEnv) names.add(m.apiKeyEnv);
   return [...names].sort();
 }
 

@@ -40,6 +40,8 @@ const budgetSchema = z
   .strict();
 const metadataSchema = z.record(z.string().min(1).max(64), z.string().max(256)).refine((m) => Object.keys(m).length <= 32, 'at most 32 metadata tags');
 const modelsSchema = z.array(z.string().min(1).max(256)).max(256);
+/** MCP allow list: `server` or `server/tool`, `*` wildcards; [] allows no MCP server. */
+const mcpAllowSchema = z.array(z.string().regex(/^[a-z0-9*][a-z0-9_*-]*(\/.+)?$/, 'entries are `server` or `server/tool` (`*` wildcards)').max(320)).max(256);
 const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date-time');
 
 const createSchema = z
@@ -47,6 +49,7 @@ const createSchema = z
     name,
     team: teamName.optional(),
     models: modelsSchema.optional(),
+    mcp: mcpAllowSchema.optional(),
     limits: limitsSchema.optional(),
     budget: budgetSchema.optional(),
     expiresAt: isoDate.optional(),
@@ -61,6 +64,7 @@ const updateSchema = z
     name: name.optional(),
     team: teamName.nullable().optional(),
     models: modelsSchema.nullable().optional(),
+    mcp: mcpAllowSchema.nullable().optional(),
     limits: limitsSchema.optional(),
     budget: budgetSchema.optional(),
     expiresAt: isoDate.nullable().optional(),
@@ -70,6 +74,7 @@ const updateSchema = z
 
 const teamSchema = z
   .object({
+    mcp: mcpAllowSchema.nullable().optional(),
     limits: limitsSchema.optional(),
     budget: budgetSchema.optional(),
     metadata: metadataSchema.optional(),
@@ -101,6 +106,7 @@ export function keyView(k: KeyRecord, now: number): Record<string, unknown> {
     name: k.name,
     team: k.team ?? null,
     models: k.models ?? null,
+    mcp: k.mcp ?? null,
     limits: k.limits,
     budget: k.budget,
     metadata: k.metadata,
@@ -113,7 +119,7 @@ export function keyView(k: KeyRecord, now: number): Record<string, unknown> {
 }
 
 function teamView(t: TeamRecord): Record<string, unknown> {
-  return { name: t.name, limits: t.limits, budget: t.budget, metadata: t.metadata, createdAt: t.createdAt, updatedAt: t.updatedAt };
+  return { name: t.name, mcp: t.mcp ?? null, limits: t.limits, budget: t.budget, metadata: t.metadata, createdAt: t.createdAt, updatedAt: t.updatedAt };
 }
 
 function totalsView(t: CounterTotals): Record<string, number> {
@@ -174,6 +180,7 @@ export async function handleAdmin(request: Request, path: string, ctx: AdminCont
             name: input.name,
             team: input.team,
             models: input.models?.length ? input.models : undefined,
+            mcp: input.mcp,
             limits: compact(input.limits ?? {}),
             budget: compact(input.budget ?? {}),
             createdAt: nowIso,
@@ -204,6 +211,7 @@ export async function handleAdmin(request: Request, path: string, ctx: AdminCont
           name: patch.name ?? cur.name,
           team: patch.team === null ? undefined : (patch.team ?? cur.team),
           models: patch.models === null ? undefined : patch.models ? (patch.models.length ? patch.models : undefined) : cur.models,
+          mcp: patch.mcp === null ? undefined : (patch.mcp ?? cur.mcp),
           limits: merge(cur.limits, patch.limits),
           budget: merge(cur.budget, patch.budget),
           expiresAt: patch.expiresAt === null ? undefined : patch.expiresAt ? new Date(patch.expiresAt).toISOString() : cur.expiresAt,
@@ -248,8 +256,8 @@ export async function handleAdmin(request: Request, path: string, ctx: AdminCont
       const cur = await store.getTeam(team);
       const rec: TeamRecord =
         method === 'PUT' || !cur
-          ? { name: team, limits: compact(input.limits ?? {}), budget: compact(input.budget ?? {}), metadata: input.metadata ?? {}, createdAt: cur?.createdAt ?? nowIso, updatedAt: nowIso }
-          : { ...cur, limits: merge(cur.limits, input.limits), budget: merge(cur.budget, input.budget), metadata: input.metadata ?? cur.metadata, updatedAt: nowIso };
+          ? { name: team, mcp: input.mcp ?? undefined, limits: compact(input.limits ?? {}), budget: compact(input.budget ?? {}), metadata: input.metadata ?? {}, createdAt: cur?.createdAt ?? nowIso, updatedAt: nowIso }
+          : { ...cur, mcp: input.mcp === null ? undefined : (input.mcp ?? cur.mcp), limits: merge(cur.limits, input.limits), budget: merge(cur.budget, input.budget), metadata: input.metadata ?? cur.metadata, updatedAt: nowIso };
       await store.putTeam(rec);
       policy.invalidateTeam(team);
       return jsonResponse(teamView(rec), cur ? 200 : 201);

@@ -9,6 +9,11 @@ export const deploySchema = z
     /** CloudFormation stack name. */
     stackName: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'letters, digits and -, starting with a letter').default('LlmGateway'),
     stageName: z.string().regex(/^[A-Za-z0-9_]+$/).default('prod'),
+    /**
+     * Deploy a gateway whose model routes need no key (`auth` absent or `auth.required: false`).
+     * Off by default: `cdk synth` refuses such a configuration unless this is true.
+     */
+    allowOpenGateway: z.boolean().default(false),
     functions: z
       .object({
         memoryMb: z.number().int().min(128).max(10_240).default(1024),
@@ -72,3 +77,15 @@ export const deploySchema = z
   .strict();
 
 export type DeployConfig = z.output<typeof deploySchema>;
+
+/**
+ * Why this configuration must not be deployed as it is: keys are off (anyone who finds the URL can
+ * spend the upstream accounts) and the deploy section does not say that this is intended.
+ */
+export function openGatewayProblem(config: { auth?: { required: boolean }; deploy: { allowOpenGateway: boolean } }): string | undefined {
+  if (config.auth?.required || config.deploy.allowOpenGateway) return undefined;
+  return (
+    'Refusing to deploy an open gateway: keys are off (`auth.required` is not true), so anyone who finds the URL could call the models on your accounts. ' +
+    'Set `auth: { required: true }` (then create keys with `npm run keys`), or, if an open gateway is really intended (e.g. behind your own network controls), set `deploy.allowOpenGateway: true`.'
+  );
+}

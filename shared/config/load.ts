@@ -49,3 +49,19 @@ export function loadConfigFile(path = process.env.GATEWAY_CONFIG || DEFAULT_CONF
   }
   return parseConfigText(text, `configuration file ${full}`);
 }
+
+/**
+ * For the command-line shells (npm start, npm run build, cdk synth): load and validate the
+ * configuration, or print what is wrong with it and exit with status 1.
+ */
+export function loadConfigOrExit(path?: string): GatewayConfig {
+  try {
+    return loadConfigFile(path);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+}

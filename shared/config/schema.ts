@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { deploySchema } from './deploy.ts';
+import { cacheSchema } from '../cache/schema.ts';
+import { guardrailsSchema } from '../guardrails/schema.ts';
+import { mcpSchema } from '../mcp/schema.ts';
 
 /**
  * The one configuration schema. The local server validates it at start, the Lambda entry at cold
@@ -143,7 +146,18 @@ export interface NormalizedModel {
   fallbackOn?: TriggerOut[];
 }
 
-export const modelSchema = z.unknown().transform((raw, ctx): NormalizedModel => {
+const FORMS: readonly unknown[] = ['single', 'targets', 'groups'];
+
+export const modelSchema = z.unknown().transform((input, ctx): NormalizedModel => {
+  // A model normalised before (a parsed configuration embedded in a Lambda bundle, validated again
+  // at cold start) parses as its `groups` and keeps the form it was written in.
+  let raw = input;
+  let written: NormalizedModel['form'] | undefined;
+  if (typeof input === 'object' && input !== null && 'groups' in input && 'form' in input && FORMS.includes(input.form)) {
+    const { form, ...rest } = input as { form: NormalizedModel['form'] };
+    raw = rest;
+    written = form;
+  }
   // Pick the form by its key, so errors name the field the user got wrong.
   const short = typeof raw === 'object' && raw !== null && 'provider' in raw;
   const result = (short ? targetSchema : routedModelSchema).safeParse(raw);
@@ -157,7 +171,7 @@ export const modelSchema = z.unknown().transform((raw, ctx): NormalizedModel => 
     ctx.addIssue({ code: 'custom', message: 'give either `provider` and `model`, or `targets`, or `groups`' });
     return z.NEVER;
   }
-  return { form: m.groups ? 'groups' : 'targets', groups: m.groups ?? [{ targets: m.targets! }], retry: m.retry, fallbackOn: m.fallbackOn };
+  return { form: written ?? (m.groups ? 'groups' : 'targets'), groups: m.groups ?? [{ targets: m.targets! }], retry: m.retry, fallbackOn: m.fallbackOn };
 });
 
 export const routingSchema = z
@@ -252,15 +266,33 @@ const bodyLoggingSchema = z
   })
   .strict();
 
+/** The Bedrock-native door (`/bedrock/model/{modelId}/invoke...`, docs/claude-code.md). */
+export const bedrockApiSchema = z
+  .object({
+    /**
+     * Bedrock model ids clients send -> configured model names, e.g.
+     * `us.anthropic.claude-sonnet-4-5-20250929-v1:0: claude-sonnet`. Ids not listed here resolve by
+     * name, or to the model whose `bedrock` or `anthropic` target serves them.
+     */
+    models: z.record(z.string().min(1), z.string().min(1)).default({}),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     server: z
       .object({
         /** Largest request body accepted, in bytes; larger bodies get 413. */
         maxBodyBytes: z.number().int().positive().max(20 * 1024 * 1024).default(4 * 1024 * 1024),
+        /**
+         * A streamed (SSE) answer silent for this long gets an SSE comment line (`: keepalive`), which
+         * every SSE client ignores, so API Gateway's 5-minute idle timeout and proxies never cut a long
+         * generation. 0 turns it off.
+         */
+        sseKeepAliveMs: z.number().int().min(0).max(240_000).default(30_000),
       })
       .strict()
-      .default({ maxBodyBytes: 4 * 1024 * 1024 }),
+      .prefault({}),
     providers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'provider names are lower-case letters, digits, - and _'), providerSchema),
     models: z.record(z.string().min(1), modelSchema),
     routing: routingSchema.default({
@@ -284,6 +316,14 @@ export const configSchema = z
     store: storeSchema.prefault({}),
     /** What `cdk deploy` builds (functions, throttling, log retention, secrets, alarms, domain, WAF). */
     deploy: deploySchema.prefault({}),
+    /** Response cache (docs/cache.md); absent: no caching. */
+    cache: cacheSchema.optional(),
+    /** Content rules and limits per key, team or model (docs/guardrails.md); absent: none. */
+    guardrails: guardrailsSchema.optional(),
+    /** MCP tool servers served at /mcp/<name> (docs/mcp.md). */
+    mcp: mcpSchema.prefault({}),
+    /** The Bedrock-native door at /bedrock (docs/claude-code.md). */
+    bedrockApi: bedrockApiSchema.prefault({}),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -301,6 +341,9 @@ export const configSchema = z
           });
         }),
       );
+    }
+    for (const [id, name] of Object.entries(cfg.bedrockApi.models)) {
+      if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['bedrockApi', 'models', id], message: `names model "${name}", which is not defined under models` });
     }
   });
 

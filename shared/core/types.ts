@@ -4,7 +4,11 @@
  * upstream's answer into StreamEvents. Same-format routes skip this and pass bytes through.
  */
 
-export type FrontDoor = 'openai-chat' | 'anthropic-messages' | 'openai-responses';
+/**
+ * `bedrock-invoke`: Bedrock's InvokeModel API with an Anthropic body (`/bedrock/model/{id}/invoke...`);
+ * `bedrock-converse`: Bedrock's Converse API (`/bedrock/model/{id}/converse...`).
+ */
+export type FrontDoor = 'openai-chat' | 'anthropic-messages' | 'openai-responses' | 'bedrock-invoke' | 'bedrock-converse';
 
 export interface TextPart {
   type: 'text';
@@ -59,6 +63,8 @@ export interface ChatRequest {
   messages: ChatMessage[];
   tools?: ToolDefinition[];
   toolChoice?: ToolChoice;
+  /** False: at most one tool call per turn (OpenAI `parallel_tool_calls: false`, Anthropic `disable_parallel_tool_use`). */
+  parallelToolCalls?: boolean;
   maxTokens?: number;
   temperature?: number;
   topP?: number;

@@ -7,8 +7,9 @@ import { parseAnthropicRequest } from './anthropic-messages.ts';
 
 /**
  * `POST /v1/messages/count_tokens` (Anthropic's token counting). When the model is served by a
- * provider that can count exactly (the `anthropic` provider asks Anthropic's own endpoint), its
- * answer is passed through, marked `x-gateway-token-count: exact`. Otherwise the gateway answers
+ * provider that can count exactly (the `anthropic` provider asks Anthropic's own endpoint; the
+ * `bedrock` provider asks Bedrock's CountTokens for Claude models), its answer is passed through,
+ * marked `x-gateway-token-count: exact`. Otherwise the gateway answers
  * with an estimate, marked `x-gateway-token-count: estimate`: a BPE count of the text (cl100k_base,
  * from js-tiktoken; Claude's own tokenizer is not public, so real counts differ, typically by
  * 10-20%), plus fixed costs for images and tool definitions. Errors use Anthropic's shape.
@@ -77,10 +78,12 @@ export async function countTokens(request: Request, trace: RequestTrace, headers
       upstreamModel: target.model,
       query: new URL(request.url).search,
     });
-    const text = await res.text();
-    trace.firstByte();
-    trace.end(res.status);
-    return new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...out, 'x-gateway-token-count': 'exact' } });
+    if (res) {
+      const text = await res.text();
+      trace.firstByte();
+      trace.end(res.status);
+      return new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...out, 'x-gateway-token-count': 'exact' } });
+    }
   }
 
   const inputTokens = await estimateInputTokens(req);

@@ -275,6 +275,7 @@ export function parseAnthropicRequest(body: unknown, opts: ParseOptions = {}): C
     user,
     thinking: parseThinking(body.thinking),
   };
+  if (isObject(body.tool_choice) && body.tool_choice.disable_parallel_tool_use === true) req.parallelToolCalls = false;
   if (st.untranslatable.length) req.untranslatable = st.untranslatable;
   return req;
 }

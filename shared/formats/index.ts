@@ -1,4 +1,5 @@
 import { anthropicMessagesDoor } from './anthropic-messages.ts';
+import { bedrockInvokeErrors } from './bedrock-invoke.ts';
 import { openaiChatDoor } from './openai-chat.ts';
 import { openaiResponsesDoor } from './openai-responses.ts';
 import type { FrontDoorCodec } from './types.ts';
@@ -14,7 +15,9 @@ export const CHAT_DOORS: Record<string, FrontDoorCodec> = {
  * The front door whose error shape a path's errors use: the chat door of the path or of its
  * parent path (so `/v1/messages/count_tokens` answers in Anthropic's shape), else OpenAI's.
  */
-export function errorDoorFor(path: string): FrontDoorCodec {
+export function errorDoorFor(path: string): Pick<FrontDoorCodec, 'error'> {
+  // Bedrock's own API (`/bedrock/...`): errors as Bedrock Runtime sends them.
+  if (path === '/bedrock' || path.startsWith('/bedrock/')) return bedrockInvokeErrors;
   for (let p = path; p.length > 1; p = p.slice(0, p.lastIndexOf('/')) || '/') {
     const door = CHAT_DOORS[p];
     if (door) return door;

@@ -23,26 +23,56 @@ function optNumber(body: Json, key: string, min: number, max: number): number | 
   return v;
 }
 
-function parseContent(content: unknown, param: string): ContentPart[] {
+/** Parts of a request that only an OpenAI-compatible upstream (which gets the body as it is) can take. */
+type Untranslatable = { param: string; message: string }[];
+
+function untranslatable(out: Untranslatable, param: string, what: string): void {
+  out.push({
+    param,
+    message: `'${param}': ${what} cannot be carried to this model's provider, which does not speak the Chat Completions API. Leave it out, or use a model served by an OpenAI or OpenAI-compatible provider.`,
+  });
+}
+
+function parseContent(content: unknown, param: string, lost: Untranslatable): ContentPart[] {
   if (content === null || content === undefined) return [];
   if (typeof content === 'string') return [{ type: 'text', text: content }];
   if (!Array.isArray(content)) throw bad(`'${param}' must be a string or an array of content parts.`, param);
-  return content.map((part, i): ContentPart => {
+  const out: ContentPart[] = [];
+  content.forEach((part, i) => {
     const p = `${param}[${i}]`;
     if (!isObject(part)) throw bad(`'${p}' must be an object.`, p);
     if (part.type === 'text' || part.type === 'input_text') {
       if (typeof part.text !== 'string') throw bad(`'${p}.text' must be a string.`, `${p}.text`);
-      return { type: 'text', text: part.text };
-    }
-    if (part.type === 'image_url') {
+      out.push({ type: 'text', text: part.text });
+    } else if (part.type === 'image_url') {
       const url = isObject(part.image_url) ? part.image_url.url : undefined;
       if (typeof url !== 'string') throw bad(`'${p}.image_url.url' must be a string.`, `${p}.image_url.url`);
       const m = /^data:([^;,]+);base64,(.*)$/s.exec(url);
-      return m ? { type: 'image', mediaType: m[1], data: m[2] } : { type: 'image', url };
-    }
-    throw bad(`Content part type '${String(part.type)}' is not supported in '${p}'.`, `${p}.type`);
+      // `image_url.detail` is OpenAI's own resolution hint: dropped when translated.
+      out.push(m ? { type: 'image', mediaType: m[1], data: m[2] } : { type: 'image', url });
+    } else if (typeof part.type === 'string') {
+      // input_audio, file, refusal (in assistant history), ...: fine for OpenAI upstreams only.
+      untranslatable(lost, `${p}.type`, `a content part of type '${part.type}'`);
+    } else throw bad(`'${p}.type' must be a string.`, `${p}.type`);
   });
+  return out;
 }
+
+/** Fields decoded into the neutral request. */
+const CHAT_FIELDS = new Set(['model', 'messages', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'stop', 'tools', 'tool_choice', 'parallel_tool_calls', 'stream', 'stream_options', 'user', 'safety_identifier', 'top_k']);
+/** Fields that tune OpenAI's own service, or hints a translated route can ignore: dropped (docs/translation.md). */
+const CHAT_DROPPED = new Set(['metadata', 'store', 'service_tier', 'prompt_cache_key', 'prompt_cache_retention', 'seed', 'reasoning_effort', 'verbosity']);
+/** Fields a translated route can carry only at their default (which asks for nothing): the test says when a value asks for more. */
+const CHAT_DEFAULT_ONLY: Record<string, (v: unknown) => boolean> = {
+  n: (v) => v !== 1,
+  logprobs: (v) => v !== false,
+  top_logprobs: (v) => v !== 0,
+  frequency_penalty: (v) => v !== 0,
+  presence_penalty: (v) => v !== 0,
+  logit_bias: (v) => !isObject(v) || Object.keys(v).length > 0,
+  response_format: (v) => !isObject(v) || v.type !== 'text',
+  modalities: (v) => !Array.isArray(v) || v.some((m) => m !== 'text'),
+};
 
 function parseToolCalls(v: unknown, param: string): ToolCall[] | undefined {
   if (v === undefined || v === null) return undefined;
@@ -64,6 +94,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
   if (typeof body.model !== 'string' || !body.model) throw bad("you must provide a model parameter", 'model');
   if (!Array.isArray(body.messages) || body.messages.length === 0) throw bad("'messages' must be a non-empty array.", 'messages');
 
+  const lost: Untranslatable = [];
   const system: string[] = [];
   const messages: ChatMessage[] = [];
   body.messages.forEach((m, i) => {
@@ -72,17 +103,22 @@ export function parseChatRequest(body: unknown): ChatRequest {
     switch (m.role) {
       case 'system':
       case 'developer':
-        system.push(textOnly(parseContent(m.content, `${p}.content`)));
+        system.push(textOnly(parseContent(m.content, `${p}.content`, lost)));
         break;
       case 'user':
-        messages.push({ role: 'user', content: parseContent(m.content, `${p}.content`) });
+        messages.push({ role: 'user', content: parseContent(m.content, `${p}.content`, lost) });
         break;
       case 'assistant':
-        messages.push({ role: 'assistant', content: parseContent(m.content, `${p}.content`), toolCalls: parseToolCalls(m.tool_calls, `${p}.tool_calls`) });
+        messages.push({ role: 'assistant', content: parseContent(m.content, `${p}.content`, lost), toolCalls: parseToolCalls(m.tool_calls, `${p}.tool_calls`) });
+        if (m.audio !== undefined && m.audio !== null) untranslatable(lost, `${p}.audio`, 'an audio reply in the history');
         break;
       case 'tool':
         if (typeof m.tool_call_id !== 'string') throw bad(`'${p}.tool_call_id' must be a string.`, `${p}.tool_call_id`);
-        messages.push({ role: 'tool', toolCallId: m.tool_call_id, content: parseContent(m.content, `${p}.content`) });
+        messages.push({ role: 'tool', toolCallId: m.tool_call_id, content: parseContent(m.content, `${p}.content`, lost) });
+        break;
+      case 'function':
+        // The deprecated function-calling API (before tools).
+        untranslatable(lost, `${p}.role`, "a message of the deprecated role 'function'");
         break;
       default:
         throw bad(`'${p}.role' must be one of system, developer, user, assistant, tool.`, `${p}.role`);
@@ -119,11 +155,19 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const maxTokens = optNumber(body, 'max_completion_tokens', 1, 10_000_000) ?? optNumber(body, 'max_tokens', 1, 10_000_000);
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad("'stream' must be a boolean.", 'stream');
   const stream = body.stream === true;
+  if (body.parallel_tool_calls !== undefined && body.parallel_tool_calls !== null && typeof body.parallel_tool_calls !== 'boolean') throw bad("'parallel_tool_calls' must be a boolean.", 'parallel_tool_calls');
+  for (const [key, value] of Object.entries(body)) {
+    if (value === undefined || value === null || CHAT_FIELDS.has(key) || CHAT_DROPPED.has(key)) continue;
+    const asksMore = CHAT_DEFAULT_ONLY[key];
+    if (asksMore) {
+      if (asksMore(value)) untranslatable(lost, key, `the parameter '${key}' (with this value)`);
+    } else untranslatable(lost, key, `the parameter '${key}'`);
+  }
   const so = body.stream_options;
   if (so !== undefined && so !== null && !isObject(so)) throw bad("'stream_options' must be an object.", 'stream_options');
   if (isObject(so) && !stream) throw bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'stream_options');
 
-  return {
+  const req: ChatRequest = {
     model: body.model,
     system: system.length ? system.join('\n\n') : undefined,
     messages,
@@ -135,8 +179,17 @@ export function parseChatRequest(body: unknown): ChatRequest {
     stop,
     stream,
     includeUsage: isObject(so) && so.include_usage === true,
-    user: typeof body.user === 'string' ? body.user : undefined,
+    user: typeof body.user === 'string' ? body.user : typeof body.safety_identifier === 'string' ? body.safety_identifier : undefined,
   };
+  if (body.parallel_tool_calls === false) req.parallelToolCalls = false;
+  // top_k is not OpenAI's, but vLLM, Ollama and OpenRouter take it: Anthropic and Claude on Bedrock have it too.
+  const topK = optNumber(body, 'top_k', 0, 1_000_000);
+  if (topK !== undefined) {
+    if (!Number.isInteger(topK)) throw bad("'top_k' must be an integer.", 'top_k');
+    req.topK = topK;
+  }
+  if (lost.length) req.untranslatable = lost;
+  return req;
 }
 
 export function openaiError(err: GatewayError): Response {
@@ -179,12 +232,10 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
         model = ev.model;
         return chunk({ role: 'assistant', content: '', refusal: null });
       case 'text':
-        trace.captureResponse?.(ev.delta);
         return chunk({ content: ev.delta });
       case 'tool_call':
         return chunk({ tool_calls: [{ index: ev.index, id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } }] });
       case 'tool_args':
-        trace.captureResponse?.(ev.delta);
         return chunk({ tool_calls: [{ index: ev.index, function: { arguments: ev.delta } }] });
       case 'finish':
         reason = ev.reason;
@@ -262,7 +313,6 @@ async function collect(first: IteratorResult<StreamEvent>, events: AsyncIterator
     else if (ev.type === 'usage') usage = ev.usage;
   }
   trace.usage(usage);
-  trace.captureResponse?.(calls.length ? `${text}${JSON.stringify(calls.filter(Boolean))}` : text);
   trace.end(200);
   const message: Json = { role: 'assistant', content: calls.length && !text ? null : text, refusal: null };
   if (calls.length) message.tool_calls = calls.filter(Boolean);
@@ -327,7 +377,6 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           }
           trace.firstByte();
           parts.push(value);
-          trace.captureResponse?.(value);
           ctrl.enqueue(value);
         } catch (err) {
           const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.');
@@ -406,7 +455,6 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
         let out = '';
         for (const ev of events) if (keep(ev)) out += stripUsageField ? ev.replace(',"usage":null', '') : ev;
         if (out) {
-          trace.captureResponse?.(out);
           trace.firstByte();
           ctrl.enqueue(encodeText(out));
           return;

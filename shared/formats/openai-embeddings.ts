@@ -83,6 +83,18 @@ export interface EmbeddingsDeps {
   maxBodyBytes: number;
   /** The targets a model name routes to, in the order to try them (throws 404 for unknown names). */
   resolve(model: string): EmbeddingTarget[];
+  /**
+   * Rate limits and budgets before the upstream call (throws 429), given an estimate of the input
+   * tokens; returns the rate-limit headers for the response.
+   */
+  admit?(model: string, estimatedTokens: number): Promise<Record<string, string>>;
+}
+
+/** About four characters a token for text, the array length for token input. */
+export function estimateEmbeddingTokens(req: Pick<EmbeddingRequest, 'input' | 'inputKind'>): number {
+  let n = 0;
+  for (const x of req.input) n += typeof x === 'string' ? Math.ceil(x.length / 4) + 1 : x.length;
+  return n;
 }
 
 /**
@@ -102,6 +114,7 @@ export async function handleEmbeddings(request: Request, trace: RequestTrace, he
     throw new GatewayError('invalid_request', `The model '${req.model}' cannot make embeddings: its provider (${names}) has no embeddings API in the gateway.`, { param: 'model', code: 'model_not_supported' });
   }
   const { provider, model } = target;
+  if (deps.admit) Object.assign(headers, await deps.admit(req.model, estimateEmbeddingTokens(req)));
   trace.record.provider = provider.name;
   trace.record.upstreamModel = model;
   const result: EmbeddingResult = await provider.embed!(req, { requestId: trace.record.requestId, signal: request.signal, upstreamModel: model, rawBody: body, headers: request.headers });

@@ -57,6 +57,17 @@ const PASSTHROUGH_ONLY: Record<string, string> = {
   max_tool_calls: 'max_tool_calls',
 };
 
+/** Request fields decoded into the neutral request (or checked above and listed when they cannot be carried). */
+const RESPONSES_FIELDS = new Set([
+  'model', 'input', 'instructions', 'max_output_tokens', 'temperature', 'top_p', 'tools', 'tool_choice', 'parallel_tool_calls', 'stream', 'stream_options', 'user', 'safety_identifier', 'text', 'background', 'top_logprobs',
+  ...Object.keys(PASSTHROUGH_ONLY),
+]);
+/**
+ * Fields that tune OpenAI's own service, or ask for extras a translated answer does not have:
+ * dropped on translated routes (docs/translation.md). `metadata` is echoed in the Response.
+ */
+const RESPONSES_DROPPED = new Set(['metadata', 'store', 'service_tier', 'prompt_cache_key', 'prompt_cache_retention', 'reasoning', 'include', 'truncation']);
+
 function imagePart(url: string): ContentPart {
   const m = /^data:([^;,]+);base64,(.*)$/s.exec(url);
   return m ? { type: 'image', mediaType: m[1], data: m[2] } : { type: 'image', url };
@@ -211,6 +222,10 @@ export function parseResponsesRequest(body: unknown): ChatRequest {
   for (const [key, what] of Object.entries(PASSTHROUGH_ONLY)) if (present(body[key])) skip.push({ param: key, what });
   if (body.background === true) skip.push({ param: 'background', what: 'Background responses (background)' });
   if (typeof body.top_logprobs === 'number' && body.top_logprobs > 0) skip.push({ param: 'top_logprobs', what: 'Log probabilities (top_logprobs)' });
+  for (const [key, value] of Object.entries(body)) {
+    if (present(value) && !RESPONSES_FIELDS.has(key) && !RESPONSES_DROPPED.has(key)) skip.push({ param: key, what: `The parameter '${key}'` });
+  }
+  if (present(body.parallel_tool_calls) && typeof body.parallel_tool_calls !== 'boolean') throw bad("'parallel_tool_calls' must be a boolean.", 'parallel_tool_calls');
   const format = isObject(body.text) && isObject(body.text.format) ? body.text.format : undefined;
   if (format && format.type !== 'text') skip.push({ param: 'text.format', what: `Structured output (text.format of type '${String(format.type)}')` });
 
@@ -233,6 +248,7 @@ export function parseResponsesRequest(body: unknown): ChatRequest {
     includeUsage: true,
     user: typeof body.user === 'string' ? body.user : typeof body.safety_identifier === 'string' ? body.safety_identifier : undefined,
   };
+  if (body.parallel_tool_calls === false) req.parallelToolCalls = false;
   const untranslatable = skip.map(({ param, what }) => ({
     param,
     message: `'${param}': ${what} can only be served by OpenAI's own Responses API, and model '${body.model}' is served by another provider. Leave it out, or send the whole conversation in 'input' with function tools.`,

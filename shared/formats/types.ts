@@ -16,6 +16,11 @@ export interface EncodeMeta {
  */
 export interface FrontDoorCodec {
   readonly door: FrontDoor;
+  /**
+   * For a door whose wire body is not what the pipeline runs (Bedrock's InvokeModel): the body
+   * and headers to decode with `parse` and to hand to providers. Absent: the request's own.
+   */
+  prepare?(body: unknown, request: Request): { body: Record<string, unknown>; headers: Headers };
   /** Decode and check the request body; throws a GatewayError (400) naming the bad parameter. */
   parse(body: unknown, request: Request): ChatRequest;
   /** Render an error in this API's error shape. */

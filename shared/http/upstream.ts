@@ -1,4 +1,6 @@
 import { GatewayError } from './errors.ts';
+import { upstreamFetch } from './node-fetch.ts';
+import { upstreamTraceHeaders } from '../tracing/context.ts';
 
 export interface UpstreamTimeouts {
   firstByteTimeoutMs: number;
@@ -35,9 +37,19 @@ export async function fetchUpstream(
     clientSignal.removeEventListener('abort', onClientAbort);
   };
 
+  const bodyError = (err: unknown) =>
+    reason === 'total'
+      ? new GatewayError('timeout', `Provider "${provider}" did not finish within ${timeouts.totalTimeoutMs} ms.`, { code: 'upstream_timeout', cause: err })
+      : new GatewayError('upstream', `The connection to provider "${provider}" failed mid-response: ${describeNetworkError(err)}.`, { code: 'upstream_stream_error', cause: err });
+
   let res: Response;
+  const sent = init.body;
+  // node:http for the bodies the providers send (strings, bytes), fetch() for anything else.
+  const viaNode = sent === undefined || sent === null || typeof sent === 'string' || sent instanceof Uint8Array;
   try {
-    res = await fetch(url, { ...init, signal: controller.signal });
+    res = viaNode
+      ? await upstreamFetch(url, { method: init.method, headers: withTraceHeaders(init.headers), body: sent, signal: controller.signal, onBodyEnd: cleanup, bodyError })
+      : await fetch(url, { ...init, headers: withTraceHeaders(init.headers), signal: controller.signal });
   } catch (err) {
     cleanup();
     if (reason === 'first_byte' || reason === 'total') {
@@ -53,6 +65,8 @@ export async function fetchUpstream(
     cleanup();
     return res;
   }
+  // Its body already clears the timers when it ends and names its failures.
+  if (viaNode) return res;
   // Clear the whole-call timer once the body is done, however it ends.
   const reader = res.body.getReader();
   const body = new ReadableStream<Uint8Array>({
@@ -65,11 +79,7 @@ export async function fetchUpstream(
         } else ctrl.enqueue(value);
       } catch (err) {
         cleanup();
-        ctrl.error(
-          reason === 'total'
-            ? new GatewayError('timeout', `Provider "${provider}" did not finish within ${timeouts.totalTimeoutMs} ms.`, { code: 'upstream_timeout', cause: err })
-            : new GatewayError('upstream', `The connection to provider "${provider}" failed mid-response: ${describeNetworkError(err)}.`, { code: 'upstream_stream_error', cause: err }),
-        );
+        ctrl.error(bodyError(err));
       }
     },
     cancel(why) {
@@ -78,6 +88,15 @@ export async function fetchUpstream(
     },
   });
   return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
+/** The request's trace context as a new child span (`traceparent`, shared/tracing) on an upstream call. */
+function withTraceHeaders(headers: HeadersInit | undefined): HeadersInit | undefined {
+  const extra = upstreamTraceHeaders();
+  if (!extra.traceparent) return headers;
+  const out = new Headers(headers);
+  for (const [k, v] of Object.entries(extra)) out.set(k, v);
+  return out;
 }
 
 function describeNetworkError(err: unknown): string {

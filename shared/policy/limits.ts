@@ -171,6 +171,16 @@ export class RateLimiter {
     }
   }
 
+  /**
+   * Where `subject` stands as this instance last saw it, without a round trip (for responses that
+   * spend no capacity); undefined when the instance holds nothing for the current window.
+   */
+  peek(subject: string, limits: RateLimits, now: number): RateStatus | undefined {
+    const p = this.pools.get(subject);
+    if (!p || p.window !== windowOf(now) || (!limits.rpm && !limits.tpm)) return undefined;
+    return this.status(p, limits);
+  }
+
   /** Give a grant back whole (the request did not go ahead). */
   giveBack(g: Grant): void {
     const p = this.pools.get(g.poolId);
@@ -303,7 +313,8 @@ export class BudgetTracker {
         this.store
           .getCounters(stale)
           .then((got) => {
-            for (const id of stale) this.set(id, got.get(id) ?? ZERO_TOTALS, Date.now());
+            // Aged from when the read started (the caller's clock).
+            for (const id of stale) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
           })
           .catch((err) => this.onError?.(err))
           .finally(() => stale.forEach((id) => this.refreshing.delete(id))),
@@ -324,6 +335,22 @@ export class BudgetTracker {
       }
     }
     return { denial, status };
+  }
+
+  /** Remaining budget as this instance's view has it (no round trip; unseen counters are skipped). */
+  peek(subjects: BudgetSubject[], now: number): BudgetStatus {
+    const status: BudgetStatus = {};
+    for (const s of subjects) {
+      for (const f of FIELDS) {
+        const limit = s.budget[f.field];
+        const seen = limit === undefined ? undefined : this.view.get(usageCounterId(s.subject, f.period, now));
+        if (limit === undefined || !seen) continue;
+        const remaining = Math.max(0, limit - (f.unit === 'usd' ? seen.totals.microUsd / 1e6 : seen.totals.tokens));
+        if (f.unit === 'usd') status.remainingUsd = Math.min(status.remainingUsd ?? Infinity, remaining);
+        else status.remainingTokens = Math.min(status.remainingTokens ?? Infinity, remaining);
+      }
+    }
+    return status;
   }
 
   /** Add a finished request's usage to the subjects' day and month counters. */

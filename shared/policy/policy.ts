@@ -95,31 +95,54 @@ export class Policy {
 
   private async team(name: string): Promise<TeamRecord | undefined> {
     const c = this.teamCache.get(name);
-    if (c && this.fresh(c.at)) return c.team;
+    // Called when a key is (re-)read: a team entry past half its TTL is read again with it, so a
+    // team's limits are never older than the key entry that carries them.
+    if (c && this.now() - c.at < (this.opts.settings.cacheTtlSeconds * 1000) / 2) return c.team;
     const team = await this.opts.store.getTeam(name);
     this.teamCache.set(name, { at: this.now(), team });
     return team;
   }
 
-  private async lookup(key: string): Promise<Lookup> {
+  /**
+   * A key's record (and its team's), from the in-memory cache when fresh. A cached entry older than
+   * half the TTL is re-read in the background, so a key in steady use never waits on DynamoDB,
+   * while no entry is ever used past the TTL: a revocation bites within `cacheTtlSeconds`.
+   */
+  private async lookup(key: string, background: (p: Promise<unknown>) => void): Promise<Lookup> {
     const id = parseKey(key);
     if (!id) return { reason: 'unknown' };
     const hash = hashKey(key);
+    const ttlMs = this.opts.settings.cacheTtlSeconds * 1000;
     const cached = this.keyCache.get(hash);
-    if (cached && this.fresh(cached.at)) return cached.result;
-    let p = this.inflight.get(hash);
-    if (!p) {
-      p = (async (): Promise<Lookup> => {
-        const rec = await this.opts.store.getKey(id);
-        const result: Lookup = rec && hashesEqual(rec.hash, hash) ? { principal: { key: rec, team: rec.team ? await this.team(rec.team) : undefined } } : { reason: 'unknown' };
-        if (this.opts.settings.cacheTtlSeconds > 0) {
-          if (this.keyCache.size > 10_000) this.keyCache.clear();
-          this.keyCache.set(hash, { at: this.now(), result });
-        }
-        return result;
-      })().finally(() => this.inflight.delete(hash));
-      this.inflight.set(hash, p);
+    // The team the key had when last read: its record is read in parallel with the key's.
+    const teamHint = cached && 'principal' in cached.result ? cached.result.principal.key.team : undefined;
+    if (cached && this.fresh(cached.at)) {
+      if (this.now() - cached.at >= ttlMs / 2 && !this.inflight.has(hash)) {
+        background(this.read(id, hash, teamHint).catch((err) => this.opts.onError?.(err)));
+      }
+      return cached.result;
     }
+    return this.inflight.get(hash) ?? this.read(id, hash, teamHint);
+  }
+
+  /** Read a key and its team from the store (one read per key at a time) and cache the answer. */
+  private read(id: string, hash: string, teamHint?: string): Promise<Lookup> {
+    const p = (async (): Promise<Lookup> => {
+      const at = this.now();
+      const hinted = teamHint ? this.team(teamHint) : undefined;
+      hinted?.catch(() => {});
+      const rec = await this.opts.store.getKey(id);
+      const valid = !!rec && hashesEqual(rec.hash, hash);
+      const team = valid && rec.team ? await (rec.team === teamHint ? hinted! : this.team(rec.team)) : undefined;
+      const result: Lookup = valid ? { principal: { key: rec, team } } : { reason: 'unknown' };
+      if (this.opts.settings.cacheTtlSeconds > 0) {
+        if (this.keyCache.size > 10_000) this.keyCache.clear();
+        // Aged from when the read started: a revocation written meanwhile is still caught in time.
+        this.keyCache.set(hash, { at, result });
+      }
+      return result;
+    })().finally(() => this.inflight.delete(hash));
+    this.inflight.set(hash, p);
     return p;
   }
 
@@ -129,7 +152,7 @@ export class Policy {
     if (!key) {
       throw new GatewayError('authentication', 'No API key provided. Send your gateway key as `Authorization: Bearer <key>` or `x-api-key: <key>`.', { code: 'missing_api_key' });
     }
-    const found = await this.lookup(key);
+    const found = await this.lookup(key, (p) => extras.waitUntil(p)).catch((err) => this.unavailable(err));
     if (!('principal' in found)) throw new GatewayError('authentication', 'Invalid API key: the gateway does not know this key.', { code: 'invalid_api_key' });
     const { key: rec, team } = found.principal;
     trace.record.keyId = rec.id;
@@ -139,6 +162,12 @@ export class Policy {
     const access: Access = { key: rec, team, waitUntil: (p) => extras.waitUntil(p) };
     this.byTrace.set(trace, access);
     return access;
+  }
+
+  /** The store failed: refuse (fail closed) with a 503 the client may retry, never a stack trace. */
+  private unavailable(err: unknown): never {
+    this.opts.onError?.(err);
+    throw new GatewayError('overloaded', 'The gateway cannot check keys and limits right now; try again shortly.', { status: 503, code: 'policy_store_unavailable', cause: err });
   }
 
   accessFor(trace: RequestTrace): Access | undefined {
@@ -159,6 +188,29 @@ export class Policy {
     }
   }
 
+  /**
+   * Rate-limit and budget headers for a response that spends no capacity (model list, token count),
+   * from this instance's view: no round trip. Empty without a key.
+   */
+  currentHeaders(trace: RequestTrace, door: FrontDoor | undefined): Record<string, string> {
+    const a = this.byTrace.get(trace);
+    if (!a) return {};
+    const now = this.now();
+    const { rateSubjects, budgetSubjects } = this.subjects(a);
+    const statuses = rateSubjects.flatMap((s) => this.limiter.peek(s.subject, s.limits, now) ?? []);
+    return limitHeaders(door, statuses, this.budgets.peek(budgetSubjects, now), now);
+  }
+
+  private subjects({ key, team }: Access): { rateSubjects: { subject: string; limits: KeyRecord['limits'] }[]; budgetSubjects: BudgetSubject[] } {
+    const rateSubjects: { subject: string; limits: KeyRecord['limits'] }[] = [{ subject: `key:${key.id}`, limits: key.limits }];
+    const budgetSubjects: BudgetSubject[] = [{ subject: `key:${key.id}`, label: `key "${key.name}"`, budget: key.budget }];
+    if (team) {
+      rateSubjects.push({ subject: `team:${team.name}`, limits: team.limits });
+      budgetSubjects.push({ subject: `team:${team.name}`, label: `team "${team.name}"`, budget: team.budget });
+    }
+    return { rateSubjects, budgetSubjects };
+  }
+
   /** Reserve capacity for a chat request: the prompt estimate plus its output allowance. */
   admitChat(trace: RequestTrace, req: ChatRequest, door: FrontDoor): Promise<Record<string, string>> {
     return this.admit(trace, { model: req.model, tokens: estimatePromptTokens(req) + (req.maxTokens ?? this.opts.settings.defaultMaxTokens) }, door);
@@ -175,19 +227,14 @@ export class Policy {
     const { key, team } = a;
     this.permit(trace, call.model);
     const now = this.now();
-    const rateSubjects: { subject: string; limits: KeyRecord['limits'] }[] = [{ subject: `key:${key.id}`, limits: key.limits }];
-    const budgetSubjects: BudgetSubject[] = [{ subject: `key:${key.id}`, label: `key "${key.name}"`, budget: key.budget }];
-    if (team) {
-      rateSubjects.push({ subject: `team:${team.name}`, limits: team.limits });
-      budgetSubjects.push({ subject: `team:${team.name}`, label: `team "${team.name}"`, budget: team.budget });
-    }
+    const { rateSubjects, budgetSubjects } = this.subjects(a);
     const hasRate = rateSubjects.some((s) => s.limits.rpm || s.limits.tpm);
 
     // Rate limits and budgets in parallel: at most one round trip of latency between them.
     const [takes, budget] = await Promise.all([
       Promise.all(rateSubjects.map((s) => this.limiter.take(s.subject, s.limits, call.tokens, now))),
       this.budgets.check(budgetSubjects, now, a.waitUntil),
-    ]);
+    ]).catch((err) => this.unavailable(err));
     const grants = takes.flatMap((t) => (t.ok && t.grant ? [t.grant] : []));
     const statuses: RateStatus[] = takes.map((t) => t.status);
     const headers = limitHeaders(door, statuses, budget.status, now);
@@ -215,7 +262,10 @@ export class Policy {
     const subjects = budgetSubjects.map((s) => s.subject);
     trace.onEnd((record) => {
       // Synchronous part: the cost goes into the log record about to be written.
-      const usage = { inputTokens: record.inputTokens ?? 0, outputTokens: record.outputTokens ?? 0, cacheReadTokens: record.cacheReadTokens ?? 0, cacheWriteTokens: record.cacheWriteTokens ?? 0 };
+      // An answer from the gateway's response cache cost no upstream tokens: nothing to settle.
+      const usage = record.cacheHit
+        ? { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }
+        : { inputTokens: record.inputTokens ?? 0, outputTokens: record.outputTokens ?? 0, cacheReadTokens: record.cacheReadTokens ?? 0, cacheWriteTokens: record.cacheWriteTokens ?? 0 };
       const micro = costMicroUsd(priceFor(this.opts.settings.pricing, record), usage);
       record.costUsd = micro / 1e6;
       a.waitUntil(this.settle(grants, subjects, usage, micro, record).catch((err) => this.opts.onError?.(err)));

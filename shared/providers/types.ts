@@ -42,9 +42,11 @@ export interface Provider {
   passthrough?(door: FrontDoor): boolean;
   /**
    * Exact input-token count from the upstream, for `POST /v1/messages/count_tokens` (body in
-   * Anthropic's format). Absent: the gateway answers with a local estimate.
+   * Anthropic's format): a response with Anthropic's `{"input_tokens": n}` body (or an error).
+   * Absent, or resolving to undefined (this model cannot be counted upstream): the gateway answers
+   * with a local estimate.
    */
-  countTokens?(body: Record<string, unknown>, ctx: CallContext): Promise<Response>;
+  countTokens?(body: Record<string, unknown>, ctx: CallContext): Promise<Response | undefined>;
   /** Embeddings (`POST /v1/embeddings`). Absent: the provider's models cannot embed. */
   embed?(req: EmbeddingRequest, ctx: EmbeddingContext): Promise<EmbeddingResult>;
 }

@@ -4,6 +4,7 @@ import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
+import { startSpan } from '../tracing/spans.ts';
 import type { ResolvedTarget, RoutePlan, Router } from './router.ts';
 
 /** A provider's answer, with its first piece already in hand (so the call can still fail over). */
@@ -59,6 +60,9 @@ export async function runAttempts(router: Router, input: RunInput): Promise<Serv
       } catch (err) {
         const ge = toGatewayError(err);
         log.push({ provider: target.provider.name, model: target.model, status: ge.status, errorCode: ge.code ?? ge.kind, latencyMs: ms(t0) });
+        // Until a target serves, the record names the last one tried (so a failed request says where it failed).
+        trace.record.provider = target.provider.name;
+        trace.record.upstreamModel = target.model;
         trace.record.attempts = log.length;
         trace.record.fallbacks = ti;
         lastError = ge;
@@ -104,9 +108,15 @@ function ms(t0: number): number {
   return Math.round((performance.now() - t0) * 100) / 100;
 }
 
-/** One call to one target, with the target's own first-byte and whole-call timeouts. */
+/**
+ * One call to one target, with the target's own first-byte and whole-call timeouts. Its span
+ * (named `provider/model`) covers the whole call: from the request until the last byte of the
+ * answer (or the failure), with the time to the first byte as an annotation.
+ */
 async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Served> {
   const { firstByteTimeoutMs, totalTimeoutMs } = target.config;
+  const t0 = performance.now();
+  const span = startSpan(`${target.provider.name}/${target.model}`, { namespace: 'remote', annotations: { provider: target.provider.name, model: target.model } });
   const controller = new AbortController();
   let timedOut: 'first_byte' | 'total' | undefined;
   const onClient = () => controller.abort(input.signal.reason);
@@ -118,10 +128,12 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
   };
   const firstTimer = firstByteTimeoutMs ? setTimeout(fire, firstByteTimeoutMs, 'first_byte') : undefined;
   const totalTimer = totalTimeoutMs ? setTimeout(fire, totalTimeoutMs, 'total') : undefined;
-  const release = () => {
+  const release = (midStreamError?: unknown) => {
     clearTimeout(firstTimer);
     clearTimeout(totalTimer);
     input.signal.removeEventListener('abort', onClient);
+    if (midStreamError !== undefined) span.fail(toGatewayError(asTimeout(midStreamError)));
+    span.end();
   };
   const asTimeout = (err: unknown): unknown =>
     !timedOut && input.signal.aborted
@@ -155,14 +167,20 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
         throw err;
       });
       clearTimeout(firstTimer);
+      span.annotate({ status: 200, firstByteMs: ms(t0) });
       return { kind: 'events', target, first, events: guardEvents(result.events, release, asTimeout) };
     }
     const response = await prefetch(result.response, timeoutRace, release, asTimeout);
     clearTimeout(firstTimer);
+    span.annotate({ status: response.status, firstByteMs: ms(t0) });
     return { kind: 'passthrough', target, response };
   } catch (err) {
+    const e = asTimeout(err);
+    const ge = toGatewayError(e);
+    span.annotate({ status: ge.status, errorCode: ge.code ?? ge.kind });
+    span.fail(ge);
     release();
-    throw asTimeout(err);
+    throw e;
   }
 }
 
@@ -180,7 +198,7 @@ function applyParams(target: ResolvedTarget, input: RunInput): { req: ChatReques
 }
 
 /** Wrap an event iterator so its end (or failure) releases the attempt's timers and names timeouts. */
-function guardEvents(events: AsyncIterator<StreamEvent>, release: () => void, asTimeout: (e: unknown) => unknown): AsyncIterator<StreamEvent> {
+function guardEvents(events: AsyncIterator<StreamEvent>, release: (err?: unknown) => void, asTimeout: (e: unknown) => unknown): AsyncIterator<StreamEvent> {
   return {
     async next() {
       try {
@@ -188,7 +206,7 @@ function guardEvents(events: AsyncIterator<StreamEvent>, release: () => void, as
         if (r.done) release();
         return r;
       } catch (err) {
-        release();
+        release(err);
         throw asTimeout(err);
       }
     },
@@ -204,7 +222,7 @@ function guardEvents(events: AsyncIterator<StreamEvent>, release: () => void, as
  * headers but then stalls or breaks can still fail over; then hand on a body that starts with
  * that chunk and continues with the rest as it arrives.
  */
-async function prefetch(res: Response, timeoutRace: Promise<never>, release: () => void, asTimeout: (e: unknown) => unknown): Promise<Response> {
+async function prefetch(res: Response, timeoutRace: Promise<never>, release: (err?: unknown) => void, asTimeout: (e: unknown) => unknown): Promise<Response> {
   if (!res.body) {
     release();
     return res;
@@ -228,7 +246,7 @@ async function prefetch(res: Response, timeoutRace: Promise<never>, release: () 
           ctrl.close();
         } else ctrl.enqueue(r.value);
       } catch (err) {
-        release();
+        release(err);
         ctrl.error(asTimeout(err));
       }
     },

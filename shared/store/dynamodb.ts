@@ -11,6 +11,7 @@ import {
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, Store, TeamRecord, UsageDelta } from './types.ts';
+import { spanAwsCalls } from '../tracing/spans.ts';
 
 /**
  * The Store on DynamoDB. Two tables, both with a single string partition key `pk`:
@@ -90,6 +91,7 @@ function keyFrom(item: Item): KeyRecord {
     name: o.name as string,
     team: (o.team as string | undefined) ?? undefined,
     models: (o.models as string[] | undefined) ?? undefined,
+    mcp: (o.mcp as string[] | undefined) ?? undefined,
     limits: (o.limits as KeyRecord['limits']) ?? {},
     budget: (o.budget as KeyRecord['budget']) ?? {},
     createdAt: o.createdAt as string,
@@ -105,6 +107,7 @@ function teamFrom(item: Item): TeamRecord {
   const o = fromItem(item);
   return {
     name: o.name as string,
+    mcp: (o.mcp as string[] | undefined) ?? undefined,
     limits: (o.limits as TeamRecord['limits']) ?? {},
     budget: (o.budget as TeamRecord['budget']) ?? {},
     metadata: (o.metadata as Record<string, string>) ?? {},
@@ -337,12 +340,14 @@ export function dynamoSettings(cfg: { keysTable: string; usageTable: string; reg
 /** A DynamoDB client: AWS's default credential chain, or dummy credentials for a local endpoint. */
 export function dynamoClient(s: DynamoSettings): DynamoDBClient {
   const local = s.endpoint !== undefined && /^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(s.endpoint);
-  return new DynamoDBClient({
+  const client = new DynamoDBClient({
     region: s.region ?? (local ? 'local' : undefined),
     endpoint: s.endpoint,
     credentials: local ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined,
     maxAttempts: 3,
   });
+  // Each round trip is a span when a recorder is installed (X-Ray in Lambda).
+  return spanAwsCalls(client, 'DynamoDB');
 }
 
 export function createDynamoStore(s: DynamoSettings): DynamoStore {

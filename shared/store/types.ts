@@ -29,6 +29,8 @@ export interface KeyRecord {
   team?: string;
   /** Model names or aliases the key may call (`*` wildcards allowed); absent or empty: all. */
   models?: string[];
+  /** MCP servers and tools the key may use: `server` or `server/tool` (`*` wildcards); absent: all, empty: none. */
+  mcp?: string[];
   limits: RateLimits;
   budget: Budget;
   /** ISO timestamps. */
@@ -44,6 +46,8 @@ export interface KeyRecord {
 
 export interface TeamRecord {
   name: string;
+  /** MCP servers and tools the team's keys may use (same form as KeyRecord.mcp); absent: all. */
+  mcp?: string[];
   limits: RateLimits;
   budget: Budget;
   metadata: Record<string, string>;

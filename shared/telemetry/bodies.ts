@@ -1,3 +1,4 @@
+import type { StreamEvent } from '../core/types.ts';
 import type { RequestTrace } from './record.ts';
 
 /**
@@ -113,4 +114,47 @@ export function captureBodies(trace: RequestTrace, settings: BodyLoggingSettings
     }
     if (truncated) record.bodiesTruncated = true;
   });
+}
+
+/**
+ * The answer as it goes into the front door (after output guardrails, cache hits included): text
+ * and tool-call arguments of translated answers (a tool call as `[tool_call name] ` before its
+ * arguments). Capturing here, once, covers every front door alike. Returns the iterator untouched
+ * when body logging is off; `first` (already pulled) is captured at once.
+ */
+export function tapEvents(first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, trace: RequestTrace): AsyncIterator<StreamEvent> {
+  const capture = trace.captureResponse;
+  if (!capture) return events;
+  const see = (r: IteratorResult<StreamEvent>) => {
+    if (r.done) return;
+    const ev = r.value;
+    if (ev.type === 'text' || ev.type === 'tool_args') capture(ev.delta);
+    else if (ev.type === 'tool_call') capture(`[tool_call ${ev.name}] `);
+  };
+  see(first);
+  return {
+    async next() {
+      const r = await events.next();
+      see(r);
+      return r;
+    },
+    async return(value?: unknown) {
+      return (await events.return?.(value as never)) ?? { done: true, value: undefined };
+    },
+  };
+}
+
+/** The upstream body of a pass-through answer, captured as it streams to the front door. */
+export function tapBody(res: Response, trace: RequestTrace): Response {
+  const capture = trace.captureResponse;
+  if (!capture || !res.body) return res;
+  const body = res.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctrl) {
+        capture(chunk);
+        ctrl.enqueue(chunk);
+      },
+    }),
+  );
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }

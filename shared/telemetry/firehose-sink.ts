@@ -1,5 +1,6 @@
 import { FirehoseClient, PutRecordBatchCommand, type PutRecordBatchOutput } from '@aws-sdk/client-firehose';
 import type { LogSink, RequestRecord } from './record.ts';
+import { spanAwsCalls } from '../tracing/spans.ts';
 
 /**
  * AWS log sink: request records to an Amazon Data Firehose delivery stream (which delivers them,
@@ -64,7 +65,7 @@ export class FirehoseLogSink implements LogSink {
   private readonly inflight = new Set<Promise<void>>();
 
   constructor(private readonly opts: FirehoseSinkOptions) {
-    this.client = opts.client ?? new FirehoseClient({});
+    this.client = opts.client ?? spanAwsCalls(new FirehoseClient({}), 'Firehose');
     this.maxRetries = opts.maxRetries ?? 3;
     this.baseDelayMs = opts.baseDelayMs ?? 100;
     this.maxDelayMs = opts.maxDelayMs ?? 2_000;

@@ -136,6 +136,21 @@ export function isMetered(r: RequestRecord): boolean {
   return !(p === '/' || p === '/health' || p === '/favicon.ico' || p.startsWith('/admin'));
 }
 
+/**
+ * Powertools warns when two dimension sets share a key ("EMF key "Model" is defined as both a
+ * dimension set and dimension set"): ours overlap on purpose and always with the same value, so
+ * that warning would be noise on every request. Everything else it says goes to the console.
+ */
+const QUIET_OVERLAP_LOGGER = {
+  debug: (...a: unknown[]) => console.debug(...a),
+  info: (...a: unknown[]) => console.info(...a),
+  warn: (...a: unknown[]) => {
+    if (typeof a[0] === 'string' && /defined as both a dimension set and dimension set/.test(a[0])) return;
+    console.warn(...a);
+  },
+  error: (...a: unknown[]) => console.error(...a),
+};
+
 export interface EmfMetricsOptions {
   /** `service` dimension; default POWERTOOLS_SERVICE_NAME or METRIC_DEFAULT_SERVICE. */
   serviceName?: string;
@@ -157,6 +172,7 @@ export class EmfMetricsSink implements LogSink {
     this.metrics = new Metrics({
       namespace: METRIC_NAMESPACE,
       serviceName: opts.serviceName ?? process.env.POWERTOOLS_SERVICE_NAME ?? METRIC_DEFAULT_SERVICE,
+      logger: QUIET_OVERLAP_LOGGER,
     });
     this.teamLimit = opts.teamLimit ?? TEAM_DIMENSION_LIMIT;
   }

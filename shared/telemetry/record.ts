@@ -5,6 +5,9 @@ import { LOG_SCHEMA_VERSION } from './schema.ts';
 /** Version of the log record layout: defined with the columns in schema.ts. */
 export { LOG_SCHEMA_VERSION };
 
+/** Claude Code names its session in this header; the record keeps it to group a session's calls. */
+export const SESSION_HEADER = 'x-claude-code-session-id';
+
 export type Outcome = 'ok' | 'error' | 'stream_error' | 'client_closed';
 
 /** One record per request, failures included. Never holds a key or a secret. */
@@ -43,6 +46,8 @@ export interface RequestRecord {
   team?: string;
   /** The gateway's response cache answered. */
   cacheHit?: boolean;
+  /** What the response cache did: hit, miss, stored, too_large, bypass or error (absent when it does not apply). */
+  cacheStatus?: 'hit' | 'miss' | 'stored' | 'too_large' | 'bypass' | 'error';
   /** Rate-limit outcome (absent when no limit applies) and which limit refused. */
   rateLimit?: 'allowed' | 'limited';
   rateLimitReason?: string;
@@ -54,10 +59,23 @@ export interface RequestRecord {
   /** Why the metadata header was ignored, when it was. */
   metadataError?: string;
   userAgent?: string;
+  /** Client session id (`X-Claude-Code-Session-Id`), bounded. */
+  sessionId?: string;
   /** Bodies, only when `logging.bodies.enabled` (redacted, capped). */
   requestBody?: string;
   responseBody?: string;
   bodiesTruncated?: boolean;
+  /** W3C trace id of the request, and the Lambda invocation's X-Ray trace id (shared/tracing). */
+  traceId?: string;
+  xrayTraceId?: string;
+  /** MCP routes (shared/mcp): server, JSON-RPC method, tool of a tools/call, JSON-RPC error code. */
+  mcpServer?: string;
+  mcpMethod?: string;
+  mcpTool?: string;
+  mcpErrorCode?: number;
+  /** Body sizes in bytes (MCP routes). */
+  requestBytes?: number;
+  responseBytes?: number;
 }
 
 export interface LogSink {
@@ -98,6 +116,7 @@ export class RequestTrace {
       outcome: 'ok',
       latencyMs: 0,
       userAgent: request.headers.get('user-agent')?.slice(0, 256) ?? undefined,
+      sessionId: request.headers.get(SESSION_HEADER)?.trim().slice(0, 128) || undefined,
       ...parseMetadataHeader(request.headers.get(METADATA_HEADER)),
     };
   }

@@ -7,7 +7,14 @@
  */
 
 /** Version of the log record layout; bump on any change a reader must know about. */
-export const LOG_SCHEMA_VERSION = 2;
+export const LOG_SCHEMA_VERSION = 3;
+
+/** What each version changed (newest first); rendered into docs/log-schema.md. */
+export const LOG_SCHEMA_HISTORY: ReadonlyArray<{ version: number; change: string }> = [
+  { version: 3, change: 'Added `sessionId`, the tracing columns (`traceId`, `xrayTraceId`) and the MCP columns (`mcp*`, `requestBytes`, `responseBytes`); `provider`/`upstreamModel` also name the last target tried when no target served. Added `cacheStatus`.' },
+  { version: 2, change: 'Added `attempts`, `fallbacks`, `attemptLog`, `keyId`, `team`, `costUsd`, `cacheHit`, the rate-limit and guardrail columns, `metadata`/`metadataError` and the body columns.' },
+  { version: 1, change: 'First layout (request, route, model, provider, status, error, timings, tokens, user agent).' },
+];
 
 export interface LogColumn {
   /** The record's JSON key. */
@@ -30,8 +37,8 @@ export const LOG_COLUMNS: LogColumn[] = [
   { name: 'keyId', glueType: 'string', description: 'Id of the gateway key that authenticated the request (never the key itself).' },
   { name: 'team', glueType: 'string', description: 'Team the key belongs to.' },
   { name: 'model', glueType: 'string', description: 'The model name (alias) the caller asked for.' },
-  { name: 'provider', glueType: 'string', description: 'The provider that served the answer.' },
-  { name: 'upstreamModel', glueType: 'string', description: 'The upstream model id that served the answer.' },
+  { name: 'provider', glueType: 'string', description: 'The provider that served the answer; on a failed request, the last one tried (absent when none was).' },
+  { name: 'upstreamModel', glueType: 'string', description: 'The upstream model id that served the answer; on a failed request, the last one tried.' },
   { name: 'stream', glueType: 'boolean', description: 'Whether the caller asked for a streamed answer.' },
   { name: 'attempts', glueType: 'int', description: 'Upstream calls made for this request (retries and fallbacks included).' },
   { name: 'fallbacks', glueType: 'int', description: 'How many targets were given up on before the one that served.' },
@@ -49,6 +56,7 @@ export const LOG_COLUMNS: LogColumn[] = [
   { name: 'cacheWriteTokens', glueType: 'int', description: 'Input tokens written to the provider\'s prompt cache.' },
   { name: 'costUsd', glueType: 'double', description: 'Cost of the request in US dollars, from the configured prices.' },
   { name: 'cacheHit', glueType: 'boolean', description: 'Whether the gateway\'s response cache answered the request.' },
+  { name: 'cacheStatus', glueType: 'string', description: 'What the response cache did: `hit`, `miss` (looked up, not stored), `stored` (answer written), `too_large` (answer over `cache.maxItemBytes`, not stored), `bypass` (header, temperature or `n`), `error` (cache unreachable; served upstream). Absent when the cache does not apply.' },
   { name: 'rateLimit', glueType: 'string', description: 'Rate-limit outcome: `allowed` or `limited` (absent when no limit applies).' },
   { name: 'rateLimitReason', glueType: 'string', description: 'Which limit refused the request (e.g. `requests_per_minute`, `tokens_per_minute`, `budget`).' },
   { name: 'guardrail', glueType: 'string', description: 'Guardrail outcome: `passed`, `blocked` or `redacted` (absent when none applies).' },
@@ -56,9 +64,18 @@ export const LOG_COLUMNS: LogColumn[] = [
   { name: 'metadata', glueType: 'map<string,string>', description: 'Client tags from the `x-gateway-metadata` header (a JSON object of strings, at most 16 keys and 1 KiB).' },
   { name: 'metadataError', glueType: 'string', description: 'Why the `x-gateway-metadata` header was ignored, when it was (`too_large`, `invalid_json`, `not_an_object`, `too_many_keys`, `invalid_key`, `non_string_value`).' },
   { name: 'userAgent', glueType: 'string', description: 'The caller\'s User-Agent, at most 256 characters.' },
+  { name: 'sessionId', glueType: 'string', description: 'Client session id from the `X-Claude-Code-Session-Id` header (Claude Code sends one per session), at most 128 characters.' },
   { name: 'requestBody', glueType: 'string', description: 'The request body (redacted, capped at `logging.bodies.maxBytes`), only when `logging.bodies.enabled`.' },
   { name: 'responseBody', glueType: 'string', description: 'The response text (redacted, capped), only when `logging.bodies.enabled`.' },
   { name: 'bodiesTruncated', glueType: 'boolean', description: 'Whether a logged body was cut at the size cap.' },
+  { name: 'traceId', glueType: 'string', description: 'W3C trace id (32 hex digits): the caller\'s `traceparent` trace id when valid, else the X-Ray root\'s (in AWS), else new. Sent back in `traceparent` and forwarded to upstreams under child span ids.' },
+  { name: 'xrayTraceId', glueType: 'string', description: 'The X-Ray trace id of the Lambda invocation (`1-xxxxxxxx-...`), in AWS with active tracing.' },
+  { name: 'mcpServer', glueType: 'string', description: 'MCP routes: the configured server name (`/mcp/<server>`).' },
+  { name: 'mcpMethod', glueType: 'string', description: 'MCP routes: the JSON-RPC method (`initialize`, `tools/list`, `tools/call`, ...); absent for GET/DELETE and response-only POSTs.' },
+  { name: 'mcpTool', glueType: 'string', description: 'MCP routes: the tool name of a `tools/call`.' },
+  { name: 'mcpErrorCode', glueType: 'int', description: 'MCP routes: the JSON-RPC error code answered for this request, when it was an error (from the gateway or the server).' },
+  { name: 'requestBytes', glueType: 'bigint', description: 'Size of the request body in bytes (MCP routes).' },
+  { name: 'responseBytes', glueType: 'bigint', description: 'Bytes of response body sent to the caller (MCP routes).' },
 ];
 
 /** Partition keys, in order; values come from the Firehose delivery time (UTC). */
@@ -101,6 +118,7 @@ export function partitionProjection(bucketLocation: string, startDate = '2025-01
     'projection.hour.type': 'integer',
     'projection.hour.range': '0,23',
     'projection.hour.digits': '2',
-    'storage.location.template': `${base}logs/dt=\${dt}/hour=\${hour}/`,
+    // The Firehose prefix with its timestamp placeholders turned into the projected partitions.
+    'storage.location.template': `${base}${logObjectPrefix().replace('!{timestamp:yyyy-MM-dd}', '${dt}').replace('!{timestamp:HH}', '${hour}')}`,
   };
 }

@@ -69,7 +69,7 @@ export interface BedrockRequest {
   path: string;
   /** The decoded model id from the path. */
   modelId: string;
-  operation: 'converse' | 'converse-stream' | 'invoke' | 'other';
+  operation: 'converse' | 'converse-stream' | 'invoke' | 'invoke-with-response-stream' | 'count-tokens' | 'other';
   headers: IncomingHttpHeaders;
   body: any;
   readonly closed: Promise<void>;
@@ -111,6 +111,19 @@ export function exceptionFrame(exceptionType: string, message: string): Uint8Arr
   return codec.encode({ headers, body: fromUtf8(JSON.stringify({ message })) });
 }
 
+/** The last user turn's text of an Anthropic body (string or text blocks). */
+function claudeUserText(body: any): string {
+  const messages: any[] = Array.isArray(body?.messages) ? body.messages : [];
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i];
+    if (m?.role !== 'user') continue;
+    if (typeof m.content === 'string' && m.content) return m.content;
+    const t = Array.isArray(m.content) ? m.content.map((b: any) => (b?.type === 'text' && typeof b.text === 'string' ? b.text : '')).join('') : '';
+    if (t) return t;
+  }
+  return 'Hello from mock Bedrock.';
+}
+
 function lastUserText(body: any): string {
   const messages: any[] = Array.isArray(body?.messages) ? body.messages : [];
   for (let i = messages.length - 1; i >= 0; i--) {
@@ -133,6 +146,11 @@ export function mockVector(text: string, dims: number): number[] {
   }
   const n = Math.sqrt(v.reduce((s, x) => s + x * x, 0)) || 1;
   return v.map((x) => Math.fround(x / n));
+}
+
+/** What the mock's CountTokens answers for a request body. */
+export function countTokensOf(body: any): number {
+  return Math.max(1, wordCount(JSON.stringify(body?.input ?? {})));
 }
 
 export function wordCount(s: string): number {
@@ -161,7 +179,7 @@ export async function startMockBedrock(): Promise<MockBedrock> {
       body = text;
     }
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const m = /^\/model\/([^/]+)\/(converse|converse-stream|invoke)$/.exec(path);
+    const m = /^\/model\/([^/]+)\/(converse|converse-stream|invoke|invoke-with-response-stream|count-tokens)$/.exec(path);
     let markClosed!: () => void;
     const rec: BedrockRequest = {
       method: req.method ?? 'GET',
@@ -184,6 +202,13 @@ export async function startMockBedrock(): Promise<MockBedrock> {
       rec.completed = true;
       return;
     }
+    if (rec.operation === 'count-tokens') {
+      // CountTokens counts for Claude models: here one token per whitespace-separated word of the input's JSON.
+      if (!rec.modelId.includes('anthropic.claude')) sendError(res, 400, 'ValidationException', "The provided model doesn't support counting tokens.");
+      else sendJson(res, 200, { inputTokens: countTokensOf(body) });
+      rec.completed = true;
+      return;
+    }
     const script = queue.shift();
     if (script?.type === 'handler') {
       await script.handle(rec, res);
@@ -192,6 +217,13 @@ export async function startMockBedrock(): Promise<MockBedrock> {
     }
     if (script?.type === 'error') {
       sendError(res, script.status, script.errorType, script.message);
+      rec.completed = true;
+      return;
+    }
+    if ((rec.operation === 'invoke' || rec.operation === 'invoke-with-response-stream') && rec.modelId.includes('anthropic.claude')) {
+      const claude = script ?? { type: 'answer' as const, text: claudeUserText(body).match(/\S+\s*/g) ?? ['(empty)'] };
+      if (rec.operation === 'invoke') claudeInvoke(rec, res, claude);
+      else await claudeInvokeStream(rec, res, claude);
       rec.completed = true;
       return;
     }
@@ -309,6 +341,105 @@ export async function startMockBedrock(): Promise<MockBedrock> {
       return sendJson(res, 200, out, { 'x-amzn-bedrock-input-token-count': String(tokens), 'x-amzn-bedrock-invocation-latency': '30' });
     }
     sendError(res, 400, 'ValidationException', `The provided model identifier is invalid.`);
+  }
+
+  /**
+   * InvokeModel(WithResponseStream) for Claude: the Anthropic body Bedrock takes (anthropic_version
+   * required, no `model` or `stream`), answered with an Anthropic message, or streamed as `chunk`
+   * events whose `bytes` are the Anthropic stream events' JSON (message_stop with Bedrock's
+   * invocation metrics).
+   */
+  function claudeCheck(rec: BedrockRequest, res: ServerResponse): boolean {
+    const b = rec.body;
+    const fail = (m: string) => (sendError(res, 400, 'ValidationException', m), false);
+    if (typeof b !== 'object' || b === null) return fail('Malformed input request, please reformat your input and try again.');
+    if (b.anthropic_version !== 'bedrock-2023-05-31') return fail('Malformed input request: #/anthropic_version: bedrock-2023-05-31 is the only supported value, please reformat your input and try again.');
+    for (const k of ['model', 'stream']) if (k in b) return fail(`Malformed input request: #: extraneous key [${k}] is not permitted, please reformat your input and try again.`);
+    if (typeof b.max_tokens !== 'number') return fail('Malformed input request: #: required key [max_tokens] not found, please reformat your input and try again.');
+    if (!Array.isArray(b.messages)) return fail('Malformed input request: #: required key [messages] not found, please reformat your input and try again.');
+    return true;
+  }
+
+  function claudeUsage(rec: BedrockRequest, a: Extract<BedrockScript, { type: 'answer' }>) {
+    const u = usageFor(rec, a);
+    return { input_tokens: u.inputTokens, output_tokens: u.outputTokens, cache_creation_input_tokens: u.cacheWriteInputTokens ?? 0, cache_read_input_tokens: u.cacheReadInputTokens ?? 0 };
+  }
+
+  function claudeStop(a: Extract<BedrockScript, { type: 'answer' }>): string {
+    return a.stopReason ?? (a.toolCalls?.length ? 'tool_use' : 'end_turn');
+  }
+
+  const CLAUDE_NAME = (id: string) => id.replace(/^.*anthropic\./, '').replace(/-v\d+(:\d+)?$/, '');
+
+  function claudeInvoke(rec: BedrockRequest, res: ServerResponse, a: Extract<BedrockScript, { type: 'answer' }>): void {
+    if (!claudeCheck(rec, res)) return;
+    const content: unknown[] = [];
+    if (a.reasoning) content.push({ type: 'thinking', thinking: a.reasoning.pieces.join(''), signature: a.reasoning.signature });
+    if (a.text?.length) content.push({ type: 'text', text: a.text.join('') });
+    for (const c of a.toolCalls ?? []) content.push({ type: 'tool_use', id: c.id, name: c.name, input: JSON.parse(c.input.join('') || '{}') });
+    const usage = claudeUsage(rec, a);
+    sendJson(
+      res,
+      200,
+      { id: `msg_bdrk_${randomUUID().replace(/-/g, '').slice(0, 24)}`, type: 'message', role: 'assistant', model: CLAUDE_NAME(rec.modelId), content, stop_reason: claudeStop(a), stop_sequence: null, usage },
+      { 'x-amzn-bedrock-input-token-count': String(usage.input_tokens), 'x-amzn-bedrock-output-token-count': String(usage.output_tokens), 'x-amzn-bedrock-invocation-latency': '40' },
+    );
+  }
+
+  async function claudeInvokeStream(rec: BedrockRequest, res: ServerResponse, a: Extract<BedrockScript, { type: 'answer' }>): Promise<void> {
+    if (!claudeCheck(rec, res)) return;
+    res.writeHead(200, { 'content-type': 'application/vnd.amazon.eventstream', 'x-amzn-bedrock-content-type': 'application/json', 'x-amzn-requestid': randomUUID() });
+    res.flushHeaders();
+    const chunk = (ev: Record<string, unknown>) => eventFrame('chunk', { bytes: Buffer.from(JSON.stringify(ev), 'utf8').toString('base64') });
+    const write = (frame: Uint8Array) => {
+      if (!res.destroyed) res.write(frame);
+    };
+    const usage = claudeUsage(rec, a);
+    write(chunk({ type: 'message_start', message: { id: `msg_bdrk_${randomUUID().replace(/-/g, '').slice(0, 24)}`, type: 'message', role: 'assistant', model: CLAUDE_NAME(rec.modelId), content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } }));
+    const steps: { frame: Uint8Array; delta: boolean }[] = [];
+    let index = 0;
+    if (a.reasoning) {
+      steps.push({ delta: false, frame: chunk({ type: 'content_block_start', index, content_block: { type: 'thinking', thinking: '', signature: '' } }) });
+      for (const p of a.reasoning.pieces) steps.push({ delta: true, frame: chunk({ type: 'content_block_delta', index, delta: { type: 'thinking_delta', thinking: p } }) });
+      steps.push({ delta: false, frame: chunk({ type: 'content_block_delta', index, delta: { type: 'signature_delta', signature: a.reasoning.signature } }) });
+      steps.push({ delta: false, frame: chunk({ type: 'content_block_stop', index: index++ }) });
+    }
+    if (a.text?.length) {
+      steps.push({ delta: false, frame: chunk({ type: 'content_block_start', index, content_block: { type: 'text', text: '' } }) });
+      for (const p of a.text) steps.push({ delta: true, frame: chunk({ type: 'content_block_delta', index, delta: { type: 'text_delta', text: p } }) });
+      steps.push({ delta: false, frame: chunk({ type: 'content_block_stop', index: index++ }) });
+    }
+    for (const c of a.toolCalls ?? []) {
+      steps.push({ delta: false, frame: chunk({ type: 'content_block_start', index, content_block: { type: 'tool_use', id: c.id, name: c.name, input: {} } }) });
+      for (const f of c.input) steps.push({ delta: true, frame: chunk({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: f } }) });
+      steps.push({ delta: false, frame: chunk({ type: 'content_block_stop', index: index++ }) });
+    }
+    let deltas = 0;
+    for (const s of steps) {
+      if (a.delayMs) await sleep(a.delayMs);
+      if (res.destroyed) return;
+      write(s.frame);
+      if (!s.delta) continue;
+      deltas++;
+      if (a.pauseAfter === deltas && a.gate) await a.gate.wait();
+      if (a.exceptionAfter === deltas) {
+        const ex = a.exception ?? { type: 'modelStreamErrorException', message: 'The model stream failed.' };
+        write(exceptionFrame(ex.type, ex.message));
+        res.end();
+        return;
+      }
+      if (a.cutAfter === deltas) {
+        res.socket?.destroy();
+        return;
+      }
+    }
+    if (a.omitStop) {
+      res.end();
+      return;
+    }
+    write(chunk({ type: 'message_delta', delta: { stop_reason: claudeStop(a), stop_sequence: null }, usage: { output_tokens: usage.output_tokens } }));
+    write(chunk({ type: 'message_stop', 'amazon-bedrock-invocationMetrics': { inputTokenCount: usage.input_tokens, outputTokenCount: usage.output_tokens, invocationLatency: 60, firstByteLatency: 20 } }));
+    res.end();
   }
 
   function sendJson(res: ServerResponse, status: number, obj: unknown, headers: Record<string, string> = {}): void {

@@ -7,6 +7,15 @@ import type { CallContext, Provider, ProviderResult } from '../types.ts';
 import { decodeAnthropicMessage, decodeAnthropicStream, toAnthropicBody } from './translate.ts';
 
 /**
+ * Doors whose requests reach the pipeline as Anthropic Messages bodies: `/v1/messages`, and
+ * Bedrock's InvokeModel with a Claude body (converted to Messages form by its door, betas in the
+ * `anthropic-beta` header).
+ */
+function speaksAnthropic(door: FrontDoor): boolean {
+  return door === 'anthropic-messages' || door === 'bedrock-invoke';
+}
+
+/**
  * Anthropic's Messages API (api.anthropic.com, or a server that speaks it at `baseUrl`, without
  * `/v1`). Anthropic Messages clients are passed through: the body unchanged but for `model`, the
  * client's `anthropic-version` / `anthropic-beta` headers and query string kept, the credential
@@ -31,15 +40,15 @@ export class AnthropicProvider implements Provider {
   }
 
   passthrough(door: FrontDoor): boolean {
-    return door === 'anthropic-messages';
+    return speaksAnthropic(door);
   }
 
   /** Headers for the upstream: the configured extras, the client's Anthropic headers, then the gateway's key. */
   private headers(ctx: CallContext | undefined, stream: boolean): Record<string, string> {
     const h: Record<string, string> = { ...this.cfg.headers };
-    const version = ctx?.frontDoor === 'anthropic-messages' ? ctx.headers.get('anthropic-version') : null;
+    const version = ctx && speaksAnthropic(ctx.frontDoor) ? ctx.headers.get('anthropic-version') : null;
     h['anthropic-version'] = version || h['anthropic-version'] || DEFAULT_ANTHROPIC_VERSION;
-    const beta = ctx?.frontDoor === 'anthropic-messages' ? ctx.headers.get('anthropic-beta') : null;
+    const beta = ctx && speaksAnthropic(ctx.frontDoor) ? ctx.headers.get('anthropic-beta') : null;
     if (beta) h['anthropic-beta'] = h['anthropic-beta'] ? `${h['anthropic-beta']},${beta}` : beta;
     h['content-type'] = 'application/json';
     h.accept = stream ? 'text/event-stream' : 'application/json';
@@ -50,7 +59,7 @@ export class AnthropicProvider implements Provider {
   }
 
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
-    if (ctx.frontDoor === 'anthropic-messages') {
+    if (speaksAnthropic(ctx.frontDoor)) {
       const body = { ...ctx.rawBody, model: ctx.upstreamModel };
       const res = await this.post(`/v1/messages${ctx.query ?? ''}`, body, ctx, req.stream);
       if (!res.ok) throw await this.upstreamError(res, true);

@@ -118,6 +118,10 @@ export function toAnthropicBody(req: ChatRequest, upstreamModel: string, default
     const c = req.toolChoice;
     body.tool_choice = c === 'auto' ? { type: 'auto' } : c === 'required' ? { type: 'any' } : c === 'none' ? { type: 'none' } : { type: 'tool', name: c.name };
   }
+  // At most one tool call per turn: Anthropic says so on tool_choice (not on `none`, which calls nothing).
+  if (req.parallelToolCalls === false && req.tools?.length && req.toolChoice !== 'none') {
+    body.tool_choice = { ...((body.tool_choice as Json | undefined) ?? { type: 'auto' }), disable_parallel_tool_use: true };
+  }
   if (req.user) body.metadata = { user_id: req.user };
   if (req.thinking) {
     body.thinking = req.thinking.type === 'enabled' ? { type: 'enabled', budget_tokens: req.thinking.budgetTokens } : { type: req.thinking.type };

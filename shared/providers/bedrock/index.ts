@@ -2,12 +2,15 @@ import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, type Conv
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { BedrockProviderConfig } from '../../config/schema.ts';
 import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
-import type { ChatRequest, StreamEvent } from '../../core/types.ts';
+import type { ChatRequest, FrontDoor, StreamEvent } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
 import type { CallContext, Provider, ProviderResult } from '../types.ts';
 import { SdkCall } from './call.ts';
-import { eventsFromResponse, StreamDecoder, toConverseInput } from './converse.ts';
+import { eventsFromResponse, isAnthropicModel, StreamDecoder, toConverseInput } from './converse.ts';
+import { invokeAnthropic } from './invoke.ts';
 import { bedrockEmbed } from './embeddings.ts';
+import { bedrockCountTokens } from './count-tokens.ts';
+import { withTraceparent } from '../../tracing/context.ts';
 
 /**
  * Amazon Bedrock through @aws-sdk/client-bedrock-runtime: chat over Converse / ConverseStream
@@ -42,16 +45,29 @@ export class BedrockProvider implements Provider {
 
   /** The SDK client, made on first use (credentials are looked up by the SDK when it signs). */
   get client(): BedrockRuntimeClient {
-    this.clientInstance ??= new BedrockRuntimeClient({
-      region: this.region,
-      ...(this.cfg.endpoint ? { endpoint: this.cfg.endpoint } : {}),
-      maxAttempts: 1,
-      requestHandler: new NodeHttpHandler({ connectionTimeout: Math.min(this.cfg.firstByteTimeoutMs, 30_000) }),
-    });
+    this.clientInstance ??= withTraceparent(
+      new BedrockRuntimeClient({
+        region: this.region,
+        ...(this.cfg.endpoint ? { endpoint: this.cfg.endpoint } : {}),
+        maxAttempts: 1,
+        requestHandler: new NodeHttpHandler({ connectionTimeout: Math.min(this.cfg.firstByteTimeoutMs, 30_000) }),
+      }),
+    );
     return this.clientInstance;
   }
 
+  /** Bedrock-native clients (InvokeModel with a Claude body) are passed through to Claude models. */
+  passthrough(door: FrontDoor): boolean {
+    return door === 'bedrock-invoke';
+  }
+
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
+    if (ctx.frontDoor === 'bedrock-invoke') {
+      if (isAnthropicModel(ctx.upstreamModel)) return invokeAnthropic(this.client, this.name, this.cfg, req.stream, ctx);
+      // Another model family: translated over Converse, which cannot carry everything.
+      const lost = req.untranslatable?.[0];
+      if (lost) throw new GatewayError('invalid_request', lost.message, { param: lost.param, code: 'unsupported_parameter' });
+    }
     const input = toConverseInput(req, ctx.upstreamModel, this.name);
     const call = new SdkCall(this.name, this.cfg, ctx.signal);
     if (!req.stream) {
@@ -109,6 +125,11 @@ export class BedrockProvider implements Provider {
 
   embed(req: EmbeddingRequest, ctx: EmbeddingContext): Promise<EmbeddingResult> {
     return bedrockEmbed(this.client, this.name, this.cfg, req, ctx);
+  }
+
+  /** Exact counts from Bedrock's CountTokens for Claude models; an estimate otherwise (see ./count-tokens.ts). */
+  countTokens(body: Record<string, unknown>, ctx: CallContext): Promise<Response | undefined> {
+    return bedrockCountTokens(this.client, this.name, this.cfg, body, ctx);
   }
 }
 

@@ -90,6 +90,8 @@ export function toChatCompletionsBody(req: ChatRequest, upstreamModel: string, f
       function: { name: t.name, ...(t.description !== undefined ? { description: t.description } : {}), parameters: t.parameters },
     }));
     if (req.toolChoice !== undefined) body.tool_choice = toolChoice(req.toolChoice);
+    // OpenAI takes parallel_tool_calls only along with tools.
+    if (req.parallelToolCalls === false) body.parallel_tool_calls = false;
   }
   // Without tools, tool_choice is left out: OpenAI refuses it there, and there is nothing to choose.
   if (req.maxTokens !== undefined) body[flavor === 'openai' ? 'max_completion_tokens' : 'max_tokens'] = req.maxTokens;

@@ -1,0 +1,406 @@
+import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec';
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
+import { GatewayError, jsonResponse } from '../http/errors.ts';
+import type { RequestTrace } from '../telemetry/record.ts';
+import { isObject } from './anthropic-wire.ts';
+import { bedrockErrorResponse, BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from './bedrock-invoke.ts';
+import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+
+/**
+ * Bedrock's Converse API on the gateway (`POST /bedrock/model/{modelId}/converse` and
+ * `/converse-stream`), for Bedrock clients other than Claude Code (the AWS SDKs' Converse /
+ * ConverseStream). The request is decoded into the neutral ChatRequest, so any configured model can
+ * serve it (a `bedrock` target gets a Converse call again); the answer is encoded as Converse JSON,
+ * or as ConverseStream event-stream frames (messageStart, contentBlockStart/Delta/Stop, messageStop,
+ * metadata), exceptions mid-stream as exception frames. Model ids resolve as on the InvokeModel door.
+ *
+ * Decoded: system text, messages (text, base64 images, toolUse, toolResult, reasoningContent),
+ * inferenceConfig, toolConfig, and Claude's `top_k` / `thinking` from additionalModelRequestFields.
+ * Dropped: cachePoint blocks, requestMetadata. Anything else (documents, video, guardContent,
+ * guardrailConfig, promptVariables, other additional fields...) is refused with a ValidationException
+ * naming it.
+ */
+
+type Json = Record<string, unknown>;
+
+function invalid(message: string, param: string): GatewayError {
+  return new GatewayError('invalid_request', `${param}: ${message}`, { param, code: 'bedrock_validation' });
+}
+
+const IMAGE_TYPES: Record<string, string> = { png: 'image/png', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp' };
+
+function imagePart(img: unknown, p: string): ContentPart {
+  if (!isObject(img) || typeof img.format !== 'string' || !IMAGE_TYPES[img.format]) throw invalid('expected an image with format png, jpeg, gif or webp', p);
+  const src = img.source;
+  if (!isObject(src) || typeof src.bytes !== 'string') throw invalid('only inline image bytes (source.bytes, base64) are supported', `${p}.source`);
+  return { type: 'image', mediaType: IMAGE_TYPES[img.format], data: src.bytes };
+}
+
+/** A text or image block (undefined for a cachePoint, which is dropped); other blocks are refused. */
+function plainPart(b: unknown, bp: string, allowJson = false): ContentPart | undefined {
+  if (!isObject(b)) throw invalid('expected a content block', bp);
+  if (typeof b.text === 'string') return { type: 'text', text: b.text };
+  if (b.image !== undefined) return imagePart(b.image, `${bp}.image`);
+  if (allowJson && b.json !== undefined) return { type: 'text', text: JSON.stringify(b.json) };
+  if (b.cachePoint !== undefined) return undefined;
+  throw invalid(`the content block '${Object.keys(b)[0] ?? '?'}' is not supported by the gateway`, bp);
+}
+
+/** Text and image parts of a list of plain content blocks. */
+function plainParts(blocks: unknown, p: string, allowJson = false): ContentPart[] {
+  if (!Array.isArray(blocks)) throw invalid('expected a list of content blocks', p);
+  return blocks.flatMap((b, i) => plainPart(b, `${p}.${i}`, allowJson) ?? []);
+}
+
+function parseMessages(messages: unknown): ChatMessage[] {
+  if (!Array.isArray(messages) || !messages.length) throw invalid('at least one message is required', 'messages');
+  const out: ChatMessage[] = [];
+  messages.forEach((m, i) => {
+    const p = `messages.${i}`;
+    if (!isObject(m) || (m.role !== 'user' && m.role !== 'assistant')) throw invalid("expected a message with role 'user' or 'assistant'", p);
+    if (!Array.isArray(m.content)) throw invalid('expected a list of content blocks', `${p}.content`);
+    if (m.role === 'assistant') {
+      const content: ContentPart[] = [];
+      const toolCalls: ToolCall[] = [];
+      const thinking: ThinkingBlock[] = [];
+      m.content.forEach((b, j) => {
+        const bp = `${p}.content.${j}`;
+        if (isObject(b) && isObject(b.toolUse)) {
+          const tu = b.toolUse;
+          if (typeof tu.toolUseId !== 'string' || typeof tu.name !== 'string') throw invalid('toolUse needs toolUseId and name', `${bp}.toolUse`);
+          toolCalls.push({ id: tu.toolUseId, name: tu.name, arguments: JSON.stringify(tu.input ?? {}) });
+        } else if (isObject(b) && isObject(b.reasoningContent)) {
+          const rc = b.reasoningContent;
+          if (isObject(rc.reasoningText)) thinking.push({ text: String(rc.reasoningText.text ?? ''), signature: typeof rc.reasoningText.signature === 'string' ? rc.reasoningText.signature : undefined });
+          else if (typeof rc.redactedContent === 'string') thinking.push({ redactedData: rc.redactedContent });
+        } else {
+          const part = plainPart(b, bp);
+          if (part) content.push(part);
+        }
+      });
+      const msg: ChatMessage = { role: 'assistant', content };
+      if (toolCalls.length) msg.toolCalls = toolCalls;
+      if (thinking.length) msg.thinking = thinking;
+      out.push(msg);
+      return;
+    }
+    const rest: ContentPart[] = [];
+    m.content.forEach((b, j) => {
+      const bp = `${p}.content.${j}`;
+      if (isObject(b) && isObject(b.toolResult)) {
+        const tr = b.toolResult;
+        if (typeof tr.toolUseId !== 'string') throw invalid('toolResult needs toolUseId', `${bp}.toolResult`);
+        const msg: ChatMessage = { role: 'tool', toolCallId: tr.toolUseId, content: tr.content === undefined ? [] : plainParts(tr.content, `${bp}.toolResult.content`, true) };
+        if (tr.status === 'error') msg.isError = true;
+        out.push(msg);
+      } else {
+        const part = plainPart(b, bp);
+        if (part) rest.push(part);
+      }
+    });
+    if (rest.length) out.push({ role: 'user', content: rest });
+  });
+  return out;
+}
+
+function parseTools(tc: unknown): { tools?: ToolDefinition[]; toolChoice?: ToolChoice } {
+  if (tc === undefined || tc === null) return {};
+  if (!isObject(tc) || !Array.isArray(tc.tools)) throw invalid('expected {tools: [...]}', 'toolConfig');
+  const tools: ToolDefinition[] = [];
+  tc.tools.forEach((t, i) => {
+    if (isObject(t) && t.cachePoint !== undefined) return;
+    const spec = isObject(t) ? t.toolSpec : undefined;
+    if (!isObject(spec) || typeof spec.name !== 'string') throw invalid('expected a toolSpec with a name', `toolConfig.tools.${i}`);
+    const schema = isObject(spec.inputSchema) && isObject(spec.inputSchema.json) ? spec.inputSchema.json : { type: 'object' };
+    tools.push({ name: spec.name, description: typeof spec.description === 'string' ? spec.description : undefined, parameters: schema });
+  });
+  let toolChoice: ToolChoice | undefined;
+  const c = tc.toolChoice;
+  if (isObject(c)) {
+    if (c.auto !== undefined) toolChoice = 'auto';
+    else if (c.any !== undefined) toolChoice = 'required';
+    else if (isObject(c.tool) && typeof c.tool.name === 'string') toolChoice = { name: c.tool.name };
+  }
+  return { tools, toolChoice };
+}
+
+const KNOWN = new Set(['messages', 'system', 'inferenceConfig', 'toolConfig', 'additionalModelRequestFields', 'requestMetadata', 'modelId']);
+
+/** Decode a Converse request body (model = the configured name the path resolved to). */
+export function parseConverseRequest(body: unknown, model: string, stream: boolean): ChatRequest {
+  if (!isObject(body)) throw invalid('the body must be a JSON object', 'body');
+  for (const k of Object.keys(body)) if (!KNOWN.has(k)) throw invalid(`'${k}' is not supported by the gateway`, k);
+  let system: string | undefined;
+  if (body.system !== undefined) {
+    if (!Array.isArray(body.system)) throw invalid('expected a list of system blocks', 'system');
+    const texts = body.system.flatMap((b, i) => {
+      if (isObject(b) && typeof b.text === 'string') return [b.text];
+      if (isObject(b) && b.cachePoint !== undefined) return [];
+      throw invalid('only text system blocks are supported', `system.${i}`);
+    });
+    system = texts.length ? texts.join('\n\n') : undefined;
+  }
+  const inf = isObject(body.inferenceConfig) ? body.inferenceConfig : {};
+  const num = (k: string) => (typeof inf[k] === 'number' ? (inf[k] as number) : undefined);
+  const stop = Array.isArray(inf.stopSequences) ? inf.stopSequences.filter((s): s is string => typeof s === 'string') : undefined;
+  const extra = isObject(body.additionalModelRequestFields) ? body.additionalModelRequestFields : {};
+  let thinking: ChatRequest['thinking'];
+  for (const k of Object.keys(extra)) if (k !== 'top_k' && k !== 'thinking') throw invalid(`'${k}' is not supported by the gateway`, `additionalModelRequestFields.${k}`);
+  if (isObject(extra.thinking)) {
+    const t = extra.thinking;
+    if (t.type === 'enabled' && typeof t.budget_tokens === 'number') thinking = { type: 'enabled', budgetTokens: t.budget_tokens };
+    else if (t.type === 'disabled' || t.type === 'adaptive') thinking = { type: t.type };
+  }
+  return {
+    model,
+    system,
+    messages: parseMessages(body.messages),
+    ...parseTools(body.toolConfig),
+    maxTokens: num('maxTokens'),
+    temperature: num('temperature'),
+    topP: num('topP'),
+    topK: typeof extra.top_k === 'number' ? extra.top_k : undefined,
+    stop: stop?.length ? stop : undefined,
+    stream,
+    includeUsage: true,
+    thinking,
+  };
+}
+
+function toConverseStop(r: StopReason): string {
+  switch (r) {
+    case 'length':
+      return 'max_tokens';
+    case 'tool_calls':
+      return 'tool_use';
+    case 'stop_sequence':
+      return 'stop_sequence';
+    case 'content_filter':
+      return 'content_filtered';
+    default:
+      return 'end_turn';
+  }
+}
+
+/** Neutral usage (input includes cache) -> Converse usage (inputTokens excludes cache reads and writes). */
+function toConverseUsage(u: Usage): Json {
+  const cacheRead = u.cacheReadTokens ?? 0;
+  const cacheWrite = u.cacheWriteTokens ?? 0;
+  const input = Math.max(0, u.inputTokens - cacheRead - cacheWrite);
+  const out: Json = { inputTokens: input, outputTokens: u.outputTokens, totalTokens: u.inputTokens + u.outputTokens };
+  if (u.cacheReadTokens !== undefined) out.cacheReadInputTokens = cacheRead;
+  if (u.cacheWriteTokens !== undefined) out.cacheWriteInputTokens = cacheWrite;
+  return out;
+}
+
+const codec = new EventStreamCodec(
+  (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'),
+  (text) => new Uint8Array(Buffer.from(text, 'utf8')),
+);
+
+function frame(eventType: string, payload: Json): Uint8Array {
+  const headers: MessageHeaders = {
+    ':event-type': { type: 'string', value: eventType },
+    ':content-type': { type: 'string', value: 'application/json' },
+    ':message-type': { type: 'string', value: 'event' },
+  };
+  return codec.encode({ headers, body: Buffer.from(JSON.stringify(payload), 'utf8') });
+}
+
+function exceptionFrame(err: GatewayError): Uint8Array {
+  const name = err.kind === 'rate_limit' ? 'throttlingException' : err.kind === 'invalid_request' ? 'validationException' : err.kind === 'overloaded' ? 'serviceUnavailableException' : err.kind === 'timeout' ? 'modelStreamErrorException' : 'internalServerException';
+  const headers: MessageHeaders = {
+    ':exception-type': { type: 'string', value: name },
+    ':content-type': { type: 'string', value: 'application/json' },
+    ':message-type': { type: 'string', value: 'exception' },
+  };
+  return codec.encode({ headers, body: Buffer.from(JSON.stringify({ message: err.message }), 'utf8') });
+}
+
+/** Neutral events -> Converse content blocks, numbered in order (a change of kind opens the next block). */
+class BlockTracker {
+  next = 0;
+  open: { kind: 'text' | 'reasoning' | 'tool'; index: number; tool?: number } | undefined;
+  toolBlocks = new Map<number, number>();
+}
+
+async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
+  const t0 = performance.now();
+  const headers = { ...meta.headers, 'x-amzn-requestid': meta.headers['x-request-id'] ?? trace.record.requestId };
+  if (!req.stream) {
+    const content: Json[] = [];
+    const tools = new Map<number, { block: Json; args: string }>();
+    let reason: StopReason = 'stop';
+    let usage: Usage = { inputTokens: 0, outputTokens: 0 };
+    let reasoning: { text: string; signature?: string } | undefined;
+    for (let r = first; !r.done; r = await events.next()) {
+      const ev = r.value;
+      if (ev.type === 'text' && ev.delta) {
+        reasoning = undefined;
+        const last = content[content.length - 1];
+        if (last && typeof last.text === 'string') last.text += ev.delta;
+        else content.push({ text: ev.delta });
+      } else if (ev.type === 'thinking') {
+        if (ev.redactedData !== undefined) content.push({ reasoningContent: { redactedContent: ev.redactedData } });
+        else {
+          if (!reasoning) {
+            reasoning = { text: '' };
+            content.push({ reasoningContent: { reasoningText: reasoning } });
+          }
+          if (ev.delta) reasoning.text += ev.delta;
+          if (ev.signature !== undefined) (reasoning.signature = ev.signature), (reasoning = undefined);
+        }
+      } else if (ev.type === 'tool_call') {
+        reasoning = undefined;
+        const block: Json = { toolUseId: ev.id, name: ev.name, input: {} };
+        content.push({ toolUse: block });
+        tools.set(ev.index, { block, args: '' });
+      } else if (ev.type === 'tool_args') {
+        const t = tools.get(ev.index);
+        if (t) t.args += ev.delta;
+      } else if (ev.type === 'finish') reason = ev.reason;
+      else if (ev.type === 'usage') usage = ev.usage;
+    }
+    for (const t of tools.values()) {
+      try {
+        t.block.input = t.args.trim() ? JSON.parse(t.args) : {};
+      } catch {
+        t.block.input = { _raw_arguments: t.args };
+      }
+    }
+    trace.usage(usage);
+    trace.end(200);
+    return jsonResponse({ output: { message: { role: 'assistant', content } }, stopReason: toConverseStop(reason), usage: toConverseUsage(usage), metrics: { latencyMs: Math.round(performance.now() - t0) } }, 200, headers);
+  }
+
+  let pending: IteratorResult<StreamEvent> | undefined = first;
+  const blocks = new BlockTracker();
+  let reason: StopReason = 'stop';
+  let usage: Usage | undefined;
+  let done = false;
+  let started = false;
+  const out: Uint8Array[] = [];
+  const closeBlock = () => {
+    if (blocks.open) out.push(frame('contentBlockStop', { contentBlockIndex: blocks.open.index }));
+    blocks.open = undefined;
+  };
+  const openBlock = (kind: 'text' | 'reasoning' | 'tool', tool?: number, start?: Json): number => {
+    closeBlock();
+    const index = blocks.next++;
+    blocks.open = { kind, index, tool };
+    if (start) out.push(frame('contentBlockStart', { contentBlockIndex: index, start }));
+    return index;
+  };
+  const onEvent = (ev: StreamEvent) => {
+    if (!started) {
+      started = true;
+      out.push(frame('messageStart', { role: 'assistant' }));
+    }
+    switch (ev.type) {
+      case 'text':
+        if (!ev.delta) return;
+        if (blocks.open?.kind !== 'text') openBlock('text');
+        out.push(frame('contentBlockDelta', { contentBlockIndex: blocks.open!.index, delta: { text: ev.delta } }));
+        return;
+      case 'thinking':
+        if (ev.redactedData !== undefined) {
+          openBlock('reasoning');
+          out.push(frame('contentBlockDelta', { contentBlockIndex: blocks.open!.index, delta: { reasoningContent: { redactedContent: ev.redactedData } } }));
+          closeBlock();
+          return;
+        }
+        if (blocks.open?.kind !== 'reasoning') openBlock('reasoning');
+        if (ev.delta) out.push(frame('contentBlockDelta', { contentBlockIndex: blocks.open!.index, delta: { reasoningContent: { text: ev.delta } } }));
+        if (ev.signature !== undefined) {
+          out.push(frame('contentBlockDelta', { contentBlockIndex: blocks.open!.index, delta: { reasoningContent: { signature: ev.signature } } }));
+          closeBlock();
+        }
+        return;
+      case 'tool_call':
+        blocks.toolBlocks.set(ev.index, openBlock('tool', ev.index, { toolUse: { toolUseId: ev.id, name: ev.name } }));
+        return;
+      case 'tool_args': {
+        const index = blocks.toolBlocks.get(ev.index);
+        if (index !== undefined && ev.delta) out.push(frame('contentBlockDelta', { contentBlockIndex: index, delta: { toolUse: { input: ev.delta } } }));
+        return;
+      }
+      case 'finish':
+        reason = ev.reason;
+        return;
+      case 'usage':
+        usage = ev.usage;
+        trace.usage(ev.usage);
+        return;
+      default:
+        return;
+    }
+  };
+  const flush = (ctrl: ReadableStreamDefaultController<Uint8Array>) => {
+    if (!out.length) return false;
+    ctrl.enqueue(out.length === 1 ? out[0]! : Buffer.concat(out));
+    out.length = 0;
+    return true;
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      try {
+        for (;;) {
+          const r: IteratorResult<StreamEvent> = pending ?? (await events.next());
+          pending = undefined;
+          if (r.done) {
+            if (!started) onEvent({ type: 'text', delta: '' });
+            closeBlock();
+            out.push(frame('messageStop', { stopReason: toConverseStop(reason) }));
+            out.push(frame('metadata', { usage: toConverseUsage(usage ?? { inputTokens: 0, outputTokens: 0 }), metrics: { latencyMs: Math.round(performance.now() - t0) } }));
+            flush(ctrl);
+            ctrl.close();
+            done = true;
+            trace.end();
+            return;
+          }
+          if (r.value.type !== 'start') onEvent(r.value);
+          if (flush(ctrl)) {
+            trace.firstByte();
+            return;
+          }
+        }
+      } catch (err) {
+        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
+        trace.fail('stream_error', ge);
+        out.push(exceptionFrame(ge));
+        flush(ctrl);
+        ctrl.close();
+        done = true;
+        trace.end();
+      }
+    },
+    async cancel() {
+      if (!done) {
+        trace.fail('client_closed', { message: 'The client closed the stream.' });
+        trace.end();
+      }
+      await events.return?.();
+    },
+  });
+  return new Response(body, { status: 200, headers: { ...headers, 'content-type': EVENTSTREAM_CONTENT_TYPE } });
+}
+
+/** The Converse door for one configuration (model ids resolve through `index`). */
+export function createBedrockConverseDoor(index: BedrockModelIndex): FrontDoorCodec {
+  return {
+    door: 'bedrock-converse',
+    parse(body: unknown, request: Request) {
+      const route = parseBedrockPath(new URL(request.url).pathname);
+      if (!route || (route.operation !== 'converse' && route.operation !== 'converse-stream')) throw new GatewayError('not_found', 'Unknown Bedrock operation.', { code: 'unknown_route' });
+      const model = index.resolve(route.modelId);
+      if (!model) throw unknownModelError(route.modelId);
+      return parseConverseRequest(body, model, route.operation === 'converse-stream');
+    },
+    error: bedrockErrorResponse,
+    respondFromEvents,
+    respondPassthrough() {
+      // No provider passes a Converse body through: they all take the neutral request.
+      throw new GatewayError('internal', 'The gateway cannot pass this answer through as Converse.');
+    },
+  };
+}

@@ -1,0 +1,478 @@
+import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec';
+import type { GatewayConfig } from '../config/schema.ts';
+import type { ChatRequest, StreamEvent } from '../core/types.ts';
+import { GatewayError, jsonResponse } from '../http/errors.ts';
+import { withSseKeepAlive } from '../http/keepalive.ts';
+import { eventData, SseSplitter } from '../http/sse.ts';
+import type { RequestTrace } from '../telemetry/record.ts';
+import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from './anthropic-messages.ts';
+import { DEFAULT_ANTHROPIC_VERSION, eventName, isObject } from './anthropic-wire.ts';
+import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+
+/**
+ * The Bedrock-native front door: Amazon Bedrock Runtime's InvokeModel API with an Anthropic
+ * (Claude) body, on `/bedrock`, so clients built for Bedrock (Claude Code with
+ * `CLAUDE_CODE_USE_BEDROCK=1`, the AWS SDKs, the Anthropic Bedrock SDK) can use the gateway as
+ * their Bedrock endpoint:
+ * - `POST /bedrock/model/{modelId}/invoke`: JSON in, the Anthropic message JSON out;
+ * - `POST /bedrock/model/{modelId}/invoke-with-response-stream`: JSON in, AWS event-stream frames
+ *   out (`application/vnd.amazon.eventstream`), one `chunk` event per Anthropic stream event with
+ *   the event's JSON base64-encoded in `bytes`, as Bedrock sends them;
+ * - errors as Bedrock sends them: the status, `x-amzn-errortype`, and `{"message": ...}`;
+ *   failures mid-stream as `:message-type: exception` frames.
+ *
+ * The body is Anthropic's Messages body with `anthropic_version` (and optionally `anthropic_beta`)
+ * instead of the `anthropic-version` / `anthropic-beta` headers, no `model` (it is in the path) and
+ * no `stream` (the path says). The gateway turns it into an Anthropic Messages request (betas into
+ * the `anthropic-beta` header), so the request runs the same pipeline as `/v1/messages`: keys,
+ * limits, routing with fallback, logging. A Claude model on a `bedrock` provider is then called
+ * with InvokeModel(WithResponseStream) and the client's body as it came; an `anthropic` provider
+ * gets it as a Messages request; other providers are translated.
+ *
+ * The model id in the path (raw `:` or `%3A`) is resolved by BedrockModelIndex. In long silences
+ * the stream carries Anthropic `ping` events, so idle timeouts on the way (API Gateway) never cut it.
+ */
+
+type Json = Record<string, unknown>;
+
+export type BedrockOperation = 'invoke' | 'invoke-with-response-stream' | 'converse' | 'converse-stream';
+
+/** The anthropic_version Bedrock accepts for Claude. */
+export const BEDROCK_ANTHROPIC_VERSION = 'bedrock-2023-05-31';
+
+const MODEL_PATH = /^\/bedrock\/model\/(.+)\/(invoke|invoke-with-response-stream|converse|converse-stream)\/?$/;
+
+/** The model id and operation of a `/bedrock/model/{modelId}/{operation}` path, or undefined. */
+export function parseBedrockPath(path: string): { modelId: string; operation: BedrockOperation } | undefined {
+  const m = MODEL_PATH.exec(path);
+  if (!m) return undefined;
+  let modelId = m[1]!;
+  try {
+    modelId = decodeURIComponent(modelId);
+  } catch {
+    // not percent-encoded after all: keep it as it came
+  }
+  return { modelId, operation: m[2] as BedrockOperation };
+}
+
+/** Cross-region inference profile prefixes (`us.anthropic...`, `global.anthropic...`). */
+const GEO_PREFIX = /^(?:us|us-gov|eu|apac|jp|au|ca|global)\./;
+
+/** The bare model id: the last part of an ARN, without a cross-region prefix. */
+function looseId(id: string): string {
+  return id.slice(id.lastIndexOf('/') + 1).replace(GEO_PREFIX, '');
+}
+
+/**
+ * Anthropic's own name for a Claude model on Bedrock (`us.anthropic.claude-sonnet-4-5-20250929-v1:0`
+ * -> `claude-sonnet-4-5-20250929`), or undefined for other models.
+ */
+export function anthropicModelName(bedrockId: string): string | undefined {
+  const m = /^anthropic\.(claude-[a-z0-9.-]+?)(?:-v\d+(?::\d+)?)?$/.exec(looseId(bedrockId));
+  return m?.[1];
+}
+
+/**
+ * Which configured model (alias) a Bedrock model id in a `/bedrock/model/{id}/...` path means, in
+ * this order:
+ * 1. `bedrockApi.models` in the configuration (Bedrock id -> configured name), exact, then ignoring
+ *    the cross-region prefix (`us.`/`eu.`/`global.`...);
+ * 2. a configured model of that name (clients can send the alias itself, e.g. ANTHROPIC_MODEL=claude);
+ * 3. the first configured model with a `bedrock` target of that id (exact, then ignoring the prefix),
+ *    so `us.anthropic.claude-sonnet-4-5-20250929-v1:0` reaches the alias that serves it, with its fallbacks;
+ * 4. the first configured model named like the Claude model, or with an `anthropic` target of it
+ *    (`claude-sonnet-4-5-20250929`, or without its date: `claude-sonnet-4-5`).
+ * Anything else is unknown (Bedrock's ValidationException).
+ */
+export class BedrockModelIndex {
+  private readonly exact = new Map<string, string>();
+  private readonly loose = new Map<string, string>();
+  private readonly claude = new Map<string, string>();
+  /** Bedrock model ids the gateway serves, for the inference-profile listing. */
+  readonly bedrockIds: string[] = [];
+
+  constructor(config: Pick<GatewayConfig, 'models' | 'providers'> & { bedrockApi?: { models?: Record<string, string> } }) {
+    const setOnce = (map: Map<string, string>, k: string, v: string) => {
+      if (!map.has(k)) map.set(k, v);
+    };
+    const ids = new Set<string>();
+    for (const [id, name] of Object.entries(config.bedrockApi?.models ?? {})) {
+      setOnce(this.exact, id, name);
+      setOnce(this.loose, looseId(id), name);
+      ids.add(id);
+    }
+    for (const name of Object.keys(config.models)) setOnce(this.exact, name, name);
+    for (const [name, model] of Object.entries(config.models)) {
+      for (const t of model.groups.flatMap((g) => g.targets)) {
+        const type = config.providers[t.provider]?.type;
+        if (type === 'bedrock') {
+          setOnce(this.exact, t.model, name);
+          setOnce(this.loose, looseId(t.model), name);
+          if (anthropicModelName(t.model)) ids.add(t.model);
+        } else if (type === 'anthropic') {
+          setOnce(this.claude, t.model, name);
+        }
+      }
+    }
+    for (const name of Object.keys(config.models)) setOnce(this.claude, name, name);
+    this.bedrockIds = [...ids];
+  }
+
+  resolve(modelId: string): string | undefined {
+    const hit = this.exact.get(modelId) ?? this.loose.get(looseId(modelId));
+    if (hit) return hit;
+    const claude = anthropicModelName(modelId);
+    if (!claude) return undefined;
+    return this.claude.get(claude) ?? this.claude.get(claude.replace(/-\d{8}$/, ''));
+  }
+}
+
+function validation(message: string): GatewayError {
+  return new GatewayError('invalid_request', message, { code: 'bedrock_validation' });
+}
+
+/** The ValidationException Bedrock answers for a model id it does not know. */
+export function unknownModelError(modelId: string): GatewayError {
+  return new GatewayError('invalid_request', 'The provided model identifier is invalid.', { code: 'model_not_found', param: 'modelId', cause: modelId });
+}
+
+/**
+ * The Bedrock request as the Anthropic Messages request the pipeline runs: the body with `model`
+ * (the configured name) and `stream` set and the Bedrock-only keys removed; headers with
+ * `anthropic-version` and the body's `anthropic_beta` as `anthropic-beta`.
+ */
+export function bedrockToAnthropic(body: unknown, request: Request, model: string, stream: boolean): { body: Json; headers: Headers } {
+  if (!isObject(body)) throw validation('Malformed input request: the body must be a JSON object, please reformat your input and try again.');
+  const { anthropic_version: version, anthropic_beta: beta, model: _model, stream: _stream, ...rest } = body;
+  if (version !== undefined && typeof version !== 'string') throw validation('Malformed input request: #/anthropic_version: expected type: String, please reformat your input and try again.');
+  let betas: string[] = [];
+  if (beta !== undefined && beta !== null) {
+    if (!Array.isArray(beta) || !beta.every((b) => typeof b === 'string')) throw validation('Malformed input request: #/anthropic_beta: expected type: JSONArray of strings, please reformat your input and try again.');
+    betas = beta as string[];
+  }
+  const headers = new Headers(request.headers);
+  headers.set('anthropic-version', DEFAULT_ANTHROPIC_VERSION);
+  if (betas.length) headers.set('anthropic-beta', betas.join(','));
+  else headers.delete('anthropic-beta');
+  return { body: { ...rest, model, stream }, headers };
+}
+
+/**
+ * The body for Bedrock's InvokeModel from the pipeline's Anthropic form (see bedrockToAnthropic):
+ * `anthropic_version` and `anthropic_beta` (from the `anthropic-beta` header) back in, `model` and
+ * `stream` out; everything else as the client sent it.
+ */
+export function anthropicToBedrockBody(rawBody: Json, headers: Headers): Json {
+  const { model: _model, stream: _stream, ...rest } = rawBody;
+  const out: Json = { anthropic_version: BEDROCK_ANTHROPIC_VERSION };
+  const beta = headers.get('anthropic-beta');
+  const betas = beta ? beta.split(',').map((b) => b.trim()).filter(Boolean) : [];
+  if (betas.length) out.anthropic_beta = betas;
+  return Object.assign(out, rest);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers: Anthropic stream events as event-stream `chunk` frames.
+
+const codec = new EventStreamCodec(
+  (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'),
+  (text) => new Uint8Array(Buffer.from(text, 'utf8')),
+);
+
+export const EVENTSTREAM_CONTENT_TYPE = 'application/vnd.amazon.eventstream';
+
+/** One `chunk` event frame carrying an Anthropic stream event's JSON text. */
+export function chunkFrame(json: string): Uint8Array {
+  const headers: MessageHeaders = {
+    ':event-type': { type: 'string', value: 'chunk' },
+    ':content-type': { type: 'string', value: 'application/json' },
+    ':message-type': { type: 'string', value: 'event' },
+  };
+  return codec.encode({ headers, body: Buffer.from(JSON.stringify({ bytes: Buffer.from(json, 'utf8').toString('base64') }), 'utf8') });
+}
+
+/** An exception frame (`:message-type: exception`), e.g. `throttlingException`. */
+export function exceptionFrame(exceptionType: string, message: string): Uint8Array {
+  const headers: MessageHeaders = {
+    ':exception-type': { type: 'string', value: exceptionType },
+    ':content-type': { type: 'string', value: 'application/json' },
+    ':message-type': { type: 'string', value: 'exception' },
+  };
+  return codec.encode({ headers, body: Buffer.from(JSON.stringify({ message }), 'utf8') });
+}
+
+/** The stream exception (InvokeModelWithResponseStream's ResponseStream members) for an Anthropic error type. */
+function streamExceptionFor(anthropicType: string | undefined): string {
+  switch (anthropicType) {
+    case 'invalid_request_error':
+    case 'request_too_large':
+      return 'validationException';
+    case 'rate_limit_error':
+      return 'throttlingException';
+    case 'overloaded_error':
+      return 'serviceUnavailableException';
+    case 'timeout_error':
+      return 'modelTimeoutException';
+    case 'api_error':
+      return 'modelStreamErrorException';
+    default:
+      return 'internalServerException';
+  }
+}
+
+/** Bedrock's error name (`x-amzn-errortype`) and usual status for an Anthropic error type. */
+function exceptionForAnthropic(anthropicType: string | undefined): { name: string; status: number } {
+  switch (anthropicType) {
+    case 'invalid_request_error':
+    case 'request_too_large':
+      return { name: 'ValidationException', status: 400 };
+    case 'authentication_error':
+    case 'permission_error':
+      return { name: 'AccessDeniedException', status: 403 };
+    case 'not_found_error':
+      return { name: 'ResourceNotFoundException', status: 404 };
+    case 'rate_limit_error':
+      return { name: 'ThrottlingException', status: 429 };
+    case 'overloaded_error':
+      return { name: 'ServiceUnavailableException', status: 503 };
+    case 'timeout_error':
+      return { name: 'ModelTimeoutException', status: 408 };
+    default:
+      return { name: 'InternalServerException', status: 500 };
+  }
+}
+
+/** Bedrock Runtime's modeled errors: an upstream Bedrock error of one of these keeps its name. */
+const BEDROCK_ERRORS = new Set([
+  'ValidationException',
+  'ThrottlingException',
+  'ServiceQuotaExceededException',
+  'ResourceNotFoundException',
+  'ModelNotReadyException',
+  'ModelTimeoutException',
+  'ModelErrorException',
+  'ServiceUnavailableException',
+  'InternalServerException',
+]);
+
+function exceptionForGateway(err: GatewayError): string {
+  const cause = err.cause as { name?: unknown; $metadata?: unknown } | undefined;
+  if (cause && typeof cause.name === 'string' && cause.$metadata && BEDROCK_ERRORS.has(cause.name)) return cause.name;
+  switch (err.kind) {
+    case 'invalid_request':
+    case 'request_too_large':
+      return 'ValidationException';
+    case 'authentication':
+      return 'UnrecognizedClientException';
+    case 'permission':
+      return 'AccessDeniedException';
+    case 'not_found':
+      return 'ResourceNotFoundException';
+    case 'rate_limit':
+      return 'ThrottlingException';
+    case 'overloaded':
+      return 'ServiceUnavailableException';
+    case 'timeout':
+      return 'ModelTimeoutException';
+    default:
+      return 'InternalServerException';
+  }
+}
+
+/**
+ * An error as Bedrock Runtime answers one: the status, `x-amzn-errortype: <Name>`, and
+ * `{"message": ...}` (what the AWS SDKs decode into their modeled exceptions). An Anthropic
+ * upstream's own error keeps its message, under the matching Bedrock name.
+ */
+export function bedrockErrorResponse(err: GatewayError): Response {
+  const headers: Record<string, string> = { ...err.headers };
+  let name = exceptionForGateway(err);
+  let status = err.status;
+  let message = err.message;
+  if (err.upstreamBody?.format === 'anthropic-messages') {
+    try {
+      const e = (JSON.parse(err.upstreamBody.text) as Json).error;
+      if (isObject(e)) {
+        const mapped = exceptionForAnthropic(typeof e.type === 'string' ? e.type : undefined);
+        name = mapped.name;
+        status = mapped.status;
+        if (typeof e.message === 'string') message = e.message;
+      }
+    } catch {
+      // keep the gateway's own message
+    }
+  }
+  headers['x-amzn-errortype'] = name;
+  return jsonResponse({ message }, status, headers);
+}
+
+const PING = '{"type":"ping"}';
+
+/**
+ * Re-frame an Anthropic SSE stream (the pipeline's answer) as Bedrock's event stream. Each event's
+ * JSON goes out unchanged as one `chunk`; an `event: error` becomes an exception frame. When the
+ * upstream was not Bedrock, `message_stop` gets the `amazon-bedrock-invocationMetrics` Bedrock adds.
+ */
+function toEventStream(sse: Response, headers: Record<string, string>): Response {
+  const reader = sse.body!.getReader();
+  const splitter = new SseSplitter();
+  const t0 = performance.now();
+  let firstByteMs: number | undefined;
+  let inputTokens = 0;
+  let outputTokens = 0;
+
+  const frameOf = (event: string): Uint8Array | undefined => {
+    const name = eventName(event);
+    const data = eventData(event);
+    // A keep-alive comment in a long silence: Bedrock clients get a `ping` event (Anthropic's own keep-alive).
+    if (data === undefined) return event.startsWith(':') ? chunkFrame(PING) : undefined;
+    if (name === 'error') {
+      let type: string | undefined;
+      let message = 'The model stream failed.';
+      try {
+        const e = (JSON.parse(data) as Json).error;
+        if (isObject(e)) {
+          if (typeof e.type === 'string') type = e.type;
+          if (typeof e.message === 'string') message = e.message;
+        }
+      } catch {
+        // keep the generic message
+      }
+      return exceptionFrame(streamExceptionFor(type), message);
+    }
+    firstByteMs ??= Math.round(performance.now() - t0);
+    if (name === 'message_start' || name === 'message_delta' || name === 'message_stop') {
+      try {
+        const ev = JSON.parse(data) as Json;
+        const usage = name === 'message_start' ? (isObject(ev.message) ? ev.message.usage : undefined) : ev.usage;
+        if (isObject(usage)) {
+          if (typeof usage.input_tokens === 'number') inputTokens = usage.input_tokens;
+          if (typeof usage.output_tokens === 'number') outputTokens = usage.output_tokens;
+        }
+        if (name === 'message_stop' && !('amazon-bedrock-invocationMetrics' in ev)) {
+          ev['amazon-bedrock-invocationMetrics'] = { inputTokenCount: inputTokens, outputTokenCount: outputTokens, invocationLatency: Math.round(performance.now() - t0), firstByteLatency: firstByteMs };
+          return chunkFrame(JSON.stringify(ev));
+        }
+      } catch {
+        // not JSON: passed on as it is
+      }
+    }
+    return chunkFrame(data);
+  };
+
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      for (;;) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch {
+          ctrl.enqueue(exceptionFrame('modelStreamErrorException', 'The model stream failed.'));
+          ctrl.close();
+          return;
+        }
+        if (r.done) {
+          const rest = splitter.end();
+          const last = rest.trim() ? frameOf(rest) : undefined;
+          if (last) ctrl.enqueue(last);
+          ctrl.close();
+          return;
+        }
+        const frames = splitter.push(r.value).map(frameOf).filter((f): f is Uint8Array => !!f);
+        if (!frames.length) continue;
+        ctrl.enqueue(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+        return;
+      }
+    },
+    cancel(why) {
+      return reader.cancel(why);
+    },
+  });
+  return new Response(body, { status: 200, headers: { ...headers, 'content-type': EVENTSTREAM_CONTENT_TYPE, 'x-amzn-bedrock-content-type': 'application/json' } });
+}
+
+/** Headers of the pipeline's Anthropic answer worth keeping, plus Bedrock's request id header. */
+function answerHeaders(res: Response): Record<string, string> {
+  const out: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    if (k === 'content-type' || k === 'content-length' || k === 'cache-control' || k === 'x-accel-buffering') return;
+    out[k] = v;
+  });
+  const id = res.headers.get('x-request-id');
+  if (id) out['x-amzn-requestid'] = id;
+  return out;
+}
+
+function asBedrock(req: ChatRequest, res: Response, keepAliveMs: number): Response {
+  if (!req.stream) return new Response(res.body, { status: res.status, headers: { ...answerHeaders(res), 'content-type': 'application/json' } });
+  return toEventStream(withSseKeepAlive(res, keepAliveMs), answerHeaders(res));
+}
+
+/** The codec without a model index (errors only); the gateway builds the full door with createBedrockInvokeDoor. */
+export const bedrockInvokeErrors: Pick<FrontDoorCodec, 'error'> = { error: bedrockErrorResponse };
+
+/**
+ * The door for one configuration. `prepare` resolves the path's model id and turns the body into
+ * the Anthropic form the pipeline runs (the gateway calls it before `parse`).
+ */
+export function createBedrockInvokeDoor(index: BedrockModelIndex, opts: { keepAliveMs?: number } = {}): FrontDoorCodec {
+  const keepAliveMs = opts.keepAliveMs ?? 0;
+  return {
+    door: 'bedrock-invoke',
+    prepare(body: unknown, request: Request) {
+      const route = parseBedrockPath(new URL(request.url).pathname);
+      if (!route || (route.operation !== 'invoke' && route.operation !== 'invoke-with-response-stream')) {
+        throw new GatewayError('not_found', `Unknown Bedrock operation: ${request.method} ${new URL(request.url).pathname}`, { code: 'unknown_route' });
+      }
+      const model = index.resolve(route.modelId);
+      if (!model) throw unknownModelError(route.modelId);
+      return bedrockToAnthropic(body, request, model, route.operation === 'invoke-with-response-stream');
+    },
+    parse: (body) => parseAnthropicRequest(body),
+    error: bedrockErrorResponse,
+    async respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
+      return asBedrock(req, await anthropicFromEvents(req, first, events, meta, trace), keepAliveMs);
+    },
+    respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
+      return asBedrock(req, anthropicPassthrough(req, upstream, meta, trace), keepAliveMs);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The control-plane listing Claude Code asks for first.
+
+/**
+ * `GET /bedrock/inference-profiles` (Bedrock's ListInferenceProfiles): the Claude model ids the
+ * gateway serves on this door, as system-defined inference profiles. Answered without a key (Claude
+ * Code sends none on this call); it names model ids only, nothing about keys or upstreams.
+ */
+export function inferenceProfilesResponse(index: BedrockModelIndex, request: Request, region: string, headers: Record<string, string>): Response {
+  const url = new URL(request.url);
+  const type = url.searchParams.get('type');
+  const path = url.pathname.replace(/\/+$/, '');
+  const summaries = type && type !== 'SYSTEM_DEFINED' ? [] : index.bedrockIds.map((id) => profileSummary(id, region));
+  if (path !== '/bedrock/inference-profiles') {
+    const id = decodeURIComponent(path.slice('/bedrock/inference-profiles/'.length));
+    const found = summaries.find((s) => s.inferenceProfileId === id || s.inferenceProfileArn === id);
+    if (!found) return jsonResponse({ message: `Inference profile ${id} not found.` }, 404, { ...headers, 'x-amzn-errortype': 'ResourceNotFoundException' });
+    return jsonResponse(found, 200, headers);
+  }
+  return jsonResponse({ inferenceProfileSummaries: summaries }, 200, headers);
+}
+
+function profileSummary(id: string, region: string) {
+  const base = looseId(id);
+  const name = anthropicModelName(id) ?? base;
+  return {
+    inferenceProfileId: id,
+    inferenceProfileName: `${name} (via the gateway)`,
+    inferenceProfileArn: `arn:aws:bedrock:${region}::inference-profile/${id}`,
+    description: `Served by the LLM gateway as ${id}.`,
+    models: [{ modelArn: `arn:aws:bedrock:${region}::foundation-model/${base}` }],
+    status: 'ACTIVE',
+    type: 'SYSTEM_DEFINED',
+    createdAt: '2025-01-01T00:00:00Z',
+    updatedAt: '2025-01-01T00:00:00Z',
+  };
+}

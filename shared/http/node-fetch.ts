@@ -1,0 +1,172 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import type { Readable } from 'node:stream';
+
+/**
+ * The upstream call on node:http(s) instead of the global fetch(): the same web Request/Response
+ * shapes for the core, at a fraction of the CPU per call (undici's fetch spends several times
+ * what node:http does on a small JSON exchange; see docs/benchmarks.md). What it does:
+ * - keep-alive connection pools (one for http, one for https);
+ * - a string or byte body sent with its content-length;
+ * - the body handed on chunk by chunk as the socket delivers it (never coalesced or held back),
+ *   with backpressure: the socket is paused while the reader is not asking;
+ * - gzip/deflate/br bodies decoded, as fetch() would (we do not ask for compression ourselves);
+ * - the signal aborts the call at any point (before the answer or mid-body);
+ * - network failures reject (or error the body) like fetch(): an Error whose `cause` carries the
+ *   system error code (ECONNREFUSED, ECONNRESET, ...).
+ * Redirects are not followed (an LLM or MCP API that redirects is answered as is).
+ */
+
+const agents = {
+  http: new HttpAgent({ keepAlive: true, scheduling: 'lifo' }),
+  https: new HttpsAgent({ keepAlive: true, scheduling: 'lifo' }),
+};
+
+export interface UpstreamInit {
+  method?: string;
+  headers?: HeadersInit;
+  body?: string | Uint8Array | null;
+  signal?: AbortSignal;
+  /** Called once when the response body is over: read to the end, failed, or cancelled. */
+  onBodyEnd?: () => void;
+  /** The error a reader of the body sees when it fails mid-way (default: like fetch()). */
+  bodyError?: (err: unknown) => unknown;
+}
+
+function plainHeaders(h: HeadersInit | undefined): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  if (!h) return out;
+  if (h instanceof Headers) h.forEach((v, k) => (out[k] = v));
+  else if (Array.isArray(h)) for (const [k, v] of h) out[k!.toLowerCase()] = v;
+  else for (const k in h) out[k.toLowerCase()] = (h as Record<string, string>)[k];
+  return out;
+}
+
+function networkError(err: unknown): Error {
+  return new TypeError('fetch failed', { cause: err });
+}
+
+function responseHeaders(res: IncomingMessage): Headers {
+  const headers = new Headers();
+  const raw = res.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    try {
+      headers.append(raw[i]!, raw[i + 1]!);
+    } catch {
+      // a header value Headers refuses (control characters): dropped
+    }
+  }
+  return headers;
+}
+
+function decoded(res: IncomingMessage): Readable {
+  const enc = (res.headers['content-encoding'] ?? '').trim().toLowerCase();
+  const d = enc === 'gzip' || enc === 'x-gzip' ? createGunzip() : enc === 'deflate' ? createInflate() : enc === 'br' ? createBrotliDecompress() : undefined;
+  if (!d) return res;
+  res.on('error', (err) => d.destroy(err));
+  return res.pipe(d);
+}
+
+/** A web stream over a node response body, pulled at the reader's pace. */
+function webBody(res: IncomingMessage, init: UpstreamInit): ReadableStream<Uint8Array> {
+  const { signal, onBodyEnd, bodyError } = init;
+  const src = decoded(res);
+  let settled = false;
+  const over = () => {
+    settled = true;
+    onBodyEnd?.();
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      start(ctrl) {
+        src.on('data', (chunk: Buffer) => {
+          if (settled) return;
+          ctrl.enqueue(chunk);
+          if ((ctrl.desiredSize ?? 0) <= 0) src.pause();
+        });
+        src.on('end', () => {
+          if (settled) return;
+          over();
+          ctrl.close();
+        });
+        const fail = (err: unknown) => {
+          if (settled) return;
+          over();
+          const e = signal?.aborted ? (signal.reason ?? err) : networkError(err);
+          ctrl.error(bodyError ? bodyError(e) : e);
+        };
+        src.on('error', fail);
+        res.on('error', fail);
+        // A connection that closes before the body is complete is an error, not an end.
+        res.on('close', () => {
+          if (!res.complete) fail(Object.assign(new Error('the connection closed before the body was complete'), { code: 'ECONNRESET' }));
+        });
+      },
+      pull() {
+        if (src.isPaused()) src.resume();
+      },
+      cancel() {
+        if (!settled) over();
+        res.destroy();
+      },
+    },
+    { highWaterMark: 1 },
+  );
+}
+
+export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Response> {
+  return new Promise<Response>((resolve, reject) => {
+    const u = new URL(url);
+    const https = u.protocol === 'https:';
+    if (!https && u.protocol !== 'http:') {
+      reject(networkError(new Error(`unsupported protocol ${u.protocol}`)));
+      return;
+    }
+    const signal = init.signal;
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const headers = plainHeaders(init.headers);
+    const body = init.body ?? undefined;
+    if (body !== undefined) headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+    const req = (https ? httpsRequest : httpRequest)({
+      protocol: u.protocol,
+      hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
+      port: u.port || undefined,
+      path: `${u.pathname}${u.search}`,
+      method: init.method ?? 'GET',
+      headers,
+      agent: https ? agents.https : agents.http,
+      auth: u.username ? `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}` : undefined,
+    });
+    let answered = false;
+    const onAbort = () => {
+      const err = signal!.reason ?? new DOMException('This operation was aborted', 'AbortError');
+      if (!answered) reject(err);
+      req.destroy(err);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('error', (err) => {
+      if (!answered) reject(signal?.aborted ? (signal.reason ?? err) : networkError(err));
+    });
+    req.on('response', (res) => {
+      answered = true;
+      // The listener stays until the body ends: an abort mid-body destroys the request, which
+      // errors the body stream.
+      res.on('close', () => signal?.removeEventListener('abort', onAbort));
+      const status = res.statusCode ?? 502;
+      const nullBody = status === 204 || status === 205 || status === 304 || init.method === 'HEAD';
+      if (nullBody) res.resume();
+      try {
+        resolve(new Response(nullBody ? null : webBody(res, init), { status, statusText: res.statusMessage, headers: responseHeaders(res) }));
+      } catch (err) {
+        // A status the web Response cannot carry (below 200 or above 599).
+        res.destroy();
+        reject(networkError(err));
+      }
+    });
+    req.end(body);
+  });
+}

@@ -1,0 +1,137 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+
+/**
+ * W3C Trace Context for one request (https://www.w3.org/TR/trace-context/).
+ *
+ * The gateway is one span of the caller's trace: it keeps the caller's trace id (from an incoming
+ * `traceparent`), or starts a trace, or (in Lambda with X-Ray active tracing and no incoming
+ * `traceparent`) takes the trace id from the X-Ray root so both views line up. Each upstream call
+ * gets its own child span id under the same trace id. The context travels with the request through
+ * AsyncLocalStorage, so upstream fetch paths need no extra parameter.
+ */
+export interface TraceContext {
+  /** 32 lower-case hex digits. */
+  traceId: string;
+  /** The gateway's own span id for this request (16 hex digits). */
+  spanId: string;
+  /** The caller's span id, when it sent a valid `traceparent`. */
+  parentSpanId?: string;
+  /** Trace flags (2 hex digits; `01` = sampled). */
+  flags: string;
+  /** The caller's `tracestate`, forwarded unchanged. */
+  tracestate?: string;
+  /** The X-Ray trace id (`1-xxxxxxxx-yyyyyyyyyyyyyyyyyyyyyyyy`) when running under X-Ray. */
+  xrayTraceId?: string;
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+const XRAY_ROOT = /(?:^|;)\s*Root=1-([0-9a-f]{8})-([0-9a-f]{24})\s*(?:;|$)/i;
+
+/** The parts of a valid `traceparent` header, or undefined (invalid headers are ignored, per spec). */
+export function parseTraceparent(value: string | null | undefined): { traceId: string; parentId: string; flags: string } | undefined {
+  if (!value) return undefined;
+  const m = TRACEPARENT.exec(value.trim().toLowerCase());
+  if (!m) return undefined;
+  const [, version, traceId, parentId, flags, rest] = m;
+  if (version === 'ff') return undefined;
+  // Version 00 has exactly four fields; later versions may append more, which we ignore.
+  if (version === '00' && rest) return undefined;
+  if (traceId === ZERO_TRACE || parentId === ZERO_SPAN) return undefined;
+  return { traceId: traceId!, parentId: parentId!, flags: flags! };
+}
+
+/** The X-Ray root trace id from an `_X_AMZN_TRACE_ID` / `X-Amzn-Trace-Id` value. */
+export function xrayRoot(value: string | undefined): { id: string; w3cTraceId: string } | undefined {
+  if (!value) return undefined;
+  const m = XRAY_ROOT.exec(value);
+  if (!m) return undefined;
+  const [time, rand] = [m[1]!.toLowerCase(), m[2]!.toLowerCase()];
+  return { id: `1-${time}-${rand}`, w3cTraceId: time + rand };
+}
+
+export function newSpanId(): string {
+  for (;;) {
+    const id = randomBytes(8).toString('hex');
+    if (id !== ZERO_SPAN) return id;
+  }
+}
+
+function newTraceId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('hex');
+    if (id !== ZERO_TRACE) return id;
+  }
+}
+
+/**
+ * The trace context of an incoming request. `xrayTraceHeader` is the Lambda runtime's
+ * `_X_AMZN_TRACE_ID` for this invocation (absent locally).
+ */
+export function startTrace(headers: Headers, xrayTraceHeader?: string): TraceContext {
+  const incoming = parseTraceparent(headers.get('traceparent'));
+  const xray = xrayRoot(xrayTraceHeader);
+  const tracestate = incoming ? headers.get('tracestate')?.slice(0, 512) || undefined : undefined;
+  return {
+    traceId: incoming?.traceId ?? xray?.w3cTraceId ?? newTraceId(),
+    spanId: newSpanId(),
+    parentSpanId: incoming?.parentId,
+    flags: incoming?.flags ?? '01',
+    tracestate,
+    xrayTraceId: xray?.id,
+  };
+}
+
+/** `traceparent` naming the gateway's own span (sent back to the caller). */
+export function ownTraceparent(tc: TraceContext): string {
+  return `00-${tc.traceId}-${tc.spanId}-${tc.flags}`;
+}
+
+/** Headers for one upstream call: a new child span under the request's trace. */
+export function childTraceHeaders(tc: TraceContext): Record<string, string> {
+  const h: Record<string, string> = { traceparent: `00-${tc.traceId}-${newSpanId()}-${tc.flags}` };
+  if (tc.tracestate) h.tracestate = tc.tracestate;
+  return h;
+}
+
+const store = new AsyncLocalStorage<TraceContext>();
+
+/** Run `fn` (and everything it starts) inside the request's trace context. */
+export function runWithTrace<T>(tc: TraceContext, fn: () => T): T {
+  return store.run(tc, fn);
+}
+
+/** The trace context of the request being handled, if any. */
+export function currentTrace(): TraceContext | undefined {
+  return store.getStore();
+}
+
+/** Trace headers for an upstream call made while handling a request (empty outside one). */
+export function upstreamTraceHeaders(): Record<string, string> {
+  const tc = store.getStore();
+  return tc ? childTraceHeaders(tc) : {};
+}
+
+/** The bit of an AWS SDK v3 client this needs (its middleware stack). */
+interface SdkClient {
+  middlewareStack: { add(mw: (next: (args: { request: unknown }) => Promise<unknown>) => (args: { request: unknown }) => Promise<unknown>, opts: { step: 'build'; name: string }): void };
+}
+
+/**
+ * Give an AWS SDK client (Bedrock Runtime) the request's `traceparent` on every call, as a new
+ * child span; added at the build step, so it is signed with the rest of the request.
+ */
+export function withTraceparent<T extends object>(client: T): T {
+  (client as unknown as SdkClient).middlewareStack.add(
+    (next) => async (args) => {
+      const extra = upstreamTraceHeaders();
+      const req = args.request as { headers?: Record<string, string> } | undefined;
+      if (extra.traceparent && req?.headers) Object.assign(req.headers, extra);
+      return next(args);
+    },
+    { step: 'build', name: 'gatewayTraceparent' },
+  );
+  return client;
+}
