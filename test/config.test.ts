@@ -52,19 +52,21 @@ describe('the shipped gateway.config.yaml', () => {
     assert.ok(openai && openai.type === 'openai');
     assert.equal(openai.baseUrl, 'https://api.openai.com/v1');
     assert.equal(openai.apiKeyEnv, 'OPENAI_API_KEY');
-    assert.deepEqual(Object.keys(cfg.models).sort(), ['gpt-4.1', 'gpt-4o-mini', 'mock']);
+    assert.deepEqual(Object.keys(cfg.models).sort(), ['claude-sonnet', 'gpt-4.1', 'gpt-4o-mini', 'mock', 'nova-lite', 'titan-embed']);
     assert.equal(cfg.logging.localDir, 'data/logs');
   });
 
-  it('gives a gateway whose openai models are off until the key is in the environment', () => {
+  it('gives a gateway whose real providers are off until their keys (or region) are in the environment', () => {
     const cfg = loadConfigFile(SHIPPED);
     const off = new Gateway({ config: cfg, env: {} });
     assert.equal(off.providers.get('mock')?.live, true);
     assert.equal(off.providers.get('openai')?.live, false);
     assert.match(off.providers.get('openai')?.notLiveReason ?? '', /OPENAI_API_KEY/);
     assert.deepEqual(off.models.filter((m) => m.live).map((m) => m.id), ['mock']);
-    assert.deepEqual(off.models.map((m) => m.id).sort(), ['gpt-4.1', 'gpt-4o-mini', 'mock']);
-    const on = new Gateway({ config: cfg, env: { OPENAI_API_KEY: 'sk-test' } });
+    assert.deepEqual(off.models.map((m) => m.id).sort(), ['claude-sonnet', 'gpt-4.1', 'gpt-4o-mini', 'mock', 'nova-lite', 'titan-embed']);
+    assert.equal(off.providers.get('anthropic')?.live, false);
+    assert.equal(off.providers.get('bedrock')?.live, false, 'Bedrock is off without a region');
+    const on = new Gateway({ config: cfg, env: { OPENAI_API_KEY: 'sk-test', ANTHROPIC_API_KEY: 'sk-ant-test', AWS_REGION: 'us-east-1' } });
     assert.ok(on.models.every((m) => m.live));
   });
 });
@@ -195,6 +197,19 @@ describe('config text and files', () => {
     const bad = join(dir, 'bad.yaml');
     await writeFile(bad, 'providers:\n  mock:\n    type: mock\n    wordDelayMs: lots\nmodels: {}\n');
     assert.throws(() => loadConfigFile(bad), (err: unknown) => err instanceof ConfigError && err.message.includes(bad) && err.message.includes('providers.mock.wordDelayMs'));
+  });
+
+  it('a parsed configuration (as the Lambda build embeds it) validates again to the same thing', () => {
+    const once = loadConfigFile(SHIPPED);
+    const twice = parseConfig(JSON.parse(JSON.stringify(once)), 'bundled configuration');
+    assert.equal(JSON.stringify(twice), JSON.stringify(once));
+    const routed = parseConfig({
+      providers: { a: { type: 'mock' }, b: { type: 'mock' } },
+      models: { one: { provider: 'a', model: 'x' }, pair: { targets: [{ provider: 'a', model: 'x' }, { provider: 'b', model: 'y', weight: 3 }] }, chain: { groups: [{ targets: [{ provider: 'a', model: 'x' }] }, { targets: [{ provider: 'b', model: 'y' }] }] } },
+    });
+    const again = parseConfig(JSON.parse(JSON.stringify(routed)));
+    assert.deepEqual(Object.fromEntries(Object.entries(again.models).map(([k, m]) => [k, m.form])), { one: 'single', pair: 'targets', chain: 'groups' });
+    assert.equal(JSON.stringify(again.models), JSON.stringify(routed.models));
   });
 
   it('unparseable text and a missing file are ConfigErrors', () => {

@@ -68,6 +68,14 @@ describe('CDK stack', () => {
     bedrock.template.hasResourceProperties('AWS::Lambda::Function', { MemorySize: 2048, ReservedConcurrentExecutions: 50 });
   });
 
+  it('X-Ray: active tracing on both functions and on the API Gateway stage', () => {
+    const fns = Object.values(template.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.handler' } })) as Array<{ Properties: Record<string, any> }>;
+    assert.equal(fns.length, 2, 'the gateway and admin functions');
+    for (const f of fns) assert.deepEqual(f.Properties.TracingConfig, { Mode: 'Active' });
+    template.resourceCountIs('AWS::ApiGateway::Stage', 1);
+    template.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: true });
+  });
+
   it('puts every model route on a Lambda proxy integration in response-streaming mode; /admin on IAM', () => {
     const methods = Object.entries(template.findResources('AWS::ApiGateway::Method')) as Array<[string, { Properties: Record<string, any> }]>;
     assert.ok(methods.length >= 6);
@@ -115,7 +123,7 @@ describe('CDK stack', () => {
     const admin = statements('AdminFnServiceRole');
     const bedrockStmt = gw.find((s) => s.Sid === 'InvokeConfiguredBedrockModels');
     assert.ok(bedrockStmt);
-    assert.deepEqual(bedrockStmt.Action, ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']);
+    assert.deepEqual(bedrockStmt.Action, ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream', 'bedrock:CountTokens']);
     const resources = JSON.stringify(bedrockStmt.Resource);
     assert.match(resources, /bedrock:eu-west-1::foundation-model\/amazon\.titan-embed-text-v2:0/);
     assert.match(resources, /bedrock:eu-west-1:123456789012:inference-profile\/eu\.anthropic\.claude-sonnet-4-5-20250929-v1:0/);

@@ -47,6 +47,15 @@ class XraySpan implements Span {
 
   fail(err: unknown): void {
     this.sub.addError(err instanceof Error ? err : String(err));
+    // addError marks a fault; a client error (a gateway 4xx, an AWS API's 4xx such as a failed
+    // condition check) is an error in X-Ray's terms, and 429 also a throttle.
+    const e = err as { status?: unknown; $metadata?: { httpStatusCode?: unknown } } | undefined;
+    const status = typeof e?.status === 'number' ? e.status : e?.$metadata?.httpStatusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      delete (this.sub as { fault?: boolean }).fault;
+      this.sub.addErrorFlag();
+      if (status === 429) this.sub.addThrottleFlag();
+    }
   }
 
   end(): void {

@@ -49,7 +49,9 @@ export function grantBedrock(scope: Construct, grantee: IGrantable, config: Gate
   grantee.grantPrincipal.addToPrincipalPolicy(
     new PolicyStatement({
       sid: 'InvokeConfiguredBedrockModels',
-      actions: ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'],
+      // Converse/ConverseStream are authorized as InvokeModel/InvokeModelWithResponseStream;
+      // CountTokens makes /v1/messages/count_tokens exact for Claude on Bedrock.
+      actions: ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream', 'bedrock:CountTokens'],
       resources: arns,
     }),
   );

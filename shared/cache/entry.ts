@@ -34,6 +34,7 @@ export function requestKeyMaterial(req: ChatRequest, rawBody: Record<string, unk
     messages: req.messages,
     tools: req.tools,
     toolChoice: req.toolChoice,
+    parallelToolCalls: req.parallelToolCalls,
     maxTokens: req.maxTokens,
     temperature: req.temperature,
     topP: req.topP,

@@ -3,6 +3,7 @@ import { readJsonBody } from '../http/body.ts';
 import { GatewayError, jsonResponse } from '../http/errors.ts';
 import type { Provider } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
+import { inSpan } from '../tracing/spans.ts';
 
 /**
  * OpenAI Embeddings: `POST /v1/embeddings`. OpenAI and OpenAI-compatible upstreams get the
@@ -117,7 +118,11 @@ export async function handleEmbeddings(request: Request, trace: RequestTrace, he
   if (deps.admit) Object.assign(headers, await deps.admit(req.model, estimateEmbeddingTokens(req)));
   trace.record.provider = provider.name;
   trace.record.upstreamModel = model;
-  const result: EmbeddingResult = await provider.embed!(req, { requestId: trace.record.requestId, signal: request.signal, upstreamModel: model, rawBody: body, headers: request.headers });
+  // One upstream call, a span like a chat attempt's (until the answer's headers).
+  const result: EmbeddingResult = await inSpan(`${provider.name}/${model}`, () => provider.embed!(req, { requestId: trace.record.requestId, signal: request.signal, upstreamModel: model, rawBody: body, headers: request.headers }), {
+    namespace: 'remote',
+    annotations: { provider: provider.name, model },
+  });
   const outHeaders = { ...headers, 'x-gateway-provider': provider.name, 'x-gateway-model': model };
 
   if (result.kind === 'vectors') {
