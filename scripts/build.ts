@@ -2,7 +2,8 @@ import { readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { build } from 'esbuild';
 import { loadConfigOrExit } from '../shared/config/load.ts';
-import { configDefine, ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET } from '../infra/bundling.ts';
+import { execSync } from 'node:child_process';
+import { configDefine, copyLazyModules, ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET, LAZY_MODULES } from '../infra/bundling.ts';
 
 /**
  * `npm run build`: bundle each Lambda entry in functions/ with esbuild (minified, source maps, ESM
@@ -28,8 +29,10 @@ for (const entry of entries) {
     legalComments: 'none',
     banner: { js: ESM_REQUIRE_BANNER },
     define: configDefine(config),
+    external: LAZY_MODULES.map((m) => m.specifier),
     logLevel: 'warning',
   });
+  for (const cmd of copyLazyModules(process.cwd(), join('dist', name))) execSync(cmd);
   const size = statSync(outfile).size;
   const map = statSync(`${outfile}.map`).size;
   rows.push(`${name.padEnd(20)} ${outfile.padEnd(32)} ${(size / 1024).toFixed(1).padStart(8)} KiB  (+ ${(map / 1024).toFixed(0)} KiB source map)`);

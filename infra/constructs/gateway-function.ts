@@ -5,7 +5,7 @@ import { LogGroup } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { fileURLToPath } from 'node:url';
 import type { GatewayConfig } from '../../shared/config/schema.ts';
-import { configDefine, ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET } from '../bundling.ts';
+import { configDefine, copyLazyModules, ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET, LAZY_MODULES } from '../bundling.ts';
 
 export interface GatewayFunctionProps {
   config: GatewayConfig;
@@ -51,6 +51,14 @@ export class GatewayFunction extends Construct {
         banner: ESM_REQUIRE_BANNER,
         define: configDefine(props.config),
         forceDockerBundling: false,
+        // Bundle the AWS SDK too (the default would leave @aws-sdk/* to the runtime's copy); keep
+        // only the lazily loaded modules outside, shipped beside the bundle.
+        externalModules: LAZY_MODULES.map((m) => m.specifier),
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          afterBundling: (inputDir, outputDir) => copyLazyModules(inputDir, outputDir),
+        },
       },
     });
   }
