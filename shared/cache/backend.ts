@@ -1,5 +1,5 @@
-import { BatchGetItemCommand, CreateTableCommand, DescribeTableCommand, GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { dynamoClient } from '../store/dynamodb.ts';
+import { BatchGetItemCommand, GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { dynamoClient, ensureTable } from '../store/dynamodb.ts';
 
 /**
  * Where cache entries live. One item per entry under a string key `pk`, holding the compressed
@@ -126,30 +126,8 @@ export class MemoryCacheBackend implements CacheBackend {
 }
 
 /** Create the cache table if missing (local server and tests; in AWS the CDK stack owns it, with TTL). */
-export async function ensureCacheTable(client: DynamoDBClient, table: string): Promise<void> {
-  try {
-    await client.send(new DescribeTableCommand({ TableName: table }));
-    return;
-  } catch (err) {
-    if ((err as Error).name !== 'ResourceNotFoundException') throw err;
-  }
-  try {
-    await client.send(
-      new CreateTableCommand({
-        TableName: table,
-        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-        BillingMode: 'PAY_PER_REQUEST',
-      }),
-    );
-  } catch (err) {
-    if ((err as Error).name !== 'ResourceInUseException') throw err;
-  }
-  for (let i = 0; i < 100; i++) {
-    const d = await client.send(new DescribeTableCommand({ TableName: table }));
-    if (d.Table?.TableStatus === 'ACTIVE') return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+export function ensureCacheTable(client: DynamoDBClient, table: string): Promise<void> {
+  return ensureTable(client, table);
 }
 
 /** The DynamoDB backend for a configuration: table and endpoint from the environment when set (CDK stack, local server). */

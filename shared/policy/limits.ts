@@ -1,4 +1,4 @@
-import type { Budget, CounterTotals, RateLimits, Store } from '../store/types.ts';
+import type { Budget, CounterTotals, RateLimits, Store, UsageDelta } from '../store/types.ts';
 import { ZERO_TOTALS } from '../store/types.ts';
 
 /**
@@ -273,6 +273,8 @@ export function usageCounterId(subject: string, period: Period, now: number): st
 export class BudgetTracker {
   private readonly view = new Map<string, { totals: CounterTotals; at: number }>();
   private readonly refreshing = new Set<string>();
+  /** Per counter: the usage waiting for the write in flight to finish (see `add`). */
+  private readonly writes = new Map<string, { open?: PendingWrite; running: boolean }>();
 
   constructor(
     private readonly store: Store,
@@ -362,14 +364,61 @@ export class BudgetTracker {
         const id = usageCounterId(subject, period, now);
         // Kept a little past the window, for reading recent usage.
         const expiresAt = Math.floor(periodEnd(period, now) / 1000) + (period === 'd' ? 7 : 62) * 86_400;
-        writes.push(
-          this.store.addUsage(id, { requests: 1, tokens, ...delta }, expiresAt).then((t) => {
-            if (this.view.has(id)) this.set(id, t, now);
-          }),
-        );
+        writes.push(this.add(id, { requests: 1, tokens, ...delta }, expiresAt, now));
       }
     }
     const results = await Promise.allSettled(writes);
     for (const r of results) if (r.status === 'rejected') this.onError?.(r.reason);
   }
+
+  /**
+   * Add usage to one counter. A write goes out at once when none is in flight for the counter;
+   * usage that arrives meanwhile is summed and sent as one write when the current one returns. So a
+   * busy instance makes at most one write per counter per round trip instead of one per request,
+   * with no timer (a Lambda serving one request at a time writes at once). Resolves when the
+   * write carrying this usage has landed.
+   */
+  private add(id: string, delta: UsageDelta, expiresAt: number, now: number): Promise<void> {
+    let slot = this.writes.get(id);
+    if (!slot) {
+      slot = { running: false };
+      this.writes.set(id, slot);
+    }
+    let batch = slot.open;
+    if (!batch) {
+      let resolve!: () => void;
+      let reject!: (e: unknown) => void;
+      const done = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      batch = { delta: {}, expiresAt, done, resolve, reject };
+      slot.open = batch;
+    }
+    for (const [k, v] of Object.entries(delta) as [keyof UsageDelta, number | undefined][]) if (v) batch.delta[k] = (batch.delta[k] ?? 0) + v;
+    batch.expiresAt = Math.max(batch.expiresAt, expiresAt);
+    if (!slot.running) void this.drain(id, slot, now);
+    return batch.done;
+  }
+
+  private async drain(id: string, slot: { open?: PendingWrite; running: boolean }, now: number): Promise<void> {
+    slot.running = true;
+    for (let batch = slot.open; batch; batch = slot.open) {
+      slot.open = undefined;
+      try {
+        const totals = await this.store.addUsage(id, batch.delta, batch.expiresAt);
+        if (this.view.has(id)) this.set(id, totals, now);
+        batch.resolve();
+      } catch (err) {
+        batch.reject(err);
+      }
+    }
+    slot.running = false;
+    this.writes.delete(id);
+  }
+}
+
+interface PendingWrite {
+  delta: UsageDelta;
+  expiresAt: number;
+  done: Promise<void>;
+  resolve(): void;
+  reject(err: unknown): void;
 }

@@ -361,32 +361,35 @@ export function createDynamoStore(s: DynamoSettings): DynamoStore {
 export async function ensureTables(s: DynamoSettings): Promise<void> {
   const client = dynamoClient(s);
   try {
-    for (const name of [s.tables.keys, s.tables.usage]) {
-      try {
-        await client.send(new DescribeTableCommand({ TableName: name }));
-        continue;
-      } catch (err) {
-        if ((err as Error).name !== 'ResourceNotFoundException') throw err;
-      }
-      try {
-        await client.send(
-          new CreateTableCommand({
-            TableName: name,
-            AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-            KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-            BillingMode: 'PAY_PER_REQUEST',
-          }),
-        );
-      } catch (err) {
-        if ((err as Error).name !== 'ResourceInUseException') throw err;
-      }
-      for (let i = 0; i < 100; i++) {
-        const d = await client.send(new DescribeTableCommand({ TableName: name }));
-        if (d.Table?.TableStatus === 'ACTIVE') break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    for (const name of [s.tables.keys, s.tables.usage]) await ensureTable(client, name);
   } finally {
     client.destroy();
+  }
+}
+
+/** Create one on-demand table keyed on the string `pk` if it does not exist, and wait until it is active. */
+export async function ensureTable(client: DynamoDBClient, name: string): Promise<void> {
+  try {
+    await client.send(new DescribeTableCommand({ TableName: name }));
+    return;
+  } catch (err) {
+    if ((err as Error).name !== 'ResourceNotFoundException') throw err;
+  }
+  try {
+    await client.send(
+      new CreateTableCommand({
+        TableName: name,
+        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+        BillingMode: 'PAY_PER_REQUEST',
+      }),
+    );
+  } catch (err) {
+    if ((err as Error).name !== 'ResourceInUseException') throw err;
+  }
+  for (let i = 0; i < 100; i++) {
+    const d = await client.send(new DescribeTableCommand({ TableName: name }));
+    if (d.Table?.TableStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { BudgetTracker, usageCounterId } from '../shared/policy/limits.ts';
+import { createDynamoStore } from '../shared/store/dynamodb.ts';
+import type { Store } from '../shared/store/types.ts';
+import type { LocalDynamo } from '../local/dynamodb.ts';
+import { startDynamo } from './helpers/keys.ts';
+
+/**
+ * Settling usage: concurrent requests of one subject share their counter writes (one write in
+ * flight per counter, the rest summed into the next), and the totals still add up exactly.
+ */
+describe('usage counters: concurrent settlements are coalesced, never lost', () => {
+  let dynamo: LocalDynamo;
+  let store: Store;
+  let calls = 0;
+
+  before(async () => {
+    const started = await startDynamo();
+    dynamo = started.dynamo;
+    const real = createDynamoStore(started.settings);
+    // Count the store's writes; every call still goes to the real DynamoDB API.
+    store = new Proxy(real, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop === 'addUsage' && typeof v === 'function') {
+          return (...args: unknown[]) => {
+            calls++;
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  });
+  after(async () => {
+    await dynamo.close();
+  });
+
+  it('200 concurrent settlements of one key land in far fewer writes, with exact totals', async () => {
+    const tracker = new BudgetTracker(store, 60_000);
+    const now = Date.parse('2026-11-25T12:00:00Z');
+    const n = 200;
+    await Promise.all(
+      Array.from({ length: n }, (_, i) => tracker.record(['key:coalesce'], { inputTokens: 10 + (i % 3), outputTokens: 5, cacheReadTokens: 1, cacheWriteTokens: 0, microUsd: 7 }, now)),
+    );
+    const expectedTokens = Array.from({ length: n }, (_, i) => 10 + (i % 3) + 5).reduce((a, b) => a + b, 0);
+    const counters = await store.getCounters([usageCounterId('key:coalesce', 'd', now), usageCounterId('key:coalesce', 'm', now)]);
+    for (const totals of counters.values()) {
+      assert.equal(totals.requests, n);
+      assert.equal(totals.tokens, expectedTokens);
+      assert.equal(totals.microUsd, 7 * n);
+    }
+    assert.equal(counters.size, 2);
+    // Two counters (day, month): at most one write in flight each, the rest merged.
+    assert.ok(calls < n, `${calls} writes for ${2 * n} settlements`);
+    assert.ok(calls >= 2);
+  });
+
+  it('a lone settlement is written at once (no timer), and a failed write rejects only its own batch', async () => {
+    calls = 0;
+    const tracker = new BudgetTracker(store, 60_000);
+    const now = Date.parse('2026-11-25T13:00:00Z');
+    await tracker.record(['key:lone'], { inputTokens: 3, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 1 }, now);
+    assert.equal(calls, 2);
+    const counters = await store.getCounters([usageCounterId('key:lone', 'd', now)]);
+    assert.equal([...counters.values()][0]!.tokens, 5);
+
+    const errors: unknown[] = [];
+    const failing: Store = { ...store, addUsage: async () => Promise.reject(new Error('store down')) } as Store;
+    const broken = new BudgetTracker(failing, 60_000, (e) => errors.push(e));
+    await broken.record(['key:broken'], { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0 }, now);
+    assert.equal(errors.length, 2, 'each counter write failure is reported');
+  });
+});
