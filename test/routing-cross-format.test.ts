@@ -42,11 +42,14 @@ describe('routing: cross-format fallback', () => {
       providers: {
         anthropic: { type: 'anthropic', baseUrl: claude.baseUrl, apiKeyEnv: 'ANTHROPIC_API_KEY' },
         bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint },
+        'bedrock-invoke': { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, messagesViaInvokeModel: true },
         gpt: { type: 'openai-compatible', baseUrl: openaiUp.baseUrl },
       },
       models: {
         // Anthropic first, Bedrock (same model family) as the fallback.
         claude: { groups: [{ targets: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }] }, { targets: [{ provider: 'bedrock', model: CLAUDE_ON_BEDROCK }] }] },
+        // The same, with Messages requests reaching Claude on Bedrock through InvokeModel as sent.
+        'claude-invoke': { groups: [{ targets: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }] }, { targets: [{ provider: 'bedrock-invoke', model: CLAUDE_ON_BEDROCK }] }] },
         // Anthropic first, an OpenAI-compatible server as the fallback.
         'claude-or-gpt': { groups: [{ targets: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }] }, { targets: [{ provider: 'gpt', model: 'gpt-x' }] }] },
         // The other way round: OpenAI-compatible first, Anthropic as the fallback.
@@ -140,6 +143,50 @@ describe('routing: cross-format fallback', () => {
     assert.equal(rec.status, 200);
     assert.equal(rec.provider, 'bedrock');
     assert.equal(rec.fallbacks, 1);
+  });
+
+  it('Anthropic 529 -> Claude on Bedrock through InvokeModel (messagesViaInvokeModel): betas, cache_control and context_management survive', async () => {
+    claude.script(overloaded);
+    bedrock.script({ type: 'answer', text: ['Cached ', 'prompt ', 'answer.'], usage: { inputTokens: 30, outputTokens: 3 } });
+    const params = {
+      model: 'claude-invoke',
+      max_tokens: 64,
+      system: [{ type: 'text', text: 'A long, stable system prompt.', cache_control: { type: 'ephemeral' } }],
+      context_management: { edits: [{ type: 'clear_tool_uses_20250919' }] },
+      messages: [{ role: 'user', content: 'Use the cache.' }],
+    };
+    const { data: msg, response } = await anthropic.messages
+      .create(params as unknown as Anthropic.MessageCreateParamsNonStreaming, { headers: { 'anthropic-beta': 'context-management-2025-06-27,prompt-caching-2024-07-31' } })
+      .withResponse();
+    assert.deepEqual(msg.content.map((b) => (b.type === 'text' ? b.text : b.type)), ['Cached prompt answer.']);
+    assert.equal(msg.stop_reason, 'end_turn');
+    assert.equal(response.headers.get('x-gateway-provider'), 'bedrock-invoke');
+    const sent = bedrock.last('invoke');
+    assert.equal(sent.modelId, CLAUDE_ON_BEDROCK);
+    assert.equal(sent.body.anthropic_version, 'bedrock-2023-05-31');
+    assert.deepEqual(sent.body.anthropic_beta, ['context-management-2025-06-27', 'prompt-caching-2024-07-31']);
+    assert.deepEqual(sent.body.system, params.system);
+    assert.deepEqual(sent.body.context_management, params.context_management);
+    assert.equal(sent.body.model, undefined);
+    const rec = await recordOf(response.headers.get('x-request-id'));
+    assert.equal(rec.status, 200);
+    assert.equal(rec.provider, 'bedrock-invoke');
+    assert.equal(rec.outputTokens, 3);
+
+    // Streaming: the Anthropic events Bedrock sends, as Messages SSE to the client.
+    claude.script(overloaded);
+    bedrock.script({ type: 'answer', text: ['Streamed ', 'via ', 'invoke'], usage: { inputTokens: 9, outputTokens: 3 } });
+    const stream = await anthropic.messages.create({ model: 'claude-invoke', max_tokens: 32, stream: true, messages: [{ role: 'user', content: 'stream it' }] });
+    let text = '';
+    const types: string[] = [];
+    for await (const ev of stream) {
+      types.push(ev.type);
+      if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') text += ev.delta.text;
+    }
+    assert.equal(text, 'Streamed via invoke');
+    assert.equal(types[0], 'message_start');
+    assert.equal(types.at(-1), 'message_stop');
+    assert.equal(bedrock.last('invoke-with-response-stream').modelId, CLAUDE_ON_BEDROCK);
   });
 
   it('Anthropic connection refused -> OpenAI-compatible upstream, translated through Chat Completions', async () => {

@@ -59,6 +59,12 @@ export const bedrockProviderSchema = z
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region such as us-east-1').optional(),
     /** Endpoint override (a VPC interface endpoint, or a local mock in tests). */
     endpoint: httpUrl.optional(),
+    /**
+     * Anthropic Messages requests (`/v1/messages`, Claude Code) to Claude models go through
+     * InvokeModel with the Messages body as sent, keeping what Converse cannot carry
+     * (`anthropic-beta`, `cache_control`, `context_management`, ...). Off: translated over Converse.
+     */
+    messagesViaInvokeModel: z.boolean().default(false),
     ...timeouts,
   })
   .strict();

@@ -56,13 +56,16 @@ export class BedrockProvider implements Provider {
     return this.clientInstance;
   }
 
-  /** Bedrock-native clients (InvokeModel with a Claude body) are passed through to Claude models. */
+  /**
+   * Bedrock-native clients (InvokeModel with a Claude body) are passed through to Claude models;
+   * with `messagesViaInvokeModel`, so are Anthropic Messages requests.
+   */
   passthrough(door: FrontDoor): boolean {
-    return door === 'bedrock-invoke';
+    return door === 'bedrock-invoke' || (door === 'anthropic-messages' && this.cfg.messagesViaInvokeModel);
   }
 
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
-    if (ctx.frontDoor === 'bedrock-invoke') {
+    if (this.passthrough(ctx.frontDoor)) {
       if (isAnthropicModel(ctx.upstreamModel)) return invokeAnthropic(this.client, this.name, this.cfg, req.stream, ctx);
       // Another model family: translated over Converse, which cannot carry everything.
       const lost = req.untranslatable?.[0];
