@@ -161,7 +161,7 @@ export class Gateway {
         case 'POST /v1/embeddings':
           return await handleEmbeddings(request, trace, baseHeaders, {
             maxBodyBytes: this.opts.config.server.maxBodyBytes,
-            resolve: (name) => (this.policy?.permit(trace, name), this.router.order(this.router.resolve(name))).map((t) => ({ provider: t.provider, model: t.model })),
+            resolve: (name) => this.permittedTargets(trace, name),
             admit: async (model, tokens) => (this.policy ? this.policy.admit(trace, { model, tokens }, 'openai-chat') : {}),
           });
         case 'POST /v1/messages/count_tokens':
@@ -169,7 +169,7 @@ export class Gateway {
           if (this.policy) Object.assign(baseHeaders, this.policy.currentHeaders(trace, 'anthropic-messages'));
           return await countTokens(request, trace, baseHeaders, {
             maxBodyBytes: this.opts.config.server.maxBodyBytes,
-            resolve: (name) => (this.policy?.permit(trace, name), this.router.order(this.router.resolve(name))).map((t) => ({ provider: t.provider, model: t.model })),
+            resolve: (name) => this.permittedTargets(trace, name),
           });
         case 'GET /v1/models':
           if (this.policy) Object.assign(baseHeaders, this.policy.currentHeaders(trace, 'openai-chat'));
@@ -195,6 +195,12 @@ export class Gateway {
       const res = this.errorResponse(path, ge, baseHeaders);
       return this.done(trace, res);
     }
+  }
+
+  /** The targets of a model name in routing order, once the key's allow list has let it through (403 otherwise). */
+  private permittedTargets(trace: RequestTrace, name: string): { provider: Provider; model: string }[] {
+    this.policy?.permit(trace, name);
+    return this.router.order(this.router.resolve(name)).map((t) => ({ provider: t.provider, model: t.model }));
   }
 
   /** An error in the shape of the API the path belongs to. */

@@ -9,6 +9,7 @@ import { parseConfig } from '../shared/config/load.ts';
 import { assertCleanErrorText, collectStream, emptyCollected, addChunk, MemorySink } from './helpers/gateway.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { createGate } from './helpers/mock-openai.ts';
+import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 
 /**
  * The bedrock provider through the real @aws-sdk/client-bedrock-runtime client (SigV4-signed
@@ -19,12 +20,7 @@ import { createGate } from './helpers/mock-openai.ts';
 // Static dummy credentials for the SDK's default provider chain (the environment comes first).
 const ACCESS_KEY_ID = 'AKIATESTGATEWAY00001';
 const SECRET_KEY = 'bedrock-test-secret-DO-NOT-LEAK-4f1e2d';
-process.env.AWS_ACCESS_KEY_ID = ACCESS_KEY_ID;
-process.env.AWS_SECRET_ACCESS_KEY = SECRET_KEY;
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_BEARER_TOKEN_BEDROCK;
-delete process.env.AWS_PROFILE;
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
+useDummyAwsCredentials(ACCESS_KEY_ID, SECRET_KEY);
 
 const CLAUDE = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
 const NOVA = 'amazon.nova-lite-v1:0';

@@ -23,6 +23,7 @@ import { eventually, startKeyedGateway, type KeyedGateway } from './helpers/keys
 import { anthropicErrorJson, startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { createGate, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
+import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 
 /**
  * Claude Code behind the gateway, both ways it can be pointed at one:
@@ -38,12 +39,7 @@ import { createGate, startMockOpenAI, type MockOpenAI } from './helpers/mock-ope
  */
 
 // Dummy AWS credentials for the gateway's own Bedrock client (loopback mock only).
-process.env.AWS_ACCESS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE';
-process.env.AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_PROFILE;
-delete process.env.AWS_BEARER_TOKEN_BEDROCK;
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
+useDummyAwsCredentials('AKIAIOSFODNN7EXAMPLE', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY');
 
 /** The upstream key the keyed test gateway holds (TEST_UPSTREAM_KEY, set by startKeyedGateway). */
 const UPSTREAM_KEY = 'sk-upstream-test-0000000000000000';

@@ -7,6 +7,7 @@ import { CLIENT_KEY, UPSTREAM_KEY } from './helpers/gateway.ts';
 import { startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { countTokensOf, startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
+import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 
 /**
  * `POST /v1/messages/count_tokens` for every provider, through @anthropic-ai/sdk: exact counts
@@ -15,12 +16,7 @@ import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
  * everything else, marked `estimate`, without any upstream call.
  */
 
-process.env.AWS_ACCESS_KEY_ID = 'AKIATESTCOUNTTOKENS1';
-process.env.AWS_SECRET_ACCESS_KEY = 'count-tokens-test-secret-7e2a';
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_BEARER_TOKEN_BEDROCK;
-delete process.env.AWS_PROFILE;
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
+useDummyAwsCredentials('AKIATESTCOUNTTOKENS1', 'count-tokens-test-secret-7e2a');
 
 const ANTHROPIC_KEY = 'sk-ant-count-UPSTREAM-2d4c';
 const CLAUDE_BEDROCK = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';

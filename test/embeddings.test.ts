@@ -7,6 +7,7 @@ import { startLocalServer, type LocalServer } from '../local/server.ts';
 import { parseConfig } from '../shared/config/load.ts';
 import { assertCleanErrorText, CLIENT_KEY, MemorySink, UPSTREAM_KEY, UPSTREAM_KEY_ENV } from './helpers/gateway.ts';
 import { mockVector, startMockBedrock, wordCount, type MockBedrock } from './helpers/mock-bedrock.ts';
+import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 
 /**
  * `POST /v1/embeddings` through the official openai client: the mock provider (no account), an
@@ -14,12 +15,7 @@ import { mockVector, startMockBedrock, wordCount, type MockBedrock } from './hel
  * against a loopback Bedrock Runtime. Float and base64 encodings; errors in OpenAI's shape.
  */
 
-process.env.AWS_ACCESS_KEY_ID = 'AKIATESTEMBEDDINGS01';
-process.env.AWS_SECRET_ACCESS_KEY = 'embeddings-test-secret';
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_BEARER_TOKEN_BEDROCK;
-delete process.env.AWS_PROFILE;
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
+useDummyAwsCredentials('AKIATESTEMBEDDINGS01', 'embeddings-test-secret');
 
 const TITAN = 'amazon.titan-embed-text-v2:0';
 const COHERE = 'cohere.embed-english-v3';

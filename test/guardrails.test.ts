@@ -14,6 +14,7 @@ import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { CLIENT_KEY, MemorySink } from './helpers/gateway.ts';
 import { eventually } from './helpers/keys.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
+import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 
 /**
  * Guardrails: the detectors against a fixture table (true and false positives, checksums), the
@@ -23,11 +24,7 @@ import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
  */
 
 // Static dummy credentials for the SDK's default provider chain (the environment comes first).
-process.env.AWS_ACCESS_KEY_ID = 'AKIDGUARDRAILTEST';
-process.env.AWS_SECRET_ACCESS_KEY = 'guardrail-test-secret';
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_PROFILE;
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
+useDummyAwsCredentials('AKIDGUARDRAILTEST', 'guardrail-test-secret');
 
 // ---- detectors -------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { createGate, startMockOpenAI, type Gate, type MockOpenAI } from './helpers/mock-openai.ts';
 import { startMockResponsesUpstream, type MockResponsesUpstream } from './helpers/mock-openai-responses.ts';
 import { startPathProxy, type PathProxy } from './helpers/path-proxy.ts';
+import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 
 /**
  * The whole matrix: every front door (Chat Completions and Responses through the official openai
@@ -25,12 +26,7 @@ import { startPathProxy, type PathProxy } from './helpers/path-proxy.ts';
  */
 
 // Static dummy credentials for the AWS SDK's default chain (environment first).
-process.env.AWS_ACCESS_KEY_ID = 'AKIATESTMATRIX000001';
-process.env.AWS_SECRET_ACCESS_KEY = 'matrix-test-secret-4c1d9e';
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_BEARER_TOKEN_BEDROCK;
-delete process.env.AWS_PROFILE;
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
+useDummyAwsCredentials('AKIATESTMATRIX000001', 'matrix-test-secret-4c1d9e');
 
 const OPENAI_KEY_ENV = 'TEST_MATRIX_OPENAI_KEY';
 const ANTHROPIC_KEY_ENV = 'TEST_MATRIX_ANTHROPIC_KEY';

@@ -9,6 +9,7 @@ import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 import { startMockResponsesUpstream, type MockResponsesUpstream } from './helpers/mock-openai-responses.ts';
 import { startPathProxy, type PathProxy } from './helpers/path-proxy.ts';
+import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 
 /**
  * Translation edge cases from the providers' documentation, end to end (test/fixtures/
@@ -18,12 +19,7 @@ import { startPathProxy, type PathProxy } from './helpers/path-proxy.ts';
  * rejected), in which case no upstream is called. docs/translation.md states the same rules.
  */
 
-process.env.AWS_ACCESS_KEY_ID = 'AKIATESTEDGECASES001';
-process.env.AWS_SECRET_ACCESS_KEY = 'edge-cases-test-secret-91ab';
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_BEARER_TOKEN_BEDROCK;
-delete process.env.AWS_PROFILE;
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
+useDummyAwsCredentials('AKIATESTEDGECASES001', 'edge-cases-test-secret-91ab');
 
 type Door = 'chat' | 'messages' | 'responses';
 type ProviderKey = 'openai' | 'anthropic' | 'bedrock' | 'bedrock-nova' | 'mock';

@@ -2,6 +2,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, Th
 import { anthropicErrorBody, GatewayError, jsonResponse } from '../http/errors.ts';
 import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
+import { PassthroughRelay } from './passthrough.ts';
 import { AnthropicUsage, eventName, isObject, toAnthropicStopReason, toAnthropicUsage } from './anthropic-wire.ts';
 import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
@@ -557,51 +558,14 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
   const upstreamType = upstream.headers.get('content-type') ?? '';
   const streaming = upstreamType.includes('text/event-stream') || (req.stream && !upstreamType.includes('json'));
   headers['content-type'] = upstreamType || (streaming ? SSE_HEADERS['content-type']! : 'application/json');
-  const reader = upstream.body!.getReader();
   const usage = new AnthropicUsage();
-  let finished = false;
-  const finish = () => {
-    finished = true;
+  const relay = new PassthroughRelay(upstream, trace, () => {
     if (usage.seen) trace.usage(usage.toUsage());
-    trace.end();
-  };
+  });
+  const { reader } = relay;
+  const finish = () => relay.finish();
 
-  if (!streaming) {
-    const parts: Uint8Array[] = [];
-    const body = new ReadableStream<Uint8Array>({
-      async pull(ctrl) {
-        try {
-          const { done, value } = await reader.read();
-          if (done) {
-            try {
-              usage.read((JSON.parse(Buffer.concat(parts).toString('utf8')) as Json).usage);
-            } catch {
-              trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
-            }
-            ctrl.close();
-            finish();
-            return;
-          }
-          trace.firstByte();
-          parts.push(value);
-          ctrl.enqueue(value);
-        } catch (err) {
-          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.');
-          trace.fail('stream_error', ge);
-          ctrl.error(ge);
-          finish();
-        }
-      },
-      cancel(why) {
-        if (!finished) {
-          trace.fail('client_closed', { message: 'The client closed the connection.' });
-          finish();
-        }
-        return reader.cancel(why);
-      },
-    });
-    return new Response(body, { status: upstream.status, headers });
-  }
+  if (!streaming) return relay.json(upstream.status, headers, (json) => usage.read(json.usage));
 
   Object.assign(headers, SSE_HEADERS);
   if (upstreamType) headers['content-type'] = upstreamType;
@@ -673,13 +637,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
         return;
       }
     },
-    cancel(why) {
-      if (!finished) {
-        trace.fail('client_closed', { message: 'The client closed the stream.' });
-        finish();
-      }
-      return reader.cancel(why);
-    },
+    cancel: relay.cancel('The client closed the stream.'),
   });
   return new Response(body, { status: upstream.status, headers });
 }

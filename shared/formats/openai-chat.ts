@@ -2,6 +2,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, To
 import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
 import { eventData, encodeText, SSE_HEADERS, sseData, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
+import { PassthroughRelay } from './passthrough.ts';
 import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
 /** OpenAI Chat Completions: `POST /v1/chat/completions`. */
@@ -351,49 +352,15 @@ function readUsage(u: unknown): Usage | undefined {
 export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
   const headers: Record<string, string> = { ...meta.headers };
   headers['content-type'] = upstream.headers.get('content-type') ?? (req.stream ? SSE_HEADERS['content-type']! : 'application/json');
-  const reader = upstream.body!.getReader();
-  let finished = false;
-  const finish = () => {
-    finished = true;
-    trace.end();
-  };
+  const relay = new PassthroughRelay(upstream, trace);
+  const { reader } = relay;
+  const finish = () => relay.finish();
 
   if (!req.stream) {
-    const parts: Uint8Array[] = [];
-    const body = new ReadableStream<Uint8Array>({
-      async pull(ctrl) {
-        try {
-          const { done, value } = await reader.read();
-          if (done) {
-            try {
-              const usage = readUsage((JSON.parse(Buffer.concat(parts).toString('utf8')) as Json).usage);
-              if (usage) trace.usage(usage);
-            } catch {
-              trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
-            }
-            ctrl.close();
-            finish();
-            return;
-          }
-          trace.firstByte();
-          parts.push(value);
-          ctrl.enqueue(value);
-        } catch (err) {
-          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.');
-          trace.fail('stream_error', ge);
-          ctrl.error(ge);
-          finish();
-        }
-      },
-      cancel(why) {
-        if (!finished) {
-          trace.fail('client_closed', { message: 'The client closed the connection.' });
-          finish();
-        }
-        return reader.cancel(why);
-      },
+    return relay.json(upstream.status, headers, (json) => {
+      const usage = readUsage(json.usage);
+      if (usage) trace.usage(usage);
     });
-    return new Response(body, { status: upstream.status, headers });
   }
 
   Object.assign(headers, SSE_HEADERS);
@@ -461,13 +428,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
         }
       }
     },
-    cancel(why) {
-      if (!finished) {
-        trace.fail('client_closed', { message: 'The client closed the stream.' });
-        finish();
-      }
-      return reader.cancel(why);
-    },
+    cancel: relay.cancel('The client closed the stream.'),
   });
   return new Response(body, { status: upstream.status, headers });
 }

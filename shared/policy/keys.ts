@@ -50,9 +50,17 @@ export function presentedKey(headers: Headers): string | undefined {
 /** Whether `model` is on an allow list (`*` matches any run of characters). Absent/empty list: all. */
 export function modelAllowed(allow: string[] | undefined, model: string): boolean {
   if (!allow || allow.length === 0) return true;
-  return allow.some((pattern) => {
-    if (!pattern.includes('*')) return pattern === model;
-    const re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
-    return re.test(model);
-  });
+  return allow.some((pattern) => (pattern.includes('*') ? wildcard(pattern).test(model) : pattern === model));
+}
+
+/** A `*` pattern as a regular expression, compiled once per pattern (allow lists are checked on every request). */
+const wildcards = new Map<string, RegExp>();
+function wildcard(pattern: string): RegExp {
+  let re = wildcards.get(pattern);
+  if (!re) {
+    if (wildcards.size > 10_000) wildcards.clear();
+    re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+    wildcards.set(pattern, re);
+  }
+  return re;
 }
