@@ -62,6 +62,8 @@ export async function prepareLocalAuth(config: GatewayConfig, baseEnv: Record<st
       writeSecret(ADMIN_TOKEN_FILE, token);
     }
     env[tokenEnv] = token;
+    // The core's 401s name where the token is.
+    env.GATEWAY_ADMIN_TOKEN_FILE = ADMIN_TOKEN_FILE;
     banner.push(`Admin API token: ${ADMIN_TOKEN_FILE} (set ${tokenEnv} to choose your own)`);
   } else {
     banner.push(`Admin API token: from ${tokenEnv}`);

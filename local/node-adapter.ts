@@ -1,40 +1,189 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Gateway } from '../shared/gateway.ts';
+import type { Socket } from 'node:net';
+import type { Gateway, ShellReject } from '../shared/gateway.ts';
 
 /**
  * The thin shell between node:http and the gateway core: IncomingMessage -> web Request, web
  * Response -> ServerResponse, chunk by chunk as the core produces them. A client that disconnects
  * aborts the request's signal, which cancels the upstream call.
+ *
+ * Hostile input never reaches `new Request` raw: the URL is built from a fixed origin (the Host
+ * header is never parsed), request targets that are not a path (`*`, authority-form) and methods
+ * fetch cannot carry (TRACE, TRACK, CONNECT) go to the core as rejects, which answer and log them
+ * like any other request. Nothing a request does may throw out of the handler.
  */
-export function nodeHandler(gateway: Gateway, pending: Set<Promise<unknown>>) {
-  return (req: IncomingMessage, res: ServerResponse): void => {
-    const controller = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) controller.abort();
-    });
-    const headers = new Headers();
-    const raw = req.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
-    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
-    const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`, {
-      method: req.method,
-      headers,
-      body: hasBody ? requestBody(req) : undefined,
-      signal: controller.signal,
-      // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
-      duplex: 'half',
-    });
-    const waitUntil = (p: Promise<unknown>) => {
+
+/** The origin every request URL is built on: the core routes on the path and query only. */
+const ORIGIN = 'http://gateway.local';
+/** Methods the fetch Request refuses to carry. */
+const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
+
+export type Pending = Set<Promise<unknown>>;
+
+function extrasFor(pending: Pending) {
+  return {
+    waitUntil: (p: Promise<unknown>) => {
       pending.add(p);
       p.finally(() => pending.delete(p));
-    };
+    },
+  };
+}
+
+/** The request's headers as web Headers, leaving out any the fetch Headers refuses. */
+function webHeaders(rawHeaders: string[]): Headers {
+  const headers = new Headers();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    try {
+      headers.append(rawHeaders[i]!, rawHeaders[i + 1]!);
+    } catch {
+      // a name or value fetch cannot represent: dropped
+    }
+  }
+  return headers;
+}
+
+/**
+ * The path and query of a request target, or why it has none. Origin-form (`/path?q`) is used as
+ * sent; absolute-form (`http://host/path?q`, which proxies send) is reduced to its path and query,
+ * so what the core routes is exactly the path the URL names; anything else is refused.
+ */
+export function targetUrl(target: string | undefined): { url: string } | { reject: ShellReject } {
+  const t = target ?? '/';
+  const refuse = (message: string): { reject: ShellReject } => ({ reject: { status: 400, code: 'invalid_request_target', message, path: t.slice(0, 256) } });
+  try {
+    if (t.startsWith('/')) return { url: new URL(ORIGIN + t).href };
+    if (/^https?:\/\//i.test(t)) {
+      const u = new URL(t);
+      return { url: new URL(ORIGIN + u.pathname + u.search).href };
+    }
+  } catch {
+    return refuse('The request target is not a valid URL path.');
+  }
+  return refuse(`The request target must be a path such as /v1/chat/completions${t === '*' ? " ('*' is not served)" : ''}.`);
+}
+
+/** Hand a request the shell cannot turn into a web Request to the core, which answers and logs it. */
+function rejectRequest(gateway: Gateway, pending: Pending, req: IncomingMessage, res: ServerResponse, reject: ShellReject): void {
+  let request: Request;
+  try {
+    request = new Request(targetUrlOrRoot(req.url), { method: 'GET', headers: webHeaders(req.rawHeaders) });
+  } catch {
+    request = new Request(`${ORIGIN}/`);
+  }
+  // The body of a refused request is not read: the connection closes after the answer.
+  res.shouldKeepAlive = false;
+  gateway
+    .reject(request, extrasFor(pending), { method: req.method ?? 'UNKNOWN', ...reject })
+    .then((response) => writeResponse(response, res, req.method === 'HEAD'))
+    .catch(() => fail(res));
+}
+
+function targetUrlOrRoot(target: string | undefined): string {
+  const t = targetUrl(target);
+  return 'url' in t ? t.url : `${ORIGIN}/`;
+}
+
+/** Last resort when the core itself failed: a bare 500 (the core logs its own failures). */
+function fail(res: ServerResponse): void {
+  try {
+    if (!res.headersSent) {
+      res.shouldKeepAlive = false;
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: 'The gateway failed to handle this request.', type: 'server_error', param: null, code: 'internal_error' } }));
+    } else res.destroy();
+  } catch {
+    res.destroy();
+  }
+}
+
+export function nodeHandler(gateway: Gateway, pending: Pending) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      handleRequest(gateway, pending, req, res);
+    } catch {
+      fail(res);
+    }
+  };
+}
+
+function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage, res: ServerResponse): void {
+  const method = req.method ?? 'GET';
+  if (FORBIDDEN_METHODS.has(method)) {
+    return rejectRequest(gateway, pending, req, res, { status: 405, code: 'method_not_allowed', message: `Method ${method} is not served by this gateway.` });
+  }
+  const target = targetUrl(req.url);
+  if ('reject' in target) return rejectRequest(gateway, pending, req, res, target.reject);
+  const controller = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  const hasBody = method !== 'GET' && method !== 'HEAD';
+  const request = new Request(target.url, {
+    method,
+    headers: webHeaders(req.rawHeaders),
+    body: hasBody ? requestBody(req) : undefined,
+    signal: controller.signal,
+    // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
+    duplex: 'half',
+  });
+  gateway
+    .handle(request, extrasFor(pending))
+    .then((response) => {
+      // An answer given before the request body was read whole (413, 415, a refused key): the
+      // rest of the body is not read, so this connection cannot carry another request. Close it
+      // after the answer rather than leave the client's next request behind unread bytes.
+      if (hasBody && !req.complete) res.shouldKeepAlive = false;
+      return writeResponse(response, res, method === 'HEAD');
+    })
+    .catch(() => fail(res));
+}
+
+/**
+ * A request Node's HTTP parser refused (malformed request line or headers, headers too large, a
+ * request that took too long): answered 400/431/408 and logged by the core, then the connection closes.
+ */
+export function clientErrorHandler(gateway: Gateway, pending: Pending) {
+  return (err: NodeJS.ErrnoException, socket: Socket): void => {
+    try {
+      if (err.code === 'ECONNRESET' || !socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+        socket.destroy();
+        return;
+      }
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const code = status === 431 ? 'headers_too_large' : status === 408 ? 'request_timeout' : 'malformed_request';
+      const message = status === 431 ? 'The request headers are too large.' : status === 408 ? 'The request took too long to arrive.' : 'The request is not valid HTTP/1.1.';
+      gateway
+        .reject(new Request(`${ORIGIN}/`), extrasFor(pending), { method: 'UNKNOWN', path: '-', status, code, message })
+        .then(async (response) => {
+          const body = Buffer.from(await response.arrayBuffer());
+          const lines = [`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}`];
+          response.headers.forEach((v, k) => lines.push(`${k}: ${v}`));
+          lines.push(`content-length: ${body.byteLength}`, 'connection: close', '', '');
+          if (socket.writable) socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
+          else socket.destroy();
+        })
+        .catch(() => socket.destroy());
+    } catch {
+      socket.destroy();
+    }
+  };
+}
+
+/** CONNECT (a proxy tunnel) is not served: 405, logged by the core, and the socket closes. */
+export function connectHandler(gateway: Gateway, pending: Pending) {
+  return (req: IncomingMessage, socket: Socket): void => {
+    const onError = () => socket.destroy();
+    socket.on('error', onError);
     gateway
-      .handle(request, { waitUntil })
-      .then((response) => writeResponse(response, res, req.method === 'HEAD'))
-      .catch(() => {
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-        res.end();
-      });
+      .reject(new Request(`${ORIGIN}/`), extrasFor(pending), { method: 'CONNECT', path: (req.url ?? '').slice(0, 256), status: 405, code: 'method_not_allowed', message: 'Method CONNECT is not served by this gateway.' })
+      .then(async (response) => {
+        const body = Buffer.from(await response.arrayBuffer());
+        const lines = ['HTTP/1.1 405 Method Not Allowed'];
+        response.headers.forEach((v, k) => lines.push(`${k}: ${v}`));
+        lines.push(`content-length: ${body.byteLength}`, 'connection: close', '', '');
+        if (socket.writable) socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
+      })
+      .catch(onError);
   };
 }
 

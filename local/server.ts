@@ -8,7 +8,7 @@ import { FileLogSink } from '../shared/telemetry/file-sink.ts';
 import type { LogSink } from '../shared/telemetry/record.ts';
 import type { Store } from '../shared/store/types.ts';
 import { prepareLocalAuth } from './auth-setup.ts';
-import { nodeHandler } from './node-adapter.ts';
+import { clientErrorHandler, connectHandler, nodeHandler } from './node-adapter.ts';
 
 export interface LocalServerOptions {
   config: GatewayConfig;
@@ -43,6 +43,9 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<LocalS
   });
   const pending = new Set<Promise<unknown>>();
   const server = createServer({ keepAliveTimeout: 65_000 }, nodeHandler(gateway, pending));
+  // Requests node:http refuses before they reach the handler, and CONNECT, are answered and logged by the core.
+  server.on('clientError', clientErrorHandler(gateway, pending));
+  server.on('connect', connectHandler(gateway, pending));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1', () => resolve());
@@ -63,6 +66,9 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<LocalS
 }
 
 async function main(): Promise<void> {
+  // The AWS SDK's documented switch for its "Node.js version support" notice (printed on Node 20
+  // at every start); the local server runs on any Node the package supports (README: local use).
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const config = loadConfigOrExit();
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
@@ -75,15 +81,29 @@ async function main(): Promise<void> {
   if (auth) lines.push('', ...auth.banner);
   const keyHeader = auth ? ` -H "authorization: Bearer ${auth.keyExpr}"` : '';
   lines.push('', `Try: curl ${srv.url}/v1/chat/completions${keyHeader} -H 'content-type: application/json' -d '{"model":"mock","messages":[{"role":"user","content":"Hello gateway"}]}'`);
-  lines.push(`Request logs: ${config.logging.localDir}/dt=YYYY-MM-DD/hour=HH/requests.ndjson (charts: ${srv.url}/admin/dashboard, with GATEWAY_ADMIN_TOKEN)`);
+  const tokenWhere = !auth ? 'GATEWAY_ADMIN_TOKEN' : auth.env.GATEWAY_ADMIN_TOKEN_FILE ? `the admin token in ${auth.env.GATEWAY_ADMIN_TOKEN_FILE}` : `the admin token in ${config.auth!.adminTokenEnv}`;
+  lines.push(`Request logs: ${config.logging.localDir}/dt=YYYY-MM-DD/hour=HH/requests.ndjson (charts: ${srv.url}/admin/dashboard, with ${tokenWhere})`);
   console.log(lines.join('\n'));
-  const stop = async () => {
-    await srv.close();
-    await auth?.close();
+  // A failure no request handler caught must not take the server (and its unwritten log records) down.
+  process.on('uncaughtException', (err) => console.error(JSON.stringify({ level: 'ERROR', message: 'uncaught exception', error: String(err?.stack ?? err) })));
+  process.on('unhandledRejection', (err) => console.error(JSON.stringify({ level: 'ERROR', message: 'unhandled rejection', error: String((err as Error)?.stack ?? err) })));
+  let stopping = false;
+  const stop = async (signal: string) => {
+    // A second signal while stopping exits at once.
+    if (stopping) process.exit(130);
+    stopping = true;
+    console.log(`${signal}: stopping (writing buffered log records)`);
+    try {
+      await srv.close();
+      await auth?.close();
+    } catch (err) {
+      console.error(`stopping failed: ${(err as Error).message}`);
+      process.exit(1);
+    }
     process.exit(0);
   };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

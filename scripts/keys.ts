@@ -26,7 +26,7 @@ Limits: --rpm N --tpm N --usd-per-day X --usd-per-month X --tokens-per-day N --t
 Keys:   --expires-in 30d (or 12h, 90m) | --expires-at 2026-01-01T00:00:00Z   --tag k=v (repeatable)
 
 Options:
-  --url URL     gateway base URL (env GATEWAY_URL; default http://127.0.0.1:8080);
+  --url URL     gateway base URL (env GATEWAY_URL; default http://127.0.0.1:$PORT, PORT defaulting to 8080);
                 for AWS, the deploy's GatewayUrl (e.g. https://abc.execute-api.eu-west-1.amazonaws.com/prod/)
   --token T     admin token (env GATEWAY_ADMIN_TOKEN; locally data/admin-token.txt)
   --aws         sign requests with SigV4 (default when the URL is an amazonaws.com host)
@@ -145,7 +145,7 @@ function isLocal(url: URL): boolean {
 }
 
 export function resolveTarget(v: Values, env: Record<string, string | undefined>): Target {
-  const raw = v.url ?? env.GATEWAY_URL ?? 'http://127.0.0.1:8080';
+  const raw = v.url ?? env.GATEWAY_URL ?? `http://127.0.0.1:${env.PORT || 8080}`;
   let base: URL;
   try {
     base = new URL(raw.endsWith('/') ? raw : `${raw}/`);

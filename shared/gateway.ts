@@ -65,6 +65,38 @@ export interface LiveModel {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
+ * A request the shell could not hand over as it came (a method fetch cannot carry, a request
+ * target that is not a path, HTTP its parser refused): the core answers it in the route's error
+ * format and logs it like any other request.
+ */
+export interface ShellReject {
+  status: number;
+  code: string;
+  message: string;
+  /** The method as sent (the web Request the core gets carries a stand-in). */
+  method?: string;
+  /** What to log as the path when the request URL has none worth routing. */
+  path?: string;
+}
+
+/** Routes that take POST only (the chat doors are in CHAT_DOORS). */
+const POST_ONLY = new Set(['/v1/embeddings', '/v1/messages/count_tokens']);
+const BEDROCK_MODEL_ROUTE = /^\/bedrock\/model\/[^/]+\/(invoke|invoke-with-response-stream|converse|converse-stream)$/;
+
+/** The methods a known route takes (for 405 and Allow), or undefined for an unknown route. */
+function allowedMethods(path: string): string | undefined {
+  if (CHAT_DOORS[path] || POST_ONLY.has(path) || BEDROCK_MODEL_ROUTE.test(path)) return 'POST';
+  if (path === '/' || path === '/health') return 'GET, HEAD';
+  if (path === '/v1/models' || path.startsWith('/v1/models/') || path === '/bedrock/inference-profiles' || path.startsWith('/bedrock/inference-profiles/')) return 'GET';
+  return undefined;
+}
+
+/** The status's error kind (for rejects, which carry a status only). */
+function kindOfStatus(status: number): GatewayError['kind'] {
+  return status === 413 ? 'request_too_large' : status === 404 ? 'not_found' : status >= 500 ? 'internal' : 'invalid_request';
+}
+
+/**
  * The gateway core: a function from a web Request to a web Response, the same in Lambda and
  * locally. It parses the front door's format, resolves the model, calls the provider, and streams
  * the answer back, with one log record per request however it ends.
@@ -119,22 +151,46 @@ export class Gateway {
     return runWithTrace(tc, () => withSpans(spans, span, () => this.handleTraced(request, extras, tc, span)));
   }
 
-  private async handleTraced(request: Request, extras: RequestExtras, tc: TraceContext, span?: Span): Promise<Response> {
+  /**
+   * Answer (in the route's error format) and log a request the shell refused before it could
+   * become a web Request; `request` is the shell's stand-in (the path and headers it could keep).
+   */
+  reject(request: Request, extras: RequestExtras, reject: ShellReject): Promise<Response> {
+    const tc = startTrace(request.headers, process.env._X_AMZN_TRACE_ID);
+    return runWithTrace(tc, () => this.handleTraced(request, extras, tc, undefined, reject));
+  }
+
+  private async handleTraced(request: Request, extras: RequestExtras, tc: TraceContext, span?: Span, reject?: ShellReject): Promise<Response> {
     const url = new URL(request.url);
     const path = url.pathname.length > 1 && url.pathname.endsWith('/') ? url.pathname.slice(0, -1) : url.pathname;
     const incomingId = request.headers.get('x-request-id');
     const requestId = incomingId && REQUEST_ID.test(incomingId) ? incomingId : crypto.randomUUID();
-    const trace = new RequestTrace(requestId, request, path, (r) => this.emit(r, extras, span));
+    const trace = new RequestTrace(requestId, request, reject?.path ?? path, (r) => this.emit(r, extras, span));
+    if (reject?.method) trace.record.method = reject.method.slice(0, 32);
     if (this.opts.config.logging.bodies?.enabled) captureBodies(trace, this.opts.config.logging.bodies);
     const baseHeaders: Record<string, string> = { 'x-request-id': requestId, traceparent: ownTraceparent(tc) };
     trace.record.traceId = tc.traceId;
     if (tc.xrayTraceId) trace.record.xrayTraceId = tc.xrayTraceId;
 
     try {
+      if (reject) {
+        const allow = reject.status === 405 ? allowedMethods(path) : undefined;
+        throw new GatewayError(kindOfStatus(reject.status), reject.message, { status: reject.status, code: reject.code, headers: allow ? { allow } : undefined });
+      }
+      // A path whose percent-escapes do not decode (`/v1/models/%`) names no route: 400, before any handler decodes it.
+      try {
+        decodeURIComponent(path);
+      } catch {
+        throw new GatewayError('invalid_request', 'The request path has a malformed percent-escape.', { code: 'invalid_path' });
+      }
       if (path === '/admin' || path.startsWith('/admin/')) {
-        const adminToken = this.opts.env[this.opts.config.auth?.adminTokenEnv ?? 'GATEWAY_ADMIN_TOKEN'];
-        if (STATS_PATHS.has(path)) return this.done(trace, await handleStatsRoute(request, path, { adminToken, adminPrincipal: extras.adminPrincipal, now: this.opts.now, ...localLogs(this.sinks) }));
-        return this.done(trace, await handleAdmin(request, path, { policy: this.policy, adminToken, adminPrincipal: extras.adminPrincipal, maxBodyBytes: this.opts.config.server.maxBodyBytes, now: this.opts.now }));
+        const tokenEnv = this.opts.config.auth?.adminTokenEnv ?? 'GATEWAY_ADMIN_TOKEN';
+        const adminToken = this.opts.env[tokenEnv];
+        // The local server keeps a generated token in a file and says so (GATEWAY_ADMIN_TOKEN_FILE).
+        const tokenFile = this.opts.env.GATEWAY_ADMIN_TOKEN_FILE;
+        const adminTokenSource = tokenFile ? `the contents of ${tokenFile}, or set ${tokenEnv}` : `the value of ${tokenEnv}`;
+        if (STATS_PATHS.has(path)) return this.done(trace, await handleStatsRoute(request, path, { adminToken, adminTokenSource, adminPrincipal: extras.adminPrincipal, now: this.opts.now, ...localLogs(this.sinks) }));
+        return this.done(trace, await handleAdmin(request, path, { policy: this.policy, adminToken, adminTokenSource, adminPrincipal: extras.adminPrincipal, maxBodyBytes: this.opts.config.server.maxBodyBytes, now: this.opts.now }));
       }
       // Bedrock's control-plane listing: Claude Code asks for it first, without a key.
       if (request.method === 'GET' && (path === '/bedrock/inference-profiles' || path.startsWith('/bedrock/inference-profiles/'))) {
@@ -186,13 +242,14 @@ export class Gateway {
         if (!m || !(this.policy?.allows(trace, id) ?? true)) throw new GatewayError('not_found', `The model '${id}' does not exist`, { code: 'model_not_found', param: 'model' });
         return this.done(trace, modelResponse(request, m, baseHeaders));
       }
-      if (CHAT_DOORS[path]) throw new GatewayError('invalid_request', `Method ${request.method} is not allowed on ${path}; use POST.`, { status: 405, code: 'method_not_allowed' });
+      const allow = allowedMethods(path);
+      if (allow) throw new GatewayError('invalid_request', `Method ${request.method} is not allowed on ${path}; use ${allow.replace(', ', ' or ')}.`, { status: 405, code: 'method_not_allowed', headers: { allow } });
       throw new GatewayError('not_found', `Unknown route: ${request.method} ${path}`, { code: 'unknown_route' });
     } catch (err) {
       const ge = toGatewayError(err);
       if (ge.kind === 'internal') console.error(JSON.stringify({ level: 'ERROR', requestId, message: 'unhandled error', error: String((err as Error)?.stack ?? err) }));
       trace.fail(ge.status === 499 ? 'client_closed' : 'error', ge);
-      const res = this.errorResponse(path, ge, baseHeaders);
+      const res = this.errorResponse(path, ge, baseHeaders, request);
       return this.done(trace, res);
     }
   }
@@ -203,9 +260,10 @@ export class Gateway {
     return this.router.order(this.router.resolve(name)).map((t) => ({ provider: t.provider, model: t.model }));
   }
 
-  /** An error in the shape of the API the path belongs to. */
-  private errorResponse(path: string, err: GatewayError, headers: Record<string, string>): Response {
-    const res = errorDoorFor(path).error(err);
+  /** An error in the shape of the API the path belongs to (or that the caller speaks, on a shared route). */
+  private errorResponse(path: string, err: GatewayError, headers: Record<string, string>, request: Request): Response {
+    const res = errorDoorFor(path, request.headers).error(err);
+    for (const [k, v] of Object.entries(err.headers)) if (!res.headers.has(k)) res.headers.set(k, v);
     for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
     return res;
   }
@@ -233,6 +291,8 @@ export class Gateway {
     let req = codec.parse(body, request);
     trace.record.model = req.model;
     trace.record.stream = req.stream;
+    // The key's allow list first: a key may not learn from a 404 how a model it may not use is served.
+    this.policy?.permit(trace, req.model);
     const plan = this.router.resolve(req.model);
     // Guardrails on the prompt (400 guardrail_blocked; redaction, caps), before limits and the cache.
     let rawBody = body as Record<string, unknown>;

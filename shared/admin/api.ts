@@ -20,6 +20,8 @@ export interface AdminContext {
   policy: Policy | undefined;
   /** The admin token from the environment, if any. */
   adminToken?: string;
+  /** Where the admin token comes from, for the 401's hint (default: the value of GATEWAY_ADMIN_TOKEN). */
+  adminTokenSource?: string;
   /** The caller API Gateway already authorized with IAM (e.g. its ARN); trusted as is. */
   adminPrincipal?: string;
   maxBodyBytes: number;
@@ -151,7 +153,7 @@ export async function handleAdmin(request: Request, path: string, ctx: AdminCont
   if (!adminAuthorized(request, ctx)) {
     throw new GatewayError(
       'authentication',
-      ctx.adminToken ? 'The admin API needs `Authorization: Bearer <admin token>` (the value of GATEWAY_ADMIN_TOKEN).' : 'The admin API is not enabled here: set GATEWAY_ADMIN_TOKEN, or call it through the IAM-protected admin route.',
+      ctx.adminToken ? `The admin API needs \`Authorization: Bearer <admin token>\` (${ctx.adminTokenSource ?? 'the value of GATEWAY_ADMIN_TOKEN'}).` : 'The admin API is not enabled here: set GATEWAY_ADMIN_TOKEN, or call it through the IAM-protected admin route.',
       { code: 'admin_unauthorized' },
     );
   }
@@ -161,7 +163,7 @@ export async function handleAdmin(request: Request, path: string, ctx: AdminCont
   const now = (ctx.now ?? Date.now)();
   const nowIso = new Date(now).toISOString();
   const url = new URL(request.url);
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent); // ['admin', ...]
+  const parts = path.split('/').filter(Boolean).map(decodeSegment); // ['admin', ...]
   const method = request.method;
   const body = async () => readJsonBody(request, ctx.maxBodyBytes);
   const [, coll, id, sub] = parts;
@@ -274,6 +276,14 @@ export async function handleAdmin(request: Request, path: string, ctx: AdminCont
     throw notAllowed(method, path);
   }
   throw new GatewayError('not_found', `Unknown admin route: ${method} ${path}`, { code: 'unknown_route' });
+}
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new GatewayError('invalid_request', 'The request path has a malformed percent-escape.', { code: 'invalid_path' });
+  }
 }
 
 function notAllowed(method: string, path: string): GatewayError {

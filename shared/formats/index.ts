@@ -11,16 +11,22 @@ export const CHAT_DOORS: Record<string, FrontDoorCodec> = {
   '/v1/messages': anthropicMessagesDoor,
 };
 
+/** Paths that belong to OpenAI's API alone: their errors are OpenAI's whatever the caller sends. */
+const OPENAI_ONLY = new Set(['/v1/chat/completions', '/v1/responses', '/v1/embeddings']);
+
 /**
  * The front door whose error shape a path's errors use: the chat door of the path or of its
- * parent path (so `/v1/messages/count_tokens` answers in Anthropic's shape), else OpenAI's.
+ * parent path (so `/v1/messages/count_tokens` answers in Anthropic's shape), else, on a route
+ * both APIs share (`/v1/models`, unknown paths), Anthropic's when the caller sends
+ * `anthropic-version` (as Anthropic's SDKs and Claude Code always do), else OpenAI's.
  */
-export function errorDoorFor(path: string): Pick<FrontDoorCodec, 'error'> {
+export function errorDoorFor(path: string, headers?: Headers): Pick<FrontDoorCodec, 'error'> {
   // Bedrock's own API (`/bedrock/...`): errors as Bedrock Runtime sends them.
   if (path === '/bedrock' || path.startsWith('/bedrock/')) return bedrockInvokeErrors;
   for (let p = path; p.length > 1; p = p.slice(0, p.lastIndexOf('/')) || '/') {
     const door = CHAT_DOORS[p];
     if (door) return door;
   }
+  if (!OPENAI_ONLY.has(path) && !path.startsWith('/v1/responses/') && headers?.has('anthropic-version')) return anthropicMessagesDoor;
   return openaiChatDoor;
 }

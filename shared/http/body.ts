@@ -1,7 +1,22 @@
 import { GatewayError } from './errors.ts';
 
-/** Read a JSON request body, refusing bodies over `limit` bytes without reading them whole. */
+/**
+ * Whether a Content-Type names JSON: `application/json` or any `+json` type, parameters allowed.
+ * A request without a Content-Type is read as JSON (documented in the README): only a type that
+ * names something else (curl -d's form type, text/plain) is refused.
+ */
+export function isJsonContentType(value: string | null): boolean {
+  if (value === null) return true;
+  const type = value.split(';', 1)[0]!.trim().toLowerCase();
+  return type === 'application/json' || /^[a-z0-9!#$&^_.-]+\/[a-z0-9!#$&^_.-]+\+json$/.test(type);
+}
+
+/** Read a JSON request body, refusing bodies over `limit` bytes without reading them whole, and bodies sent as another media type (415). */
 export async function readJsonBody(request: Request, limit: number): Promise<unknown> {
+  const type = request.headers.get('content-type');
+  if (!isJsonContentType(type)) {
+    throw new GatewayError('invalid_request', `The request body must be JSON, sent with Content-Type: application/json (this one was sent as '${type!.slice(0, 100)}').`, { status: 415, code: 'unsupported_media_type' });
+  }
   const declared = Number(request.headers.get('content-length') ?? NaN);
   if (declared > limit) throw tooLarge(limit);
   let text: string;

@@ -16,6 +16,8 @@ export const STATS_PATHS = new Set(['/admin/stats', '/admin/dashboard']);
 
 export interface StatsRouteContext {
   adminToken?: string;
+  /** Where the admin token comes from, for the 401's hint (default: the value of GATEWAY_ADMIN_TOKEN). */
+  adminTokenSource?: string;
   adminPrincipal?: string;
   /** The local log folder (where the file sink writes), or undefined when records are not kept locally. */
   logDir?: string;
@@ -50,7 +52,7 @@ export async function handleStatsRoute(request: Request, path: string, ctx: Stat
   if (!adminAuthorized(request, ctx)) {
     throw new GatewayError(
       'authentication',
-      ctx.adminToken ? '/admin/stats needs `Authorization: Bearer <admin token>` (the value of GATEWAY_ADMIN_TOKEN).' : '/admin/stats is not enabled here: set GATEWAY_ADMIN_TOKEN.',
+      ctx.adminToken ? `/admin/stats needs \`Authorization: Bearer <admin token>\` (${ctx.adminTokenSource ?? 'the value of GATEWAY_ADMIN_TOKEN'}).` : '/admin/stats is not enabled here: set GATEWAY_ADMIN_TOKEN.',
       { code: 'admin_unauthorized' },
     );
   }
