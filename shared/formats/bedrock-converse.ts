@@ -140,9 +140,19 @@ export function parseConverseRequest(body: unknown, model: string, stream: boole
     });
     system = texts.length ? texts.join('\n\n') : undefined;
   }
+  if (body.inferenceConfig !== undefined && body.inferenceConfig !== null && !isObject(body.inferenceConfig)) throw invalid('must be an object', 'inferenceConfig');
   const inf = isObject(body.inferenceConfig) ? body.inferenceConfig : {};
-  const num = (k: string) => (typeof inf[k] === 'number' ? (inf[k] as number) : undefined);
-  const stop = Array.isArray(inf.stopSequences) ? inf.stopSequences.filter((s): s is string => typeof s === 'string') : undefined;
+  // Bedrock's ranges: maxTokens an integer >= 1, temperature and topP in [0, 1].
+  const num = (k: string, min: number, max: number, integer = false) => {
+    const v = inf[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) throw invalid(`must be ${integer ? 'an integer' : 'a number'} between ${min} and ${max}`, `inferenceConfig.${k}`);
+    return v;
+  };
+  if (inf.stopSequences !== undefined && inf.stopSequences !== null && (!Array.isArray(inf.stopSequences) || !inf.stopSequences.every((s) => typeof s === 'string') || inf.stopSequences.length > 2500)) {
+    throw invalid('must be an array of at most 2500 strings', 'inferenceConfig.stopSequences');
+  }
+  const stop = Array.isArray(inf.stopSequences) ? (inf.stopSequences as string[]) : undefined;
   const extra = isObject(body.additionalModelRequestFields) ? body.additionalModelRequestFields : {};
   let thinking: ChatRequest['thinking'];
   for (const k of Object.keys(extra)) if (k !== 'top_k' && k !== 'thinking') throw invalid(`'${k}' is not supported by the gateway`, `additionalModelRequestFields.${k}`);
@@ -156,9 +166,9 @@ export function parseConverseRequest(body: unknown, model: string, stream: boole
     system,
     messages: parseMessages(body.messages),
     ...parseTools(body.toolConfig),
-    maxTokens: num('maxTokens'),
-    temperature: num('temperature'),
-    topP: num('topP'),
+    maxTokens: num('maxTokens', 1, 10_000_000, true),
+    temperature: num('temperature', 0, 1),
+    topP: num('topP', 0, 1),
     topK: typeof extra.top_k === 'number' ? extra.top_k : undefined,
     stop: stop?.length ? stop : undefined,
     stream,

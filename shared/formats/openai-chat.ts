@@ -10,7 +10,7 @@ import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 type Json = Record<string, unknown>;
 
 function bad(message: string, param: string | null = null): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : null });
+  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : 'invalid_request' });
 }
 
 function isObject(v: unknown): v is Json {
@@ -21,6 +21,12 @@ function optNumber(body: Json, key: string, min: number, max: number): number | 
   const v = body[key];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw bad(`'${key}' must be a number between ${min} and ${max}.`, key);
+  return v;
+}
+
+function optInteger(body: Json, key: string, min: number, max: number): number | undefined {
+  const v = optNumber(body, key, min, max);
+  if (v !== undefined && !Number.isInteger(v)) throw bad(`'${key}' must be an integer.`, key);
   return v;
 }
 
@@ -150,10 +156,14 @@ export function parseChatRequest(body: unknown): ChatRequest {
   if (typeof body.stop === 'string') stop = [body.stop];
   else if (Array.isArray(body.stop)) {
     if (!body.stop.every((s) => typeof s === 'string')) throw bad("'stop' must be a string or an array of strings.", 'stop');
+    if (body.stop.length > 4) throw bad("'stop' takes at most 4 sequences.", 'stop');
     stop = body.stop as string[];
   } else if (body.stop !== undefined && body.stop !== null) throw bad("'stop' must be a string or an array of strings.", 'stop');
 
-  const maxTokens = optNumber(body, 'max_completion_tokens', 1, 10_000_000) ?? optNumber(body, 'max_tokens', 1, 10_000_000);
+  const maxTokens = optInteger(body, 'max_completion_tokens', 1, 10_000_000) ?? optInteger(body, 'max_tokens', 1, 10_000_000);
+  for (const key of ['user', 'safety_identifier']) {
+    if (body[key] !== undefined && body[key] !== null && typeof body[key] !== 'string') throw bad(`'${key}' must be a string.`, key);
+  }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad("'stream' must be a boolean.", 'stream');
   const stream = body.stream === true;
   if (body.parallel_tool_calls !== undefined && body.parallel_tool_calls !== null && typeof body.parallel_tool_calls !== 'boolean') throw bad("'parallel_tool_calls' must be a boolean.", 'parallel_tool_calls');

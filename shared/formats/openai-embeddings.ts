@@ -19,7 +19,7 @@ type Json = Record<string, unknown>;
 export const MAX_EMBEDDING_INPUTS = 2048;
 
 function bad(message: string, param: string | null = null): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : null });
+  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : 'invalid_request' });
 }
 
 function isObject(v: unknown): v is Json {

@@ -22,7 +22,7 @@ import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 type Json = Record<string, unknown>;
 
 function bad(message: string, param: string | null = null): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : null });
+  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : 'invalid_request' });
 }
 
 function isObject(v: unknown): v is Json {
@@ -207,6 +207,12 @@ function parseToolChoice(tc: unknown, skip: Untranslatable[]): ToolChoice | unde
   throw bad("'tool_choice' must be 'auto', 'none', 'required' or {\"type\":\"function\",\"name\":...}.", 'tool_choice');
 }
 
+function optInteger(body: Json, key: string, min: number, max: number): number | undefined {
+  const v = optNumber(body, key, min, max);
+  if (v !== undefined && !Number.isInteger(v)) throw bad(`'${key}' must be an integer.`, key);
+  return v;
+}
+
 /** Decode and check a Responses request body. */
 export function parseResponsesRequest(body: unknown): ChatRequest {
   if (!isObject(body)) throw bad('The request body must be a JSON object.');
@@ -241,7 +247,7 @@ export function parseResponsesRequest(body: unknown): ChatRequest {
     messages,
     tools: parseTools(body.tools, skip),
     toolChoice: parseToolChoice(body.tool_choice, skip),
-    maxTokens: optNumber(body, 'max_output_tokens', 1, 10_000_000),
+    maxTokens: optInteger(body, 'max_output_tokens', 1, 10_000_000),
     temperature: optNumber(body, 'temperature', 0, 2),
     topP: optNumber(body, 'top_p', 0, 1),
     stream,

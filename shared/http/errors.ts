@@ -83,9 +83,23 @@ const openaiType: Record<ErrorKind, string> = {
   internal: 'server_error',
 };
 
+const kindCode: Record<ErrorKind, string> = {
+  invalid_request: 'invalid_request',
+  authentication: 'invalid_api_key',
+  permission: 'permission_denied',
+  not_found: 'not_found',
+  request_too_large: 'request_too_large',
+  rate_limit: 'rate_limit_exceeded',
+  upstream: 'upstream_error',
+  timeout: 'timeout',
+  overloaded: 'overloaded',
+  internal: 'internal_error',
+};
+
 /** OpenAI's error body: `{"error":{"message","type","param","code"}}`. */
 export function openaiErrorBody(err: GatewayError): { error: { message: string; type: string; param: string | null; code: string | null } } {
-  return { error: { message: err.message, type: openaiType[err.kind], param: err.param, code: err.code } };
+  // Every error the gateway makes has a code (a client switching on it never sees null): the kind's when none was set.
+  return { error: { message: err.message, type: openaiType[err.kind], param: err.param, code: err.code ?? kindCode[err.kind] } };
 }
 
 /** Anthropic's error types (docs: API errors): 400, 401, 403, 404, 413, 429, 500 api_error, 504 timeout_error, 529. */
