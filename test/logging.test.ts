@@ -415,7 +415,7 @@ describe('file sink', () => {
     const srv = await startLocalServer({ config, env: {}, port: 0 });
     let closed = false;
     try {
-      const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'mock', messages: [{ role: 'user', content: 'to disk' }] }) });
+      const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'mock', messages: [{ role: 'user', content: 'to disk' }] }) });
       assert.equal(res.status, 200);
       await res.arrayBuffer();
       const requestId = res.headers.get('x-request-id');

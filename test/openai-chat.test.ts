@@ -563,7 +563,7 @@ describe('upstream errors', () => {
         },
       });
     script();
-    const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }) });
+    const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }) });
     await assert.rejects(res.text(), 'reading the body fails instead of ending cleanly');
     script();
     await assert.rejects(ask(), (err: unknown) => err instanceof Error);

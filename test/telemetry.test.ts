@@ -282,7 +282,7 @@ describe('one record per request: fallback and upstream failure', () => {
     });
     try {
       upstream.script({ type: 'error', status: 502, body: openaiErrorJson(502, 'Bad gateway.') }, { type: 'error', status: 503, body: openaiErrorJson(503, 'Overloaded.') });
-      const res = await fetch(`${mockless.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'chain', messages: [{ role: 'user', content: 'hi' }] }) });
+      const res = await fetch(`${mockless.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chain', messages: [{ role: 'user', content: 'hi' }] }) });
       assert.ok(res.status >= 500);
       await res.arrayBuffer();
       const r = await theRecord(sink, mockless.url, res.headers.get('x-request-id'));
@@ -340,7 +340,7 @@ describe('Firehose sink (real SDK client against a loopback Firehose)', () => {
     try {
       const ids: string[] = [];
       for (const body of [{ model: 'mock', messages: [{ role: 'user', content: 'a b' }] }, { model: 'mock', stream: true, messages: [{ role: 'user', content: 'c d' }] }, { model: 'nope', messages: [{ role: 'user', content: 'x' }] }]) {
-        const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(body) });
+        const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
         await res.arrayBuffer();
         ids.push(res.headers.get('x-request-id')!);
         await recordsOf(memory, ids.at(-1)!);
@@ -584,7 +584,7 @@ describe('GET /admin/stats and the dashboard page over the local logs', () => {
       { model: 'mock', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'four five' }] },
       { model: 'nope', messages: [{ role: 'user', content: 'x' }] },
     ]) {
-      const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(body) });
+      const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       await res.arrayBuffer();
       sent.push(res.headers.get('x-request-id')!);
     }
