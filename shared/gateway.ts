@@ -283,7 +283,8 @@ export class Gateway {
   }
 
   private async chat(codec: FrontDoorCodec, request: Request, trace: RequestTrace, headers: Record<string, string>, extras: RequestExtras): Promise<Response> {
-    const raw = await readJsonBody(request, this.opts.config.server.maxBodyBytes);
+    // InvokeModel's body is a blob: the AWS SDK sends it as application/octet-stream unless the caller names a type.
+    const raw = await readJsonBody(request, this.opts.config.server.maxBodyBytes, codec.door === 'bedrock-invoke' ? { alsoAccept: ['application/octet-stream'] } : {});
     trace.captureRequest?.(raw);
     // A door whose wire body differs from what the pipeline runs (Bedrock's InvokeModel) converts it first.
     const prepared = codec.prepare?.(raw, request);

@@ -137,6 +137,15 @@ describe('hostile requests at the local server', () => {
         else assert.equal(j.error.code, 'unsupported_media_type');
       }
     }
+    // Bedrock's InvokeModel body is a blob: the AWS SDK sends application/octet-stream when the caller names no type.
+    const invoke = JSON.stringify({ anthropic_version: 'bedrock-2023-05-31', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+    const octet = await rawExchange(port, post('/bedrock/model/mock/invoke', invoke, ['content-type: application/octet-stream']));
+    assert.notEqual(octet.responses[0]!.status, 415);
+    const plainInvoke = await rawExchange(port, post('/bedrock/model/mock/invoke', invoke, ['content-type: text/plain']));
+    assert.equal(plainInvoke.responses[0]!.status, 415);
+    assert.ok(plainInvoke.responses[0]!.headers['x-amzn-errortype']);
+    const octetConverse = await rawExchange(port, post('/bedrock/model/mock/converse', JSON.stringify({ messages: [{ role: 'user', content: [{ text: 'hi' }] }] }), ['content-type: application/octet-stream']));
+    assert.equal(octetConverse.responses[0]!.status, 415);
     for (const type of ['application/json; charset=utf-8', 'APPLICATION/JSON', 'application/vnd.api+json', undefined]) {
       const { responses } = await rawExchange(port, post('/v1/chat/completions', body, type ? [`content-type: ${type}`] : []));
       assert.equal(responses[0]!.status, 200, String(type));

@@ -480,7 +480,7 @@ describe('local NDJSON logs, read back', () => {
     const ids: string[] = [];
     try {
       upstream.script({ type: 'error', status: 500, body: openaiErrorJson(500, 'Boom.') });
-      const post = (body: string, headers: Record<string, string> = {}) => fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers, body });
+      const post = (body: string, headers: Record<string, string> = {}) => fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
       const calls = [
         post(JSON.stringify({ model: 'fb', messages: [{ role: 'user', content: 'fall back please' }] }), { 'x-gateway-metadata': '{"app":"docs"}', 'x-claude-code-session-id': 's-1' }),
         post(JSON.stringify({ model: 'mock', stream: true, messages: [{ role: 'user', content: 'a b c' }] }), { 'x-gateway-metadata': '[1]' }),

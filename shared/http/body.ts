@@ -5,16 +5,16 @@ import { GatewayError } from './errors.ts';
  * A request without a Content-Type is read as JSON (documented in the README): only a type that
  * names something else (curl -d's form type, text/plain) is refused.
  */
-export function isJsonContentType(value: string | null): boolean {
+export function isJsonContentType(value: string | null, alsoAccept: readonly string[] = []): boolean {
   if (value === null) return true;
   const type = value.split(';', 1)[0]!.trim().toLowerCase();
-  return type === 'application/json' || /^[a-z0-9!#$&^_.-]+\/[a-z0-9!#$&^_.-]+\+json$/.test(type);
+  return type === 'application/json' || /^[a-z0-9!#$&^_.-]+\/[a-z0-9!#$&^_.-]+\+json$/.test(type) || alsoAccept.includes(type);
 }
 
 /** Read a JSON request body, refusing bodies over `limit` bytes without reading them whole, and bodies sent as another media type (415). */
-export async function readJsonBody(request: Request, limit: number): Promise<unknown> {
+export async function readJsonBody(request: Request, limit: number, opts: { alsoAccept?: readonly string[] } = {}): Promise<unknown> {
   const type = request.headers.get('content-type');
-  if (!isJsonContentType(type)) {
+  if (!isJsonContentType(type, opts.alsoAccept)) {
     throw new GatewayError('invalid_request', `The request body must be JSON, sent with Content-Type: application/json (this one was sent as '${type!.slice(0, 100)}').`, { status: 415, code: 'unsupported_media_type' });
   }
   const declared = Number(request.headers.get('content-length') ?? NaN);
