@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startTestGateway, type TestGateway } from './helpers/gateway.ts';
+import { nodeHandler } from '../local/node-adapter.ts';
+import { resolveTarget } from '../scripts/keys.ts';
+import { Gateway } from '../shared/gateway.ts';
+import { startTestGateway, testConfig, type TestGateway } from './helpers/gateway.ts';
 import { ADMIN_TOKEN, startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';
 import { rawExchange, type RawResponse } from './helpers/raw-http.ts';
 
@@ -244,5 +253,86 @@ describe('hostile requests with keys on', () => {
     const missing = await ask('no-such-model');
     assert.deepEqual(configured, missing);
     assert.doesNotMatch(JSON.stringify(configured), /hidden/);
+  });
+});
+
+describe('the local server shell', () => {
+  test('an exception thrown by the core, even synchronously, is a 500 and the server keeps serving', async () => {
+    let calls = 0;
+    const throwing = {
+      handle() {
+        calls++;
+        if (calls === 1) throw new Error('sync boom');
+        return Promise.reject(new Error('async boom'));
+      },
+    } as unknown as Gateway;
+    const server = createServer(nodeHandler(throwing, new Set()));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      for (let i = 0; i < 2; i++) {
+        const { responses } = await rawExchange(port, get('/health'));
+        assert.equal(responses[0]!.status, 500);
+        assert.equal(JSON.parse(responses[0]!.body).error.code, 'internal_error');
+        assert.doesNotMatch(responses[0]!.body, /boom/);
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('npm run keys targets --url, else GATEWAY_URL, else PORT, else 8080', () => {
+    assert.equal(resolveTarget({}, {}).base.href, 'http://127.0.0.1:8080/');
+    assert.equal(resolveTarget({}, { PORT: '9191' }).base.href, 'http://127.0.0.1:9191/');
+    assert.equal(resolveTarget({}, { PORT: '9191', GATEWAY_URL: 'http://gw.test:1234' }).base.href, 'http://gw.test:1234/');
+    assert.equal(resolveTarget({ url: 'http://other:1/' }, { PORT: '9191', GATEWAY_URL: 'http://gw.test:1234' }).base.href, 'http://other:1/');
+  });
+
+  test('the admin 401 says where the local admin token is', async () => {
+    const config = testConfig({ upstreamBaseUrl: 'http://127.0.0.1:9/v1' });
+    const gw = new Gateway({ config, env: { GATEWAY_ADMIN_TOKEN: 'tok', GATEWAY_ADMIN_TOKEN_FILE: 'data/admin-token.txt' } });
+    for (const path of ['/admin/stats', '/admin/keys']) {
+      const res = await gw.handle(new Request(`http://gw.test${path}`), { waitUntil: () => {} });
+      assert.equal(res.status, 401);
+      assert.match(((await res.json()) as any).error.message, /data\/admin-token\.txt/);
+    }
+  });
+
+  test('SIGTERM stops `node --import tsx local/server.ts` after its log records are written', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gateway-sigterm-'));
+    try {
+      const configPath = join(dir, 'config.json');
+      await writeFile(configPath, JSON.stringify({ providers: { mock: { type: 'mock', wordDelayMs: 0 } }, models: { mock: { provider: 'mock', model: 'mock-echo-1' } }, logging: { localDir: join(dir, 'logs') } }));
+      const child = spawn(process.execPath, ['--import', 'tsx', 'local/server.ts'], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1', GATEWAY_CONFIG: configPath }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stderr.on('data', (d) => (err += d));
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (d) => {
+          out += d;
+          const m = /listening on (http:\/\/\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.on('exit', () => reject(new Error(`server exited before listening: ${out} ${err}`)));
+      });
+      assert.doesNotMatch(err, /NodeVersionSupportWarning/);
+      const ids: string[] = [];
+      for (const raw of [get('/health'), 'TRACE / HTTP/1.1\r\nHost: x\r\n\r\n', post('/v1/chat/completions', JSON.stringify({ model: 'mock', messages: [{ role: 'user', content: 'hi' }] }), ['content-type: application/json'])]) {
+        const { responses } = await rawExchange(Number(new URL(url).port), raw);
+        ids.push(responses[0]!.headers['x-request-id']!);
+      }
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+      const logged: string[] = [];
+      for (const f of await readdir(join(dir, 'logs'), { recursive: true })) {
+        if (String(f).endsWith('.ndjson')) logged.push(...(await readFile(join(dir, 'logs', String(f)), 'utf8')).trim().split('\n'));
+      }
+      const recorded = logged.map((l) => JSON.parse(l).requestId);
+      for (const id of ids) assert.equal(recorded.filter((r) => r === id).length, 1, id);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
