@@ -96,8 +96,10 @@ function mutated(valid: Record<string, unknown>): fc.Arbitrary<unknown> {
   );
 }
 
-/** Deep nesting: arrays or objects nested `depth` deep (JSON.parse is fine with thousands). */
-const deep = fc.tuple(fc.integer({ min: 1, max: 5_000 }), fc.boolean()).map(([depth, arrays]) => (arrays ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '1' + '}'.repeat(depth)));
+/** Deep nesting: arrays or objects nested a little or thousands deep (deep enough to overflow a recursive walk). */
+const deep = fc
+  .tuple(fc.oneof(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 5_000, max: 30_000 })), fc.boolean())
+  .map(([depth, arrays]) => (arrays ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(Math.min(depth, 10_000)) + '1' + '}'.repeat(Math.min(depth, 10_000))));
 
 /** Huge strings: a valid request carrying a long string, from well under to just over the body limit. */
 function huge(valid: Record<string, unknown> | undefined): fc.Arbitrary<string> {
@@ -107,8 +109,31 @@ function huge(valid: Record<string, unknown> | undefined): fc.Arbitrary<string> 
   });
 }
 
+/** Deep nesting inside an otherwise valid request, where parsers and translators walk it (tool schemas, tool inputs, extra fields). */
+function deepInside(valid: Record<string, unknown> | undefined): fc.Arbitrary<string> {
+  return fc.tuple(deep, fc.constantFrom('chat-tool', 'anthropic-tool', 'tool-use', 'responses-tool', 'converse-tool', 'extra')).map(([d, where]) => {
+    const v = JSON.stringify({ ...(valid ?? {}), __deep__: 0 });
+    const at = (s: string) => v.replace('"__deep__":0', s);
+    switch (where) {
+      case 'chat-tool':
+        return at(`"tools":[{"type":"function","function":{"name":"f","parameters":${d}}}]`);
+      case 'anthropic-tool':
+        return at(`"tools":[{"name":"f","input_schema":${d}}]`);
+      case 'tool-use':
+        return at(`"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":${d}}]},{"role":"user","content":"hi"}]`);
+      case 'responses-tool':
+        return at(`"tools":[{"type":"function","name":"f","parameters":${d}}]`);
+      case 'converse-tool':
+        return at(`"toolConfig":{"tools":[{"toolSpec":{"name":"f","inputSchema":{"json":${d}}}}]}`);
+      default:
+        return at(`"extra":${d}`);
+    }
+  });
+}
+
 function bodyFor(valid: Record<string, unknown> | undefined): fc.Arbitrary<string | undefined> {
   return fc.oneof(
+    { weight: 2, arbitrary: deepInside(valid) },
     { weight: 4, arbitrary: mutated(valid ?? {}).map((b) => JSON.stringify(b)) },
     { weight: 2, arbitrary: jsonish.map((b) => JSON.stringify(b)) },
     { weight: 1, arbitrary: deep },
@@ -217,6 +242,22 @@ describe('fuzz: every route, hostile input', () => {
     // No request got a second record later (a stream's end, a late failure).
     await stillUp();
     for (const id of ids) assert.equal(g.recordsFor(id).length, 1, id);
+  });
+
+  test('deep nesting inside valid requests of every body route: never a 500 (stack overflow), one record each', async () => {
+    const bodyRoutes = ROUTES.filter((r) => r.valid && r.method === 'POST');
+    const property = fc.asyncProperty(fc.constantFrom(...bodyRoutes), deepInside(undefined), async (route, deepBody) => {
+      // deepInside(undefined) built the body around nothing: merge the route's valid fields in front.
+      const body = JSON.stringify(route.valid).slice(0, -1) + (deepBody.length > 2 ? `,${deepBody.slice(1)}` : '}');
+      const id = `fuzz-deep-${++n}`;
+      const res = await fetch(`${g.url}${route.path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': id }, body });
+      const text = await res.text();
+      assert.notEqual(res.status, 500, `500 on ${route.path}: ${text.slice(0, 300)}`);
+      if (res.status >= 400) checkError(route.path, {}, res.status, res.headers, text);
+      await g.waitForRecord(id);
+      assert.equal(g.recordsFor(id).length, 1);
+    });
+    await fc.assert(property, { seed: SEED, numRuns: 80 * RUNS, endOnFailure: true });
   });
 
   test('raw malformed HTTP over a socket: the process stays up, each answer is logged once', async () => {

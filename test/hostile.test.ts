@@ -181,6 +181,14 @@ describe('hostile requests at the local server', () => {
     const resp = await rawExchange(port, post('/v1/responses', JSON.stringify({ model: 'mock', input: 'hi', max_output_tokens: 2.5 }), ['content-type: application/json']));
     assert.equal(resp.responses[0]!.status, 400);
     assert.equal(json(resp.responses[0]!).error.param, 'max_output_tokens');
+    // Deep nesting where translators walk it (a tool_use input) is refused before any recursive pass: 400, not a stack overflow.
+    const deepInput = '{"a":'.repeat(8000) + '1' + '}'.repeat(8000);
+    const deepMsg = `{"model":"mock","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":${deepInput}}]},{"role":"user","content":"hi"}]}`;
+    const deep = await rawExchange(port, post('/v1/messages', deepMsg, ['content-type: application/json']));
+    assert.equal(deep.responses[0]!.status, 400);
+    assert.equal(json(deep.responses[0]!).type, 'error');
+    const nested = await rawExchange(port, post('/v1/chat/completions', JSON.stringify({ ...base, tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'object', properties: { b: { type: 'array', items: { type: 'string' } } } } } } } }] }), ['content-type: application/json']));
+    assert.equal(nested.responses[0]!.status, 200, 'ordinary nesting is fine');
     for (const body of ['[]', '[1,2]', '"text"', '42', 'null']) {
       for (const path of ['/v1/chat/completions', '/v1/responses', '/v1/embeddings']) {
         const { responses } = await rawExchange(port, post(path, body, ['content-type: application/json']));

@@ -38,11 +38,37 @@ export async function readJsonBody(request: Request, limit: number, opts: { also
     text = chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength).toString('utf8') : Buffer.concat(chunks).toString('utf8');
   }
   if (!text.trim()) throw new GatewayError('invalid_request', 'The request body is empty; send a JSON object.', { code: 'invalid_json' });
+  // Nesting is bounded before anything walks the body: every recursive pass (JSON.stringify of a
+  // tool schema, token estimates, pass-through) would otherwise overflow the stack on a small body.
+  if (nestingExceeds(text, MAX_JSON_DEPTH)) {
+    throw new GatewayError('invalid_request', `The JSON body is nested more than ${MAX_JSON_DEPTH} levels deep.`, { code: 'json_too_deep' });
+  }
   try {
     return JSON.parse(text);
   } catch {
     throw new GatewayError('invalid_request', 'We could not parse the JSON body of your request. Check that it is valid JSON.', { code: 'invalid_json' });
   }
+}
+
+/** How deep a request body's arrays and objects may nest (tool schemas in practice stay under 20). */
+export const MAX_JSON_DEPTH = 128;
+
+/** Whether the brackets of a JSON text nest deeper than `max` (one linear pass, strings skipped). */
+export function nestingExceeds(text: string, max: number): boolean {
+  if (text.length <= max * 2) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > max) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
 }
 
 function tooLarge(limit: number): GatewayError {
