@@ -239,7 +239,8 @@ export class Gateway {
     const guard = this.guardrails ? await this.guardrails.checkInput(trace, req, rawBody, codec.door, request.signal) : undefined;
     if (guard) ({ req, rawBody } = guard);
     // Allow list (403), budgets and rate limits (429); usage settles when the trace ends.
-    if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door));
+    // Budgets reserve the worst case at the dearest target's price (settled to the real cost after).
+    if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door, plan.groups.flat().map((t) => ({ provider: t.provider.name, model: t.model }))));
     // Requests without a key still get priced for the log record (keyed ones are priced by the policy).
     trace.onEnd((r) => {
       if (r.costUsd === undefined && r.inputTokens !== undefined && Object.keys(this.opts.config.pricing).length) {
