@@ -248,9 +248,9 @@ export class Gateway {
       }
     });
     // The response cache: a hit replays the stored answer in this door's format, with no upstream call.
-    const cachePlan = this.cache?.plan(trace, req, rawBody, plan, request.headers);
+    const cachePlan = this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
     const hit = cachePlan && (await this.cache!.lookup(cachePlan, trace));
-    if (hit) return this.replayCached(codec, req, hit, trace, headers, guard);
+    if (hit) return this.replayCached(codec, req, hit, trace, headers);
     if (cachePlan) headers['x-gateway-cache'] = 'miss';
     else if (trace.record.cacheStatus === 'bypass') headers['x-gateway-cache'] = 'bypass';
 
@@ -315,10 +315,10 @@ export class Gateway {
   }
 
   /** Answer from the cache: the stored events, replayed in this door's format (streamed when asked). */
-  private async replayCached(codec: FrontDoorCodec, req: ChatRequest, hit: CacheHit, trace: RequestTrace, headers: Record<string, string>, guard: GuardedRequest | undefined): Promise<Response> {
+  private async replayCached(codec: FrontDoorCodec, req: ChatRequest, hit: CacheHit, trace: RequestTrace, headers: Record<string, string>): Promise<Response> {
     const r = trace.record;
     r.cacheHit = true;
-    r.cacheStatus = 'hit';
+    r.cacheStatus = hit.semantic ? 'semantic_hit' : 'hit';
     r.provider = hit.entry.provider;
     r.upstreamModel = hit.entry.upstreamModel;
     r.attempts = 0;
@@ -329,7 +329,10 @@ export class Gateway {
       headers: { ...headers, 'x-gateway-cache': 'hit', 'x-gateway-cache-age': String(hit.age), 'x-gateway-provider': hit.entry.provider, 'x-gateway-model': hit.entry.upstreamModel, 'x-gateway-attempts': '0' },
     };
     if (hit.semantic) meta.headers['x-gateway-cache'] = 'semantic-hit';
-    return this.answer(codec, req, await hit.events.next(), hit.events, meta, trace, guard);
+    // The stored answer already went through this request's output guardrails: entries are keyed by
+    // the guardrail profile (name + configuration hash), so it is replayed as stored, without
+    // running them (and paying a Bedrock guardrail call) again.
+    return this.answer(codec, req, await hit.events.next(), hit.events, meta, trace, undefined);
   }
 
   /** One embedding through the gateway's own providers (the semantic cache's query vectors). */
