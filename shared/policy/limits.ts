@@ -414,7 +414,7 @@ export class BudgetTracker {
       }
     });
     if (error || denial) {
-      this.release(grants);
+      this.release(grants, now);
       if (error) throw error;
     }
     return { grants: denial ? [] : grants, denial };
@@ -480,8 +480,8 @@ export class BudgetTracker {
   }
 
   /** Give reservations back whole (the request did not go ahead). */
-  release(grants: BudgetGrant[]): void {
-    for (const [id, d] of this.settlement(grants, { microUsd: 0, tokens: 0 })) void this.add(id, d.delta, d.expiresAt, 0).catch((err) => this.onError?.(err));
+  release(grants: BudgetGrant[], now: number): void {
+    for (const [id, d] of this.settlement(grants, { microUsd: 0, tokens: 0 })) void this.add(id, d.delta, d.expiresAt, now).catch((err) => this.onError?.(err));
   }
 
   /**

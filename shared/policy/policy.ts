@@ -267,7 +267,7 @@ export class Policy {
     const refused = takes.find((t) => !t.ok);
     if (refused || denial) {
       for (const g of grants) this.limiter.giveBack(g);
-      this.budgets.release(budgetGrants);
+      this.budgets.release(budgetGrants, now);
       trace.record.rateLimit = 'limited';
       if (denial) {
         trace.record.rateLimitReason = 'budget';
