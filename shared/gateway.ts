@@ -300,7 +300,8 @@ export class Gateway {
     const guard = this.guardrails ? await this.guardrails.checkInput(trace, req, rawBody, codec.door, request.signal) : undefined;
     if (guard) ({ req, rawBody } = guard);
     // Allow list (403), budgets and rate limits (429); usage settles when the trace ends.
-    if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door));
+    // Budgets reserve the worst case at the dearest target's price (settled to the real cost after).
+    if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door, plan.groups.flat().map((t) => ({ provider: t.provider.name, model: t.model }))));
     // Requests without a key still get priced for the log record (keyed ones are priced by the policy).
     trace.onEnd((r) => {
       if (r.costUsd === undefined && r.inputTokens !== undefined && Object.keys(this.opts.config.pricing).length) {
@@ -308,9 +309,9 @@ export class Gateway {
       }
     });
     // The response cache: a hit replays the stored answer in this door's format, with no upstream call.
-    const cachePlan = this.cache?.plan(trace, req, rawBody, plan, request.headers);
+    const cachePlan = this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
     const hit = cachePlan && (await this.cache!.lookup(cachePlan, trace));
-    if (hit) return this.replayCached(codec, req, hit, trace, headers, guard);
+    if (hit) return this.replayCached(codec, req, hit, trace, headers);
     if (cachePlan) headers['x-gateway-cache'] = 'miss';
     else if (trace.record.cacheStatus === 'bypass') headers['x-gateway-cache'] = 'bypass';
 
@@ -375,10 +376,10 @@ export class Gateway {
   }
 
   /** Answer from the cache: the stored events, replayed in this door's format (streamed when asked). */
-  private async replayCached(codec: FrontDoorCodec, req: ChatRequest, hit: CacheHit, trace: RequestTrace, headers: Record<string, string>, guard: GuardedRequest | undefined): Promise<Response> {
+  private async replayCached(codec: FrontDoorCodec, req: ChatRequest, hit: CacheHit, trace: RequestTrace, headers: Record<string, string>): Promise<Response> {
     const r = trace.record;
     r.cacheHit = true;
-    r.cacheStatus = 'hit';
+    r.cacheStatus = hit.semantic ? 'semantic_hit' : 'hit';
     r.provider = hit.entry.provider;
     r.upstreamModel = hit.entry.upstreamModel;
     r.attempts = 0;
@@ -389,7 +390,10 @@ export class Gateway {
       headers: { ...headers, 'x-gateway-cache': 'hit', 'x-gateway-cache-age': String(hit.age), 'x-gateway-provider': hit.entry.provider, 'x-gateway-model': hit.entry.upstreamModel, 'x-gateway-attempts': '0' },
     };
     if (hit.semantic) meta.headers['x-gateway-cache'] = 'semantic-hit';
-    return this.answer(codec, req, await hit.events.next(), hit.events, meta, trace, guard);
+    // The stored answer already went through this request's output guardrails: entries are keyed by
+    // the guardrail profile (name + configuration hash), so it is replayed as stored, without
+    // running them (and paying a Bedrock guardrail call) again.
+    return this.answer(codec, req, await hit.events.next(), hit.events, meta, trace, undefined);
   }
 
   /** One embedding through the gateway's own providers (the semantic cache's query vectors). */

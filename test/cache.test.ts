@@ -344,6 +344,10 @@ describe('semantic cache', () => {
     const near = await openai.chat.completions.create({ model: 'mock-sem', messages: [{ role: 'user', content: `what is the capital of france ${tag}` }], temperature: 0 }).withResponse();
     assert.equal(near.response.headers.get('x-gateway-cache'), 'semantic-hit');
     assert.equal(near.data.choices[0]!.message.content, first.choices[0]!.message.content);
+    // The log record tells a semantic hit from an exact one (docs/log-schema.md: `semantic_hit`).
+    const nearRecord = await recordOf(near.response.headers.get('x-request-id'));
+    assert.equal(nearRecord.cacheStatus, 'semantic_hit');
+    assert.equal(nearRecord.cacheHit, true);
     assert.equal(cache().stats.semanticHits, sem0 + 1);
     const far = await openai.chat.completions.create({ model: 'mock-sem', messages: [{ role: 'user', content: `Describe the rings of Saturn in detail ${tag}` }], temperature: 0 }).withResponse();
     assert.equal(far.response.headers.get('x-gateway-cache'), 'miss');
@@ -496,6 +500,106 @@ describe('exact cache on the Bedrock InvokeModel door', () => {
     } finally {
       await s2.close();
       await bedrock.close();
+    }
+  });
+});
+
+describe('cache request headers are checked (issue #15)', () => {
+  for (const [header, value] of [
+    ['x-gateway-cache', 'bogus'],
+    ['x-gateway-cache-ttl', 'abc'],
+    ['x-gateway-cache-ttl', '0'],
+    ['x-gateway-cache-ttl', '-5'],
+    ['x-gateway-cache-ttl', '1.5'],
+  ] as const) {
+    it(`${header}: ${JSON.stringify(value)} is a 400 naming the header and the allowed values, in the caller's format`, async () => {
+      const before = upstream.chatRequests().length;
+      const err = await openai.chat.completions
+        .create({ model: 'gpt', messages: [{ role: 'user', content: unique('bad header') }], temperature: 0 }, { headers: { [header]: value } })
+        .then(() => undefined, (e: unknown) => e as InstanceType<typeof OpenAI.APIError>);
+      assert.ok(err, 'refused');
+      assert.equal(err.status, 400);
+      assert.equal(err.code, 'invalid_cache_header');
+      assert.equal(err.param, header);
+      assert.ok(err.message.includes(header), err.message);
+      assert.match(err.message, header === 'x-gateway-cache' ? /no-cache, no-store, force/ : /whole number of seconds from 1/);
+      assert.equal(upstream.chatRequests().length, before, 'nothing went upstream');
+    });
+  }
+
+  it('on /v1/messages the 400 is in Anthropic\'s shape', async () => {
+    const err = await claude.messages
+      .create({ model: 'mock', max_tokens: 20, messages: [{ role: 'user', content: 'hello' }] }, { headers: { 'x-gateway-cache': 'sometimes' } })
+      .then(() => undefined, (e: unknown) => e as InstanceType<typeof Anthropic.APIError>);
+    assert.equal(err?.status, 400);
+    const body = err!.error as { type: string; error: { type: string; message: string } };
+    assert.equal(body.type, 'error');
+    assert.equal(body.error.type, 'invalid_request_error');
+    assert.match(body.error.message, /x-gateway-cache.*no-cache, no-store, force/);
+  });
+
+  it('valid values still work; a TTL above cache.maxTtlSeconds is capped, not refused; empty values count as absent', async () => {
+    const body = { model: 'gpt', messages: [{ role: 'user' as const, content: unique('valid headers') }], temperature: 0 };
+    const ok = await openai.chat.completions.create(body, { headers: { 'x-gateway-cache': ' No-Cache ', 'x-gateway-cache-ttl': '999999999' } }).withResponse();
+    assert.equal(ok.response.status, 200);
+    const empty = await openai.chat.completions.create({ ...body, messages: [{ role: 'user', content: unique('empty headers') }] }, { headers: { 'x-gateway-cache': '', 'x-gateway-cache-ttl': ' ' } }).withResponse();
+    assert.equal(empty.response.status, 200);
+  });
+});
+
+describe('cache entries do not cross aliases or guardrail profiles (issue #15)', () => {
+  it('an alias without guardrails is never served the answer redacted for an alias with them, and vice versa', async () => {
+    const config = parseConfig(
+      {
+        providers: { mock: { type: 'mock', wordDelayMs: 0 } },
+        models: { guarded: { provider: 'mock', model: 'mock-echo-1' }, open: { provider: 'mock', model: 'mock-echo-1' }, 'open-too': { provider: 'mock', model: 'mock-echo-1' } },
+        logging: { localDir: 'data/test-logs-unused' },
+        guardrails: {
+          profiles: { pii: { rules: [{ name: 'pii', detect: ['email'], action: 'redact', on: ['output'] }] } },
+          apply: { models: { guarded: 'pii' } },
+        },
+        cache: { backend: 'memory', namespace: 'global', models: { '*': {} } },
+      },
+      'alias cache test',
+    );
+    const s2 = await startLocalServer({ config, env: {}, port: 0, host: '127.0.0.1', sinks: [] });
+    try {
+      const c = s2.gateway.cache!;
+      const oai = new OpenAI({ baseURL: `${s2.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
+      const prompt = `please write to alice@example.com ${randomBytes(3).toString('hex')}`;
+      const ask = async (model: string, stream = false) => {
+        if (!stream) {
+          const { data, response } = await oai.chat.completions.create({ model, messages: [{ role: 'user', content: prompt }], temperature: 0 }).withResponse();
+          return { text: data.choices[0]!.message.content ?? '', cache: response.headers.get('x-gateway-cache') };
+        }
+        const { data, response } = await oai.chat.completions.create({ model, stream: true, messages: [{ role: 'user', content: prompt }], temperature: 0 }).withResponse();
+        let text = '';
+        for await (const chunk of data) text += chunk.choices[0]?.delta?.content ?? '';
+        return { text, cache: response.headers.get('x-gateway-cache') };
+      };
+      let s0 = c.stats.stored;
+      const g1 = await ask('guarded');
+      assert.equal(g1.cache, 'miss');
+      assert.ok(!g1.text.includes('alice@example.com'), `redacted for the guarded alias: ${g1.text}`);
+      await eventually(async () => c.stats.stored > s0, 'store');
+
+      // Same target, no guardrails: before, this was a hit serving the redacted text.
+      s0 = c.stats.stored;
+      const o1 = await ask('open', true);
+      assert.equal(o1.cache, 'miss');
+      assert.match(o1.text, /alice@example\.com/);
+      await eventually(async () => c.stats.stored > s0, 'store');
+
+      // Each alias then hits its own entry; a third alias has none.
+      const g2 = await ask('guarded', true);
+      assert.equal(g2.cache, 'hit');
+      assert.equal(g2.text, g1.text);
+      const o2 = await ask('open');
+      assert.equal(o2.cache, 'hit');
+      assert.match(o2.text, /alice@example\.com/);
+      assert.equal((await ask('open-too')).cache, 'miss');
+    } finally {
+      await s2.close();
     }
   });
 });

@@ -128,3 +128,36 @@ describe('count_tokens per provider', () => {
     });
   }
 });
+
+describe('count_tokens: bounded work (issue #15)', () => {
+  // Before: 12 KB of one character took 26 s of CPU and 3.9 MB minutes, with every other request waiting.
+  it('12 KB of one repeated character is counted, and the server keeps answering', { timeout: 15_000 }, async () => {
+    const pending = claude.messages.countTokens({ model: 'c-mock', messages: [{ role: 'user', content: 'x'.repeat(12_000) }] });
+    const health = await fetch(`${srv.url}/health`);
+    assert.equal(health.status, 200);
+    const data = await pending;
+    assert.ok(data.input_tokens >= 1500 && data.input_tokens < 1600, String(data.input_tokens));
+  });
+
+  it('3.9 MB of one repeated character, and of random letters: an estimate within the test timeout', { timeout: 30_000 }, async () => {
+    let seed = 11;
+    const random = Array.from({ length: 3_900_000 }, () => String.fromCharCode(97 + ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 26))).join('');
+    for (const text of ['x'.repeat(3_900_000), random]) {
+      const { data, response } = await claude.messages.countTokens({ model: 'c-mock', messages: [{ role: 'user', content: text }] }).withResponse();
+      assert.equal(response.headers.get('x-gateway-token-count'), 'estimate');
+      assert.ok(data.input_tokens > 400_000, String(data.input_tokens));
+    }
+  });
+
+  it('a body over server.maxBodyBytes: 413 in Anthropic\'s error shape', async () => {
+    const res = await fetch(`${srv.url}/v1/messages/count_tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY },
+      body: JSON.stringify({ model: 'c-mock', messages: [{ role: 'user', content: 'x'.repeat(5 * 1024 * 1024) }] }),
+    });
+    assert.equal(res.status, 413);
+    const body = (await res.json()) as { type: string; error: { type: string } };
+    assert.equal(body.type, 'error');
+    assert.equal(body.error.type, 'request_too_large');
+  });
+});

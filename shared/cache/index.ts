@@ -1,4 +1,5 @@
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
+import { GatewayError } from '../http/errors.ts';
 import type { RoutePlan } from '../routing/router.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { createDynamoCache, MemoryCacheBackend, type CacheBackend } from './backend.ts';
@@ -15,7 +16,32 @@ export const CACHE_HEADER = 'x-gateway-cache';
 export const CACHE_TTL_HEADER = 'x-gateway-cache-ttl';
 
 /** What happened with the cache for one request (the log record's `cacheStatus`). */
-export type CacheStatus = 'hit' | 'miss' | 'stored' | 'too_large' | 'bypass' | 'error';
+export type CacheStatus = 'hit' | 'semantic_hit' | 'miss' | 'stored' | 'too_large' | 'bypass' | 'error';
+
+/** The values `x-gateway-cache` may take on a request. */
+export const CACHE_DIRECTIVES = ['no-cache', 'no-store', 'force'] as const;
+
+/**
+ * The cache request headers, checked: a value the gateway does not know is a 400 naming the header
+ * and what it accepts (rather than being ignored, which hides the client's mistake).
+ */
+export function cacheHeaders(headers: Headers, maxTtlSeconds: number): { directive: string; ttlSeconds?: number } {
+  const raw = headers.get(CACHE_HEADER);
+  const directive = (raw ?? '').trim().toLowerCase();
+  // An empty value counts as no header.
+  if (directive && !(CACHE_DIRECTIVES as readonly string[]).includes(directive)) {
+    throw new GatewayError('invalid_request', `Invalid ${CACHE_HEADER} header ${JSON.stringify((raw ?? "").slice(0, 64))}: use one of ${CACHE_DIRECTIVES.join(', ')}.`, { code: 'invalid_cache_header', param: CACHE_HEADER });
+  }
+  const ttl = headers.get(CACHE_TTL_HEADER);
+  if (ttl === null || !ttl.trim()) return { directive };
+  if (!/^\s*\d{1,9}\s*$/.test(ttl) || Number(ttl) < 1) {
+    throw new GatewayError('invalid_request', `Invalid ${CACHE_TTL_HEADER} header ${JSON.stringify(ttl.slice(0, 64))}: use a whole number of seconds from 1 (values above ${maxTtlSeconds} are capped to it).`, {
+      code: 'invalid_cache_header',
+      param: CACHE_TTL_HEADER,
+    });
+  }
+  return { directive, ttlSeconds: Math.min(Number(ttl), maxTtlSeconds) };
+}
 
 /** Counters since start (per instance), for tests, the admin page and logs. */
 export interface CacheStats {
@@ -90,11 +116,12 @@ export class ResponseCache {
    * Decide for one request: undefined when the cache does not apply (model not opted in, or a
    * bypass, which the record notes); otherwise the key and whether to look up.
    */
-  plan(trace: RequestTrace, req: ChatRequest, rawBody: Record<string, unknown>, plan: RoutePlan, headers: Headers): CachePlan | undefined {
+  plan(trace: RequestTrace, req: ChatRequest, rawBody: Record<string, unknown>, plan: RoutePlan, headers: Headers, guardProfile?: string): CachePlan | undefined {
     if (!this.cfg.enabled) return undefined;
+    // Bad cache headers are refused whether or not this model is cached (400 in the caller's format).
+    const { directive, ttlSeconds: ttlAsked } = cacheHeaders(headers, this.cfg.maxTtlSeconds);
     const model = this.modelConfig(req.model);
     if (!model) return undefined;
-    const directive = (headers.get(CACHE_HEADER) ?? '').trim().toLowerCase();
     const bypass = () => {
       trace.record.cacheStatus = 'bypass';
       this.stats.bypassed++;
@@ -106,12 +133,13 @@ export class ResponseCache {
     if ((req.temperature ?? 1) > maxTemp && !force) return bypass();
     // Several choices (`n`) cannot be replayed from one answer.
     if (typeof rawBody.n === 'number' && rawBody.n > 1) return bypass();
-    let ttlSeconds = model.ttlSeconds ?? this.cfg.ttlSeconds;
-    const ttlHeader = headers.get(CACHE_TTL_HEADER);
-    if (ttlHeader !== null && /^\s*\d{1,9}\s*$/.test(ttlHeader)) ttlSeconds = Math.max(1, Math.min(Number(ttlHeader), this.cfg.maxTtlSeconds));
+    const ttlSeconds = ttlAsked ?? model.ttlSeconds ?? this.cfg.ttlSeconds;
     const namespace = this.namespace(trace);
     if (directive === 'no-cache') trace.record.cacheStatus = 'miss';
-    const route = plan.groups.map((g) => g.map((t) => t.key).join('+')).join('>');
+    // The answer is stored as the client got it, after the output guardrails: entries are keyed by
+    // the alias and the guardrail profile (name + configuration hash) as well as the targets, so an
+    // answer never crosses to an alias or a key with other guardrails (see docs/cache.md).
+    const route = `${plan.name}|${guardProfile ?? '-'}|${plan.groups.map((g) => g.map((t) => t.key).join('+')).join('>')}`;
     return {
       key: cacheKey(namespace, requestKeyMaterial(req, rawBody, route)),
       namespace,

@@ -4,6 +4,7 @@ import { GatewayError, jsonResponse } from '../http/errors.ts';
 import type { Provider } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { parseAnthropicRequest } from './anthropic-messages.ts';
+import { loadEncoder, TokenCounter } from '../policy/tokenizer.ts';
 
 /**
  * `POST /v1/messages/count_tokens` (Anthropic's token counting). When the model is served by a
@@ -13,6 +14,8 @@ import { parseAnthropicRequest } from './anthropic-messages.ts';
  * with an estimate, marked `x-gateway-token-count: estimate`: a BPE count of the text (cl100k_base,
  * from js-tiktoken; Claude's own tokenizer is not public, so real counts differ, typically by
  * 10-20%), plus fixed costs for images and tool definitions. Errors use Anthropic's shape.
+ * The count's work is linear in the body and bounded (shared/policy/tokenizer.ts): a run of one
+ * character no longer costs quadratic time, and the body is capped by `server.maxBodyBytes` (413).
  */
 
 export interface CountTokensDeps {
@@ -28,20 +31,12 @@ export const TOOLS_OVERHEAD_ESTIMATE = 346;
 /** Per-message framing tokens. */
 const MESSAGE_OVERHEAD = 3;
 
-type Encoder = { encode(text: string, allowedSpecial?: string[] | 'all', disallowedSpecial?: string[] | 'all'): number[] };
-let encoderPromise: Promise<Encoder> | undefined;
-
-/** The tokenizer, loaded on first use (its ranks are ~1 MB, so cold starts that never count skip them). */
-function encoder(): Promise<Encoder> {
-  encoderPromise ??= Promise.all([import('js-tiktoken/lite'), import('js-tiktoken/ranks/cl100k_base')]).then(([lite, ranks]) => new lite.Tiktoken(ranks.default));
-  return encoderPromise;
-}
-
 /** An estimate of the input tokens of a decoded Anthropic request. */
 export async function estimateInputTokens(req: ChatRequest): Promise<number> {
-  const enc = await encoder();
-  // Text that looks like a special token is counted as ordinary text.
-  const count = (s: string) => (s ? enc.encode(s, [], []).length : 0);
+  // Bounded work per request, linear in the body (see shared/policy/tokenizer.ts); text that looks
+  // like a special token is counted as ordinary text.
+  const counter = new TokenCounter(await loadEncoder());
+  const count = (s: string) => counter.count(s);
   const parts = (ps: ContentPart[]) => ps.reduce((n, p) => n + (p.type === 'text' ? count(p.text) : IMAGE_TOKENS_ESTIMATE), 0);
   let n = count(req.system ?? '');
   for (const m of req.messages) {

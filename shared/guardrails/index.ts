@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
+import { canonicalJson } from '../cache/entry.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { BedrockGuardrail } from './bedrock.ts';
 import { CompiledProfile, GuardrailBlock, promptText } from './engine.ts';
@@ -20,6 +22,8 @@ export interface GuardedRequest {
   rawBody: Record<string, unknown>;
   /** Wraps the answer's events with the output checks; absent when the profile has none. */
   output?: (events: AsyncIterator<StreamEvent>) => AsyncIterator<StreamEvent>;
+  /** The profile applied: its name and a hash of its configuration (part of the response cache's key). */
+  profile?: string;
 }
 
 /** The request field that caps output tokens, per front door (for clamping a raw body). */
@@ -36,14 +40,15 @@ function maxTokensKey(door: FrontDoor, rawBody: Record<string, unknown>): string
  */
 export class Guardrails {
   readonly stats: GuardrailStats = { checked: 0, blocked: 0, redacted: 0 };
-  private readonly profiles = new Map<string, { compiled: CompiledProfile; bedrock?: BedrockGuardrail }>();
+  private readonly profiles = new Map<string, { compiled: CompiledProfile; bedrock?: BedrockGuardrail; id: string }>();
 
   constructor(
     private readonly cfg: GuardrailsConfig,
     env: Record<string, string | undefined>,
   ) {
     for (const [name, p] of Object.entries(cfg.profiles)) {
-      this.profiles.set(name, { compiled: new CompiledProfile(name, p), bedrock: p.bedrock ? new BedrockGuardrail(p.bedrock, env) : undefined });
+      const id = `${name}:${createHash('sha256').update(canonicalJson(p)).digest('base64url').slice(0, 16)}`;
+      this.profiles.set(name, { compiled: new CompiledProfile(name, p), bedrock: p.bedrock ? new BedrockGuardrail(p.bedrock, env) : undefined, id });
     }
   }
 
@@ -79,6 +84,7 @@ export class Guardrails {
         req: checked.req,
         rawBody: checked.rawBody,
         output: wantsOutput ? (events) => this.filterOutput(p, events, trace) : undefined,
+        profile: p.id,
       };
     } catch (err) {
       if (err instanceof GuardrailBlock) this.block(trace, err);

@@ -241,6 +241,35 @@ export interface BudgetStatus {
   remainingTokens?: number;
 }
 
+/** A request's worst case against budgets: micro-dollars and tokens. */
+export interface BudgetNeed {
+  microUsd: number;
+  tokens: number;
+}
+
+interface BudgetPool {
+  key: string;
+  counterId: string;
+  field: 'committedMicroUsd' | 'committedTokens';
+  /** Leased by this instance and not reserved yet. */
+  left: number;
+  /** The committed total as last seen (a lower bound while this instance's blocks are unspent). */
+  committed: number;
+  inflight?: Promise<void>;
+}
+
+/** A reservation against one budget, settled after the response. */
+export interface BudgetGrant {
+  pool: BudgetPool;
+  amount: number;
+  /** From a locally held block (settled locally) or reserved on the counter itself (settled there). */
+  fromBlock: boolean;
+  expiresAt: number;
+}
+
+/** Most worst-case requests one block of budget is leased for. */
+export const BUDGET_BLOCK_REQUESTS = 50;
+
 const FIELDS: { field: BudgetField; period: Period; unit: 'usd' | 'tokens' }[] = [
   { field: 'usdPerDay', period: 'd', unit: 'usd' },
   { field: 'usdPerMonth', period: 'm', unit: 'usd' },
@@ -264,15 +293,32 @@ export function usageCounterId(subject: string, period: Period, now: number): st
 
 /**
  * Budgets: spend per subject per UTC day and month, in usage counters that each response adds its
- * real tokens and cost to (after the response, off the hot path). Admission compares what is known
- * to be spent with the budget; the instance keeps a view of the counters, refreshed in the
- * background when older than `refreshMs` and updated by its own settlements, so a warm instance
- * checks budgets without a round trip. A budget can therefore be overshot by the requests in flight
- * and by other instances' spend of the last `refreshMs`; a request is refused once the budget is spent.
+ * real tokens and cost to (after the response, off the hot path).
+ *
+ * Admission reserves each request's worst case (its prompt estimate plus its output allowance, at
+ * the highest price among the targets that may serve it) against every budget, and settlement
+ * replaces the reservation with the real cost. The reservations live in the counter's committed
+ * fields (`committedMicroUsd`, `committedTokens`: settled spend + reservations in flight + unspent
+ * blocks), which only grow past the budget by one request's reservation:
+ *
+ * - far from the budget, an instance leases a block of it (one conditional update: only if the
+ *   committed total stays within the budget) and reserves from the block locally, with no round
+ *   trip; a block is a tenth of the budget at most, and at most 50 worst-case requests;
+ * - near the budget (no block fits any more), every request makes its own conditional update:
+ *   "add my reservation if the committed total is still below the budget". So however many
+ *   requests arrive at once, on however many instances, admitted reservations end at most one
+ *   reservation past the budget; the last request admitted may overshoot by its own cost.
+ *
+ * A block that an instance does not spend (it stops, or the period ends) stays committed until the
+ * period resets: near the budget a subject can be refused up to (instances - 1) x block early.
+ * The instance also keeps a view of the spend, refreshed in the background when older than
+ * `refreshMs`, for the remaining-budget headers and for refusing at once when it is spent.
  */
 export class BudgetTracker {
   private readonly view = new Map<string, { totals: CounterTotals; at: number }>();
   private readonly refreshing = new Set<string>();
+  /** Per counter and unit: committed budget leased and reserved by this instance. */
+  private readonly pools = new Map<string, BudgetPool>();
   /** Per counter: the usage waiting for the write in flight to finish (see `add`). */
   private readonly writes = new Map<string, { open?: PendingWrite; running: boolean }>();
 
@@ -339,6 +385,135 @@ export class BudgetTracker {
     return { denial, status };
   }
 
+  /**
+   * Reserve a request's worst case against every budget of the subjects (see the class comment).
+   * No round trip while the instance's blocks last; all budgets are asked in parallel otherwise.
+   * On a refusal every reservation taken is given back and the denial names the budget.
+   */
+  async reserve(subjects: BudgetSubject[], need: BudgetNeed, now: number): Promise<{ grants: BudgetGrant[]; denial?: BudgetDenial }> {
+    const asks: { s: BudgetSubject; f: (typeof FIELDS)[number]; limit: number }[] = [];
+    for (const s of subjects) for (const f of FIELDS) if (s.budget[f.field] !== undefined) asks.push({ s, f, limit: s.budget[f.field]! });
+    if (!asks.length) return { grants: [] };
+    const results = await Promise.allSettled(
+      asks.map(({ s, f, limit }) => {
+        const units = f.unit === 'usd' ? Math.round(limit * 1e6) : Math.floor(limit);
+        const amount = Math.max(0, Math.ceil(f.unit === 'usd' ? need.microUsd : need.tokens));
+        return this.take(usageCounterId(s.subject, f.period, now), f.unit === 'usd' ? 'committedMicroUsd' : 'committedTokens', units, amount, Math.floor(periodEnd(f.period, now) / 1000) + (f.period === 'd' ? 7 : 62) * 86_400);
+      }),
+    );
+    const grants: BudgetGrant[] = [];
+    let denial: BudgetDenial | undefined;
+    let error: unknown;
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') error ??= r.reason;
+      else if (r.value.grant) grants.push(r.value.grant);
+      else if (!denial) {
+        const { s, f, limit } = asks[i]!;
+        const committed = r.value.committed / (f.unit === 'usd' ? 1e6 : 1);
+        denial = { label: s.label, field: f.field, limit, spent: committed, resetAt: periodEnd(f.period, now) };
+      }
+    });
+    if (error || denial) {
+      this.release(grants, now);
+      if (error) throw error;
+    }
+    return { grants: denial ? [] : grants, denial };
+  }
+
+  private pool(counterId: string, field: BudgetPool['field']): BudgetPool {
+    const key = `${counterId}|${field}`;
+    let p = this.pools.get(key);
+    if (!p) {
+      if (this.pools.size > 50_000) this.pools.clear();
+      const seen = this.view.get(counterId)?.totals;
+      p = { key, counterId, field, left: 0, committed: seen ? seen[field] : 0 };
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+
+  private async take(counterId: string, field: BudgetPool['field'], limit: number, amount: number, expiresAt: number): Promise<{ grant?: BudgetGrant; committed: number }> {
+    const p = this.pool(counterId, field);
+    if (amount === 0) return { grant: undefined, committed: p.committed };
+    for (;;) {
+      if (p.left >= amount) {
+        p.left -= amount;
+        return { grant: { pool: p, amount, fromBlock: true, expiresAt }, committed: p.committed };
+      }
+      if (p.inflight) {
+        await p.inflight;
+        continue;
+      }
+      // Far from the budget: lease a block (worth several requests), if one fits as far as this
+      // instance knows; the conditional update has the last word.
+      const block = Math.min(Math.floor(limit / 10), amount * BUDGET_BLOCK_REQUESTS);
+      if (block >= 2 * amount && p.committed + block <= limit) {
+        p.inflight = this.store
+          .reserve(counterId, { field, amount: block, atMost: limit - block, expiresAt })
+          .then((r) => {
+            if (r.ok) {
+              p.left += block;
+              p.committed = Math.max(p.committed, r.totals[field]);
+              this.noteTotals(counterId, r.totals);
+            } else p.committed = Math.max(p.committed, limit - block + 1);
+          })
+          .finally(() => (p.inflight = undefined));
+        await p.inflight;
+        continue;
+      }
+      // Near the budget: this request's own reservation, only while something remains.
+      const r = await this.store.reserve(counterId, { field, amount, atMost: limit - 1, expiresAt });
+      if (!r.ok) {
+        p.committed = Math.max(p.committed, limit);
+        return { committed: p.committed };
+      }
+      p.committed = r.totals[field];
+      this.noteTotals(counterId, r.totals);
+      return { grant: { pool: p, amount, fromBlock: false, expiresAt }, committed: p.committed };
+    }
+  }
+
+  /** A counter's totals as a write returned them: the spend view learns from them too. */
+  private noteTotals(counterId: string, totals: CounterTotals): void {
+    const seen = this.view.get(counterId);
+    if (seen && totals.requests >= seen.totals.requests) seen.totals = totals;
+  }
+
+  /** Give reservations back whole (the request did not go ahead). */
+  release(grants: BudgetGrant[], now: number): void {
+    for (const [id, d] of this.settlement(grants, { microUsd: 0, tokens: 0 })) void this.add(id, d.delta, d.expiresAt, now).catch((err) => this.onError?.(err));
+  }
+
+  /**
+   * What settling reservations with the real cost writes to the counters (committed deltas per
+   * counter); differences on local blocks are settled locally and write nothing.
+   */
+  settlement(grants: BudgetGrant[], actual: BudgetNeed): Map<string, { delta: UsageDelta; expiresAt: number }> {
+    const out = new Map<string, { delta: UsageDelta; expiresAt: number }>();
+    for (const g of grants) {
+      const p = g.pool;
+      const real = Math.max(0, Math.ceil(p.field === 'committedMicroUsd' ? actual.microUsd : actual.tokens));
+      let delta = real - g.amount;
+      const current = this.pools.get(p.key) === p;
+      if (g.fromBlock) {
+        if (delta <= 0) {
+          if (current) p.left -= delta;
+          continue;
+        }
+        // Cost beyond the reservation: from the block while it lasts, then onto the counter.
+        const fromBlock = current ? Math.min(p.left, delta) : 0;
+        p.left -= fromBlock;
+        delta -= fromBlock;
+      }
+      if (!delta) continue;
+      p.committed += delta;
+      const e = out.get(p.counterId) ?? { delta: {}, expiresAt: g.expiresAt };
+      e.delta[p.field] = (e.delta[p.field] ?? 0) + delta;
+      out.set(p.counterId, e);
+    }
+    return out;
+  }
+
   /** Remaining budget as this instance's view has it (no round trip; unseen counters are skipped). */
   peek(subjects: BudgetSubject[], now: number): BudgetStatus {
     const status: BudgetStatus = {};
@@ -355,18 +530,26 @@ export class BudgetTracker {
     return status;
   }
 
-  /** Add a finished request's usage to the subjects' day and month counters. */
-  async record(subjects: string[], delta: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number; microUsd: number }, now: number): Promise<void> {
+  /**
+   * Add a finished request's usage to the subjects' day and month counters, with the settlement of
+   * its budget reservations (`grants`) in the same writes.
+   */
+  async record(subjects: string[], delta: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number; microUsd: number }, now: number, grants: BudgetGrant[] = []): Promise<void> {
     const tokens = delta.inputTokens + delta.outputTokens;
+    const committed = this.settlement(grants, { microUsd: delta.microUsd, tokens });
     const writes: Promise<void>[] = [];
     for (const subject of subjects) {
       for (const period of ['d', 'm'] as const) {
         const id = usageCounterId(subject, period, now);
         // Kept a little past the window, for reading recent usage.
         const expiresAt = Math.floor(periodEnd(period, now) / 1000) + (period === 'd' ? 7 : 62) * 86_400;
-        writes.push(this.add(id, { requests: 1, tokens, ...delta }, expiresAt, now));
+        const extra = committed.get(id);
+        committed.delete(id);
+        writes.push(this.add(id, { requests: 1, tokens, ...delta, ...extra?.delta }, expiresAt, now));
       }
     }
+    // Reservations taken in a period that has ended meanwhile settle on their own counters.
+    for (const [id, d] of committed) writes.push(this.add(id, d.delta, d.expiresAt, now));
     const results = await Promise.allSettled(writes);
     for (const r of results) if (r.status === 'rejected') this.onError?.(r.reason);
   }
@@ -405,6 +588,10 @@ export class BudgetTracker {
       try {
         const totals = await this.store.addUsage(id, batch.delta, batch.expiresAt);
         if (this.view.has(id)) this.set(id, totals, now);
+        for (const field of ['committedMicroUsd', 'committedTokens'] as const) {
+          const p = this.pools.get(`${id}|${field}`);
+          if (p) p.committed = totals[field];
+        }
         batch.resolve();
       } catch (err) {
         batch.reject(err);

@@ -5,7 +5,7 @@ import type { RequestRecord, RequestTrace } from '../telemetry/record.ts';
 import { estimatePromptTokens } from './estimate.ts';
 import { limitHeaders } from './headers.ts';
 import { hashesEqual, hashKey, modelAllowed, parseKey, presentedKey } from './keys.ts';
-import { BudgetTracker, RateLimiter, type BudgetDenial, type BudgetSubject, type Grant, type RateStatus } from './limits.ts';
+import { BudgetTracker, RateLimiter, type BudgetDenial, type BudgetGrant, type BudgetSubject, type Grant, type RateStatus } from './limits.ts';
 import { costMicroUsd, priceFor, type Price } from './pricing.ts';
 
 export interface PolicySettings {
@@ -211,17 +211,34 @@ export class Policy {
     return { rateSubjects, budgetSubjects };
   }
 
-  /** Reserve capacity for a chat request: the prompt estimate plus its output allowance. */
-  admitChat(trace: RequestTrace, req: ChatRequest, door: FrontDoor): Promise<Record<string, string>> {
-    return this.admit(trace, { model: req.model, tokens: estimatePromptTokens(req) + (req.maxTokens ?? this.opts.settings.defaultMaxTokens) }, door);
+  /**
+   * Reserve capacity for a chat request: the prompt estimate plus its output allowance (max_tokens,
+   * or `limits.defaultMaxTokens` when absent), priced at the dearest of the targets that may serve it.
+   */
+  admitChat(trace: RequestTrace, req: ChatRequest, door: FrontDoor, targets?: { provider: string; model: string }[]): Promise<Record<string, string>> {
+    const input = estimatePromptTokens(req);
+    const output = req.maxTokens ?? this.opts.settings.defaultMaxTokens;
+    return this.admit(trace, { model: req.model, tokens: input + output, inputTokens: input, outputTokens: output, targets }, door);
+  }
+
+  /** The worst-case cost of a call in micro-dollars: the dearest price among its targets. */
+  private worstCost(call: { model: string; tokens: number; inputTokens?: number; outputTokens?: number; targets?: { provider: string; model: string }[] }): number {
+    const usage = { inputTokens: call.inputTokens ?? call.tokens, outputTokens: call.outputTokens ?? 0 };
+    const served = call.targets?.length ? call.targets.map((t) => ({ provider: t.provider, upstreamModel: t.model, model: call.model })) : [{ model: call.model }];
+    return Math.max(0, ...served.map((t) => costMicroUsd(priceFor(this.opts.settings.pricing, t), usage)));
   }
 
   /**
    * Allow list (403), budgets and rate limits (429) for a request about to call `model`, with an
-   * estimated `tokens` reservation. Returns the rate-limit/usage headers for the response, and
-   * registers the settlement of real usage when the request ends. No-op without a key.
+   * estimated `tokens` reservation (of which `outputTokens` are output, for pricing). Returns the
+   * rate-limit/usage headers for the response, and registers the settlement of real usage when the
+   * request ends. No-op without a key.
    */
-  async admit(trace: RequestTrace, call: { model: string; tokens: number }, door: FrontDoor | undefined): Promise<Record<string, string>> {
+  async admit(
+    trace: RequestTrace,
+    call: { model: string; tokens: number; inputTokens?: number; outputTokens?: number; targets?: { provider: string; model: string }[] },
+    door: FrontDoor | undefined,
+  ): Promise<Record<string, string>> {
     const a = this.byTrace.get(trace);
     if (!a) return {};
     const { key, team } = a;
@@ -230,22 +247,31 @@ export class Policy {
     const { rateSubjects, budgetSubjects } = this.subjects(a);
     const hasRate = rateSubjects.some((s) => s.limits.rpm || s.limits.tpm);
 
-    // Rate limits and budgets in parallel: at most one round trip of latency between them.
-    const [takes, budget] = await Promise.all([
+    // Rate limits, the spend view and budget reservations in parallel: at most one round trip of
+    // latency between them (none while the instance's leases last).
+    const [takes, budget, reserved] = await Promise.all([
       Promise.all(rateSubjects.map((s) => this.limiter.take(s.subject, s.limits, call.tokens, now))),
       this.budgets.check(budgetSubjects, now, a.waitUntil),
+      this.budgets.reserve(budgetSubjects, { microUsd: this.worstCost(call), tokens: call.tokens }, now),
     ]).catch((err) => this.unavailable(err));
     const grants = takes.flatMap((t) => (t.ok && t.grant ? [t.grant] : []));
+    const budgetGrants = reserved.grants;
     const statuses: RateStatus[] = takes.map((t) => t.status);
+    const denial = budget.denial ?? reserved.denial;
+    if (denial) {
+      if (denial.field.startsWith('usd')) budget.status.remainingUsd = 0;
+      else budget.status.remainingTokens = 0;
+    }
     const headers = limitHeaders(door, statuses, budget.status, now);
 
     const refused = takes.find((t) => !t.ok);
-    if (refused || budget.denial) {
+    if (refused || denial) {
       for (const g of grants) this.limiter.giveBack(g);
+      this.budgets.release(budgetGrants, now);
       trace.record.rateLimit = 'limited';
-      if (budget.denial) {
+      if (denial) {
         trace.record.rateLimitReason = 'budget';
-        throw this.budgetError(budget.denial, headers, now);
+        throw this.budgetError(denial, headers, now);
       }
       const which = refused!.ok ? 'requests' : refused!.limit;
       trace.record.rateLimitReason = which === 'requests' ? 'requests_per_minute' : 'tokens_per_minute';
@@ -268,14 +294,14 @@ export class Policy {
         : { inputTokens: record.inputTokens ?? 0, outputTokens: record.outputTokens ?? 0, cacheReadTokens: record.cacheReadTokens ?? 0, cacheWriteTokens: record.cacheWriteTokens ?? 0 };
       const micro = costMicroUsd(priceFor(this.opts.settings.pricing, record), usage);
       record.costUsd = micro / 1e6;
-      a.waitUntil(this.settle(grants, subjects, usage, micro, record).catch((err) => this.opts.onError?.(err)));
+      a.waitUntil(this.settle(grants, budgetGrants, subjects, usage, micro, record).catch((err) => this.opts.onError?.(err)));
     });
     return headers;
   }
 
-  private async settle(grants: Grant[], subjects: string[], usage: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number }, microUsd: number, _record: RequestRecord): Promise<void> {
+  private async settle(grants: Grant[], budgetGrants: BudgetGrant[], subjects: string[], usage: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number }, microUsd: number, _record: RequestRecord): Promise<void> {
     const total = usage.inputTokens + usage.outputTokens;
-    await Promise.all([...grants.map((g) => this.limiter.settle(g, total)), this.budgets.record(subjects, { ...usage, microUsd }, this.now())]);
+    await Promise.all([...grants.map((g) => this.limiter.settle(g, total)), this.budgets.record(subjects, { ...usage, microUsd }, this.now(), budgetGrants)]);
   }
 
   private budgetError(d: BudgetDenial, headers: Record<string, string>, now: number): GatewayError {

@@ -10,7 +10,7 @@ import {
   UpdateItemCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
-import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, Store, TeamRecord, UsageDelta } from './types.ts';
+import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, ReserveRequest, Store, TeamRecord, UsageDelta } from './types.ts';
 import { spanAwsCalls } from '../tracing/spans.ts';
 
 /**
@@ -124,10 +124,12 @@ const COUNTER_ATTRS: [keyof CounterTotals, string][] = [
   ['cacheReadTokens', 'cr'],
   ['cacheWriteTokens', 'cw'],
   ['microUsd', 'usd'],
+  ['committedMicroUsd', 'cusd'],
+  ['committedTokens', 'ctok'],
 ];
 
 function totalsFrom(item: Item | undefined): CounterTotals {
-  const t = { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0 };
+  const t = { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0, committedMicroUsd: 0, committedTokens: 0 };
   if (!item) return t;
   for (const [field, attr] of COUNTER_ATTRS) if (item[attr]?.N !== undefined) t[field] = Number(item[attr]!.N);
   return t;
@@ -271,6 +273,27 @@ export class DynamoStore implements Store {
       );
       const t = totalsFrom(out.Attributes);
       return { ok: true, requests: t.requests, tokens: t.tokens };
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return { ok: false };
+      throw err;
+    }
+  }
+
+  async reserve(counterId: string, req: ReserveRequest): Promise<{ ok: true; totals: CounterTotals } | { ok: false }> {
+    const attr = req.field === 'committedMicroUsd' ? 'cusd' : 'ctok';
+    if (req.atMost < 0) return { ok: false };
+    try {
+      const out = await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tables.usage,
+          Key: { pk: { S: counterId } },
+          UpdateExpression: `ADD ${attr} :a SET expiresAt = if_not_exists(expiresAt, :e)`,
+          ConditionExpression: `attribute_not_exists(${attr}) OR ${attr} <= :max`,
+          ExpressionAttributeValues: { ':a': { N: String(req.amount) }, ':max': { N: String(req.atMost) }, ':e': { N: String(req.expiresAt) } },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return { ok: true, totals: totalsFrom(out.Attributes) };
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) return { ok: false };
       throw err;

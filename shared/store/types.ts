@@ -65,6 +65,13 @@ export interface CounterTotals {
   cacheWriteTokens: number;
   /** Spend in micro-dollars (integers keep sums exact). */
   microUsd: number;
+  /**
+   * Budget counters only: what is committed against the budget, in micro-dollars and tokens: the
+   * settled spend plus the reservations of requests in flight and the unspent blocks instances
+   * hold (see BudgetTracker). Never less than the spend.
+   */
+  committedMicroUsd: number;
+  committedTokens: number;
 }
 
 export interface UsageDelta {
@@ -75,6 +82,18 @@ export interface UsageDelta {
   cacheReadTokens?: number;
   cacheWriteTokens?: number;
   microUsd?: number;
+  committedMicroUsd?: number;
+  committedTokens?: number;
+}
+
+/** A conditional addition to one committed field of a budget counter. */
+export interface ReserveRequest {
+  field: 'committedMicroUsd' | 'committedTokens';
+  amount: number;
+  /** The addition happens only if the field is at most this before it (absent counts as 0). */
+  atMost: number;
+  /** Epoch seconds after which the counter item may be deleted (TTL attribute). */
+  expiresAt: number;
 }
 
 export interface LeaseRequest {
@@ -113,7 +132,12 @@ export interface Store {
    * (one conditional update); returns the counter's new totals.
    */
   lease(counterId: string, req: LeaseRequest): Promise<LeaseResult>;
-  /** Unconditionally add to a counter; returns its new totals. */
+  /**
+   * Add `amount` to a budget counter's committed field only if it is at most `atMost` before (one
+   * conditional update); returns the counter's new totals, or `ok: false`.
+   */
+  reserve(counterId: string, req: ReserveRequest): Promise<{ ok: true; totals: CounterTotals } | { ok: false }>;
+  /** Unconditionally add to a counter (negative amounts allowed); returns its new totals. */
   addUsage(counterId: string, delta: UsageDelta, expiresAt: number): Promise<CounterTotals>;
   /** Read counters (consistent reads, one round trip for up to 100 ids); missing ones are absent. */
   getCounters(ids: string[]): Promise<Map<string, CounterTotals>>;
@@ -122,4 +146,4 @@ export interface Store {
   close(): void;
 }
 
-export const ZERO_TOTALS: CounterTotals = { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0 };
+export const ZERO_TOTALS: CounterTotals = { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0, committedMicroUsd: 0, committedTokens: 0 };

@@ -47,7 +47,7 @@ export interface RequestRecord {
   /** The gateway's response cache answered. */
   cacheHit?: boolean;
   /** What the response cache did: hit, miss, stored, too_large, bypass or error (absent when it does not apply). */
-  cacheStatus?: 'hit' | 'miss' | 'stored' | 'too_large' | 'bypass' | 'error';
+  cacheStatus?: 'hit' | 'semantic_hit' | 'miss' | 'stored' | 'too_large' | 'bypass' | 'error';
   /** Rate-limit outcome (absent when no limit applies) and which limit refused. */
   rateLimit?: 'allowed' | 'limited';
   rateLimitReason?: string;

@@ -56,7 +56,7 @@ export const LOG_COLUMNS: LogColumn[] = [
   { name: 'cacheWriteTokens', glueType: 'int', description: 'Input tokens written to the provider\'s prompt cache.' },
   { name: 'costUsd', glueType: 'double', description: 'Cost of the request in US dollars, from the configured prices.' },
   { name: 'cacheHit', glueType: 'boolean', description: 'Whether the gateway\'s response cache answered the request.' },
-  { name: 'cacheStatus', glueType: 'string', description: 'What the response cache did: `hit`, `miss` (looked up, not stored), `stored` (answer written), `too_large` (answer over `cache.maxItemBytes`, not stored), `bypass` (header, temperature or `n`), `error` (cache unreachable; served upstream). Absent when the cache does not apply.' },
+  { name: 'cacheStatus', glueType: 'string', description: 'What the response cache did: `hit`, `semantic_hit` (served from a similar prompt\'s answer), `miss` (looked up, not stored), `stored` (answer written), `too_large` (answer over `cache.maxItemBytes`, not stored), `bypass` (header, temperature or `n`), `error` (cache unreachable; served upstream). Absent when the cache does not apply.' },
   { name: 'rateLimit', glueType: 'string', description: 'Rate-limit outcome: `allowed` or `limited` (absent when no limit applies).' },
   { name: 'rateLimitReason', glueType: 'string', description: 'Which limit refused the request (e.g. `requests_per_minute`, `tokens_per_minute`, `budget`).' },
   { name: 'guardrail', glueType: 'string', description: 'Guardrail outcome: `passed`, `blocked` or `redacted` (absent when none applies).' },
