@@ -94,6 +94,8 @@ export class BedrockModelIndex {
   private readonly claude = new Map<string, string>();
   /** Bedrock model ids the gateway serves, for the inference-profile listing. */
   readonly bedrockIds: string[] = [];
+  /** Configured model name -> the Claude model id on Bedrock it serves first, if any. */
+  private readonly claudeIdOf = new Map<string, string>();
 
   constructor(config: Pick<GatewayConfig, 'models' | 'providers'> & { bedrockApi?: { models?: Record<string, string> } }) {
     const setOnce = (map: Map<string, string>, k: string, v: string) => {
@@ -112,7 +114,10 @@ export class BedrockModelIndex {
         if (type === 'bedrock') {
           setOnce(this.exact, t.model, name);
           setOnce(this.loose, looseId(t.model), name);
-          if (anthropicModelName(t.model)) ids.add(t.model);
+          if (anthropicModelName(t.model)) {
+            ids.add(t.model);
+            setOnce(this.claudeIdOf, name, t.model);
+          }
         } else if (type === 'anthropic') {
           setOnce(this.claude, t.model, name);
         }
@@ -120,6 +125,13 @@ export class BedrockModelIndex {
     }
     for (const name of Object.keys(config.models)) setOnce(this.claude, name, name);
     this.bedrockIds = [...ids];
+  }
+
+  /** The Claude model on Bedrock a model id (as resolve() takes it) stands for, if known. */
+  claudeModelFor(modelId: string): string | undefined {
+    if (anthropicModelName(modelId)) return modelId;
+    const name = this.resolve(modelId);
+    return name ? this.claudeIdOf.get(name) : undefined;
   }
 
   resolve(modelId: string): string | undefined {
@@ -458,15 +470,17 @@ export function inferenceProfilesResponse(index: BedrockModelIndex, request: Req
   const summaries = type && type !== 'SYSTEM_DEFINED' ? [] : index.bedrockIds.map((id) => profileSummary(id, region));
   if (path !== '/bedrock/inference-profiles') {
     const id = decodeURIComponent(path.slice('/bedrock/inference-profiles/'.length));
-    const found = summaries.find((s) => s.inferenceProfileId === id || s.inferenceProfileArn === id);
+    // A configured model name (ANTHROPIC_MODEL=<alias>): Claude Code looks its profile up too.
+    const alias = !type || type === 'SYSTEM_DEFINED' ? index.resolve(id) : undefined;
+    const found = summaries.find((s) => s.inferenceProfileId === id || s.inferenceProfileArn === id) ?? (alias ? profileSummary(id, region, index.claudeModelFor(id)) : undefined);
     if (!found) return jsonResponse({ message: `Inference profile ${id} not found.` }, 404, { ...headers, 'x-amzn-errortype': 'ResourceNotFoundException' });
     return jsonResponse(found, 200, headers);
   }
   return jsonResponse({ inferenceProfileSummaries: summaries }, 200, headers);
 }
 
-function profileSummary(id: string, region: string) {
-  const base = looseId(id);
+function profileSummary(id: string, region: string, underlying?: string) {
+  const base = looseId(underlying ?? id);
   const name = anthropicModelName(id) ?? base;
   return {
     inferenceProfileId: id,
