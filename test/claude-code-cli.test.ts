@@ -37,8 +37,13 @@ function shippedConfig(): Record<string, any> {
   providers.anthropic = { ...providers.anthropic, baseUrl: anthropicUp.url, apiKeyEnv: 'TEST_UPSTREAM_KEY' };
   providers.openai = { ...providers.openai, baseUrl: openaiUp.url, apiKeyEnv: 'TEST_UPSTREAM_KEY' };
   providers.bedrock = { ...providers.bedrock, region: 'us-east-1', endpoint: bedrockUp.url };
-  // One model more than the shipped ones: Claude on Bedrock first, for the InvokeModel pass-through.
-  const models = { ...shipped.models, 'claude-on-bedrock': { provider: 'bedrock', model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' } };
+  // Models beyond the shipped ones: Claude on Bedrock first, for the InvokeModel pass-through.
+  // And a dated Claude name (what Claude Code takes for a known Claude: no system-role messages).
+  const models = {
+    ...shipped.models,
+    'claude-on-bedrock': { provider: 'bedrock', model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' },
+    'claude-sonnet-4-5-20250929': { provider: 'anthropic', model: 'claude-sonnet-4-5-20250929' },
+  };
   return { server: { maxBodyBytes: 4 * 1024 * 1024 }, providers, models, pricing: shipped.pricing, routing: { retry: { retries: 0 } } };
 }
 
@@ -154,6 +159,16 @@ describe('Claude Code CLI on the Anthropic path (ANTHROPIC_BASE_URL)', () => {
     assert.match(m.run.result.result, new RegExp(`Bash returned: ${ECHO_OUTPUT}`));
   });
 
+  it('a dated Claude name to Anthropic: the tool loop completes, Anthropic gets Claude Code's body and betas', async () => {
+    const m = await measure('claude-sonnet-4-5-20250929', LOOP_PROMPT, anthropicEnv());
+    assertClean(m);
+    assertLoop(m);
+    assertOneRecordPerUpstreamCall(m, m.anthropic, '/v1/messages');
+    const up = m.anthropic.find((r) => r.path.startsWith('/v1/messages?'))!;
+    assert.equal(up.body.model, 'claude-sonnet-4-5-20250929');
+    assert.match(String(up.headers['anthropic-beta']), /claude-code-20250219/);
+  });
+
   for (const alias of shippedChatAliases().filter((a) => a !== 'mock')) {
     it(`shipped alias ${alias}: the tool loop completes`, async () => {
       const m = await measure(alias, LOOP_PROMPT, anthropicEnv());
@@ -210,7 +225,13 @@ describe('Claude Code CLI on the Bedrock path (CLAUDE_CODE_USE_BEDROCK)', () => 
     assert.ok(body.messages.some((x: any) => x.role === 'system'), 'system-role messages reach Bedrock as sent');
   });
 
-  for (const alias of ['claude-sonnet', 'gpt-4o-mini', 'nova-lite']) {
+  it('a Bedrock Claude id (the one claude-sonnet falls back to): the tool loop completes', async () => {
+    const m = await measure('us.anthropic.claude-sonnet-4-5-20250929-v1:0', LOOP_PROMPT, bedrockEnv());
+    assertClean(m);
+    assertLoop(m);
+  });
+
+  for (const alias of shippedChatAliases().filter((a) => a !== 'mock')) {
     it(`shipped alias ${alias}: the tool loop completes`, async () => {
       const m = await measure(alias, LOOP_PROMPT, bedrockEnv());
       assertClean(m);
