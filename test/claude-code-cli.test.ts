@@ -159,7 +159,7 @@ describe('Claude Code CLI on the Anthropic path (ANTHROPIC_BASE_URL)', () => {
     assert.match(m.run.result.result, new RegExp(`Bash returned: ${ECHO_OUTPUT}`));
   });
 
-  it('a dated Claude name to Anthropic: the tool loop completes, Anthropic gets Claude Code's body and betas', async () => {
+  it('a dated Claude name to Anthropic: the tool loop completes, Anthropic gets the Claude Code body and betas', async () => {
     const m = await measure('claude-sonnet-4-5-20250929', LOOP_PROMPT, anthropicEnv());
     assertClean(m);
     assertLoop(m);
