@@ -5,7 +5,7 @@ import { GatewayError, jsonResponse, toGatewayError } from './http/errors.ts';
 import { CHAT_DOORS, errorDoorFor } from './formats/index.ts';
 import { handleEmbeddings } from './formats/openai-embeddings.ts';
 import { countTokens } from './formats/anthropic-count-tokens.ts';
-import { BedrockModelIndex, createBedrockInvokeDoor, inferenceProfilesResponse } from './formats/bedrock-invoke.ts';
+import { BedrockModelIndex, createBedrockInvokeDoor, handleBedrockCountTokens, inferenceProfilesResponse } from './formats/bedrock-invoke.ts';
 import { createBedrockConverseDoor } from './formats/bedrock-converse.ts';
 import { listModelsResponse, modelResponse } from './formats/models-list.ts';
 import type { FrontDoorCodec } from './formats/types.ts';
@@ -206,6 +206,10 @@ export class Gateway {
         trace.record.frontDoor = chatDoor.door;
         // Long silences in a stream get SSE comments, so idle timeouts on the way never cut it.
         return withSseKeepAlive(await this.chat(chatDoor, request, trace, baseHeaders, extras), this.opts.config.server.sseKeepAliveMs);
+      }
+      if (request.method === 'POST' && path.startsWith('/bedrock/model/') && /\/count-tokens$/.test(path)) {
+        trace.record.frontDoor = 'bedrock-invoke';
+        return await handleBedrockCountTokens(request, trace, baseHeaders, { index: this.bedrockIndex, maxBodyBytes: this.opts.config.server.maxBodyBytes, resolve: (name) => this.permittedTargets(trace, name) });
       }
       if (request.method === 'POST' && path.startsWith('/bedrock/model/')) {
         const door = /\/converse(-stream)?$/.test(path) ? this.converseDoor : this.bedrockDoor;

@@ -313,19 +313,19 @@ describe('Anthropic client -> mock provider (translated)', () => {
       model: 'mock',
       max_tokens: 200,
       tools: [weatherTool],
-      messages: [{ role: 'user' as const, content: 'get_weather for Paris' }],
+      messages: [{ role: 'user' as const, content: 'call get_weather for Paris' }],
     };
     const msg = await claude.messages.create(params);
     assert.equal(msg.stop_reason, 'tool_use');
     const call = msg.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use');
     assert.ok(call);
     assert.equal(call.name, 'get_weather');
-    assert.deepEqual(call.input, { location: 'get_weather for Paris' });
+    assert.deepEqual(call.input, { location: 'call get_weather for Paris' });
 
     const final = await claude.messages.stream({ ...params, tool_choice: { type: 'tool', name: 'get_weather' } }).finalMessage();
     assert.equal(final.stop_reason, 'tool_use');
     const streamed = final.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use');
-    assert.deepEqual(streamed?.input, { location: 'get_weather for Paris' });
+    assert.deepEqual(streamed?.input, { location: 'call get_weather for Paris' });
 
     const followUp = await claude.messages.create({
       ...params,
@@ -520,7 +520,8 @@ describe('errors on /v1/messages', () => {
     assertAnthropicError(missing.json, 'invalid_request_error', 'max_tokens');
     assert.deepEqual(Object.keys(missing.json).sort(), ['error', 'type']);
 
-    const role = await post('/v1/messages', { model: 'mock', max_tokens: 5, messages: [{ role: 'system', content: 'hi' }] });
+    // An unknown role is rejected on a translated route (a same-format upstream judges it itself).
+    const role = await post('/v1/messages', { model: 'mock', max_tokens: 5, messages: [{ role: 'narrator', content: 'hi' }] });
     assertAnthropicError(role.json, 'invalid_request_error', 'messages.0.role');
     const temp = await post('/v1/messages', { model: 'mock', max_tokens: 5, temperature: 1.5, messages: [{ role: 'user', content: 'hi' }] });
     assertAnthropicError(temp.json, 'invalid_request_error', 'temperature');

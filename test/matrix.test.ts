@@ -48,7 +48,7 @@ const UPSTREAM_MODEL: Record<ProviderName, string> = {
 
 const TEXT_PROMPT = 'Hello from the matrix.';
 const TEXT_PIECES = ['Hello ', 'from ', 'the ', 'matrix.'];
-const TOOL_PROMPT = 'Use get_weather for Paris';
+const TOOL_PROMPT = 'call get_weather for Paris';
 const ARG_PIECES = ['{"city":', '"Paris"}'];
 const WEATHER_SCHEMA = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } as const;
 
@@ -72,7 +72,7 @@ interface Expected {
 
 function expected(door: Door, provider: ProviderName, kind: Kind): Expected {
   if (provider === 'mock') {
-    // The mock provider echoes the user text (one token per word), or calls the tool the text
+    // The mock provider echoes the user text (one token per word), or calls the tool a `call <tool>` line
     // names with its required string argument set to that text.
     if (kind === 'text') return { text: TEXT_PROMPT, usage: { input: 4, output: 4, cacheRead: 0 } };
     return { tool: { id: /^call_mock_/, name: 'get_weather', args: { city: TOOL_PROMPT } }, usage: { input: 4, output: 5, cacheRead: 0 } };

@@ -234,7 +234,7 @@ describe('openai provider over the mock upstream', () => {
 });
 
 describe('tools', () => {
-  const question = 'use get_weather for Paris';
+  const question = 'call get_weather for Paris';
 
   it('mock provider: returns a tool call (non-streaming)', async () => {
     const res = await client.chat.completions.create({ model: 'mock', messages: [{ role: 'user', content: question }], tools: [timeTool, weatherTool] });

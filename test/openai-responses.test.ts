@@ -168,7 +168,7 @@ describe('responses door -> mock provider', () => {
   });
 
   it('calls a function tool, then answers from the function_call_output', async () => {
-    const r = await client.responses.create({ model: 'mock', input: 'Use get_weather for Paris', tools: [weather] });
+    const r = await client.responses.create({ model: 'mock', input: 'call get_weather for Paris', tools: [weather] });
     assert.equal(r.status, 'completed');
     assert.equal(r.output.length, 1);
     const call = r.output[0]!;
@@ -176,14 +176,14 @@ describe('responses door -> mock provider', () => {
     assert.match(call.id!, /^fc_/);
     assert.equal(call.name, 'get_weather');
     assert.equal(call.status, 'completed');
-    assert.deepEqual(JSON.parse(call.arguments), { city: 'Use get_weather for Paris' });
+    assert.deepEqual(JSON.parse(call.arguments), { city: 'call get_weather for Paris' });
     assert.deepEqual(r.tools, [weather]);
 
     const next = await client.responses.create({
       model: 'mock',
       tools: [weather],
       input: [
-        { role: 'user', content: 'Use get_weather for Paris' },
+        { role: 'user', content: 'call get_weather for Paris' },
         { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments },
         { type: 'function_call_output', call_id: call.call_id, output: 'sunny, 21 C' },
       ],
@@ -192,7 +192,7 @@ describe('responses door -> mock provider', () => {
   });
 
   it('streams a function call with arguments delta and done events', async () => {
-    const events = await collect(await client.responses.create({ model: 'mock', input: 'get_weather Oslo', tools: [weather], stream: true }));
+    const events = await collect(await client.responses.create({ model: 'mock', input: 'call get_weather Oslo', tools: [weather], stream: true }));
     assert.deepEqual(
       events.map((e) => e.type),
       ['response.created', 'response.in_progress', 'response.output_item.added', 'response.function_call_arguments.delta', 'response.function_call_arguments.done', 'response.output_item.done', 'response.completed'],
@@ -201,7 +201,7 @@ describe('responses door -> mock provider', () => {
     const doneEv = events.find((e) => e.type === 'response.function_call_arguments.done');
     assert.ok(doneEv?.type === 'response.function_call_arguments.done');
     assert.equal(doneEv.name, 'get_weather');
-    assert.deepEqual(JSON.parse(doneEv.arguments), { city: 'get_weather Oslo' });
+    assert.deepEqual(JSON.parse(doneEv.arguments), { city: 'call get_weather Oslo' });
     const completed = events.at(-1)!;
     assert.ok(completed.type === 'response.completed');
     const item = completed.response.output[0]!;

@@ -43,7 +43,12 @@ export interface ThinkingBlock {
 }
 
 export type ChatMessage =
-  | { role: 'user'; content: ContentPart[] }
+  /**
+   * `fromSystem`: a system message in the middle of the conversation (Anthropic clients send
+   * `{"role": "system"}` entries inside `messages`). Providers with a system role at any position
+   * (OpenAI) send it as one; others send a user turn marked as system text (see markSystemText).
+   */
+  | { role: 'user'; content: ContentPart[]; fromSystem?: boolean }
   | { role: 'assistant'; content: ContentPart[]; toolCalls?: ToolCall[]; thinking?: ThinkingBlock[] }
   | { role: 'tool'; toolCallId: string; content: ContentPart[]; isError?: boolean };
 
@@ -114,6 +119,17 @@ export type StreamEvent =
    * Front doors without a place for reasoning drop these.
    */
   | { type: 'thinking'; delta?: string; signature?: string; redactedData?: string };
+
+/** The text of a mid-conversation system message, for upstreams without a system role at that position. */
+export function markSystemText(text: string): string {
+  return `<system-message>\n${text}\n</system-message>`;
+}
+
+/** A mid-conversation system message's content as a marked user turn: its text marked, images kept. */
+export function markedSystemContent(parts: ContentPart[]): ContentPart[] {
+  const text = parts.map((p) => (p.type === 'text' ? p.text : '')).join('\n');
+  return [{ type: 'text', text: markSystemText(text) }, ...parts.filter((p) => p.type !== 'text')];
+}
 
 export function totalTokens(u: Usage): number {
   return u.inputTokens + u.outputTokens;

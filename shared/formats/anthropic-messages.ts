@@ -9,26 +9,19 @@ import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 /**
  * Anthropic Messages: `POST /v1/messages`.
  *
- * Requests are checked the way Anthropic checks them (errors name the parameter, in Anthropic's
- * error shape) and decoded into the neutral ChatRequest. Anthropic upstreams get the client's own
- * body (pass-through); for other upstreams the parts the neutral model cannot carry are listed in
- * `untranslatable` (the gateway then answers 400 naming the first), and the parts that only tune
- * Anthropic's service (cache_control, context_management, ...) are dropped, as docs/translation.md says.
+ * Requests are decoded into the neutral ChatRequest. Only what the gateway itself needs (model,
+ * max_tokens, stream, the shape of the message list) is checked up front (400 naming it, in
+ * Anthropic's error shape). Anthropic upstreams get the client's own body (pass-through), unknown
+ * fields, roles, block types and betas included; for other upstreams the parts the neutral model
+ * cannot carry, and values that would be wrong there, are listed in `untranslatable` (the gateway
+ * then answers 400 naming the first), and the parts that only tune Anthropic's service
+ * (cache_control, context_management, ...) are dropped, as docs/translation.md says.
  */
 
 type Json = Record<string, unknown>;
 
 function bad(message: string, param: string): GatewayError {
   return new GatewayError('invalid_request', `${param}: ${message}`, { param, code: 'invalid_request_error' });
-}
-
-function optNumber(body: Json, key: string, min: number, max: number, integer = false): number | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(`Input should be a valid ${integer ? 'integer' : 'number'}`, key);
-  if (integer && !Number.isInteger(v)) throw bad('Input should be a valid integer', key);
-  if (v < min || v > max) throw bad(`Input should be between ${min} and ${max}`, key);
-  return v;
 }
 
 /** Top-level fields that only tune Anthropic's own service: dropped when the request is translated. */
@@ -38,38 +31,88 @@ const KNOWN_FIELDS = new Set(['model', 'messages', 'system', 'max_tokens', 'temp
 
 interface ParseState {
   untranslatable: { param: string; message: string }[];
+  /** Tools named by `tool_reference` blocks or called in the history (deferred tools these name are offered). */
+  referenced: Set<string>;
 }
 
-function untranslatable(st: ParseState, param: string, what: string): void {
-  st.untranslatable.push({ param, message: `${param}: ${what} cannot be translated for this model's provider; use a model served by Anthropic, or leave it out.` });
+/**
+ * What to use instead, for block types that have no translation (docs/translation.md has the table).
+ * Block types not listed get the general advice.
+ */
+const INSTEAD: Record<string, string> = {
+  document: 'send the document as text (or images of its pages)',
+  search_result: 'send the search result as a text block',
+  server_tool_use: "leave Anthropic's server tools out of the history",
+  web_search_tool_result: "leave Anthropic's server tools out of the history",
+  web_fetch_tool_result: "leave Anthropic's server tools out of the history",
+  code_execution_tool_result: "leave Anthropic's server tools out of the history",
+  bash_code_execution_tool_result: "leave Anthropic's server tools out of the history",
+  text_editor_code_execution_tool_result: "leave Anthropic's server tools out of the history",
+  mcp_tool_use: 'call MCP tools from the client (or through the gateway\'s /mcp routes) and send tool_use / tool_result blocks',
+  mcp_tool_result: 'call MCP tools from the client (or through the gateway\'s /mcp routes) and send tool_use / tool_result blocks',
+  container_upload: 'send the file content as text',
+};
+
+/**
+ * A part of the request the neutral model cannot carry. The request still passes through to a
+ * same-format upstream; a translated route answers 400 with this message (routing/execute.ts).
+ */
+function untranslatable(st: ParseState, param: string, what: string, instead?: string): void {
+  st.untranslatable.push({ param, message: `${param}: ${what} cannot be translated for this model's provider; ${instead ? `${instead}, or use a model served by Anthropic` : 'use a model served by Anthropic, or leave it out'}.` });
+}
+
+/**
+ * A value the gateway itself does not need (it only matters to the upstream): checked only when the
+ * request is translated, so a same-format upstream gets it as sent and judges it itself.
+ */
+function invalid(st: ParseState, message: string, param: string): void {
+  st.untranslatable.push({ param, message: `${param}: ${message}` });
+}
+
+function optNumber(body: Json, key: string, min: number, max: number, st: ParseState, integer = false): number | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) return void invalid(st, `Input should be a valid ${integer ? 'integer' : 'number'}`, key);
+  if (integer && !Number.isInteger(v)) return void invalid(st, 'Input should be a valid integer', key);
+  if (v < min || v > max) return void invalid(st, `Input should be between ${min} and ${max}`, key);
+  return v;
 }
 
 function parseImage(block: Json, p: string, st: ParseState): ContentPart | undefined {
   const src = block.source;
-  if (!isObject(src)) throw bad('Field required', `${p}.source`);
+  if (!isObject(src)) return void invalid(st, 'Field required', `${p}.source`);
   if (src.type === 'base64') {
-    if (typeof src.media_type !== 'string') throw bad('Field required', `${p}.source.media_type`);
-    if (typeof src.data !== 'string') throw bad('Field required', `${p}.source.data`);
+    if (typeof src.media_type !== 'string') return void invalid(st, 'Field required', `${p}.source.media_type`);
+    if (typeof src.data !== 'string') return void invalid(st, 'Field required', `${p}.source.data`);
     return { type: 'image', mediaType: src.media_type, data: src.data };
   }
   if (src.type === 'url') {
-    if (typeof src.url !== 'string') throw bad('Field required', `${p}.source.url`);
+    if (typeof src.url !== 'string') return void invalid(st, 'Field required', `${p}.source.url`);
     return { type: 'image', url: src.url };
   }
-  if (typeof src.type !== 'string') throw bad('Field required', `${p}.source.type`);
-  untranslatable(st, `${p}.source.type`, `an image source of type '${src.type}'`);
+  if (typeof src.type !== 'string') return void invalid(st, 'Field required', `${p}.source.type`);
+  untranslatable(st, `${p}.source.type`, `an image source of type '${src.type}'`, 'send the image as base64 or by URL');
   return undefined;
 }
 
-/** A text or image block; other block types are noted as untranslatable (undefined). */
+/**
+ * A text, image or tool_reference block; other block types are noted as untranslatable
+ * (undefined). A `tool_reference` (Claude Code's ToolSearch result) becomes text naming the tool,
+ * and makes that tool, if deferred (`defer_loading`), part of the tools sent upstream.
+ */
 function parseBlock(block: Json, bp: string, st: ParseState): ContentPart | undefined {
   if (block.type === 'text') {
-    if (typeof block.text !== 'string') throw bad('Field required', `${bp}.text`);
+    if (typeof block.text !== 'string') return void invalid(st, 'Field required', `${bp}.text`);
     return { type: 'text', text: block.text };
   }
   if (block.type === 'image') return parseImage(block, bp, st);
+  if (block.type === 'tool_reference') {
+    if (typeof block.tool_name !== 'string' || !block.tool_name) return void invalid(st, 'Field required', `${bp}.tool_name`);
+    st.referenced.add(block.tool_name);
+    return { type: 'text', text: `Tool loaded: ${block.tool_name} (it can be called now).` };
+  }
   if (typeof block.type !== 'string') throw bad('Field required', `${bp}.type`);
-  untranslatable(st, `${bp}.type`, `a content block of type '${block.type}'`);
+  untranslatable(st, `${bp}.type`, `a content block of type '${block.type}'`, INSTEAD[block.type]);
   return undefined;
 }
 
@@ -89,12 +132,12 @@ function parseParts(content: unknown, p: string, st: ParseState): ContentPart[] 
 function parseSystem(system: unknown, st: ParseState): string | undefined {
   if (system === undefined || system === null) return undefined;
   if (typeof system === 'string') return system || undefined;
-  if (!Array.isArray(system)) throw bad('Input should be a valid string or a list of text blocks', 'system');
-  const texts = system.map((block, i) => {
-    if (!isObject(block) || block.type !== 'text' || typeof block.text !== 'string') throw bad("Input should be a text block ({\"type\":\"text\",\"text\":...})", `system.${i}`);
-    return block.text;
+  if (!Array.isArray(system)) return void invalid(st, 'Input should be a valid string or a list of text blocks', 'system');
+  const texts: string[] = [];
+  system.forEach((block, i) => {
+    if (!isObject(block) || block.type !== 'text' || typeof block.text !== 'string') invalid(st, 'Input should be a text block ({"type":"text","text":...})', `system.${i}`);
+    else texts.push(block.text);
   });
-  void st;
   return texts.length ? texts.join('\n\n') : undefined;
 }
 
@@ -105,19 +148,30 @@ function parseMessages(messages: unknown, st: ParseState): ChatMessage[] {
   messages.forEach((m, i) => {
     const p = `messages.${i}`;
     if (!isObject(m)) throw bad('Input should be a valid dictionary', p);
-    if (m.role !== 'user' && m.role !== 'assistant') throw bad("Input should be 'user' or 'assistant'", `${p}.role`);
+    if (typeof m.role !== 'string') throw bad(m.role === undefined ? 'Field required' : 'Input should be a valid string', `${p}.role`);
     if (m.content === undefined) throw bad('Field required', `${p}.content`);
+    if (typeof m.content !== 'string' && !Array.isArray(m.content)) throw bad('Input should be a valid string or a list of content blocks', `${p}.content`);
+    if (m.role === 'system') {
+      // A system message mid-conversation (Claude Code sends these): kept at its position.
+      const content = parseParts(m.content, `${p}.content`, st);
+      if (content.length) out.push({ role: 'user', content, fromSystem: true });
+      return;
+    }
+    if (m.role !== 'user' && m.role !== 'assistant') {
+      untranslatable(st, `${p}.role`, `a message of role '${m.role}'`, "use 'user', 'assistant' or 'system'");
+      return;
+    }
     if (typeof m.content === 'string') {
       out.push({ role: m.role, content: [{ type: 'text', text: m.content }] });
       return;
     }
-    if (!Array.isArray(m.content)) throw bad('Input should be a valid string or a list of content blocks', `${p}.content`);
+    const blocks = m.content as unknown[];
 
     if (m.role === 'assistant') {
       const content: ContentPart[] = [];
       const toolCalls: ToolCall[] = [];
       const thinking: ThinkingBlock[] = [];
-      m.content.forEach((block, j) => {
+      blocks.forEach((block, j) => {
         const bp = `${p}.content.${j}`;
         if (!isObject(block)) throw bad('Input should be a valid dictionary', bp);
         switch (block.type) {
@@ -125,14 +179,15 @@ function parseMessages(messages: unknown, st: ParseState): ChatMessage[] {
             if (typeof block.id !== 'string') throw bad('Field required', `${bp}.id`);
             if (typeof block.name !== 'string') throw bad('Field required', `${bp}.name`);
             if (!isObject(block.input)) throw bad('Input should be a valid dictionary', `${bp}.input`);
+            st.referenced.add(block.name);
             toolCalls.push({ id: block.id, name: block.name, arguments: JSON.stringify(block.input) });
             break;
           case 'thinking':
-            if (typeof block.thinking !== 'string') throw bad('Field required', `${bp}.thinking`);
+            if (typeof block.thinking !== 'string') return void invalid(st, 'Field required', `${bp}.thinking`);
             thinking.push({ text: block.thinking, signature: typeof block.signature === 'string' ? block.signature : undefined });
             break;
           case 'redacted_thinking':
-            if (typeof block.data !== 'string') throw bad('Field required', `${bp}.data`);
+            if (typeof block.data !== 'string') return void invalid(st, 'Field required', `${bp}.data`);
             thinking.push({ redactedData: block.data });
             break;
           default: {
@@ -150,7 +205,7 @@ function parseMessages(messages: unknown, st: ParseState): ChatMessage[] {
 
     // A user turn: tool results become tool messages (first), the rest one user message.
     const rest: ContentPart[] = [];
-    m.content.forEach((block, j) => {
+    blocks.forEach((block, j) => {
       const bp = `${p}.content.${j}`;
       if (!isObject(block)) throw bad('Input should be a valid dictionary', bp);
       if (block.type === 'tool_result') {
@@ -169,28 +224,34 @@ function parseMessages(messages: unknown, st: ParseState): ChatMessage[] {
   return out;
 }
 
+/**
+ * Tool definitions. A tool marked `defer_loading: true` (Claude Code's deferred tools, loaded by
+ * ToolSearch) is withheld from a translated upstream until the conversation references it (a
+ * `tool_reference` block, or a call to it in the history): the upstream has no way to defer a tool.
+ */
 function parseTools(tools: unknown, st: ParseState): ToolDefinition[] | undefined {
   if (tools === undefined || tools === null) return undefined;
-  if (!Array.isArray(tools)) throw bad('Input should be a valid list', 'tools');
+  if (!Array.isArray(tools)) return void invalid(st, 'Input should be a valid list', 'tools');
   const out: ToolDefinition[] = [];
   tools.forEach((t, i) => {
     const p = `tools.${i}`;
-    if (!isObject(t)) throw bad('Input should be a valid dictionary', p);
-    if (typeof t.name !== 'string' || !t.name) throw bad('Field required', `${p}.name`);
+    if (!isObject(t)) return void invalid(st, 'Input should be a valid dictionary', p);
+    if (typeof t.name !== 'string' || !t.name) return void invalid(st, 'Field required', `${p}.name`);
     if (t.type !== undefined && t.type !== null && t.type !== 'custom') {
       // Server and client tools Anthropic defines (web_search_..., bash_..., text_editor_...).
-      untranslatable(st, `${p}.type`, `the Anthropic-defined tool '${String(t.type)}'`);
+      untranslatable(st, `${p}.type`, `the Anthropic-defined tool '${String(t.type)}'`, 'define it as a custom tool (name, description, input_schema)');
       return;
     }
-    if (!isObject(t.input_schema)) throw bad('Field required', `${p}.input_schema`);
+    if (!isObject(t.input_schema)) return void invalid(st, 'Field required', `${p}.input_schema`);
+    if (t.defer_loading === true && !st.referenced.has(t.name)) return;
     out.push({ name: t.name, description: typeof t.description === 'string' ? t.description : undefined, parameters: t.input_schema });
   });
   return out;
 }
 
-function parseToolChoice(tc: unknown): ToolChoice | undefined {
+function parseToolChoice(tc: unknown, st: ParseState): ToolChoice | undefined {
   if (tc === undefined || tc === null) return undefined;
-  if (!isObject(tc)) throw bad('Input should be a valid dictionary', 'tool_choice');
+  if (!isObject(tc)) return void invalid(st, 'Input should be a valid dictionary', 'tool_choice');
   switch (tc.type) {
     case 'auto':
       return 'auto';
@@ -199,23 +260,23 @@ function parseToolChoice(tc: unknown): ToolChoice | undefined {
     case 'none':
       return 'none';
     case 'tool':
-      if (typeof tc.name !== 'string' || !tc.name) throw bad('Field required', 'tool_choice.name');
+      if (typeof tc.name !== 'string' || !tc.name) return void invalid(st, 'Field required', 'tool_choice.name');
       return { name: tc.name };
     default:
-      throw bad("Input tag should be one of 'auto', 'any', 'tool', 'none'", 'tool_choice.type');
+      return void invalid(st, "Input tag should be one of 'auto', 'any', 'tool', 'none'", 'tool_choice.type');
   }
 }
 
-function parseThinking(th: unknown): ChatRequest['thinking'] {
+function parseThinking(th: unknown, st: ParseState): ChatRequest['thinking'] {
   if (th === undefined || th === null) return undefined;
-  if (!isObject(th)) throw bad('Input should be a valid dictionary', 'thinking');
+  if (!isObject(th)) return void invalid(st, 'Input should be a valid dictionary', 'thinking');
   if (th.type === 'enabled') {
     const b = th.budget_tokens;
-    if (typeof b !== 'number' || !Number.isInteger(b) || b < 1) throw bad('Input should be a valid positive integer', 'thinking.budget_tokens');
+    if (typeof b !== 'number' || !Number.isInteger(b) || b < 1) return void invalid(st, 'Input should be a valid positive integer', 'thinking.budget_tokens');
     return { type: 'enabled', budgetTokens: b };
   }
   if (th.type === 'disabled' || th.type === 'adaptive') return { type: th.type };
-  throw bad("Input tag should be one of 'enabled', 'disabled', 'adaptive'", 'thinking.type');
+  return void invalid(st, "Input tag should be one of 'enabled', 'disabled', 'adaptive'", 'thinking.type');
 }
 
 export interface ParseOptions {
@@ -223,32 +284,46 @@ export interface ParseOptions {
   requireMaxTokens?: boolean;
 }
 
-/** Decode and check an Anthropic Messages request body. */
+/**
+ * Decode an Anthropic Messages request body. What the gateway needs to route, meter and guard is
+ * checked here and answered with a 400 naming it: `model`, `max_tokens`, `stream`, and the shape of
+ * `messages` (a non-empty list of objects with a string `role` and a string or list `content`).
+ * Everything else is checked only when the request is translated (ChatRequest.untranslatable):
+ * a same-format upstream gets the body as sent, unknown fields, roles, block types and all.
+ */
 export function parseAnthropicRequest(body: unknown, opts: ParseOptions = {}): ChatRequest {
   if (!isObject(body)) throw new GatewayError('invalid_request', 'The request body must be a JSON object.', { code: 'invalid_request_error' });
   if (typeof body.model !== 'string' || !body.model) throw bad(body.model === undefined ? 'Field required' : 'Input should be a valid string', 'model');
-  const st: ParseState = { untranslatable: [] };
+  const st: ParseState = { untranslatable: [], referenced: new Set() };
   const requireMax = opts.requireMaxTokens ?? true;
   if (requireMax && (body.max_tokens === undefined || body.max_tokens === null)) throw bad('Field required', 'max_tokens');
-  const maxTokens = optNumber(body, 'max_tokens', 1, 10_000_000, true);
+  let maxTokens: number | undefined;
+  if (body.max_tokens !== undefined && body.max_tokens !== null) {
+    const v = body.max_tokens;
+    if (typeof v !== 'number' || !Number.isInteger(v)) throw bad('Input should be a valid integer', 'max_tokens');
+    if (v < 1 || v > 10_000_000) throw bad('Input should be between 1 and 10000000', 'max_tokens');
+    maxTokens = v;
+  }
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('Input should be a valid boolean', 'stream');
 
   const system = parseSystem(body.system, st);
   const messages = parseMessages(body.messages, st);
   const tools = parseTools(body.tools, st);
-  const toolChoice = parseToolChoice(body.tool_choice);
+  const toolChoice = parseToolChoice(body.tool_choice, st);
 
   let stop: string[] | undefined;
   if (body.stop_sequences !== undefined && body.stop_sequences !== null) {
-    if (!Array.isArray(body.stop_sequences) || !body.stop_sequences.every((s) => typeof s === 'string')) throw bad('Input should be a valid list of strings', 'stop_sequences');
-    stop = body.stop_sequences.length ? (body.stop_sequences as string[]) : undefined;
+    if (!Array.isArray(body.stop_sequences) || !body.stop_sequences.every((s) => typeof s === 'string')) invalid(st, 'Input should be a valid list of strings', 'stop_sequences');
+    else stop = body.stop_sequences.length ? (body.stop_sequences as string[]) : undefined;
   }
-  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('Input should be a valid boolean', 'stream');
   let user: string | undefined;
   if (body.metadata !== undefined && body.metadata !== null) {
-    if (!isObject(body.metadata)) throw bad('Input should be a valid dictionary', 'metadata');
-    const uid = body.metadata.user_id;
-    if (uid !== undefined && uid !== null && typeof uid !== 'string') throw bad('Input should be a valid string', 'metadata.user_id');
-    user = typeof uid === 'string' && uid ? uid : undefined;
+    if (!isObject(body.metadata)) invalid(st, 'Input should be a valid dictionary', 'metadata');
+    else {
+      const uid = body.metadata.user_id;
+      if (uid !== undefined && uid !== null && typeof uid !== 'string') invalid(st, 'Input should be a valid string', 'metadata.user_id');
+      user = typeof uid === 'string' && uid ? uid : undefined;
+    }
   }
   for (const key of Object.keys(body)) {
     if (KNOWN_FIELDS.has(key) || DROPPED_FIELDS.has(key)) continue;
@@ -257,7 +332,7 @@ export function parseAnthropicRequest(body: unknown, opts: ParseOptions = {}): C
   // output_config: `effort` is a hint and is dropped; a structured-output `format` cannot be carried.
   if (isObject(body.output_config)) {
     for (const key of Object.keys(body.output_config)) if (key !== 'effort') untranslatable(st, `output_config.${key}`, `the parameter 'output_config.${key}'`);
-  } else if (body.output_config !== undefined && body.output_config !== null) throw bad('Input should be a valid dictionary', 'output_config');
+  } else if (body.output_config !== undefined && body.output_config !== null) invalid(st, 'Input should be a valid dictionary', 'output_config');
 
   const req: ChatRequest = {
     model: body.model,
@@ -266,15 +341,15 @@ export function parseAnthropicRequest(body: unknown, opts: ParseOptions = {}): C
     tools,
     toolChoice,
     maxTokens,
-    temperature: optNumber(body, 'temperature', 0, 1),
-    topP: optNumber(body, 'top_p', 0, 1),
-    topK: optNumber(body, 'top_k', 0, 1_000_000, true),
+    temperature: optNumber(body, 'temperature', 0, 1, st),
+    topP: optNumber(body, 'top_p', 0, 1, st),
+    topK: optNumber(body, 'top_k', 0, 1_000_000, st, true),
     stop,
     stream: body.stream === true,
     // Anthropic always reports usage.
     includeUsage: true,
     user,
-    thinking: parseThinking(body.thinking),
+    thinking: parseThinking(body.thinking, st),
   };
   if (isObject(body.tool_choice) && body.tool_choice.disable_parallel_tool_use === true) req.parallelToolCalls = false;
   if (st.untranslatable.length) req.untranslatable = st.untranslatable;

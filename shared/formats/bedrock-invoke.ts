@@ -5,6 +5,10 @@ import { GatewayError, jsonResponse } from '../http/errors.ts';
 import { withSseKeepAlive } from '../http/keepalive.ts';
 import { eventData, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
+import { readJsonBody } from '../http/body.ts';
+import type { Provider } from '../providers/types.ts';
+import { estimateInputTokens } from './anthropic-count-tokens.ts';
+import { parseConverseRequest } from './bedrock-converse.ts';
 import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from './anthropic-messages.ts';
 import { DEFAULT_ANTHROPIC_VERSION, eventName, isObject } from './anthropic-wire.ts';
 import type { EncodeMeta, FrontDoorCodec } from './types.ts';
@@ -35,12 +39,12 @@ import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
 type Json = Record<string, unknown>;
 
-export type BedrockOperation = 'invoke' | 'invoke-with-response-stream' | 'converse' | 'converse-stream';
+export type BedrockOperation = 'invoke' | 'invoke-with-response-stream' | 'converse' | 'converse-stream' | 'count-tokens';
 
 /** The anthropic_version Bedrock accepts for Claude. */
 export const BEDROCK_ANTHROPIC_VERSION = 'bedrock-2023-05-31';
 
-const MODEL_PATH = /^\/bedrock\/model\/(.+)\/(invoke|invoke-with-response-stream|converse|converse-stream)\/?$/;
+const MODEL_PATH = /^\/bedrock\/model\/(.+)\/(invoke|invoke-with-response-stream|converse|converse-stream|count-tokens)\/?$/;
 
 /** The model id and operation of a `/bedrock/model/{modelId}/{operation}` path, or undefined. */
 export function parseBedrockPath(path: string): { modelId: string; operation: BedrockOperation } | undefined {
@@ -90,6 +94,8 @@ export class BedrockModelIndex {
   private readonly claude = new Map<string, string>();
   /** Bedrock model ids the gateway serves, for the inference-profile listing. */
   readonly bedrockIds: string[] = [];
+  /** Configured model name -> the Claude model id on Bedrock it serves first, if any. */
+  private readonly claudeIdOf = new Map<string, string>();
 
   constructor(config: Pick<GatewayConfig, 'models' | 'providers'> & { bedrockApi?: { models?: Record<string, string> } }) {
     const setOnce = (map: Map<string, string>, k: string, v: string) => {
@@ -108,7 +114,10 @@ export class BedrockModelIndex {
         if (type === 'bedrock') {
           setOnce(this.exact, t.model, name);
           setOnce(this.loose, looseId(t.model), name);
-          if (anthropicModelName(t.model)) ids.add(t.model);
+          if (anthropicModelName(t.model)) {
+            ids.add(t.model);
+            setOnce(this.claudeIdOf, name, t.model);
+          }
         } else if (type === 'anthropic') {
           setOnce(this.claude, t.model, name);
         }
@@ -116,6 +125,13 @@ export class BedrockModelIndex {
     }
     for (const name of Object.keys(config.models)) setOnce(this.claude, name, name);
     this.bedrockIds = [...ids];
+  }
+
+  /** The Claude model on Bedrock a model id (as resolve() takes it) stands for, if known. */
+  claudeModelFor(modelId: string): string | undefined {
+    if (anthropicModelName(modelId)) return modelId;
+    const name = this.resolve(modelId);
+    return name ? this.claudeIdOf.get(name) : undefined;
   }
 
   resolve(modelId: string): string | undefined {
@@ -454,15 +470,17 @@ export function inferenceProfilesResponse(index: BedrockModelIndex, request: Req
   const summaries = type && type !== 'SYSTEM_DEFINED' ? [] : index.bedrockIds.map((id) => profileSummary(id, region));
   if (path !== '/bedrock/inference-profiles') {
     const id = decodeURIComponent(path.slice('/bedrock/inference-profiles/'.length));
-    const found = summaries.find((s) => s.inferenceProfileId === id || s.inferenceProfileArn === id);
+    // A configured model name (ANTHROPIC_MODEL=<alias>): Claude Code looks its profile up too.
+    const alias = !type || type === 'SYSTEM_DEFINED' ? index.resolve(id) : undefined;
+    const found = summaries.find((s) => s.inferenceProfileId === id || s.inferenceProfileArn === id) ?? (alias ? profileSummary(id, region, index.claudeModelFor(id)) : undefined);
     if (!found) return jsonResponse({ message: `Inference profile ${id} not found.` }, 404, { ...headers, 'x-amzn-errortype': 'ResourceNotFoundException' });
     return jsonResponse(found, 200, headers);
   }
   return jsonResponse({ inferenceProfileSummaries: summaries }, 200, headers);
 }
 
-function profileSummary(id: string, region: string) {
-  const base = looseId(id);
+function profileSummary(id: string, region: string, underlying?: string) {
+  const base = looseId(underlying ?? id);
   const name = anthropicModelName(id) ?? base;
   return {
     inferenceProfileId: id,
@@ -475,4 +493,94 @@ function profileSummary(id: string, region: string) {
     createdAt: '2025-01-01T00:00:00Z',
     updatedAt: '2025-01-01T00:00:00Z',
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// CountTokens: `POST /bedrock/model/{modelId}/count-tokens` (Claude Code's `/context` on Bedrock).
+
+export interface BedrockCountDeps {
+  index: BedrockModelIndex;
+  maxBodyBytes: number;
+  /** The targets a configured model routes to, in order, once the key's allow list let it through. */
+  resolve(name: string): { provider: Provider; model: string }[];
+}
+
+function decodeBase64Json(text: string, param: string): unknown {
+  let decoded: string;
+  try {
+    decoded = Buffer.from(text, 'base64').toString('utf8');
+    return JSON.parse(decoded) as unknown;
+  } catch {
+    throw validation(`Malformed input request: ${param} must be the base64 of an InvokeModel JSON body, please reformat your input and try again.`);
+  }
+}
+
+/**
+ * Bedrock Runtime's CountTokens for the model in the path. The input is an InvokeModel body
+ * (`input.invokeModel.body`, base64 of a Claude body) or a Converse request (`input.converse`).
+ * Answered as Bedrock does, `{"inputTokens": n}`, marked `x-gateway-token-count`:
+ * - `exact` from a `bedrock` target (Bedrock's own CountTokens, with the input as sent: Claude
+ *   models) or, for an InvokeModel body, an `anthropic` target (Anthropic's count_tokens);
+ * - `estimate` otherwise (and when Bedrock declines to count), as `/v1/messages/count_tokens` does.
+ */
+export async function handleBedrockCountTokens(request: Request, trace: RequestTrace, headers: Record<string, string>, deps: BedrockCountDeps): Promise<Response> {
+  const url = new URL(request.url);
+  const route = parseBedrockPath(url.pathname);
+  if (!route || route.operation !== 'count-tokens') throw new GatewayError('not_found', `Unknown Bedrock operation: ${request.method} ${url.pathname}`, { code: 'unknown_route' });
+  const model = deps.index.resolve(route.modelId);
+  if (!model) throw unknownModelError(route.modelId);
+  trace.record.model = model;
+  const raw = await readJsonBody(request, deps.maxBodyBytes);
+  const input = isObject(raw) ? raw.input : undefined;
+  if (!isObject(input)) throw validation('Malformed input request: #/input: required key [input] not found, please reformat your input and try again.');
+  const invoke = isObject(input.invokeModel) ? input.invokeModel : undefined;
+  const converse = isObject(input.converse) ? input.converse : undefined;
+  if (!!invoke === !!converse) throw validation('Malformed input request: #/input must hold exactly one of invokeModel or converse, please reformat your input and try again.');
+
+  let req: ChatRequest;
+  let anthropic: { body: Json; headers: Headers } | undefined;
+  let native: { invokeModel: { body: Uint8Array } } | { converse: Json };
+  if (invoke) {
+    if (typeof invoke.body !== 'string') throw validation('Malformed input request: #/input/invokeModel/body: expected type: String, please reformat your input and try again.');
+    const body = decodeBase64Json(invoke.body, '#/input/invokeModel/body');
+    anthropic = bedrockToAnthropic(body, request, model, false);
+    req = parseAnthropicRequest(anthropic.body, { requireMaxTokens: false });
+    native = { invokeModel: { body: new Uint8Array(Buffer.from(invoke.body, 'base64')) } };
+  } else {
+    req = parseConverseRequest({ ...converse }, model, false);
+    native = { converse: converse! };
+  }
+  const target = deps.resolve(model)[0];
+  if (!target) throw unknownModelError(route.modelId);
+  trace.record.provider = target.provider.name;
+  trace.record.upstreamModel = target.model;
+  const out = { ...headers, 'x-gateway-provider': target.provider.name, 'x-gateway-model': target.model };
+  const ctx = {
+    requestId: trace.record.requestId,
+    signal: request.signal,
+    frontDoor: 'bedrock-invoke' as const,
+    rawBody: anthropic?.body ?? {},
+    headers: anthropic?.headers ?? request.headers,
+    upstreamModel: target.model,
+    query: '',
+  };
+  let exact: number | undefined;
+  if (target.provider.countBedrockTokens) {
+    exact = await target.provider.countBedrockTokens(native, ctx);
+  } else if (anthropic && target.provider.countTokens && target.provider.type === 'anthropic') {
+    // Anthropic's count_tokens takes neither max_tokens nor stream.
+    const { max_tokens: _m, stream: _s, ...body } = anthropic.body;
+    const res = await target.provider.countTokens(body, { ...ctx, frontDoor: 'anthropic-messages', rawBody: body });
+    if (res?.ok) {
+      const json = (await res.json().catch(() => undefined)) as { input_tokens?: unknown } | undefined;
+      if (typeof json?.input_tokens === 'number') exact = json.input_tokens;
+    }
+  }
+  if (exact !== undefined) {
+    trace.end(200);
+    return jsonResponse({ inputTokens: exact }, 200, { ...out, 'x-gateway-token-count': 'exact' });
+  }
+  const inputTokens = await estimateInputTokens(req);
+  trace.end(200);
+  return jsonResponse({ inputTokens }, 200, { ...out, 'x-gateway-token-count': 'estimate' });
 }

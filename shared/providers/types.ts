@@ -47,6 +47,12 @@ export interface Provider {
    * with a local estimate.
    */
   countTokens?(body: Record<string, unknown>, ctx: CallContext): Promise<Response | undefined>;
+  /**
+   * Exact input-token count for Bedrock's CountTokens (`POST /bedrock/model/{id}/count-tokens`),
+   * with the client's input as sent (an InvokeModel body or a Converse request). Undefined: this
+   * model cannot be counted upstream (the gateway then estimates).
+   */
+  countBedrockTokens?(input: { invokeModel: { body: Uint8Array } } | { converse: Record<string, unknown> }, ctx: CallContext): Promise<number | undefined>;
   /** Embeddings (`POST /v1/embeddings`). Absent: the provider's models cannot embed. */
   embed?(req: EmbeddingRequest, ctx: EmbeddingContext): Promise<EmbeddingResult>;
 }

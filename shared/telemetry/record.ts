@@ -7,6 +7,8 @@ export { LOG_SCHEMA_VERSION };
 
 /** Claude Code names its session in this header; the record keeps it to group a session's calls. */
 export const SESSION_HEADER = 'x-claude-code-session-id';
+/** Claude Code names the sub-agent a call belongs to in this header. */
+export const AGENT_HEADER = 'x-claude-code-agent-id';
 
 export type Outcome = 'ok' | 'error' | 'stream_error' | 'client_closed';
 
@@ -61,6 +63,8 @@ export interface RequestRecord {
   userAgent?: string;
   /** Client session id (`X-Claude-Code-Session-Id`), bounded. */
   sessionId?: string;
+  /** Client agent id (`X-Claude-Code-Agent-Id`: Claude Code's sub-agents), bounded. */
+  agentId?: string;
   /** Bodies, only when `logging.bodies.enabled` (redacted, capped). */
   requestBody?: string;
   responseBody?: string;
@@ -117,6 +121,7 @@ export class RequestTrace {
       latencyMs: 0,
       userAgent: request.headers.get('user-agent')?.slice(0, 256) ?? undefined,
       sessionId: request.headers.get(SESSION_HEADER)?.trim().slice(0, 128) || undefined,
+      agentId: request.headers.get(AGENT_HEADER)?.trim().slice(0, 128) || undefined,
       ...parseMetadataHeader(request.headers.get(METADATA_HEADER)),
     };
   }

@@ -65,6 +65,7 @@ export const LOG_COLUMNS: LogColumn[] = [
   { name: 'metadataError', glueType: 'string', description: 'Why the `x-gateway-metadata` header was ignored, when it was (`too_large`, `invalid_json`, `not_an_object`, `too_many_keys`, `invalid_key`, `non_string_value`).' },
   { name: 'userAgent', glueType: 'string', description: 'The caller\'s User-Agent, at most 256 characters.' },
   { name: 'sessionId', glueType: 'string', description: 'Client session id from the `X-Claude-Code-Session-Id` header (Claude Code sends one per session), at most 128 characters.' },
+  { name: 'agentId', glueType: 'string', description: 'Client agent id from the `X-Claude-Code-Agent-Id` header (Claude Code sends one per sub-agent), at most 128 characters.' },
   { name: 'requestBody', glueType: 'string', description: 'The request body (redacted, capped at `logging.bodies.maxBytes`), only when `logging.bodies.enabled`.' },
   { name: 'responseBody', glueType: 'string', description: 'The response text (redacted, capped), only when `logging.bodies.enabled`.' },
   { name: 'bodiesTruncated', glueType: 'boolean', description: 'Whether a logged body was cut at the size cap.' },

@@ -15,6 +15,9 @@ function speaksAnthropic(door: FrontDoor): boolean {
   return door === 'anthropic-messages' || door === 'bedrock-invoke';
 }
 
+/** Client headers every Anthropic upstream gets (Claude Code's session and sub-agent ids). */
+const FORWARDED_CLIENT_HEADERS = ['x-claude-code-session-id', 'x-claude-code-agent-id'];
+
 /**
  * Anthropic's Messages API (api.anthropic.com, or a server that speaks it at `baseUrl`, without
  * `/v1`). Anthropic Messages clients are passed through: the body unchanged but for `model`, the
@@ -43,12 +46,26 @@ export class AnthropicProvider implements Provider {
     return speaksAnthropic(door);
   }
 
-  /** Headers for the upstream: the configured extras, the client's Anthropic headers, then the gateway's key. */
+  /**
+   * Headers for the upstream: the configured extras; from an Anthropic client, its `anthropic-*`
+   * headers (version, betas, and any others, unknown ones included); Claude Code's session and
+   * agent ids; then the gateway's key.
+   */
   private headers(ctx: CallContext | undefined, stream: boolean): Record<string, string> {
     const h: Record<string, string> = { ...this.cfg.headers };
-    const version = ctx && speaksAnthropic(ctx.frontDoor) ? ctx.headers.get('anthropic-version') : null;
+    const sameFormat = !!ctx && speaksAnthropic(ctx.frontDoor);
+    if (ctx && sameFormat) {
+      ctx.headers.forEach((v, k) => {
+        if (k.startsWith('anthropic-') && k !== 'anthropic-version' && k !== 'anthropic-beta' && v) h[k] = v;
+      });
+    }
+    for (const k of FORWARDED_CLIENT_HEADERS) {
+      const v = ctx?.headers.get(k);
+      if (v) h[k] = v;
+    }
+    const version = sameFormat ? ctx!.headers.get('anthropic-version') : null;
     h['anthropic-version'] = version || h['anthropic-version'] || DEFAULT_ANTHROPIC_VERSION;
-    const beta = ctx && speaksAnthropic(ctx.frontDoor) ? ctx.headers.get('anthropic-beta') : null;
+    const beta = sameFormat ? ctx!.headers.get('anthropic-beta') : null;
     if (beta) h['anthropic-beta'] = h['anthropic-beta'] ? `${h['anthropic-beta']},${beta}` : beta;
     h['content-type'] = 'application/json';
     h.accept = stream ? 'text/event-stream' : 'application/json';

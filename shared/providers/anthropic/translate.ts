@@ -1,5 +1,5 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import type { ChatMessage, ChatRequest, ContentPart, StreamEvent } from '../../core/types.ts';
+import { markedSystemContent, type ChatMessage, type ChatRequest, type ContentPart, type StreamEvent } from '../../core/types.ts';
 import { AnthropicUsage, fromAnthropicStopReason, isObject } from '../../formats/anthropic-wire.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
 
@@ -66,7 +66,8 @@ function toAnthropicMessages(messages: ChatMessage[]): Json[] {
       return;
     }
     if (m.role === 'user') {
-      const content = contentBlocks(m.content, `${param}.content`);
+      // A mid-conversation system message: a marked user turn (Anthropic takes system text only up front).
+      const content = contentBlocks(m.fromSystem ? markedSystemContent(m.content) : m.content, `${param}.content`);
       if (toolTurn) toolTurn.content.push(...content);
       else if (content.length) out.push({ role: 'user', content });
       toolTurn = undefined;

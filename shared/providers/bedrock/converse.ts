@@ -11,7 +11,7 @@ import type {
   ToolConfiguration,
   ToolResultContentBlock,
 } from '@aws-sdk/client-bedrock-runtime';
-import type { ChatRequest, ContentPart, StopReason, StreamEvent, Usage } from '../../core/types.ts';
+import { markedSystemContent, type ChatRequest, type ContentPart, type StopReason, type StreamEvent, type Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
 
 /**
@@ -88,7 +88,7 @@ export function toConverseInput(req: ChatRequest, modelId: string, provider: str
   };
   const historyTools = new Set<string>();
   for (const m of req.messages) {
-    if (m.role === 'user') push('user', contentBlocks(m.content, provider));
+    if (m.role === 'user') push('user', contentBlocks(m.fromSystem ? markedSystemContent(m.content) : m.content, provider));
     else if (m.role === 'assistant') {
       // Reasoning from an earlier turn goes back first, signature and all (Claude checks it).
       const blocks: ContentBlock[] = (m.thinking ?? []).flatMap((t): ContentBlock[] => {

@@ -45,3 +45,23 @@ export async function bedrockCountTokens(client: BedrockRuntimeClient, provider:
     call.done();
   }
 }
+
+/**
+ * Bedrock's CountTokens with a Bedrock client's own input (`/bedrock/model/{id}/count-tokens`):
+ * the InvokeModel body or Converse request as sent, for the target's model id. Undefined for
+ * models other than Claude, and when Bedrock declines (as above).
+ */
+export async function bedrockCountNative(client: BedrockRuntimeClient, provider: string, cfg: BedrockProviderConfig, input: { invokeModel: { body: Uint8Array } } | { converse: Record<string, unknown> }, ctx: CallContext): Promise<number | undefined> {
+  if (!isAnthropicModel(ctx.upstreamModel)) return undefined;
+  const call = new SdkCall(provider, cfg, ctx.signal);
+  try {
+    const out = await client.send(new CountTokensCommand({ modelId: ctx.upstreamModel, input: input as never }), { abortSignal: call.signal as never });
+    return out.inputTokens ?? 0;
+  } catch (err) {
+    const ge = call.error(err);
+    if (ge.status === 400 || ge.code === 'upstream_auth_failed') return undefined;
+    throw ge;
+  } finally {
+    call.done();
+  }
+}

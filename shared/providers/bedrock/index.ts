@@ -9,7 +9,7 @@ import { SdkCall } from './call.ts';
 import { eventsFromResponse, isAnthropicModel, StreamDecoder, toConverseInput } from './converse.ts';
 import { invokeAnthropic } from './invoke.ts';
 import { bedrockEmbed } from './embeddings.ts';
-import { bedrockCountTokens } from './count-tokens.ts';
+import { bedrockCountNative, bedrockCountTokens } from './count-tokens.ts';
 import { withTraceparent } from '../../tracing/context.ts';
 
 /**
@@ -128,6 +128,11 @@ export class BedrockProvider implements Provider {
 
   embed(req: EmbeddingRequest, ctx: EmbeddingContext): Promise<EmbeddingResult> {
     return bedrockEmbed(this.client, this.name, this.cfg, req, ctx);
+  }
+
+  /** Bedrock's CountTokens with the client's own input (Claude models; see ./count-tokens.ts). */
+  countBedrockTokens(input: { invokeModel: { body: Uint8Array } } | { converse: Record<string, unknown> }, ctx: CallContext): Promise<number | undefined> {
+    return bedrockCountNative(this.client, this.name, this.cfg, input, ctx);
   }
 
   /** Exact counts from Bedrock's CountTokens for Claude models; an estimate otherwise (see ./count-tokens.ts). */

@@ -6,10 +6,12 @@ import type { EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts
 import { mockEmbed } from './embeddings.ts';
 
 /**
- * A built-in provider that answers with no account at all, deterministically:
- * - it echoes the last user message, streamed word by word, with usage (one token per word);
- * - when tools are offered and the last user message names one (or tool_choice forces one), it
- *   calls that tool, filling each required string argument with the user's text;
+ * A built-in provider that answers with no account at all, deterministically (docs/claude-code.md):
+ * - it echoes the last user turn, streamed word by word, with usage (one token per word);
+ *   `<system-reminder>...</system-reminder>` text and mid-conversation system messages are skipped;
+ * - it calls a tool only when told to: a line `call <tool>` or `call <tool> {json arguments}` in the
+ *   last user turn, naming a tool the request offers (or when tool_choice forces one). Without JSON,
+ *   each required argument is filled (strings with the turn's text);
  * - after a tool result, it answers "<tool> returned: <result>".
  */
 export class MockProvider implements Provider {
@@ -34,18 +36,18 @@ export class MockProvider implements Provider {
     const inputTokens = Math.max(1, countWords(req.system ?? '') + req.messages.reduce((n, m) => n + countWords(textOf(m.content)), 0));
     yield { type: 'start', id: `mock-${ctx.requestId}`, model: ctx.upstreamModel };
 
-    const last = req.messages[req.messages.length - 1];
-    const tool = last?.role === 'user' ? chooseTool(req, textOf(last.content)) : undefined;
-    if (tool) {
-      const args = JSON.stringify(fillArguments(tool, textOf(last!.content)));
-      yield { type: 'tool_call', index: 0, id: `call_mock_${ctx.requestId.replace(/[^A-Za-z0-9]/g, '').slice(0, 24)}`, name: tool.name };
+    const last = lastTurn(req.messages);
+    const call = last?.role === 'user' ? chooseTool(req, userText(last.content)) : undefined;
+    if (call && 'tool' in call) {
+      const args = call.args ?? JSON.stringify(fillArguments(call.tool, userText(last!.content)));
+      yield { type: 'tool_call', index: 0, id: `call_mock_${ctx.requestId.replace(/[^A-Za-z0-9]/g, '').slice(0, 24)}`, name: call.tool.name };
       yield { type: 'tool_args', index: 0, delta: args };
       yield { type: 'finish', reason: 'tool_calls' };
       yield { type: 'usage', usage: { inputTokens, outputTokens: 1 + countWords(args) } };
       return;
     }
 
-    const text = replyText(req.messages);
+    const text = call?.error ?? replyText(req.messages);
     const words = text.match(/\S+\s*/g) ?? [text];
     const limit = req.maxTokens ?? Infinity;
     let emitted = 0;
@@ -68,8 +70,26 @@ function countWords(s: string): number {
   return s.match(/\S+/g)?.length ?? 0;
 }
 
+/** A user turn's text without the `<system-reminder>` blocks clients such as Claude Code add. */
+function userText(parts: ContentPart[]): string {
+  return parts
+    .map((p) => (p.type === 'text' ? p.text.replace(/<system-reminder>[\s\S]*?<\/system-reminder>/g, '').trim() : ''))
+    .filter(Boolean)
+    .join('\n');
+}
+
+/** The last message that is not a mid-conversation system message nor a user turn of reminders only. */
+function lastTurn(messages: ChatMessage[]): ChatMessage | undefined {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!;
+    if (m.role === 'user' && (m.fromSystem || !userText(m.content))) continue;
+    return m;
+  }
+  return undefined;
+}
+
 function replyText(messages: ChatMessage[]): string {
-  const last = messages[messages.length - 1];
+  const last = lastTurn(messages);
   if (last?.role === 'tool') {
     const call = messages
       .flatMap((m) => (m.role === 'assistant' ? (m.toolCalls ?? []) : []))
@@ -78,26 +98,47 @@ function replyText(messages: ChatMessage[]): string {
   }
   for (let i = messages.length - 1; i >= 0; i--) {
     const m = messages[i]!;
-    if (m.role === 'user') {
-      const t = textOf(m.content).trim();
+    if (m.role === 'user' && !m.fromSystem) {
+      const t = userText(m.content);
       if (t) return t;
     }
   }
   return 'Hello from the mock provider.';
 }
 
-function chooseTool(req: ChatRequest, userText: string): ToolDefinition | undefined {
-  const tools = req.tools ?? [];
-  if (!tools.length || req.toolChoice === 'none') return undefined;
-  const choice = req.toolChoice;
-  if (typeof choice === 'object') return tools.find((t) => t.name === choice.name);
-  const named = tools.find((t) => new RegExp(`\\b${escapeRegExp(t.name)}\\b`).test(userText));
-  if (named) return named;
-  return req.toolChoice === 'required' ? tools[0] : undefined;
-}
+/** The `call <tool> [json]` directive: a line of the user's text. */
+const DIRECTIVE = /^\s*call\s+([A-Za-z0-9_.:-]+)(?:\s+(.*?))?\s*$/m;
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/**
+ * The tool to call: the one a `call <tool> [json]` line names (with the JSON as its arguments when
+ * the rest of the line is a JSON object), or the one tool_choice forces. A directive naming a tool
+ * the request does not offer gets a text answer saying so.
+ */
+function chooseTool(req: ChatRequest, text: string): { tool: ToolDefinition; args?: string } | { error: string } | undefined {
+  const tools = req.tools ?? [];
+  if (req.toolChoice === 'none') return undefined;
+  const m = DIRECTIVE.exec(text);
+  if (m) {
+    const tool = tools.find((t) => t.name === m[1]);
+    if (!tool) return { error: `mock: no tool named ${m[1]} is offered.` };
+    const rest = m[2]?.trim();
+    if (rest?.startsWith('{')) {
+      try {
+        const v = JSON.parse(rest) as unknown;
+        if (typeof v === 'object' && v !== null && !Array.isArray(v)) return { tool, args: JSON.stringify(v) };
+      } catch {
+        // not JSON: the arguments are filled in
+      }
+    }
+    return { tool };
+  }
+  const choice = req.toolChoice;
+  if (!tools.length) return undefined;
+  if (typeof choice === 'object') {
+    const tool = tools.find((t) => t.name === choice.name);
+    return tool ? { tool } : undefined;
+  }
+  return choice === 'required' ? { tool: tools[0]! } : undefined;
 }
 
 function fillArguments(tool: ToolDefinition, userText: string): Record<string, unknown> {

@@ -56,7 +56,12 @@ export function toChatMessages(req: ChatRequest): Json[] {
     if (m.role !== 'tool') flushImages();
     switch (m.role) {
       case 'user':
-        out.push({ role: 'user', content: userContent(m.content) });
+        // A mid-conversation system message stays a system message at its position (text only).
+        if (m.fromSystem) {
+          out.push({ role: 'system', content: textOf(m.content) });
+          const images = m.content.filter((p): p is ImagePart => p.type === 'image');
+          if (images.length) out.push({ role: 'user', content: images.map((img) => ({ type: 'image_url', image_url: { url: imageUrl(img) } })) });
+        } else out.push({ role: 'user', content: userContent(m.content) });
         break;
       case 'assistant': {
         if (m.content.some((p) => p.type === 'image')) throw bad(`messages[${i}]: the upstream cannot take images in an assistant turn.`, `messages[${i}].content`);
