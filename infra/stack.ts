@@ -30,14 +30,15 @@ export class GatewayStack extends Stack {
     this.tables = new GatewayTables(this, 'Tables');
     this.logs = new LogExport(this, 'LogExport', { logs: config.deploy.logs, namePrefix: config.deploy.stackName });
     const secrets = new ProviderSecrets(this, 'ProviderSecrets', config);
-    const environment = { ...this.tables.environment, ...secrets.environment, LOG_STREAM_NAME: this.logs.deliveryStream.deliveryStreamName };
+    const common = { ...this.tables.environment, LOG_STREAM_NAME: this.logs.deliveryStream.deliveryStreamName };
 
     this.gateway = new GatewayFunction(this, 'Gateway', {
       config,
       entry: 'gateway',
       description: 'LLM gateway: model routes (OpenAI, Anthropic, Bedrock APIs, MCP)',
       reservedConcurrency: config.deploy.functions.reservedConcurrency,
-      environment,
+      // Only the model function calls providers, so only it gets (and may read) their secrets.
+      environment: { ...common, ...secrets.environment },
     });
     this.admin = new GatewayFunction(this, 'Admin', {
       config,
@@ -45,7 +46,7 @@ export class GatewayStack extends Stack {
       description: 'LLM gateway: admin API (keys, team limits, usage), IAM-authorized',
       memorySize: 512,
       timeout: undefined,
-      environment,
+      environment: common,
     });
 
     // Least privilege: the model function reads keys and counts usage; only the admin function writes keys.

@@ -1,10 +1,11 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import type { RestApi } from 'aws-cdk-lib/aws-apigateway';
 import { Alarm, ComparisonOperator, Dashboard, GraphWidget, MathExpression, Metric, SingleValueWidget, TreatMissingData, type IMetric } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type { DeliveryStream } from 'aws-cdk-lib/aws-kinesisfirehose';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { Key } from 'aws-cdk-lib/aws-kms';
+import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
@@ -28,6 +29,7 @@ export interface ObservabilityProps {
 export class Observability extends Construct {
   readonly dashboard: Dashboard;
   readonly topic: Topic;
+  readonly topicKey: Key;
   readonly alarms: Alarm[] = [];
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
@@ -42,7 +44,19 @@ export class Observability extends Construct {
         period: Duration.minutes(5),
       });
 
-    this.topic = new Topic(this, 'AlarmTopic', { displayName: 'LLM gateway alarms', masterKey: new Key(this, 'AlarmTopicKey', { enableKeyRotation: true }) });
+    // CloudWatch publishes alarm notifications to an encrypted topic only if the key lets it
+    // (a key whose policy names only the account root silently drops every notification).
+    this.topicKey = new Key(this, 'AlarmTopicKey', { enableKeyRotation: true, description: 'LLM gateway alarm topic' });
+    this.topicKey.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'AllowCloudWatchAlarmsToPublish',
+        principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } },
+      }),
+    );
+    this.topic = new Topic(this, 'AlarmTopic', { displayName: 'LLM gateway alarms', masterKey: this.topicKey });
     if (props.alarms.email) this.topic.addSubscription(new EmailSubscription(props.alarms.email));
     const action = new SnsAction(this.topic);
     const alarm = (name: string, metric: IMetric, threshold: number, description: string, op = ComparisonOperator.GREATER_THAN_THRESHOLD) => {
