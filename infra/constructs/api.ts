@@ -109,6 +109,9 @@ export class GatewayApi extends Construct {
       },
     });
 
+    // A changed resource policy takes effect only with a new deployment of the stage.
+    this.api.latestDeployment?.addToLogicalId({ resourcePolicy: ADMIN_RESOURCE_PATTERNS, adminPrincipals: deploy.admin.principals, version: 1 });
+
     const stream = (fn: IFunction) =>
       new LambdaIntegration(fn, {
         proxy: true,
