@@ -14,7 +14,10 @@ if (open) {
   process.exit(1);
 }
 const app = new App();
-new GatewayStack(app, process.env.GATEWAY_STACK_NAME ?? config.deploy.stackName, {
+// The stack name, which also names its resources: `cdk deploy -c stackName=LlmGatewayStaging`, else
+// GATEWAY_STACK_NAME, else deploy.stackName. Two names deploy side by side in one account and region.
+const stackName = (app.node.tryGetContext('stackName') as string | undefined) ?? process.env.GATEWAY_STACK_NAME ?? config.deploy.stackName;
+new GatewayStack(app, stackName, {
   config,
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
 });

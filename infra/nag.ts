@@ -1,4 +1,4 @@
-import { Validations } from 'aws-cdk-lib';
+import { Stack, Token, Validations } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
 
 /**
@@ -32,9 +32,23 @@ export function acknowledgeSecret(secret: IConstruct): void {
   ack(secret, 'AwsSolutions-SMG4', 'Provider API keys are issued by the provider and cannot be rotated by a Lambda; rotate them at the provider and update the secret.');
 }
 
+/** A stack value as cdk-nag prints it in a finding: the literal, or `<AWS::Name>` for a pseudo parameter. */
+function nagValue(value: string, pseudo: string): string {
+  return Token.isUnresolved(value) ? `<AWS::${pseudo}>` : value;
+}
+
 /** Cross-region inference profiles send a call to the foundation model in any of their regions. */
 export function acknowledgeBedrockProfiles(fn: IConstruct, foundationModels: string[]): void {
+  const partition = nagValue(Stack.of(fn).partition, 'Partition');
   for (const m of foundationModels) {
-    ack(fn, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/${m}]`, 'A cross-region inference profile routes the call to this foundation model in any region of the profile; the model itself is fixed.');
+    ack(fn, `AwsSolutions-IAM5[Resource::arn:${partition}:bedrock:*::foundation-model/${m}]`, 'A cross-region inference profile routes the call to this foundation model in any region of the profile; the model itself is fixed.');
   }
 }
+
+/** The admin role may invoke /admin with any method on any stage. */
+export function acknowledgeAdminRole(role: IConstruct, apiLogicalId: string): void {
+  const stack = Stack.of(role);
+  const prefix = `arn:${nagValue(stack.partition, 'Partition')}:execute-api:${nagValue(stack.region, 'Region')}:${nagValue(stack.account, 'AccountId')}:<${apiLogicalId}>`;
+  for (const path of ['/*/*/admin', '/*/*/admin/*']) ack(role, `AwsSolutions-IAM5[Resource::${prefix}${path}]`, 'The admin role calls the admin API: any method and stage, only the /admin routes of this API.');
+}
+

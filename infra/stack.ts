@@ -1,15 +1,16 @@
 import { CfnOutput, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { Alias, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { GatewayConfig } from '../shared/config/schema.ts';
 import { GatewayApi } from './constructs/api.ts';
-import { grantBedrock } from './constructs/bedrock-access.ts';
+import { bedrockRegionProblems, concreteRegion, grantBedrock } from './constructs/bedrock-access.ts';
 import { grantGuardrails } from './constructs/guardrail-access.ts';
 import { GatewayFunction } from './constructs/gateway-function.ts';
 import { LogExport } from './constructs/log-export.ts';
 import { Observability } from './constructs/observability.ts';
 import { ProviderSecrets } from './constructs/secrets.ts';
 import { GatewayTables } from './constructs/storage.ts';
-import { acknowledgeApi, acknowledgeBedrockProfiles, acknowledgeFunction, acknowledgeLogDelivery, acknowledgeSecret } from './nag.ts';
+import { acknowledgeAdminRole, acknowledgeApi, acknowledgeBedrockProfiles, acknowledgeFunction, acknowledgeLogDelivery, acknowledgeSecret } from './nag.ts';
 
 export interface GatewayStackProps extends StackProps {
   config: GatewayConfig;
@@ -23,21 +24,26 @@ export class GatewayStack extends Stack {
   readonly tables: GatewayTables;
   readonly logs: LogExport;
   readonly observability: Observability;
+  gatewayAlias?: Alias;
 
   constructor(scope: Construct, id: string, props: GatewayStackProps) {
     super(scope, id, props);
     const { config } = props;
+    // A cross-region inference profile of another geography fails at the first request: refuse now.
+    const regionProblems = bedrockRegionProblems(config, concreteRegion(this));
+    if (regionProblems.length) throw new Error(`Bedrock model ids do not fit the region:\n- ${regionProblems.join('\n- ')}`);
     this.tables = new GatewayTables(this, 'Tables');
-    this.logs = new LogExport(this, 'LogExport', { logs: config.deploy.logs, namePrefix: config.deploy.stackName });
+    this.logs = new LogExport(this, 'LogExport', { logs: config.deploy.logs });
     const secrets = new ProviderSecrets(this, 'ProviderSecrets', config);
-    const environment = { ...this.tables.environment, ...secrets.environment, LOG_STREAM_NAME: this.logs.deliveryStream.deliveryStreamName };
+    const common = { ...this.tables.environment, LOG_STREAM_NAME: this.logs.deliveryStream.deliveryStreamName };
 
     this.gateway = new GatewayFunction(this, 'Gateway', {
       config,
       entry: 'gateway',
       description: 'LLM gateway: model routes (OpenAI, Anthropic, Bedrock APIs, MCP)',
       reservedConcurrency: config.deploy.functions.reservedConcurrency,
-      environment,
+      // Only the model function calls providers, so only it gets (and may read) their secrets.
+      environment: { ...common, ...secrets.environment },
     });
     this.admin = new GatewayFunction(this, 'Admin', {
       config,
@@ -45,7 +51,7 @@ export class GatewayStack extends Stack {
       description: 'LLM gateway: admin API (keys, team limits, usage), IAM-authorized',
       memorySize: 512,
       timeout: undefined,
-      environment,
+      environment: common,
     });
 
     // Least privilege: the model function reads keys and counts usage; only the admin function writes keys.
@@ -59,19 +65,37 @@ export class GatewayStack extends Stack {
     const anyRegionModels = grantBedrock(this, this.gateway.fn, config);
     grantGuardrails(this, this.gateway.fn, config);
 
-    this.api = new GatewayApi(this, 'Api', { handler: this.gateway.fn, adminHandler: this.admin.fn, deploy: config.deploy });
+    // Optional: a published version behind the alias `live`, with provisioned concurrency.
+    const fnConfig = config.deploy.functions;
+    let modelHandler: IFunction = this.gateway.fn;
+    if (fnConfig.publishAlias || fnConfig.provisionedConcurrency) {
+      this.gatewayAlias = new Alias(this, 'GatewayLive', {
+        aliasName: 'live',
+        version: this.gateway.fn.currentVersion,
+        provisionedConcurrentExecutions: fnConfig.provisionedConcurrency,
+      });
+      modelHandler = this.gatewayAlias;
+    }
+
+    this.api = new GatewayApi(this, 'Api', { handler: modelHandler, adminHandler: this.admin.fn, deploy: config.deploy });
     this.observability = new Observability(this, 'Observability', {
       serviceName: 'llm-gateway',
       alarms: config.deploy.alarms,
       gatewayFunction: this.gateway.fn,
+      adminFunction: this.admin.fn,
+      functionLogGroups: [this.gateway.logGroup, this.admin.logGroup],
       api: this.api.api,
+      accessLogs: this.api.accessLogs,
       deliveryStream: this.logs.deliveryStream,
-      dashboardName: config.deploy.stackName,
+      tables: [this.tables.keys, this.tables.usage, this.tables.cache],
+      dashboardName: this.stackName,
     });
 
     const base = this.api.domain ? `https://${this.api.domain.domainName}/` : this.api.api.url;
     new CfnOutput(this, 'GatewayUrl', { value: base, description: 'Base URL: OpenAI clients use <url>v1, Anthropic clients and Claude Code use <url>' });
-    new CfnOutput(this, 'AdminUrl', { value: `${base}admin/`, description: 'Admin API (IAM-authorized: sign with SigV4, e.g. npm run keys)' });
+    new CfnOutput(this, 'AdminUrl', { value: `${base}admin/`, description: 'Admin API (IAM-authorized: sign with SigV4 as the admin role, e.g. npm run keys)' });
+    new CfnOutput(this, 'AdminRoleArn', { value: this.api.adminRole.roleArn, description: 'The role to assume to call /admin (the API denies everyone else)' });
+    new CfnOutput(this, 'AlarmTopic', { value: this.observability.topic.topicArn });
     new CfnOutput(this, 'KeysTable', { value: this.tables.keys.tableName });
     new CfnOutput(this, 'UsageTable', { value: this.tables.usage.tableName });
     new CfnOutput(this, 'CacheTable', { value: this.tables.cache.tableName });
@@ -89,5 +113,6 @@ export class GatewayStack extends Stack {
     acknowledgeApi(this.api, config.deploy.waf.enabled);
     acknowledgeLogDelivery(this.logs.deliveryStream, this.getLogicalId(this.logs.bucket.node.defaultChild as CfnElement));
     for (const s of secrets.secrets.values()) acknowledgeSecret(s);
+    acknowledgeAdminRole(this.api.adminRole, this.getLogicalId(this.api.api.node.defaultChild as CfnElement));
   }
 }

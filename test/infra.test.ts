@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -11,7 +11,12 @@ import { loadConfigFile, parseConfig } from '../shared/config/load.ts';
 import { GatewayStack } from '../infra/stack.ts';
 import { LOG_COLUMNS, LOG_PARTITION_KEYS } from '../shared/telemetry/schema.ts';
 import { METRIC_NAMESPACE, METRICS } from '../shared/telemetry/metrics.ts';
-import { WAF_BODY_RULES } from '../infra/constructs/api.ts';
+import { ADMIN_RESOURCE_PATTERNS, WAF_BODY_RULES } from '../infra/constructs/api.ts';
+import { LOG_METRICS } from '../infra/constructs/observability.ts';
+import { SECRET_PLACEHOLDER } from '../shared/config/deploy.ts';
+import { secretValue } from '../functions/lib/secrets.ts';
+import { UNDELIVERED_FILTER_PATTERN } from '../shared/telemetry/firehose-sink.ts';
+import { CURRENTLY_RECOMMENDED_FLAGS } from 'aws-cdk-lib/cx-api';
 
 const shipped = loadConfigFile('gateway.config.yaml');
 // A configuration with Bedrock targets (a foundation model and a cross-region inference profile),
@@ -37,9 +42,14 @@ const withBedrock = parseConfig({
   },
 });
 
-function synth(config = shipped, id = 'TestGateway') {
-  const app = new App();
-  const stack = new GatewayStack(app, id, { config, env: { account: '123456789012', region: 'eu-west-1' } });
+/** The app as `cdk synth` builds it: cdk.json's context (feature flags); bundling skipped. */
+export const CDK_CONTEXT: Record<string, unknown> = JSON.parse(readFileSync(new URL('../cdk.json', import.meta.url), 'utf8')).context;
+const testApp = () => new App({ context: { ...CDK_CONTEXT, 'aws:cdk:bundling-stacks': [] } });
+
+// The shipped configuration uses `us.` inference profiles: it deploys to a US region.
+function synth(config = shipped, id = 'TestGateway', region = config === shipped ? 'us-east-1' : 'eu-west-1') {
+  const app = testApp();
+  const stack = new GatewayStack(app, id, { config, env: { account: '123456789012', region } });
   return { app, stack, template: Template.fromStack(stack) };
 }
 
@@ -69,7 +79,7 @@ describe('CDK stack', () => {
   });
 
   it('X-Ray: active tracing on both functions and on the API Gateway stage', () => {
-    const fns = Object.values(template.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.handler' } })) as Array<{ Properties: Record<string, any> }>;
+    const fns = Object.values(template.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.handler', Description: Match.stringLikeRegexp('^LLM gateway') } })) as Array<{ Properties: Record<string, any> }>;
     assert.equal(fns.length, 2, 'the gateway and admin functions');
     for (const f of fns) assert.deepEqual(f.Properties.TracingConfig, { Mode: 'Active' });
     template.resourceCountIs('AWS::ApiGateway::Stage', 1);
@@ -123,7 +133,7 @@ describe('CDK stack', () => {
     const admin = statements('AdminFnServiceRole');
     const bedrockStmt = gw.find((s) => s.Sid === 'InvokeConfiguredBedrockModels');
     assert.ok(bedrockStmt);
-    assert.deepEqual(bedrockStmt.Action, ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream', 'bedrock:CountTokens']);
+    assert.deepEqual([...bedrockStmt.Action].sort(), ['bedrock:CountTokens', 'bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']);
     const resources = JSON.stringify(bedrockStmt.Resource);
     assert.match(resources, /bedrock:eu-west-1::foundation-model\/amazon\.titan-embed-text-v2:0/);
     assert.match(resources, /bedrock:eu-west-1:123456789012:inference-profile\/eu\.anthropic\.claude-sonnet-4-5-20250929-v1:0/);
@@ -135,7 +145,7 @@ describe('CDK stack', () => {
     assert.equal(writesKeys(gw), false);
     assert.equal(writesKeys(admin), true);
     for (const s of [...gw, ...admin]) {
-      if (s.Resource === '*') assert.deepEqual(s.Action, ['xray:PutTraceSegments', 'xray:PutTelemetryRecords']);
+      if (s.Resource === '*') assert.deepEqual([...s.Action].sort(), ['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
     }
     // The referenced secret is read by ARN, and nothing else is created for it.
     assert.ok(gw.some((s) => JSON.stringify(s.Resource).includes('secret:anthropic-AbCdEf')));
@@ -186,7 +196,7 @@ describe('CDK stack', () => {
     }
   });
 
-  it('has a dashboard over the metrics the code emits, and alarms on 5xx rate, p99 latency, throttling and log delivery', () => {
+  it('has a dashboard over the metrics the code emits, and alarms that mean something: first byte, 5xx (gateway and API), function errors and init failures, 429s, undelivered logs, Firehose, DynamoDB throttles', () => {
     const dash = Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0] as { Properties: { DashboardBody: unknown } };
     const body = JSON.stringify(dash.Properties.DashboardBody);
     for (const name of [METRICS.requests, METRICS.errors5xx, METRICS.latency, METRICS.ttfb, METRICS.inputTokens, METRICS.outputTokens, METRICS.costUsd, METRICS.cacheHits, METRICS.fallbacks, METRICS.rateLimited, METRICS.guardrailBlocked]) {
@@ -194,9 +204,141 @@ describe('CDK stack', () => {
     }
     assert.ok(body.includes(METRIC_NAMESPACE));
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as Array<{ Properties: Record<string, any> }>;
-    const text = JSON.stringify(alarms);
-    for (const needle of [METRICS.errors5xx, METRICS.latency, 'Throttles', 'DeliveryToS3.Success', 'DeliveryToS3.DataFreshness']) assert.ok(text.includes(needle), `an alarm watches ${needle}`);
-    for (const a of alarms) assert.ok(a.Properties.AlarmActions?.length, 'every alarm notifies the topic');
+    const watched = alarms.map((a) => JSON.stringify(a.Properties.MetricName ?? a.Properties.Metrics));
+    const watches = (needle: string) => watched.some((w) => w.includes(`"${needle}"`) || w === `"${needle}"`);
+    for (const needle of [METRICS.errors5xx, METRICS.ttfb, '5XXError', 'Errors', LOG_METRICS.initFailures, 'Throttles', LOG_METRICS.throttled429, LOG_METRICS.undeliveredLines, 'DeliveryToS3.Success', 'DeliveryToS3.DataFreshness', 'ReadThrottleEvents', 'WriteThrottleEvents']) {
+      assert.ok(watches(needle), `an alarm watches ${needle}`);
+    }
+    // Changed with #16: the total latency of a stream is its length (a p99 alarm on it fired on every
+    // long answer), and 4XXError counts every 401: neither is alarmed on any more.
+    assert.ok(!watches(METRICS.latency), 'no alarm on arrival-to-last-byte latency');
+    assert.ok(!watches('4XXError'), 'no alarm on all 4xx');
+    assert.ok(!watches('Latency'), 'no alarm on API Gateway Latency');
+    // Every alarm notifies THE topic, and the topic's key lets CloudWatch publish to it.
+    const topics = template.findResources('AWS::SNS::Topic');
+    const [topicId, topic] = Object.entries(topics)[0] as [string, { Properties: { KmsMasterKeyId: unknown } }];
+    for (const a of alarms) {
+      assert.deepEqual(a.Properties.AlarmActions, [{ Ref: topicId }], 'every alarm notifies the alarm topic');
+      assert.deepEqual(a.Properties.OKActions, [{ Ref: topicId }]);
+    }
+    const keyId = (topic.Properties.KmsMasterKeyId as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+    const key = template.toJSON().Resources[keyId] as { Type: string; Properties: { KeyPolicy: { Statement: Array<Record<string, any>> } } };
+    assert.equal(key.Type, 'AWS::KMS::Key');
+    const cw = key.Properties.KeyPolicy.Statement.filter((st) => st.Effect === 'Allow' && st.Principal?.Service === 'cloudwatch.amazonaws.com');
+    assert.equal(cw.length, 1, 'the key policy names CloudWatch');
+    const actions = [cw[0]!.Action].flat();
+    for (const a of ['kms:Decrypt', 'kms:GenerateDataKey*']) assert.ok(actions.includes(a), `CloudWatch may ${a}`);
+    // The log-derived metrics come from filters on the right log groups, with the code's own marker.
+    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter')) as Array<{ Properties: Record<string, any> }>;
+    const filterOf = (name: string) => filters.filter((f) => f.Properties.MetricTransformations[0].MetricName === name);
+    assert.equal(filterOf(LOG_METRICS.undeliveredLines).length, 2, 'both functions');
+    for (const f of filterOf(LOG_METRICS.undeliveredLines)) assert.equal(f.Properties.FilterPattern, UNDELIVERED_FILTER_PATTERN);
+    assert.equal(filterOf(LOG_METRICS.initFailures).length, 2, 'both functions');
+    const [throttled] = filterOf(LOG_METRICS.throttled429);
+    assert.match(JSON.stringify(throttled!.Properties.LogGroupName), /ApiAccessLogs/);
+    // The access log writes status as a string: the filter must compare a string.
+    const stage = Object.values(template.findResources('AWS::ApiGateway::Stage'))[0] as { Properties: { AccessLogSetting: { Format: string } } };
+    assert.ok(stage.Properties.AccessLogSetting.Format.includes('"status":"$context.status"'));
+    assert.equal(throttled!.Properties.FilterPattern, '{ $.status = "429" }');
+    const init = 'INIT_REPORT Init Duration: 1201.33 ms\tPhase: init\tStatus: error\tError Type: Runtime.Unknown';
+    for (const term of filterOf(LOG_METRICS.initFailures)[0]!.Properties.FilterPattern.match(/"([^"]+)"|\S+/g)) assert.ok(init.includes(term.replace(/"/g, '')), `the INIT_REPORT line contains ${term}`);
+  });
+
+  it('secrets hold the placeholder the gateway reads as "off" (not a generated password); only the model function gets and may read them', () => {
+    const secrets = Object.entries(template.findResources('AWS::SecretsManager::Secret')) as Array<[string, { Properties: Record<string, any>; DeletionPolicy?: string }]>;
+    assert.ok(secrets.length >= 2, 'OpenAI and Anthropic secrets');
+    for (const [, sec] of secrets) {
+      assert.equal(sec.Properties.GenerateSecretString, undefined, 'no random value');
+      assert.equal(sec.Properties.SecretString, SECRET_PLACEHOLDER);
+      assert.equal(secretValue(sec.Properties.SecretString), undefined, 'the gateway reads it as not set');
+      assert.equal(sec.Properties.Name, undefined, 'a generated name: a retained secret never blocks a redeploy');
+      assert.equal(sec.DeletionPolicy, 'Retain');
+    }
+    const fn = (prefix: string) => Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith(prefix))![1] as { Properties: { Environment: { Variables: Record<string, unknown> } } };
+    const adminEnv = Object.keys(fn('AdminFn').Properties.Environment.Variables);
+    assert.deepEqual(adminEnv.filter((k) => k.endsWith('_SECRET_ARN')), [], 'the admin function gets no secret ARN');
+    const gwEnv = fn('GatewayFn').Properties.Environment.Variables;
+    const policies = template.findResources('AWS::IAM::Policy') as Record<string, { Properties: { PolicyDocument: { Statement: Array<Record<string, any>> } } }>;
+    const statements = (prefix: string) => Object.entries(policies).filter(([k]) => k.startsWith(prefix)).flatMap(([, p]) => p.Properties.PolicyDocument.Statement);
+    for (const [k, ref] of Object.entries(gwEnv).filter(([k]) => k.endsWith('_SECRET_ARN'))) {
+      assert.ok(statements('GatewayFn').some((st) => [st.Action].flat().includes('secretsmanager:GetSecretValue') && [st.Resource].flat().some((r) => JSON.stringify(r) === JSON.stringify(ref))), `the gateway may read ${k}`);
+    }
+    assert.ok(!JSON.stringify(statements('AdminFn')).includes('secretsmanager'), 'the admin function reads no secret');
+  });
+
+  it('/admin: denied by the resource policy to everyone but the admin role the stack creates (and configured principals)', () => {
+    const role = Object.entries(template.findResources('AWS::IAM::Role', { Properties: { RoleName: 'TestGateway-admin' } }));
+    assert.equal(role.length, 1);
+    const [roleId] = role[0]!;
+    const api = Object.values(template.findResources('AWS::ApiGateway::RestApi'))[0] as { Properties: { Name: string; Policy: { Statement: Array<Record<string, any>> } } };
+    const deny = api.Properties.Policy.Statement.find((st) => st.Effect === 'Deny')!;
+    assert.deepEqual(deny.Resource, ADMIN_RESOURCE_PATTERNS);
+    assert.deepEqual(deny.Action, 'execute-api:Invoke');
+    assert.deepEqual(deny.Condition, { ArnNotEquals: { 'aws:PrincipalArn': [{ 'Fn::GetAtt': [roleId, 'Arn'] }] } });
+    const allow = api.Properties.Policy.Statement.find((st) => st.Effect === 'Allow')!;
+    assert.deepEqual(allow.Resource, 'execute-api:/*');
+    const more = synth(parseConfig({ ...structuredClone(shipped), deploy: { ...shipped.deploy, admin: { principals: ['arn:aws:iam::123456789012:role/Ops'] } } }), 'AdminCfg', 'us-east-1');
+    const p = (Object.values(more.template.findResources('AWS::ApiGateway::RestApi'))[0] as typeof api).Properties.Policy.Statement.find((st) => st.Effect === 'Deny')!;
+    assert.equal(p.Condition.ArnNotEquals['aws:PrincipalArn'][1], 'arn:aws:iam::123456789012:role/Ops');
+  });
+
+  it('two stacks (staging, prod) from one configuration share no physical name; destroy leaves nothing that blocks a redeploy or other APIs', () => {
+    const staging = synth(shipped, 'GwStaging').template.toJSON().Resources as Record<string, { Type: string; Properties?: Record<string, any>; DeletionPolicy?: string }>;
+    const prod = synth(shipped, 'GwProd').template.toJSON().Resources as typeof staging;
+    const NAME_KEYS = ['Name', 'DashboardName', 'RoleName', 'TableName', 'BucketName', 'DeliveryStreamName', 'TopicName', 'AlarmName', 'FunctionName', 'LogGroupName', 'SecretName'];
+    const names = (res: typeof staging) => {
+      const out = new Set<string>();
+      for (const r of Object.values(res)) {
+        for (const k of NAME_KEYS) if (typeof r.Properties?.[k] === 'string') out.add(`${r.Type}:${r.Properties[k]}`);
+        const db = r.Properties?.DatabaseInput?.Name;
+        if (db) out.add(`${r.Type}:${db}`);
+      }
+      return out;
+    };
+    const shared = [...names(staging)].filter((n) => names(prod).has(n));
+    // Saved queries are named per workgroup, which is per stack.
+    assert.deepEqual(shared.filter((n) => !n.startsWith('AWS::Athena::NamedQuery:')), []);
+    assert.ok(names(staging).has('AWS::Glue::Database:gwstaging_logs'));
+    assert.ok(names(staging).has('AWS::Athena::WorkGroup:GwStaging-logs'));
+    assert.ok(names(staging).has('AWS::CloudWatch::Dashboard:GwStaging'));
+    // What is kept on destroy has a generated name (a redeploy creates new ones beside it).
+    for (const [id, r] of Object.entries(staging)) {
+      if (r.DeletionPolicy !== 'Retain') continue;
+      for (const k of NAME_KEYS) assert.notEqual(typeof r.Properties?.[k], 'string', `${id} is retained with a fixed ${k}`);
+    }
+    // The Athena results bucket is emptied on destroy (a bucket with objects cannot be deleted).
+    const results = Object.entries(staging).find(([id, r]) => r.Type === 'AWS::S3::Bucket' && id.includes('AthenaResults'))!;
+    assert.equal(results[1].DeletionPolicy, 'Delete');
+    assert.ok(Object.values(staging).some((r) => r.Type === 'Custom::S3AutoDeleteObjects' && JSON.stringify(r.Properties?.BucketName).includes(results[0])));
+    // The account-wide API Gateway logging role and setting outlive the stack.
+    for (const [id, r] of Object.entries(staging)) if (r.Type === 'AWS::ApiGateway::Account' || (r.Type === 'AWS::IAM::Role' && id.includes('CloudWatchRole'))) assert.equal(r.DeletionPolicy, 'Retain', id);
+    const existing = synth(parseConfig({ ...structuredClone(shipped), deploy: { ...shipped.deploy, apiGatewayLoggingRole: 'existing' } }), 'GwExisting', 'us-east-1');
+    existing.template.resourceCountIs('AWS::ApiGateway::Account', 0);
+  });
+
+  it('refuses Bedrock inference profiles of another geography than the region they are called from', () => {
+    assert.throws(() => synth(shipped, 'GwEu', 'eu-west-1'), /us\.anthropic\.claude-sonnet.*cannot be called from eu-west-1.*eu\.anthropic/s);
+    assert.doesNotThrow(() => synth(shipped, 'GwUsWest', 'us-west-2'));
+    // A provider with its own region is checked against that region.
+    assert.doesNotThrow(() => synth(withBedrock, 'GwEuOk', 'us-east-1'));
+    const usProfileInEu = parseConfig({ ...structuredClone(withBedrock), models: { x: { provider: 'bedrock', model: 'us.amazon.nova-lite-v1:0' } } });
+    assert.throws(() => synth(usProfileInEu, 'GwBad', 'us-east-1'), /provider's region/);
+  });
+
+  it('optional: a published `live` alias with provisioned concurrency behind the model routes; WAF and stage throttling from the configuration', () => {
+    const cfg = parseConfig({ ...structuredClone(shipped), deploy: { ...shipped.deploy, functions: { provisionedConcurrency: 2 }, throttle: { rateLimit: 50, burstLimit: 100 }, waf: { enabled: true, rateLimitPer5Minutes: 300 } } });
+    const t = synth(cfg, 'GwAlias', 'us-east-1').template;
+    t.hasResourceProperties('AWS::Lambda::Alias', { Name: 'live', ProvisionedConcurrencyConfig: { ProvisionedConcurrentExecutions: 2 } });
+    const methods = Object.entries(t.findResources('AWS::ApiGateway::Method')) as Array<[string, { Properties: Record<string, any> }]>;
+    for (const [id, m] of methods) if (!id.includes('admin')) assert.match(JSON.stringify(m.Properties.Integration.Uri), /GatewayLive/, `${id} calls the alias`);
+    t.hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 })]) });
+    const acl = Object.values(t.findResources('AWS::WAFv2::WebACL'))[0] as { Properties: { Rules: Array<Record<string, any>> } };
+    assert.equal(acl.Properties.Rules.find((r) => r.Name === 'RateLimitPerIp')!.Statement.RateBasedStatement.Limit, 300);
+    template.resourceCountIs('AWS::Lambda::Alias', 0);
+  });
+
+  it('cdk.json sets the feature flags a new `cdk init` app gets', () => {
+    for (const [flag, value] of Object.entries(CURRENTLY_RECOMMENDED_FLAGS)) assert.deepEqual(CDK_CONTEXT[flag], value, flag);
   });
 
   it('adds a WAF that never blocks on request bodies, and the custom domain, when configured', () => {
@@ -210,9 +352,9 @@ describe('CDK stack', () => {
   });
 
   it('passes the cdk-nag AwsSolutions checks (every acknowledgement justified in infra/nag.ts)', () => {
-    for (const config of [shipped, withBedrock]) {
-      const app = new App();
-      new GatewayStack(app, 'Nag', { config, env: { account: '123456789012', region: 'eu-west-1' } });
+    for (const [config, region] of [[shipped, 'us-east-1'], [withBedrock, 'eu-west-1']] as const) {
+      const app = testApp();
+      new GatewayStack(app, 'Nag', { config, env: { account: '123456789012', region } });
       Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
       assert.doesNotThrow(() => app.synth(), 'no unacknowledged cdk-nag finding');
     }

@@ -5,7 +5,7 @@ import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { Gateway } from '../../shared/gateway.ts';
 import { eventToRequest, responseMetadata } from './apigw.ts';
 import { lambdaConfig } from './config.ts';
-import { resolveSecrets } from './secrets.ts';
+import { ProviderSecrets, secretMaxAgeMs } from './secrets.ts';
 import { lambdaSinks } from './sinks.ts';
 import { xraySpans } from './xray.ts';
 
@@ -31,16 +31,16 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
   // those calls (provider/model) and keep concurrent requests apart.
   const tracer = new Tracer({ serviceName, captureHTTPsRequests: false });
   const config = lambdaConfig();
-  // Provider keys from Secrets Manager, read once per cold start.
-  const env = await resolveSecrets(process.env, undefined, (message, extra) => logger.warn(message, extra));
-  const gateway = new Gateway({
-    config,
-    env,
-    // Firehose when LOG_STREAM_NAME is set (else one log line per request), plus EMF metrics.
-    sinks: lambdaSinks({ logger, config, env: process.env }),
-    onSinkError: (err) => logger.error('log sink failed', { error: String(err) }),
-    spans: xraySpans(tracer, serviceName),
-  });
+  // Provider keys from Secrets Manager: read at cold start, then again when older than a minute,
+  // so a key put after deploy (or rotated) reaches warm instances without a cold start.
+  const secrets = new ProviderSecrets(process.env, { maxAgeMs: secretMaxAgeMs(process.env), warn: (message, extra) => logger.warn(message, extra) });
+  // Firehose when LOG_STREAM_NAME is set (else one log line per request), plus EMF metrics; shared
+  // by every Gateway this instance builds.
+  const sinks = lambdaSinks({ logger, config, env: process.env });
+  const spans = xraySpans(tracer, serviceName);
+  const build = (env: Record<string, string | undefined>) =>
+    new Gateway({ config, env, sinks, onSinkError: (err) => logger.error('log sink failed', { error: String(err) }), spans });
+  let gateway = build((await secrets.current()).env);
 
   /** Work that finishes after the client has its bytes (log writes, usage settlement). */
   const pending = new Set<Promise<unknown>>();
@@ -48,18 +48,38 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
     pending.add(p);
     void p.finally(() => pending.delete(p)).catch(() => {});
   };
+  /** Settle the pending work and flush the logs: run however the response stream ended. */
+  const settle = async (g: Gateway) => {
+    await Promise.allSettled([...pending]);
+    await g.flush().catch((err) => logger.error('log flush failed', { error: String(err) }));
+  };
 
-  return middy<APIGatewayProxyEvent>({
-    streamifyResponse: true,
-    // Runs once the body has been piped to the client; the instance does not idle before this ends.
-    async requestEnd() {
-      await Promise.allSettled([...pending]);
-      await gateway.flush();
-    },
-  }).handler(async (event: APIGatewayProxyEvent, context: Context) => {
+  const inner = middy<APIGatewayProxyEvent>({ streamifyResponse: true }).handler(async (event: APIGatewayProxyEvent, context: Context) => {
     logger.addContext(context);
+    const { env, changed } = await secrets.current();
+    if (changed) {
+      // A provider key was put, rotated or removed: providers read their key when built.
+      const previous = gateway;
+      gateway = build(env);
+      waitUntil(previous.flush());
+      logger.info('provider secrets changed; gateway rebuilt');
+    }
     const adminPrincipal = opts.role === 'admin' ? event.requestContext?.identity?.userArn ?? undefined : undefined;
     const response = await gateway.handle(eventToRequest(event), { waitUntil, adminPrincipal });
     return { ...responseMetadata(response), body: response.body ?? '' };
   });
+
+  // middy runs its end hooks only when the body was piped without error: a client that went away
+  // mid-stream would skip them. The settlement and the flush run here instead, whatever happened
+  // (the instance does not idle before this handler's promise settles).
+  type StreamHandler = (event: APIGatewayProxyEvent, stream: unknown, context: Context) => Promise<void>;
+  const streaming = inner as unknown as StreamHandler;
+  const settled: StreamHandler = async (event, stream, context) => {
+    try {
+      await streaming(event, stream, context);
+    } finally {
+      await settle(gateway);
+    }
+  };
+  return awslambda.streamifyResponse(settled as never) as unknown as StreamHandler;
 }

@@ -1,4 +1,5 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { AccountRootPrincipal, AnyPrincipal, Effect, PolicyDocument, PolicyStatement, Role } from 'aws-cdk-lib/aws-iam';
 import {
   AccessLogFormat,
   AuthorizationType,
@@ -22,6 +23,7 @@ import { Construct } from 'constructs';
 import type { DeployConfig } from '../../shared/config/deploy.ts';
 
 export interface GatewayApiProps {
+  /** The model function (or its `live` alias). */
   handler: IFunction;
   adminHandler: IFunction;
   deploy: DeployConfig;
@@ -42,17 +44,48 @@ export class GatewayApi extends Construct {
   readonly api: RestApi;
   readonly accessLogs: LogGroup;
   readonly domain?: DomainName;
+  /** The role whose sessions may call /admin (with the principals of deploy.admin.principals). */
+  readonly adminRole: Role;
 
   constructor(scope: Construct, id: string, props: GatewayApiProps) {
     super(scope, id);
     const { deploy } = props;
+    const stackName = Stack.of(this).stackName;
     this.accessLogs = new LogGroup(this, 'AccessLogs', { retention: RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY });
+
+    // /admin: IAM authorization alone would make every principal of the account whose policies
+    // allow execute-api:Invoke on * an admin. The resource policy denies /admin to everyone but
+    // this role (assumable by principals of the account that IAM allows to) and the configured ARNs.
+    this.adminRole = new Role(this, 'AdminRole', {
+      roleName: `${stackName}-admin`.slice(0, 64),
+      assumedBy: new AccountRootPrincipal(),
+      description: `Gateway admins of ${stackName}: the only principal (with deploy.admin.principals) allowed to call /admin`,
+    });
+    const adminPrincipals = [this.adminRole.roleArn, ...deploy.admin.principals];
+    const policy = new PolicyDocument({
+      statements: [
+        // Model routes are public at this layer: callers present gateway keys, checked in the function.
+        new PolicyStatement({ sid: 'Public', effect: Effect.ALLOW, principals: [new AnyPrincipal()], actions: ['execute-api:Invoke'], resources: ['execute-api:/*'] }),
+        new PolicyStatement({
+          sid: 'AdminOnlyForAdmins',
+          effect: Effect.DENY,
+          principals: [new AnyPrincipal()],
+          actions: ['execute-api:Invoke'],
+          resources: ADMIN_RESOURCE_PATTERNS,
+          conditions: { ArnNotEquals: { 'aws:PrincipalArn': adminPrincipals } },
+        }),
+      ],
+    });
+
     this.api = new RestApi(this, 'Api', {
-      restApiName: `${deploy.stackName}-api`,
+      restApiName: `${stackName}-api`,
+      policy,
       description: 'LLM gateway: OpenAI, Anthropic and Bedrock APIs behind gateway keys',
       endpointConfiguration: { types: [EndpointType.REGIONAL] },
-      cloudWatchRole: true,
-      cloudWatchRoleRemovalPolicy: RemovalPolicy.DESTROY,
+      // The API Gateway logging role is one per account and region: created here only when asked,
+      // and kept when the stack goes (destroying it would stop every other API's logs there).
+      cloudWatchRole: deploy.apiGatewayLoggingRole === 'create',
+      cloudWatchRoleRemovalPolicy: deploy.apiGatewayLoggingRole === 'create' ? RemovalPolicy.RETAIN : undefined,
       deployOptions: {
         stageName: deploy.stageName,
         throttlingRateLimit: deploy.throttle.rateLimit,
@@ -76,6 +109,9 @@ export class GatewayApi extends Construct {
       },
     });
 
+    // A changed resource policy takes effect only with a new deployment of the stage.
+    this.api.latestDeployment?.addToLogicalId({ resourcePolicy: ADMIN_RESOURCE_PATTERNS, adminPrincipals: deploy.admin.principals, version: 1 });
+
     const stream = (fn: IFunction) =>
       new LambdaIntegration(fn, {
         proxy: true,
@@ -92,6 +128,7 @@ export class GatewayApi extends Construct {
     const adminIntegration = stream(props.adminHandler);
     const iam = { authorizationType: AuthorizationType.IAM };
     admin.addMethod('ANY', adminIntegration, iam);
+    this.adminRole.addToPrincipalPolicy(new PolicyStatement({ sid: 'InvokeAdminApi', actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('*', '/admin'), this.api.arnForExecuteApi('*', '/admin/*')] }));
     admin.addProxy({ defaultIntegration: adminIntegration, anyMethod: false }).addMethod('ANY', adminIntegration, iam);
 
     if (deploy.customDomain) {
@@ -113,7 +150,7 @@ export class GatewayApi extends Construct {
       const acl = new CfnWebACL(this, 'WebAcl', {
         scope: 'REGIONAL',
         defaultAction: { allow: {} },
-        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: `${deploy.stackName}-waf`, sampledRequestsEnabled: false },
+        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: `${stackName}-waf`, sampledRequestsEnabled: false },
         rules: [
           {
             name: 'RateLimitPerIp',
@@ -150,6 +187,9 @@ export class GatewayApi extends Construct {
     }
   }
 }
+
+/** The /admin routes in the API's resource policy (any stage, any method). */
+export const ADMIN_RESOURCE_PATTERNS = ['execute-api:/*/*/admin', 'execute-api:/*/*/admin/*'];
 
 /** Rules of AWSManagedRulesCommonRuleSet that inspect request bodies (counted, never blocking). */
 export const WAF_BODY_RULES = ['SizeRestrictions_BODY', 'CrossSiteScripting_BODY', 'GenericLFI_BODY', 'GenericRFI_BODY', 'EC2MetaDataSSRF_BODY'];

@@ -1,4 +1,4 @@
-import { Stack } from 'aws-cdk-lib';
+import { Stack, Token } from 'aws-cdk-lib';
 import { PolicyStatement, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
 import type { GatewayConfig } from '../../shared/config/schema.ts';
@@ -56,4 +56,54 @@ export function grantBedrock(scope: Construct, grantee: IGrantable, config: Gate
     }),
   );
   return anyRegion;
+}
+
+/** Which regions a cross-region inference profile prefix can be called from. */
+const PROFILE_SOURCE_REGIONS: Record<string, (region: string) => boolean> = {
+  us: (r) => /^us-(east|west)-\d$/.test(r),
+  'us-gov': (r) => r.startsWith('us-gov-'),
+  eu: (r) => r.startsWith('eu-'),
+  apac: (r) => r.startsWith('ap-'),
+  ca: (r) => r.startsWith('ca-'),
+  jp: (r) => r === 'ap-northeast-1' || r === 'ap-northeast-3',
+  au: (r) => r === 'ap-southeast-2' || r === 'ap-southeast-4',
+  global: () => true,
+};
+
+/**
+ * Bedrock model ids that cannot be called from the region they would be called in: a `us.` profile
+ * from eu-west-1 grants ARNs that do not exist and fails at the first request. `region` is the
+ * stack's (unknown for an environment-agnostic synth: then only providers with a region are checked).
+ */
+export function bedrockRegionProblems(config: GatewayConfig, stackRegion: string | undefined): string[] {
+  const problems: string[] = [];
+  for (const m of bedrockModels(config)) {
+    const match = PROFILE_PREFIX.exec(m.modelId);
+    const region = m.region ?? stackRegion;
+    if (!match || !region) continue;
+    const fits = PROFILE_SOURCE_REGIONS[match[1]!];
+    if (fits && !fits(region)) {
+      problems.push(
+        `Bedrock model "${m.modelId}" is a "${match[1]}." cross-region inference profile, which cannot be called from ${region}` +
+          (m.region ? ' (the provider\'s region)' : ' (the stack\'s region; set the bedrock provider\'s `region`, or deploy to a fitting region)') +
+          `: use the profile id for ${region}'s geography (e.g. "${m.modelId.replace(PROFILE_PREFIX, `${geographyOf(region)}.`)}").`,
+      );
+    }
+  }
+  return problems;
+}
+
+function geographyOf(region: string): string {
+  if (region.startsWith('us-gov-')) return 'us-gov';
+  if (region.startsWith('us-')) return 'us';
+  if (region.startsWith('eu-')) return 'eu';
+  if (region.startsWith('ca-')) return 'ca';
+  if (region.startsWith('ap-')) return 'apac';
+  return 'global';
+}
+
+/** The stack's region when known at synth time. */
+export function concreteRegion(scope: Construct): string | undefined {
+  const r = Stack.of(scope).region;
+  return Token.isUnresolved(r) ? undefined : r;
 }

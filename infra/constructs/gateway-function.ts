@@ -21,10 +21,11 @@ export interface GatewayFunctionProps {
 /** A Lambda entry from functions/, bundled locally with esbuild (no Docker), Node 22 on arm64. */
 export class GatewayFunction extends Construct {
   readonly fn: NodejsFunction;
+  readonly logGroup: LogGroup;
 
   constructor(scope: Construct, id: string, props: GatewayFunctionProps) {
     super(scope, id);
-    const logGroup = new LogGroup(this, 'Logs', { retention: props.config.deploy.functions.logRetentionDays, removalPolicy: RemovalPolicy.DESTROY });
+    const logGroup = (this.logGroup = new LogGroup(this, 'Logs', { retention: props.config.deploy.functions.logRetentionDays, removalPolicy: RemovalPolicy.DESTROY }));
     this.fn = new NodejsFunction(this, 'Fn', {
       entry: fileURLToPath(new URL(`../../functions/${props.entry}.ts`, import.meta.url)),
       handler: 'handler',

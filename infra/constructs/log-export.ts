@@ -9,8 +9,6 @@ import { LOG_COLUMNS, LOG_PARTITION_KEYS, logErrorObjectPrefix, logObjectPrefix,
 
 export interface LogExportProps {
   logs: DeployConfig['logs'];
-  /** Prefix for the Glue database and Athena workgroup names. */
-  namePrefix: string;
 }
 
 /**
@@ -59,8 +57,9 @@ export class LogExport extends Construct {
     });
     this.athenaResults = new Bucket(this, 'AthenaResults', {
       ...bucketDefaults,
+      // Query results are disposable: emptied on `cdk destroy`, which would fail on a non-empty bucket.
       removalPolicy: RemovalPolicy.DESTROY,
-      autoDeleteObjects: false,
+      autoDeleteObjects: true,
       serverAccessLogsBucket: accessLogs,
       serverAccessLogsPrefix: 'athena-results/',
       lifecycleRules: [{ expiration: Duration.days(30) }],
@@ -78,7 +77,9 @@ export class LogExport extends Construct {
     });
 
     const account = Stack.of(this).account;
-    this.databaseName = `${props.namePrefix.toLowerCase().replace(/[^a-z0-9_]/g, '_')}_logs`;
+    // Named after the stack, so two stacks (staging, prod) do not collide in one account and region.
+    const stackName = Stack.of(this).stackName;
+    this.databaseName = glueDatabaseName(stackName);
     this.database = new CfnDatabase(this, 'Database', {
       catalogId: account,
       databaseInput: { name: this.databaseName, description: 'LLM gateway request logs' },
@@ -114,7 +115,7 @@ export class LogExport extends Construct {
     this.table.addResourceDependency(this.database);
 
     this.workGroup = new CfnWorkGroup(this, 'WorkGroup', {
-      name: `${props.namePrefix}-logs`,
+      name: `${stackName}-logs`,
       description: 'Queries over the LLM gateway request logs',
       state: 'ENABLED',
       recursiveDeleteOption: true,
@@ -139,6 +140,11 @@ export class LogExport extends Construct {
       q.addResourceDependency(this.workGroup);
     }
   }
+}
+
+/** The Glue database of a stack's request logs (Glue names: lower case, digits, _). */
+export function glueDatabaseName(stackName: string): string {
+  return `${stackName.toLowerCase().replace(/[^a-z0-9_]/g, '_')}_logs`;
 }
 
 /** The saved queries: [name, description, SQL]. Column names come from the log schema. */

@@ -1,8 +1,9 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { RemovalPolicy, SecretValue } from 'aws-cdk-lib';
 import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { GatewayConfig } from '../../shared/config/schema.ts';
+import { SECRET_PLACEHOLDER } from '../../shared/config/deploy.ts';
 
 /** Environment variables holding provider and MCP server credentials, as the configuration names them. */
 export function secretEnvNames(config: GatewayConfig): string[] {
@@ -19,9 +20,13 @@ export function secretEnvNames(config: GatewayConfig): string[] {
 }
 
 /**
- * One Secrets Manager secret per provider credential: referenced by ARN from the configuration, or
- * created empty (fill it in after deploy). Functions get `<ENV>_SECRET_ARN` and read the value at
- * cold start (functions/lib/secrets.ts); the plaintext never appears in the template.
+ * One Secrets Manager secret per provider credential: referenced by ARN from the configuration
+ * (`deploy.secrets.<ENV>.arn`), or created holding SECRET_PLACEHOLDER, which the gateway reads as
+ * "not set" (a secret created without a value would hold a random password, which the gateway
+ * would take for a key). Put the real key after deploy; the functions get `<ENV>_SECRET_ARN` and
+ * re-read the value at most a minute old (functions/lib/secrets.ts). Real keys never appear in
+ * the template; CloudFormation does not write the placeholder again on later deploys because the
+ * property does not change.
  */
 export class ProviderSecrets extends Construct {
   readonly secrets = new Map<string, ISecret>();
@@ -32,7 +37,12 @@ export class ProviderSecrets extends Construct {
       const arn = config.deploy.secrets[env]?.arn;
       const secret = arn
         ? Secret.fromSecretCompleteArn(this, env, arn)
-        : new Secret(this, env, { description: `LLM gateway provider credential ${env} (set the value after deploy)`, removalPolicy: RemovalPolicy.RETAIN });
+        : new Secret(this, env, {
+            description: `LLM gateway provider credential ${env} (holds a placeholder until you put the key: aws secretsmanager put-secret-value)`,
+            // A placeholder, not a credential: safe in the template.
+            secretStringValue: SecretValue.unsafePlainText(SECRET_PLACEHOLDER),
+            removalPolicy: RemovalPolicy.RETAIN,
+          });
       this.secrets.set(env, secret);
     }
   }

@@ -1,12 +1,25 @@
 import { z } from 'zod';
 
 /**
+ * The value the stack stores in each provider secret it creates (infra/constructs/secrets.ts); the
+ * gateway reads it as "not set" (functions/lib/secrets.ts), so the provider stays off until the
+ * real key is put with `aws secretsmanager put-secret-value`. Never change this string:
+ * CloudFormation would write the new placeholder over the keys already put in deployed secrets.
+ */
+export const SECRET_PLACEHOLDER = 'PLACEHOLDER: set the provider key with aws secretsmanager put-secret-value';
+
+/**
  * The `deploy` section: what `cdk deploy` builds around the gateway. Read only by infra/, validated
  * with the rest of the file at synth time.
  */
 export const deploySchema = z
   .object({
-    /** CloudFormation stack name. */
+    /**
+     * Default CloudFormation stack name. The stack name also prefixes every named resource (API,
+     * Glue database, Athena workgroup, dashboard, admin role), so two stacks (staging, prod) can
+     * live in one account and region: choose it per deploy with `cdk deploy -c stackName=...` or
+     * GATEWAY_STACK_NAME (infra/app.ts).
+     */
     stackName: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'letters, digits and -, starting with a letter').default('LlmGateway'),
     stageName: z.string().regex(/^[A-Za-z0-9_]+$/).default('prod'),
     /**
@@ -21,7 +34,30 @@ export const deploySchema = z
         reservedConcurrency: z.number().int().min(1).optional(),
         /** Lambda log retention in days. */
         logRetentionDays: z.number().int().positive().default(30),
+        /**
+         * Publish a version of the model function behind the alias `live` (API Gateway then calls
+         * the alias). Implied by provisionedConcurrency.
+         */
+        publishAlias: z.boolean().default(false),
+        /** Provisioned concurrency on the `live` alias (warm instances, no cold start; billed while idle). */
+        provisionedConcurrency: z.number().int().min(1).optional(),
       })
+      .strict()
+      .prefault({}),
+    /**
+     * The account-wide (per region) API Gateway CloudWatch Logs role, which access and execution
+     * logs need. `create`: the stack creates it and sets it on the account, and KEEPS both when the
+     * stack is destroyed (other APIs of the region log through it). `existing`: the account already
+     * has one (`aws apigateway get-account` shows cloudwatchRoleArn); the stack leaves it alone.
+     */
+    apiGatewayLoggingRole: z.enum(['create', 'existing']).default('create'),
+    /**
+     * Who may call `/admin`: the role the stack creates (`<stack>-admin`, output AdminRoleArn, assumable
+     * by principals of the account that IAM allows to) plus these IAM principal ARNs (roles or users).
+     * Everyone else is denied by the API's resource policy, whatever their own IAM policies say.
+     */
+    admin: z
+      .object({ principals: z.array(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/.+/, 'an IAM role or user ARN')).default([]) })
       .strict()
       .prefault({}),
     /** API Gateway stage throttling (requests per second, burst). */
@@ -50,8 +86,15 @@ export const deploySchema = z
       .object({
         /** E-mail address subscribed to the alarm topic (optional). */
         email: z.string().email().optional(),
+        /** Gateway 5xx (its own metric and API Gateway's 5XXError), percent of requests. */
         errorRatePercent: z.number().positive().max(100).default(5),
-        p99LatencyMs: z.number().int().positive().default(60_000),
+        /**
+         * p99 of the time to the first body byte, from the gateway's TimeToFirstByte metric (the total
+         * latency of a stream is its length, so it is not alarmed on).
+         */
+        firstByteP99Ms: z.number().int().positive().default(30_000),
+        /** 429s answered (API Gateway stage throttling and gateway rate limits) per 5 minutes. */
+        throttled429Per5Minutes: z.number().int().min(0).default(100),
       })
       .strict()
       .prefault({}),
@@ -65,6 +108,11 @@ export const deploySchema = z
       })
       .strict()
       .optional(),
+    /**
+     * AWS WAF in front of the API (off by default; WAF is billed per web ACL and request): a
+     * rate-based rule per client IP, the Amazon IP reputation list, and the AWS common rule set
+     * with its body-inspecting rules in count mode (prompts full of source code look like XSS).
+     */
     waf: z
       .object({
         enabled: z.boolean().default(false),
