@@ -2,6 +2,8 @@ import { cpSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
+import { AssetHashType, DockerImage } from 'aws-cdk-lib';
+import { Code } from 'aws-cdk-lib/aws-lambda';
 import { buildSync, type BuildOptions, type Metafile } from 'esbuild';
 import { parseConfig } from '../shared/config/load.ts';
 
@@ -50,14 +52,6 @@ export const LAZY_MODULES: ReadonlyArray<{ specifier: string; files: string[] }>
   { specifier: 'js-tiktoken/ranks/cl100k_base', files: ['node_modules/js-tiktoken/package.json', 'node_modules/js-tiktoken/dist/ranks/cl100k_base.js'] },
 ];
 
-/** Shell commands that copy the lazy modules from the project root next to a bundle. */
-export function copyLazyModules(projectDir: string, outDir: string): string[] {
-  return LAZY_MODULES.flatMap((m) => m.files).flatMap((f) => {
-    const dir = f.slice(0, f.lastIndexOf('/'));
-    return [`mkdir -p "${outDir}/${dir}"`, `cp "${projectDir}/${f}" "${outDir}/${f}"`];
-  });
-}
-
 /** The file every bundle gets first: maps stack traces through the source maps, on demand. */
 export const SOURCE_MAP_STACKS = join(PROJECT_ROOT, 'functions', 'lib', 'source-map-stacks.ts');
 
@@ -77,6 +71,10 @@ export function lambdaBuildOptions(entry: string, outdir: string, config: unknow
     platform: 'node',
     target: LAMBDA_NODE_TARGET,
     format: 'esm',
+    // The ES module build of a package where it has one (esbuild's default for Node is CommonJS
+    // first): its `import()`s stay lazy chunks, where the CommonJS build would `require()` them at
+    // start (the AWS SDK's credential providers for SSO, STS, INI files... that Lambda never uses).
+    mainFields: ['module', 'main'],
     minify: true,
     // Linked maps (a sourceMappingURL comment) without the sources' text: enough to map a stack
     // frame to file:line:column, a fraction of the size to ship.
@@ -103,10 +101,39 @@ export function shipLazyModules(outdir: string, projectDir = PROJECT_ROOT): void
 /** Build one Lambda entry into `outdir` (emptied first), as the CDK asset and `npm run build` do. */
 export function buildLambdaSync(entry: string, outdir: string, config: unknown): Metafile {
   rmSync(outdir, { recursive: true, force: true });
+  mkdirSync(outdir, { recursive: true });
   const result = buildSync(lambdaBuildOptions(entry, outdir, config));
   shipLazyModules(outdir);
   return result.metafile;
 }
+
+/**
+ * The CDK asset of a Lambda entry: built locally by buildLambdaSync at synth (the same build as
+ * `npm run build`, chunks and maps included), hashed by its output. Handler: `index.handler`.
+ * (CDK's NodejsFunction cannot do this: it bundles to one `--outfile`, which rules out splitting.)
+ */
+export function lambdaCode(entry: string, config: unknown): Code {
+  return Code.fromAsset(PROJECT_ROOT, {
+    assetHashType: AssetHashType.OUTPUT,
+    bundling: {
+      // Never pulled: the local build below always succeeds or throws.
+      image: DockerImage.fromRegistry('lambda-gateway-local-bundling-only'),
+      local: {
+        tryBundle(outputDir: string): boolean {
+          buildLambdaSync(entry, outputDir, config);
+          return true;
+        },
+      },
+    },
+  });
+}
+
+/**
+ * Environment a bundle runs with in Lambda (the functions set it; the cold-start benchmark probes
+ * with it). No NODE_OPTIONS=--enable-source-maps: that makes Node read and parse every source map
+ * while loading the bundle; stacks are mapped on demand instead (functions/lib/source-map-stacks.ts).
+ */
+export const LAMBDA_RUNTIME_ENV: Readonly<Record<string, string>> = {};
 
 export interface StartFootprint {
   /** Output files Node reads when it imports the entry: the entry and its static imports, transitively. */
