@@ -44,6 +44,8 @@ export interface ColdStartResult {
   runs: number;
   /** Median ms to `await import()` the bundle, measured inside the fresh process. */
   importMs: number;
+  /** Median CPU time (all threads of the process: V8 compiles and collects in the background) of that import: steadier than wall time on a busy machine. */
+  importCpuMs: number;
   importMsSourceMaps: number;
   /** Median ms from process start to the bundle loaded (Node's own boot included). */
   processMs: number;
@@ -64,14 +66,22 @@ globalThis.awslambda = {
   streamifyResponse(fn) { fn[Symbol.for('aws.lambda.runtime.handler.streaming')] = 'response'; return fn; },
   HttpResponseStream: { from(stream, prelude) { stream.setContentType('application/vnd.awslambda.http-integration-response'); stream.write(Buffer.from(JSON.stringify(prelude))); stream.write(Buffer.alloc(8)); return stream; } },
 };
+const c0 = process.cpuUsage();
 const t0 = performance.now();
 const mod = await import(process.env.BENCH_BUNDLE_URL);
 const t1 = performance.now();
+const c = process.cpuUsage(c0);
 if (typeof mod.handler !== 'function') throw new Error('no handler export');
-process.stdout.write(JSON.stringify({ importMs: t1 - t0, processMs: t1 }));
+process.stdout.write(JSON.stringify({ importMs: t1 - t0, processMs: t1, cpuMs: (c.user + c.system) / 1000 }));
 `;
 
-function probe(file: string, sourceMaps: boolean): { importMs: number; processMs: number } {
+interface Probe {
+  importMs: number;
+  processMs: number;
+  cpuMs: number;
+}
+
+function probe(file: string, sourceMaps: boolean): Probe {
   const args = [...(sourceMaps ? ['--enable-source-maps'] : []), '--input-type=module', '-e', PROBE];
   const r = spawnSync(process.execPath, args, {
     encoding: 'utf8',
@@ -88,7 +98,7 @@ function probe(file: string, sourceMaps: boolean): { importMs: number; processMs
     timeout: 30_000,
   });
   if (r.status !== 0) throw new Error(`importing ${file} failed: ${r.stderr.slice(-1000)}`);
-  return JSON.parse(r.stdout) as { importMs: number; processMs: number };
+  return JSON.parse(r.stdout) as Probe;
 }
 
 async function baselineBundle(dir: string): Promise<string> {
@@ -112,7 +122,7 @@ export async function measureColdStart(runs: number, log: (s: string) => void): 
     }
     const out: ColdStartResult[] = [];
     for (const f of files) {
-      const plain: { importMs: number; processMs: number }[] = [];
+      const plain: Probe[] = [];
       const maps: number[] = [];
       probe(f.file, false); // warm the file cache once
       for (let i = 0; i < runs; i++) {
@@ -131,6 +141,7 @@ export async function measureColdStart(runs: number, log: (s: string) => void): 
         mapKiB: round1(bytes(outputs.filter((o) => o.endsWith('.map'))) / 1024),
         runs,
         importMs: round3(median(plain.map((p) => p.importMs))),
+        importCpuMs: round3(median(plain.map((p) => p.cpuMs))),
         importMsSourceMaps: round3(median(maps)),
         processMs: round3(median(plain.map((p) => p.processMs))),
         baseline: f.baseline,

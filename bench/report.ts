@@ -106,7 +106,7 @@ export function printStreaming(stream: StreamResult[], log: Log): void {
 export function printColdStart(cold: ColdStartResult[], log: Log): void {
   const base = cold.find((c) => c.baseline);
   log('Cold start: median time to import each Lambda bundle in a fresh Node process (ms), as deployed (no --enable-source-maps)');
-  const rows = [['bundle', 'JS KiB', 'maps KiB', 'loaded at start KiB (files)', 'on demand KiB', 'import', 'x baseline', 'import w/ --enable-source-maps', 'process start->loaded']];
+  const rows = [['bundle', 'JS KiB', 'maps KiB', 'loaded at start KiB (files)', 'on demand KiB', 'import', 'x baseline', 'import CPU', 'x baseline CPU', 'import w/ --enable-source-maps', 'process start->loaded']];
   for (const c of cold) {
     rows.push([
       c.bundle,
@@ -116,6 +116,8 @@ export function printColdStart(cold: ColdStartResult[], log: Log): void {
       c.lazyKiB === undefined ? '' : c.lazyKiB.toFixed(1),
       f3(c.importMs),
       c.baseline || !base ? '' : f2(c.importMs / base.importMs),
+      f3(c.importCpuMs),
+      c.baseline || !base ? '' : f2(c.importCpuMs / base.importCpuMs),
       f3(c.importMsSourceMaps),
       f3(c.processMs),
     ]);
