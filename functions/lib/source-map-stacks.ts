@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { SourceMap } from 'node:module';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -11,16 +12,17 @@ import { fileURLToPath } from 'node:url';
  * V8 prints them. Injected by the bundler at the top of every Lambda bundle (not used elsewhere).
  */
 
-const maps = new Map<string, SourceMap | null>();
+const maps = new Map<string, { map: SourceMap; dir: string } | null>();
 
-function mapFor(file: string): SourceMap | null {
+function mapFor(file: string): { map: SourceMap; dir: string } | null {
   let map = maps.get(file);
   if (map !== undefined) return map;
   map = null;
   try {
     if (file.startsWith('file:') || file.startsWith('/')) {
       const path = file.startsWith('file:') ? fileURLToPath(file) : file;
-      if (/\.m?js$/.test(path)) map = new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')));
+      // Sources are named relative to the map: printed as absolute paths, as Node does.
+      if (/\.m?js$/.test(path)) map = { map: new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8'))), dir: dirname(path) };
     }
   } catch {
     map = null; // no map beside it (not one of ours) or unreadable: print the frame as it is
@@ -35,11 +37,13 @@ function frame(site: Site, next: Site | undefined): string {
   const file = site.getFileName() ?? site.getScriptNameOrSourceURL?.();
   const line = site.getLineNumber();
   const column = site.getColumnNumber();
-  const map = file && line && column ? mapFor(file) : null;
-  if (!map) return site.toString();
+  const found = file && line && column ? mapFor(file) : null;
+  if (!found) return site.toString();
+  const { map, dir } = found;
   const entry = map.findEntry(line! - 1, column! - 1) as { originalSource?: string; originalLine?: number; originalColumn?: number };
   if (!entry?.originalSource) return site.toString();
-  const where = `${entry.originalSource}:${entry.originalLine! + 1}:${entry.originalColumn! + 1}`;
+  const source = entry.originalSource.startsWith('file:') ? fileURLToPath(entry.originalSource) : resolve(dir, entry.originalSource);
+  const where = `${source}:${entry.originalLine! + 1}:${entry.originalColumn! + 1}`;
   // The function's own name: the map's name at the function's start, else at the caller's call site.
   let name: string | undefined;
   const el = site.getEnclosingLineNumber?.();
