@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { NOT_AT_START } from '../bench/coldstart.ts';
-import { buildLambdaSync, configDefine, LAMBDA_RUNTIME_ENV, startFootprint } from '../infra/bundling.ts';
+import { buildLambdaSync, configDefine, LAMBDA_RUNTIME_ENV, lambdaCode, startFootprint } from '../infra/bundling.ts';
 import { parseConfig } from '../shared/config/load.ts';
 import { BedrockProvider as LazyBedrock } from '../shared/providers/bedrock/lazy.ts';
 import { BedrockProvider } from '../shared/providers/bedrock/index.ts';
 import type { Metafile } from 'esbuild';
+import { App, Stack } from 'aws-cdk-lib';
+import { Function as LambdaFunction, Runtime } from 'aws-cdk-lib/aws-lambda';
 
 /**
  * The Lambda bundle as shipped (infra/bundling.ts, the build `npm run build` and the CDK asset
@@ -112,6 +114,22 @@ describe('Lambda bundle (split build)', () => {
     assert.ok(out.admin!.status >= 400 && out.admin!.status < 500, `admin: ${out.admin!.status} ${out.admin!.body}`);
     assert.ok(out.bedrock!.status >= 500, `bedrock: ${out.bedrock!.status} ${out.bedrock!.body}`);
     assert.match(out.bedrock!.body, /bedrock/i);
+  });
+
+  it('is what the CDK asset ships: entry, chunks, maps and the ranks beside it', () => {
+    const app = new App({ outdir: join(dir, 'cdk.out') });
+    const stack = new Stack(app, 'BundleAsset');
+    new LambdaFunction(stack, 'Fn', { code: lambdaCode('functions/gateway.ts', config), handler: 'index.handler', runtime: Runtime.NODEJS_22_X });
+    const out = app.synth().directory;
+    const asset = readdirSync(out).find((d) => d.startsWith('asset.') && existsSync(join(out, d, 'index.mjs')));
+    assert.ok(asset, 'an asset directory with index.mjs');
+    const files = readdirSync(join(out, asset!), { recursive: true }).map(String);
+    // Same build, another directory (chunk hashes may differ): the same files, each with its map.
+    const js = files.filter((f) => f.endsWith('.mjs') && !f.startsWith('node_modules/'));
+    assert.equal(js.length, Object.keys(meta.outputs).filter((f) => f.endsWith('.mjs')).length);
+    assert.ok(js.includes('index.mjs') && js.some((f) => f.startsWith('chunks/')));
+    for (const f of js) assert.ok(files.includes(`${f}.map`), `${f}.map in the asset`);
+    assert.ok(files.includes('node_modules/js-tiktoken/dist/ranks/cl100k_base.js'));
   });
 
   it('maps an error stack through the source maps when it is formatted, without --enable-source-maps', () => {
