@@ -1,32 +1,63 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
-import { ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET } from '../infra/bundling.ts';
+import type { Metafile } from 'esbuild';
+import { ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET, LAMBDA_RUNTIME_ENV, startFootprint } from '../infra/bundling.ts';
 import { median, round3 } from './load.ts';
 
 /**
- * Cold start of the Lambda bundles: `npm run build` writes dist/<name>/index.mjs; each is imported
- * in a fresh Node process (with a stand-in `awslambda` global installed first, as the Lambda
- * runtime provides one), several times, against a baseline bundle built the same way from an
- * empty streaming handler. Measured twice: plain, and with --enable-source-maps, which the stack
- * sets in NODE_OPTIONS (Node then reads and parses the bundle's source map while loading it).
+ * Cold start of the Lambda bundles: `npm run build` writes dist/<name>/index.mjs (plus the chunks
+ * it loads on demand, and dist/<name>.meta.json, esbuild's metafile); each is imported in a fresh
+ * Node process (with a stand-in `awslambda` global installed first, as the Lambda runtime provides
+ * one) with the environment the functions get (LAMBDA_RUNTIME_ENV), several times, against a
+ * baseline bundle built from an empty streaming handler. Also measured with --enable-source-maps,
+ * which the stack used to set (Node then reads and parses each file's source map while loading it).
+ * From the metafile: the bytes a cold start loads (the entry and its static imports, transitively)
+ * and any module there that a request does not need (NOT_AT_START).
  */
+
+/**
+ * Modules a cold start must not load: the config schema (zod) and YAML parser (the configuration
+ * is embedded, validated at synth), the admin API and stats pages, MCP, the Bedrock SDK (loaded by
+ * the first Bedrock call), js-tiktoken's ranks (the first count_tokens estimate).
+ */
+export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
+  { what: 'zod (config schema)', pattern: /node_modules\/zod\// },
+  { what: 'yaml', pattern: /node_modules\/yaml\// },
+  { what: 'config schema and loader', pattern: /^shared\/config\// },
+  { what: 'admin API', pattern: /^shared\/admin\/|^shared\/telemetry\/admin-stats\.ts$/ },
+  { what: 'MCP gateway', pattern: /^shared\/mcp\/(?!path\.ts)/ },
+  { what: 'Bedrock SDK', pattern: /node_modules\/@aws-sdk\/client-bedrock-runtime\// },
+  { what: 'Bedrock provider', pattern: /^shared\/providers\/bedrock\/(?!lazy\.ts)/ },
+  { what: 'js-tiktoken', pattern: /node_modules\/js-tiktoken\// },
+];
 
 export interface ColdStartResult {
   bundle: string;
   file: string;
+  /** All JS of the bundle (entry and chunks; not the lazy modules shipped beside it), and its source maps. */
   sizeKiB: number;
   mapKiB: number;
   runs: number;
   /** Median ms to `await import()` the bundle, measured inside the fresh process. */
   importMs: number;
+  /** Median CPU time (all threads of the process: V8 compiles and collects in the background) of that import: steadier than wall time on a busy machine. */
+  importCpuMs: number;
   importMsSourceMaps: number;
   /** Median ms from process start to the bundle loaded (Node's own boot included). */
   processMs: number;
   baseline: boolean;
+  /** From the metafile: JS bytes (KiB) and files a cold start loads, and those loaded only on demand. */
+  startKiB?: number;
+  startFiles?: number;
+  lazyKiB?: number;
+  /** NOT_AT_START entries found in what a cold start loads (with the first matching module). */
+  notNeededAtStart?: string[];
+  /** Whether the functions' environment turns on --enable-source-maps (maps parsed at start). */
+  sourceMapsAtStart?: boolean;
 }
 
 /** The awslambda stand-in (as test/helpers/awslambda.ts), then a timed import. */
@@ -35,18 +66,27 @@ globalThis.awslambda = {
   streamifyResponse(fn) { fn[Symbol.for('aws.lambda.runtime.handler.streaming')] = 'response'; return fn; },
   HttpResponseStream: { from(stream, prelude) { stream.setContentType('application/vnd.awslambda.http-integration-response'); stream.write(Buffer.from(JSON.stringify(prelude))); stream.write(Buffer.alloc(8)); return stream; } },
 };
+const c0 = process.cpuUsage();
 const t0 = performance.now();
 const mod = await import(process.env.BENCH_BUNDLE_URL);
 const t1 = performance.now();
+const c = process.cpuUsage(c0);
 if (typeof mod.handler !== 'function') throw new Error('no handler export');
-process.stdout.write(JSON.stringify({ importMs: t1 - t0, processMs: t1 }));
+process.stdout.write(JSON.stringify({ importMs: t1 - t0, processMs: t1, cpuMs: (c.user + c.system) / 1000 }));
 `;
 
-function probe(file: string, sourceMaps: boolean): { importMs: number; processMs: number } {
+interface Probe {
+  importMs: number;
+  processMs: number;
+  cpuMs: number;
+}
+
+function probe(file: string, sourceMaps: boolean): Probe {
   const args = [...(sourceMaps ? ['--enable-source-maps'] : []), '--input-type=module', '-e', PROBE];
   const r = spawnSync(process.execPath, args, {
     encoding: 'utf8',
     env: {
+      ...LAMBDA_RUNTIME_ENV,
       PATH: process.env.PATH,
       BENCH_BUNDLE_URL: pathToFileURL(resolve(file)).href,
       AWS_REGION: 'eu-west-1',
@@ -58,7 +98,7 @@ function probe(file: string, sourceMaps: boolean): { importMs: number; processMs
     timeout: 30_000,
   });
   if (r.status !== 0) throw new Error(`importing ${file} failed: ${r.stderr.slice(-1000)}`);
-  return JSON.parse(r.stdout) as { importMs: number; processMs: number };
+  return JSON.parse(r.stdout) as Probe;
 }
 
 async function baselineBundle(dir: string): Promise<string> {
@@ -82,23 +122,39 @@ export async function measureColdStart(runs: number, log: (s: string) => void): 
     }
     const out: ColdStartResult[] = [];
     for (const f of files) {
-      const plain: { importMs: number; processMs: number }[] = [];
+      const plain: Probe[] = [];
       const maps: number[] = [];
       probe(f.file, false); // warm the file cache once
       for (let i = 0; i < runs; i++) {
         plain.push(probe(f.file, false));
         maps.push(probe(f.file, true).importMs);
       }
+      const meta = join('dist', `${f.bundle}.meta.json`);
+      const metafile = !f.baseline && existsSync(meta) ? (JSON.parse(readFileSync(meta, 'utf8')) as Metafile) : undefined;
+      const start = metafile && startFootprint(metafile, 'index.mjs');
+      const outputs = metafile ? Object.keys(metafile.outputs) : [f.file, `${f.file}.map`];
+      const bytes = (files: string[]) => files.filter((o) => existsSync(o)).reduce((n, o) => n + statSync(o).size, 0);
       out.push({
         bundle: f.bundle,
         file: f.baseline ? '(temporary)' : f.file,
-        sizeKiB: round1(statSync(f.file).size / 1024),
-        mapKiB: existsSync(`${f.file}.map`) ? round1(statSync(`${f.file}.map`).size / 1024) : 0,
+        sizeKiB: round1(bytes(outputs.filter((o) => !o.endsWith('.map'))) / 1024),
+        mapKiB: round1(bytes(outputs.filter((o) => o.endsWith('.map'))) / 1024),
         runs,
         importMs: round3(median(plain.map((p) => p.importMs))),
+        importCpuMs: round3(median(plain.map((p) => p.cpuMs))),
         importMsSourceMaps: round3(median(maps)),
         processMs: round3(median(plain.map((p) => p.processMs))),
         baseline: f.baseline,
+        ...(start && {
+          startKiB: round1(start.bytes / 1024),
+          startFiles: start.files.length,
+          lazyKiB: round1(start.lazyBytes / 1024),
+          notNeededAtStart: NOT_AT_START.flatMap((n) => {
+            const hit = start.inputs.find((i) => n.pattern.test(i));
+            return hit ? [`${n.what} (${hit})`] : [];
+          }),
+          sourceMapsAtStart: /--enable-source-maps/.test(LAMBDA_RUNTIME_ENV.NODE_OPTIONS ?? ''),
+        }),
       });
     }
     return out;

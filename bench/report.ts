@@ -105,10 +105,25 @@ export function printStreaming(stream: StreamResult[], log: Log): void {
 
 export function printColdStart(cold: ColdStartResult[], log: Log): void {
   const base = cold.find((c) => c.baseline);
-  log('Cold start: median time to import each Lambda bundle in a fresh Node process (ms)');
-  const rows = [['bundle', 'size KiB', 'map KiB', 'import', 'over baseline', 'import w/ source maps', 'process start->loaded']];
-  for (const c of cold) rows.push([c.bundle, c.sizeKiB.toFixed(1), c.mapKiB.toFixed(1), f3(c.importMs), c.baseline || !base ? '' : f3(c.importMs - base.importMs), f3(c.importMsSourceMaps), f3(c.processMs)]);
+  log('Cold start: median time to import each Lambda bundle in a fresh Node process (ms), as deployed (no --enable-source-maps)');
+  const rows = [['bundle', 'JS KiB', 'maps KiB', 'loaded at start KiB (files)', 'on demand KiB', 'import', 'x baseline', 'import CPU', 'x baseline CPU', 'import w/ --enable-source-maps', 'process start->loaded']];
+  for (const c of cold) {
+    rows.push([
+      c.bundle,
+      c.sizeKiB.toFixed(1),
+      c.mapKiB.toFixed(1),
+      c.startKiB === undefined ? '' : `${c.startKiB.toFixed(1)} (${c.startFiles})`,
+      c.lazyKiB === undefined ? '' : c.lazyKiB.toFixed(1),
+      f3(c.importMs),
+      c.baseline || !base ? '' : f2(c.importMs / base.importMs),
+      f3(c.importCpuMs),
+      c.baseline || !base ? '' : f2(c.importCpuMs / base.importCpuMs),
+      f3(c.importMsSourceMaps),
+      f3(c.processMs),
+    ]);
+  }
   table(rows, log);
+  for (const c of cold) if (c.notNeededAtStart?.length) log(`  ${c.bundle}: loaded at start but not needed by a request: ${c.notNeededAtStart.join(', ')}`);
   log('');
 }
 
@@ -127,7 +142,15 @@ export function goals(load: LoadResult[], stream: StreamResult[], cold: ColdStar
   const o = stream.find((s) => s.target === 'ours');
   if (d && o) check('streaming: first event added by ours < 1 ms (p50)', o.firstEventP50Ms - d.firstEventP50Ms, 1, true);
   if (o) check('streaming: no coalesced events through ours', o.coalescedEvents, 0);
-  for (const c of cold) if (!c.baseline) check(`cold start: ${c.bundle} bundle imports in < 60 ms (with --enable-source-maps, as deployed)`, c.importMsSourceMaps, 60, true);
+  // Cold start (issue #17), for the gateway function (the admin function's bundle is printed above).
+  const base = cold.find((c) => c.baseline);
+  const gw = cold.find((c) => c.bundle === 'gateway');
+  if (gw) {
+    check('cold start: gateway bundle imports in <= 60 ms (as deployed; judged on an idle machine)', gw.importMs, 60);
+    check('cold start: gateway bundle import <= 6x the empty handler (same run)', base && base.importMs > 0 ? gw.importMs / base.importMs : null, 6);
+    check('cold start: gateway bundle loaded at start <= 500 KB (1000 bytes)', gw.startKiB === undefined ? null : (gw.startKiB * 1024) / 1000, 500);
+    check('cold start: nothing loaded at start that a request does not need (count; source maps included)', gw.notNeededAtStart === undefined ? null : gw.notNeededAtStart.length + (gw.sourceMapsAtStart ? 1 : 0), 0);
+  }
   return out;
 }
 

@@ -1,40 +1,26 @@
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { build } from 'esbuild';
 import { loadConfigOrExit } from '../shared/config/load.ts';
-import { execSync } from 'node:child_process';
-import { configDefine, copyLazyModules, ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET, LAZY_MODULES } from '../infra/bundling.ts';
+import { buildLambdaSync, startFootprint } from '../infra/bundling.ts';
 
 /**
- * `npm run build`: bundle each Lambda entry in functions/ with esbuild (minified, source maps, ESM
- * for Node 22) into dist/<name>/index.mjs, with the validated configuration embedded, and print
- * each bundle's size.
+ * `npm run build`: bundle each Lambda entry in functions/ as the CDK functions do (infra/bundling.ts:
+ * minified ESM for Node 22, split into chunks loaded on demand, linked source maps, the validated
+ * configuration embedded) into dist/<name>/, and print what a cold start loads. esbuild's metafile
+ * is kept as dist/<name>.meta.json (outside the function's directory, so it is not shipped).
  */
 const config = loadConfigOrExit();
 
+const kib = (n: number) => `${(n / 1024).toFixed(1).padStart(7)} KiB`;
 const entries = readdirSync('functions').filter((f) => f.endsWith('.ts')).map((f) => join('functions', f));
 const rows: string[] = [];
 for (const entry of entries) {
   const name = basename(entry, '.ts');
-  const outfile = join('dist', name, 'index.mjs');
-  await build({
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    target: LAMBDA_NODE_TARGET,
-    format: 'esm',
-    minify: true,
-    sourcemap: true,
-    legalComments: 'none',
-    banner: { js: ESM_REQUIRE_BANNER },
-    define: configDefine(config),
-    external: LAZY_MODULES.map((m) => m.specifier),
-    logLevel: 'warning',
-  });
-  for (const cmd of copyLazyModules(process.cwd(), join('dist', name))) execSync(cmd);
-  const size = statSync(outfile).size;
-  const map = statSync(`${outfile}.map`).size;
-  rows.push(`${name.padEnd(20)} ${outfile.padEnd(32)} ${(size / 1024).toFixed(1).padStart(8)} KiB  (+ ${(map / 1024).toFixed(0)} KiB source map)`);
+  const outdir = join('dist', name);
+  const meta = buildLambdaSync(entry, outdir, config);
+  writeFileSync(join('dist', `${name}.meta.json`), JSON.stringify(meta));
+  const start = startFootprint(meta, 'index.mjs');
+  const maps = Object.keys(meta.outputs).filter((f) => f.endsWith('.map')).reduce((n, f) => n + statSync(f).size, 0);
+  rows.push(`${name.padEnd(10)} ${join(outdir, 'index.mjs').padEnd(24)} loaded at start ${kib(start.bytes)} in ${start.files.length} file(s); on demand ${kib(start.lazyBytes)} in ${start.lazyFiles.length}; source maps ${kib(maps)}`);
 }
 console.log(['Lambda bundles:', ...rows].join('\n'));

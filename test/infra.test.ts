@@ -66,7 +66,6 @@ describe('CDK stack', () => {
       TracingConfig: { Mode: 'Active' },
       Environment: {
         Variables: Match.objectLike({
-          NODE_OPTIONS: '--enable-source-maps',
           POWERTOOLS_SERVICE_NAME: 'llm-gateway',
           GATEWAY_KEYS_TABLE: Match.anyValue(),
           GATEWAY_USAGE_TABLE: Match.anyValue(),
@@ -82,6 +81,8 @@ describe('CDK stack', () => {
     const fns = Object.values(template.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.handler', Description: Match.stringLikeRegexp('^LLM gateway') } })) as Array<{ Properties: Record<string, any> }>;
     assert.equal(fns.length, 2, 'the gateway and admin functions');
     for (const f of fns) assert.deepEqual(f.Properties.TracingConfig, { Mode: 'Active' });
+    // Source maps are mapped on demand (functions/lib/source-map-stacks.ts), never parsed at start.
+    for (const f of fns) assert.doesNotMatch(JSON.stringify(f.Properties.Environment ?? {}), /enable-source-maps/);
     template.resourceCountIs('AWS::ApiGateway::Stage', 1);
     template.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: true });
   });

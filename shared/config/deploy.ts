@@ -1,12 +1,6 @@
 import { z } from 'zod';
 
-/**
- * The value the stack stores in each provider secret it creates (infra/constructs/secrets.ts); the
- * gateway reads it as "not set" (functions/lib/secrets.ts), so the provider stays off until the
- * real key is put with `aws secretsmanager put-secret-value`. Never change this string:
- * CloudFormation would write the new placeholder over the keys already put in deployed secrets.
- */
-export const SECRET_PLACEHOLDER = 'PLACEHOLDER: set the provider key with aws secretsmanager put-secret-value';
+export { SECRET_PLACEHOLDER } from './secret-placeholder.ts';
 
 /**
  * The `deploy` section: what `cdk deploy` builds around the gateway. Read only by infra/, validated

@@ -1,5 +1,4 @@
-import { ApplyGuardrailCommand, BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
 import { GatewayError } from '../http/errors.ts';
 import type { BedrockGuardrailConfig } from './schema.ts';
 
@@ -17,14 +16,16 @@ export class BedrockGuardrail {
     private readonly env: Record<string, string | undefined>,
   ) {}
 
-  private get sdk(): BedrockRuntimeClient {
-    this.client ??= new BedrockRuntimeClient({
+  /** The SDK (loaded on the first assessment: a cold start does not read it) and its client. */
+  private async sdk(): Promise<{ client: BedrockRuntimeClient; sdk: typeof import('@aws-sdk/client-bedrock-runtime') }> {
+    const [sdk, { NodeHttpHandler }] = await Promise.all([import('@aws-sdk/client-bedrock-runtime'), import('@smithy/node-http-handler')]);
+    this.client ??= new sdk.BedrockRuntimeClient({
       region: this.cfg.region ?? this.env.AWS_REGION ?? this.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       ...(this.cfg.endpoint ? { endpoint: this.cfg.endpoint } : {}),
       maxAttempts: 2,
       requestHandler: new NodeHttpHandler({ connectionTimeout: 5_000, requestTimeout: 15_000 }),
     });
-    return this.client;
+    return { client: this.client, sdk };
   }
 
   applies(where: 'input' | 'output'): boolean {
@@ -35,8 +36,9 @@ export class BedrockGuardrail {
   async assess(text: string, where: 'input' | 'output', signal?: AbortSignal): Promise<string | undefined> {
     if (!text) return undefined;
     try {
-      const out = await this.sdk.send(
-        new ApplyGuardrailCommand({
+      const { client, sdk } = await this.sdk();
+      const out = await client.send(
+        new sdk.ApplyGuardrailCommand({
           guardrailIdentifier: this.cfg.guardrailIdentifier,
           guardrailVersion: this.cfg.guardrailVersion,
           source: where === 'input' ? 'INPUT' : 'OUTPUT',

@@ -24,9 +24,8 @@ import type { McpServerConfig } from './schema.ts';
  *   their own records, ids `<request id>.<n>`).
  */
 
-export function isMcpPath(path: string): boolean {
-  return path === '/mcp' || path.startsWith('/mcp/');
-}
+// In a module of their own, so the gateway routes to /mcp without loading this one.
+export { isMcpPath } from './path.ts';
 
 /** A refusal by the gateway itself, rendered as a JSON-RPC error with an HTTP status. */
 class McpRefusal extends Error {

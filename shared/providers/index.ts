@@ -1,6 +1,7 @@
 import type { GatewayConfig } from '../config/schema.ts';
 import { AnthropicProvider } from './anthropic/index.ts';
-import { BedrockProvider } from './bedrock/index.ts';
+// The SDK-backed provider is loaded on its first call (see ./bedrock/lazy.ts).
+import { BedrockProvider } from './bedrock/lazy.ts';
 import { MockProvider } from './mock/index.ts';
 import { OpenAIProvider } from './openai/index.ts';
 import type { Provider } from './types.ts';

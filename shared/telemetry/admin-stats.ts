@@ -1,7 +1,5 @@
 import { adminAuthorized } from '../admin/api.ts';
 import { GatewayError, jsonResponse } from '../http/errors.ts';
-import { FileLogSink } from './file-sink.ts';
-import type { LogSink } from './record.ts';
 import { readLocalRecords, statsWindow, summarize } from './stats.ts';
 
 /**
@@ -12,7 +10,8 @@ import { readLocalRecords, statsWindow, summarize } from './stats.ts';
  * CloudWatch dashboard.
  */
 
-export const STATS_PATHS = new Set(['/admin/stats', '/admin/dashboard']);
+// In a module of their own, so the gateway routes to /admin/stats without loading this one.
+export { localLogs, STATS_PATHS } from './local-logs.ts';
 
 export interface StatsRouteContext {
   adminToken?: string;
@@ -24,12 +23,6 @@ export interface StatsRouteContext {
   /** Make buffered records visible before reading (the file sink's flush). */
   flush?: () => Promise<void>;
   now?: () => number;
-}
-
-/** Where the local file sink (if any) keeps records, and how to flush it before reading. */
-export function localLogs(sinks: readonly LogSink[]): Pick<StatsRouteContext, 'logDir' | 'flush'> {
-  const file = sinks.find((s): s is FileLogSink => s instanceof FileLogSink);
-  return file ? { logDir: file.dir, flush: () => file.flush() } : {};
 }
 
 export async function handleStatsRoute(request: Request, path: string, ctx: StatsRouteContext): Promise<Response> {
