@@ -1,5 +1,6 @@
 import { cpSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { AssetHashType, DockerImage } from 'aws-cdk-lib';
@@ -118,6 +119,9 @@ export function lambdaCode(entry: string, config: unknown): Code {
     bundling: {
       // Never pulled: the local build below always succeeds or throws.
       image: DockerImage.fromRegistry('lambda-gateway-local-bundling-only'),
+      // CDK caches bundling results per App by these options, and `local.tryBundle` is not part of
+      // that key: name the entry and the config here, or a second function would reuse the first's bundle.
+      environment: { GATEWAY_ENTRY: relative(PROJECT_ROOT, entry), GATEWAY_CONFIG_SHA256: createHash('sha256').update(JSON.stringify(config)).digest('hex') },
       local: {
         tryBundle(outputDir: string): boolean {
           buildLambdaSync(entry, outputDir, config);

@@ -1,6 +1,6 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 
-import { SECRET_PLACEHOLDER } from '../../shared/config/secret-placeholder.ts';
+import { SECRET_PLACEHOLDER } from '../../shared/secret-placeholder.ts';
 
 export { SECRET_PLACEHOLDER };
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-export { SECRET_PLACEHOLDER } from './secret-placeholder.ts';
+export { SECRET_PLACEHOLDER } from '../secret-placeholder.ts';
 
 /**
  * The `deploy` section: what `cdk deploy` builds around the gateway. Read only by infra/, validated
