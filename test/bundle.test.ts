@@ -161,6 +161,16 @@ describe('Bedrock provider stand-in (loads the SDK-backed provider on its first 
     }
   });
 
+  it('offers every method the provider has (a method missing here silently changes behaviour, e.g. an exact token count becomes an estimate)', () => {
+    // Own methods (getters skipped), minus the implementation's private helpers.
+    const methods = (proto: object) => Object.entries(Object.getOwnPropertyDescriptors(proto)).filter(([n, d]) => n !== 'constructor' && typeof d.value === 'function').map(([n]) => n);
+    const privateHelpers = new Set(['streamEvents']);
+    const lazy = new Set(methods(LazyBedrock.prototype));
+    const real = methods(BedrockProvider.prototype).filter((m) => !privateHelpers.has(m));
+    assert.ok(real.includes('chat') && real.includes('countBedrockTokens'));
+    for (const m of real) assert.ok(lazy.has(m), `the stand-in lacks ${m}()`);
+  });
+
   it('embeds only a configuration that is what the schema makes of it again', () => {
     assert.doesNotThrow(() => configDefine(config));
     // Valid, but not normalized (the schema would add the provider's defaults at cold start).
