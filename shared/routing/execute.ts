@@ -221,7 +221,8 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
     if (result.kind === 'events') {
       const first = await Promise.race([result.events.next(), timeoutRace]).catch(async (err) => {
         await result.events.return?.().catch(() => {});
-        throw err;
+        // Decoding the upstream's answer failed in a way its decoder did not name: the answer was broken.
+        throw err instanceof GatewayError ? err : new GatewayError('upstream', `Provider "${target.provider.name}" sent an answer the gateway could not read.`, { code: 'upstream_bad_response', cause: err });
       });
       timers.gotFirstByte();
       span.annotate({ status: 200, firstByteMs: ms(t0) });

@@ -76,6 +76,7 @@ export class BedrockProvider implements Provider {
     if (!req.stream) {
       try {
         const res = await this.client.send(new ConverseCommand(input), { abortSignal: call.signal as never });
+        if (!Array.isArray(res.output?.message?.content)) throw new GatewayError('upstream', `Provider "${this.name}" (Amazon Bedrock) answered without a message.`, { code: 'upstream_bad_response' });
         const id = res.$metadata.requestId ?? ctx.requestId;
         return { kind: 'events', events: toAsync(eventsFromResponse(res, id, ctx.upstreamModel)) };
       } catch (err) {
