@@ -243,3 +243,73 @@ describe('fault injection: every API, route and fault, with a fallback target', 
     assert.deepEqual(failures, [], report);
   });
 });
+
+describe('a request the gateway cannot handle is not the upstream\'s failure', () => {
+  it('deep nesting in an unused field: the client\'s 400, no attempt, no retry, no fallback, no cooldown strike', async () => {
+    const [primary, fallback] = await Promise.all([startFaultUpstream('primary'), startFaultUpstream('fallback')]);
+    const config = parseConfig({
+      providers: { p: { type: 'openai-compatible', baseUrl: primary.baseUrl }, f: { type: 'openai-compatible', baseUrl: fallback.baseUrl } },
+      models: { m: { groups: [{ targets: [{ provider: 'p', model: 'x' }] }, { targets: [{ provider: 'f', model: 'y' }] }] } },
+      // A single strike would cool the primary down: any strike from these requests would show.
+      routing: { retry: { retries: 2, baseDelayMs: 1, maxDelayMs: 5 }, cooldown: { failures: 1, windowMs: 60_000, cooldownMs: 60_000 } },
+      server: { maxBodyBytes: 1024 * 1024 },
+    });
+    const records: RequestRecord[] = [];
+    const srv = await startLocalServer({ config, env: {}, port: 0, sinks: [{ write: (r) => void records.push(structuredClone(r)) }] });
+    try {
+      let nested = '0';
+      for (let i = 0; i < 5_000; i++) nested = `[${nested}]`;
+      const body = `{"model":"m","messages":[{"role":"user","content":"hi"}],"unused":${nested}}`;
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': `deep-${i}` }, body });
+        const text = await res.text();
+        assert.ok(res.status >= 400 && res.status < 500, `a client error, got ${res.status}: ${text}`);
+        assert.doesNotMatch(text, /\n\s+at |RangeError|call stack/i, 'no internals in the answer');
+        const rec = (await waitFor(() => records.find((r) => r.requestId === `deep-${i}`)))!;
+        assert.equal(rec.attempts ?? 0, 0, 'no upstream attempt was counted');
+        assert.equal((rec.attemptLog ?? []).length, 0);
+      }
+      assert.equal(primary.hits, 0);
+      assert.equal(fallback.hits, 0);
+      // The primary is still healthy: the next ordinary request goes to it.
+      const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }) });
+      assert.equal(res.status, 200);
+      assert.equal((await res.json()).choices[0].message.content, 'served by primary');
+      assert.equal(res.headers.get('x-gateway-provider'), 'p');
+    } finally {
+      await srv.close();
+      await Promise.all([primary.close(), fallback.close()]);
+    }
+  });
+});
+
+describe('attempt timeouts resolve per target: the target\'s value, else its provider\'s, else the defaults', () => {
+  it('resolves first-byte, idle and total limits once per target', async () => {
+    const { Router, DEFAULT_TIMEOUTS } = await import('../shared/routing/router.ts');
+    const config = parseConfig({
+      providers: {
+        slow: { type: 'mock', firstByteTimeoutMs: 1_500, idleTimeoutMs: 900 },
+        plain: { type: 'mock' },
+      },
+      models: {
+        a: { provider: 'slow', model: 'x' },
+        b: { provider: 'slow', model: 'x', firstByteTimeoutMs: 700, totalTimeoutMs: 5_000 },
+        c: { provider: 'plain', model: 'x' },
+      },
+    });
+    const router = new Router(config, new Map([['slow', { name: 'slow', type: 'mock', live: true } as never], ['plain', { name: 'plain', type: 'mock', live: true } as never]]));
+    const t = (name: string) => router.resolve(name).groups[0]![0]!.timeouts;
+    assert.deepEqual(t('a'), { firstByteTimeoutMs: 1_500, totalTimeoutMs: 600_000, idleTimeoutMs: 900 }, 'the provider\'s values count');
+    assert.deepEqual(t('b'), { firstByteTimeoutMs: 700, totalTimeoutMs: 5_000, idleTimeoutMs: 900 }, 'a target\'s own values win');
+    assert.deepEqual(t('c'), DEFAULT_TIMEOUTS);
+  });
+});
+
+async function waitFor<T>(get: () => T | undefined): Promise<T | undefined> {
+  for (let i = 0; i < 400; i++) {
+    const v = get();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return undefined;
+}
