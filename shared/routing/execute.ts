@@ -213,23 +213,23 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
     query: input.query,
     timeouts: { firstByteTimeoutMs, totalTimeoutMs },
   };
-  // Races the provider against our timers, so a provider that ignores the signal still fails over.
-  const timeoutRace = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(asTimeout(controller.signal.reason)), { once: true }));
-  timeoutRace.catch(() => {});
+  // Races each wait on the provider against our timers, so a provider that ignores the signal still fails over.
+  const abortable: Abortable = (p) => raceAbort(p, controller.signal, () => asTimeout(controller.signal.reason));
   try {
-    const result = await Promise.race([target.provider.chat(req, ctx), timeoutRace]);
+    const result = await abortable(target.provider.chat(req, ctx));
     if (result.kind === 'events') {
-      const first = await Promise.race([result.events.next(), timeoutRace]).catch(async (err) => {
-        await result.events.return?.().catch(() => {});
+      const first = await abortable(result.events.next()).catch((err) => {
+        // Stop the provider's iterator without waiting on it (it may still be stuck on a silent upstream).
+        void Promise.resolve(result.events.return?.()).catch(() => {});
         // Decoding the upstream's answer failed in a way its decoder did not name: the answer was broken.
         throw err instanceof GatewayError ? err : new GatewayError('upstream', `Provider "${target.provider.name}" sent an answer the gateway could not read.`, { code: 'upstream_bad_response', cause: err });
       });
       timers.gotFirstByte();
       span.annotate({ status: 200, firstByteMs: ms(t0) });
-      return { kind: 'events', target, first, events: guardEvents(result.events, release, asTimeout, timers, timeoutRace) };
+      return { kind: 'events', target, first, events: guardEvents(result.events, release, asTimeout, timers, abortable) };
     }
     const format = answerFormatOf(input.door);
-    const response = await prefetch(result.response, { format, stream: req.stream }, timeoutRace, release, asTimeout, timers);
+    const response = await prefetch(result.response, { format, stream: req.stream }, abortable, release, asTimeout, timers);
     span.annotate({ status: response.status, firstByteMs: ms(t0) });
     return { kind: 'passthrough', target, response };
   } catch (err) {
@@ -240,6 +240,30 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
     release();
     throw e;
   }
+}
+
+type Abortable = <T>(p: Promise<T>) => Promise<T>;
+
+/** `p`, or the rejection `reason()` as soon as `signal` aborts (its listener removed once `p` settles, so long streams keep none). */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal, reason: () => unknown): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(reason());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(reason());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 /** The attempt's timers as the readers of its answer drive them. */
@@ -266,12 +290,12 @@ function applyParams(target: ResolvedTarget, input: RunInput): { req: ChatReques
 }
 
 /** Wrap an event iterator so its end (or failure) releases the attempt's timers, and names timeouts. */
-function guardEvents(events: AsyncIterator<StreamEvent>, release: (err?: unknown) => void, asTimeout: (e: unknown) => unknown, timers: Watch, timeoutRace: Promise<never>): AsyncIterator<StreamEvent> {
+function guardEvents(events: AsyncIterator<StreamEvent>, release: (err?: unknown) => void, asTimeout: (e: unknown) => unknown, timers: Watch, abortable: Abortable): AsyncIterator<StreamEvent> {
   return {
     async next() {
       timers.waiting();
       try {
-        const r = await Promise.race([events.next(), timeoutRace]);
+        const r = await abortable(events.next());
         timers.got();
         if (r.done) release();
         return r;
@@ -305,7 +329,7 @@ const MAX_CHECKED_JSON_BYTES = 32 * 1024 * 1024;
 async function prefetch(
   res: Response,
   opts: { format: AnswerFormat | undefined; stream: boolean },
-  timeoutRace: Promise<never>,
+  abortable: Abortable,
   release: (err?: unknown) => void,
   asTimeout: (e: unknown) => unknown,
   timers: Watch,
@@ -321,7 +345,7 @@ async function prefetch(
   const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
     timers.waiting();
     try {
-      return await Promise.race([reader.read(), timeoutRace]);
+      return await abortable(reader.read());
     } finally {
       timers.got();
     }
