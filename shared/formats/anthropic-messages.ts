@@ -619,7 +619,9 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           let tail = '';
           if (rest.trim()) {
             tail = rest.endsWith('\n') ? `${rest}\n` : `${rest}\n\n`;
-            if (checker.check(tail).problem) tail = '';
+            // An unterminated last event is kept only when it is a whole event (its blank line missing).
+            const c = checker.check(tail);
+            if (c.problem || !c.data) tail = '';
             else inspect(tail);
           }
           if (!sawStop && !sawError) tail += errorTail(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));

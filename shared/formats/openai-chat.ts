@@ -417,7 +417,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           if (rest.trim()) {
             const last = rest.endsWith('\n') ? `${rest}\n` : `${rest}\n\n`;
             const c = checker.check(last);
-            if (!c.problem && keep(last, eventData(last))) tail = last;
+            if (!c.problem && c.data && keep(last, eventData(last))) tail = last;
           }
           if (!sawDone && !upstreamFailed) {
             // A stream that gave its finish reason but no `[DONE]` is complete: the client gets the `[DONE]` it expects.

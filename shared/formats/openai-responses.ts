@@ -625,7 +625,11 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
         }
         if (r.done) {
           let rest = splitter.end();
-          if (rest.trim() && checker.check(rest).problem) rest = '';
+          if (rest.trim()) {
+            // An unterminated last event is kept only when it is a whole event (its blank line missing).
+            const c = checker.check(rest);
+            if (c.problem || !c.data) rest = '';
+          }
           if (rest.trim() && !terminal) inspect(rest);
           let tail = '';
           if (!terminal) tail = failure(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));
