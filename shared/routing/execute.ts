@@ -368,6 +368,8 @@ async function prefetch(
         }
         held.push(r.value);
         size += r.value.byteLength;
+        // The body has started: from here the idle limit applies between its chunks.
+        timers.gotFirstByte();
       }
       if (ended) {
         const problem = jsonAnswerProblem(opts.format, Buffer.concat(held).toString('utf8'));
