@@ -584,7 +584,7 @@ describe('Claude Code on the Bedrock path (ANTHROPIC_BEDROCK_BASE_URL=<gateway>/
     );
     assert.ok(seen.some((e) => e.delta?.text === 'a '), 'the events before the failure arrived');
     const rec = await eventually(async () => gw.sink.records.find((r) => r.frontDoor === 'bedrock-invoke' && r.outcome === 'stream_error'), 'the stream_error record');
-    assert.equal(rec.status, 200);
+    assert.equal(rec.status, 502, 'docs/log-schema.md: a failure after the stream started is logged as 502');
 
     // An Anthropic upstream whose stream is cut: the client gets an exception, never a clean end.
     const gate = createGate();

@@ -47,7 +47,7 @@ describe('the shipped gateway.config.yaml', () => {
   it('parses and describes the mock and openai providers and their models', () => {
     const cfg = loadConfigFile(SHIPPED);
     assert.equal(cfg.server.maxBodyBytes, 4 * 1024 * 1024);
-    assert.deepEqual(cfg.providers.mock, { type: 'mock', wordDelayMs: 25, firstByteTimeoutMs: 60_000, totalTimeoutMs: 600_000 });
+    assert.deepEqual(cfg.providers.mock, { type: 'mock', wordDelayMs: 25, firstByteTimeoutMs: 60_000, totalTimeoutMs: 600_000, idleTimeoutMs: 120_000 });
     const openai = cfg.providers.openai;
     assert.ok(openai && openai.type === 'openai');
     assert.equal(openai.baseUrl, 'https://api.openai.com/v1');
@@ -84,7 +84,7 @@ describe('config validation', () => {
     const minimal = parseConfig({ providers: { m: { type: 'mock' } }, models: {} });
     assert.deepEqual(minimal.server, { maxBodyBytes: 4 * 1024 * 1024, sseKeepAliveMs: 30_000 });
     assert.deepEqual(minimal.logging, { localDir: 'data/logs' });
-    assert.deepEqual(minimal.providers.m, { type: 'mock', wordDelayMs: 0, firstByteTimeoutMs: 60_000, totalTimeoutMs: 600_000 });
+    assert.deepEqual(minimal.providers.m, { type: 'mock', wordDelayMs: 0, firstByteTimeoutMs: 60_000, totalTimeoutMs: 600_000, idleTimeoutMs: 120_000 });
     const oa = parseConfig({ providers: { o: { type: 'openai' } }, models: {} }).providers.o;
     assert.ok(oa && oa.type === 'openai');
     assert.equal(oa.baseUrl, 'https://api.openai.com/v1');

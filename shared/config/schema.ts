@@ -23,6 +23,8 @@ const timeouts = {
   firstByteTimeoutMs: z.number().int().positive().max(900_000).default(60_000),
   /** Milliseconds the whole upstream call may take, body included. */
   totalTimeoutMs: z.number().int().positive().max(900_000).default(600_000),
+  /** Milliseconds the upstream may stay silent between two chunks of its answer once it has started. */
+  idleTimeoutMs: z.number().int().positive().max(900_000).default(120_000),
 };
 
 export const mockProviderSchema = z
@@ -111,6 +113,8 @@ export const targetSchema = z
     firstByteTimeoutMs: z.number().int().positive().max(900_000).optional(),
     /** Milliseconds this target's whole answer may take (overrides the provider's). */
     totalTimeoutMs: z.number().int().positive().max(900_000).optional(),
+    /** Milliseconds this target may stay silent between chunks once its answer started (overrides the provider's). */
+    idleTimeoutMs: z.number().int().positive().max(900_000).optional(),
     /** Parameter overrides applied to every request served by this target. */
     params: z
       .object({

@@ -2,7 +2,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, Th
 import { anthropicErrorBody, GatewayError, jsonResponse } from '../http/errors.ts';
 import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { PassthroughRelay } from './passthrough.ts';
+import { brokenAnswer, PassthroughRelay, SseChecker } from './passthrough.ts';
 import { AnthropicUsage, eventName, isObject, toAnthropicStopReason, toAnthropicUsage } from './anthropic-wire.ts';
 import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
@@ -645,6 +645,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
   Object.assign(headers, SSE_HEADERS);
   if (upstreamType) headers['content-type'] = upstreamType;
   const splitter = new SseSplitter();
+  const checker = new SseChecker('anthropic-messages');
   let sawStop = false;
   let sawError = false;
   const inspect = (event: string): void => {
@@ -681,8 +682,9 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           r = await reader.read();
         } catch (err) {
           const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.');
-          const rest = splitter.end();
-          ctrl.enqueue(encodeText(`${rest ? `${rest}\n\n` : ''}${errorTail(ge)}`));
+          // An unfinished event is dropped (as an SSE client would drop it at the end of a stream).
+          splitter.end();
+          ctrl.enqueue(encodeText(errorTail(ge)));
           ctrl.close();
           finish();
           return;
@@ -692,7 +694,10 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           let tail = '';
           if (rest.trim()) {
             tail = rest.endsWith('\n') ? `${rest}\n` : `${rest}\n\n`;
-            inspect(tail);
+            // An unterminated last event is kept only when it is a whole event (its blank line missing).
+            const c = checker.check(tail);
+            if (c.problem || !c.data) tail = '';
+            else inspect(tail);
           }
           if (!sawStop && !sawError) tail += errorTail(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));
           if (tail) ctrl.enqueue(encodeText(tail));
@@ -704,6 +709,15 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
         if (!events.length) continue;
         let out = '';
         for (const ev of events) {
+          const c = checker.check(ev);
+          if (c.problem) {
+            // What came before the broken event goes out; then the error event, and the upstream is let go.
+            ctrl.enqueue(encodeText(out + (sawStop || sawError ? '' : errorTail(brokenAnswer(c.problem)))));
+            ctrl.close();
+            reader.cancel().catch(() => {});
+            finish();
+            return;
+          }
           inspect(ev);
           out += ev;
         }

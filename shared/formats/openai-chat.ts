@@ -2,7 +2,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, To
 import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
 import { eventData, encodeText, SSE_HEADERS, sseData, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { PassthroughRelay } from './passthrough.ts';
+import { brokenAnswer, PassthroughRelay, SseChecker } from './passthrough.ts';
 import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
 /** OpenAI Chat Completions: `POST /v1/chat/completions`. */
@@ -375,9 +375,10 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
 
   Object.assign(headers, SSE_HEADERS);
   const splitter = new SseSplitter();
+  const checker = new SseChecker('openai-chat');
   let sawDone = false;
-  const keep = (event: string): boolean => {
-    const data = eventData(event);
+  let upstreamFailed = false;
+  const keep = (event: string, data: string | undefined): boolean => {
     if (data === undefined) return true;
     if (data === '[DONE]') {
       sawDone = true;
@@ -394,11 +395,15 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           }
         }
       } catch {
-        // not JSON: pass it on untouched
+        // checked before: cannot happen
       }
     }
-    if (data.startsWith('{"error"')) trace.fail('stream_error', { kind: 'upstream', message: 'The upstream sent an error event mid-stream.' });
     return true;
+  };
+  /** Our own ending for a stream the upstream broke: the error as a `data:` chunk, and no `[DONE]`. */
+  const failure = (ge: GatewayError): string => {
+    trace.fail('stream_error', ge);
+    return sseData(openaiErrorBody(ge));
   };
   const stripUsageField = !req.includeUsage;
   const body = new ReadableStream<Uint8Array>({
@@ -409,19 +414,25 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           r = await reader.read();
         } catch (err) {
           const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.');
-          trace.fail('stream_error', ge);
-          ctrl.enqueue(encodeText(splitter.end() ? `\n\n${sseData(openaiErrorBody(ge))}` : sseData(openaiErrorBody(ge))));
+          // An unfinished event is dropped (as an SSE client would drop it at the end of a stream).
+          splitter.end();
+          ctrl.enqueue(encodeText(failure(ge)));
           ctrl.close();
           finish();
           return;
         }
         if (r.done) {
           const rest = splitter.end();
-          let tail = rest.trim() ? `${rest}\n\n` : '';
-          if (!sawDone) {
-            const ge = new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' });
-            trace.fail('stream_error', ge);
-            tail += sseData(openaiErrorBody(ge));
+          let tail = '';
+          if (rest.trim()) {
+            const last = rest.endsWith('\n') ? `${rest}\n` : `${rest}\n\n`;
+            const c = checker.check(last);
+            if (!c.problem && c.data && keep(last, eventData(last))) tail = last;
+          }
+          if (!sawDone && !upstreamFailed) {
+            // A stream that gave its finish reason but no `[DONE]` is complete: the client gets the `[DONE]` it expects.
+            if (checker.complete) tail += 'data: [DONE]\n\n';
+            else tail += failure(brokenAnswer('The upstream stream ended before it was complete.', 'upstream_stream_truncated'));
           }
           if (tail) ctrl.enqueue(encodeText(tail));
           ctrl.close();
@@ -430,7 +441,27 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
         }
         const events = splitter.push(r.value);
         let out = '';
-        for (const ev of events) if (keep(ev)) out += stripUsageField ? ev.replace(',"usage":null', '') : ev;
+        let broken: GatewayError | undefined;
+        for (const ev of events) {
+          const c = checker.check(ev);
+          if (c.problem) {
+            broken = brokenAnswer(c.problem);
+            break;
+          }
+          if (c.upstreamError !== undefined) {
+            upstreamFailed = true;
+            trace.fail('stream_error', { kind: 'upstream', code: 'upstream_stream_error', message: `The upstream sent an error event mid-stream: ${c.upstreamError}` });
+          }
+          if (keep(ev, eventData(ev))) out += stripUsageField ? ev.replace(',"usage":null', '') : ev;
+        }
+        if (broken) {
+          // What came before the broken event goes out; then our error, and the upstream is let go.
+          ctrl.enqueue(encodeText(out + failure(broken)));
+          ctrl.close();
+          reader.cancel().catch(() => {});
+          finish();
+          return;
+        }
         if (out) {
           trace.firstByte();
           ctrl.enqueue(encodeText(out));

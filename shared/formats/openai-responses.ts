@@ -3,7 +3,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, To
 import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
 import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { PassthroughRelay } from './passthrough.ts';
+import { brokenAnswer, PassthroughRelay, SseChecker } from './passthrough.ts';
 import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
 /**
@@ -574,6 +574,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
 
   Object.assign(headers, SSE_HEADERS);
   const splitter = new SseSplitter();
+  const checker = new SseChecker('openai-responses');
   let terminal = false;
   let lastSeq = -1;
   let created: Json | undefined;
@@ -629,7 +630,12 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           return;
         }
         if (r.done) {
-          const rest = splitter.end();
+          let rest = splitter.end();
+          if (rest.trim()) {
+            // An unterminated last event is kept only when it is a whole event (its blank line missing).
+            const c = checker.check(rest);
+            if (c.problem || !c.data) rest = '';
+          }
           if (rest.trim() && !terminal) inspect(rest);
           let tail = '';
           if (!terminal) tail = failure(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));
@@ -642,6 +648,15 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
         const events = splitter.push(r.value);
         let out = '';
         for (const ev of events) {
+          const c = checker.check(ev);
+          if (c.problem) {
+            // What came before the broken event goes out; then our ending, and the upstream is let go.
+            ctrl.enqueue(encodeText(out + (terminal ? '' : failure(brokenAnswer(c.problem)))));
+            ctrl.close();
+            reader.cancel().catch(() => {});
+            finish();
+            return;
+          }
           inspect(ev);
           out += ev;
         }

@@ -16,6 +16,12 @@ export interface CallContext {
   upstreamModel: string;
   /** The client's query string (`?beta=true`), with its `?`, for same-format pass-through; '' when none. */
   query?: string;
+  /**
+   * This attempt's timeouts as routing resolved them (target, else provider, else defaults). The
+   * attempt enforces them itself (first body byte, idle gaps, whole call); a provider uses them for
+   * its own upstream call instead of its configuration's.
+   */
+  timeouts?: { firstByteTimeoutMs: number; totalTimeoutMs: number };
 }
 
 /**

@@ -5,6 +5,8 @@ import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { startSpan } from '../tracing/spans.ts';
+import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../formats/passthrough.ts';
+import { SseSplitter } from '../http/sse.ts';
 import type { ResolvedTarget, RoutePlan, Router } from './router.ts';
 
 /** A provider's answer, with its first piece already in hand (so the call can still fail over). */
@@ -58,6 +60,10 @@ export async function runAttempts(router: Router, input: RunInput): Promise<Serv
         trace.record.fallbacks = ti;
         return served;
       } catch (err) {
+        // The gateway's own failure (a body it cannot serialize, a bug) is not the upstream's: no
+        // attempt, no retry, no fallback, no cooldown strike.
+        const own = ownFailure(err);
+        if (own) throw own;
         const ge = toGatewayError(err);
         log.push({ provider: target.provider.name, model: target.model, status: ge.status, errorCode: ge.code ?? ge.kind, latencyMs: ms(t0) });
         // Until a target serves, the record names the last one tried (so a failed request says where it failed).
@@ -83,9 +89,22 @@ export async function runAttempts(router: Router, input: RunInput): Promise<Serv
   throw lastError ?? new GatewayError('upstream', 'No target could serve this request.');
 }
 
+/**
+ * An error that did not come from the upstream, as the client should see it: a request nested too
+ * deeply for the gateway to handle is the client's 400, anything else the gateway's own 500.
+ */
+export function ownFailure(err: unknown): GatewayError | undefined {
+  if (err instanceof GatewayError && err.kind !== 'internal') return undefined;
+  const cause = err instanceof GatewayError ? err.cause : err;
+  if (cause instanceof RangeError && /call stack/i.test(cause.message)) {
+    return new GatewayError('invalid_request', 'The request is nested too deeply for the gateway to handle.', { code: 'nesting_too_deep', cause });
+  }
+  return err instanceof GatewayError ? err : new GatewayError('internal', 'The gateway failed to handle this request.', { cause: err });
+}
+
 /** Which fallback trigger an error is, if any. Client errors (4xx other than 429) are none. */
 export function classify(err: GatewayError): FallbackTrigger | undefined {
-  if (err.status === 499) return undefined;
+  if (err.status === 499 || err.kind === 'internal') return undefined;
   if (err.status === 429) return '429';
   if (err.kind === 'timeout' || err.status === 504) return 'timeout';
   if (err.code === 'upstream_unreachable') return 'connection';
@@ -109,28 +128,63 @@ function ms(t0: number): number {
 }
 
 /**
- * One call to one target, with the target's own first-byte and whole-call timeouts. Its span
- * (named `provider/model`) covers the whole call: from the request until the last byte of the
- * answer (or the failure), with the time to the first byte as an annotation.
+ * One call to one target, with the target's resolved timeouts (target, else provider, else
+ * defaults): until the first byte of the answer's body (the first event of a stream: headers are
+ * not enough), between chunks once it has started, and for the whole call. Its span (named
+ * `provider/model`) covers the whole call: from the request until the last byte of the answer
+ * (or the failure), with the time to the first byte as an annotation.
+ *
+ * A same-format answer is checked before the attempt commits: a non-streamed one is read whole and
+ * must be its API's JSON; a streamed one must open with a well-formed event of its API. A broken
+ * answer is a failed attempt (a 502: retried, then handed to the next target).
  */
 async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Served> {
-  const { firstByteTimeoutMs, totalTimeoutMs } = target.config;
+  const { firstByteTimeoutMs, totalTimeoutMs, idleTimeoutMs } = target.timeouts;
   const t0 = performance.now();
   const span = startSpan(`${target.provider.name}/${target.model}`, { namespace: 'remote', annotations: { provider: target.provider.name, model: target.model } });
   const controller = new AbortController();
-  let timedOut: 'first_byte' | 'total' | undefined;
+  let timedOut: 'first_byte' | 'total' | 'idle' | undefined;
   const onClient = () => controller.abort(input.signal.reason);
   if (input.signal.aborted) controller.abort(input.signal.reason);
   else input.signal.addEventListener('abort', onClient, { once: true });
-  const fire = (why: 'first_byte' | 'total') => {
+  const timeoutError = (why: 'first_byte' | 'total' | 'idle', cause?: unknown) =>
+    new GatewayError(
+      'timeout',
+      why === 'first_byte'
+        ? `Provider "${target.provider.name}" did not answer within ${firstByteTimeoutMs} ms.`
+        : why === 'idle'
+          ? `Provider "${target.provider.name}" went silent for ${idleTimeoutMs} ms mid-answer.`
+          : `Provider "${target.provider.name}" did not finish within ${totalTimeoutMs} ms.`,
+      { code: 'upstream_timeout', cause },
+    );
+  const fire = (why: 'first_byte' | 'total' | 'idle') => {
     timedOut ??= why;
-    controller.abort(new GatewayError('timeout', `Provider "${target.provider.name}" did not answer within ${why === 'first_byte' ? firstByteTimeoutMs : totalTimeoutMs} ms.`, { code: 'upstream_timeout' }));
+    controller.abort(timeoutError(why));
   };
-  const firstTimer = firstByteTimeoutMs ? setTimeout(fire, firstByteTimeoutMs, 'first_byte') : undefined;
-  const totalTimer = totalTimeoutMs ? setTimeout(fire, totalTimeoutMs, 'total') : undefined;
+  let firstTimer: NodeJS.Timeout | undefined = setTimeout(fire, firstByteTimeoutMs, 'first_byte');
+  const totalTimer = setTimeout(fire, totalTimeoutMs, 'total');
+  let idleTimer: NodeJS.Timeout | undefined;
+  let released = false;
+  const timers: Watch = {
+    gotFirstByte() {
+      clearTimeout(firstTimer);
+      firstTimer = undefined;
+    },
+    waiting() {
+      // The idle limit runs while the gateway waits on the upstream after its first byte.
+      if (firstTimer === undefined && !released) idleTimer = setTimeout(fire, idleTimeoutMs, 'idle');
+    },
+    got() {
+      clearTimeout(idleTimer);
+      idleTimer = undefined;
+    },
+  };
   const release = (midStreamError?: unknown) => {
+    if (released) return;
+    released = true;
     clearTimeout(firstTimer);
     clearTimeout(totalTimer);
+    clearTimeout(idleTimer);
     input.signal.removeEventListener('abort', onClient);
     if (midStreamError !== undefined) span.fail(toGatewayError(asTimeout(midStreamError)));
     span.end();
@@ -138,7 +192,9 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
   const asTimeout = (err: unknown): unknown =>
     !timedOut && input.signal.aborted
       ? new GatewayError('invalid_request', 'The client closed the request.', { status: 499, code: 'client_closed', cause: err })
-      : timedOut ? new GatewayError('timeout', `Provider "${target.provider.name}" did not ${timedOut === 'first_byte' ? 'answer' : 'finish'} within ${timedOut === 'first_byte' ? firstByteTimeoutMs : totalTimeoutMs} ms.`, { code: 'upstream_timeout', cause: err }) : err;
+      : timedOut
+        ? timeoutError(timedOut, err)
+        : err;
 
   const { req, rawBody } = applyParams(target, input);
   // A request part the neutral model cannot carry can only reach a provider that passes the body through.
@@ -155,23 +211,25 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
     headers: input.headers,
     upstreamModel: target.model,
     query: input.query,
+    timeouts: { firstByteTimeoutMs, totalTimeoutMs },
   };
-  // Races the provider against our first-byte timer, so a provider that ignores the signal still fails over.
-  const timeoutRace = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(asTimeout(controller.signal.reason)), { once: true }));
-  timeoutRace.catch(() => {});
+  // Races each wait on the provider against our timers, so a provider that ignores the signal still fails over.
+  const abortable: Abortable = (p) => raceAbort(p, controller.signal, () => asTimeout(controller.signal.reason));
   try {
-    const result = await Promise.race([target.provider.chat(req, ctx), timeoutRace]);
+    const result = await abortable(target.provider.chat(req, ctx));
     if (result.kind === 'events') {
-      const first = await Promise.race([result.events.next(), timeoutRace]).catch(async (err) => {
-        await result.events.return?.().catch(() => {});
-        throw err;
+      const first = await abortable(result.events.next()).catch((err) => {
+        // Stop the provider's iterator without waiting on it (it may still be stuck on a silent upstream).
+        void Promise.resolve(result.events.return?.()).catch(() => {});
+        // Decoding the upstream's answer failed in a way its decoder did not name: the answer was broken.
+        throw err instanceof GatewayError ? err : new GatewayError('upstream', `Provider "${target.provider.name}" sent an answer the gateway could not read.`, { code: 'upstream_bad_response', cause: err });
       });
-      clearTimeout(firstTimer);
+      timers.gotFirstByte();
       span.annotate({ status: 200, firstByteMs: ms(t0) });
-      return { kind: 'events', target, first, events: guardEvents(result.events, release, asTimeout) };
+      return { kind: 'events', target, first, events: guardEvents(result.events, release, asTimeout, timers, abortable) };
     }
-    const response = await prefetch(result.response, timeoutRace, release, asTimeout);
-    clearTimeout(firstTimer);
+    const format = answerFormatOf(input.door);
+    const response = await prefetch(result.response, { format, stream: req.stream }, abortable, release, asTimeout, timers);
     span.annotate({ status: response.status, firstByteMs: ms(t0) });
     return { kind: 'passthrough', target, response };
   } catch (err) {
@@ -182,6 +240,40 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
     release();
     throw e;
   }
+}
+
+type Abortable = <T>(p: Promise<T>) => Promise<T>;
+
+/** `p`, or the rejection `reason()` as soon as `signal` aborts (its listener removed once `p` settles, so long streams keep none). */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal, reason: () => unknown): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(reason());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(reason());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** The attempt's timers as the readers of its answer drive them. */
+interface Watch {
+  /** The answer's first byte (first event) is in hand: the first-byte limit is over, the idle limit starts. */
+  gotFirstByte(): void;
+  /** About to wait on the upstream for the next piece. */
+  waiting(): void;
+  /** The piece came. */
+  got(): void;
 }
 
 /** Target parameter overrides, applied to the neutral request and to a pass-through body alike. */
@@ -197,16 +289,21 @@ function applyParams(target: ResolvedTarget, input: RunInput): { req: ChatReques
   return { req, rawBody };
 }
 
-/** Wrap an event iterator so its end (or failure) releases the attempt's timers and names timeouts. */
-function guardEvents(events: AsyncIterator<StreamEvent>, release: (err?: unknown) => void, asTimeout: (e: unknown) => unknown): AsyncIterator<StreamEvent> {
+/** Wrap an event iterator so its end (or failure) releases the attempt's timers, and names timeouts. */
+function guardEvents(events: AsyncIterator<StreamEvent>, release: (err?: unknown) => void, asTimeout: (e: unknown) => unknown, timers: Watch, abortable: Abortable): AsyncIterator<StreamEvent> {
   return {
     async next() {
+      timers.waiting();
       try {
-        const r = await events.next();
+        const r = await abortable(events.next());
+        timers.got();
         if (r.done) release();
         return r;
       } catch (err) {
+        timers.got();
         release(err);
+        // The provider's iterator may still be waiting on a silent upstream: stop it.
+        void Promise.resolve(events.return?.()).catch(() => {});
         throw asTimeout(err);
       }
     },
@@ -217,41 +314,119 @@ function guardEvents(events: AsyncIterator<StreamEvent>, release: (err?: unknown
   };
 }
 
+/** Largest non-streamed answer the gateway buffers to check it before committing; a larger one is relayed unchecked past this. */
+const MAX_CHECKED_JSON_BYTES = 32 * 1024 * 1024;
+
 /**
- * Read a pass-through response's first body chunk before committing to it, so a target that sends
- * headers but then stalls or breaks can still fail over; then hand on a body that starts with
- * that chunk and continues with the rest as it arrives.
+ * Read the start of a same-format answer before committing to it, so a target that sends headers
+ * but then stalls or breaks can still fail over:
+ * - non-streamed: the whole body (bounded), which must be its API's JSON;
+ * - streamed: up to its first event with data, which must be an event of its API (and not an
+ *   error event).
+ * Then hand on a body that replays what was read, byte for byte, and continues with the rest as it
+ * arrives (each read under the attempt's idle and total limits).
  */
-async function prefetch(res: Response, timeoutRace: Promise<never>, release: (err?: unknown) => void, asTimeout: (e: unknown) => unknown): Promise<Response> {
+async function prefetch(
+  res: Response,
+  opts: { format: AnswerFormat | undefined; stream: boolean },
+  abortable: Abortable,
+  release: (err?: unknown) => void,
+  asTimeout: (e: unknown) => unknown,
+  timers: Watch,
+): Promise<Response> {
   if (!res.body) {
     release();
+    if (opts.format) throw brokenAnswer('The upstream answered without a body.');
     return res;
   }
   const reader = res.body.getReader();
-  let first: ReadableStreamReadResult<Uint8Array>;
+  const held: Uint8Array[] = [];
+  let ended = false;
+  const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+    timers.waiting();
+    try {
+      return await abortable(reader.read());
+    } finally {
+      timers.got();
+    }
+  };
+  const type = res.headers.get('content-type') ?? '';
+  // Anthropic's door relays a JSON answer to a streaming request as JSON (as it always has).
+  const jsonMode = !opts.stream || (opts.format === 'anthropic-messages' && type.includes('json') && !type.includes('event-stream'));
   try {
-    first = await Promise.race([reader.read(), timeoutRace]);
+    if (!opts.format) {
+      const r = await read();
+      if (r.done) ended = true;
+      else held.push(r.value);
+    } else if (jsonMode) {
+      let size = 0;
+      while (size <= MAX_CHECKED_JSON_BYTES) {
+        const r = await read();
+        if (r.done) {
+          ended = true;
+          break;
+        }
+        held.push(r.value);
+        size += r.value.byteLength;
+        // The body has started: from here the idle limit applies between its chunks.
+        timers.gotFirstByte();
+      }
+      if (ended) {
+        const problem = jsonAnswerProblem(opts.format, Buffer.concat(held).toString('utf8'));
+        if (problem) throw brokenAnswer(problem);
+      }
+    } else {
+      const splitter = new SseSplitter();
+      const checker = new SseChecker(opts.format);
+      for (let seen = false; !seen; ) {
+        const r = await read();
+        if (r.done) throw brokenAnswer('The upstream stream ended before its first event.', 'upstream_stream_truncated');
+        held.push(r.value);
+        for (const ev of splitter.push(r.value)) {
+          const c = checker.check(ev);
+          if (c.problem) throw brokenAnswer(c.problem);
+          if (c.upstreamError) throw brokenAnswer(`The upstream stream failed at its start: ${c.upstreamError}`, 'upstream_stream_error');
+          if (c.data) {
+            seen = true;
+            break;
+          }
+        }
+      }
+    }
   } catch (err) {
     reader.cancel().catch(() => {});
     throw err;
   }
-  let pending: ReadableStreamReadResult<Uint8Array> | undefined = first;
+  timers.gotFirstByte();
+  if (ended) release();
+  let i = 0;
   const body = new ReadableStream<Uint8Array>({
     async pull(ctrl) {
+      if (i < held.length) {
+        ctrl.enqueue(held[i++]!);
+        return;
+      }
+      if (ended) {
+        ctrl.close();
+        return;
+      }
       try {
-        const r = pending ?? (await reader.read());
-        pending = undefined;
+        const r = await read();
         if (r.done) {
+          ended = true;
           release();
           ctrl.close();
         } else ctrl.enqueue(r.value);
       } catch (err) {
+        ended = true;
         release(err);
+        reader.cancel().catch(() => {});
         ctrl.error(asTimeout(err));
       }
     },
     cancel(why) {
-      release();
+      if (!ended) release();
+      ended = true;
       return reader.cancel(why);
     },
   });

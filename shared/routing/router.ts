@@ -3,6 +3,18 @@ import { GatewayError } from '../http/errors.ts';
 import type { Provider } from '../providers/types.ts';
 import { Cooldown } from './cooldown.ts';
 
+/** The timeouts of one attempt on a target, resolved once: the target's value, else its provider's, else the defaults. */
+export interface AttemptTimeouts {
+  /** Until the first byte of the answer's body (the first event of a stream), headers are not enough. */
+  firstByteTimeoutMs: number;
+  /** The whole call, body included. */
+  totalTimeoutMs: number;
+  /** Silence between two chunks once the answer has started. */
+  idleTimeoutMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: AttemptTimeouts = { firstByteTimeoutMs: 60_000, totalTimeoutMs: 600_000, idleTimeoutMs: 120_000 };
+
 export interface ResolvedTarget {
   provider: Provider;
   /** Model id sent upstream. */
@@ -10,6 +22,7 @@ export interface ResolvedTarget {
   /** `provider/model`: the target's identity for cooldown and logs. */
   key: string;
   config: TargetConfig;
+  timeouts: AttemptTimeouts;
 }
 
 export interface RetryPolicy {
@@ -61,7 +74,10 @@ export class Router {
   }
 
   private target(t: TargetConfig): ResolvedTarget {
-    return { provider: this.providers.get(t.provider)!, model: t.model, key: `${t.provider}/${t.model}`, config: t };
+    const p = (this.config.providers[t.provider] ?? {}) as Partial<AttemptTimeouts>;
+    const pick = (k: keyof AttemptTimeouts) => t[k] ?? p[k] ?? DEFAULT_TIMEOUTS[k];
+    const timeouts = { firstByteTimeoutMs: pick('firstByteTimeoutMs'), totalTimeoutMs: pick('totalTimeoutMs'), idleTimeoutMs: pick('idleTimeoutMs') };
+    return { provider: this.providers.get(t.provider)!, model: t.model, key: `${t.provider}/${t.model}`, config: t, timeouts };
   }
 
   /** The plan for a model name, keeping only targets whose provider is live. 404 when none can serve. */

@@ -163,6 +163,11 @@ export class RequestTrace {
     if (this.ended) return;
     this.ended = true;
     if (status !== undefined) this.record.status = status;
+    // The status of what happened, as docs/log-schema.md defines it: a failure after the response
+    // started is the upstream's 502 (the client saw a 200 and then an error event), a client that
+    // hung up is 499, whatever status line had gone out.
+    if (this.record.outcome === 'stream_error') this.record.status = 502;
+    else if (this.record.outcome === 'client_closed') this.record.status = 499;
     this.record.latencyMs = round(performance.now() - this.t0);
     for (const fn of this.endHooks) {
       try {

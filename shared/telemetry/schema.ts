@@ -43,7 +43,7 @@ export const LOG_COLUMNS: LogColumn[] = [
   { name: 'attempts', glueType: 'int', description: 'Upstream calls made for this request (retries and fallbacks included).' },
   { name: 'fallbacks', glueType: 'int', description: 'How many targets were given up on before the one that served.' },
   { name: 'attemptLog', glueType: ATTEMPT_LOG_GLUE_TYPE, description: 'One entry per upstream call, in order: provider, upstream model, HTTP status (0 when no response), error code, latency in ms.' },
-  { name: 'status', glueType: 'int', description: 'HTTP status sent to the caller (a stream that fails after its start keeps its 200; see `outcome`).' },
+  { name: 'status', glueType: 'int', description: 'HTTP status of the answer: the status sent to the caller, except 502 for an answer that failed after its start (the caller got a 200, then an error event in its format; `outcome` is `stream_error`) and 499 when the caller hung up (`client_closed`).' },
   { name: 'outcome', glueType: 'string', description: '`ok`, `error` (failed before the response started), `stream_error` (failed after the stream started) or `client_closed` (the caller hung up).' },
   { name: 'errorType', glueType: 'string', description: 'Error class: `invalid_request`, `authentication`, `permission`, `not_found`, `request_too_large`, `rate_limit`, `upstream`, `timeout`, `overloaded` or `internal`.' },
   { name: 'errorCode', glueType: 'string', description: 'Machine-readable error code, e.g. `model_not_found`.' },

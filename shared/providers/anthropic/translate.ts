@@ -284,6 +284,6 @@ export async function* decodeAnthropicMessage(res: Response, provider: string): 
     if (err instanceof GatewayError) throw err;
     throw new GatewayError('upstream', `Provider "${provider}" answered with a body that is not JSON.`, { code: 'upstream_bad_response' });
   }
-  if (!isObject(msg)) throw new GatewayError('upstream', `Provider "${provider}" answered with an unexpected body.`, { code: 'upstream_bad_response' });
+  if (!isObject(msg) || !Array.isArray(msg.content)) throw new GatewayError('upstream', `Provider "${provider}" answered with an unexpected body.`, { code: 'upstream_bad_response' });
   yield* new Decoder(provider).message(msg);
 }

@@ -42,6 +42,8 @@ function awsMessage(e: SdkErrorLike, fallback: string): string {
 /** Map anything the SDK (or its stream) threw to a GatewayError for the client. */
 export function bedrockError(provider: string, err: unknown, midStream = false): GatewayError {
   if (err instanceof GatewayError) return err;
+  // The gateway's own failure (e.g. a request too deeply nested to serialize), not Bedrock's.
+  if (err instanceof RangeError) return new GatewayError('internal', 'The gateway failed to handle this request.', { cause: err });
   const e = (err ?? {}) as SdkErrorLike;
   const name = e.name ?? '';
   const status = e.$metadata?.httpStatusCode;

@@ -72,10 +72,11 @@ export class BedrockProvider implements Provider {
       if (lost) throw new GatewayError('invalid_request', lost.message, { param: lost.param, code: 'unsupported_parameter' });
     }
     const input = toConverseInput(req, ctx.upstreamModel, this.name);
-    const call = new SdkCall(this.name, this.cfg, ctx.signal);
+    const call = new SdkCall(this.name, ctx.timeouts ?? this.cfg, ctx.signal);
     if (!req.stream) {
       try {
         const res = await this.client.send(new ConverseCommand(input), { abortSignal: call.signal as never });
+        if (!Array.isArray(res.output?.message?.content)) throw new GatewayError('upstream', `Provider "${this.name}" (Amazon Bedrock) answered without a message.`, { code: 'upstream_bad_response' });
         const id = res.$metadata.requestId ?? ctx.requestId;
         return { kind: 'events', events: toAsync(eventsFromResponse(res, id, ctx.upstreamModel)) };
       } catch (err) {

@@ -17,7 +17,7 @@ import { bedrockError } from './errors.ts';
 export async function invokeAnthropic(client: BedrockRuntimeClient, provider: string, cfg: BedrockProviderConfig, stream: boolean, ctx: CallContext): Promise<ProviderResult> {
   const payload = new TextEncoder().encode(JSON.stringify(anthropicToBedrockBody(ctx.rawBody, ctx.headers)));
   const input = { modelId: ctx.upstreamModel, body: payload, contentType: 'application/json', accept: 'application/json' };
-  const call = new SdkCall(provider, cfg, ctx.signal);
+  const call = new SdkCall(provider, ctx.timeouts ?? cfg, ctx.signal);
 
   if (!stream) {
     try {

@@ -258,5 +258,6 @@ async function* decodeJson(reader: ReadableStreamDefaultReader<Uint8Array>, deco
   }
   if (!isObject(json)) throw new GatewayError('upstream', `Provider "${provider}" sent an answer that is not a JSON object.`, { code: 'upstream_bad_json' });
   if (json.error !== undefined && json.error !== null) throw midStreamError(provider, json.error);
+  if (!Array.isArray(json.choices)) throw new GatewayError('upstream', `Provider "${provider}" sent an answer that is not a chat completion.`, { code: 'upstream_bad_json' });
   yield* decoder.completion(json);
 }

@@ -71,7 +71,7 @@ export class OpenAIProvider implements Provider {
         headers: { ...this.authHeaders, accept: req.stream ? 'text/event-stream' : 'application/json', 'x-request-id': ctx.requestId },
         body: JSON.stringify(body),
       },
-      this.cfg,
+      ctx.timeouts ?? this.cfg,
       ctx.signal,
     );
     if (!res.ok) throw await this.upstreamError(res);
@@ -109,7 +109,7 @@ export class OpenAIProvider implements Provider {
         headers: { ...this.authHeaders, accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': ctx.requestId },
         body: JSON.stringify(body),
       },
-      this.cfg,
+      ctx.timeouts ?? this.cfg,
       ctx.signal,
     );
   }
