@@ -119,7 +119,11 @@ export class Guardrails {
           }
           return r;
         } catch (err) {
-          if (err instanceof GuardrailBlock) this.block(trace, err);
+          if (err instanceof GuardrailBlock) {
+            this.block(trace, err);
+            // The answer is refused: stop the upstream call (and release its attempt's timers) now.
+            void Promise.resolve(events.return?.()).catch(() => {});
+          }
           throw err;
         }
       },

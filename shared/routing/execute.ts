@@ -161,8 +161,9 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
     timedOut ??= why;
     controller.abort(timeoutError(why));
   };
-  let firstTimer: NodeJS.Timeout | undefined = setTimeout(fire, firstByteTimeoutMs, 'first_byte');
-  const totalTimer = setTimeout(fire, totalTimeoutMs, 'total');
+  // Unref'd: a deadline never keeps a process alive by itself (an attempt that is released clears them anyway).
+  let firstTimer: NodeJS.Timeout | undefined = setTimeout(fire, firstByteTimeoutMs, 'first_byte').unref();
+  const totalTimer = setTimeout(fire, totalTimeoutMs, 'total').unref();
   let idleTimer: NodeJS.Timeout | undefined;
   let released = false;
   const timers: Watch = {
@@ -172,7 +173,7 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
     },
     waiting() {
       // The idle limit runs while the gateway waits on the upstream after its first byte.
-      if (firstTimer === undefined && !released) idleTimer = setTimeout(fire, idleTimeoutMs, 'idle');
+      if (firstTimer === undefined && !released) idleTimer = setTimeout(fire, idleTimeoutMs, 'idle').unref();
     },
     got() {
       clearTimeout(idleTimer);
