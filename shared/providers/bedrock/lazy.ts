@@ -51,4 +51,8 @@ export class BedrockProvider implements Provider {
   async countTokens(body: Record<string, unknown>, ctx: CallContext): Promise<Response | undefined> {
     return (await this.provider()).countTokens(body, ctx);
   }
+
+  async countBedrockTokens(input: { invokeModel: { body: Uint8Array } } | { converse: Record<string, unknown> }, ctx: CallContext): Promise<number | undefined> {
+    return (await this.provider()).countBedrockTokens(input, ctx);
+  }
 }
