@@ -10,6 +10,7 @@ import { MemorySink } from './helpers/gateway.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { openaiErrorJson, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
+import { startMockResponsesUpstream, type MockResponsesUpstream } from './helpers/mock-openai-responses.ts';
 
 /**
  * Issue #14, the pass-through rule for the OpenAI Chat Completions and Bedrock Converse doors: on a
@@ -26,23 +27,28 @@ const NOVA = 'amazon.nova-lite-v1:0';
 
 let upstream: MockOpenAI;
 let bedrock: MockBedrock;
+let responsesUp: MockResponsesUpstream;
 let srv: LocalServer;
 let openai: OpenAI;
 
 before(async () => {
   upstream = await startMockOpenAI();
   bedrock = await startMockBedrock();
+  responsesUp = await startMockResponsesUpstream();
   const config = parseConfig(
     {
       providers: {
         openai: { type: 'openai-compatible', baseUrl: upstream.baseUrl, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
         bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
         mock: { type: 'mock', wordDelayMs: 0 },
+        // OpenAI itself: the Responses door passes through to its /responses.
+        oai: { type: 'openai', baseUrl: responsesUp.baseUrl, apiKeyEnv: 'TEST_PASS_UNKNOWN_OAI_KEY' },
       },
       models: {
         gpt: { provider: 'openai', model: 'gpt-upstream-1' },
         nova: { provider: 'bedrock', model: NOVA },
         mock: { provider: 'mock', model: 'mock-echo-1' },
+        'gpt-responses': { provider: 'oai', model: 'gpt-5-upstream' },
         // A same-format target first, a translated one as its fallback.
         'gpt-then-mock': { groups: [{ targets: [{ provider: 'openai', model: 'gpt-upstream-1' }] }, { targets: [{ provider: 'mock', model: 'mock-echo-1' }] }] },
         'nova-then-mock': { groups: [{ targets: [{ provider: 'bedrock', model: NOVA }] }, { targets: [{ provider: 'mock', model: 'mock-echo-1' }] }] },
@@ -52,7 +58,7 @@ before(async () => {
     },
     'pass-through test configuration',
   );
-  srv = await startLocalServer({ config, env: {}, port: 0, host: '127.0.0.1', sinks: [new MemorySink()] });
+  srv = await startLocalServer({ config, env: { TEST_PASS_UNKNOWN_OAI_KEY: 'sk-upstream-pass-unknown' }, port: 0, host: '127.0.0.1', sinks: [new MemorySink()] });
   openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'client-key', maxRetries: 0, timeout: 20_000 });
 });
 
@@ -60,11 +66,13 @@ after(async () => {
   await srv?.close();
   await upstream?.close();
   await bedrock?.close();
+  await responsesUp?.close();
 });
 
 beforeEach(() => {
   upstream.reset();
   bedrock.reset();
+  responsesUp.reset();
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +175,29 @@ describe('OpenAI door: unknown fields, roles and content parts', () => {
       assert.equal(err.param, param);
     }
     assert.equal(upstream.requests.length, 0);
+  });
+});
+
+describe('Responses door: an unknown role, item field and content part', () => {
+  const input = [
+    { role: 'narrator', content: 'The scene opens.' },
+    { role: 'user', content: [{ type: 'input_text', text: 'go on' }, { type: 'input_hologram', hologram: { id: 'h-3' } }] },
+  ];
+
+  it("reach OpenAI's Responses API as sent (200)", async () => {
+    const r = await openai.responses.create({ model: 'gpt-responses', input, future_field: FUTURE_FIELD } as never);
+    assert.equal((r as { object?: string }).object, 'response');
+    const sent = responsesUp.requests[0]!.body;
+    assert.equal(JSON.stringify(sent.input), JSON.stringify(input));
+    assert.equal(JSON.stringify(sent.future_field), JSON.stringify(FUTURE_FIELD));
+  });
+
+  it('on a translated route (mock): 400 naming the first', async () => {
+    const err = await badRequest(openai.responses.create({ model: 'mock', input } as never));
+    assert.equal(err.param, 'input[0].role');
+    const part = await badRequest(openai.responses.create({ model: 'mock', input: input.slice(1) } as never));
+    assert.equal(part.param, 'input[0].content[1].type');
+    assert.equal(responsesUp.requests.length, 0);
   });
 });
 
