@@ -5,7 +5,10 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { startLocalServer, type LocalServer } from '../local/server.ts';
+import { cacheKey, requestKeyMaterial } from '../shared/cache/entry.ts';
 import { parseConfig } from '../shared/config/load.ts';
+import { parseChatRequest } from '../shared/formats/openai-chat.ts';
+import { parseConverseRequest } from '../shared/formats/bedrock-converse.ts';
 import { MemorySink } from './helpers/gateway.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
@@ -309,5 +312,20 @@ describe('Converse door: unknown fields, roles and content blocks', () => {
     await validation(converseClient({}, [{ role: 'user', content: 'not a list' }]).send(new ConverseCommand({ modelId: 'nova', messages: PLAIN })));
     await validation(converseClient({}, []).send(new ConverseCommand({ modelId: 'nova', messages: PLAIN })));
     assert.equal(bedrock.requests.length, 0);
+  });
+});
+
+describe('response cache keys with parts passed through as sent', () => {
+  it('two requests that differ only in an unknown role, part or block never share a key', () => {
+    const chatKey = (body: Record<string, unknown>) => cacheKey('ns', requestKeyMaterial(parseChatRequest(body), body, 'route'));
+    const a = { model: 'gpt', messages: [{ role: 'narrator', content: 'A' }, { role: 'user', content: 'hi' }] };
+    const b = { model: 'gpt', messages: [{ role: 'narrator', content: 'B' }, { role: 'user', content: 'hi' }] };
+    assert.notEqual(chatKey(a), chatKey(b));
+    assert.equal(chatKey(a), chatKey({ ...a, model: 'other-name', stream: true }), 'model and streaming do not change the key');
+    const part = (id: string) => ({ model: 'gpt', messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'hologram', hologram: { id } }] }] });
+    assert.notEqual(chatKey(part('1')), chatKey(part('2')));
+    const converseKey = (body: Record<string, unknown>) => cacheKey('ns', requestKeyMaterial(parseConverseRequest(body, 'nova', false), body, 'route'));
+    const block = (id: string) => ({ messages: [{ role: 'user', content: [{ text: 'hi' }, { hologram: { id } }] }] });
+    assert.notEqual(converseKey(block('1')), converseKey(block('2')));
   });
 });
