@@ -52,12 +52,25 @@ before(async () => {
         nova: { provider: 'bedrock', model: NOVA },
         mock: { provider: 'mock', model: 'mock-echo-1' },
         'gpt-responses': { provider: 'oai', model: 'gpt-5-upstream' },
+        'gpt-guarded': { provider: 'openai', model: 'gpt-upstream-1' },
+        'nova-guarded': { provider: 'bedrock', model: NOVA },
         // A same-format target first, a translated one as its fallback.
         'gpt-then-mock': { groups: [{ targets: [{ provider: 'openai', model: 'gpt-upstream-1' }] }, { targets: [{ provider: 'mock', model: 'mock-echo-1' }] }] },
         'nova-then-mock': { groups: [{ targets: [{ provider: 'bedrock', model: NOVA }] }, { targets: [{ provider: 'mock', model: 'mock-echo-1' }] }] },
       },
       routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 }, fallbackOn: ['5xx'] },
       logging: { localDir: 'data/test-logs-unused' },
+      guardrails: {
+        profiles: {
+          guard: {
+            rules: [
+              { name: 'pii', detect: ['email'], action: 'redact' },
+              { name: 'codename', patterns: ['project\\s+falcon'], action: 'block', on: ['input'] },
+            ],
+          },
+        },
+        apply: { models: { 'gpt-guarded': 'guard', 'nova-guarded': 'guard' } },
+      },
     },
     'pass-through test configuration',
   );
@@ -327,5 +340,31 @@ describe('response cache keys with parts passed through as sent', () => {
     const converseKey = (body: Record<string, unknown>) => cacheKey('ns', requestKeyMaterial(parseConverseRequest(body, 'nova', false), body, 'route'));
     const block = (id: string) => ({ messages: [{ role: 'user', content: [{ text: 'hi' }, { hologram: { id } }] }] });
     assert.notEqual(converseKey(block('1')), converseKey(block('2')));
+  });
+});
+
+describe('guardrails see parts passed through as sent', () => {
+  it('an unknown role or part is scanned: redacted in what the upstream gets, or blocked', async () => {
+    const body = {
+      model: 'gpt-guarded',
+      messages: [
+        { role: 'narrator', content: 'write to jane.doe@example.com' },
+        { role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'hologram', caption: 'or to joe@example.org' }] },
+      ],
+    };
+    await openai.chat.completions.create(body as unknown as ChatCompletionCreateParamsNonStreaming);
+    const sent = JSON.stringify(upstream.lastChatRequest().body);
+    assert.ok(!sent.includes('jane.doe@example.com') && !sent.includes('joe@example.org'), sent);
+    assert.equal(upstream.lastChatRequest().body.messages[0].role, 'narrator');
+
+    const blocked = { model: 'gpt-guarded', messages: [{ role: 'narrator', content: 'about Project Falcon' }, { role: 'user', content: 'hi' }] };
+    await assert.rejects(openai.chat.completions.create(blocked as unknown as ChatCompletionCreateParamsNonStreaming), (e: unknown) => e instanceof OpenAI.APIError && e.status === 400);
+    assert.equal(upstream.chatRequests().length, 1);
+  });
+
+  it('on the Converse door too', async () => {
+    await converseClient({}, [{ role: 'user', content: [{ text: 'hi' }, { hologram: { caption: 'mail jane.doe@example.com' } }] }]).send(new ConverseCommand({ modelId: 'nova-guarded', messages: PLAIN }));
+    const sent = JSON.stringify(bedrock.last('converse').body);
+    assert.ok(!sent.includes('jane.doe@example.com'), sent);
   });
 });
