@@ -687,13 +687,23 @@ describe('Other Bedrock clients: Converse and ConverseStream on /bedrock', () =>
     assert.equal(rec.provider, 'openai');
   });
 
-  it('refuses unknown model ids and unsupported fields with ValidationException', async () => {
+  it('refuses unknown model ids, and fields a translated route cannot carry, with ValidationException', async () => {
     await assert.rejects(bearerClient().send(new ConverseCommand({ modelId: 'meta.llama3-70b-instruct-v1:0', messages })), ValidationException);
-    await assert.rejects(bearerClient().send(new ConverseCommand({ modelId: SONNET_BEDROCK, messages, guardrailConfig: { guardrailIdentifier: 'g', guardrailVersion: '1' } })), (err: unknown) => {
+    // OPUS_BEDROCK is served by OpenAI here: translated, so Bedrock's guardrailConfig is refused, named.
+    await assert.rejects(bearerClient().send(new ConverseCommand({ modelId: OPUS_BEDROCK, messages, guardrailConfig: { guardrailIdentifier: 'g', guardrailVersion: '1' } })), (err: unknown) => {
       assert.ok(err instanceof ValidationException);
       assert.match(err.message, /guardrailConfig/);
       return true;
     });
     assert.equal(bedrock.requests.length, 0);
+    assert.equal(openaiUp.requests.length, 0);
+  });
+
+  it('passes a Converse field the gateway does not translate through to a Bedrock target (issue #14)', async () => {
+    // Same format: Bedrock, not the gateway, judges guardrailConfig.
+    bedrock.script({ type: 'answer', text: ['Guarded.'], usage: { inputTokens: 3, outputTokens: 1 } });
+    const res = await bearerClient().send(new ConverseCommand({ modelId: SONNET_BEDROCK, messages, guardrailConfig: { guardrailIdentifier: 'g', guardrailVersion: '1' } }));
+    assert.deepEqual(res.output?.message?.content, [{ text: 'Guarded.' }]);
+    assert.deepEqual(bedrock.last('converse').body.guardrailConfig, { guardrailIdentifier: 'g', guardrailVersion: '1' });
   });
 });

@@ -16,6 +16,9 @@ const CARRIED = new Set([
   'temperature', 'top_p', 'top_k', 'stop', 'stop_sequences', 'user', 'metadata', 'input', 'instructions', 'thinking', 'store',
 ]);
 
+/** Body fields that only choose the route or the answer's framing (with untranslatable parts, the rest keys the entry). */
+const ROUTING_ONLY = new Set(['model', 'modelId', 'stream', 'stream_options']);
+
 /** JSON with object keys sorted, so equal values always give equal text. */
 export function canonicalJson(v: unknown): string {
   if (v === undefined) return 'null';
@@ -27,7 +30,11 @@ export function canonicalJson(v: unknown): string {
 
 export function requestKeyMaterial(req: ChatRequest, rawBody: Record<string, unknown>, route: string): Record<string, unknown> {
   const extras: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(rawBody)) if (!CARRIED.has(k)) extras[k] = v;
+  // Parts the neutral request could not carry (an unknown role, content part or tool, passed
+  // through as sent) are only in the client's body: then every field but the model and streaming
+  // options keys the entry as sent, so two requests that differ there never share an answer.
+  const asSent = !!req.untranslatable?.length;
+  for (const [k, v] of Object.entries(rawBody)) if (asSent ? !ROUTING_ONLY.has(k) : !CARRIED.has(k)) extras[k] = v;
   return {
     route,
     system: req.system,

@@ -10,15 +10,16 @@ import type { EncodeMeta, FrontDoorCodec } from './types.ts';
  * Bedrock's Converse API on the gateway (`POST /bedrock/model/{modelId}/converse` and
  * `/converse-stream`), for Bedrock clients other than Claude Code (the AWS SDKs' Converse /
  * ConverseStream). The request is decoded into the neutral ChatRequest, so any configured model can
- * serve it (a `bedrock` target gets a Converse call again); the answer is encoded as Converse JSON,
+ * serve it (a `bedrock` target gets the client's Converse body again); the answer is encoded as Converse JSON,
  * or as ConverseStream event-stream frames (messageStart, contentBlockStart/Delta/Stop, messageStop,
  * metadata), exceptions mid-stream as exception frames. Model ids resolve as on the InvokeModel door.
  *
- * Decoded: system text, messages (text, base64 images, toolUse, toolResult, reasoningContent),
- * inferenceConfig, toolConfig, and Claude's `top_k` / `thinking` from additionalModelRequestFields.
- * Dropped: cachePoint blocks, requestMetadata. Anything else (documents, video, guardContent,
- * guardrailConfig, promptVariables, other additional fields...) is refused with a ValidationException
- * naming it.
+ * A `bedrock` target gets the client's body as sent (model id aside; docs/translation.md, the
+ * pass-through rule). For other targets the request is decoded: system text, messages (text, base64
+ * images, toolUse, toolResult, reasoningContent), inferenceConfig, toolConfig, and Claude's `top_k` /
+ * `thinking` from additionalModelRequestFields; dropped: cachePoint blocks, requestMetadata. Anything
+ * else (documents, video, guardContent, guardrailConfig, promptVariables, other roles, other
+ * additional fields...) is refused on those routes with a ValidationException naming it.
  */
 
 type Json = Record<string, unknown>;
@@ -27,38 +28,77 @@ function invalid(message: string, param: string): GatewayError {
   return new GatewayError('invalid_request', `${param}: ${message}`, { param, code: 'bedrock_validation' });
 }
 
+/**
+ * Parts of a Converse request the neutral model cannot carry, or values the gateway itself does not
+ * need: a Bedrock target gets the body as sent (and judges them); a translated route answers 400
+ * with the first (routing/execute.ts).
+ */
+type Lost = { param: string; message: string }[];
+
+function untranslatable(lost: Lost, param: string, what: string, instead?: string): void {
+  lost.push({ param, message: `${param}: ${what} cannot be translated for this model's provider; ${instead ? `${instead}, or use a model served by Amazon Bedrock` : 'leave it out, or use a model served by Amazon Bedrock'}.` });
+}
+
+/** A value only the upstream needs: checked only when the request is translated. */
+function deferred(lost: Lost, message: string, param: string): void {
+  lost.push({ param, message: `${param}: ${message}` });
+}
+
 const IMAGE_TYPES: Record<string, string> = { png: 'image/png', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp' };
 
-function imagePart(img: unknown, p: string): ContentPart {
-  if (!isObject(img) || typeof img.format !== 'string' || !IMAGE_TYPES[img.format]) throw invalid('expected an image with format png, jpeg, gif or webp', p);
+function imagePart(img: unknown, p: string, lost: Lost): ContentPart | undefined {
+  if (!isObject(img) || typeof img.format !== 'string' || !IMAGE_TYPES[img.format]) return void deferred(lost, 'expected an image with format png, jpeg, gif or webp', p);
   const src = img.source;
-  if (!isObject(src) || typeof src.bytes !== 'string') throw invalid('only inline image bytes (source.bytes, base64) are supported', `${p}.source`);
+  if (!isObject(src) || typeof src.bytes !== 'string') return void untranslatable(lost, `${p}.source`, 'an image that is not inline bytes', 'send the image as source.bytes (base64)');
   return { type: 'image', mediaType: IMAGE_TYPES[img.format], data: src.bytes };
 }
 
-/** A text or image block (undefined for a cachePoint, which is dropped); other blocks are refused. */
-function plainPart(b: unknown, bp: string, allowJson = false): ContentPart | undefined {
+/** What to use instead, for Converse block types that have no translation. */
+const INSTEAD: Record<string, string> = {
+  document: 'send the document as text',
+  video: 'leave the video out',
+  guardContent: 'send the text as a text block',
+  citationsContent: 'send the text as a text block',
+  searchResult: 'send the search result as a text block',
+};
+
+/** A text or image block (undefined for a cachePoint, which is dropped); other blocks are noted as untranslatable. */
+function plainPart(b: unknown, bp: string, lost: Lost, allowJson = false): ContentPart | undefined {
   if (!isObject(b)) throw invalid('expected a content block', bp);
   if (typeof b.text === 'string') return { type: 'text', text: b.text };
-  if (b.image !== undefined) return imagePart(b.image, `${bp}.image`);
+  if (b.image !== undefined) return imagePart(b.image, `${bp}.image`, lost);
   if (allowJson && b.json !== undefined) return { type: 'text', text: JSON.stringify(b.json) };
   if (b.cachePoint !== undefined) return undefined;
-  throw invalid(`the content block '${Object.keys(b)[0] ?? '?'}' is not supported by the gateway`, bp);
+  const kind = Object.keys(b)[0] ?? '?';
+  untranslatable(lost, `${bp}.${kind}`, `a content block of type '${kind}'`, INSTEAD[kind]);
+  return undefined;
 }
 
 /** Text and image parts of a list of plain content blocks. */
-function plainParts(blocks: unknown, p: string, allowJson = false): ContentPart[] {
-  if (!Array.isArray(blocks)) throw invalid('expected a list of content blocks', p);
-  return blocks.flatMap((b, i) => plainPart(b, `${p}.${i}`, allowJson) ?? []);
+function plainParts(blocks: unknown, p: string, lost: Lost, allowJson = false): ContentPart[] {
+  if (!Array.isArray(blocks)) {
+    deferred(lost, 'expected a list of content blocks', p);
+    return [];
+  }
+  return blocks.flatMap((b, i) => plainPart(b, `${p}.${i}`, lost, allowJson) ?? []);
 }
 
-function parseMessages(messages: unknown): ChatMessage[] {
+/**
+ * The message list. Its shape is what the gateway needs (a non-empty list of objects, each with a
+ * string `role` and a list of content objects): anything else there is a 400. Roles and block types
+ * it does not know are noted as untranslatable.
+ */
+function parseMessages(messages: unknown, lost: Lost): ChatMessage[] {
   if (!Array.isArray(messages) || !messages.length) throw invalid('at least one message is required', 'messages');
   const out: ChatMessage[] = [];
   messages.forEach((m, i) => {
     const p = `messages.${i}`;
-    if (!isObject(m) || (m.role !== 'user' && m.role !== 'assistant')) throw invalid("expected a message with role 'user' or 'assistant'", p);
+    if (!isObject(m) || typeof m.role !== 'string') throw invalid('expected a message with a string role', p);
     if (!Array.isArray(m.content)) throw invalid('expected a list of content blocks', `${p}.content`);
+    m.content.forEach((b, j) => {
+      if (!isObject(b)) throw invalid('expected a content block', `${p}.content.${j}`);
+    });
+    if (m.role !== 'user' && m.role !== 'assistant') return void untranslatable(lost, `${p}.role`, `a message of role '${m.role}'`, "use 'user' or 'assistant'");
     if (m.role === 'assistant') {
       const content: ContentPart[] = [];
       const toolCalls: ToolCall[] = [];
@@ -67,14 +107,14 @@ function parseMessages(messages: unknown): ChatMessage[] {
         const bp = `${p}.content.${j}`;
         if (isObject(b) && isObject(b.toolUse)) {
           const tu = b.toolUse;
-          if (typeof tu.toolUseId !== 'string' || typeof tu.name !== 'string') throw invalid('toolUse needs toolUseId and name', `${bp}.toolUse`);
+          if (typeof tu.toolUseId !== 'string' || typeof tu.name !== 'string') return deferred(lost, 'toolUse needs toolUseId and name', `${bp}.toolUse`);
           toolCalls.push({ id: tu.toolUseId, name: tu.name, arguments: JSON.stringify(tu.input ?? {}) });
         } else if (isObject(b) && isObject(b.reasoningContent)) {
           const rc = b.reasoningContent;
           if (isObject(rc.reasoningText)) thinking.push({ text: String(rc.reasoningText.text ?? ''), signature: typeof rc.reasoningText.signature === 'string' ? rc.reasoningText.signature : undefined });
           else if (typeof rc.redactedContent === 'string') thinking.push({ redactedData: rc.redactedContent });
         } else {
-          const part = plainPart(b, bp);
+          const part = plainPart(b, bp, lost);
           if (part) content.push(part);
         }
       });
@@ -89,12 +129,12 @@ function parseMessages(messages: unknown): ChatMessage[] {
       const bp = `${p}.content.${j}`;
       if (isObject(b) && isObject(b.toolResult)) {
         const tr = b.toolResult;
-        if (typeof tr.toolUseId !== 'string') throw invalid('toolResult needs toolUseId', `${bp}.toolResult`);
-        const msg: ChatMessage = { role: 'tool', toolCallId: tr.toolUseId, content: tr.content === undefined ? [] : plainParts(tr.content, `${bp}.toolResult.content`, true) };
+        if (typeof tr.toolUseId !== 'string') return deferred(lost, 'toolResult needs toolUseId', `${bp}.toolResult`);
+        const msg: ChatMessage = { role: 'tool', toolCallId: tr.toolUseId, content: tr.content === undefined ? [] : plainParts(tr.content, `${bp}.toolResult.content`, lost, true) };
         if (tr.status === 'error') msg.isError = true;
         out.push(msg);
       } else {
-        const part = plainPart(b, bp);
+        const part = plainPart(b, bp, lost);
         if (part) rest.push(part);
       }
     });
@@ -103,14 +143,21 @@ function parseMessages(messages: unknown): ChatMessage[] {
   return out;
 }
 
-function parseTools(tc: unknown): { tools?: ToolDefinition[]; toolChoice?: ToolChoice } {
+function parseTools(tc: unknown, lost: Lost): { tools?: ToolDefinition[]; toolChoice?: ToolChoice } {
   if (tc === undefined || tc === null) return {};
-  if (!isObject(tc) || !Array.isArray(tc.tools)) throw invalid('expected {tools: [...]}', 'toolConfig');
+  if (!isObject(tc) || !Array.isArray(tc.tools)) {
+    deferred(lost, 'expected {tools: [...]}', 'toolConfig');
+    return {};
+  }
   const tools: ToolDefinition[] = [];
   tc.tools.forEach((t, i) => {
     if (isObject(t) && t.cachePoint !== undefined) return;
+    if (isObject(t) && t.toolSpec === undefined && Object.keys(t).length) {
+      const kind = Object.keys(t)[0]!;
+      return untranslatable(lost, `toolConfig.tools.${i}.${kind}`, `a tool of type '${kind}'`, 'define it as a toolSpec');
+    }
     const spec = isObject(t) ? t.toolSpec : undefined;
-    if (!isObject(spec) || typeof spec.name !== 'string') throw invalid('expected a toolSpec with a name', `toolConfig.tools.${i}`);
+    if (!isObject(spec) || typeof spec.name !== 'string') return deferred(lost, 'expected a toolSpec with a name', `toolConfig.tools.${i}`);
     const schema = isObject(spec.inputSchema) && isObject(spec.inputSchema.json) ? spec.inputSchema.json : { type: 'object' };
     tools.push({ name: spec.name, description: typeof spec.description === 'string' ? spec.description : undefined, parameters: schema });
   });
@@ -120,25 +167,45 @@ function parseTools(tc: unknown): { tools?: ToolDefinition[]; toolChoice?: ToolC
     if (c.auto !== undefined) toolChoice = 'auto';
     else if (c.any !== undefined) toolChoice = 'required';
     else if (isObject(c.tool) && typeof c.tool.name === 'string') toolChoice = { name: c.tool.name };
-  }
+    else deferred(lost, 'expected one of auto, any or tool (with a name)', 'toolConfig.toolChoice');
+  } else if (c !== undefined && c !== null) deferred(lost, 'expected an object', 'toolConfig.toolChoice');
+  for (const k of Object.keys(tc)) if (k !== 'tools' && k !== 'toolChoice') untranslatable(lost, `toolConfig.${k}`, `the parameter 'toolConfig.${k}'`);
   return { tools, toolChoice };
 }
 
+/** Fields the request is decoded from (`requestMetadata` only tags the call in Bedrock's logs: dropped when translated). */
 const KNOWN = new Set(['messages', 'system', 'inferenceConfig', 'toolConfig', 'additionalModelRequestFields', 'requestMetadata', 'modelId']);
+/** What to use instead, for Converse fields that have no translation. */
+const FIELD_INSTEAD: Record<string, string> = {
+  guardrailConfig: "use the gateway's own guardrails (docs/guardrails.md)",
+  promptVariables: 'send the prompt text itself',
+};
 
-/** Decode a Converse request body (model = the configured name the path resolved to). */
+/**
+ * Decode a Converse request body (model = the configured name the path resolved to). What the
+ * gateway needs to route, meter and guard is checked here (a ValidationException naming it): the
+ * shape of `messages` (a non-empty list of objects with a string `role` and a list of content
+ * objects) and `inferenceConfig` (token limit, sampling ranges, stop sequences). Everything else,
+ * unknown fields, roles and block types included, is checked only when the request is translated
+ * (ChatRequest.untranslatable): a Bedrock target gets the body as sent.
+ */
 export function parseConverseRequest(body: unknown, model: string, stream: boolean): ChatRequest {
   if (!isObject(body)) throw invalid('the body must be a JSON object', 'body');
-  for (const k of Object.keys(body)) if (!KNOWN.has(k)) throw invalid(`'${k}' is not supported by the gateway`, k);
+  const lost: Lost = [];
+  for (const k of Object.keys(body)) if (!KNOWN.has(k)) untranslatable(lost, k, `the parameter '${k}'`, FIELD_INSTEAD[k]);
   let system: string | undefined;
   if (body.system !== undefined) {
-    if (!Array.isArray(body.system)) throw invalid('expected a list of system blocks', 'system');
-    const texts = body.system.flatMap((b, i) => {
-      if (isObject(b) && typeof b.text === 'string') return [b.text];
-      if (isObject(b) && b.cachePoint !== undefined) return [];
-      throw invalid('only text system blocks are supported', `system.${i}`);
-    });
-    system = texts.length ? texts.join('\n\n') : undefined;
+    if (!Array.isArray(body.system)) deferred(lost, 'expected a list of system blocks', 'system');
+    else {
+      const texts = body.system.flatMap((b, i) => {
+        if (isObject(b) && typeof b.text === 'string') return [b.text];
+        if (isObject(b) && b.cachePoint !== undefined) return [];
+        const kind = isObject(b) ? (Object.keys(b)[0] ?? '?') : '?';
+        untranslatable(lost, `system.${i}`, `a system block of type '${kind}'`, 'send the system prompt as text blocks');
+        return [];
+      });
+      system = texts.length ? texts.join('\n\n') : undefined;
+    }
   }
   if (body.inferenceConfig !== undefined && body.inferenceConfig !== null && !isObject(body.inferenceConfig)) throw invalid('must be an object', 'inferenceConfig');
   const inf = isObject(body.inferenceConfig) ? body.inferenceConfig : {};
@@ -152,20 +219,23 @@ export function parseConverseRequest(body: unknown, model: string, stream: boole
   if (inf.stopSequences !== undefined && inf.stopSequences !== null && (!Array.isArray(inf.stopSequences) || !inf.stopSequences.every((s) => typeof s === 'string') || inf.stopSequences.length > 2500)) {
     throw invalid('must be an array of at most 2500 strings', 'inferenceConfig.stopSequences');
   }
+  for (const k of Object.keys(inf)) if (!['maxTokens', 'temperature', 'topP', 'stopSequences'].includes(k)) untranslatable(lost, `inferenceConfig.${k}`, `the parameter 'inferenceConfig.${k}'`);
   const stop = Array.isArray(inf.stopSequences) ? (inf.stopSequences as string[]) : undefined;
-  const extra = isObject(body.additionalModelRequestFields) ? body.additionalModelRequestFields : {};
+  const amrf = body.additionalModelRequestFields;
+  if (amrf !== undefined && amrf !== null && !isObject(amrf)) deferred(lost, 'expected an object', 'additionalModelRequestFields');
+  const extra = isObject(amrf) ? amrf : {};
   let thinking: ChatRequest['thinking'];
-  for (const k of Object.keys(extra)) if (k !== 'top_k' && k !== 'thinking') throw invalid(`'${k}' is not supported by the gateway`, `additionalModelRequestFields.${k}`);
+  for (const k of Object.keys(extra)) if (k !== 'top_k' && k !== 'thinking') untranslatable(lost, `additionalModelRequestFields.${k}`, `the model field '${k}'`);
   if (isObject(extra.thinking)) {
     const t = extra.thinking;
     if (t.type === 'enabled' && typeof t.budget_tokens === 'number') thinking = { type: 'enabled', budgetTokens: t.budget_tokens };
     else if (t.type === 'disabled' || t.type === 'adaptive') thinking = { type: t.type };
   }
-  return {
+  const req: ChatRequest = {
     model,
     system,
-    messages: parseMessages(body.messages),
-    ...parseTools(body.toolConfig),
+    messages: parseMessages(body.messages, lost),
+    ...parseTools(body.toolConfig, lost),
     maxTokens: num('maxTokens', 1, 10_000_000, true),
     temperature: num('temperature', 0, 1),
     topP: num('topP', 0, 1),
@@ -175,6 +245,8 @@ export function parseConverseRequest(body: unknown, model: string, stream: boole
     includeUsage: true,
     thinking,
   };
+  if (lost.length) req.untranslatable = lost;
+  return req;
 }
 
 function toConverseStop(r: StopReason): string {

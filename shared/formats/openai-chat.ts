@@ -40,6 +40,14 @@ function untranslatable(out: Untranslatable, param: string, what: string): void 
   });
 }
 
+/**
+ * A value the gateway itself does not need (only the upstream does): checked only when the request
+ * is translated, so an OpenAI-format upstream gets it as sent and judges it itself.
+ */
+function invalid(out: Untranslatable, message: string, param: string): void {
+  out.push({ param, message: `'${param}': ${message}` });
+}
+
 function parseContent(content: unknown, param: string, lost: Untranslatable): ContentPart[] {
   if (content === null || content === undefined) return [];
   if (typeof content === 'string') return [{ type: 'text', text: content }];
@@ -49,11 +57,11 @@ function parseContent(content: unknown, param: string, lost: Untranslatable): Co
     const p = `${param}[${i}]`;
     if (!isObject(part)) throw bad(`'${p}' must be an object.`, p);
     if (part.type === 'text' || part.type === 'input_text') {
-      if (typeof part.text !== 'string') throw bad(`'${p}.text' must be a string.`, `${p}.text`);
+      if (typeof part.text !== 'string') return invalid(lost, 'must be a string.', `${p}.text`);
       out.push({ type: 'text', text: part.text });
     } else if (part.type === 'image_url') {
       const url = isObject(part.image_url) ? part.image_url.url : undefined;
-      if (typeof url !== 'string') throw bad(`'${p}.image_url.url' must be a string.`, `${p}.image_url.url`);
+      if (typeof url !== 'string') return invalid(lost, 'must be a string.', `${p}.image_url.url`);
       const m = /^data:([^;,]+);base64,(.*)$/s.exec(url);
       // `image_url.detail` is OpenAI's own resolution hint: dropped when translated.
       out.push(m ? { type: 'image', mediaType: m[1], data: m[2] } : { type: 'image', url });
@@ -81,13 +89,20 @@ const CHAT_DEFAULT_ONLY: Record<string, (v: unknown) => boolean> = {
   modalities: (v) => !Array.isArray(v) || v.some((m) => m !== 'text'),
 };
 
-function parseToolCalls(v: unknown, param: string): ToolCall[] | undefined {
+function parseToolCalls(v: unknown, param: string, lost: Untranslatable): ToolCall[] | undefined {
   if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v)) throw bad(`'${param}' must be an array.`, param);
-  return v.map((c, i) => {
+  if (!Array.isArray(v)) return void invalid(lost, 'must be an array.', param);
+  return v.flatMap((c, i) => {
     const fn = isObject(c) && isObject(c.function) ? c.function : undefined;
-    if (!isObject(c) || typeof c.id !== 'string' || !fn || typeof fn.name !== 'string') throw bad(`'${param}[${i}]' must have an id and a function name.`, `${param}[${i}]`);
-    return { id: c.id, name: fn.name, arguments: typeof fn.arguments === 'string' ? fn.arguments : JSON.stringify(fn.arguments ?? {}) };
+    if (isObject(c) && typeof c.type === 'string' && c.type !== 'function') {
+      untranslatable(lost, `${param}[${i}].type`, `a tool call of type '${c.type}'`);
+      return [];
+    }
+    if (!isObject(c) || typeof c.id !== 'string' || !fn || typeof fn.name !== 'string') {
+      invalid(lost, 'must have an id and a function name.', `${param}[${i}]`);
+      return [];
+    }
+    return [{ id: c.id, name: fn.name, arguments: typeof fn.arguments === 'string' ? fn.arguments : JSON.stringify(fn.arguments ?? {}) }];
   });
 }
 
@@ -95,7 +110,14 @@ function textOnly(parts: ContentPart[]): string {
   return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
 }
 
-/** Decode and check a Chat Completions request body. Unknown fields are allowed (and passed on to OpenAI upstreams). */
+/**
+ * Decode and check a Chat Completions request body. What the gateway needs to route, meter and
+ * guard is checked here and answered with a 400 naming it: `model`, `stream` (and
+ * `stream_options`), the token limit, `stop`, `user`, sampling ranges, and the shape of `messages`
+ * (a non-empty list of objects, each with a string `role` and a string, list or null `content`).
+ * Everything else, unknown fields, roles and content part types included, is checked only when the
+ * request is translated (ChatRequest.untranslatable): an OpenAI-format upstream gets the body as sent.
+ */
 export function parseChatRequest(body: unknown): ChatRequest {
   if (!isObject(body)) throw bad('The request body must be a JSON object.');
   if (typeof body.model !== 'string' || !body.model) throw bad("you must provide a model parameter", 'model');
@@ -107,6 +129,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
   body.messages.forEach((m, i) => {
     const p = `messages[${i}]`;
     if (!isObject(m)) throw bad(`'${p}' must be an object.`, p);
+    if (typeof m.role !== 'string') throw bad(`'${p}.role' must be a string.`, `${p}.role`);
     switch (m.role) {
       case 'system':
       case 'developer':
@@ -116,11 +139,11 @@ export function parseChatRequest(body: unknown): ChatRequest {
         messages.push({ role: 'user', content: parseContent(m.content, `${p}.content`, lost) });
         break;
       case 'assistant':
-        messages.push({ role: 'assistant', content: parseContent(m.content, `${p}.content`, lost), toolCalls: parseToolCalls(m.tool_calls, `${p}.tool_calls`) });
+        messages.push({ role: 'assistant', content: parseContent(m.content, `${p}.content`, lost), toolCalls: parseToolCalls(m.tool_calls, `${p}.tool_calls`, lost) });
         if (m.audio !== undefined && m.audio !== null) untranslatable(lost, `${p}.audio`, 'an audio reply in the history');
         break;
       case 'tool':
-        if (typeof m.tool_call_id !== 'string') throw bad(`'${p}.tool_call_id' must be a string.`, `${p}.tool_call_id`);
+        if (typeof m.tool_call_id !== 'string') return invalid(lost, 'must be a string.', `${p}.tool_call_id`);
         messages.push({ role: 'tool', toolCallId: m.tool_call_id, content: parseContent(m.content, `${p}.content`, lost) });
         break;
       case 'function':
@@ -128,29 +151,42 @@ export function parseChatRequest(body: unknown): ChatRequest {
         untranslatable(lost, `${p}.role`, "a message of the deprecated role 'function'");
         break;
       default:
-        throw bad(`'${p}.role' must be one of system, developer, user, assistant, tool.`, `${p}.role`);
+        // A role the gateway does not know: an OpenAI-format upstream judges it.
+        untranslatable(lost, `${p}.role`, `a message of role '${m.role}' (the roles that translate are system, developer, user, assistant and tool)`);
     }
   });
 
   let tools: ToolDefinition[] | undefined;
   if (body.tools !== undefined && body.tools !== null) {
-    if (!Array.isArray(body.tools)) throw bad("'tools' must be an array.", 'tools');
-    tools = body.tools.map((t, i) => {
-      const fn = isObject(t) && isObject(t.function) ? t.function : undefined;
-      if (!isObject(t) || t.type !== 'function' || !fn || typeof fn.name !== 'string') throw bad(`'tools[${i}]' must be {"type":"function","function":{"name":...}}.`, `tools[${i}]`);
-      return {
-        name: fn.name,
-        description: typeof fn.description === 'string' ? fn.description : undefined,
-        parameters: isObject(fn.parameters) ? fn.parameters : { type: 'object', properties: {} },
-      };
-    });
+    if (!Array.isArray(body.tools)) invalid(lost, 'must be an array.', 'tools');
+    else {
+      tools = body.tools.flatMap((t, i) => {
+        if (isObject(t) && typeof t.type === 'string' && t.type !== 'function') {
+          // custom (free-form) tools, and tool types to come: OpenAI-format upstreams only.
+          untranslatable(lost, `tools[${i}].type`, `a tool of type '${t.type}'`);
+          return [];
+        }
+        const fn = isObject(t) && isObject(t.function) ? t.function : undefined;
+        if (!isObject(t) || t.type !== 'function' || !fn || typeof fn.name !== 'string') {
+          invalid(lost, 'must be {"type":"function","function":{"name":...}}.', `tools[${i}]`);
+          return [];
+        }
+        return [
+          {
+            name: fn.name,
+            description: typeof fn.description === 'string' ? fn.description : undefined,
+            parameters: isObject(fn.parameters) ? fn.parameters : { type: 'object', properties: {} },
+          },
+        ];
+      });
+    }
   }
 
   let toolChoice: ToolChoice | undefined;
   const tc = body.tool_choice;
   if (tc === 'auto' || tc === 'none' || tc === 'required') toolChoice = tc;
   else if (isObject(tc) && isObject(tc.function) && typeof tc.function.name === 'string') toolChoice = { name: tc.function.name };
-  else if (tc !== undefined && tc !== null) throw bad("'tool_choice' must be 'auto', 'none', 'required' or a named function.", 'tool_choice');
+  else if (tc !== undefined && tc !== null) untranslatable(lost, 'tool_choice', "this 'tool_choice' (the choices that translate are 'auto', 'none', 'required' and a named function)");
 
   let stop: string[] | undefined;
   if (typeof body.stop === 'string') stop = [body.stop];

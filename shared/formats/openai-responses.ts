@@ -44,6 +44,16 @@ function optNumber(body: Json, key: string, min: number, max: number): number | 
 interface Untranslatable {
   param: string;
   what: string;
+  /**
+   * A value the gateway itself does not need, malformed for a translated route (its own message);
+   * OpenAI's Responses API gets it as sent and judges it.
+   */
+  invalid?: string;
+}
+
+/** A malformed value only the upstream needs: checked only when the request is translated. */
+function invalid(skip: Untranslatable[], message: string, param: string): void {
+  skip.push({ param, what: '', invalid: `'${param}' ${message}` });
 }
 
 /** The client's body, for the request fields a Response object echoes (tools, metadata, ...). */
@@ -86,17 +96,17 @@ function parseParts(content: unknown, param: string, skip: Untranslatable[]): Co
       case 'input_text':
       case 'output_text':
       case 'text':
-        if (typeof part.text !== 'string') throw bad(`'${p}.text' must be a string.`, `${p}.text`);
+        if (typeof part.text !== 'string') return invalid(skip, 'must be a string.', `${p}.text`);
         out.push({ type: 'text', text: part.text });
         break;
       case 'refusal':
-        if (typeof part.refusal !== 'string') throw bad(`'${p}.refusal' must be a string.`, `${p}.refusal`);
+        if (typeof part.refusal !== 'string') return invalid(skip, 'must be a string.', `${p}.refusal`);
         out.push({ type: 'text', text: part.refusal });
         break;
       case 'input_image':
         if (typeof part.image_url === 'string') out.push(imagePart(part.image_url));
         else if (present(part.file_id)) skip.push({ param: `${p}.file_id`, what: 'Images given by file_id' });
-        else throw bad(`'${p}.image_url' must be a string (an http(s) or data: URL).`, `${p}.image_url`);
+        else invalid(skip, 'must be a string (an http(s) or data: URL).', `${p}.image_url`);
         break;
       default:
         skip.push({ param: `${p}.type`, what: `Content parts of type '${String(part.type)}'` });
@@ -145,18 +155,20 @@ function parseInput(input: unknown, system: string[], skip: Untranslatable[]): C
             system.push(textOnly(parts, `${p}.content`, skip));
             break;
           default:
-            throw bad(`'${p}.role' must be one of user, assistant, system, developer.`, `${p}.role`);
+            // A role the gateway does not know: OpenAI's Responses API judges it.
+            if (typeof item.role !== 'string') throw bad(`'${p}.role' must be one of user, assistant, system, developer.`, `${p}.role`);
+            skip.push({ param: `${p}.role`, what: `Messages of role '${item.role}' (the roles that translate are user, assistant, system and developer)` });
         }
         break;
       }
       case 'function_call': {
-        if (typeof item.call_id !== 'string' || typeof item.name !== 'string') throw bad(`'${p}' must have a call_id and a name.`, p);
+        if (typeof item.call_id !== 'string' || typeof item.name !== 'string') return invalid(skip, 'must have a call_id and a name.', p);
         const args = typeof item.arguments === 'string' ? item.arguments : JSON.stringify(item.arguments ?? {});
         addCall({ id: item.call_id, name: item.name, arguments: args });
         break;
       }
       case 'function_call_output': {
-        if (typeof item.call_id !== 'string') throw bad(`'${p}.call_id' must be a string.`, `${p}.call_id`);
+        if (typeof item.call_id !== 'string') return invalid(skip, 'must be a string.', `${p}.call_id`);
         messages.push({ role: 'tool', toolCallId: item.call_id, content: parseParts(item.output ?? '', `${p}.output`, skip) });
         break;
       }
@@ -183,7 +195,7 @@ function parseTools(v: unknown, skip: Untranslatable[]): ToolDefinition[] | unde
       skip.push({ param: `tools[${i}].type`, what: `Built-in tools ('${String(t.type)}')` });
       return;
     }
-    if (typeof t.name !== 'string' || !t.name) throw bad(`'tools[${i}].name' must be a string.`, `tools[${i}].name`);
+    if (typeof t.name !== 'string' || !t.name) return invalid(skip, 'must be a string.', `tools[${i}].name`);
     tools.push({
       name: t.name,
       description: typeof t.description === 'string' ? t.description : undefined,
@@ -198,13 +210,14 @@ function parseToolChoice(tc: unknown, skip: Untranslatable[]): ToolChoice | unde
   if (tc === 'auto' || tc === 'none' || tc === 'required') return tc;
   if (isObject(tc)) {
     if (tc.type === 'function') {
-      if (typeof tc.name !== 'string') throw bad("'tool_choice.name' must be a string.", 'tool_choice.name');
+      if (typeof tc.name !== 'string') return void invalid(skip, 'must be a string.', 'tool_choice.name');
       return { name: tc.name };
     }
     skip.push({ param: 'tool_choice', what: `tool_choice of type '${String(tc.type)}'` });
     return undefined;
   }
-  throw bad("'tool_choice' must be 'auto', 'none', 'required' or {\"type\":\"function\",\"name\":...}.", 'tool_choice');
+  invalid(skip, "must be 'auto', 'none', 'required' or {\"type\":\"function\",\"name\":...}.", 'tool_choice');
+  return undefined;
 }
 
 function optInteger(body: Json, key: string, min: number, max: number): number | undefined {
@@ -256,9 +269,9 @@ export function parseResponsesRequest(body: unknown): ChatRequest {
     user: typeof body.user === 'string' ? body.user : typeof body.safety_identifier === 'string' ? body.safety_identifier : undefined,
   };
   if (body.parallel_tool_calls === false) req.parallelToolCalls = false;
-  const untranslatable = skip.map(({ param, what }) => ({
+  const untranslatable = skip.map(({ param, what, invalid }) => ({
     param,
-    message: `'${param}': ${what} can only be served by OpenAI's own Responses API, and model '${body.model}' is served by another provider. Leave it out, or send the whole conversation in 'input' with function tools.`,
+    message: invalid ?? `'${param}': ${what} can only be served by OpenAI's own Responses API, and model '${body.model}' is served by another provider. Leave it out, or send the whole conversation in 'input' with function tools.`,
   }));
   if (messages.length === 0 && present(body.input)) untranslatable.push({ param: 'input', message: `'input' holds no message this model's provider can take.` });
   if (untranslatable.length) req.untranslatable = untranslatable;

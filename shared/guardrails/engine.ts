@@ -142,9 +142,12 @@ export class CompiledProfile {
       const f = (s: string) => this.filter(s, 'input', used);
       const messages = req.messages.map((m) => redactMessage(m, f));
       const system = req.system === undefined ? undefined : f(req.system);
+      // Parts the neutral request cannot carry (an unknown role, content part or block, passed
+      // through as sent) are only in the raw body: its prompt text is scanned too.
+      const raw = req.untranslatable?.length ? (redactRaw(body, f) as Record<string, unknown>) : undefined;
       if (used.size) {
         out = { ...out, system, messages };
-        body = redactRaw(body, f) as Record<string, unknown>;
+        body = raw ?? (redactRaw(body, f) as Record<string, unknown>);
       }
     }
     return { req: out, rawBody: body, verdict: { outcome: used.size ? 'redacted' : 'passed', rules: [...used] } };

@@ -8,6 +8,7 @@ import type { CallContext, Provider, ProviderResult } from '../types.ts';
 import { SdkCall } from './call.ts';
 import { eventsFromResponse, isAnthropicModel, StreamDecoder, toConverseInput } from './converse.ts';
 import { invokeAnthropic } from './invoke.ts';
+import { converseAsSentCommand } from './converse-passthrough.ts';
 import { bedrockEmbed } from './embeddings.ts';
 import { bedrockCountNative, bedrockCountTokens } from './count-tokens.ts';
 import { withTraceparent } from '../../tracing/context.ts';
@@ -58,24 +59,28 @@ export class BedrockProvider implements Provider {
 
   /**
    * Bedrock-native clients (InvokeModel with a Claude body) are passed through to Claude models;
-   * with `messagesViaInvokeModel`, so are Anthropic Messages requests.
+   * with `messagesViaInvokeModel`, so are Anthropic Messages requests. Converse clients get their
+   * own body sent to Converse, for every model (./converse-passthrough.ts).
    */
   passthrough(door: FrontDoor): boolean {
-    return door === 'bedrock-invoke' || (door === 'anthropic-messages' && this.cfg.messagesViaInvokeModel);
+    return door === 'bedrock-invoke' || door === 'bedrock-converse' || (door === 'anthropic-messages' && this.cfg.messagesViaInvokeModel);
   }
 
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
-    if (this.passthrough(ctx.frontDoor)) {
+    const asSent = ctx.frontDoor === 'bedrock-converse';
+    if (!asSent && this.passthrough(ctx.frontDoor)) {
       if (isAnthropicModel(ctx.upstreamModel)) return invokeAnthropic(this.client, this.name, this.cfg, req.stream, ctx);
       // Another model family: translated over Converse, which cannot carry everything.
       const lost = req.untranslatable?.[0];
       if (lost) throw new GatewayError('invalid_request', lost.message, { param: lost.param, code: 'unsupported_parameter' });
     }
-    const input = toConverseInput(req, ctx.upstreamModel, this.name);
+    // The answer is decoded either way (the Converse door encodes it again).
+    const command = asSent ? converseAsSentCommand(req, ctx) : undefined;
+    const input = asSent ? undefined : toConverseInput(req, ctx.upstreamModel, this.name);
     const call = new SdkCall(this.name, ctx.timeouts ?? this.cfg, ctx.signal);
     if (!req.stream) {
       try {
-        const res = await this.client.send(new ConverseCommand(input), { abortSignal: call.signal as never });
+        const res = await this.client.send((command as ConverseCommand | undefined) ?? new ConverseCommand(input!), { abortSignal: call.signal as never });
         if (!Array.isArray(res.output?.message?.content)) throw new GatewayError('upstream', `Provider "${this.name}" (Amazon Bedrock) answered without a message.`, { code: 'upstream_bad_response' });
         const id = res.$metadata.requestId ?? ctx.requestId;
         return { kind: 'events', events: toAsync(eventsFromResponse(res, id, ctx.upstreamModel)) };
@@ -90,7 +95,7 @@ export class BedrockProvider implements Provider {
     let id: string;
     let first: IteratorResult<ConverseStreamOutput>;
     try {
-      const res = await this.client.send(new ConverseStreamCommand(input), { abortSignal: call.signal as never });
+      const res = await this.client.send((command as ConverseStreamCommand | undefined) ?? new ConverseStreamCommand(input!), { abortSignal: call.signal as never });
       call.firstByte();
       if (!res.stream) throw new GatewayError('upstream', `Provider "${this.name}" (Amazon Bedrock) answered without a stream.`, { code: 'upstream_error' });
       id = res.$metadata.requestId ?? ctx.requestId;

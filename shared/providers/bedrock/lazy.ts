@@ -37,7 +37,7 @@ export class BedrockProvider implements Provider {
   }
 
   passthrough(door: FrontDoor): boolean {
-    return door === 'bedrock-invoke' || (door === 'anthropic-messages' && this.cfg.messagesViaInvokeModel);
+    return door === 'bedrock-invoke' || door === 'bedrock-converse' || (door === 'anthropic-messages' && this.cfg.messagesViaInvokeModel);
   }
 
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
