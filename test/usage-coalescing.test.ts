@@ -73,3 +73,73 @@ describe('usage counters: concurrent settlements are coalesced, never lost', () 
     assert.equal(errors.length, 2, 'each counter write failure is reported');
   });
 });
+
+describe('usage counters: time-bounded batching (the policy flushes about once a second)', () => {
+  let dynamo: LocalDynamo;
+  let store: Store;
+  let calls = 0;
+
+  before(async () => {
+    const started = await startDynamo();
+    dynamo = started.dynamo;
+    const real = createDynamoStore(started.settings);
+    store = new Proxy(real, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop === 'addUsage' && typeof v === 'function') {
+          return (...args: unknown[]) => {
+            calls++;
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  });
+  after(async () => {
+    await dynamo.close();
+  });
+
+  const usage = { inputTokens: 4, outputTokens: 6, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 3 };
+
+  it('sequential settlements write nothing until the flush, then one write per counter with exact totals', async () => {
+    calls = 0;
+    // A long interval: only flush() writes here.
+    const tracker = new BudgetTracker(store, 60_000, undefined, 3_600_000);
+    const now = Date.parse('2026-11-25T14:00:00Z');
+    for (let i = 0; i < 120; i++) await tracker.record(['key:batched', 'team:batched'], usage, now);
+    assert.equal(calls, 0, 'no write per request');
+    await tracker.flush();
+    assert.equal(calls, 4, 'key and team, day and month: one write each');
+    const counters = await store.getCounters([usageCounterId('key:batched', 'd', now), usageCounterId('team:batched', 'm', now)]);
+    for (const totals of counters.values()) {
+      assert.equal(totals.requests, 120);
+      assert.equal(totals.tokens, 1200);
+      assert.equal(totals.microUsd, 360);
+    }
+    await tracker.flush();
+    assert.equal(calls, 4, 'nothing left to write');
+  });
+
+  it('a full batch (flushRecords) is written without waiting for the interval; a failed write is kept for the next flush', async () => {
+    calls = 0;
+    const tracker = new BudgetTracker(store, 60_000, undefined, 3_600_000, 50);
+    const now = Date.parse('2026-11-25T15:00:00Z');
+    for (let i = 0; i < 50; i++) await tracker.record(['key:full'], usage, now);
+    await tracker.flush(); // waits for the write the 50th record started
+    assert.equal(calls, 2);
+
+    let fail = true;
+    const errors: unknown[] = [];
+    const flaky: Store = { ...store, getCounters: store.getCounters.bind(store), addUsage: (id, d, e) => (fail ? Promise.reject(new Error('store down')) : store.addUsage(id, d, e)) } as Store;
+    const t2 = new BudgetTracker(flaky, 60_000, (e) => errors.push(e), 3_600_000);
+    await t2.record(['key:retry'], usage, now);
+    await t2.flush();
+    assert.equal(errors.length, 2);
+    fail = false;
+    await t2.record(['key:retry'], usage, now);
+    await t2.flush();
+    const got = await store.getCounters([usageCounterId('key:retry', 'd', now)]);
+    assert.equal([...got.values()][0]!.requests, 2, 'the failed batch was written with the next one');
+  });
+});
