@@ -336,9 +336,18 @@ const FIELDS: { field: BudgetField; period: Period; unit: 'usd' | 'tokens' }[] =
   { field: 'tokensPerMonth', period: 'm', unit: 'tokens' },
 ];
 
+/** The last day's ids, kept: a request asks for them several times (a Date and an ISO string each). */
+let memoDay = NaN;
+let memoIds = { d: '', m: '' };
+
 export function periodId(period: Period, now: number): string {
-  const iso = new Date(now).toISOString();
-  return period === 'd' ? iso.slice(0, 10) : iso.slice(0, 7);
+  const day = Math.floor(now / 86_400_000);
+  if (day !== memoDay) {
+    const iso = new Date(day * 86_400_000).toISOString();
+    memoIds = { d: iso.slice(0, 10), m: iso.slice(0, 7) };
+    memoDay = day;
+  }
+  return memoIds[period];
 }
 
 export function periodEnd(period: Period, now: number): number {
