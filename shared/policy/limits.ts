@@ -166,6 +166,8 @@ export class RateLimiter {
    * use when busier, and never more than a tenth of the limit.
    */
   private blocks(p: Pool, limits: RateLimits, now: number): { r: number; t: number } {
+    // leaseRequests 1 means no leasing: exactly what each request needs, one update per request.
+    if (this.opts.leaseRequests <= 1) return { r: limits.rpm ? 1 : 0, t: limits.tpm ? Math.min(this.opts.leaseTokens, Math.max(1, Math.floor(limits.tpm / 10))) : 0 };
     const r = limits.rpm ? Math.min(Math.max(1, Math.floor(limits.rpm / 10)), Math.max(this.opts.leaseRequests, Math.ceil(p.reqRate.perSecond(now) * BLOCK_SECONDS))) : 0;
     const t = limits.tpm ? Math.min(Math.max(1, Math.floor(limits.tpm / 10)), Math.max(this.opts.leaseTokens, Math.ceil(p.tokRate.perSecond(now) * BLOCK_SECONDS))) : 0;
     return { r, t };
