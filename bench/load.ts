@@ -43,7 +43,16 @@ export interface LoadResult {
   cpuUsPerReq: number | null;
   /** The same for ours' store (dynalite), when it has one. */
   storeCpuUsPerReq: number | null;
+  /**
+   * DynamoDB calls the store received during the measured run, by operation (ours with keys only;
+   * counted by bench/dynamo-server.ts), and their total per answered request.
+   */
+  storeCalls: Record<string, number> | null;
+  storeCallsPerReq: number | null;
 }
+
+/** Counts of calls by operation a store has received so far (see bench/dynamo-server.ts). */
+export type StoreCallCounter = () => Promise<Record<string, number>>;
 
 /** CPU ms (user + system) a process has used so far, from /proc (Linux), or undefined. */
 export function cpuMs(pid: number | undefined): number | undefined {
@@ -70,7 +79,8 @@ export function median(values: number[]): number {
   return percentile(Float64Array.from(values).sort(), 50);
 }
 
-export async function runLoad(target: Target, shape: Shape, durationS: number, pids: { server?: number; store?: number } = {}): Promise<LoadResult> {
+export async function runLoad(target: Target, shape: Shape, durationS: number, pids: { server?: number; store?: number } = {}, storeCalls?: StoreCallCounter): Promise<LoadResult> {
+  const calls0 = await storeCalls?.();
   const cpu0 = { server: cpuMs(pids.server), store: cpuMs(pids.store) };
   let lat = new Float64Array(1 << 16);
   let n = 0;
@@ -99,6 +109,13 @@ export async function runLoad(target: Target, shape: Shape, durationS: number, p
     });
   });
   const cpu1 = { server: cpuMs(pids.server), store: cpuMs(pids.store) };
+  const calls1 = await storeCalls?.();
+  let callsDuring: Record<string, number> | null = null;
+  if (calls0 && calls1) {
+    callsDuring = {};
+    for (const [op, c] of Object.entries(calls1)) if (c - (calls0[op] ?? 0) > 0) callsDuring[op] = c - (calls0[op] ?? 0);
+  }
+  const totalCalls = callsDuring ? Object.values(callsDuring).reduce((a, b) => a + b, 0) : 0;
   const perReq = (a?: number, b?: number) => (a === undefined || b === undefined || !n ? null : Math.round(((b - a) * 1000) / n));
   const sorted = lat.subarray(0, n).sort();
   let sum = 0;
@@ -119,6 +136,8 @@ export async function runLoad(target: Target, shape: Shape, durationS: number, p
     errors: result.errors + result.timeouts,
     cpuUsPerReq: perReq(cpu0.server, cpu1.server),
     storeCpuUsPerReq: perReq(cpu0.store, cpu1.store),
+    storeCalls: callsDuring,
+    storeCallsPerReq: callsDuring && n ? Math.round((totalCalls / n) * 10_000) / 10_000 : null,
   };
 }
 

@@ -55,7 +55,7 @@ export function printLoad(load: LoadResult[], log: Log): void {
   log('cpu = CPU time of the server under test per request, in microseconds; for ours also its store, dynalite)');
   for (const t of new Set(load.map((r) => r.target))) log(`  ${t.padEnd(9)} ${TARGET_NOTES[t] ?? ''}`);
   log('');
-  const rows = [['shape', 'target', 'req/s', 'p50', 'p99', 'added p50', 'added p99', 'cpu us/req', 'store us/req', 'non-2xx/err']];
+  const rows = [['shape', 'target', 'req/s', 'p50', 'p99', 'added p50', 'added p99', 'cpu us/req', 'store us/req', 'store calls/req', 'non-2xx/err']];
   for (const r of load) {
     rows.push([
       r.shape,
@@ -67,6 +67,7 @@ export function printLoad(load: LoadResult[], log: Log): void {
       r.target === 'direct' ? '' : f3(added(load, r.target, r.shape, 'p99Ms')),
       r.cpuUsPerReq == null ? 'n/a' : String(r.cpuUsPerReq),
       r.storeCpuUsPerReq == null ? '' : String(r.storeCpuUsPerReq),
+      r.storeCallsPerReq == null ? '' : r.storeCallsPerReq.toFixed(4),
       `${r.non2xx}/${r.errors}`,
     ]);
   }
@@ -137,6 +138,16 @@ export function goals(load: LoadResult[], stream: StreamResult[], cold: ColdStar
       if (load.some((r) => r.target === 'floor')) check(`${shape} ${pn}: ours/floor added latency <= 1.5`, ratio(load, 'ours', 'floor', shape, p), 1.5);
       if (load.some((r) => r.target === 'portkey')) check(`${shape} ${pn}: ours/portkey added latency <= 0.25`, ratio(load, 'ours', 'portkey', shape, p), 0.25);
     }
+  }
+  const floorC = load.find((r) => r.target === 'floor' && r.shape === 'concurrent');
+  const oursC = load.find((r) => r.target === 'ours' && r.shape === 'concurrent');
+  if (floorC && oursC) {
+    const v = floorC.rps > 0 ? oursC.rps / floorC.rps : null;
+    out.push({ goal: 'concurrent: ours/floor throughput >= 0.5', value: v, limit: 0.5, pass: v !== null && v >= 0.5 });
+  }
+  for (const r of load) {
+    if (r.target !== 'ours' || r.storeCallsPerReq == null) continue;
+    check(`${r.shape}: store calls per request on a warm key <= 1/50 (0.02)`, r.storeCallsPerReq, 0.02);
   }
   const d = stream.find((s) => s.target === 'direct');
   const o = stream.find((s) => s.target === 'ours');

@@ -95,8 +95,9 @@ try {
       try {
         for (const shape of shapes) {
           await runLoad(r.target, shape, settings.warmupS);
-          const res = await runLoad(r.target, shape, settings.durationS, r.pids);
-          log(`  ${name.padEnd(9)} ${shape.name.padEnd(11)} ${String(res.rps).padStart(6)} req/s  p50 ${res.p50Ms.toFixed(3)} ms  p99 ${res.p99Ms.toFixed(3)} ms  cpu ${res.cpuUsPerReq ?? 'n/a'} us/req${res.non2xx || res.errors ? `  (${res.non2xx} non-2xx, ${res.errors} errors)` : ''}`);
+          const res = await runLoad(r.target, shape, settings.durationS, r.pids, r.storeCalls);
+          const calls = res.storeCalls ? `  store ${Object.entries(res.storeCalls).map(([op, c]) => `${op} ${c}`).join(', ') || 'no calls'} (${res.storeCallsPerReq}/req)` : '';
+          log(`  ${name.padEnd(9)} ${shape.name.padEnd(11)} ${String(res.rps).padStart(6)} req/s  p50 ${res.p50Ms.toFixed(3)} ms  p99 ${res.p99Ms.toFixed(3)} ms  cpu ${res.cpuUsPerReq ?? 'n/a'} us/req${calls}${res.non2xx || res.errors ? `  (${res.non2xx} non-2xx, ${res.errors} errors)` : ''}`);
           load.push(res);
         }
       } finally {

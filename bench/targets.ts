@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchScript, CLIENT_CORE, freePort, SERVER_CORE, spawnNode, type Child } from './procs.ts';
-import type { Target } from './load.ts';
+import type { StoreCallCounter, Target } from './load.ts';
 
 /**
  * The servers of the benchmark, each started in its own process: the mock upstream (on the client's
@@ -18,6 +18,8 @@ export interface Running {
   target: Target;
   /** Processes whose CPU time a load run charges to this target: the server under test, and (ours with keys) its store. */
   pids: { server?: number; store?: number };
+  /** Calls the store (dynalite) has received so far, by operation; ours with keys only. */
+  storeCalls?: StoreCallCounter;
   stop(): Promise<void>;
 }
 
@@ -38,6 +40,7 @@ function running(name: string, child: Child, upstream: string, cleanup?: () => P
   return {
     target: { name, url: child.url, path: CHAT_PATH, headers: clientHeaders(upstream, key) },
     pids: { server: child.proc.pid, store: store?.proc.pid },
+    storeCalls: store ? async () => (await (await fetch(`${store.url}/__bench/calls`)).json()) as Record<string, number> : undefined,
     async stop() {
       await child.stop();
       await cleanup?.();

@@ -436,7 +436,8 @@ export class Gateway {
   async flush(): Promise<void> {
     const records = this.unflushed;
     this.unflushed = 0;
-    const flushAll = () => Promise.all(this.sinks.map((s) => s.flush?.()));
+    // Usage batched by the policy is written with the logs (its failures are reported by the policy).
+    const flushAll = () => Promise.all([...this.sinks.map((s) => s.flush?.()), this.policy?.flush()]);
     const spans = this.opts.spans;
     if (!spans || records === 0) return void (await flushAll());
     // The log export (Firehose PutRecordBatch calls nest in it).

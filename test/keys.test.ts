@@ -324,8 +324,8 @@ describe('token budgets settle to recorded usage', () => {
     assert.ok(Math.abs(team.month.costUsd - cost) < 1e-9);
 
     // The tokens reserved per request (prompt estimate + 4096) were settled back to real usage:
-    // the window leased one block and every request fit in it.
-    assert.ok(usage.minute.tokensLeased <= 5_000 + 4_200, `leased ${usage.minute.tokensLeased}`);
+    // the window leased one block, and at most one more ahead of need (renewed once half spent).
+    assert.ok(usage.minute.tokensLeased <= 2 * 5_000 + 4_200, `leased ${usage.minute.tokensLeased}`);
 
     // Spend more until the daily token budget (60) is used up; then 429 naming the budget.
     let status = 200;

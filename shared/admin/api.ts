@@ -301,6 +301,8 @@ async function usage(policy: Policy, subject: string, limits: KeyRecord['limits'
   const minuteId = `rl:${subject}:${w}`;
   const dayId = usageCounterId(subject, 'd', now);
   const monthId = usageCounterId(subject, 'm', now);
+  // This instance's batched usage first, so what it has served is counted.
+  await policy.flush();
   const got = await policy.store.getCounters([minuteId, dayId, monthId]);
   const minute = got.get(minuteId) ?? ZERO_TOTALS;
   return {

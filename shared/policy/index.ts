@@ -5,11 +5,15 @@ import { Policy } from './policy.ts';
 
 export { Policy, isPublicPath, type Access } from './policy.ts';
 
+/** Usage settlements are batched this long before one write per counter (see BudgetTracker). */
+export const USAGE_FLUSH_MS = 1000;
+
 /**
  * The policy for a configuration, or undefined when keys are off (`auth` absent or
  * `auth.required: false`: the gateway is open). Without a given store it opens the DynamoDB tables
  * named by the configuration and environment (the Lambda path).
  */
+
 export function createPolicy(config: GatewayConfig, env: Record<string, string | undefined>, store?: Store, now?: () => number, onError?: (err: unknown) => void): Policy | undefined {
   if (!config.auth?.required) return undefined;
   return new Policy({
@@ -24,6 +28,7 @@ export function createPolicy(config: GatewayConfig, env: Record<string, string |
       budgetRefreshSeconds: config.limits.budgetRefreshSeconds,
       budgetStatus: config.limits.budgetStatus,
       pricing: config.pricing,
+      usageFlushMs: USAGE_FLUSH_MS,
     },
   });
 }

@@ -58,11 +58,41 @@ interface Pool {
   inflight?: Promise<void>;
   /** An exact lease of this size failed in this window: larger needs fail without asking. */
   failed?: { requests: number; tokens: number };
+  /** Requests and tokens taken lately (carried across windows): sizes the blocks. */
+  reqRate: RateMeter;
+  tokRate: RateMeter;
 }
 
 export function windowOf(now: number): number {
   return Math.floor(now / WINDOW_MS);
 }
+
+/** How much a subject used in the last whole second and in the current one (sizes lease blocks). */
+export class RateMeter {
+  private sec = 0;
+  private cur = 0;
+  private prev = 0;
+
+  hit(now: number, n: number): void {
+    const sec = Math.floor(now / 1000);
+    if (sec !== this.sec) {
+      this.prev = sec === this.sec + 1 ? this.cur : 0;
+      this.cur = 0;
+      this.sec = sec;
+    }
+    this.cur += n;
+  }
+
+  /** Use per second: the larger of the last second's and the current one's so far. */
+  perSecond(now: number): number {
+    const sec = Math.floor(now / 1000);
+    if (sec === this.sec) return Math.max(this.prev, this.cur);
+    return sec === this.sec + 1 ? this.cur : 0;
+  }
+}
+
+/** Seconds of a subject's recent use one lease block covers (renewed at half: a busy subject leases about every BLOCK_SECONDS / 2); a quiet subject gets the configured minimum. */
+export const BLOCK_SECONDS = 10;
 
 export class RateLimiter {
   private readonly pools = new Map<string, Pool>();
@@ -73,7 +103,7 @@ export class RateLimiter {
     let p = this.pools.get(poolId);
     if (!p || p.window !== window) {
       if (!p && this.pools.size > 50_000) this.pools.clear();
-      p = { window, reqLeft: 0, tokLeft: 0, globalReq: 0, globalTok: 0 };
+      p = { window, reqLeft: 0, tokLeft: 0, globalReq: 0, globalTok: 0, reqRate: p?.reqRate ?? new RateMeter(), tokRate: p?.tokRate ?? new RateMeter() };
       this.pools.set(poolId, p);
     }
     return p;
@@ -107,6 +137,9 @@ export class RateLimiter {
       if (p.reqLeft >= needR && p.tokLeft >= needT) {
         p.reqLeft -= needR;
         p.tokLeft -= needT;
+        p.reqRate.hit(now, needR);
+        p.tokRate.hit(now, needT);
+        this.renew(p, counterId, limits, now);
         return { ok: true, grant: { counterId, poolId: subject, window, requests: needR, tokens: needT }, status: this.status(p, limits) };
       }
       if (p.inflight) {
@@ -121,31 +154,57 @@ export class RateLimiter {
       if (p.failed && shortR >= p.failed.requests && shortT >= p.failed.tokens) {
         return { ok: false, limit: shortR > 0 && (!tpm || p.globalTok + shortT <= tpm) ? 'requests' : 'tokens', status: this.status(p, limits) };
       }
-      p.inflight = this.lease(p, counterId, limits, shortR, shortT).finally(() => {
+      p.inflight = this.lease(p, counterId, limits, shortR, shortT, now).finally(() => {
         p.inflight = undefined;
       });
       await p.inflight;
     }
   }
 
-  private async lease(p: Pool, counterId: string, limits: RateLimits, shortR: number, shortT: number): Promise<void> {
+  /**
+   * Block sizes for a subject: at least the configured blocks, or about BLOCK_SECONDS of its recent
+   * use when busier, and never more than a tenth of the limit.
+   */
+  private blocks(p: Pool, limits: RateLimits, now: number): { r: number; t: number } {
+    // leaseRequests 1 means no leasing: exactly what each request needs, one update per request.
+    if (this.opts.leaseRequests <= 1) return { r: limits.rpm ? 1 : 0, t: limits.tpm ? Math.min(this.opts.leaseTokens, Math.max(1, Math.floor(limits.tpm / 10))) : 0 };
+    const r = limits.rpm ? Math.min(Math.max(1, Math.floor(limits.rpm / 10)), Math.max(this.opts.leaseRequests, Math.ceil(p.reqRate.perSecond(now) * BLOCK_SECONDS))) : 0;
+    const t = limits.tpm ? Math.min(Math.max(1, Math.floor(limits.tpm / 10)), Math.max(this.opts.leaseTokens, Math.ceil(p.tokRate.perSecond(now) * BLOCK_SECONDS))) : 0;
+    return { r, t };
+  }
+
+  /**
+   * Lease the next block in the background once the local one is half spent, so a subject in
+   * steady use never waits on a lease (the lease is the same conditional update: never over-admits).
+   */
+  private renew(p: Pool, counterId: string, limits: RateLimits, now: number): void {
+    if (p.inflight || this.opts.leaseRequests <= 1) return;
+    const b = this.blocks(p, limits, now);
+    const lowR = !!limits.rpm && p.reqLeft * 2 < b.r && p.globalReq + b.r <= limits.rpm;
+    const lowT = !!limits.tpm && p.tokLeft * 2 < b.t && p.globalTok + b.t <= limits.tpm;
+    if (!lowR && !lowT) return;
+    p.inflight = this.lease(p, counterId, limits, lowR ? 1 : 0, lowT ? 1 : 0, now, true)
+      .catch((err) => this.opts.onError?.(err))
+      .finally(() => {
+        p.inflight = undefined;
+      });
+  }
+
+  private async lease(p: Pool, counterId: string, limits: RateLimits, shortR: number, shortT: number, now: number, ahead = false): Promise<void> {
     const rpm = limits.rpm;
     const tpm = limits.tpm;
     const expiresAt = Math.floor(((p.window + 1) * WINDOW_MS) / 1000) + 3600;
+    const caps = this.blocks(p, limits, now);
     let blockR = 0;
     let blockT = 0;
-    if (rpm && shortR > 0) {
-      const cap = Math.min(this.opts.leaseRequests, Math.max(1, Math.floor(rpm / 10)));
-      blockR = Math.max(shortR, Math.min(cap, rpm - p.globalReq));
-    }
-    if (tpm && shortT > 0) {
-      const cap = Math.min(this.opts.leaseTokens, Math.max(1, Math.floor(tpm / 10)));
-      blockT = Math.max(shortT, Math.min(cap, tpm - p.globalTok));
-    }
+    if (rpm && shortR > 0) blockR = Math.max(shortR, Math.min(caps.r, rpm - p.globalReq));
+    if (tpm && shortT > 0) blockT = Math.max(shortT, Math.min(caps.t, tpm - p.globalTok));
     const attempt = (r: number, t: number) =>
       this.opts.store.lease(counterId, { requests: r, tokens: t, maxRequests: r ? rpm : undefined, maxTokens: t ? tpm : undefined, expiresAt });
     let res = await attempt(blockR, blockT);
     let got = { r: blockR, t: blockT };
+    // A lease ahead of need that does not fit is simply not taken: the next request asks for exactly what it needs.
+    if (!res.ok && ahead) return;
     if (!res.ok && (blockR > shortR || blockT > shortT)) {
       res = await attempt(shortR, shortT);
       got = { r: shortR, t: shortT };
@@ -256,6 +315,8 @@ interface BudgetPool {
   /** The committed total as last seen (a lower bound while this instance's blocks are unspent). */
   committed: number;
   inflight?: Promise<void>;
+  /** Amounts reserved lately: sizes the blocks. */
+  rate: RateMeter;
 }
 
 /** A reservation against one budget, settled after the response. */
@@ -277,9 +338,18 @@ const FIELDS: { field: BudgetField; period: Period; unit: 'usd' | 'tokens' }[] =
   { field: 'tokensPerMonth', period: 'm', unit: 'tokens' },
 ];
 
+/** The last day's ids, kept: a request asks for them several times (a Date and an ISO string each). */
+let memoDay = NaN;
+let memoIds = { d: '', m: '' };
+
 export function periodId(period: Period, now: number): string {
-  const iso = new Date(now).toISOString();
-  return period === 'd' ? iso.slice(0, 10) : iso.slice(0, 7);
+  const day = Math.floor(now / 86_400_000);
+  if (day !== memoDay) {
+    const iso = new Date(day * 86_400_000).toISOString();
+    memoIds = { d: iso.slice(0, 10), m: iso.slice(0, 7) };
+    memoDay = day;
+  }
+  return memoIds[period];
 }
 
 export function periodEnd(period: Period, now: number): number {
@@ -322,11 +392,74 @@ export class BudgetTracker {
   /** Per counter: the usage waiting for the write in flight to finish (see `add`). */
   private readonly writes = new Map<string, { open?: PendingWrite; running: boolean }>();
 
+  /** Time-bounded batching (flushMs > 0): usage waiting for the next flush, per counter. */
+  private readonly pending = new Map<string, { delta: UsageDelta; expiresAt: number; now: number }>();
+  private pendingRecords = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private flushing: Promise<void> | undefined;
+
+  /**
+   * `flushMs` > 0 batches usage writes in time: a finished request's usage (and the settlement of
+   * its reservations) is summed per counter in memory and written every `flushMs`, or at once when
+   * `flushRecords` requests are waiting, and by `flush()` (shutdown, end of a Lambda invocation).
+   * 0: each settlement is written at once (coalesced only while a write is in flight).
+   */
   constructor(
     private readonly store: Store,
     private readonly refreshMs: number,
     private readonly onError?: (err: unknown) => void,
+    private readonly flushMs = 0,
+    private readonly flushRecords = 1000,
   ) {}
+
+  /** Write every batched usage now; resolves when the writes have landed (failures go to onError and are kept for the next flush). */
+  flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const prior = this.flushing ?? Promise.resolve();
+    if (!this.pending.size) return prior;
+    const batch = [...this.pending];
+    this.pending.clear();
+    this.pendingRecords = 0;
+    const run = Promise.all(
+      batch.map(([id, b]) =>
+        this.write(id, b.delta, b.expiresAt, b.now).catch((err) => {
+          this.onError?.(err);
+          // Kept for the next flush: usage is not dropped because one write failed.
+          this.queue(id, b.delta, b.expiresAt, b.now);
+        }),
+      ),
+    ).then(() => {});
+    const done = Promise.all([prior, run]).then(() => {
+      if (this.flushing === done) this.flushing = undefined;
+    });
+    this.flushing = done;
+    return done;
+  }
+
+  /** `now`: the caller's clock when the usage was recorded (ages the spend view the write refreshes). */
+  private queue(id: string, delta: UsageDelta, expiresAt: number, now: number): void {
+    let b = this.pending.get(id);
+    if (!b) {
+      b = { delta: {}, expiresAt, now };
+      this.pending.set(id, b);
+    }
+    b.now = Math.min(b.now, now);
+    for (const k in delta) {
+      const v = delta[k as keyof UsageDelta];
+      if (v) b.delta[k as keyof UsageDelta] = (b.delta[k as keyof UsageDelta] ?? 0) + v;
+    }
+    b.expiresAt = Math.max(b.expiresAt, expiresAt);
+    if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.flush();
+      }, this.flushMs);
+      this.timer.unref?.();
+    }
+  }
 
   private set(id: string, totals: CounterTotals, at: number): void {
     const old = this.view.get(id);
@@ -398,7 +531,7 @@ export class BudgetTracker {
       asks.map(({ s, f, limit }) => {
         const units = f.unit === 'usd' ? Math.round(limit * 1e6) : Math.floor(limit);
         const amount = Math.max(0, Math.ceil(f.unit === 'usd' ? need.microUsd : need.tokens));
-        return this.take(usageCounterId(s.subject, f.period, now), f.unit === 'usd' ? 'committedMicroUsd' : 'committedTokens', units, amount, Math.floor(periodEnd(f.period, now) / 1000) + (f.period === 'd' ? 7 : 62) * 86_400);
+        return this.take(usageCounterId(s.subject, f.period, now), f.unit === 'usd' ? 'committedMicroUsd' : 'committedTokens', units, amount, Math.floor(periodEnd(f.period, now) / 1000) + (f.period === 'd' ? 7 : 62) * 86_400, now);
       }),
     );
     const grants: BudgetGrant[] = [];
@@ -426,18 +559,49 @@ export class BudgetTracker {
     if (!p) {
       if (this.pools.size > 50_000) this.pools.clear();
       const seen = this.view.get(counterId)?.totals;
-      p = { key, counterId, field, left: 0, committed: seen ? seen[field] : 0 };
+      p = { key, counterId, field, left: 0, committed: seen ? seen[field] : 0, rate: new RateMeter() };
       this.pools.set(key, p);
     }
     return p;
   }
 
-  private async take(counterId: string, field: BudgetPool['field'], limit: number, amount: number, expiresAt: number): Promise<{ grant?: BudgetGrant; committed: number }> {
+  /**
+   * A block's size: worth BUDGET_BLOCK_REQUESTS worst-case requests, or about BLOCK_SECONDS of the
+   * subject's recent reservations when busier; at most a tenth of the budget.
+   */
+  private blockSize(p: BudgetPool, limit: number, amount: number, now: number): number {
+    return Math.min(Math.floor(limit / 10), Math.max(amount * BUDGET_BLOCK_REQUESTS, Math.ceil(p.rate.perSecond(now) * BLOCK_SECONDS)));
+  }
+
+  /** Lease a block (one conditional update: only if the committed total stays within the budget). */
+  private leaseBlock(p: BudgetPool, limit: number, block: number, expiresAt: number): Promise<void> {
+    const { counterId, field } = p;
+    return this.store
+      .reserve(counterId, { field, amount: block, atMost: limit - block, expiresAt })
+      .then((r) => {
+        if (r.ok) {
+          p.left += block;
+          p.committed = Math.max(p.committed, r.totals[field]);
+          this.noteTotals(counterId, r.totals);
+        } else p.committed = Math.max(p.committed, limit - block + 1);
+      })
+      .finally(() => (p.inflight = undefined));
+  }
+
+  private async take(counterId: string, field: BudgetPool['field'], limit: number, amount: number, expiresAt: number, now: number): Promise<{ grant?: BudgetGrant; committed: number }> {
     const p = this.pool(counterId, field);
     if (amount === 0) return { grant: undefined, committed: p.committed };
     for (;;) {
       if (p.left >= amount) {
         p.left -= amount;
+        p.rate.hit(now, amount);
+        // Half the block spent: lease the next one in the background, so no request waits on it.
+        if (!p.inflight) {
+          const block = this.blockSize(p, limit, amount, now);
+          if (p.left * 2 < block && block >= 2 * amount && p.committed + block <= limit) {
+            p.inflight = this.leaseBlock(p, limit, block, expiresAt).catch((err) => this.onError?.(err));
+          }
+        }
         return { grant: { pool: p, amount, fromBlock: true, expiresAt }, committed: p.committed };
       }
       if (p.inflight) {
@@ -446,18 +610,9 @@ export class BudgetTracker {
       }
       // Far from the budget: lease a block (worth several requests), if one fits as far as this
       // instance knows; the conditional update has the last word.
-      const block = Math.min(Math.floor(limit / 10), amount * BUDGET_BLOCK_REQUESTS);
+      const block = this.blockSize(p, limit, amount, now);
       if (block >= 2 * amount && p.committed + block <= limit) {
-        p.inflight = this.store
-          .reserve(counterId, { field, amount: block, atMost: limit - block, expiresAt })
-          .then((r) => {
-            if (r.ok) {
-              p.left += block;
-              p.committed = Math.max(p.committed, r.totals[field]);
-              this.noteTotals(counterId, r.totals);
-            } else p.committed = Math.max(p.committed, limit - block + 1);
-          })
-          .finally(() => (p.inflight = undefined));
+        p.inflight = this.leaseBlock(p, limit, block, expiresAt);
         await p.inflight;
         continue;
       }
@@ -481,7 +636,7 @@ export class BudgetTracker {
 
   /** Give reservations back whole (the request did not go ahead). */
   release(grants: BudgetGrant[], now: number): void {
-    for (const [id, d] of this.settlement(grants, { microUsd: 0, tokens: 0 })) void this.add(id, d.delta, d.expiresAt, now).catch((err) => this.onError?.(err));
+    for (const [id, d] of this.settlement(grants, { microUsd: 0, tokens: 0 })) void this.add(id, d.delta, d.expiresAt, now, true).catch((err) => this.onError?.(err));
   }
 
   /**
@@ -545,11 +700,13 @@ export class BudgetTracker {
         const expiresAt = Math.floor(periodEnd(period, now) / 1000) + (period === 'd' ? 7 : 62) * 86_400;
         const extra = committed.get(id);
         committed.delete(id);
-        writes.push(this.add(id, { requests: 1, tokens, ...delta, ...extra?.delta }, expiresAt, now));
+        // A reservation on the counter itself (near the budget) is released at once: others may wait on it.
+        writes.push(this.add(id, { requests: 1, tokens, ...delta, ...extra?.delta }, expiresAt, now, !!extra));
       }
     }
     // Reservations taken in a period that has ended meanwhile settle on their own counters.
-    for (const [id, d] of committed) writes.push(this.add(id, d.delta, d.expiresAt, now));
+    for (const [id, d] of committed) writes.push(this.add(id, d.delta, d.expiresAt, now, true));
+    if (this.flushMs > 0 && ++this.pendingRecords >= this.flushRecords) void this.flush();
     const results = await Promise.allSettled(writes);
     for (const r of results) if (r.status === 'rejected') this.onError?.(r.reason);
   }
@@ -561,7 +718,15 @@ export class BudgetTracker {
    * with no timer (a Lambda serving one request at a time writes at once). Resolves when the
    * write carrying this usage has landed.
    */
-  private add(id: string, delta: UsageDelta, expiresAt: number, now: number): Promise<void> {
+  private add(id: string, delta: UsageDelta, expiresAt: number, now: number, urgent = false): Promise<void> {
+    if (this.flushMs > 0 && !urgent) {
+      this.queue(id, delta, expiresAt, now);
+      return Promise.resolve();
+    }
+    return this.write(id, delta, expiresAt, now);
+  }
+
+  private write(id: string, delta: UsageDelta, expiresAt: number, now: number): Promise<void> {
     let slot = this.writes.get(id);
     if (!slot) {
       slot = { running: false };

@@ -20,6 +20,11 @@ export interface PolicySettings {
   /** Status for a spent budget: 429 (default) or 402. */
   budgetStatus: 429 | 402;
   pricing: Record<string, Price>;
+  /**
+   * Milliseconds usage settlements are batched in memory before one write per counter (0: written
+   * per request, coalesced while a write is in flight). `flush()` writes them at once.
+   */
+  usageFlushMs?: number;
 }
 
 export interface PolicyOptions {
@@ -67,7 +72,12 @@ export class Policy {
   constructor(private readonly opts: PolicyOptions) {
     this.now = opts.now ?? Date.now;
     this.limiter = new RateLimiter({ store: opts.store, leaseRequests: opts.settings.leaseRequests, leaseTokens: opts.settings.leaseTokens, onError: opts.onError });
-    this.budgets = new BudgetTracker(opts.store, opts.settings.budgetRefreshSeconds * 1000, opts.onError);
+    this.budgets = new BudgetTracker(opts.store, opts.settings.budgetRefreshSeconds * 1000, opts.onError, opts.settings.usageFlushMs ?? 0);
+  }
+
+  /** Write the usage batched on this instance (shutdown, end of a Lambda invocation, before an admin usage read). */
+  flush(): Promise<void> {
+    return this.budgets.flush();
   }
 
   get store(): Store {
