@@ -3,20 +3,28 @@ import { Alias, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { GatewayConfig } from '../shared/config/schema.ts';
 import { GatewayApi } from './constructs/api.ts';
-import { bedrockRegionProblems, concreteRegion, grantBedrock } from './constructs/bedrock-access.ts';
-import { grantGuardrails } from './constructs/guardrail-access.ts';
+import { BedrockAccess } from './constructs/bedrock-access.ts';
 import { GatewayFunction } from './constructs/gateway-function.ts';
 import { LogExport } from './constructs/log-export.ts';
 import { Observability } from './constructs/observability.ts';
 import { ProviderSecrets } from './constructs/secrets.ts';
 import { GatewayTables } from './constructs/storage.ts';
-import { acknowledgeAdminRole, acknowledgeApi, acknowledgeBedrockProfiles, acknowledgeFunction, acknowledgeLogDelivery, acknowledgeSecret } from './nag.ts';
+import { acknowledgeAdminRole, acknowledgeApi, acknowledgeFunction, acknowledgeLogDelivery, acknowledgeSecret } from './nag.ts';
 
 export interface GatewayStackProps extends StackProps {
   config: GatewayConfig;
 }
 
-/** The whole gateway in one stack: API, functions, tables, log export, secrets, dashboard and alarms. */
+/**
+ * The whole gateway in one stack: API, functions, tables, log export, secrets, dashboard and alarms.
+ *
+ * A composition, in the manner of AWS Solutions Constructs: each construct builds its resources
+ * and owns the permissions on them. A function gets access by being handed to the construct's
+ * grant method, which adds exactly the IAM statements that function's code path needs and the
+ * environment variables naming the resources (tables: `grantGateway`/`grantAdmin`, log export:
+ * `grantWriter`, provider secrets: `grantRead`, Bedrock models and guardrails: `grantInvoke`).
+ * This file only decides which function gets what; it assembles no policy and no variable name.
+ */
 export class GatewayStack extends Stack {
   readonly api: GatewayApi;
   readonly gateway: GatewayFunction;
@@ -29,21 +37,17 @@ export class GatewayStack extends Stack {
   constructor(scope: Construct, id: string, props: GatewayStackProps) {
     super(scope, id, props);
     const { config } = props;
-    // A cross-region inference profile of another geography fails at the first request: refuse now.
-    const regionProblems = bedrockRegionProblems(config, concreteRegion(this));
-    if (regionProblems.length) throw new Error(`Bedrock model ids do not fit the region:\n- ${regionProblems.join('\n- ')}`);
+    // First, so a Bedrock model id that does not fit the region stops the synth before anything is built.
+    const bedrock = new BedrockAccess(this, 'Bedrock', config);
     this.tables = new GatewayTables(this, 'Tables');
     this.logs = new LogExport(this, 'LogExport', { logs: config.deploy.logs });
     const secrets = new ProviderSecrets(this, 'ProviderSecrets', config);
-    const common = { ...this.tables.environment, LOG_STREAM_NAME: this.logs.deliveryStream.deliveryStreamName };
 
     this.gateway = new GatewayFunction(this, 'Gateway', {
       config,
       entry: 'gateway',
       description: 'LLM gateway: model routes (OpenAI, Anthropic, Bedrock APIs, MCP)',
       reservedConcurrency: config.deploy.functions.reservedConcurrency,
-      // Only the model function calls providers, so only it gets (and may read) their secrets.
-      environment: { ...common, ...secrets.environment },
     });
     this.admin = new GatewayFunction(this, 'Admin', {
       config,
@@ -51,19 +55,16 @@ export class GatewayStack extends Stack {
       description: 'LLM gateway: admin API (keys, team limits, usage), IAM-authorized',
       memorySize: 512,
       timeout: undefined,
-      environment: common,
     });
 
-    // Least privilege: the model function reads keys and counts usage; only the admin function writes keys.
-    this.tables.keys.grantReadData(this.gateway.fn);
-    this.tables.usage.grantReadWriteData(this.gateway.fn);
-    this.tables.cache.grantReadWriteData(this.gateway.fn);
-    this.tables.keys.grantReadWriteData(this.admin.fn);
-    this.tables.usage.grantReadData(this.admin.fn);
-    for (const f of [this.gateway.fn, this.admin.fn]) this.logs.deliveryStream.grantPutRecords(f);
+    // Each grant also names the granted resources in the function's environment.
+    this.tables.grantGateway(this.gateway.fn);
+    this.logs.grantWriter(this.gateway.fn);
+    // Only the model function calls providers, so only it gets (and may read) their secrets.
     secrets.grantRead(this.gateway.fn);
-    const anyRegionModels = grantBedrock(this, this.gateway.fn, config);
-    grantGuardrails(this, this.gateway.fn, config);
+    bedrock.grantInvoke(this.gateway.fn);
+    this.tables.grantAdmin(this.admin.fn);
+    this.logs.grantWriter(this.admin.fn);
 
     // Optional: a published version behind the alias `live`, with provisioned concurrency.
     const fnConfig = config.deploy.functions;
@@ -109,7 +110,6 @@ export class GatewayStack extends Stack {
     }
 
     for (const f of [this.gateway, this.admin]) acknowledgeFunction(f);
-    acknowledgeBedrockProfiles(this.gateway, anyRegionModels);
     acknowledgeApi(this.api, config.deploy.waf.enabled);
     acknowledgeLogDelivery(this.logs.deliveryStream, this.getLogicalId(this.logs.bucket.node.defaultChild as CfnElement));
     for (const s of secrets.secrets.values()) acknowledgeSecret(s);

@@ -1,7 +1,35 @@
 import { Stack, Token } from 'aws-cdk-lib';
 import { PolicyStatement, type IGrantable } from 'aws-cdk-lib/aws-iam';
-import type { Construct } from 'constructs';
+import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
+import { Construct } from 'constructs';
 import type { GatewayConfig } from '../../shared/config/schema.ts';
+import { acknowledgeBedrockProfiles } from '../nag.ts';
+import { grantGuardrails } from './guardrail-access.ts';
+
+/**
+ * Access to the Amazon Bedrock models and guardrails the configuration names. It creates no
+ * resource: it refuses at synth a cross-region inference profile that cannot be called from its
+ * region (it would fail at the first request), and `grantInvoke(fn)` lets a function call exactly
+ * the configured models and apply exactly the configured guardrails.
+ */
+export class BedrockAccess extends Construct {
+  private readonly config: GatewayConfig;
+
+  constructor(scope: Construct, id: string, config: GatewayConfig) {
+    super(scope, id);
+    this.config = config;
+    const problems = bedrockRegionProblems(config, concreteRegion(this));
+    if (problems.length) throw new Error(`Bedrock model ids do not fit the region:\n- ${problems.join('\n- ')}`);
+  }
+
+  /** Invoke (and count tokens on) the configured models, apply the configured guardrails. */
+  grantInvoke(fn: LambdaFunction): void {
+    const anyRegionModels = grantBedrock(this, fn, this.config);
+    grantGuardrails(this, fn, this.config);
+    // The foundation model behind a cross-region profile is granted in every region: justified in nag.ts.
+    acknowledgeBedrockProfiles(fn, anyRegionModels);
+  }
+}
 
 /** Bedrock model ids the configuration routes to, with the region of their provider. */
 export function bedrockModels(config: GatewayConfig): Array<{ modelId: string; region?: string }> {

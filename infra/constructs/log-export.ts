@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import { CfnNamedQuery, CfnWorkGroup } from 'aws-cdk-lib/aws-athena';
 import { CfnDatabase, CfnTable } from 'aws-cdk-lib/aws-glue';
 import { Compression, DeliveryStream, S3Bucket, StreamEncryption } from 'aws-cdk-lib/aws-kinesisfirehose';
+import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership, StorageClass } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import type { DeployConfig } from '../../shared/config/deploy.ts';
@@ -16,6 +17,7 @@ export interface LogExportProps {
  * gzip-compressed S3 objects under `logs/dt=YYYY-MM-DD/hour=HH/`; a Glue table built from the one
  * log schema (shared/telemetry/schema.ts) reads them with partition projection, so new partitions
  * need no crawler; an Athena workgroup holds the output location and the saved queries.
+ * `grantWriter(fn)` lets a function put its records on the stream and names the stream to it.
  */
 export class LogExport extends Construct {
   readonly bucket: Bucket;
@@ -139,6 +141,12 @@ export class LogExport extends Construct {
       });
       q.addResourceDependency(this.workGroup);
     }
+  }
+
+  /** Let the function put request records on the stream, named by `LOG_STREAM_NAME` (functions/lib/sinks.ts). */
+  grantWriter(fn: LambdaFunction): void {
+    fn.addEnvironment('LOG_STREAM_NAME', this.deliveryStream.deliveryStreamName);
+    this.deliveryStream.grantPutRecords(fn);
   }
 }
 

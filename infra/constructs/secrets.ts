@@ -1,5 +1,5 @@
 import { RemovalPolicy, SecretValue } from 'aws-cdk-lib';
-import type { IGrantable } from 'aws-cdk-lib/aws-iam';
+import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { GatewayConfig } from '../../shared/config/schema.ts';
@@ -47,11 +47,14 @@ export class ProviderSecrets extends Construct {
     }
   }
 
+  /** `<ENV>_SECRET_ARN` for each credential, as functions/lib/secrets.ts reads them. */
   get environment(): Record<string, string> {
     return Object.fromEntries([...this.secrets].map(([env, s]) => [`${env}_SECRET_ARN`, s.secretArn]));
   }
 
-  grantRead(grantee: IGrantable): void {
-    for (const s of this.secrets.values()) s.grantRead(grantee);
+  /** Let the function read every credential, and name each secret to it in the environment. */
+  grantRead(fn: LambdaFunction): void {
+    for (const [name, value] of Object.entries(this.environment)) fn.addEnvironment(name, value);
+    for (const s of this.secrets.values()) s.grantRead(fn);
   }
 }
