@@ -10,8 +10,8 @@ import { createBedrockConverseDoor } from './formats/bedrock-converse.ts';
 import { listModelsResponse, modelResponse } from './formats/models-list.ts';
 import type { FrontDoorCodec } from './formats/types.ts';
 import { buildProviders } from './providers/index.ts';
-import { runAttempts } from './routing/execute.ts';
-import { Router } from './routing/router.ts';
+import { runAttempts, runCall, type CallRunner } from './routing/execute.ts';
+import { Router, type RoutePlan } from './routing/router.ts';
 import type { Provider } from './providers/types.ts';
 import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/record.ts';
 import { createPolicy, isPublicPath, type Policy } from './policy/index.ts';
@@ -210,7 +210,7 @@ export class Gateway {
       }
       if (request.method === 'POST' && path.startsWith('/bedrock/model/') && /\/count-tokens$/.test(path)) {
         trace.record.frontDoor = 'bedrock-invoke';
-        return await handleBedrockCountTokens(request, trace, baseHeaders, { index: this.bedrockIndex, maxBodyBytes: this.opts.config.server.maxBodyBytes, resolve: (name) => this.permittedTargets(trace, name) });
+        return await handleBedrockCountTokens(request, trace, baseHeaders, { index: this.bedrockIndex, maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, request.signal) });
       }
       if (request.method === 'POST' && path.startsWith('/bedrock/model/')) {
         const door = /\/converse(-stream)?$/.test(path) ? this.converseDoor : this.bedrockDoor;
@@ -222,7 +222,8 @@ export class Gateway {
         case 'POST /v1/embeddings':
           return await handleEmbeddings(request, trace, baseHeaders, {
             maxBodyBytes: this.opts.config.server.maxBodyBytes,
-            resolve: (name) => this.permittedTargets(trace, name),
+            route: (name) => this.permittedPlan(trace, name),
+            run: this.callRunner(trace, request.signal),
             admit: async (model, tokens) => (this.policy ? this.policy.admit(trace, { model, tokens }, 'openai-chat') : {}),
           });
         case 'POST /v1/messages/count_tokens':
@@ -230,7 +231,8 @@ export class Gateway {
           if (this.policy) Object.assign(baseHeaders, this.policy.currentHeaders(trace, 'anthropic-messages'));
           return await countTokens(request, trace, baseHeaders, {
             maxBodyBytes: this.opts.config.server.maxBodyBytes,
-            resolve: (name) => this.permittedTargets(trace, name),
+            route: (name) => this.permittedPlan(trace, name),
+            run: this.callRunner(trace, request.signal),
           });
         case 'GET /v1/models':
           if (this.policy) Object.assign(baseHeaders, this.policy.currentHeaders(trace, 'openai-chat'));
@@ -259,10 +261,15 @@ export class Gateway {
     }
   }
 
-  /** The targets of a model name in routing order, once the key's allow list has let it through (403 otherwise). */
-  private permittedTargets(trace: RequestTrace, name: string): { provider: Provider; model: string }[] {
+  /** The route plan of a model name, once the key's allow list has let it through (403 otherwise). */
+  private permittedPlan(trace: RequestTrace, name: string): RoutePlan {
     this.policy?.permit(trace, name);
-    return this.router.order(this.router.resolve(name)).map((t) => ({ provider: t.provider, model: t.model }));
+    return this.router.resolve(name);
+  }
+
+  /** The attempt runner for one-shot upstream calls (embeddings, count_tokens), bound to this request. */
+  private callRunner(trace: RequestTrace, signal: AbortSignal): CallRunner {
+    return (plan, call, filter) => runCall(this.router, { plan, requestId: trace.record.requestId, signal, trace, filter }, call);
   }
 
   /** An error in the shape of the API the path belongs to (or that the caller speaks, on a shared route). */
@@ -403,11 +410,15 @@ export class Gateway {
 
   /** One embedding through the gateway's own providers (the semantic cache's query vectors). */
   private async embedText(model: string, text: string, trace: RequestTrace): Promise<number[]> {
-    const target = this.router.order(this.router.resolve(model)).find((t) => typeof t.provider.embed === 'function');
-    if (!target) throw new GatewayError('invalid_request', `The model '${model}' cannot make embeddings.`, { code: 'model_not_supported' });
-    const result = await target.provider.embed!(
-      { model, input: [text], inputKind: 'text', encodingFormat: 'float' },
-      { requestId: trace.record.requestId, signal: AbortSignal.timeout(15_000), upstreamModel: target.model, rawBody: { model: target.model, input: [text], encoding_format: 'float' }, headers: new Headers() },
+    const plan = this.router.resolve(model);
+    const canEmbed = (t: { provider: Provider }) => typeof t.provider.embed === 'function';
+    if (!plan.groups.flat().some(canEmbed)) throw new GatewayError('invalid_request', `The model '${model}' cannot make embeddings.`, { code: 'model_not_supported' });
+    // Through the attempt runner (fallback, deadlines, spans), on the side: the request's attempt log is its chat call's.
+    const { value: result } = await runCall(this.router, { plan, requestId: trace.record.requestId, signal: AbortSignal.timeout(15_000), filter: canEmbed }, (t, ctx) =>
+      t.provider.embed!(
+        { model, input: [text], inputKind: 'text', encodingFormat: 'float' },
+        { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: { model: t.model, input: [text], encoding_format: 'float' }, headers: new Headers(), timeouts: ctx.timeouts },
+      ),
     );
     if (result.kind === 'vectors') return result.vectors[0]!;
     if (!result.response.ok) throw new GatewayError('upstream', `The embedding model '${model}' answered ${result.response.status}.`);

@@ -1,7 +1,8 @@
 import type { ChatRequest, ContentPart } from '../core/types.ts';
 import { readJsonBody } from '../http/body.ts';
 import { GatewayError, jsonResponse } from '../http/errors.ts';
-import type { Provider } from '../providers/types.ts';
+import type { CallRunner } from '../routing/execute.ts';
+import type { RoutePlan } from '../routing/router.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { parseAnthropicRequest } from './anthropic-messages.ts';
 import { loadEncoder, TokenCounter } from '../policy/tokenizer.ts';
@@ -20,8 +21,10 @@ import { loadEncoder, TokenCounter } from '../policy/tokenizer.ts';
 
 export interface CountTokensDeps {
   maxBodyBytes: number;
-  /** The targets a model name routes to, in the order they would be tried (throws 404 when none). */
-  resolve(name: string): { provider: Provider; model: string }[];
+  /** The route plan of a model name (throws 404 when none, 403 for names the key may not use). */
+  route(name: string): RoutePlan;
+  /** Runs an upstream call through the attempt runner (fallback, retries, deadlines, spans, attempt log). */
+  run: CallRunner;
 }
 
 /** What one image is counted as in an estimate: about the most an image costs Claude (~1.15 megapixels / 750). */
@@ -57,28 +60,31 @@ export async function countTokens(request: Request, trace: RequestTrace, headers
   const body = await readJsonBody(request, deps.maxBodyBytes);
   const req = parseAnthropicRequest(body, { requireMaxTokens: false });
   trace.record.model = req.model;
-  const target = deps.resolve(req.model)[0];
-  if (!target) throw new GatewayError('not_found', `The model '${req.model}' does not exist or you do not have access to it.`, { code: 'model_not_found', param: 'model' });
+  const plan = deps.route(req.model);
+  // Through the attempt runner: a target that cannot count upstream answers with an estimate (no
+  // call); one that fails on the model's fallback triggers hands the count to the next target.
+  const query = new URL(request.url).search;
+  const { target, value: res } = await deps.run(plan, (t, ctx) =>
+    t.provider.countTokens
+      ? t.provider.countTokens(body as Record<string, unknown>, {
+          requestId: trace.record.requestId,
+          signal: ctx.signal,
+          frontDoor: 'anthropic-messages',
+          rawBody: body as Record<string, unknown>,
+          headers: request.headers,
+          upstreamModel: t.model,
+          query,
+          timeouts: ctx.timeouts,
+        }).then(async (r) => r && { status: r.status, type: r.headers.get('content-type'), text: await r.text() })
+      : Promise.resolve(undefined),
+  );
   trace.record.provider = target.provider.name;
   trace.record.upstreamModel = target.model;
   const out = { ...headers, 'x-gateway-provider': target.provider.name, 'x-gateway-model': target.model };
-
-  if (target.provider.countTokens) {
-    const res = await target.provider.countTokens(body as Record<string, unknown>, {
-      requestId: trace.record.requestId,
-      signal: request.signal,
-      frontDoor: 'anthropic-messages',
-      rawBody: body as Record<string, unknown>,
-      headers: request.headers,
-      upstreamModel: target.model,
-      query: new URL(request.url).search,
-    });
-    if (res) {
-      const text = await res.text();
-      trace.firstByte();
-      trace.end(res.status);
-      return new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...out, 'x-gateway-token-count': 'exact' } });
-    }
+  if (res) {
+    trace.firstByte();
+    trace.end(res.status);
+    return new Response(res.text, { status: res.status, headers: { 'content-type': res.type ?? 'application/json', ...out, 'x-gateway-token-count': 'exact' } });
   }
 
   const inputTokens = await estimateInputTokens(req);

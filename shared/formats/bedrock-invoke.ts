@@ -7,6 +7,8 @@ import { eventData, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { readJsonBody } from '../http/body.ts';
 import type { Provider } from '../providers/types.ts';
+import type { CallRunner } from '../routing/execute.ts';
+import type { RoutePlan } from '../routing/router.ts';
 import { estimateInputTokens } from './anthropic-count-tokens.ts';
 import { parseConverseRequest } from './bedrock-converse.ts';
 import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from './anthropic-messages.ts';
@@ -501,8 +503,10 @@ function profileSummary(id: string, region: string, underlying?: string) {
 export interface BedrockCountDeps {
   index: BedrockModelIndex;
   maxBodyBytes: number;
-  /** The targets a configured model routes to, in order, once the key's allow list let it through. */
-  resolve(name: string): { provider: Provider; model: string }[];
+  /** The route plan of a configured model, once the key's allow list let it through. */
+  route(name: string): RoutePlan;
+  /** Runs an upstream call through the attempt runner (fallback, retries, deadlines, spans, attempt log). */
+  run: CallRunner;
 }
 
 function decodeBase64Json(text: string, param: string): unknown {
@@ -550,32 +554,34 @@ export async function handleBedrockCountTokens(request: Request, trace: RequestT
     req = parseConverseRequest({ ...converse }, model, false);
     native = { converse: converse! };
   }
-  const target = deps.resolve(model)[0];
-  if (!target) throw unknownModelError(route.modelId);
+  // Through the attempt runner: a target that cannot count answers with an estimate (no call); one
+  // that fails on the model's fallback triggers hands the count to the next target.
+  const { target, value: exact } = await deps.run(deps.route(model), async (t, c): Promise<number | undefined> => {
+    const ctx = {
+      requestId: trace.record.requestId,
+      signal: c.signal,
+      frontDoor: 'bedrock-invoke' as const,
+      rawBody: anthropic?.body ?? {},
+      headers: anthropic?.headers ?? request.headers,
+      upstreamModel: t.model,
+      query: '',
+      timeouts: c.timeouts,
+    };
+    if (t.provider.countBedrockTokens) return t.provider.countBedrockTokens(native, ctx);
+    if (anthropic && t.provider.countTokens && t.provider.type === 'anthropic') {
+      // Anthropic's count_tokens takes neither max_tokens nor stream.
+      const { max_tokens: _m, stream: _s, ...body } = anthropic.body;
+      const res = await t.provider.countTokens(body, { ...ctx, frontDoor: 'anthropic-messages', rawBody: body });
+      if (res?.ok) {
+        const json = (await res.json().catch(() => undefined)) as { input_tokens?: unknown } | undefined;
+        if (typeof json?.input_tokens === 'number') return json.input_tokens;
+      }
+    }
+    return undefined;
+  });
   trace.record.provider = target.provider.name;
   trace.record.upstreamModel = target.model;
   const out = { ...headers, 'x-gateway-provider': target.provider.name, 'x-gateway-model': target.model };
-  const ctx = {
-    requestId: trace.record.requestId,
-    signal: request.signal,
-    frontDoor: 'bedrock-invoke' as const,
-    rawBody: anthropic?.body ?? {},
-    headers: anthropic?.headers ?? request.headers,
-    upstreamModel: target.model,
-    query: '',
-  };
-  let exact: number | undefined;
-  if (target.provider.countBedrockTokens) {
-    exact = await target.provider.countBedrockTokens(native, ctx);
-  } else if (anthropic && target.provider.countTokens && target.provider.type === 'anthropic') {
-    // Anthropic's count_tokens takes neither max_tokens nor stream.
-    const { max_tokens: _m, stream: _s, ...body } = anthropic.body;
-    const res = await target.provider.countTokens(body, { ...ctx, frontDoor: 'anthropic-messages', rawBody: body });
-    if (res?.ok) {
-      const json = (await res.json().catch(() => undefined)) as { input_tokens?: unknown } | undefined;
-      if (typeof json?.input_tokens === 'number') exact = json.input_tokens;
-    }
-  }
   if (exact !== undefined) {
     trace.end(200);
     return jsonResponse({ inputTokens: exact }, 200, { ...out, 'x-gateway-token-count': 'exact' });

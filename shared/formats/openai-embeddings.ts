@@ -1,9 +1,9 @@
 import { float32Base64, type EmbeddingRequest, type EmbeddingResult } from '../core/embeddings.ts';
 import { readJsonBody } from '../http/body.ts';
 import { GatewayError, jsonResponse } from '../http/errors.ts';
-import type { Provider } from '../providers/types.ts';
+import type { CallRunner } from '../routing/execute.ts';
+import type { ResolvedTarget, RoutePlan } from '../routing/router.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { inSpan } from '../tracing/spans.ts';
 
 /**
  * OpenAI Embeddings: `POST /v1/embeddings`. OpenAI and OpenAI-compatible upstreams get the
@@ -74,16 +74,12 @@ export function parseEmbeddingRequest(body: unknown): EmbeddingRequest {
   };
 }
 
-export interface EmbeddingTarget {
-  provider: Provider;
-  /** Model id sent upstream. */
-  model: string;
-}
-
 export interface EmbeddingsDeps {
   maxBodyBytes: number;
-  /** The targets a model name routes to, in the order to try them (throws 404 for unknown names). */
-  resolve(model: string): EmbeddingTarget[];
+  /** The route plan of a model name (throws 404 for unknown names, 403 for names the key may not use). */
+  route(model: string): RoutePlan;
+  /** Runs an upstream call through the attempt runner (fallback, retries, deadlines, spans, attempt log). */
+  run: CallRunner;
   /**
    * Rate limits and budgets before the upstream call (throws 429), given an estimate of the input
    * tokens; returns the rate-limit headers for the response.
@@ -108,21 +104,23 @@ export async function handleEmbeddings(request: Request, trace: RequestTrace, he
   const req = parseEmbeddingRequest(body);
   trace.record.model = req.model;
   trace.record.stream = false;
-  const targets = deps.resolve(req.model);
-  const target = targets.find((t) => typeof t.provider.embed === 'function');
-  if (!target) {
-    const names = [...new Set(targets.map((t) => t.provider.name))].join(', ');
+  const plan = deps.route(req.model);
+  const canEmbed = (t: ResolvedTarget) => typeof t.provider.embed === 'function';
+  if (!plan.groups.flat().some(canEmbed)) {
+    const names = [...new Set(plan.groups.flat().map((t) => t.provider.name))].join(', ');
     throw new GatewayError('invalid_request', `The model '${req.model}' cannot make embeddings: its provider (${names}) has no embeddings API in the gateway.`, { param: 'model', code: 'model_not_supported' });
   }
-  const { provider, model } = target;
   if (deps.admit) Object.assign(headers, await deps.admit(req.model, estimateEmbeddingTokens(req)));
+  // Through the attempt runner: each target in its own span, under its deadline, falling back on
+  // the model's triggers until one answers (an answer's headers are its first byte).
+  const { target, value: result } = await deps.run(
+    plan,
+    (t, ctx) => t.provider.embed!(req, { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: body, headers: request.headers, timeouts: ctx.timeouts }),
+    canEmbed,
+  );
+  const { provider, model } = target;
   trace.record.provider = provider.name;
   trace.record.upstreamModel = model;
-  // One upstream call, a span like a chat attempt's (until the answer's headers).
-  const result: EmbeddingResult = await inSpan(`${provider.name}/${model}`, () => provider.embed!(req, { requestId: trace.record.requestId, signal: request.signal, upstreamModel: model, rawBody: body, headers: request.headers }), {
-    namespace: 'remote',
-    annotations: { provider: provider.name, model },
-  });
   const outHeaders = { ...headers, 'x-gateway-provider': provider.name, 'x-gateway-model': model };
 
   if (result.kind === 'vectors') {

@@ -8,6 +8,7 @@ import { startSpan } from '../tracing/spans.ts';
 import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../formats/passthrough.ts';
 import { SseSplitter } from '../http/sse.ts';
 import type { ResolvedTarget, RoutePlan, Router } from './router.ts';
+import { Deadline } from './deadline.ts';
 
 /** A provider's answer, with its first piece already in hand (so the call can still fail over). */
 export type Served =
@@ -43,21 +44,90 @@ export interface RunInput {
  * reach the client as an error event in its own format.
  */
 export async function runAttempts(router: Router, input: RunInput): Promise<Served> {
-  const { plan, trace } = input;
-  const order = router.order(plan);
+  return runTargets(router, input.plan, input.trace.record, input.signal, router.order(input.plan), (target) => attemptOnce(target, input), (served) =>
+    served.kind === 'passthrough' ? served.response.status : 200,
+  );
+}
+
+/** What a one-shot upstream call (embeddings, count_tokens) is given: its target's deadline and timeouts. */
+export interface CallDeadline {
+  requestId: string;
+  /** The attempt's deadline (first byte, total; the client's abort), as one signal. */
+  signal: AbortSignal;
+  timeouts: { firstByteTimeoutMs: number; totalTimeoutMs: number };
+}
+
+export interface RunCallInput {
+  plan: RoutePlan;
+  requestId: string;
+  signal: AbortSignal;
+  /** The request whose record gets the attempt log; absent for a call on the side (the semantic cache's query vector). */
+  trace?: RequestTrace;
+  /** Only these targets can serve the call (e.g. those whose provider can embed); the rest are skipped. */
+  filter?: (target: ResolvedTarget) => boolean;
+}
+
+/**
+ * A one-shot upstream call (embeddings, count_tokens, the semantic cache's query vector) through
+ * the same runner as a chat attempt: the plan's targets in order, retried and then handed to the
+ * next target on the model's fallback triggers, each attempt under its target's deadline and in its
+ * own span (`provider/model`), logged in the record's attempt log. The call's promise settling is
+ * its first (and last) byte.
+ */
+export async function runCall<T>(router: Router, input: RunCallInput, call: (target: ResolvedTarget, ctx: CallDeadline) => Promise<T>): Promise<{ target: ResolvedTarget; value: T }> {
+  const order = router.order(input.plan).filter((t) => input.filter?.(t) ?? true);
+  return runTargets(router, input.plan, input.trace?.record ?? {}, input.signal, order, async (target) => {
+    const t0 = performance.now();
+    const span = startSpan(`${target.provider.name}/${target.model}`, { namespace: 'remote', annotations: { provider: target.provider.name, model: target.model } });
+    const deadline = new Deadline(target.provider.name, target.timeouts, input.signal);
+    const { firstByteTimeoutMs, totalTimeoutMs } = target.timeouts;
+    try {
+      const value = await deadline.race(call(target, { requestId: input.requestId, signal: deadline.signal, timeouts: { firstByteTimeoutMs, totalTimeoutMs } }));
+      span.annotate({ status: 200, firstByteMs: ms(t0) });
+      return { target, value };
+    } catch (err) {
+      const e = deadline.error(err);
+      const ge = toGatewayError(e);
+      span.annotate({ status: ge.status, errorCode: ge.code ?? ge.kind });
+      span.fail(ge);
+      throw e;
+    } finally {
+      deadline.release();
+      span.end();
+    }
+  }, () => 200);
+}
+
+/** runCall bound to one request: what a front door's one-shot handler is given. */
+export type CallRunner = <T>(plan: RoutePlan, call: (target: ResolvedTarget, ctx: CallDeadline) => Promise<T>, filter?: (target: ResolvedTarget) => boolean) => Promise<{ target: ResolvedTarget; value: T }>;
+
+/** The fields of a request's record that the attempt loop fills. */
+type AttemptRecord = Partial<Pick<RequestTrace['record'], 'attemptLog' | 'attempts' | 'fallbacks' | 'provider' | 'upstreamModel'>>;
+
+/** The attempt loop shared by chat calls and one-shot calls: retries, fallback, cooldown, the attempt log. */
+async function runTargets<T>(
+  router: Router,
+  plan: RoutePlan,
+  record: AttemptRecord,
+  signal: AbortSignal,
+  order: ResolvedTarget[],
+  attemptOnce: (target: ResolvedTarget) => Promise<T>,
+  statusOf: (served: T) => number,
+): Promise<T> {
+  const input = { signal };
   const log: AttemptLog[] = [];
-  trace.record.attemptLog = log;
+  record.attemptLog = log;
   let lastError: GatewayError | undefined;
   for (let ti = 0; ti < order.length; ti++) {
     const target = order[ti]!;
     for (let attempt = 0; attempt <= plan.retry.retries; attempt++) {
       const t0 = performance.now();
       try {
-        const served = await attemptOnce(target, input);
-        log.push({ provider: target.provider.name, model: target.model, status: served.kind === 'passthrough' ? served.response.status : 200, latencyMs: ms(t0) });
+        const served = await attemptOnce(target);
+        log.push({ provider: target.provider.name, model: target.model, status: statusOf(served), latencyMs: ms(t0) });
         router.cooldown.success(target.key);
-        trace.record.attempts = log.length;
-        trace.record.fallbacks = ti;
+        record.attempts = log.length;
+        record.fallbacks = ti;
         return served;
       } catch (err) {
         // The gateway's own failure (a body it cannot serialize, a bug) is not the upstream's: no
@@ -67,10 +137,10 @@ export async function runAttempts(router: Router, input: RunInput): Promise<Serv
         const ge = toGatewayError(err);
         log.push({ provider: target.provider.name, model: target.model, status: ge.status, errorCode: ge.code ?? ge.kind, latencyMs: ms(t0) });
         // Until a target serves, the record names the last one tried (so a failed request says where it failed).
-        trace.record.provider = target.provider.name;
-        trace.record.upstreamModel = target.model;
-        trace.record.attempts = log.length;
-        trace.record.fallbacks = ti;
+        record.provider = target.provider.name;
+        record.upstreamModel = target.model;
+        record.attempts = log.length;
+        record.fallbacks = ti;
         lastError = ge;
         const trigger = classify(ge);
         if (!trigger || !plan.fallbackOn.has(trigger) || input.signal.aborted) throw ge;
@@ -139,63 +209,18 @@ function ms(t0: number): number {
  * answer is a failed attempt (a 502: retried, then handed to the next target).
  */
 async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Served> {
-  const { firstByteTimeoutMs, totalTimeoutMs, idleTimeoutMs } = target.timeouts;
+  const { firstByteTimeoutMs, totalTimeoutMs } = target.timeouts;
   const t0 = performance.now();
   const span = startSpan(`${target.provider.name}/${target.model}`, { namespace: 'remote', annotations: { provider: target.provider.name, model: target.model } });
-  const controller = new AbortController();
-  let timedOut: 'first_byte' | 'total' | 'idle' | undefined;
-  const onClient = () => controller.abort(input.signal.reason);
-  if (input.signal.aborted) controller.abort(input.signal.reason);
-  else input.signal.addEventListener('abort', onClient, { once: true });
-  const timeoutError = (why: 'first_byte' | 'total' | 'idle', cause?: unknown) =>
-    new GatewayError(
-      'timeout',
-      why === 'first_byte'
-        ? `Provider "${target.provider.name}" did not answer within ${firstByteTimeoutMs} ms.`
-        : why === 'idle'
-          ? `Provider "${target.provider.name}" went silent for ${idleTimeoutMs} ms mid-answer.`
-          : `Provider "${target.provider.name}" did not finish within ${totalTimeoutMs} ms.`,
-      { code: 'upstream_timeout', cause },
-    );
-  const fire = (why: 'first_byte' | 'total' | 'idle') => {
-    timedOut ??= why;
-    controller.abort(timeoutError(why));
-  };
-  // Unref'd: a deadline never keeps a process alive by itself (an attempt that is released clears them anyway).
-  let firstTimer: NodeJS.Timeout | undefined = setTimeout(fire, firstByteTimeoutMs, 'first_byte').unref();
-  const totalTimer = setTimeout(fire, totalTimeoutMs, 'total').unref();
-  let idleTimer: NodeJS.Timeout | undefined;
-  let released = false;
-  const timers: Watch = {
-    gotFirstByte() {
-      clearTimeout(firstTimer);
-      firstTimer = undefined;
-    },
-    waiting() {
-      // The idle limit runs while the gateway waits on the upstream after its first byte.
-      if (firstTimer === undefined && !released) idleTimer = setTimeout(fire, idleTimeoutMs, 'idle').unref();
-    },
-    got() {
-      clearTimeout(idleTimer);
-      idleTimer = undefined;
-    },
-  };
+  const deadline = new Deadline(target.provider.name, target.timeouts, input.signal);
+  const timers: Watch = deadline;
   const release = (midStreamError?: unknown) => {
-    if (released) return;
-    released = true;
-    clearTimeout(firstTimer);
-    clearTimeout(totalTimer);
-    clearTimeout(idleTimer);
-    input.signal.removeEventListener('abort', onClient);
+    if (deadline.done) return;
+    deadline.release();
     if (midStreamError !== undefined) span.fail(toGatewayError(asTimeout(midStreamError)));
     span.end();
   };
-  const asTimeout = (err: unknown): unknown =>
-    !timedOut && input.signal.aborted
-      ? new GatewayError('invalid_request', 'The client closed the request.', { status: 499, code: 'client_closed', cause: err })
-      : timedOut
-        ? timeoutError(timedOut, err)
-        : err;
+  const asTimeout = (err: unknown): unknown => deadline.error(err);
 
   const { req, rawBody } = applyParams(target, input);
   // A request part the neutral model cannot carry can only reach a provider that passes the body through.
@@ -206,7 +231,7 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
   }
   const ctx: CallContext = {
     requestId: input.requestId,
-    signal: controller.signal,
+    signal: deadline.signal,
     frontDoor: input.door,
     rawBody,
     headers: input.headers,
@@ -215,7 +240,7 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
     timeouts: { firstByteTimeoutMs, totalTimeoutMs },
   };
   // Races each wait on the provider against our timers, so a provider that ignores the signal still fails over.
-  const abortable: Abortable = (p) => raceAbort(p, controller.signal, () => asTimeout(controller.signal.reason));
+  const abortable: Abortable = (p) => deadline.race(p);
   try {
     const result = await abortable(target.provider.chat(req, ctx));
     if (result.kind === 'events') {
@@ -244,28 +269,6 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
 }
 
 type Abortable = <T>(p: Promise<T>) => Promise<T>;
-
-/** `p`, or the rejection `reason()` as soon as `signal` aborts (its listener removed once `p` settles, so long streams keep none). */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal, reason: () => unknown): Promise<T> {
-  if (signal.aborted) {
-    p.catch(() => {});
-    return Promise.reject(reason());
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(reason());
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 /** The attempt's timers as the readers of its answer drive them. */
 interface Watch {

@@ -20,7 +20,7 @@ export async function bedrockCountTokens(client: BedrockRuntimeClient, provider:
   const req = parseAnthropicRequest(body, { requireMaxTokens: false });
   if (req.untranslatable?.length) return undefined;
   const input = toConverseInput({ ...req, stream: false }, ctx.upstreamModel, provider);
-  const call = new SdkCall(provider, cfg, ctx.signal);
+  const call = new SdkCall(provider, ctx.timeouts ?? cfg, ctx.signal);
   try {
     const out = await client.send(
       new CountTokensCommand({
@@ -53,7 +53,7 @@ export async function bedrockCountTokens(client: BedrockRuntimeClient, provider:
  */
 export async function bedrockCountNative(client: BedrockRuntimeClient, provider: string, cfg: BedrockProviderConfig, input: { invokeModel: { body: Uint8Array } } | { converse: Record<string, unknown> }, ctx: CallContext): Promise<number | undefined> {
   if (!isAnthropicModel(ctx.upstreamModel)) return undefined;
-  const call = new SdkCall(provider, cfg, ctx.signal);
+  const call = new SdkCall(provider, ctx.timeouts ?? cfg, ctx.signal);
   try {
     const out = await client.send(new CountTokensCommand({ modelId: ctx.upstreamModel, input: input as never }), { abortSignal: call.signal as never });
     return out.inputTokens ?? 0;

@@ -51,7 +51,7 @@ export async function bedrockEmbed(client: BedrockRuntimeClient, provider: strin
     if (family === 'cohere-v3' && dims !== 1024) throw badParam(`${modelId} only makes 1024-dimension vectors; omit 'dimensions'.`, 'dimensions');
   }
 
-  const call = new SdkCall(provider, cfg, ctx.signal);
+  const call = new SdkCall(provider, ctx.timeouts ?? cfg, ctx.signal);
   try {
     if (family === 'titan-v1' || family === 'titan-v2') {
       const vectors: number[][] = new Array(texts.length);

@@ -28,7 +28,7 @@ export async function openaiEmbed(target: OpenAIEmbeddingTarget, ctx: EmbeddingC
       headers: { ...target.headers, accept: 'application/json', 'x-request-id': ctx.requestId },
       body: JSON.stringify(body),
     },
-    target.timeouts,
+    ctx.timeouts ?? target.timeouts,
     ctx.signal,
   );
   if (!res.ok) throw await target.upstreamError(res);
