@@ -14,6 +14,7 @@ import { runAttempts, runCall, type CallRunner } from './routing/execute.ts';
 import { Router, type RoutePlan } from './routing/router.ts';
 import type { Provider } from './providers/types.ts';
 import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/record.ts';
+import { errorText, jsonLinesLogger, type GatewayLogger } from './telemetry/logger.ts';
 import { createPolicy, isPublicPath, type Policy } from './policy/index.ts';
 import type { Store } from './store/types.ts';
 import { captureBodies, tapBody, tapEvents } from './telemetry/bodies.ts';
@@ -42,7 +43,8 @@ export interface GatewayOptions {
   /** Clock for rate-limit and budget windows (epoch ms); tests pin it. */
   now?: () => number;
   /** Span recorder (X-Ray in Lambda, see shared/tracing/spans.ts); default: none. */
-  spans?: SpanRecorder;
+  spans?: SpanRecorder;  /** The core's own messages (unhandled errors, store and cache failures); default: JSON lines on stderr. */
+  logger?: GatewayLogger;
 }
 
 /** What the shell (local server or Lambda) lends to a request. */
@@ -121,9 +123,11 @@ export class Gateway {
   readonly cache: ResponseCache | undefined;
   /** Guardrails (shared/guardrails); undefined without a `guardrails` section. */
   readonly guardrails: Guardrails | undefined;
+  private readonly log: GatewayLogger;
 
   constructor(private readonly opts: GatewayOptions) {
-    this.policy = createPolicy(opts.config, opts.env, opts.store, opts.now);
+    const log = (this.log = opts.logger ?? jsonLinesLogger);
+    this.policy = createPolicy(opts.config, opts.env, opts.store, opts.now, (err) => log.error('policy store error', { error: errorText(err) }));
     this.providers = buildProviders(opts.config, opts.env);
     this.router = new Router(opts.config, this.providers);
     this.models = Object.entries(opts.config.models).map(([id, m]) => ({
@@ -135,9 +139,9 @@ export class Gateway {
     this.bedrockIndex = new BedrockModelIndex(opts.config);
     this.bedrockDoor = createBedrockInvokeDoor(this.bedrockIndex, { keepAliveMs: opts.config.server.sseKeepAliveMs });
     this.converseDoor = createBedrockConverseDoor(this.bedrockIndex);
-    this.mcp = new McpGateway(opts.config, opts.env, this.policy, opts.now);
+    this.mcp = new McpGateway(opts.config, opts.env, this.policy, opts.now, log);
     const { cache, guardrails } = opts.config;
-    this.cache = cache?.enabled ? new ResponseCache(cache, opts.env, { now: opts.now, store: opts.config.store, embed: (model, text, trace) => this.embedText(model, text, trace) }) : undefined;
+    this.cache = cache?.enabled ? new ResponseCache(cache, opts.env, { now: opts.now, store: opts.config.store, onError: (err) => log.error('response cache error', { error: errorText(err) }), embed: (model, text, trace) => this.embedText(model, text, trace) }) : undefined;
     this.guardrails = guardrails ? new Guardrails(guardrails, opts.env) : undefined;
   }
 
@@ -254,7 +258,7 @@ export class Gateway {
       throw new GatewayError('not_found', `Unknown route: ${request.method} ${path}`, { code: 'unknown_route' });
     } catch (err) {
       const ge = toGatewayError(err);
-      if (ge.kind === 'internal') console.error(JSON.stringify({ level: 'ERROR', requestId, message: 'unhandled error', error: String((err as Error)?.stack ?? err) }));
+      if (ge.kind === 'internal') this.log.error('unhandled error', { requestId, error: errorText(err, true) });
       trace.fail(ge.status === 499 ? 'client_closed' : 'error', ge);
       const res = this.errorResponse(path, ge, baseHeaders, request);
       return this.done(trace, res);

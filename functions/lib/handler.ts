@@ -39,7 +39,7 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
   const sinks = lambdaSinks({ logger, config, env: process.env });
   const spans = xraySpans(tracer, serviceName);
   const build = (env: Record<string, string | undefined>) =>
-    new Gateway({ config, env, sinks, onSinkError: (err) => logger.error('log sink failed', { error: String(err) }), spans });
+    new Gateway({ config, env, sinks, onSinkError: (err) => logger.error('log sink failed', { error: String(err) }), spans, logger: { error: (m, f) => logger.error(m, f ?? {}), warn: (m, f) => logger.warn(m, f ?? {}) } });
   let gateway = build((await secrets.current()).env);
 
   /** Work that finishes after the client has its bytes (log writes, usage settlement). */

@@ -8,6 +8,7 @@ import { allowsServer, allowsTool, type McpAllowance } from './allow.ts';
 import { classify, RPC, rpcError, toolName, type Classified, type RpcId } from './jsonrpc.ts';
 import { relayBody } from './relay.ts';
 import type { McpServerConfig } from './schema.ts';
+import { errorText, jsonLinesLogger, type GatewayLogger } from '../telemetry/logger.ts';
 
 /**
  * MCP tool servers behind the gateway: `/mcp/<server>` speaks the MCP Streamable HTTP transport to
@@ -63,6 +64,7 @@ export class McpGateway {
     private readonly env: Record<string, string | undefined>,
     private readonly policy: Policy | undefined,
     private readonly now: () => number = Date.now,
+    private readonly log: GatewayLogger = jsonLinesLogger,
   ) {
     this.servers = new Map(Object.entries(config.mcp?.servers ?? {}));
   }
@@ -118,7 +120,7 @@ export class McpGateway {
     if (err instanceof McpRefusal) r = err;
     else {
       const ge = toGatewayError(err);
-      if (ge.kind === 'internal') console.error(JSON.stringify({ level: 'ERROR', requestId: trace.record.requestId, message: 'mcp error', error: String((err as Error)?.stack ?? err) }));
+      if (ge.kind === 'internal') this.log.error('mcp error', { requestId: trace.record.requestId, error: errorText(err, true) });
       const rpcCode = ge.kind === 'request_too_large' || ge.kind === 'invalid_request' ? RPC.INVALID_REQUEST : ge.kind === 'internal' ? RPC.INTERNAL_ERROR : RPC.UPSTREAM_ERROR;
       r = new McpRefusal(ge.status, rpcCode, ge.message, ge.kind, ge.code ?? ge.kind, ge.headers);
     }
