@@ -309,8 +309,7 @@ export class Gateway {
     trace.record.model = req.model;
     trace.record.stream = req.stream;
     // The key's allow list first: a key may not learn from a 404 how a model it may not use is served.
-    this.policy?.permit(trace, req.model);
-    const plan = this.router.resolve(req.model);
+    const plan = this.permittedPlan(trace, req.model);
     // Guardrails on the prompt (400 guardrail_blocked; redaction, caps), before limits and the cache.
     let rawBody = body as Record<string, unknown>;
     const guard = this.guardrails ? await this.guardrails.checkInput(trace, req, rawBody, codec.door, request.signal) : undefined;

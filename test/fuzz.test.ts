@@ -3,7 +3,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { assertCleanErrorText, startTestGateway, type TestGateway } from './helpers/gateway.ts';
-import { parseResponses } from './helpers/raw-http.ts';
+import { assertStillUp, parseResponses } from './helpers/raw-http.ts';
 
 /**
  * Property-based fuzzing of every route (issue #15): arbitrary JSON, wrong types, deep nesting,
@@ -206,12 +206,6 @@ describe('fuzz: every route, hostile input', () => {
   });
   after(() => g.close());
 
-  async function stillUp(): Promise<void> {
-    const res = await fetch(`${g.url}/health`);
-    assert.equal(res.status, 200);
-    await res.text();
-  }
-
   test('structured requests: answered in the caller format, never 500, one log record each', async () => {
     const property = fc.asyncProperty(
       fc.nat({ max: ROUTES.length - 1 }).chain((i) => fc.record({ route: fc.constant(ROUTES[i]!), body: bodyFor(ROUTES[i]!.valid) })),
@@ -240,7 +234,7 @@ describe('fuzz: every route, hostile input', () => {
     );
     await fc.assert(property, { seed: SEED, numRuns: 300 * RUNS, endOnFailure: true });
     // No request got a second record later (a stream's end, a late failure).
-    await stillUp();
+    await assertStillUp(g.url);
     for (const id of ids) assert.equal(g.recordsFor(id).length, 1, id);
   });
 

@@ -11,7 +11,7 @@ import { resolveTarget } from '../scripts/keys.ts';
 import { Gateway } from '../shared/gateway.ts';
 import { startTestGateway, testConfig, type TestGateway } from './helpers/gateway.ts';
 import { ADMIN_TOKEN, startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';
-import { rawExchange, type RawResponse } from './helpers/raw-http.ts';
+import { assertStillUp, rawExchange, type RawResponse } from './helpers/raw-http.ts';
 
 /**
  * Hostile input at the local server (issue #15): requests that used to kill the process or hang a
@@ -38,12 +38,6 @@ describe('hostile requests at the local server', () => {
   });
   after(() => g.close());
 
-  async function stillUp(): Promise<void> {
-    const res = await fetch(`${g.url}/health`);
-    assert.equal(res.status, 200);
-    await res.text();
-  }
-
   test('requests that used to throw in `new Request` are answered, logged, and the server stays up', async () => {
     const cases: { raw: string; status: number; code: string; allow?: string; method: string; path: string }[] = [
       { raw: 'TRACE /health HTTP/1.1\r\nHost: localhost\r\n\r\n', status: 405, code: 'method_not_allowed', allow: 'GET, HEAD', method: 'TRACE', path: '/health' },
@@ -67,7 +61,7 @@ describe('hostile requests at the local server', () => {
       assert.equal(rec[0]!.path, c.path);
       assert.equal(rec[0]!.status, c.status);
       assert.equal(rec[0]!.errorCode, c.code);
-      await stillUp();
+      await assertStillUp(g.url);
     }
   });
 
@@ -76,7 +70,7 @@ describe('hostile requests at the local server', () => {
       const { responses } = await rawExchange(port, get('/health', [`Host: ${host}`]));
       assert.equal(responses[0]?.status, 200, host);
     }
-    await stillUp();
+    await assertStillUp(g.url);
   });
 
   test('an absolute-form target routes to its own path, and only that path', async () => {
@@ -108,7 +102,7 @@ describe('hostile requests at the local server', () => {
     assert.equal(json(anth.responses[0]!).error.type, 'invalid_request_error');
     const msg = await rawExchange(port, post('/v1/messages/%', '{}', ['content-type: application/json']));
     assert.equal(json(msg.responses[0]!).type, 'error');
-    await stillUp();
+    await assertStillUp(g.url);
   });
 
   test('an over-limit body on a keep-alive connection gets 413 and the connection closes (no hang)', async () => {

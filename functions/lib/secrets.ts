@@ -91,15 +91,6 @@ export class ProviderSecrets {
   }
 }
 
-/** One read of every secret (no cache): the environment with the secrets' values. */
-export async function resolveSecrets(
-  env: Record<string, string | undefined>,
-  client?: Pick<SecretsManagerClient, 'send'>,
-  warn: Warn = () => {},
-): Promise<Record<string, string | undefined>> {
-  return (await new ProviderSecrets(env, { client, warn }).current()).env;
-}
-
 /** The key a secret string holds, or undefined when it is empty or the stack's placeholder. */
 export function secretValue(s: string | undefined): string | undefined {
   const text = s?.trim();

@@ -163,7 +163,7 @@ export async function handleAdmin(request: Request, path: string, ctx: AdminCont
   const now = (ctx.now ?? Date.now)();
   const nowIso = new Date(now).toISOString();
   const url = new URL(request.url);
-  const parts = path.split('/').filter(Boolean).map(decodeSegment); // ['admin', ...]
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent); // ['admin', ...] (the gateway has refused a path that does not decode)
   const method = request.method;
   const body = async () => readJsonBody(request, ctx.maxBodyBytes);
   const [, coll, id, sub] = parts;
@@ -276,14 +276,6 @@ export async function handleAdmin(request: Request, path: string, ctx: AdminCont
     throw notAllowed(method, path);
   }
   throw new GatewayError('not_found', `Unknown admin route: ${method} ${path}`, { code: 'unknown_route' });
-}
-
-function decodeSegment(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    throw new GatewayError('invalid_request', 'The request path has a malformed percent-escape.', { code: 'invalid_path' });
-  }
 }
 
 function notAllowed(method: string, path: string): GatewayError {

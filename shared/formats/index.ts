@@ -11,8 +11,8 @@ export const CHAT_DOORS: Record<string, FrontDoorCodec> = {
   '/v1/messages': anthropicMessagesDoor,
 };
 
-/** Paths that belong to OpenAI's API alone: their errors are OpenAI's whatever the caller sends. */
-const OPENAI_ONLY = new Set(['/v1/chat/completions', '/v1/responses', '/v1/embeddings']);
+/** Paths that belong to OpenAI's API alone and have no chat door above them: their errors are OpenAI's whatever the caller sends. */
+const OPENAI_ONLY = new Set(['/v1/embeddings']);
 
 /**
  * The front door whose error shape a path's errors use: the chat door of the path or of its
@@ -27,6 +27,6 @@ export function errorDoorFor(path: string, headers?: Headers): Pick<FrontDoorCod
     const door = CHAT_DOORS[p];
     if (door) return door;
   }
-  if (!OPENAI_ONLY.has(path) && !path.startsWith('/v1/responses/') && headers?.has('anthropic-version')) return anthropicMessagesDoor;
+  if (!OPENAI_ONLY.has(path) && headers?.has('anthropic-version')) return anthropicMessagesDoor;
   return openaiChatDoor;
 }

@@ -16,16 +16,25 @@ export class BedrockGuardrail {
     private readonly env: Record<string, string | undefined>,
   ) {}
 
-  /** The SDK (loaded on the first assessment: a cold start does not read it) and its client. */
-  private async sdk(): Promise<{ client: BedrockRuntimeClient; sdk: typeof import('@aws-sdk/client-bedrock-runtime') }> {
-    const [sdk, { NodeHttpHandler }] = await Promise.all([import('@aws-sdk/client-bedrock-runtime'), import('@smithy/node-http-handler')]);
-    this.client ??= new sdk.BedrockRuntimeClient({
-      region: this.cfg.region ?? this.env.AWS_REGION ?? this.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-      ...(this.cfg.endpoint ? { endpoint: this.cfg.endpoint } : {}),
-      maxAttempts: 2,
-      requestHandler: new NodeHttpHandler({ connectionTimeout: 5_000, requestTimeout: 15_000 }),
-    });
-    return { client: this.client, sdk };
+  /** The SDK and its client, loaded and built on the first assessment (a cold start does not read it); a failed load is tried again. */
+  private loaded?: Promise<{ client: BedrockRuntimeClient; sdk: typeof import('@aws-sdk/client-bedrock-runtime') }>;
+  private sdk(): Promise<{ client: BedrockRuntimeClient; sdk: typeof import('@aws-sdk/client-bedrock-runtime') }> {
+    this.loaded ??= Promise.all([import('@aws-sdk/client-bedrock-runtime'), import('@smithy/node-http-handler')]).then(
+      ([sdk, { NodeHttpHandler }]) => {
+        this.client = new sdk.BedrockRuntimeClient({
+          region: this.cfg.region ?? this.env.AWS_REGION ?? this.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+          ...(this.cfg.endpoint ? { endpoint: this.cfg.endpoint } : {}),
+          maxAttempts: 2,
+          requestHandler: new NodeHttpHandler({ connectionTimeout: 5_000, requestTimeout: 15_000 }),
+        });
+        return { client: this.client, sdk };
+      },
+      (err) => {
+        this.loaded = undefined;
+        throw err;
+      },
+    );
+    return this.loaded;
   }
 
   applies(where: 'input' | 'output'): boolean {

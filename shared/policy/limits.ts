@@ -523,10 +523,12 @@ export class BudgetTracker {
    * No round trip while the instance's blocks last; all budgets are asked in parallel otherwise.
    * On a refusal every reservation taken is given back and the denial names the budget.
    */
-  async reserve(subjects: BudgetSubject[], need: BudgetNeed, now: number): Promise<{ grants: BudgetGrant[]; denial?: BudgetDenial }> {
+  /** `needOf` is only called when a subject has a budget (pricing the worst case is work most requests need not do). */
+  async reserve(subjects: BudgetSubject[], needOf: () => BudgetNeed, now: number): Promise<{ grants: BudgetGrant[]; denial?: BudgetDenial }> {
     const asks: { s: BudgetSubject; f: (typeof FIELDS)[number]; limit: number }[] = [];
     for (const s of subjects) for (const f of FIELDS) if (s.budget[f.field] !== undefined) asks.push({ s, f, limit: s.budget[f.field]! });
     if (!asks.length) return { grants: [] };
+    const need = needOf();
     const results = await Promise.allSettled(
       asks.map(({ s, f, limit }) => {
         const units = f.unit === 'usd' ? Math.round(limit * 1e6) : Math.floor(limit);

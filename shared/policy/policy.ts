@@ -262,7 +262,7 @@ export class Policy {
     const [takes, budget, reserved] = await Promise.all([
       Promise.all(rateSubjects.map((s) => this.limiter.take(s.subject, s.limits, call.tokens, now))),
       this.budgets.check(budgetSubjects, now, a.waitUntil),
-      this.budgets.reserve(budgetSubjects, { microUsd: this.worstCost(call), tokens: call.tokens }, now),
+      this.budgets.reserve(budgetSubjects, () => ({ microUsd: this.worstCost(call), tokens: call.tokens }), now),
     ]).catch((err) => this.unavailable(err));
     const grants = takes.flatMap((t) => (t.ok && t.grant ? [t.grant] : []));
     const budgetGrants = reserved.grants;

@@ -11,7 +11,6 @@ import { readLocalRecords, statsWindow, summarize } from './stats.ts';
  */
 
 // In a module of their own, so the gateway routes to /admin/stats without loading this one.
-export { localLogs, STATS_PATHS } from './local-logs.ts';
 
 export interface StatsRouteContext {
   adminToken?: string;

@@ -1,6 +1,7 @@
 import type { FrontDoor, Usage } from '../core/types.ts';
 import { parseMetadataHeader, METADATA_HEADER } from './metadata.ts';
 import { LOG_SCHEMA_VERSION } from './schema.ts';
+import type { CacheStatus } from '../cache/index.ts';
 
 /** Version of the log record layout: defined with the columns in schema.ts. */
 export { LOG_SCHEMA_VERSION };
@@ -49,7 +50,7 @@ export interface RequestRecord {
   /** The gateway's response cache answered. */
   cacheHit?: boolean;
   /** What the response cache did: hit, miss, stored, too_large, bypass or error (absent when it does not apply). */
-  cacheStatus?: 'hit' | 'semantic_hit' | 'miss' | 'stored' | 'too_large' | 'bypass' | 'error';
+  cacheStatus?: CacheStatus;
   /** Rate-limit outcome (absent when no limit applies) and which limit refused. */
   rateLimit?: 'allowed' | 'limited';
   rateLimitReason?: string;

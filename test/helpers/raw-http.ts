@@ -85,3 +85,10 @@ export function rawExchange(port: number, data: Buffer | string | (Buffer | stri
   });
 }
 
+
+/** The server still answers `/health` with 200 (after hostile input). */
+export async function assertStillUp(url: string): Promise<void> {
+  const res = await fetch(`${url}/health`);
+  if (res.status !== 200) throw new Error(`/health answered ${res.status} after the hostile input`);
+  await res.text();
+}

@@ -20,30 +20,14 @@ export async function bedrockCountTokens(client: BedrockRuntimeClient, provider:
   const req = parseAnthropicRequest(body, { requireMaxTokens: false });
   if (req.untranslatable?.length) return undefined;
   const input = toConverseInput({ ...req, stream: false }, ctx.upstreamModel, provider);
-  const call = new SdkCall(provider, ctx.timeouts ?? cfg, ctx.signal);
-  try {
-    const out = await client.send(
-      new CountTokensCommand({
-        modelId: ctx.upstreamModel,
-        input: {
-          converse: {
-            messages: input.messages,
-            ...(input.system ? { system: input.system } : {}),
-            ...(input.toolConfig ? { toolConfig: input.toolConfig } : {}),
-            ...(input.additionalModelRequestFields ? { additionalModelRequestFields: input.additionalModelRequestFields } : {}),
-          },
-        },
-      }),
-      { abortSignal: call.signal as never },
-    );
-    return jsonResponse({ input_tokens: out.inputTokens ?? 0 });
-  } catch (err) {
-    const ge = call.error(err);
-    if (ge.status === 400 || ge.code === 'upstream_auth_failed') return undefined;
-    throw ge;
-  } finally {
-    call.done();
-  }
+  const converse = {
+    messages: input.messages,
+    ...(input.system ? { system: input.system } : {}),
+    ...(input.toolConfig ? { toolConfig: input.toolConfig } : {}),
+    ...(input.additionalModelRequestFields ? { additionalModelRequestFields: input.additionalModelRequestFields } : {}),
+  };
+  const tokens = await bedrockCountNative(client, provider, cfg, { converse }, ctx);
+  return tokens === undefined ? undefined : jsonResponse({ input_tokens: tokens });
 }
 
 /**

@@ -12,6 +12,7 @@ import { converseAsSentCommand } from './converse-passthrough.ts';
 import { bedrockEmbed } from './embeddings.ts';
 import { bedrockCountNative, bedrockCountTokens } from './count-tokens.ts';
 import { withTraceparent } from '../../tracing/context.ts';
+import { bedrockPassthrough } from './lazy.ts';
 
 /**
  * Amazon Bedrock through @aws-sdk/client-bedrock-runtime: chat over Converse / ConverseStream
@@ -57,13 +58,8 @@ export class BedrockProvider implements Provider {
     return this.clientInstance;
   }
 
-  /**
-   * Bedrock-native clients (InvokeModel with a Claude body) are passed through to Claude models;
-   * with `messagesViaInvokeModel`, so are Anthropic Messages requests. Converse clients get their
-   * own body sent to Converse, for every model (./converse-passthrough.ts).
-   */
   passthrough(door: FrontDoor): boolean {
-    return door === 'bedrock-invoke' || door === 'bedrock-converse' || (door === 'anthropic-messages' && this.cfg.messagesViaInvokeModel);
+    return bedrockPassthrough(door, this.cfg);
   }
 
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {

@@ -37,7 +37,7 @@ export class BedrockProvider implements Provider {
   }
 
   passthrough(door: FrontDoor): boolean {
-    return door === 'bedrock-invoke' || door === 'bedrock-converse' || (door === 'anthropic-messages' && this.cfg.messagesViaInvokeModel);
+    return bedrockPassthrough(door, this.cfg);
   }
 
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
@@ -55,4 +55,14 @@ export class BedrockProvider implements Provider {
   async countBedrockTokens(input: Parameters<BedrockProviderImpl['countBedrockTokens']>[0], ctx: CallContext): Promise<number | undefined> {
     return (await this.provider()).countBedrockTokens(input, ctx);
   }
+}
+
+/**
+ * Bedrock-native clients (InvokeModel with a Claude body) are passed through to Claude models;
+ * with `messagesViaInvokeModel`, so are Anthropic Messages requests. Converse clients get their
+ * own body sent to Converse, for every model (./converse-passthrough.ts). Here, not in ./index.ts,
+ * so the stand-in answers it without loading the SDK.
+ */
+export function bedrockPassthrough(door: FrontDoor, cfg: BedrockProviderConfig): boolean {
+  return door === 'bedrock-invoke' || door === 'bedrock-converse' || (door === 'anthropic-messages' && cfg.messagesViaInvokeModel);
 }
