@@ -1,8 +1,8 @@
 import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
 import { anthropicErrorBody, GatewayError, jsonResponse } from '../http/errors.ts';
-import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
+import { encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { brokenAnswer, PassthroughRelay, SseChecker } from './passthrough.ts';
+import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from './passthrough.ts';
 import { AnthropicUsage, eventName, isObject, toAnthropicStopReason, toAnthropicUsage } from './anthropic-wire.ts';
 import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
@@ -648,26 +648,17 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
   const checker = new SseChecker('anthropic-messages');
   let sawStop = false;
   let sawError = false;
-  const inspect = (event: string): void => {
+  /** Notes the stream's end, an upstream error event and usage, from an event the checker passed (its data already parsed). */
+  const inspect = (event: string, c: EventCheck): void => {
     const name = eventName(event);
     if (name === 'message_stop') sawStop = true;
     else if (name === 'error') {
       sawError = true;
-      let message = 'The upstream sent an error event mid-stream.';
-      try {
-        const e = (JSON.parse(eventData(event) ?? '') as Json).error;
-        if (isObject(e) && typeof e.message === 'string') message = `The upstream sent an error event mid-stream: ${e.message}`;
-      } catch {
-        // keep the generic message
-      }
+      const e = c.json?.error;
+      const message = isObject(e) && typeof e.message === 'string' ? `The upstream sent an error event mid-stream: ${e.message}` : 'The upstream sent an error event mid-stream.';
       trace.fail('stream_error', { kind: 'upstream', code: 'upstream_stream_error', message });
-    } else if (name === 'message_start' || name === 'message_delta') {
-      try {
-        const data = JSON.parse(eventData(event) ?? '') as Json;
-        usage.read(name === 'message_start' && isObject(data.message) ? data.message.usage : data.usage);
-      } catch {
-        // not JSON: passed on untouched all the same
-      }
+    } else if ((name === 'message_start' || name === 'message_delta') && c.json) {
+      usage.read(name === 'message_start' && isObject(c.json.message) ? c.json.message.usage : c.json.usage);
     }
   };
   const errorTail = (ge: GatewayError) => {
@@ -697,7 +688,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
             // An unterminated last event is kept only when it is a whole event (its blank line missing).
             const c = checker.check(tail);
             if (c.problem || !c.data) tail = '';
-            else inspect(tail);
+            else inspect(tail, c);
           }
           if (!sawStop && !sawError) tail += errorTail(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));
           if (tail) ctrl.enqueue(encodeText(tail));
@@ -718,7 +709,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
             finish();
             return;
           }
-          inspect(ev);
+          inspect(ev, c);
           out += ev;
         }
         trace.firstByte();

@@ -1,8 +1,8 @@
 import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
 import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
-import { eventData, encodeText, SSE_HEADERS, sseData, SseSplitter } from '../http/sse.ts';
+import { encodeText, SSE_HEADERS, sseData, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { brokenAnswer, PassthroughRelay, SseChecker } from './passthrough.ts';
+import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from './passthrough.ts';
 import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
 /** OpenAI Chat Completions: `POST /v1/chat/completions`. */
@@ -414,25 +414,18 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
   const checker = new SseChecker('openai-chat');
   let sawDone = false;
   let upstreamFailed = false;
-  const keep = (event: string, data: string | undefined): boolean => {
-    if (data === undefined) return true;
-    if (data === '[DONE]') {
+  /** Whether a checked event goes to the client (a usage-only chunk the client did not ask for does not); notes usage and `[DONE]`. */
+  const keep = (c: EventCheck): boolean => {
+    if (!c.data) return true;
+    // Data the checker passed without JSON is the `[DONE]` line.
+    if (!c.json) {
       sawDone = true;
       return true;
     }
-    if (data.includes('"usage"')) {
-      try {
-        const parsed = JSON.parse(data) as Json;
-        const usage = readUsage(parsed.usage);
-        if (usage) {
-          trace.usage(usage);
-          if (!req.includeUsage) {
-            if (Array.isArray(parsed.choices) && parsed.choices.length === 0) return false;
-          }
-        }
-      } catch {
-        // checked before: cannot happen
-      }
+    const usage = readUsage(c.json.usage);
+    if (usage) {
+      trace.usage(usage);
+      if (!req.includeUsage && Array.isArray(c.json.choices) && c.json.choices.length === 0) return false;
     }
     return true;
   };
@@ -463,7 +456,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
           if (rest.trim()) {
             const last = rest.endsWith('\n') ? `${rest}\n` : `${rest}\n\n`;
             const c = checker.check(last);
-            if (!c.problem && c.data && keep(last, eventData(last))) tail = last;
+            if (!c.problem && c.data && keep(c)) tail = last;
           }
           if (!sawDone && !upstreamFailed) {
             // A stream that gave its finish reason but no `[DONE]` is complete: the client gets the `[DONE]` it expects.
@@ -488,7 +481,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
             upstreamFailed = true;
             trace.fail('stream_error', { kind: 'upstream', code: 'upstream_stream_error', message: `The upstream sent an error event mid-stream: ${c.upstreamError}` });
           }
-          if (keep(ev, eventData(ev))) out += stripUsageField ? ev.replace(',"usage":null', '') : ev;
+          if (keep(c)) out += stripUsageField ? ev.replace(',"usage":null', '') : ev;
         }
         if (broken) {
           // What came before the broken event goes out; then our error, and the upstream is let go.

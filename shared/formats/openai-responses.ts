@@ -3,7 +3,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, To
 import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
 import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { brokenAnswer, PassthroughRelay, SseChecker } from './passthrough.ts';
+import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from './passthrough.ts';
 import type { EncodeMeta, FrontDoorCodec } from './types.ts';
 
 /**
@@ -591,19 +591,16 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
   let terminal = false;
   let lastSeq = -1;
   let created: Json | undefined;
-  const inspect = (event: string): void => {
+  const inspect = (event: string, c: EventCheck): void => {
     const data = eventData(event);
     if (data === undefined || data === '[DONE]') return;
     const seq = SEQUENCE.exec(data);
     if (seq) lastSeq = Math.max(lastSeq, Number(seq[1]));
     const type = EVENT_TYPE.exec(data)?.[1];
     if (type !== 'response.created' && type !== 'response.completed' && type !== 'response.incomplete' && type !== 'response.failed' && type !== 'error') return;
-    let parsed: Json | undefined;
-    try {
-      parsed = JSON.parse(data) as Json;
-    } catch {
-      return;
-    }
+    // Parsed by the checker already.
+    const parsed = c.json;
+    if (!parsed) return;
     const response = isObject(parsed.response) ? parsed.response : undefined;
     if (type === 'response.created') {
       created = response;
@@ -644,12 +641,14 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
         }
         if (r.done) {
           let rest = splitter.end();
+          let restCheck: EventCheck | undefined;
           if (rest.trim()) {
             // An unterminated last event is kept only when it is a whole event (its blank line missing).
             const c = checker.check(rest);
             if (c.problem || !c.data) rest = '';
+            else restCheck = c;
           }
-          if (rest.trim() && !terminal) inspect(rest);
+          if (rest.trim() && !terminal && restCheck) inspect(rest, restCheck);
           let tail = '';
           if (!terminal) tail = failure(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));
           else if (rest.trim()) tail = `${rest}\n\n`;
@@ -670,7 +669,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
             finish();
             return;
           }
-          inspect(ev);
+          inspect(ev, c);
           out += ev;
         }
         if (out) {

@@ -57,6 +57,8 @@ export interface EventCheck {
   upstreamError?: string;
   /** The event ends the stream (`[DONE]`, `message_stop`, `response.completed`, an error...). */
   terminal: boolean;
+  /** The event's data as parsed here (absent for `[DONE]` and events without data), so relays need not parse it again. */
+  json?: Record<string, unknown>;
 }
 
 const SSE_FIELD = /^(?:data|event|id|retry)(?::|$)/;
@@ -92,31 +94,31 @@ export class SseChecker {
     if (!isObject(json)) return { problem: 'The upstream stream sent an event whose data is not a JSON object.', data: true, terminal: false };
     switch (this.format) {
       case 'openai-chat': {
-        if (isObject(json.error)) return { data: true, terminal: true, upstreamError: errorMessage(json.error) };
+        if (isObject(json.error)) return { json, data: true, terminal: true, upstreamError: errorMessage(json.error) };
         if (!Array.isArray(json.choices)) return { problem: 'The upstream stream sent an event that is not a chat completion chunk.', data: true, terminal: false };
         if (json.choices.some((c) => isObject(c) && typeof c.finish_reason === 'string')) this.complete = true;
-        return { data: true, terminal: false };
+        return { json, data: true, terminal: false };
       }
       case 'openai-responses': {
         const type = json.type;
         if (typeof type !== 'string') return { problem: 'The upstream stream sent an event without a type.', data: true, terminal: false };
-        if (type === 'error') return { data: true, terminal: true, upstreamError: errorMessage(json) };
-        if (type === 'response.failed') return { data: true, terminal: true, upstreamError: errorMessage(isObject(json.response) ? json.response.error : undefined) };
+        if (type === 'error') return { json, data: true, terminal: true, upstreamError: errorMessage(json) };
+        if (type === 'response.failed') return { json, data: true, terminal: true, upstreamError: errorMessage(isObject(json.response) ? json.response.error : undefined) };
         if (type === 'response.completed' || type === 'response.incomplete') {
           this.complete = true;
-          return { data: true, terminal: true };
+          return { json, data: true, terminal: true };
         }
-        return { data: true, terminal: false };
+        return { json, data: true, terminal: false };
       }
       case 'anthropic-messages': {
         const type = json.type;
         if (typeof type !== 'string') return { problem: 'The upstream stream sent an event without a type.', data: true, terminal: false };
-        if (type === 'error') return { data: true, terminal: true, upstreamError: errorMessage(json.error) };
+        if (type === 'error') return { json, data: true, terminal: true, upstreamError: errorMessage(json.error) };
         if (type === 'message_stop') {
           this.complete = true;
-          return { data: true, terminal: true };
+          return { json, data: true, terminal: true };
         }
-        return { data: true, terminal: false };
+        return { json, data: true, terminal: false };
       }
     }
   }
