@@ -11,7 +11,7 @@ import { listModelsResponse, modelResponse } from './formats/models-list.ts';
 import type { FrontDoorCodec } from './formats/types.ts';
 import { buildProviders } from './providers/index.ts';
 import { runAttempts, runCall, type CallRunner } from './routing/execute.ts';
-import { Router, type RoutePlan } from './routing/router.ts';
+import { Router, type ResolvedTarget, type RoutePlan } from './routing/router.ts';
 import type { Provider } from './providers/types.ts';
 import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/record.ts';
 import { errorText, jsonLinesLogger, type GatewayLogger } from './telemetry/logger.ts';
@@ -66,6 +66,9 @@ export interface LiveModel {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The longest a call on the side of a request (the semantic cache's query vector) may wait on one target. */
+const SIDE_CALL_MS = 15_000;
+const NEVER = new AbortController().signal;
 
 /**
  * A request the shell could not hand over as it came (a method fetch cannot carry, a request
@@ -416,11 +419,14 @@ export class Gateway {
     const plan = this.router.resolve(model);
     const canEmbed = (t: { provider: Provider }) => typeof t.provider.embed === 'function';
     if (!plan.groups.flat().some(canEmbed)) throw new GatewayError('invalid_request', `The model '${model}' cannot make embeddings.`, { code: 'model_not_supported' });
-    // Through the attempt runner (fallback, deadlines, spans), on the side: the request's attempt log is its chat call's.
-    const { value: result } = await runCall(this.router, { plan, requestId: trace.record.requestId, signal: AbortSignal.timeout(15_000), filter: canEmbed }, (t, ctx) =>
+    // Through the attempt runner (fallback, deadlines, spans), on the side: the request's attempt log
+    // is its chat call's, and each target's deadline is capped (the client's leaving does not stop it).
+    const capped = (t: ResolvedTarget) => ({ ...t, timeouts: { ...t.timeouts, firstByteTimeoutMs: Math.min(t.timeouts.firstByteTimeoutMs, SIDE_CALL_MS), totalTimeoutMs: Math.min(t.timeouts.totalTimeoutMs, SIDE_CALL_MS) } });
+    const sidePlan = { ...plan, groups: plan.groups.map((g) => g.map(capped)) };
+    const { value: result } = await runCall(this.router, { plan: sidePlan, requestId: trace.record.requestId, signal: NEVER, filter: canEmbed }, (t, ctx) =>
       t.provider.embed!(
         { model, input: [text], inputKind: 'text', encodingFormat: 'float' },
-        { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: { model: t.model, input: [text], encoding_format: 'float' }, headers: new Headers(), timeouts: ctx.timeouts },
+        { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: { model: t.model, input: [text], encoding_format: 'float' }, headers: new Headers() },
       ),
     );
     if (result.kind === 'vectors') return result.vectors[0]!;

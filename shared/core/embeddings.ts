@@ -26,8 +26,6 @@ export interface EmbeddingContext {
   /** The client's body as parsed JSON, for pass-through to OpenAI-compatible upstreams. */
   rawBody: Record<string, unknown>;
   headers: Headers;
-  /** The attempt's timeouts as routing resolved them (the attempt runner enforces them; `signal` carries them). */
-  timeouts?: { firstByteTimeoutMs: number; totalTimeoutMs: number };
 }
 
 export type EmbeddingResult =

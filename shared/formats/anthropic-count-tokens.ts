@@ -74,7 +74,6 @@ export async function countTokens(request: Request, trace: RequestTrace, headers
           headers: request.headers,
           upstreamModel: t.model,
           query,
-          timeouts: ctx.timeouts,
         }).then(async (r) => r && { status: r.status, type: r.headers.get('content-type'), text: await r.text() })
       : Promise.resolve(undefined),
   );

@@ -565,7 +565,6 @@ export async function handleBedrockCountTokens(request: Request, trace: RequestT
       headers: anthropic?.headers ?? request.headers,
       upstreamModel: t.model,
       query: '',
-      timeouts: c.timeouts,
     };
     if (t.provider.countBedrockTokens) return t.provider.countBedrockTokens(native, ctx);
     if (anthropic && t.provider.countTokens && t.provider.type === 'anthropic') {

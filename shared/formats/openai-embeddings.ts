@@ -115,7 +115,7 @@ export async function handleEmbeddings(request: Request, trace: RequestTrace, he
   // the model's triggers until one answers (an answer's headers are its first byte).
   const { target, value: result } = await deps.run(
     plan,
-    (t, ctx) => t.provider.embed!(req, { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: body, headers: request.headers, timeouts: ctx.timeouts }),
+    (t, ctx) => t.provider.embed!(req, { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: body, headers: request.headers }),
     canEmbed,
   );
   const { provider, model } = target;

@@ -4,7 +4,10 @@ import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../cor
 /** What a provider needs to know about the call besides the neutral request. */
 export interface CallContext {
   requestId: string;
-  /** Aborts when the client goes away. */
+  /**
+   * The attempt's deadline (first byte, idle gaps, whole call, the client's leaving) as one signal:
+   * pass it to every upstream call; the attempt runner names the failure when it fires.
+   */
   signal: AbortSignal;
   /** The API the client spoke. */
   frontDoor: FrontDoor;
@@ -16,12 +19,6 @@ export interface CallContext {
   upstreamModel: string;
   /** The client's query string (`?beta=true`), with its `?`, for same-format pass-through; '' when none. */
   query?: string;
-  /**
-   * This attempt's timeouts as routing resolved them (target, else provider, else defaults). The
-   * attempt enforces them itself (first body byte, idle gaps, whole call); a provider uses them for
-   * its own upstream call instead of its configuration's.
-   */
-  timeouts?: { firstByteTimeoutMs: number; totalTimeoutMs: number };
 }
 
 /**

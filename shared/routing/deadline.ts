@@ -1,7 +1,7 @@
 import { GatewayError } from '../http/errors.ts';
 import type { AttemptTimeouts } from './router.ts';
 
-export type DeadlineReason = 'first_byte' | 'total' | 'idle';
+type DeadlineReason = 'first_byte' | 'total' | 'idle';
 
 /**
  * One attempt's deadline: the first byte of the answer, the silence between chunks once it has
@@ -87,35 +87,39 @@ export class Deadline {
 
   /** What a failure of the call is to the gateway: the client's leaving, a timeout, or the error as it is. */
   error(err: unknown): unknown {
-    if (!this.timedOut && this.clientSignal.aborted) return new GatewayError('invalid_request', 'The client closed the request.', { status: 499, code: 'client_closed', cause: err });
+    if (!this.timedOut && this.clientSignal.aborted) return clientClosed(err);
     if (this.timedOut) return this.timeoutError(this.timedOut, err);
     return err;
   }
 
-  /** `p`, or the deadline's error as soon as it aborts (so a provider that ignores the signal still fails over). */
+  /**
+   * `p`, or the deadline's error as soon as it aborts (so a provider that ignores the signal still
+   * fails over); the listener is removed once `p` settles, so long streams keep none.
+   */
   race<T>(p: Promise<T>): Promise<T> {
-    return raceAbort(p, this.controller.signal, () => this.error(this.controller.signal.reason));
+    const signal = this.controller.signal;
+    if (signal.aborted) {
+      p.catch(() => {});
+      return Promise.reject(this.error(signal.reason));
+    }
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(this.error(signal.reason));
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(
+        (v) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
   }
 }
 
-/** `p`, or the rejection `reason()` as soon as `signal` aborts (its listener removed once `p` settles, so long streams keep none). */
-export function raceAbort<T>(p: Promise<T>, signal: AbortSignal, reason: () => unknown): Promise<T> {
-  if (signal.aborted) {
-    p.catch(() => {});
-    return Promise.reject(reason());
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(reason());
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
+/** The client went away (499 `client_closed`): what a call cut short by its leaving fails with. */
+export function clientClosed(cause?: unknown): GatewayError {
+  return new GatewayError('invalid_request', 'The client closed the request.', { status: 499, code: 'client_closed', cause });
 }

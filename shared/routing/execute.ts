@@ -4,11 +4,11 @@ import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { startSpan } from '../tracing/spans.ts';
+import { startSpan, type Span } from '../tracing/spans.ts';
 import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../formats/passthrough.ts';
 import { SseSplitter } from '../http/sse.ts';
-import type { ResolvedTarget, RoutePlan, Router } from './router.ts';
-import { Deadline } from './deadline.ts';
+import type { AttemptTimeouts, ResolvedTarget, RoutePlan, Router } from './router.ts';
+import { clientClosed, Deadline } from './deadline.ts';
 
 /** A provider's answer, with its first piece already in hand (so the call can still fail over). */
 export type Served =
@@ -49,12 +49,11 @@ export async function runAttempts(router: Router, input: RunInput): Promise<Serv
   );
 }
 
-/** What a one-shot upstream call (embeddings, count_tokens) is given: its target's deadline and timeouts. */
+/** What a one-shot upstream call (embeddings, count_tokens) is given: its target's deadline. */
 export interface CallDeadline {
   requestId: string;
   /** The attempt's deadline (first byte, total; the client's abort), as one signal. */
   signal: AbortSignal;
-  timeouts: { firstByteTimeoutMs: number; totalTimeoutMs: number };
 }
 
 export interface RunCallInput {
@@ -72,30 +71,49 @@ export interface RunCallInput {
  * the same runner as a chat attempt: the plan's targets in order, retried and then handed to the
  * next target on the model's fallback triggers, each attempt under its target's deadline and in its
  * own span (`provider/model`), logged in the record's attempt log. The call's promise settling is
- * its first (and last) byte.
+ * its first (and last) byte: a call reads what it needs of its answer before it settles.
  */
 export async function runCall<T>(router: Router, input: RunCallInput, call: (target: ResolvedTarget, ctx: CallDeadline) => Promise<T>): Promise<{ target: ResolvedTarget; value: T }> {
   const order = router.order(input.plan).filter((t) => input.filter?.(t) ?? true);
   return runTargets(router, input.plan, input.trace?.record ?? {}, input.signal, order, async (target) => {
-    const t0 = performance.now();
-    const span = startSpan(`${target.provider.name}/${target.model}`, { namespace: 'remote', annotations: { provider: target.provider.name, model: target.model } });
-    const deadline = new Deadline(target.provider.name, target.timeouts, input.signal);
-    const { firstByteTimeoutMs, totalTimeoutMs } = target.timeouts;
+    const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal);
     try {
-      const value = await deadline.race(call(target, { requestId: input.requestId, signal: deadline.signal, timeouts: { firstByteTimeoutMs, totalTimeoutMs } }));
-      span.annotate({ status: 200, firstByteMs: ms(t0) });
+      const value = await attempt.race(call(target, { requestId: input.requestId, signal: attempt.signal }));
+      attempt.started(200);
+      attempt.end();
       return { target, value };
     } catch (err) {
-      const e = deadline.error(err);
-      const ge = toGatewayError(e);
-      span.annotate({ status: ge.status, errorCode: ge.code ?? ge.kind });
-      span.fail(ge);
-      throw e;
-    } finally {
-      deadline.release();
-      span.end();
+      throw attempt.fail(err);
     }
   }, () => 200);
+}
+
+/**
+ * One upstream exchange outside a route plan (an MCP server's answer, relayed as it comes): under
+ * a deadline and in a span like an attempt, without retries or fallback. The answer's headers are
+ * its first byte; its body is read under the idle and total limits, and the deadline is released
+ * when the body ends (or fails, or the reader cancels it).
+ */
+export async function runExchange(
+  name: string,
+  timeouts: Pick<AttemptTimeouts, 'firstByteTimeoutMs' | 'totalTimeoutMs'> & { idleTimeoutMs?: number },
+  clientSignal: AbortSignal,
+  call: (signal: AbortSignal) => Promise<Response>,
+): Promise<Response> {
+  // Without an idle limit of its own, only the whole exchange's limit cuts a silent body.
+  const attempt = new Attempt(name, undefined, { ...timeouts, idleTimeoutMs: timeouts.idleTimeoutMs ?? timeouts.totalTimeoutMs }, clientSignal);
+  let res: Response;
+  try {
+    res = await attempt.race(call(attempt.signal));
+  } catch (err) {
+    throw attempt.fail(err);
+  }
+  attempt.started(res.status);
+  if (!res.body) {
+    attempt.end();
+    return res;
+  }
+  return new Response(watchedBody(res.body.getReader(), [], attempt), { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /** runCall bound to one request: what a front door's one-shot handler is given. */
@@ -114,7 +132,6 @@ async function runTargets<T>(
   attemptOnce: (target: ResolvedTarget) => Promise<T>,
   statusOf: (served: T) => number,
 ): Promise<T> {
-  const input = { signal };
   const log: AttemptLog[] = [];
   record.attemptLog = log;
   let lastError: GatewayError | undefined;
@@ -143,15 +160,15 @@ async function runTargets<T>(
         record.fallbacks = ti;
         lastError = ge;
         const trigger = classify(ge);
-        if (!trigger || !plan.fallbackOn.has(trigger) || input.signal.aborted) throw ge;
+        if (!trigger || !plan.fallbackOn.has(trigger) || signal.aborted) throw ge;
         router.cooldown.failure(target.key);
         if (attempt === plan.retry.retries) break;
         const delay = backoff(plan.retry, attempt, ge);
         if (delay === undefined) break; // Retry-After beyond our patience: move on to the next target
         try {
-          await sleep(delay, undefined, { signal: input.signal });
-        } catch {
-          throw new GatewayError('invalid_request', 'The client closed the request.', { status: 499, code: 'client_closed' });
+          await sleep(delay, undefined, { signal });
+        } catch (err) {
+          throw clientClosed(err);
         }
       }
     }
@@ -163,7 +180,7 @@ async function runTargets<T>(
  * An error that did not come from the upstream, as the client should see it: a request nested too
  * deeply for the gateway to handle is the client's 400, anything else the gateway's own 500.
  */
-export function ownFailure(err: unknown): GatewayError | undefined {
+function ownFailure(err: unknown): GatewayError | undefined {
   if (err instanceof GatewayError && err.kind !== 'internal') return undefined;
   const cause = err instanceof GatewayError ? err.cause : err;
   if (cause instanceof RangeError && /call stack/i.test(cause.message)) {
@@ -173,7 +190,7 @@ export function ownFailure(err: unknown): GatewayError | undefined {
 }
 
 /** Which fallback trigger an error is, if any. Client errors (4xx other than 429) are none. */
-export function classify(err: GatewayError): FallbackTrigger | undefined {
+function classify(err: GatewayError): FallbackTrigger | undefined {
   if (err.status === 499 || err.kind === 'internal') return undefined;
   if (err.status === 429) return '429';
   if (err.kind === 'timeout' || err.status === 504) return 'timeout';
@@ -209,75 +226,100 @@ function ms(t0: number): number {
  * answer is a failed attempt (a 502: retried, then handed to the next target).
  */
 async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Served> {
-  const { firstByteTimeoutMs, totalTimeoutMs } = target.timeouts;
-  const t0 = performance.now();
-  const span = startSpan(`${target.provider.name}/${target.model}`, { namespace: 'remote', annotations: { provider: target.provider.name, model: target.model } });
-  const deadline = new Deadline(target.provider.name, target.timeouts, input.signal);
-  const timers: Watch = deadline;
-  const release = (midStreamError?: unknown) => {
-    if (deadline.done) return;
-    deadline.release();
-    if (midStreamError !== undefined) span.fail(toGatewayError(asTimeout(midStreamError)));
-    span.end();
-  };
-  const asTimeout = (err: unknown): unknown => deadline.error(err);
-
+  const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal);
   const { req, rawBody } = applyParams(target, input);
   // A request part the neutral model cannot carry can only reach a provider that passes the body through.
   const lost = req.untranslatable?.[0];
   if (lost && !target.provider.passthrough?.(input.door)) {
-    release();
+    attempt.end();
     throw new GatewayError('invalid_request', lost.message, { param: lost.param, code: 'unsupported_parameter' });
   }
-  const ctx: CallContext = {
-    requestId: input.requestId,
-    signal: deadline.signal,
-    frontDoor: input.door,
-    rawBody,
-    headers: input.headers,
-    upstreamModel: target.model,
-    query: input.query,
-    timeouts: { firstByteTimeoutMs, totalTimeoutMs },
-  };
-  // Races each wait on the provider against our timers, so a provider that ignores the signal still fails over.
-  const abortable: Abortable = (p) => deadline.race(p);
+  const ctx: CallContext = { requestId: input.requestId, signal: attempt.signal, frontDoor: input.door, rawBody, headers: input.headers, upstreamModel: target.model, query: input.query };
   try {
-    const result = await abortable(target.provider.chat(req, ctx));
+    const result = await attempt.race(target.provider.chat(req, ctx));
     if (result.kind === 'events') {
-      const first = await abortable(result.events.next()).catch((err) => {
+      const first = await attempt.race(result.events.next()).catch((err) => {
         // Stop the provider's iterator without waiting on it (it may still be stuck on a silent upstream).
         void Promise.resolve(result.events.return?.()).catch(() => {});
         // Decoding the upstream's answer failed in a way its decoder did not name: the answer was broken.
         throw err instanceof GatewayError ? err : new GatewayError('upstream', `Provider "${target.provider.name}" sent an answer the gateway could not read.`, { code: 'upstream_bad_response', cause: err });
       });
-      timers.gotFirstByte();
-      span.annotate({ status: 200, firstByteMs: ms(t0) });
-      return { kind: 'events', target, first, events: guardEvents(result.events, release, asTimeout, timers, abortable) };
+      attempt.started(200);
+      return { kind: 'events', target, first, events: guardEvents(result.events, attempt) };
     }
-    const format = answerFormatOf(input.door);
-    const response = await prefetch(result.response, { format, stream: req.stream }, abortable, release, asTimeout, timers);
-    span.annotate({ status: response.status, firstByteMs: ms(t0) });
+    const response = await prefetch(result.response, { format: answerFormatOf(input.door), stream: req.stream }, attempt);
     return { kind: 'passthrough', target, response };
   } catch (err) {
-    const e = asTimeout(err);
-    const ge = toGatewayError(e);
-    span.annotate({ status: ge.status, errorCode: ge.code ?? ge.kind });
-    span.fail(ge);
-    release();
-    throw e;
+    throw attempt.fail(err);
   }
 }
 
-type Abortable = <T>(p: Promise<T>) => Promise<T>;
+/**
+ * One call to one upstream: its deadline (first byte, idle, total, the client's leaving: the only
+ * timers on the way, provider code sets none) and its span, both ended once however the call ends.
+ * A provider that ignores the signal still fails over: every wait on it is raced against the deadline.
+ */
+class Attempt {
+  private readonly deadline: Deadline;
+  private readonly span: Span;
+  private readonly t0 = performance.now();
+  private answered = false;
 
-/** The attempt's timers as the readers of its answer drive them. */
-interface Watch {
-  /** The answer's first byte (first event) is in hand: the first-byte limit is over, the idle limit starts. */
-  gotFirstByte(): void;
-  /** About to wait on the upstream for the next piece. */
-  waiting(): void;
-  /** The piece came. */
-  got(): void;
+  constructor(provider: string, model: string | undefined, timeouts: AttemptTimeouts, clientSignal: AbortSignal) {
+    this.span = startSpan(model === undefined ? provider : `${provider}/${model}`, { namespace: 'remote', annotations: model === undefined ? { provider } : { provider, model } });
+    this.deadline = new Deadline(provider, timeouts, clientSignal);
+  }
+
+  /** The deadline as one signal, for the upstream call. */
+  get signal(): AbortSignal {
+    return this.deadline.signal;
+  }
+
+  /** `p`, or the deadline's error as soon as it fires. */
+  race<T>(p: Promise<T>): Promise<T> {
+    return this.deadline.race(p);
+  }
+
+  /** The next piece of an answer: waited for under the idle limit once the answer has started. */
+  async next<T>(p: Promise<T>): Promise<T> {
+    this.deadline.waiting();
+    try {
+      return await this.deadline.race(p);
+    } finally {
+      this.deadline.got();
+    }
+  }
+
+  /** The answer's body has started: the first-byte limit is over, the idle limit applies between its pieces. */
+  bodyStarted(): void {
+    this.deadline.gotFirstByte();
+  }
+
+  /** The answer is in hand (the attempt commits): noted on the span with the time to it. */
+  started(status: number): void {
+    this.deadline.gotFirstByte();
+    this.answered = true;
+    this.span.annotate({ status, firstByteMs: ms(this.t0) });
+  }
+
+  /** The call failed: the error as the gateway names it (a timeout, the client's leaving, or itself), recorded on the span; the attempt ends. */
+  fail(err: unknown): unknown {
+    const e = this.deadline.error(err);
+    if (!this.deadline.done) {
+      const ge = toGatewayError(e);
+      if (!this.answered) this.span.annotate({ status: ge.status, errorCode: ge.code ?? ge.kind });
+      this.span.fail(ge);
+      this.end();
+    }
+    return e;
+  }
+
+  /** The call is over: release the deadline, close the span (once). */
+  end(): void {
+    if (this.deadline.done) return;
+    this.deadline.release();
+    this.span.end();
+  }
 }
 
 /** Target parameter overrides, applied to the neutral request and to a pass-through body alike. */
@@ -293,26 +335,23 @@ function applyParams(target: ResolvedTarget, input: RunInput): { req: ChatReques
   return { req, rawBody };
 }
 
-/** Wrap an event iterator so its end (or failure) releases the attempt's timers, and names timeouts. */
-function guardEvents(events: AsyncIterator<StreamEvent>, release: (err?: unknown) => void, asTimeout: (e: unknown) => unknown, timers: Watch, abortable: Abortable): AsyncIterator<StreamEvent> {
+/** Wrap an event iterator so each wait is under the attempt's deadline and its end (or failure) ends the attempt. */
+function guardEvents(events: AsyncIterator<StreamEvent>, attempt: Attempt): AsyncIterator<StreamEvent> {
   return {
     async next() {
-      timers.waiting();
       try {
-        const r = await abortable(events.next());
-        timers.got();
-        if (r.done) release();
+        const r = await attempt.next(events.next());
+        if (r.done) attempt.end();
         return r;
       } catch (err) {
-        timers.got();
-        release(err);
+        const e = attempt.fail(err);
         // The provider's iterator may still be waiting on a silent upstream: stop it.
         void Promise.resolve(events.return?.()).catch(() => {});
-        throw asTimeout(err);
+        throw e;
       }
     },
     async return(value?: unknown) {
-      release();
+      attempt.end();
       return (await events.return?.(value as never)) ?? { done: true, value: undefined };
     },
   };
@@ -330,30 +369,17 @@ const MAX_CHECKED_JSON_BYTES = 32 * 1024 * 1024;
  * Then hand on a body that replays what was read, byte for byte, and continues with the rest as it
  * arrives (each read under the attempt's idle and total limits).
  */
-async function prefetch(
-  res: Response,
-  opts: { format: AnswerFormat | undefined; stream: boolean },
-  abortable: Abortable,
-  release: (err?: unknown) => void,
-  asTimeout: (e: unknown) => unknown,
-  timers: Watch,
-): Promise<Response> {
+async function prefetch(res: Response, opts: { format: AnswerFormat | undefined; stream: boolean }, attempt: Attempt): Promise<Response> {
   if (!res.body) {
-    release();
     if (opts.format) throw brokenAnswer('The upstream answered without a body.');
+    attempt.started(res.status);
+    attempt.end();
     return res;
   }
   const reader = res.body.getReader();
   const held: Uint8Array[] = [];
   let ended = false;
-  const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
-    timers.waiting();
-    try {
-      return await abortable(reader.read());
-    } finally {
-      timers.got();
-    }
-  };
+  const read = () => attempt.next(reader.read());
   const type = res.headers.get('content-type') ?? '';
   // Anthropic's door relays a JSON answer to a streaming request as JSON (as it always has).
   const jsonMode = !opts.stream || (opts.format === 'anthropic-messages' && type.includes('json') && !type.includes('event-stream'));
@@ -373,7 +399,7 @@ async function prefetch(
         held.push(r.value);
         size += r.value.byteLength;
         // The body has started: from here the idle limit applies between its chunks.
-        timers.gotFirstByte();
+        attempt.bodyStarted();
       }
       if (ended) {
         const problem = jsonAnswerProblem(opts.format, Buffer.concat(held).toString('utf8'));
@@ -401,10 +427,19 @@ async function prefetch(
     reader.cancel().catch(() => {});
     throw err;
   }
-  timers.gotFirstByte();
-  if (ended) release();
+  attempt.started(res.status);
+  if (ended) attempt.end();
+  return new Response(watchedBody(reader, held, attempt, ended), { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
+/**
+ * An answer's body for the client: `held` (what was already read) replayed byte for byte, then
+ * the rest as it arrives, each read under the attempt's idle and total limits; the attempt ends
+ * with the body, however it ends.
+ */
+function watchedBody(reader: ReadableStreamDefaultReader<Uint8Array>, held: Uint8Array[], attempt: Attempt, ended = false): ReadableStream<Uint8Array> {
   let i = 0;
-  const body = new ReadableStream<Uint8Array>({
+  return new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       if (i < held.length) {
         ctrl.enqueue(held[i++]!);
@@ -415,24 +450,23 @@ async function prefetch(
         return;
       }
       try {
-        const r = await read();
+        const r = await attempt.next(reader.read());
         if (r.done) {
           ended = true;
-          release();
+          attempt.end();
           ctrl.close();
         } else ctrl.enqueue(r.value);
       } catch (err) {
         ended = true;
-        release(err);
+        const e = attempt.fail(err);
         reader.cancel().catch(() => {});
-        ctrl.error(asTimeout(err));
+        ctrl.error(e);
       }
     },
     cancel(why) {
-      if (!ended) release();
+      if (!ended) attempt.end();
       ended = true;
       return reader.cancel(why);
     },
   });
-  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }

@@ -98,7 +98,7 @@ export class AnthropicProvider implements Provider {
   }
 
   private post(path: string, body: unknown, ctx: CallContext, stream: boolean): Promise<Response> {
-    return fetchUpstream(this.name, `${this.baseUrl}${path}`, { method: 'POST', headers: this.headers(ctx, stream), body: JSON.stringify(body) }, ctx.timeouts ?? this.cfg, ctx.signal);
+    return fetchUpstream(this.name, `${this.baseUrl}${path}`, { method: 'POST', headers: this.headers(ctx, stream), body: JSON.stringify(body) }, ctx.signal);
   }
 
   /**

@@ -37,7 +37,7 @@ export async function bedrockCountTokens(client: BedrockRuntimeClient, provider:
  */
 export async function bedrockCountNative(client: BedrockRuntimeClient, provider: string, cfg: BedrockProviderConfig, input: { invokeModel: { body: Uint8Array } } | { converse: Record<string, unknown> }, ctx: CallContext): Promise<number | undefined> {
   if (!isAnthropicModel(ctx.upstreamModel)) return undefined;
-  const call = new SdkCall(provider, ctx.timeouts ?? cfg, ctx.signal);
+  const call = new SdkCall(provider, ctx.signal);
   try {
     const out = await client.send(new CountTokensCommand({ modelId: ctx.upstreamModel, input: input as never }), { abortSignal: call.signal as never });
     return out.inputTokens ?? 0;

@@ -51,7 +51,7 @@ export async function bedrockEmbed(client: BedrockRuntimeClient, provider: strin
     if (family === 'cohere-v3' && dims !== 1024) throw badParam(`${modelId} only makes 1024-dimension vectors; omit 'dimensions'.`, 'dimensions');
   }
 
-  const call = new SdkCall(provider, ctx.timeouts ?? cfg, ctx.signal);
+  const call = new SdkCall(provider, ctx.signal);
   try {
     if (family === 'titan-v1' || family === 'titan-v2') {
       const vectors: number[][] = new Array(texts.length);
@@ -129,7 +129,6 @@ async function invokeJson(client: BedrockRuntimeClient, modelId: string, body: u
   let text: string;
   try {
     const res = await client.send(cmd, { abortSignal: call.signal as never });
-    call.firstByte();
     text = new TextDecoder().decode(res.body);
   } catch (err) {
     throw call.error(err);

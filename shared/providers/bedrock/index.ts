@@ -73,7 +73,7 @@ export class BedrockProvider implements Provider {
     // The answer is decoded either way (the Converse door encodes it again).
     const command = asSent ? converseAsSentCommand(req, ctx) : undefined;
     const input = asSent ? undefined : toConverseInput(req, ctx.upstreamModel, this.name);
-    const call = new SdkCall(this.name, ctx.timeouts ?? this.cfg, ctx.signal);
+    const call = new SdkCall(this.name, ctx.signal);
     if (!req.stream) {
       try {
         const res = await this.client.send((command as ConverseCommand | undefined) ?? new ConverseCommand(input!), { abortSignal: call.signal as never });
@@ -92,7 +92,6 @@ export class BedrockProvider implements Provider {
     let first: IteratorResult<ConverseStreamOutput>;
     try {
       const res = await this.client.send((command as ConverseStreamCommand | undefined) ?? new ConverseStreamCommand(input!), { abortSignal: call.signal as never });
-      call.firstByte();
       if (!res.stream) throw new GatewayError('upstream', `Provider "${this.name}" (Amazon Bedrock) answered without a stream.`, { code: 'upstream_error' });
       id = res.$metadata.requestId ?? ctx.requestId;
       upstream = res.stream[Symbol.asyncIterator]();
@@ -118,7 +117,7 @@ export class BedrockProvider implements Provider {
     } finally {
       if (!finished) {
         // The consumer stopped early (the client went away): cancel the SDK call.
-        call.abort('client');
+        call.abort();
         await upstream.return?.().catch(() => {});
       }
       call.done();

@@ -17,7 +17,7 @@ import { bedrockError } from './errors.ts';
 export async function invokeAnthropic(client: BedrockRuntimeClient, provider: string, cfg: BedrockProviderConfig, stream: boolean, ctx: CallContext): Promise<ProviderResult> {
   const payload = new TextEncoder().encode(JSON.stringify(anthropicToBedrockBody(ctx.rawBody, ctx.headers)));
   const input = { modelId: ctx.upstreamModel, body: payload, contentType: 'application/json', accept: 'application/json' };
-  const call = new SdkCall(provider, ctx.timeouts ?? cfg, ctx.signal);
+  const call = new SdkCall(provider, ctx.signal);
 
   if (!stream) {
     try {
@@ -37,7 +37,6 @@ export async function invokeAnthropic(client: BedrockRuntimeClient, provider: st
   let requestId: string | undefined;
   try {
     const res = await client.send(new InvokeModelWithResponseStreamCommand(input), { abortSignal: call.signal as never });
-    call.firstByte();
     if (!res.body) throw new GatewayError('upstream', `Provider "${provider}" (Amazon Bedrock) answered without a stream.`, { code: 'upstream_error' });
     requestId = res.$metadata.requestId;
     upstream = res.body[Symbol.asyncIterator]();
@@ -81,7 +80,7 @@ export async function invokeAnthropic(client: BedrockRuntimeClient, provider: st
     },
     async cancel() {
       if (!finished) {
-        call.abort('client');
+        call.abort();
         end();
       }
       await upstream.return?.().catch(() => {});

@@ -1,6 +1,6 @@
 import type { EmbeddingContext, EmbeddingResult } from '../../core/embeddings.ts';
 import type { GatewayError } from '../../http/errors.ts';
-import { fetchUpstream, type UpstreamTimeouts } from '../../http/upstream.ts';
+import { fetchUpstream, readWhole } from '../../http/upstream.ts';
 
 export interface OpenAIEmbeddingTarget {
   name: string;
@@ -8,7 +8,6 @@ export interface OpenAIEmbeddingTarget {
   baseUrl: string;
   /** content-type, the upstream credential, configured extra headers. */
   headers: Record<string, string>;
-  timeouts: UpstreamTimeouts;
   /** Turns an upstream error response into the error for the client. */
   upstreamError(res: Response): Promise<GatewayError>;
 }
@@ -28,9 +27,9 @@ export async function openaiEmbed(target: OpenAIEmbeddingTarget, ctx: EmbeddingC
       headers: { ...target.headers, accept: 'application/json', 'x-request-id': ctx.requestId },
       body: JSON.stringify(body),
     },
-    ctx.timeouts ?? target.timeouts,
     ctx.signal,
   );
   if (!res.ok) throw await target.upstreamError(res);
-  return { kind: 'passthrough', response: res };
+  // Read inside the call, under its deadline (a stalled body times out and can fail over).
+  return { kind: 'passthrough', response: await readWhole(res) };
 }

@@ -71,7 +71,6 @@ export class OpenAIProvider implements Provider {
         headers: { ...this.authHeaders, accept: req.stream ? 'text/event-stream' : 'application/json', 'x-request-id': ctx.requestId },
         body: JSON.stringify(body),
       },
-      ctx.timeouts ?? this.cfg,
       ctx.signal,
     );
     if (!res.ok) throw await this.upstreamError(res);
@@ -80,7 +79,7 @@ export class OpenAIProvider implements Provider {
 
   /** `POST /v1/embeddings`: passed through to `${baseUrl}/embeddings` (see ./embeddings.ts). */
   embed(_req: EmbeddingRequest, ctx: EmbeddingContext): Promise<EmbeddingResult> {
-    return openaiEmbed({ name: this.name, baseUrl: this.baseUrl, headers: this.authHeaders, timeouts: this.cfg, upstreamError: (res) => this.upstreamError(res) }, ctx);
+    return openaiEmbed({ name: this.name, baseUrl: this.baseUrl, headers: this.authHeaders, upstreamError: (res) => this.upstreamError(res) }, ctx);
   }
 
   /** `POST {baseUrl}/responses` with the client's body, only the model replaced. */
@@ -109,7 +108,6 @@ export class OpenAIProvider implements Provider {
         headers: { ...this.authHeaders, accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': ctx.requestId },
         body: JSON.stringify(body),
       },
-      ctx.timeouts ?? this.cfg,
       ctx.signal,
     );
   }
