@@ -8,7 +8,6 @@ import { countTokens } from './formats/anthropic-count-tokens.ts';
 import { BedrockModelIndex, createBedrockInvokeDoor, handleBedrockCountTokens, inferenceProfilesResponse } from './formats/bedrock-invoke.ts';
 import { createBedrockConverseDoor } from './formats/bedrock-converse.ts';
 import { listModelsResponse, modelResponse } from './formats/models-list.ts';
-import type { FrontDoorCodec } from './formats/types.ts';
 import { buildProviders } from './providers/index.ts';
 import { runAttempts, runCall, type CallRunner } from './routing/execute.ts';
 import { Router, type ResolvedTarget, type RoutePlan } from './routing/router.ts';
@@ -18,18 +17,19 @@ import { errorText, jsonLinesLogger, type GatewayLogger } from './telemetry/logg
 import { createPolicy, isPublicPath, type Policy } from './policy/index.ts';
 import type { Store } from './store/types.ts';
 import { captureBodies, tapBody, tapEvents } from './telemetry/bodies.ts';
-import { isMcpPath } from './mcp/path.ts';
 import { ownTraceparent, runWithTrace, startTrace, type TraceContext } from './tracing/context.ts';
 import { inSpan, requestAnnotations, withSpans, type Span, type SpanRecorder } from './tracing/spans.ts';
 import { costMicroUsd, priceFor } from './policy/pricing.ts';
 import { localLogs, STATS_PATHS } from './telemetry/local-logs.ts';
 // Loaded on first use (a chunk of their own in a bundle): the admin API, the stats pages, MCP.
 import { handleAdmin, handleStatsRoute, McpGateway } from './lazy.ts';
-import { ResponseCache, type CacheHit, type CachePlan } from './cache/index.ts';
+import { ResponseCache, type CacheHit } from './cache/index.ts';
 import { passthroughEvents } from './cache/passthrough.ts';
-import { Guardrails, type GuardedRequest } from './guardrails/index.ts';
-import type { ChatRequest, FrontDoor, StreamEvent } from './core/types.ts';
-import type { EncodeMeta } from './formats/types.ts';
+import { Guardrails } from './guardrails/index.ts';
+import type { StreamEvent } from './core/types.ts';
+import type { EncodeMeta, FrontDoorCodec } from './formats/types.ts';
+import type { ChatContext, RequestContext, RequestExtras } from './core/context.ts';
+import { RouteTable } from './routes.ts';
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -47,16 +47,7 @@ export interface GatewayOptions {
   logger?: GatewayLogger;
 }
 
-/** What the shell (local server or Lambda) lends to a request. */
-export interface RequestExtras {
-  /** Keep work alive after the response (log writes); the shell awaits it before it idles. */
-  waitUntil(p: Promise<unknown>): void;
-  /**
-   * The caller of an /admin/ route as already authorized by the shell (in AWS: the IAM caller ARN
-   * API Gateway verified with SigV4, `requestContext.identity.userArn`). Never set from a header.
-   */
-  adminPrincipal?: string;
-}
+export type { RequestExtras } from './core/context.ts';
 
 export interface LiveModel {
   id: string;
@@ -83,18 +74,6 @@ export interface ShellReject {
   method?: string;
   /** What to log as the path when the request URL has none worth routing. */
   path?: string;
-}
-
-/** Routes that take POST only (the chat doors are in CHAT_DOORS). */
-const POST_ONLY = new Set(['/v1/embeddings', '/v1/messages/count_tokens']);
-const BEDROCK_MODEL_ROUTE = /^\/bedrock\/model\/[^/]+\/(invoke|invoke-with-response-stream|converse|converse-stream)$/;
-
-/** The methods a known route takes (for 405 and Allow), or undefined for an unknown route. */
-function allowedMethods(path: string): string | undefined {
-  if (CHAT_DOORS[path] || POST_ONLY.has(path) || BEDROCK_MODEL_ROUTE.test(path)) return 'POST';
-  if (path === '/' || path === '/health') return 'GET, HEAD';
-  if (path === '/v1/models' || path.startsWith('/v1/models/') || path === '/bedrock/inference-profiles' || path.startsWith('/bedrock/inference-profiles/')) return 'GET';
-  return undefined;
 }
 
 /** The status's error kind (for rejects, which carry a status only). */
@@ -168,6 +147,35 @@ export class Gateway {
     return runWithTrace(tc, () => this.handleTraced(request, extras, tc, undefined, reject));
   }
 
+  /**
+   * The whole API surface, matched in order (see shared/routes.ts): the model routes need a gateway
+   * key (checked before the handler runs), `open` ones do not. A new route is one entry here.
+   */
+  private readonly routes = new RouteTable<RequestContext>([
+    // The admin API and the stats pages (their own token or the shell's IAM caller; their own methods).
+    { methods: '*', path: '/admin', open: true, handler: (c) => this.admin(c) },
+    { methods: '*', path: '/admin/{rest+}', open: true, handler: (c) => this.admin(c) },
+    // MCP tool servers: JSON-RPC answers, errors included; the key is checked by the MCP gateway.
+    { methods: '*', path: '/mcp', open: true, handler: (c) => this.mcpRelay(c) },
+    { methods: '*', path: '/mcp/{server+}', open: true, handler: (c) => this.mcpRelay(c) },
+    { methods: ['GET', 'HEAD'], path: '/', open: true, handler: (c) => this.health(c) },
+    { methods: ['GET', 'HEAD'], path: '/health', open: true, handler: (c) => this.health(c) },
+    // Bedrock's control-plane listing: Claude Code asks for it first, without a key.
+    { methods: ['GET'], path: '/bedrock/inference-profiles', open: true, handler: (c) => this.inferenceProfiles(c) },
+    { methods: ['GET'], path: '/bedrock/inference-profiles/{id+}', open: true, handler: (c) => this.inferenceProfiles(c) },
+    // The chat doors: /v1/chat/completions, /v1/responses, /v1/messages (shared/formats/index.ts).
+    ...Object.entries(CHAT_DOORS).map(([path, codec]) => ({ methods: ['POST'], path, handler: (c: RequestContext) => this.chatWithKeepAlive(c, codec) })),
+    { methods: ['POST'], path: '/bedrock/model/{modelId+}/invoke', handler: (c) => this.chat(c, this.bedrockDoor) },
+    { methods: ['POST'], path: '/bedrock/model/{modelId+}/invoke-with-response-stream', handler: (c) => this.chat(c, this.bedrockDoor) },
+    { methods: ['POST'], path: '/bedrock/model/{modelId+}/converse', handler: (c) => this.chat(c, this.converseDoor) },
+    { methods: ['POST'], path: '/bedrock/model/{modelId+}/converse-stream', handler: (c) => this.chat(c, this.converseDoor) },
+    { methods: ['POST'], path: '/bedrock/model/{modelId+}/count-tokens', handler: (c) => this.bedrockCountTokens(c) },
+    { methods: ['POST'], path: '/v1/embeddings', handler: (c) => this.embeddings(c) },
+    { methods: ['POST'], path: '/v1/messages/count_tokens', handler: (c) => this.countTokens(c) },
+    { methods: ['GET'], path: '/v1/models', handler: (c) => this.listModels(c) },
+    { methods: ['GET'], path: '/v1/models/{id+}', handler: (c) => this.model(c) },
+  ]);
+
   private async handleTraced(request: Request, extras: RequestExtras, tc: TraceContext, span?: Span, reject?: ShellReject): Promise<Response> {
     const url = new URL(request.url);
     const path = url.pathname.length > 1 && url.pathname.endsWith('/') ? url.pathname.slice(0, -1) : url.pathname;
@@ -176,13 +184,13 @@ export class Gateway {
     const trace = new RequestTrace(requestId, request, reject?.path ?? path, (r) => this.emit(r, extras, span));
     if (reject?.method) trace.record.method = reject.method.slice(0, 32);
     if (this.opts.config.logging.bodies?.enabled) captureBodies(trace, this.opts.config.logging.bodies);
-    const baseHeaders: Record<string, string> = { 'x-request-id': requestId, traceparent: ownTraceparent(tc) };
+    const ctx: RequestContext = { request, path, params: {}, trace, headers: { 'x-request-id': requestId, traceparent: ownTraceparent(tc) }, extras };
     trace.record.traceId = tc.traceId;
     if (tc.xrayTraceId) trace.record.xrayTraceId = tc.xrayTraceId;
 
     try {
       if (reject) {
-        const allow = reject.status === 405 ? allowedMethods(path) : undefined;
+        const allow = reject.status === 405 ? this.routes.allowed(path) : undefined;
         throw new GatewayError(kindOfStatus(reject.status), reject.message, { status: reject.status, code: reject.code, headers: allow ? { allow } : undefined });
       }
       // A path whose percent-escapes do not decode (`/v1/models/%`) names no route: 400, before any handler decodes it.
@@ -191,81 +199,80 @@ export class Gateway {
       } catch {
         throw new GatewayError('invalid_request', 'The request path has a malformed percent-escape.', { code: 'invalid_path' });
       }
-      if (path === '/admin' || path.startsWith('/admin/')) {
-        const tokenEnv = this.opts.config.auth?.adminTokenEnv ?? 'GATEWAY_ADMIN_TOKEN';
-        const adminToken = this.opts.env[tokenEnv];
-        // The local server keeps a generated token in a file and says so (GATEWAY_ADMIN_TOKEN_FILE).
-        const tokenFile = this.opts.env.GATEWAY_ADMIN_TOKEN_FILE;
-        const adminTokenSource = tokenFile ? `the contents of ${tokenFile}, or set ${tokenEnv}` : `the value of ${tokenEnv}`;
-        if (STATS_PATHS.has(path)) return this.done(trace, await handleStatsRoute(request, path, { adminToken, adminTokenSource, adminPrincipal: extras.adminPrincipal, now: this.opts.now, ...localLogs(this.sinks) }));
-        return this.done(trace, await handleAdmin(request, path, { policy: this.policy, adminToken, adminTokenSource, adminPrincipal: extras.adminPrincipal, maxBodyBytes: this.opts.config.server.maxBodyBytes, now: this.opts.now }));
+      const hit = this.routes.match(request.method, path);
+      // Every model route needs a key (401 in the caller's format), before its 404 or 405 too.
+      if (this.policy && !(hit.route ? hit.route.open : isPublicPath(path))) await this.policy.authenticate(request, trace, extras);
+      if (hit.route) {
+        ctx.params = hit.params;
+        return await hit.route.handler(ctx);
       }
-      // Bedrock's control-plane listing: Claude Code asks for it first, without a key.
-      if (request.method === 'GET' && (path === '/bedrock/inference-profiles' || path.startsWith('/bedrock/inference-profiles/'))) {
-        const region = Object.values(this.opts.config.providers).flatMap((p) => (p.type === 'bedrock' && p.region ? [p.region] : []))[0];
-        return this.done(trace, inferenceProfilesResponse(this.bedrockIndex, request, region ?? this.opts.env.AWS_REGION ?? 'us-east-1', baseHeaders));
-      }
-      // Every model route needs a key (401 in the caller's format); liveness does not.
-      // MCP answers in JSON-RPC, errors included, and checks the key itself; its streams get keep-alives too.
-      if (isMcpPath(path)) return withSseKeepAlive(await this.mcp.handle(request, path, trace, baseHeaders, extras, (r) => this.emit(r, extras)), this.opts.config.server.sseKeepAliveMs);
-      if (this.policy && !isPublicPath(path)) await this.policy.authenticate(request, trace, extras);
-      const chatDoor = request.method === 'POST' ? CHAT_DOORS[path] : undefined;
-      if (chatDoor) {
-        trace.record.frontDoor = chatDoor.door;
-        // Long silences in a stream get SSE comments, so idle timeouts on the way never cut it.
-        return withSseKeepAlive(await this.chat(chatDoor, request, trace, baseHeaders, extras), this.opts.config.server.sseKeepAliveMs);
-      }
-      if (request.method === 'POST' && path.startsWith('/bedrock/model/') && /\/count-tokens$/.test(path)) {
-        trace.record.frontDoor = 'bedrock-invoke';
-        return await handleBedrockCountTokens(request, trace, baseHeaders, { index: this.bedrockIndex, maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, request.signal) });
-      }
-      if (request.method === 'POST' && path.startsWith('/bedrock/model/')) {
-        const door = /\/converse(-stream)?$/.test(path) ? this.converseDoor : this.bedrockDoor;
-        trace.record.frontDoor = door.door;
-        return await this.chat(door, request, trace, baseHeaders, extras);
-      }
-      const route = `${request.method} ${path}`;
-      switch (route) {
-        case 'POST /v1/embeddings':
-          return await handleEmbeddings(request, trace, baseHeaders, {
-            maxBodyBytes: this.opts.config.server.maxBodyBytes,
-            route: (name) => this.permittedPlan(trace, name),
-            run: this.callRunner(trace, request.signal),
-            admit: async (model, tokens) => (this.policy ? this.policy.admit(trace, { model, tokens }, 'openai-chat') : {}),
-          });
-        case 'POST /v1/messages/count_tokens':
-          trace.record.frontDoor = 'anthropic-messages';
-          if (this.policy) Object.assign(baseHeaders, this.policy.currentHeaders(trace, 'anthropic-messages'));
-          return await countTokens(request, trace, baseHeaders, {
-            maxBodyBytes: this.opts.config.server.maxBodyBytes,
-            route: (name) => this.permittedPlan(trace, name),
-            run: this.callRunner(trace, request.signal),
-          });
-        case 'GET /v1/models':
-          if (this.policy) Object.assign(baseHeaders, this.policy.currentHeaders(trace, 'openai-chat'));
-          return this.done(trace, listModelsResponse(request, this.router.listModels().filter((m) => this.policy?.allows(trace, m.id) ?? true), baseHeaders));
-        case 'GET /health':
-        case 'HEAD /health':
-        case 'GET /':
-        case 'HEAD /':
-          return this.done(trace, jsonResponse({ status: 'ok', models: this.models.filter((m) => m.live).length }, 200, baseHeaders));
-      }
-      if (path.startsWith('/v1/models/') && (request.method === 'GET')) {
-        const id = decodeURIComponent(path.slice('/v1/models/'.length));
-        const m = this.router.listModels().find((x) => x.id === id);
-        if (!m || !(this.policy?.allows(trace, id) ?? true)) throw new GatewayError('not_found', `The model '${id}' does not exist`, { code: 'model_not_found', param: 'model' });
-        return this.done(trace, modelResponse(request, m, baseHeaders));
-      }
-      const allow = allowedMethods(path);
-      if (allow) throw new GatewayError('invalid_request', `Method ${request.method} is not allowed on ${path}; use ${allow.replace(', ', ' or ')}.`, { status: 405, code: 'method_not_allowed', headers: { allow } });
+      if (hit.allow) throw new GatewayError('invalid_request', `Method ${request.method} is not allowed on ${path}; use ${hit.allow.replace(', ', ' or ')}.`, { status: 405, code: 'method_not_allowed', headers: { allow: hit.allow } });
       throw new GatewayError('not_found', `Unknown route: ${request.method} ${path}`, { code: 'unknown_route' });
     } catch (err) {
       const ge = toGatewayError(err);
       if (ge.kind === 'internal') this.log.error('unhandled error', { requestId, error: errorText(err, true) });
       trace.fail(ge.status === 499 ? 'client_closed' : 'error', ge);
-      const res = this.errorResponse(path, ge, baseHeaders, request);
-      return this.done(trace, res);
+      return this.done(trace, this.errorResponse(path, ge, ctx.headers, request));
     }
+  }
+
+  private async admin({ request, path, trace, extras }: RequestContext): Promise<Response> {
+    const tokenEnv = this.opts.config.auth?.adminTokenEnv ?? 'GATEWAY_ADMIN_TOKEN';
+    const adminToken = this.opts.env[tokenEnv];
+    // The local server keeps a generated token in a file and says so (GATEWAY_ADMIN_TOKEN_FILE).
+    const tokenFile = this.opts.env.GATEWAY_ADMIN_TOKEN_FILE;
+    const adminTokenSource = tokenFile ? `the contents of ${tokenFile}, or set ${tokenEnv}` : `the value of ${tokenEnv}`;
+    if (STATS_PATHS.has(path)) return this.done(trace, await handleStatsRoute(request, path, { adminToken, adminTokenSource, adminPrincipal: extras.adminPrincipal, now: this.opts.now, ...localLogs(this.sinks) }));
+    return this.done(trace, await handleAdmin(request, path, { policy: this.policy, adminToken, adminTokenSource, adminPrincipal: extras.adminPrincipal, maxBodyBytes: this.opts.config.server.maxBodyBytes, now: this.opts.now }));
+  }
+
+  private async mcpRelay(ctx: RequestContext): Promise<Response> {
+    // Its streams get keep-alives too.
+    return withSseKeepAlive(await this.mcp.handle(ctx, (r) => this.emit(r, ctx.extras)), this.opts.config.server.sseKeepAliveMs);
+  }
+
+  private health({ trace, headers }: RequestContext): Response {
+    return this.done(trace, jsonResponse({ status: 'ok', models: this.models.filter((m) => m.live).length }, 200, headers));
+  }
+
+  private inferenceProfiles({ request, trace, headers }: RequestContext): Response {
+    const region = Object.values(this.opts.config.providers).flatMap((p) => (p.type === 'bedrock' && p.region ? [p.region] : []))[0];
+    return this.done(trace, inferenceProfilesResponse(this.bedrockIndex, request, region ?? this.opts.env.AWS_REGION ?? 'us-east-1', headers));
+  }
+
+  private listModels({ request, trace, headers }: RequestContext): Response {
+    if (this.policy) Object.assign(headers, this.policy.currentHeaders(trace, 'openai-chat'));
+    return this.done(trace, listModelsResponse(request, this.router.listModels().filter((m) => this.policy?.allows(trace, m.id) ?? true), headers));
+  }
+
+  private model({ request, params, trace, headers }: RequestContext): Response {
+    const id = params.id!;
+    const m = this.router.listModels().find((x) => x.id === id);
+    if (!m || !(this.policy?.allows(trace, id) ?? true)) throw new GatewayError('not_found', `The model '${id}' does not exist`, { code: 'model_not_found', param: 'model' });
+    return this.done(trace, modelResponse(request, m, headers));
+  }
+
+  private embeddings(ctx: RequestContext): Promise<Response> {
+    const { request, trace } = ctx;
+    return handleEmbeddings(ctx, {
+      maxBodyBytes: this.opts.config.server.maxBodyBytes,
+      route: (name) => this.permittedPlan(trace, name),
+      run: this.callRunner(trace, request.signal),
+      admit: async (model, tokens) => (this.policy ? this.policy.admit(trace, { model, tokens }, 'openai-chat') : {}),
+    });
+  }
+
+  private countTokens(ctx: RequestContext): Promise<Response> {
+    const { request, trace } = ctx;
+    trace.record.frontDoor = 'anthropic-messages';
+    if (this.policy) Object.assign(ctx.headers, this.policy.currentHeaders(trace, 'anthropic-messages'));
+    return countTokens(ctx, { maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, request.signal) });
+  }
+
+  private bedrockCountTokens(ctx: RequestContext): Promise<Response> {
+    const { request, trace } = ctx;
+    trace.record.frontDoor = 'bedrock-invoke';
+    return handleBedrockCountTokens(ctx, { index: this.bedrockIndex, maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, request.signal) });
   }
 
   /** The route plan of a model name, once the key's allow list has let it through (403 otherwise). */
@@ -301,7 +308,14 @@ export class Gateway {
     return res;
   }
 
-  private async chat(codec: FrontDoorCodec, request: Request, trace: RequestTrace, headers: Record<string, string>, extras: RequestExtras): Promise<Response> {
+  /** A chat door of its own API: long silences in a stream get SSE comments, so idle timeouts on the way never cut it. */
+  private async chatWithKeepAlive(ctx: RequestContext, codec: FrontDoorCodec): Promise<Response> {
+    return withSseKeepAlive(await this.chat(ctx, codec), this.opts.config.server.sseKeepAliveMs);
+  }
+
+  private async chat(ctx: RequestContext, codec: FrontDoorCodec): Promise<Response> {
+    const { request, trace, headers } = ctx;
+    trace.record.frontDoor = codec.door;
     // InvokeModel's body is a blob: the AWS SDK sends it as application/octet-stream unless the caller names a type.
     const raw = await readJsonBody(request, this.opts.config.server.maxBodyBytes, codec.door === 'bedrock-invoke' ? { alsoAccept: ['application/octet-stream'] } : {});
     trace.captureRequest?.(raw);
@@ -328,8 +342,9 @@ export class Gateway {
     });
     // The response cache: a hit replays the stored answer in this door's format, with no upstream call.
     const cachePlan = this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
+    const chat: ChatContext = { ...ctx, codec, req, plan, guard, cachePlan };
     const hit = cachePlan && (await this.cache!.lookup(cachePlan, trace));
-    if (hit) return this.replayCached(codec, req, hit, trace, headers);
+    if (hit) return this.replayCached(chat, hit);
     if (cachePlan) headers['x-gateway-cache'] = 'miss';
     else if (trace.record.cacheStatus === 'bypass') headers['x-gateway-cache'] = 'bypass';
 
@@ -351,32 +366,28 @@ export class Gateway {
       created: Math.floor(Date.now() / 1000),
       headers: { ...headers, 'x-gateway-provider': provider.name, 'x-gateway-model': model, 'x-gateway-attempts': String(trace.record.attempts ?? 1) },
     };
+    const servedBy = { provider: provider.name, model, door: codec.door };
     trace.record.status = 200;
     if (served.kind === 'passthrough') {
       trace.record.status = served.response.status;
       // Output guardrails need the answer as events: a same-format answer is decoded for them.
       const decoded = guard?.output && served.response.status === 200 ? passthroughEvents(codec.door, served.response, provider.name, model) : undefined;
       if (!decoded) {
-        const response = cachePlan ? this.cache!.tapPassthrough(cachePlan, served.response, { provider: provider.name, model, door: codec.door }, trace, extras) : served.response;
+        const response = cachePlan ? this.cache!.tapPassthrough(cachePlan, served.response, servedBy, trace, ctx.extras) : served.response;
         return codec.respondPassthrough(req, tapBody(response, trace), meta, trace);
       }
       trace.record.status = 200;
-      return this.answer(codec, req, await decoded.next(), decoded, meta, trace, guard, cachePlan && { plan: cachePlan, served: { provider: provider.name, model, door: codec.door }, extras });
+      return this.answer(chat, await decoded.next(), decoded, meta, servedBy);
     }
-    return this.answer(codec, req, served.first, served.events, meta, trace, guard, cachePlan && { plan: cachePlan, served: { provider: provider.name, model, door: codec.door }, extras });
+    return this.answer(chat, served.first, served.events, meta, servedBy);
   }
 
-  /** Encode an answer from events, through the output guardrails and the cache's copy when they apply. */
-  private async answer(
-    codec: FrontDoorCodec,
-    req: ChatRequest,
-    first: IteratorResult<StreamEvent>,
-    events: AsyncIterator<StreamEvent>,
-    meta: EncodeMeta,
-    trace: RequestTrace,
-    guard: GuardedRequest | undefined,
-    cache?: { plan: CachePlan; served: { provider: string; model: string; door: FrontDoor }; extras: RequestExtras },
-  ): Promise<Response> {
+  /**
+   * Encode an answer from events, through the output guardrails and, for an answer an upstream
+   * just served (`servedBy`), the cache's copy when the request may be cached.
+   */
+  private async answer(chat: ChatContext, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, servedBy?: Parameters<ResponseCache['tapEvents']>[3]): Promise<Response> {
+    const { codec, req, trace, guard, cachePlan } = chat;
     if (guard?.output) {
       const pending = first;
       let used = false;
@@ -387,15 +398,15 @@ export class Gateway {
       });
       first = await events.next();
     }
-    if (cache) events = this.cache!.tapEvents(cache.plan, first, events, cache.served, trace, cache.extras);
+    if (cachePlan && servedBy) events = this.cache!.tapEvents(cachePlan, first, events, servedBy, trace, chat.extras);
     // Body logging (when on) sees the answer as the door gets it.
     events = tapEvents(first, events, trace);
     return codec.respondFromEvents(req, first, events, meta, trace);
   }
 
   /** Answer from the cache: the stored events, replayed in this door's format (streamed when asked). */
-  private async replayCached(codec: FrontDoorCodec, req: ChatRequest, hit: CacheHit, trace: RequestTrace, headers: Record<string, string>): Promise<Response> {
-    const r = trace.record;
+  private async replayCached(chat: ChatContext, hit: CacheHit): Promise<Response> {
+    const r = chat.trace.record;
     r.cacheHit = true;
     r.cacheStatus = hit.semantic ? 'semantic_hit' : 'hit';
     r.provider = hit.entry.provider;
@@ -405,13 +416,13 @@ export class Gateway {
     r.status = 200;
     const meta = {
       created: Math.floor(Date.now() / 1000),
-      headers: { ...headers, 'x-gateway-cache': 'hit', 'x-gateway-cache-age': String(hit.age), 'x-gateway-provider': hit.entry.provider, 'x-gateway-model': hit.entry.upstreamModel, 'x-gateway-attempts': '0' },
+      headers: { ...chat.headers, 'x-gateway-cache': 'hit', 'x-gateway-cache-age': String(hit.age), 'x-gateway-provider': hit.entry.provider, 'x-gateway-model': hit.entry.upstreamModel, 'x-gateway-attempts': '0' },
     };
     if (hit.semantic) meta.headers['x-gateway-cache'] = 'semantic-hit';
     // The stored answer already went through this request's output guardrails: entries are keyed by
     // the guardrail profile (name + configuration hash), so it is replayed as stored, without
     // running them (and paying a Bedrock guardrail call) again.
-    return this.answer(codec, req, await hit.events.next(), hit.events, meta, trace, undefined);
+    return this.answer({ ...chat, guard: undefined }, await hit.events.next(), hit.events, meta);
   }
 
   /** One embedding through the gateway's own providers (the semantic cache's query vectors). */

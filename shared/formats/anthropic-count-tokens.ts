@@ -3,7 +3,7 @@ import { readJsonBody } from '../http/body.ts';
 import { GatewayError, jsonResponse } from '../http/errors.ts';
 import type { CallRunner } from '../routing/execute.ts';
 import type { RoutePlan } from '../routing/router.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
+import type { RequestContext } from '../core/context.ts';
 import { parseAnthropicRequest } from './anthropic-messages.ts';
 import { loadEncoder, TokenCounter } from '../policy/tokenizer.ts';
 
@@ -56,7 +56,7 @@ export async function estimateInputTokens(req: ChatRequest): Promise<number> {
   return Math.max(1, n);
 }
 
-export async function countTokens(request: Request, trace: RequestTrace, headers: Record<string, string>, deps: CountTokensDeps): Promise<Response> {
+export async function countTokens({ request, trace, headers }: RequestContext, deps: CountTokensDeps): Promise<Response> {
   const body = await readJsonBody(request, deps.maxBodyBytes);
   const req = parseAnthropicRequest(body, { requireMaxTokens: false });
   trace.record.model = req.model;

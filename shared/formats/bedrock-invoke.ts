@@ -1,4 +1,5 @@
 import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec';
+import type { RequestContext } from '../core/context.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import type { ChatRequest, StreamEvent } from '../core/types.ts';
 import { GatewayError, jsonResponse } from '../http/errors.ts';
@@ -527,7 +528,7 @@ function decodeBase64Json(text: string, param: string): unknown {
  *   models) or, for an InvokeModel body, an `anthropic` target (Anthropic's count_tokens);
  * - `estimate` otherwise (and when Bedrock declines to count), as `/v1/messages/count_tokens` does.
  */
-export async function handleBedrockCountTokens(request: Request, trace: RequestTrace, headers: Record<string, string>, deps: BedrockCountDeps): Promise<Response> {
+export async function handleBedrockCountTokens({ request, trace, headers }: RequestContext, deps: BedrockCountDeps): Promise<Response> {
   const url = new URL(request.url);
   const route = parseBedrockPath(url.pathname);
   if (!route || route.operation !== 'count-tokens') throw new GatewayError('not_found', `Unknown Bedrock operation: ${request.method} ${url.pathname}`, { code: 'unknown_route' });

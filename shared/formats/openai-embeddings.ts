@@ -1,4 +1,5 @@
 import { float32Base64, type EmbeddingRequest, type EmbeddingResult } from '../core/embeddings.ts';
+import type { RequestContext } from '../core/context.ts';
 import { readJsonBody } from '../http/body.ts';
 import { GatewayError, jsonResponse } from '../http/errors.ts';
 import type { CallRunner } from '../routing/execute.ts';
@@ -99,7 +100,7 @@ export function estimateEmbeddingTokens(req: Pick<EmbeddingRequest, 'input' | 'i
  * status) and ends the trace when the response body is complete; thrown errors are for the
  * gateway to render and log.
  */
-export async function handleEmbeddings(request: Request, trace: RequestTrace, headers: Record<string, string>, deps: EmbeddingsDeps): Promise<Response> {
+export async function handleEmbeddings({ request, trace, headers }: RequestContext, deps: EmbeddingsDeps): Promise<Response> {
   const body = (await readJsonBody(request, deps.maxBodyBytes)) as Json;
   const req = parseEmbeddingRequest(body);
   trace.record.model = req.model;

@@ -1,4 +1,5 @@
 import type { GatewayConfig } from '../config/schema.ts';
+import type { RequestContext } from '../core/context.ts';
 import { toGatewayError } from '../http/errors.ts';
 import { fetchUpstream, readTextBounded } from '../http/upstream.ts';
 import { runExchange } from '../routing/execute.ts';
@@ -74,7 +75,7 @@ export class McpGateway {
    * Answer one request on `/mcp/...`. Always returns a response (errors in JSON-RPC shape) and
    * ends the trace once the client has the last byte. `emit` writes the records of further batch members.
    */
-  async handle(request: Request, path: string, trace: RequestTrace, baseHeaders: Record<string, string>, extras: { waitUntil(p: Promise<unknown>): void }, emit: (r: RequestRecord) => void): Promise<Response> {
+  async handle({ request, path, trace, headers: baseHeaders, extras }: RequestContext, emit: (r: RequestRecord) => void): Promise<Response> {
     const name = path.slice('/mcp/'.length);
     trace.record.mcpServer = name || undefined;
     let firstId: RpcId | null = null;
