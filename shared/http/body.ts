@@ -5,7 +5,7 @@ import { GatewayError } from './errors.ts';
  * A request without a Content-Type is read as JSON (documented in the README): only a type that
  * names something else (curl -d's form type, text/plain) is refused.
  */
-export function isJsonContentType(value: string | null, alsoAccept: readonly string[] = []): boolean {
+function isJsonContentType(value: string | null, alsoAccept: readonly string[] = []): boolean {
   if (value === null) return true;
   const type = value.split(';', 1)[0]!.trim().toLowerCase();
   return type === 'application/json' || /^[a-z0-9!#$&^_.-]+\/[a-z0-9!#$&^_.-]+\+json$/.test(type) || alsoAccept.includes(type);
@@ -51,10 +51,10 @@ export async function readJsonBody(request: Request, limit: number, opts: { also
 }
 
 /** How deep a request body's arrays and objects may nest (tool schemas in practice stay under 20). */
-export const MAX_JSON_DEPTH = 128;
+const MAX_JSON_DEPTH = 128;
 
 /** Whether the brackets of a JSON text nest deeper than `max` (one linear pass, strings skipped). */
-export function nestingExceeds(text: string, max: number): boolean {
+function nestingExceeds(text: string, max: number): boolean {
   if (text.length <= max * 2) return false;
   let depth = 0;
   let inString = false;

@@ -5,7 +5,9 @@ type DeadlineReason = 'first_byte' | 'total' | 'idle';
 
 /**
  * One attempt's deadline: the first byte of the answer, the silence between chunks once it has
- * started, the whole call, and the client going away, all as one AbortSignal. `error()` names
+ * started, the whole call, and the client going away, all as one AbortSignal. These are the only
+ * timers on an upstream call (resolved once per target by the router; providers, `fetchUpstream`
+ * and the Bedrock `SdkCall` set none). `error()` names
  * whatever a call then throws: a timeout (504 `upstream_timeout`), the client's leaving (499
  * `client_closed`), or the error itself. Its timers are unref'd (a deadline never keeps a process
  * alive by itself) and cleared by `release()`.
@@ -21,7 +23,7 @@ export class Deadline {
 
   constructor(
     private readonly provider: string,
-    readonly timeouts: AttemptTimeouts,
+    private readonly timeouts: AttemptTimeouts,
     private readonly clientSignal: AbortSignal,
   ) {
     if (clientSignal.aborted) this.controller.abort(clientSignal.reason);
@@ -45,7 +47,7 @@ export class Deadline {
     this.controller.abort(this.timeoutError(why));
   }
 
-  timeoutError(why: DeadlineReason, cause?: unknown): GatewayError {
+  private timeoutError(why: DeadlineReason, cause?: unknown): GatewayError {
     const { firstByteTimeoutMs, idleTimeoutMs, totalTimeoutMs } = this.timeouts;
     return new GatewayError(
       'timeout',
