@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { App, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { ALERT_TOPIC_ENV } from '../shared/alerts/schema.ts';
+import { ALERT_TOPIC_ENV } from '../shared/alerts/notifiers.ts';
 import { loadConfigFile, parseConfig } from '../shared/config/load.ts';
 import { GatewayStack } from '../infra/stack.ts';
 

@@ -4,7 +4,7 @@ import { Key } from 'aws-cdk-lib/aws-kms';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
-import { ALERT_TOPIC_ENV } from '../../shared/alerts/schema.ts';
+import { ALERT_TOPIC_ENV } from '../../shared/alerts/notifiers.ts';
 
 export interface BudgetAlertTopicProps {
   /** Addresses subscribed to the topic (each confirms the subscription by email). */

@@ -1,5 +1,8 @@
 import type { GatewayLogger } from '../telemetry/logger.ts';
-import { ALERT_TOPIC_ENV, type BudgetAlertsConfig } from './schema.ts';
+import type { BudgetAlertsConfig } from './schema.ts';
+
+/** Environment variable naming the SNS topic budget alerts go to (set by infra/constructs/alerts.ts). */
+export const ALERT_TOPIC_ENV = 'GATEWAY_ALERT_TOPIC_ARN';
 
 /** One crossed threshold of one budget: what every notifier sends. */
 export interface BudgetAlert {

@@ -1,8 +1,5 @@
 import { z } from 'zod';
 
-/** Environment variable naming the SNS topic budget alerts go to (set by infra/constructs/alerts.ts). */
-export const ALERT_TOPIC_ENV = 'GATEWAY_ALERT_TOPIC_ARN';
-
 /**
  * Budget alerts (docs/limits.md): thresholds in percent of every key and team budget; crossing one
  * sends one notification per budget period. Always a log line; SNS in AWS (email subscriptions from
