@@ -118,10 +118,6 @@ export class Policy {
     return access;
   }
 
-  accessFor(trace: RequestTrace): Access | undefined {
-    return this.byTrace.get(trace);
-  }
-
   /** Whether the request's key may use `model` (true when the request needed no key). */
   allows(trace: RequestTrace, model: string): boolean {
     const a = this.byTrace.get(trace);
