@@ -2,6 +2,7 @@ import { CfnOutput, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib'
 import { Alias, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { GatewayConfig } from '../shared/config/schema.ts';
+import { BudgetAlertTopic } from './constructs/alerts.ts';
 import { GatewayApi } from './constructs/api.ts';
 import { BedrockAccess } from './constructs/bedrock-access.ts';
 import { GatewayFunction } from './constructs/gateway-function.ts';
@@ -91,12 +92,16 @@ export class GatewayStack extends Stack {
       tables: [this.tables.keys, this.tables.usage, this.tables.cache],
       dashboardName: this.stackName,
     });
+    // Budget alerts (budgets need keys): the model function settles usage, so it publishes them.
+    const budgetAlerts = config.auth?.required && config.budgetAlerts.thresholds.length ? new BudgetAlertTopic(this, 'BudgetAlerts', { emails: config.budgetAlerts.emails }) : undefined;
+    budgetAlerts?.grantPublish(this.gateway.fn);
 
     const base = this.api.domain ? `https://${this.api.domain.domainName}/` : this.api.api.url;
     new CfnOutput(this, 'GatewayUrl', { value: base, description: 'Base URL: OpenAI clients use <url>v1, Anthropic clients and Claude Code use <url>' });
     new CfnOutput(this, 'AdminUrl', { value: `${base}admin/`, description: 'Admin API (IAM-authorized: sign with SigV4 as the admin role, e.g. npm run keys)' });
     new CfnOutput(this, 'AdminRoleArn', { value: this.api.adminRole.roleArn, description: 'The role to assume to call /admin (the API denies everyone else)' });
     new CfnOutput(this, 'AlarmTopic', { value: this.observability.topic.topicArn });
+    if (budgetAlerts) new CfnOutput(this, 'BudgetAlertTopic', { value: budgetAlerts.topic.topicArn, description: 'Budget alerts (subscribe more endpoints here)' });
     new CfnOutput(this, 'KeysTable', { value: this.tables.keys.tableName });
     new CfnOutput(this, 'UsageTable', { value: this.tables.usage.tableName });
     new CfnOutput(this, 'CacheTable', { value: this.tables.cache.tableName });

@@ -19,7 +19,7 @@ import type { Store } from './store/types.ts';
 import { captureBodies, tapBody, tapEvents } from './telemetry/bodies.ts';
 import { ownTraceparent, runWithTrace, startTrace, type TraceContext } from './tracing/context.ts';
 import { inSpan, requestAnnotations, withSpans, type Span, type SpanRecorder } from './tracing/spans.ts';
-import { costMicroUsd, priceFor } from './policy/pricing.ts';
+import { priceUnsettled } from './policy/pricing.ts';
 import { localLogs, STATS_PATHS } from './telemetry/local-logs.ts';
 // Loaded on first use (a chunk of their own in a bundle): the admin API, the stats pages, MCP.
 import { handleAdmin, handleStatsRoute, McpGateway } from './lazy.ts';
@@ -334,12 +334,8 @@ export class Gateway {
     // Allow list (403), budgets and rate limits (429); usage settles when the trace ends.
     // Budgets reserve the worst case at the dearest target's price (settled to the real cost after).
     if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door, plan.groups.flat().map((t) => ({ provider: t.provider.name, model: t.model }))));
-    // Requests without a key still get priced for the log record (keyed ones are priced by the policy).
-    trace.onEnd((r) => {
-      if (r.costUsd === undefined && r.inputTokens !== undefined && Object.keys(this.opts.config.pricing).length) {
-        r.costUsd = costMicroUsd(priceFor(this.opts.config.pricing, r), { inputTokens: r.inputTokens, outputTokens: r.outputTokens ?? 0, cacheReadTokens: r.cacheReadTokens, cacheWriteTokens: r.cacheWriteTokens }) / 1e6;
-      }
-    });
+    // Requests without a key are priced for the log record here (keyed ones when the policy settles them).
+    trace.onEnd((r) => priceUnsettled(this.opts.config.pricing, r));
     // The response cache: a hit replays the stored answer in this door's format, with no upstream call.
     const cachePlan = this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
     const chat: ChatContext = { ...ctx, codec, req, plan, guard, cachePlan };

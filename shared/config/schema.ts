@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { deploySchema } from './deploy.ts';
+import { budgetAlertsSchema } from '../alerts/schema.ts';
 import { cacheSchema } from '../cache/schema.ts';
 import { guardrailsSchema } from '../guardrails/schema.ts';
 import { mcpSchema } from '../mcp/schema.ts';
@@ -322,6 +323,7 @@ export const configSchema = z
       .default({ localDir: 'data/logs' }),
     auth: authSchema.optional(),
     limits: limitsSchema.prefault({}),
+    budgetAlerts: budgetAlertsSchema.prefault({}),
     pricing: z.record(z.string().min(1), priceSchema).default({}),
     store: storeSchema.prefault({}),
     /** What `cdk deploy` builds (functions, throttling, log retention, secrets, alarms, domain, WAF). */

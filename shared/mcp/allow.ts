@@ -1,4 +1,4 @@
-import { modelAllowed } from '../policy/keys.ts';
+import { modelAllowed } from '../policy/index.ts';
 
 /**
  * MCP allow lists. An entry is `server` (every tool of that server) or `server/tool`; `*` matches

@@ -113,8 +113,7 @@ export class McpGateway {
   }
 
   private allowance(trace: RequestTrace, server: string): McpAllowance {
-    const a = this.policy?.accessFor(trace);
-    return { server, serverTools: this.servers.get(server)?.tools, lists: a ? [a.key.mcp, a.team?.mcp] : [] };
+    return { server, serverTools: this.servers.get(server)?.tools, lists: this.policy?.mcpLists(trace) ?? [] };
   }
 
   private refuse(err: unknown, trace: RequestTrace, baseHeaders: Record<string, string>, id: RpcId | null): Response {
@@ -236,30 +235,13 @@ export class McpGateway {
 
   /** Tool calls count one request each against the key's and its team's requests per minute. */
   private async admitToolCalls(trace: RequestTrace, calls: number): Promise<void> {
-    const a = this.policy?.accessFor(trace);
-    if (!a) return;
-    const subjects = [{ subject: `key:${a.key.id}`, rpm: a.key.limits.rpm, owner: `key "${a.key.name}"` }];
-    if (a.team) subjects.push({ subject: `team:${a.team.name}`, rpm: a.team.limits.rpm, owner: `team "${a.team.name}"` });
-    const limited = subjects.filter((s) => s.rpm);
-    if (!limited.length) return;
-    const limiter = this.policy!.limiter;
-    const now = this.now();
-    const grants: Parameters<typeof limiter.giveBack>[0][] = [];
-    for (let i = 0; i < calls; i++) {
-      for (const s of limited) {
-        const r = await limiter.take(s.subject, { rpm: s.rpm }, 0, now);
-        if (r.ok) {
-          if (r.grant) grants.push(r.grant);
-          continue;
-        }
-        for (const g of grants) limiter.giveBack(g);
-        trace.record.rateLimit = 'limited';
-        trace.record.rateLimitReason = 'requests_per_minute';
-        const retryAfter = Math.max(1, Math.ceil((r.status.resetAt - now) / 1000));
-        throw new McpRefusal(429, RPC.RATE_LIMITED, `Rate limit reached for ${s.owner}: ${s.rpm} requests per minute. Try again in ${retryAfter}s.`, 'rate_limit', 'rate_limit_exceeded', { 'retry-after': String(retryAfter) });
-      }
+    try {
+      await this.policy?.admitRequests(trace, calls);
+    } catch (err) {
+      const ge = toGatewayError(err);
+      if (ge.kind !== 'rate_limit') throw err;
+      throw new McpRefusal(429, RPC.RATE_LIMITED, ge.message, 'rate_limit', 'rate_limit_exceeded', ge.headers);
     }
-    trace.record.rateLimit = 'allowed';
   }
 
   /** Relay one HTTP exchange to the server and its answer back, filtering tools/list answers. */

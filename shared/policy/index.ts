@@ -1,9 +1,13 @@
+import { BudgetAlerts } from '../alerts/budget-alerts.ts';
+import { createNotifiers } from '../alerts/notifiers.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { createDynamoStore, dynamoSettings } from '../store/dynamodb.ts';
 import type { Store } from '../store/types.ts';
+import { jsonLinesLogger } from '../telemetry/logger.ts';
 import { Policy } from './policy.ts';
 
-export { Policy, isPublicPath, type Access } from './policy.ts';
+export { Policy, isPublicPath, type Access, type Principal } from './policy.ts';
+export { modelAllowed } from './keys.ts';
 
 /** Usage settlements are batched this long before one write per counter (see BudgetTracker). */
 export const USAGE_FLUSH_MS = 1000;
@@ -16,10 +20,14 @@ export const USAGE_FLUSH_MS = 1000;
 
 export function createPolicy(config: GatewayConfig, env: Record<string, string | undefined>, store?: Store, now?: () => number, onError?: (err: unknown) => void): Policy | undefined {
   if (!config.auth?.required) return undefined;
+  const db = store ?? createDynamoStore(dynamoSettings(config.store, env));
+  const report = onError ?? ((err: unknown) => jsonLinesLogger.error('policy store error', { error: String((err as Error)?.message ?? err) }));
+  const alerts = config.budgetAlerts.thresholds.length ? new BudgetAlerts(db, config.budgetAlerts.thresholds, createNotifiers(config.budgetAlerts, env, jsonLinesLogger), report) : undefined;
   return new Policy({
-    store: store ?? createDynamoStore(dynamoSettings(config.store, env)),
+    store: db,
     now,
-    onError: onError ?? ((err) => console.error(JSON.stringify({ level: 'ERROR', message: 'policy store error', error: String((err as Error)?.message ?? err) }))),
+    onError: report,
+    alerts,
     settings: {
       cacheTtlSeconds: config.auth.cacheTtlSeconds,
       leaseRequests: config.limits.leaseRequests,

@@ -1,4 +1,5 @@
 import type { Usage } from '../core/types.ts';
+import type { RequestRecord } from '../telemetry/record.ts';
 
 /** USD per million tokens. Cache prices default to the input price when absent. */
 export interface Price {
@@ -30,4 +31,28 @@ export function costMicroUsd(price: Price | undefined, usage: Usage): number {
   // tokens x USD-per-million = micro-dollars
   const micro = uncached * price.input + cr * (price.cacheRead ?? price.input) + cw * (price.cacheWrite ?? price.input) + usage.outputTokens * price.output;
   return Math.round(micro);
+}
+
+/** What a finished request used and cost: what settles its budgets and rate limits. */
+export interface FinishedCost {
+  usage: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number };
+  microUsd: number;
+}
+
+const NOTHING = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 };
+
+/**
+ * The one place a finished request is priced, from its log record, and the cost written into it
+ * (`costUsd`). An answer from the gateway's response cache cost no upstream tokens: nothing.
+ */
+export function priceFinished(pricing: Record<string, Price>, r: RequestRecord): FinishedCost {
+  const usage = r.cacheHit ? NOTHING : { inputTokens: r.inputTokens ?? 0, outputTokens: r.outputTokens ?? 0, cacheReadTokens: r.cacheReadTokens ?? 0, cacheWriteTokens: r.cacheWriteTokens ?? 0 };
+  const microUsd = costMicroUsd(priceFor(pricing, r), usage);
+  r.costUsd = microUsd / 1e6;
+  return { usage, microUsd };
+}
+
+/** End hook pricing a request the policy did not settle (no key), when it reported usage and prices are configured. */
+export function priceUnsettled(pricing: Record<string, Price>, r: RequestRecord): void {
+  if (r.costUsd === undefined && r.inputTokens !== undefined && Object.keys(pricing).length) priceFinished(pricing, r);
 }

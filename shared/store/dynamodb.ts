@@ -19,7 +19,8 @@ import { spanAwsCalls } from '../tracing/spans.ts';
  * - keys:  `key#<id>` items (one per gateway key, holding the key's SHA-256, never the key) and
  *          `team#<name>` items (team limits and budgets).
  * - usage: counters, one item per subject and window (`rl:key:<id>:<minute>` for rate-limit leases,
- *          `use:team:<name>:d:<YYYY-MM-DD>` / `...:m:<YYYY-MM>` for budgets), with the TTL
+ *          `use:team:<name>:d:<YYYY-MM-DD>` / `...:m:<YYYY-MM>` for budgets) and budget-alert markers
+ *          (`alert:<subject>:<budget>:<period>:<percent>`, see `claim`), with the TTL
  *          attribute `expiresAt` (epoch seconds). Readers never trust TTL deletion: window ids are in
  *          the key, so an expired window is simply never read again.
  *
@@ -320,6 +321,18 @@ export class DynamoStore implements Store {
       }),
     );
     return totalsFrom(out.Attributes);
+  }
+
+  async claim(id: string, expiresAt: number): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutItemCommand({ TableName: this.tables.usage, Item: { pk: { S: id }, expiresAt: { N: String(expiresAt) } }, ConditionExpression: 'attribute_not_exists(pk)' }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
   }
 
   async getCounters(ids: string[]): Promise<Map<string, CounterTotals>> {

@@ -142,6 +142,12 @@ export interface Store {
   /** Read counters (consistent reads, one round trip for up to 100 ids); missing ones are absent. */
   getCounters(ids: string[]): Promise<Map<string, CounterTotals>>;
 
+  /**
+   * Create a marker item unless one exists (one conditional put): true only for the caller that
+   * created it, however many ask at once on however many instances. Budget alerts claim with it.
+   */
+  claim(id: string, expiresAt: number): Promise<boolean>;
+
   /** Release connections. */
   close(): void;
 }
