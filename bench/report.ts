@@ -1,4 +1,5 @@
 import type { ColdStartResult } from './coldstart.ts';
+import type { LambdaTailResult } from './lambda-tail.ts';
 import type { LoadResult } from './load.ts';
 import type { StreamResult } from './streaming.ts';
 
@@ -101,6 +102,19 @@ export function printStreaming(stream: StreamResult[], log: Log): void {
     rows.push([s.target, f3(s.firstEventP50Ms), s.target === 'direct' || !d ? '' : f3(s.firstEventP50Ms - d.firstEventP50Ms), f3(s.firstEventP90Ms), f3(s.perEventP50Ms), f3(s.perEventP99Ms), `${s.clientReadsMedian}/${s.upstreamWrites}`, String(s.coalescedEvents), f3(s.gapDistortionP50Ms), f3(s.gapDistortionMaxMs), String(s.incomplete)]);
   }
   table(rows, log);
+  log('');
+}
+
+export function printLambdaTail(rows: LambdaTailResult[], log: Log): void {
+  log('Lambda cost: billed ms after the response body ended (usage settlement, log export to Firehose, X-Ray),');
+  log('per invocation of the real Lambda entry under a simulated streaming runtime (keys, limits, budgets on dynalite)');
+  table(
+    [
+      ['mode', 'invocations', 'response p50', 'after body p50', 'after body p99', 'share of billed', 'Firehose calls'],
+      ...rows.map((r) => [r.mode, String(r.invocations), f3(r.responseP50Ms), f3(r.tailP50Ms), f3(r.tailP99Ms), `${(r.tailShare * 100).toFixed(1)}%`, String(r.firehoseCalls)]),
+    ],
+    log,
+  );
   log('');
 }
 

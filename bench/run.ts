@@ -2,9 +2,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { measureColdStart, type ColdStartResult } from './coldstart.ts';
+import { measureLambdaTail } from './lambda-run.ts';
+import type { LambdaTailResult } from './lambda-tail.ts';
 import { runLoad, type LoadResult, type Shape } from './load.ts';
 import { CLIENT_CORE, PINNING, pinSelf, SERVER_CORE } from './procs.ts';
-import { goals, printColdStart, printGoals, printLoad, printStreaming, type Goal } from './report.ts';
+import { goals, printColdStart, printGoals, printLambdaTail, printLoad, printStreaming, type Goal } from './report.ts';
 import { measureStreaming, type StreamResult } from './streaming.ts';
 import { direct, startFloor, startOurs, startPortkey, startUpstream, type Running } from './targets.ts';
 
@@ -18,7 +20,8 @@ import { direct, startFloor, startOurs, startPortkey, startUpstream, type Runnin
  *   BENCH_CONNECTIONS=64   connections of the concurrent shape
  *   BENCH_STREAM_REQUESTS=40/15, BENCH_STREAM_CHUNKS=8, BENCH_STREAM_GAP_MS=10
  *   BENCH_COLD_RUNS=5/3    fresh processes per bundle for the cold start
- *   BENCH_ONLY=load,streaming,cold   which parts to run
+ *   BENCH_LAMBDA_INVOCATIONS=100/40   invocations per mode of the simulated Lambda (billed ms after the body)
+ *   BENCH_ONLY=load,streaming,lambda,cold   which parts to run
  *   BENCH_TARGETS=floor,ours,ours-open,portkey   which proxies to run (direct always runs)
  *   BENCH_PIN=0            do not pin processes to cores
  *   BENCH_TIMEOUT=540/240  seconds after which the run gives up (children stopped, exit 1)
@@ -39,9 +42,10 @@ const settings = {
   streamChunks: num('BENCH_STREAM_CHUNKS', 8, 8),
   streamGapMs: num('BENCH_STREAM_GAP_MS', 10, 10),
   coldRuns: num('BENCH_COLD_RUNS', 5, 3),
+  lambdaInvocations: num('BENCH_LAMBDA_INVOCATIONS', 100, 40),
   timeoutS: num('BENCH_TIMEOUT', 540, 240),
 };
-const only = new Set((process.env.BENCH_ONLY ?? 'load,streaming,cold').split(',').map((s) => s.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'load,streaming,lambda,cold').split(',').map((s) => s.trim()));
 const proxies = new Set((process.env.BENCH_TARGETS ?? 'floor,ours,ours-open,portkey').split(',').map((s) => s.trim()));
 const shapes: Shape[] = [
   { name: 'sequential', connections: 1 },
@@ -87,6 +91,7 @@ if (proxies.has('portkey')) loadTargets.push(['portkey', () => startPortkey(upst
 const load: LoadResult[] = [];
 const stream: StreamResult[] = [];
 let cold: ColdStartResult[] = [];
+let lambda: LambdaTailResult[] = [];
 try {
   if (only.has('load')) {
     log(`\nLoad: ${settings.durationS} s per run after ${settings.warmupS} s warm-up; sequential = 1 connection, concurrent = ${settings.connections}.`);
@@ -123,6 +128,11 @@ try {
       }
     }
   }
+
+  if (only.has('lambda')) {
+    log(`\nLambda (simulated streaming runtime): ${settings.lambdaInvocations} invocations per mode, one at a time.`);
+    lambda = await measureLambdaTail(upstream, settings.lambdaInvocations);
+  }
 } finally {
   await upstreamChild.stop();
 }
@@ -135,6 +145,7 @@ if (only.has('cold')) {
 log('');
 if (load.length) printLoad(load, log);
 if (stream.length) printStreaming(stream, log);
+if (lambda.length) printLambdaTail(lambda, log);
 if (cold.length) printColdStart(cold, log);
 const goalList: Goal[] = goals(load, stream, cold);
 printGoals(goalList, log);
@@ -142,6 +153,6 @@ printGoals(goalList, log);
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 mkdirSync(join('bench', 'results'), { recursive: true });
 const file = join('bench', 'results', `${stamp}.json`);
-writeFileSync(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine, settings, load, streaming: stream, coldStart: cold, goals: goalList, elapsedS: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine, settings, load, streaming: stream, lambdaTail: lambda, coldStart: cold, goals: goalList, elapsedS: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`);
 log(`\nResults written to ${file} (${Math.round((Date.now() - started) / 1000)} s).`);
 clearTimeout(watchdog);

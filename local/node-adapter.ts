@@ -118,24 +118,54 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
     if (!res.writableFinished) controller.abort();
   });
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  const request = new Request(target.url, {
-    method,
-    headers: webHeaders(req.rawHeaders),
-    body: hasBody ? requestBody(req) : undefined,
-    signal: controller.signal,
-    // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
-    duplex: 'half',
+  const dispatch = (body: BodyInit | undefined) => {
+    const request = new Request(target.url, {
+      method,
+      headers: webHeaders(req.rawHeaders),
+      body,
+      signal: controller.signal,
+      // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
+      duplex: 'half',
+    });
+    gateway
+      .handle(request, extrasFor(pending))
+      .then((response) => {
+        // An answer given before the request body was read whole (413, 415, a refused key): the
+        // rest of the body is not read, so this connection cannot carry another request. Close it
+        // after the answer rather than leave the client's next request behind unread bytes.
+        if (hasBody && !req.complete) res.shouldKeepAlive = false;
+        return writeResponse(response, res, method === 'HEAD');
+      })
+      .catch(() => fail(res));
+  };
+  if (!hasBody) return dispatch(undefined);
+  // A small body of declared length is read whole first and handed over as bytes: no stream
+  // bridge to build and pull for the usual chat request. Anything else streams (bounded by the core).
+  const length = Number(req.headers['content-length'] ?? NaN);
+  if (req.headers['transfer-encoding'] === undefined && length >= 0 && length <= SMALL_BODY_BYTES) {
+    readWhole(req).then(
+      (bytes) => dispatch(bytes as Uint8Array<ArrayBuffer>),
+      (err: Error) => dispatch(new ReadableStream({ start: (ctrl) => ctrl.error(err) })),
+    );
+    return;
+  }
+  dispatch(requestBody(req));
+}
+
+/** Bodies up to this many bytes, with a content-length, are read before the Request is built. */
+const SMALL_BODY_BYTES = 64 * 1024;
+
+/** The whole body of a request whose length is known and small; rejects if the client leaves first. */
+function readWhole(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.on('error', reject);
+    req.on('close', () => {
+      if (!req.complete) reject(new Error('the client closed the connection before the request body was complete'));
+    });
   });
-  gateway
-    .handle(request, extrasFor(pending))
-    .then((response) => {
-      // An answer given before the request body was read whole (413, 415, a refused key): the
-      // rest of the body is not read, so this connection cannot carry another request. Close it
-      // after the answer rather than leave the client's next request behind unread bytes.
-      if (hasBody && !req.complete) res.shouldKeepAlive = false;
-      return writeResponse(response, res, method === 'HEAD');
-    })
-    .catch(() => fail(res));
 }
 
 /**

@@ -106,6 +106,10 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+// Run as `node local/server.ts` only: a bundle that includes this module (the benchmark's
+// gateway-server) has this module's import.meta.url equal to its own entry, and must not start a
+// second server on PORT.
+const entry = process.argv[1] ?? '';
+if (import.meta.url === pathToFileURL(entry).href && /(^|[\\/])server\.[cm]?[jt]s$/.test(entry)) {
   await main();
 }

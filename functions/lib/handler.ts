@@ -1,6 +1,6 @@
-import middy from '@middy/core';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Tracer } from '@aws-lambda-powertools/tracer';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { Gateway } from '../../shared/gateway.ts';
 import { eventToRequest, responseMetadata } from './apigw.ts';
@@ -26,10 +26,6 @@ export interface LambdaEntryOptions {
 export async function createLambdaHandler(opts: LambdaEntryOptions) {
   const serviceName = process.env.POWERTOOLS_SERVICE_NAME ?? 'llm-gateway';
   const logger = new Logger({ serviceName });
-  // X-Ray (active tracing, set by the stack): subsegments for the request, each upstream attempt,
-  // store calls and the log export. Outgoing HTTP is not auto-captured: the core's spans name
-  // those calls (provider/model) and keep concurrent requests apart.
-  const tracer = new Tracer({ serviceName, captureHTTPsRequests: false });
   const config = lambdaConfig();
   // Provider keys from Secrets Manager: read at cold start, then again when older than a minute,
   // so a key put after deploy (or rotated) reaches warm instances without a cold start.
@@ -37,7 +33,11 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
   // Firehose when LOG_STREAM_NAME is set (else one log line per request), plus EMF metrics; shared
   // by every Gateway this instance builds.
   const sinks = lambdaSinks({ logger, config, env: process.env });
-  const spans = xraySpans(tracer, serviceName);
+  // X-Ray (active tracing, set by the stack): subsegments for the request, each upstream attempt,
+  // store calls and the log export, sent to the daemon by a light emitter (functions/lib/xray.ts).
+  // Outgoing HTTP is not auto-captured: the core's spans name those calls (provider/model) and
+  // keep concurrent requests apart.
+  const spans = xraySpans(process.env, serviceName);
   const build = (env: Record<string, string | undefined>) =>
     new Gateway({ config, env, sinks, onSinkError: (err) => logger.error('log sink failed', { error: String(err) }), spans, logger: { error: (m, f) => logger.error(m, f ?? {}), warn: (m, f) => logger.warn(m, f ?? {}) } });
   let gateway = build((await secrets.current()).env);
@@ -54,7 +54,8 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
     await g.flush().catch((err) => logger.error('log flush failed', { error: String(err) }));
   };
 
-  const inner = middy<APIGatewayProxyEvent>({ streamifyResponse: true }).handler(async (event: APIGatewayProxyEvent, context: Context) => {
+  type StreamHandler = (event: APIGatewayProxyEvent, stream: NodeJS.WritableStream, context: Context) => Promise<void>;
+  const streaming: StreamHandler = async (event, stream, context) => {
     logger.addContext(context);
     const { env, changed } = await secrets.current();
     if (changed) {
@@ -66,14 +67,14 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
     }
     const adminPrincipal = opts.role === 'admin' ? event.requestContext?.identity?.userArn ?? undefined : undefined;
     const response = await gateway.handle(eventToRequest(event), { waitUntil, adminPrincipal });
-    return { ...responseMetadata(response), body: response.body ?? '' };
-  });
+    // Status and headers first (the runtime's prelude), then the body as the core produces it;
+    // a client that goes away cancels the body (pipeline), which ends the upstream call.
+    const out = awslambda.HttpResponseStream.from(stream as never, responseMetadata(response)) as unknown as NodeJS.WritableStream;
+    await pipeline((response.body ?? Readable.from([])) as unknown as NodeJS.ReadableStream, out);
+  };
 
-  // middy runs its end hooks only when the body was piped without error: a client that went away
-  // mid-stream would skip them. The settlement and the flush run here instead, whatever happened
-  // (the instance does not idle before this handler's promise settles).
-  type StreamHandler = (event: APIGatewayProxyEvent, stream: unknown, context: Context) => Promise<void>;
-  const streaming = inner as unknown as StreamHandler;
+  // The settlement and the flush run whatever happened to the body (a client that went away
+  // mid-stream included); the instance does not idle before this handler's promise settles.
   const settled: StreamHandler = async (event, stream, context) => {
     try {
       await streaming(event, stream, context);

@@ -1,4 +1,4 @@
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 
 import { SECRET_PLACEHOLDER } from '../../shared/secret-placeholder.ts';
 
@@ -30,7 +30,7 @@ export class ProviderSecrets {
   private readonly values = new Map<string, string | undefined>();
   private readAt = -Infinity;
   private reading?: Promise<boolean>;
-  private readonly client?: Pick<SecretsManagerClient, 'send'>;
+  private client?: Pick<SecretsManagerClient, 'send'>;
 
   constructor(
     private readonly env: Record<string, string | undefined>,
@@ -41,7 +41,7 @@ export class ProviderSecrets {
       .filter(([k, v]) => k.endsWith('_SECRET_ARN') && v)
       .map(([k, v]) => [k.slice(0, -'_SECRET_ARN'.length), v!] as [string, string])
       .filter(([name]) => !env[name]);
-    this.client = opts.client ?? (this.wanted.length ? new SecretsManagerClient({}) : undefined);
+    this.client = opts.client;
   }
 
   private now(): number {
@@ -67,10 +67,13 @@ export class ProviderSecrets {
   private async read(): Promise<boolean> {
     const warn = this.opts.warn ?? (() => {});
     const first = this.readAt === -Infinity;
+    // The SDK client is loaded on the first read (a function with no secret never loads it).
+    const sdk = await import('@aws-sdk/client-secrets-manager');
+    const client = (this.client ??= new sdk.SecretsManagerClient({}));
     const results = await Promise.all(
       this.wanted.map(async ([name, arn]): Promise<[string, string | undefined]> => {
         try {
-          const res = await this.client!.send(new GetSecretValueCommand({ SecretId: arn }));
+          const res = await client.send(new sdk.GetSecretValueCommand({ SecretId: arn }));
           const value = secretValue(res.SecretString);
           // Said once, and again only when a key disappears (not every minute).
           if (!value && (first || this.values.get(name) !== undefined)) warn('provider secret is not set (empty or placeholder); its provider stays off', { variable: name });

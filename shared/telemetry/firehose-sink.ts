@@ -1,4 +1,4 @@
-import { FirehoseClient, PutRecordBatchCommand, type PutRecordBatchOutput } from '@aws-sdk/client-firehose';
+import type { PutRecordBatchCommand, PutRecordBatchOutput } from '@aws-sdk/client-firehose';
 import type { LogSink, RequestRecord } from './record.ts';
 import { spanAwsCalls } from '../tracing/spans.ts';
 
@@ -34,7 +34,7 @@ export interface FirehoseSender {
 
 export interface FirehoseSinkOptions {
   deliveryStreamName: string;
-  /** Default: a FirehoseClient for the function's region and role. */
+  /** Default: a FirehoseClient for the function's region and role (the SDK loaded on the first send). */
   client?: FirehoseSender;
   /** Retries after the first try (default 3). */
   maxRetries?: number;
@@ -55,7 +55,7 @@ interface Entry {
 }
 
 export class FirehoseLogSink implements LogSink {
-  private readonly client: FirehoseSender;
+  private client?: FirehoseSender;
   private readonly maxRetries: number;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
@@ -65,7 +65,7 @@ export class FirehoseLogSink implements LogSink {
   private readonly inflight = new Set<Promise<void>>();
 
   constructor(private readonly opts: FirehoseSinkOptions) {
-    this.client = opts.client ?? spanAwsCalls(new FirehoseClient({}), 'Firehose');
+    this.client = opts.client;
     this.maxRetries = opts.maxRetries ?? 3;
     this.baseDelayMs = opts.baseDelayMs ?? 100;
     this.maxDelayMs = opts.maxDelayMs ?? 2_000;
@@ -111,11 +111,13 @@ export class FirehoseLogSink implements LogSink {
 
   private async sendBatch(batch: Entry[]): Promise<void> {
     let pending = batch;
+    const sdk = await import('@aws-sdk/client-firehose');
+    const client = (this.client ??= spanAwsCalls(new sdk.FirehoseClient({}), 'Firehose'));
     for (let attempt = 0; pending.length > 0 && attempt <= this.maxRetries; attempt++) {
       if (attempt > 0) await sleep(this.backoff(attempt));
       let out: PutRecordBatchOutput;
       try {
-        out = await this.client.send(new PutRecordBatchCommand({ DeliveryStreamName: this.opts.deliveryStreamName, Records: pending.map((e) => ({ Data: e.data })) }));
+        out = await client.send(new sdk.PutRecordBatchCommand({ DeliveryStreamName: this.opts.deliveryStreamName, Records: pending.map((e) => ({ Data: e.data })) }));
       } catch (err) {
         const name = (err as { name?: string })?.name ?? 'Error';
         for (const e of pending) {

@@ -1,9 +1,9 @@
-import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { LogSink, RequestRecord } from './record.ts';
 
 /**
  * CloudWatch metrics, one Embedded Metric Format (EMF) blob per request, written to stdout at the
- * request's end through Powertools Metrics. The names below are used by this code AND by the
+ * request's end (the blob Powertools Metrics wrote, built here directly: the library and its
+ * commons were about 15 KiB of a cold start for one JSON line). The names below are used by this code AND by the
  * dashboard and alarms in infra/: change them in one place only.
  */
 export const METRIC_NAMESPACE = 'LlmGateway';
@@ -50,33 +50,33 @@ export const METRICS = {
 
 export type MetricName = (typeof METRICS)[keyof typeof METRICS];
 
-/** Unit of each metric, as written in the EMF blob. */
-export type MetricUnitValue = (typeof MetricUnit)[keyof typeof MetricUnit];
+/** Unit of each metric, as written in the EMF blob (CloudWatch unit names). */
+export type MetricUnitValue = 'Count' | 'Milliseconds' | 'None';
+const Count = 'Count';
 
 export const METRIC_UNITS: Record<MetricName, MetricUnitValue> = {
-  Requests: MetricUnit.Count,
-  Errors4xx: MetricUnit.Count,
-  Errors5xx: MetricUnit.Count,
-  StreamErrors: MetricUnit.Count,
-  ClientClosed: MetricUnit.Count,
-  UpstreamErrors: MetricUnit.Count,
-  UpstreamThrottled: MetricUnit.Count,
-  Latency: MetricUnit.Milliseconds,
-  TimeToFirstByte: MetricUnit.Milliseconds,
-  InputTokens: MetricUnit.Count,
-  OutputTokens: MetricUnit.Count,
-  CacheReadTokens: MetricUnit.Count,
-  CostUsd: MetricUnit.NoUnit,
-  CacheHits: MetricUnit.Count,
-  Fallbacks: MetricUnit.Count,
-  RateLimited: MetricUnit.Count,
-  GuardrailBlocked: MetricUnit.Count,
-  LogRecordsUndelivered: MetricUnit.Count,
+  Requests: Count,
+  Errors4xx: Count,
+  Errors5xx: Count,
+  StreamErrors: Count,
+  ClientClosed: Count,
+  UpstreamErrors: Count,
+  UpstreamThrottled: Count,
+  Latency: 'Milliseconds',
+  TimeToFirstByte: 'Milliseconds',
+  InputTokens: Count,
+  OutputTokens: Count,
+  CacheReadTokens: Count,
+  CostUsd: 'None',
+  CacheHits: Count,
+  Fallbacks: Count,
+  RateLimited: Count,
+  GuardrailBlocked: Count,
+  LogRecordsUndelivered: Count,
 };
 
 /**
- * Dimension names. Every blob carries these dimension sets (each also has `service`, which
- * Powertools adds to every set):
+ * Dimension names. Every blob carries these dimension sets (each also has `service`):
  * - `[service]`: gateway-wide totals (what the alarms watch)
  * - `[service, Model]`: per configured model alias (`unknown` for names not configured)
  * - `[service, Provider]`: per provider that served (`none` when no upstream was reached)
@@ -136,20 +136,16 @@ export function isMetered(r: RequestRecord): boolean {
   return !(p === '/' || p === '/health' || p === '/favicon.ico' || p.startsWith('/admin'));
 }
 
+const TRUTHY = new Set(['1', 'true', 'yes', 'on', 'y']);
+
 /**
- * Powertools warns when two dimension sets share a key ("EMF key "Model" is defined as both a
- * dimension set and dimension set"): ours overlap on purpose and always with the same value, so
- * that warning would be noise on every request. Everything else it says goes to the console.
+ * Off when POWERTOOLS_METRICS_DISABLED is true, or (when that is not set) in Powertools' dev mode
+ * (POWERTOOLS_DEV), as Powertools Metrics decided.
  */
-const QUIET_OVERLAP_LOGGER = {
-  debug: (...a: unknown[]) => console.debug(...a),
-  info: (...a: unknown[]) => console.info(...a),
-  warn: (...a: unknown[]) => {
-    if (typeof a[0] === 'string' && /defined as both a dimension set and dimension set/.test(a[0])) return;
-    console.warn(...a);
-  },
-  error: (...a: unknown[]) => console.error(...a),
-};
+export function metricsDisabled(env: Record<string, string | undefined> = process.env): boolean {
+  const v = env.POWERTOOLS_METRICS_DISABLED ?? env.POWERTOOLS_DEV ?? '';
+  return TRUTHY.has(v.trim().toLowerCase());
+}
 
 export interface EmfMetricsOptions {
   /** `service` dimension; default POWERTOOLS_SERVICE_NAME or METRIC_DEFAULT_SERVICE. */
@@ -164,17 +160,15 @@ export interface EmfMetricsOptions {
  * the metrics asynchronously). For Lambda only: locally the gateway simply does not add it.
  */
 export class EmfMetricsSink implements LogSink {
-  private readonly metrics: Metrics;
   private readonly teams = new Set<string>();
   private readonly teamLimit: number;
+  private readonly service: string;
+  private readonly disabled: boolean;
 
   constructor(private readonly opts: EmfMetricsOptions = {}) {
-    this.metrics = new Metrics({
-      namespace: METRIC_NAMESPACE,
-      serviceName: opts.serviceName ?? process.env.POWERTOOLS_SERVICE_NAME ?? METRIC_DEFAULT_SERVICE,
-      logger: QUIET_OVERLAP_LOGGER,
-    });
+    this.service = opts.serviceName ?? process.env.POWERTOOLS_SERVICE_NAME ?? METRIC_DEFAULT_SERVICE;
     this.teamLimit = opts.teamLimit ?? TEAM_DIMENSION_LIMIT;
+    this.disabled = metricsDisabled();
   }
 
   /** The `Team` value for a team: its own name for the first N teams seen here, else `other`. */
@@ -189,26 +183,30 @@ export class EmfMetricsSink implements LogSink {
 
   write(record: RequestRecord): void {
     if (!isMetered(record)) return;
-    const m = this.metrics;
-    // Everything from here to publish is synchronous: no other request's metrics can interleave.
     const model = record.model && (this.opts.isKnownModel?.(record.model) ?? false) ? record.model : UNKNOWN_MODEL;
     const provider = record.provider ?? record.attemptLog?.at(-1)?.provider ?? NO_PROVIDER;
-    m.addDimensions({});
-    m.addDimensions({ [METRIC_DIMENSIONS.model]: model });
-    m.addDimensions({ [METRIC_DIMENSIONS.provider]: provider });
-    m.addDimensions({ [METRIC_DIMENSIONS.model]: model, [METRIC_DIMENSIONS.provider]: provider });
-    if (record.team) m.addDimensions({ [METRIC_DIMENSIONS.team]: this.teamValue(record.team) });
-    for (const [name, value] of Object.entries(metricValues(record)) as Array<[MetricName, number]>) {
-      m.addMetric(name, METRIC_UNITS[name], value);
-    }
-    m.addMetadata('requestId', record.requestId);
-    m.publishStoredMetrics();
+    const team = record.team ? this.teamValue(record.team) : undefined;
+    const sets = team ? METRIC_DIMENSION_SETS : METRIC_DIMENSION_SETS.filter((d) => !d.includes(METRIC_DIMENSIONS.team));
+    this.publish(sets, { [METRIC_DIMENSIONS.model]: model, [METRIC_DIMENSIONS.provider]: provider, ...(team && { [METRIC_DIMENSIONS.team]: team }) }, metricValues(record), { requestId: record.requestId });
   }
 
   /** Count log records that could not be delivered (one blob, dimension set [service]). */
   undelivered(count: number): void {
     if (count <= 0) return;
-    this.metrics.addMetric(METRICS.logRecordsUndelivered, METRIC_UNITS.LogRecordsUndelivered, count);
-    this.metrics.publishStoredMetrics();
+    this.publish([[METRIC_DIMENSIONS.service]], {}, { [METRICS.logRecordsUndelivered]: count });
+  }
+
+  /** One EMF blob: the metrics' declaration under `_aws`, then dimension values, metric values and metadata as members. */
+  private publish(dimensions: ReadonlyArray<readonly string[]>, values: Record<string, string>, metrics: Partial<Record<MetricName, number>>, metadata: Record<string, string> = {}): void {
+    if (this.disabled) return;
+    const names = Object.keys(metrics) as MetricName[];
+    const blob = {
+      _aws: { Timestamp: Date.now(), CloudWatchMetrics: [{ Namespace: METRIC_NAMESPACE, Dimensions: dimensions, Metrics: names.map((Name) => ({ Name, Unit: METRIC_UNITS[Name] })) }] },
+      [METRIC_DIMENSIONS.service]: this.service,
+      ...values,
+      ...metrics,
+      ...metadata,
+    };
+    process.stdout.write(`${JSON.stringify(blob)}\n`);
   }
 }
