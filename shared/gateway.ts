@@ -16,6 +16,7 @@ import type { Provider } from './providers/types.ts';
 import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/record.ts';
 import { errorText, jsonLinesLogger, type GatewayLogger } from './telemetry/logger.ts';
 import { createPolicy, isPublicPath, type Policy } from './policy/index.ts';
+import { stripIamPrefix } from './auth/index.ts';
 import type { Store } from './store/types.ts';
 import { captureBodies, tapBody, tapEvents } from './telemetry/bodies.ts';
 import { isMcpPath } from './mcp/path.ts';
@@ -56,6 +57,11 @@ export interface RequestExtras {
    * API Gateway verified with SigV4, `requestContext.identity.userArn`). Never set from a header.
    */
   adminPrincipal?: string;
+  /**
+   * The caller of an /iam/ route as API Gateway verified it with SigV4 (`requestContext.identity.userArn`),
+   * mapped to a team by `auth.iam.principals` (shared/auth). Never set from a header.
+   */
+  iamPrincipal?: string;
 }
 
 export interface LiveModel {
@@ -146,6 +152,8 @@ export class Gateway {
   }
 
   handle(request: Request, extras: RequestExtras): Promise<Response> {
+    // `/iam/<route>` is `<route>` for the IAM caller the shell verified (shared/auth/iam.ts).
+    if (this.opts.config.auth?.iam) request = stripIamPrefix(request, extras.iamPrincipal);
     // W3C trace context (with the Lambda invocation's X-Ray trace, when there is one); upstream
     // fetches made while handling the request send it on as child spans (shared/tracing).
     const tc = startTrace(request.headers, process.env._X_AMZN_TRACE_ID);

@@ -65,7 +65,9 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
       logger.info('provider secrets changed; gateway rebuilt');
     }
     const adminPrincipal = opts.role === 'admin' ? event.requestContext?.identity?.userArn ?? undefined : undefined;
-    const response = await gateway.handle(eventToRequest(event), { waitUntil, adminPrincipal });
+    // /iam/{proxy+} is SigV4-authorized by API Gateway: its verified caller ARN maps to a team (shared/auth).
+    const iamPrincipal = opts.role === 'gateway' ? event.requestContext?.identity?.userArn ?? undefined : undefined;
+    const response = await gateway.handle(eventToRequest(event), { waitUntil, adminPrincipal, iamPrincipal });
     return { ...responseMetadata(response), body: response.body ?? '' };
   });
 

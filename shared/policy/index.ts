@@ -2,6 +2,7 @@ import type { GatewayConfig } from '../config/schema.ts';
 import { createDynamoStore, dynamoSettings } from '../store/dynamodb.ts';
 import type { Store } from '../store/types.ts';
 import { Policy } from './policy.ts';
+import { createCallers } from '../auth/index.ts';
 
 export { Policy, isPublicPath, type Access } from './policy.ts';
 
@@ -19,6 +20,7 @@ export function createPolicy(config: GatewayConfig, env: Record<string, string |
   return new Policy({
     store: store ?? createDynamoStore(dynamoSettings(config.store, env)),
     now,
+    callers: createCallers(config.auth),
     onError: onError ?? ((err) => console.error(JSON.stringify({ level: 'ERROR', message: 'policy store error', error: String((err as Error)?.message ?? err) }))),
     settings: {
       cacheTtlSeconds: config.auth.cacheTtlSeconds,

@@ -1,4 +1,5 @@
 import type { ChatRequest, FrontDoor } from '../core/types.ts';
+import type { Callers } from '../auth/index.ts';
 import { GatewayError } from '../http/errors.ts';
 import type { KeyRecord, Store, TeamRecord } from '../store/types.ts';
 import type { RequestRecord, RequestTrace } from '../telemetry/record.ts';
@@ -33,6 +34,8 @@ export interface PolicyOptions {
   /** Clock (epoch ms); tests pin it to keep a minute window steady. */
   now?: () => number;
   onError?: (err: unknown) => void;
+  /** Callers without keys: OIDC tokens and IAM callers (shared/auth). */
+  callers?: Callers;
 }
 
 interface Principal {
@@ -158,14 +161,17 @@ export class Policy {
 
   /** Check the request's key; throws a 401 GatewayError (rendered in the caller's format). */
   async authenticate(request: Request, trace: RequestTrace, extras: { waitUntil(p: Promise<unknown>): void }): Promise<Access> {
+    // OIDC tokens and IAM callers become the same Principal a key does (undefined: the key path).
+    const caller = await this.opts.callers?.principal(request, trace, this.now(), (name) => this.team(name).catch((err) => this.unavailable(err)));
     const key = presentedKey(request.headers);
-    if (!key) {
+    if (!key && !caller) {
       throw new GatewayError('authentication', 'No API key provided. Send your gateway key as `Authorization: Bearer <key>` or `x-api-key: <key>`.', { code: 'missing_api_key' });
     }
-    const found = await this.lookup(key, (p) => extras.waitUntil(p)).catch((err) => this.unavailable(err));
+    const found = caller ? { principal: caller } : await this.lookup(key!, (p) => extras.waitUntil(p)).catch((err) => this.unavailable(err));
     if (!('principal' in found)) throw new GatewayError('authentication', 'Invalid API key: the gateway does not know this key.', { code: 'invalid_api_key' });
     const { key: rec, team } = found.principal;
     trace.record.keyId = rec.id;
+    trace.record.authKind ??= 'key';
     if (rec.team) trace.record.team = rec.team;
     if (rec.revokedAt) throw new GatewayError('authentication', 'This API key has been revoked.', { code: 'revoked_api_key' });
     if (rec.expiresAt && Date.parse(rec.expiresAt) <= this.now()) throw new GatewayError('authentication', `This API key expired at ${rec.expiresAt}.`, { code: 'expired_api_key' });
