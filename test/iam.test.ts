@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
-import { App } from 'aws-cdk-lib';
+import { App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { loadConfigFile, parseConfig } from '../shared/config/load.ts';
 import { GatewayStack } from '../infra/stack.ts';
@@ -204,16 +205,21 @@ describe('the Lambda shell passes the verified userArn of an /iam event', () => 
 describe('infra: /iam/{proxy+} with AWS_IAM authorization', () => {
   const context = JSON.parse(readFileSync(new URL('../cdk.json', import.meta.url), 'utf8')).context;
   const shipped = loadConfigFile('gateway.config.yaml');
-  const synth = (auth: unknown) => {
+  const synth = (auth: unknown, nag = false) => {
     const app = new App({ context: { ...context, 'aws:cdk:bundling-stacks': [] } });
     const config = parseConfig({ ...structuredClone(shipped), auth: { ...shipped.auth, ...(auth as object) } });
-    return Template.fromStack(new GatewayStack(app, 'IamGw', { config, env: { account: ACCOUNT, region: 'us-east-1' } }));
+    const stack = new GatewayStack(app, 'IamGw', { config, env: { account: ACCOUNT, region: 'us-east-1' } });
+    if (nag) {
+      Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+      assert.doesNotThrow(() => app.synth(), 'no unacknowledged cdk-nag finding');
+    }
+    return Template.fromStack(stack);
   };
   type Stmt = { Effect: string; Sid?: string; Resource: unknown; Condition?: any };
   const iamDeny = (t: Template) => ((Object.values(t.findResources('AWS::ApiGateway::RestApi'))[0] as any).Properties.Policy.Statement as Stmt[]).find((s) => s.Sid === 'IamCallersOfAccountsAndOrganizations');
 
   test('with auth.iam: the /iam proxy on the model function under IAM auth, the resource policy narrowed to the accounts and organizations', () => {
-    const t = synth({ iam: { ...iamConfig, organizationIds: ['o-abcdefghij'] } });
+    const t = synth({ iam: { ...iamConfig, organizationIds: ['o-abcdefghij'] } }, true);
     t.hasResourceProperties('AWS::ApiGateway::Resource', { PathPart: 'iam' });
     const methods = Object.entries(t.findResources('AWS::ApiGateway::Method')) as Array<[string, { Properties: Record<string, any> }]>;
     const iamMethods = methods.filter(([id]) => /Apiiam/i.test(id));
