@@ -79,7 +79,7 @@ export class GatewayStack extends Stack {
       modelHandler = this.gatewayAlias;
     }
 
-    this.api = new GatewayApi(this, 'Api', { handler: modelHandler, adminHandler: this.admin.fn, deploy: config.deploy });
+    this.api = new GatewayApi(this, 'Api', { handler: modelHandler, adminHandler: this.admin.fn, deploy: config.deploy, iamCallers: config.auth?.iam });
     this.observability = new Observability(this, 'Observability', {
       serviceName: 'llm-gateway',
       alarms: config.deploy.alarms,

@@ -15,6 +15,7 @@ import type { Provider } from './providers/types.ts';
 import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/record.ts';
 import { errorText, jsonLinesLogger, type GatewayLogger } from './telemetry/logger.ts';
 import { createPolicy, isPublicPath, type Policy } from './policy/index.ts';
+import { stripIamPrefix } from './auth/index.ts';
 import type { Store } from './store/types.ts';
 import { captureBodies, tapBody, tapEvents } from './telemetry/bodies.ts';
 import { ownTraceparent, runWithTrace, startTrace, type TraceContext } from './tracing/context.ts';
@@ -128,6 +129,8 @@ export class Gateway {
   }
 
   handle(request: Request, extras: RequestExtras): Promise<Response> {
+    // `/iam/<route>` is `<route>` for the IAM caller the shell verified (shared/auth/iam.ts).
+    if (this.opts.config.auth?.iam) request = stripIamPrefix(request, extras.iamPrincipal);
     // W3C trace context (with the Lambda invocation's X-Ray trace, when there is one); upstream
     // fetches made while handling the request send it on as child spans (shared/tracing).
     const tc = startTrace(request.headers, process.env._X_AMZN_TRACE_ID);

@@ -66,7 +66,9 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
       logger.info('provider secrets changed; gateway rebuilt');
     }
     const adminPrincipal = opts.role === 'admin' ? event.requestContext?.identity?.userArn ?? undefined : undefined;
-    const response = await gateway.handle(eventToRequest(event), { waitUntil, adminPrincipal });
+    // /iam/{proxy+} is SigV4-authorized by API Gateway: its verified caller ARN maps to a team (shared/auth).
+    const iamPrincipal = opts.role === 'gateway' ? event.requestContext?.identity?.userArn ?? undefined : undefined;
+    const response = await gateway.handle(eventToRequest(event), { waitUntil, adminPrincipal, iamPrincipal });
     // Status and headers first (the runtime's prelude), then the body as the core produces it;
     // a client that goes away cancels the body (pipeline), which ends the upstream call.
     const out = awslambda.HttpResponseStream.from(stream as never, responseMetadata(response)) as unknown as NodeJS.WritableStream;

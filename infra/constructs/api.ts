@@ -21,12 +21,15 @@ import { ApiGatewayDomain } from 'aws-cdk-lib/aws-route53-targets';
 import { CfnWebACL, CfnWebACLAssociation } from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import type { DeployConfig } from '../../shared/config/deploy.ts';
+import type { IamConfig } from '../../shared/auth/schema.ts';
 
 export interface GatewayApiProps {
   /** The model function (or its `live` alias). */
   handler: IFunction;
   adminHandler: IFunction;
   deploy: DeployConfig;
+  /** `auth.iam`: when set, `/iam/{proxy+}` serves the model routes to SigV4 callers of these accounts and organizations. */
+  iamCallers?: Pick<IamConfig, 'accounts' | 'organizationIds'>;
 }
 
 /** Model-facing path prefixes: Lambda proxy integrations in response-streaming mode. */
@@ -74,6 +77,7 @@ export class GatewayApi extends Construct {
           resources: ADMIN_RESOURCE_PATTERNS,
           conditions: { ArnNotEquals: { 'aws:PrincipalArn': adminPrincipals } },
         }),
+        ...(props.iamCallers ? [iamCallersOnly(props.iamCallers, Stack.of(this).account)] : []),
       ],
     });
 
@@ -110,7 +114,7 @@ export class GatewayApi extends Construct {
     });
 
     // A changed resource policy takes effect only with a new deployment of the stage.
-    this.api.latestDeployment?.addToLogicalId({ resourcePolicy: ADMIN_RESOURCE_PATTERNS, adminPrincipals: deploy.admin.principals, version: 1 });
+    this.api.latestDeployment?.addToLogicalId({ resourcePolicy: ADMIN_RESOURCE_PATTERNS, adminPrincipals: deploy.admin.principals, iamCallers: props.iamCallers && { ...props.iamCallers }, version: 1 });
 
     const stream = (fn: IFunction) =>
       new LambdaIntegration(fn, {
@@ -127,6 +131,8 @@ export class GatewayApi extends Construct {
     const admin = this.api.root.addResource('admin');
     const adminIntegration = stream(props.adminHandler);
     const iam = { authorizationType: AuthorizationType.IAM };
+    // /iam/{proxy+}: the model routes for AWS workloads, SigV4-verified here; the function maps the caller ARN to a team.
+    if (props.iamCallers) this.api.root.addResource('iam').addProxy({ defaultIntegration: model, defaultMethodOptions: iam, anyMethod: true });
     admin.addMethod('ANY', adminIntegration, iam);
     this.adminRole.addToPrincipalPolicy(new PolicyStatement({ sid: 'InvokeAdminApi', actions: ['execute-api:Invoke'], resources: [this.api.arnForExecuteApi('*', '/admin'), this.api.arnForExecuteApi('*', '/admin/*')] }));
     admin.addProxy({ defaultIntegration: adminIntegration, anyMethod: false }).addMethod('ANY', adminIntegration, iam);
@@ -186,6 +192,19 @@ export class GatewayApi extends Construct {
       new CfnWebACLAssociation(this, 'WebAclAssociation', { resourceArn: this.api.deploymentStage.stageArn, webAclArn: acl.attrArn });
     }
   }
+}
+
+/** The /iam routes in the API's resource policy (any stage, any method). */
+export const IAM_RESOURCE_PATTERNS = ['execute-api:/*/*/iam/*'];
+
+/**
+ * IAM authorization lets through any principal whose own policies allow execute-api:Invoke; the
+ * resource policy narrows /iam to the configured accounts (default: the stack's) and organizations.
+ */
+function iamCallersOnly(callers: Pick<IamConfig, 'accounts' | 'organizationIds'>, ownAccount: string): PolicyStatement {
+  const notOurs: Record<string, string[]> = { 'aws:PrincipalAccount': callers.accounts.length ? callers.accounts : [ownAccount] };
+  if (callers.organizationIds.length) notOurs['aws:PrincipalOrgID'] = callers.organizationIds;
+  return new PolicyStatement({ sid: 'IamCallersOfAccountsAndOrganizations', effect: Effect.DENY, principals: [new AnyPrincipal()], actions: ['execute-api:Invoke'], resources: IAM_RESOURCE_PATTERNS, conditions: { StringNotEquals: notOurs } });
 }
 
 /** The /admin routes in the API's resource policy (any stage, any method). */

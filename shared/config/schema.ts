@@ -4,6 +4,7 @@ import { budgetAlertsSchema } from '../alerts/schema.ts';
 import { cacheSchema } from '../cache/schema.ts';
 import { guardrailsSchema } from '../guardrails/schema.ts';
 import { mcpSchema } from '../mcp/schema.ts';
+import { iamSchema, oidcSchema } from '../auth/schema.ts';
 
 /**
  * The one configuration schema. The local server validates it at start, the Lambda entry at cold
@@ -211,6 +212,9 @@ export const authSchema = z
     cacheTtlSeconds: z.number().min(0).max(300).default(5),
     /** Environment variable holding the admin API token (local; in AWS the admin routes use IAM). */
     adminTokenEnv: envName.default('GATEWAY_ADMIN_TOKEN'),
+    /** Callers without keys (shared/auth, docs/identity.md): OIDC issuers' JWTs and IAM callers on /iam. */
+    oidc: oidcSchema.optional(),
+    iam: iamSchema.optional(),
   })
   .strict();
 

@@ -14,6 +14,11 @@ export interface RequestExtras {
    * API Gateway verified with SigV4, `requestContext.identity.userArn`). Never set from a header.
    */
   adminPrincipal?: string;
+  /**
+   * The caller of an /iam/ route as API Gateway verified it with SigV4 (`requestContext.identity.userArn`),
+   * mapped to a team by `auth.iam.principals` (shared/auth). Never set from a header.
+   */
+  iamPrincipal?: string;
 }
 
 /** One request as the route handlers see it: made once by `Gateway.handle`, passed whole. */

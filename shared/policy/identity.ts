@@ -78,6 +78,11 @@ export class KeyDirectory {
     return this.now() - at < this.cacheTtlSeconds * 1000;
   }
 
+  /** A team's record (cached as for keys), for callers identified without a key (shared/auth); 503 when the store fails. */
+  teamRecord(name: string): Promise<TeamRecord | undefined> {
+    return this.team(name).catch((err) => storeUnavailable(err, this.onError));
+  }
+
   private async team(name: string): Promise<TeamRecord | undefined> {
     const c = this.teamCache.get(name);
     // Called when a key is (re-)read: a team entry past half its TTL is read again with it, so a

@@ -5,6 +5,7 @@ import { createDynamoStore, dynamoSettings } from '../store/dynamodb.ts';
 import type { Store } from '../store/types.ts';
 import { jsonLinesLogger } from '../telemetry/logger.ts';
 import { Policy } from './policy.ts';
+import { createCallers } from '../auth/index.ts';
 
 export { Policy, isPublicPath, type Access, type Principal } from './policy.ts';
 export { modelAllowed } from './keys.ts';
@@ -26,6 +27,7 @@ export function createPolicy(config: GatewayConfig, env: Record<string, string |
   return new Policy({
     store: db,
     now,
+    callers: createCallers(config.auth),
     onError: report,
     alerts,
     settings: {

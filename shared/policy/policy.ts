@@ -1,5 +1,6 @@
 import type { BudgetAlerts } from '../alerts/budget-alerts.ts';
 import type { ChatRequest, FrontDoor } from '../core/types.ts';
+import type { Callers } from '../auth/index.ts';
 import { GatewayError } from '../http/errors.ts';
 import type { KeyRecord, RateLimits, Store } from '../store/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
@@ -40,6 +41,8 @@ export interface PolicyOptions {
   onError?: (err: unknown) => void;
   /** Budget alerts, checked when usage writes land. */
   alerts?: BudgetAlerts;
+  /** Callers without keys: OIDC tokens and IAM callers (shared/auth). */
+  callers?: Callers;
 }
 
 /** What a request is about to spend: tokens reserved (of which output), the model and the targets that may serve it. */
@@ -109,8 +112,11 @@ export class Policy {
 
   /** Check the request's key; throws a 401 GatewayError (rendered in the caller's format). */
   async authenticate(request: Request, trace: RequestTrace, extras: { waitUntil(p: Promise<unknown>): void }): Promise<Access> {
-    const { key, team } = await this.keys.identify(request, (p) => extras.waitUntil(p));
+    // OIDC tokens and IAM callers become the same Principal a key does (undefined: the key path).
+    const caller = await this.opts.callers?.principal(request, trace, this.now(), (name) => this.keys.teamRecord(name));
+    const { key, team } = caller ?? (await this.keys.identify(request, (p) => extras.waitUntil(p)));
     trace.record.keyId = key.id;
+    trace.record.authKind ??= 'key';
     if (key.team) trace.record.team = key.team;
     this.keys.refuseInactive(key);
     const access: Access = { key, team, waitUntil: (p) => extras.waitUntil(p) };

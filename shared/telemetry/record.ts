@@ -47,6 +47,10 @@ export interface RequestRecord {
   /** Id of the gateway key that authenticated the request (never the key itself), and its team. */
   keyId?: string;
   team?: string;
+  /** How the caller was identified: a gateway key, an OIDC token or an IAM caller (shared/auth); its subject and the token's issuer (never the token). */
+  authKind?: 'key' | 'oidc' | 'iam';
+  subject?: string;
+  issuer?: string;
   /** The gateway's response cache answered. */
   cacheHit?: boolean;
   /** What the response cache did: hit, miss, stored, too_large, bypass or error (absent when it does not apply). */

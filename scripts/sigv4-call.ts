@@ -1,0 +1,53 @@
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { pathToFileURL } from 'node:url';
+import { NodeSha256 } from './keys.ts';
+
+/**
+ * Call the gateway as an IAM caller (docs/identity.md): a SigV4-signed request to
+ * `/iam/v1/chat/completions`, signed with whatever credentials the AWS SDK finds (a Lambda's or ECS
+ * task's role, an EC2 instance profile, `AWS_PROFILE`, SSO...). No gateway key: API Gateway verifies
+ * the signature, and the gateway maps the caller's ARN to a team by `auth.iam.principals`.
+ *
+ *   npx tsx scripts/sigv4-call.ts https://<api>.execute-api.<region>.amazonaws.com/prod/ [model] [prompt]
+ *
+ * The same few lines work inside a Lambda handler (see `iamChat`).
+ */
+
+/** A signed OpenAI-format chat call through /iam; returns the gateway's JSON answer. */
+export async function iamChat(gatewayUrl: string, body: unknown, region = regionOf(gatewayUrl)): Promise<unknown> {
+  const url = new URL(`iam/v1/chat/completions`, gatewayUrl.endsWith('/') ? gatewayUrl : `${gatewayUrl}/`);
+  const signer = new SignatureV4({ service: 'execute-api', region, credentials: defaultProvider(), sha256: NodeSha256 });
+  const payload = JSON.stringify(body);
+  const signed = await signer.sign({
+    method: 'POST',
+    protocol: url.protocol,
+    hostname: url.hostname,
+    path: url.pathname,
+    headers: { host: url.host, 'content-type': 'application/json' },
+    body: payload,
+  });
+  const { host: _host, ...headers } = signed.headers; // fetch sets host itself
+  const res = await fetch(url, { method: 'POST', headers, body: payload });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`gateway answered ${res.status}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** The region of an execute-api URL (else AWS_REGION). */
+function regionOf(gatewayUrl: string): string {
+  const m = /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com/.exec(gatewayUrl);
+  const region = m?.[1] ?? process.env.AWS_REGION;
+  if (!region) throw new Error('cannot tell the region from the URL: set AWS_REGION');
+  return region;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const [url, model = 'gpt-4o-mini', prompt = 'Say hello in five words.'] = process.argv.slice(2);
+  if (!url) {
+    console.error('usage: npx tsx scripts/sigv4-call.ts <GatewayUrl> [model] [prompt]');
+    process.exit(2);
+  }
+  const answer = (await iamChat(url, { model, messages: [{ role: 'user', content: prompt }] })) as { choices?: { message?: { content?: string } }[] };
+  console.log(answer.choices?.[0]?.message?.content ?? JSON.stringify(answer));
+}

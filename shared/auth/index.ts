@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import { GatewayError } from '../http/errors.ts';
+import { presentedKey } from '../policy/keys.ts';
+import type { KeyRecord, TeamRecord } from '../store/types.ts';
+import type { RequestTrace } from '../telemetry/record.ts';
+import { iamCallerOf, mapIamCaller, noIamCaller } from './iam.ts';
+import { looksLikeJwt, OidcVerifier } from './oidc.ts';
+import type { IamConfig, OidcConfig } from './schema.ts';
+
+export { stripIamPrefix } from './iam.ts';
+
+/** How a request's caller was identified (the log record's `authKind`). */
+export type AuthKind = 'key' | 'oidc' | 'iam';
+
+/** The same shape the key path makes: a key-like record for the caller, and its team's record. */
+export interface CallerPrincipal {
+  key: KeyRecord;
+  team?: TeamRecord;
+}
+
+/** Reads a team's record (cached by the policy); throws a 503 when the store fails. */
+export type TeamReader = (name: string) => Promise<TeamRecord | undefined>;
+
+const EPOCH = new Date(0).toISOString();
+
+/**
+ * A key-like record for a caller without a key: a stable, non-secret id derived from the issuer and
+ * subject (`oidc_...`, `iam_...`), the team's name, and the caller's allow list. It has no limits or
+ * budget of its own: the team's apply, as they do to every key of the team.
+ */
+function callerRecord(kind: 'oidc' | 'iam', issuer: string, subject: string, team: string, models?: string[]): KeyRecord {
+  const id = `${kind}_${createHash('sha256').update(`${issuer}\n${subject}`).digest('hex').slice(0, 24)}`;
+  return { id, hash: '', name: `${kind}:${subject}`, team, models, limits: {}, budget: {}, createdAt: EPOCH, updatedAt: EPOCH, metadata: {}, version: 0 };
+}
+
+/**
+ * Callers without gateway keys (issue #19): OIDC/JWT bearer tokens (`auth.oidc`) and IAM callers on
+ * /iam routes (`auth.iam`). `principal` answers the caller of a request that is one of these, or
+ * undefined for a request the key path handles (a `gwk_` key, or no OIDC configured).
+ */
+export class Callers {
+  private readonly oidc?: OidcVerifier;
+
+  constructor(
+    config: { oidc?: OidcConfig; iam?: IamConfig },
+    private readonly iam = config.iam,
+  ) {
+    if (config.oidc) this.oidc = new OidcVerifier(config.oidc);
+  }
+
+  async principal(request: Request, trace: RequestTrace, now: number, readTeam: TeamReader): Promise<CallerPrincipal | undefined> {
+    const r = trace.record;
+    const viaIam = this.iam && iamCallerOf(request);
+    if (viaIam) {
+      r.authKind = 'iam';
+      if (!viaIam.principal) throw noIamCaller();
+      const mapped = mapIamCaller(this.iam!, viaIam.principal);
+      r.subject = viaIam.principal;
+      return this.withTeam(callerRecord('iam', 'aws-iam', viaIam.principal, mapped.team, mapped.models), readTeam, 'auth.iam.principals');
+    }
+    const token = this.oidc && presentedKey(request.headers);
+    if (!token || !looksLikeJwt(token)) return undefined;
+    r.authKind = 'oidc';
+    const caller = await this.oidc!.verify(token, now);
+    r.subject = caller.subject;
+    r.issuer = caller.issuer;
+    return this.withTeam(callerRecord('oidc', caller.issuer, caller.subject, caller.team, caller.models), readTeam, `the token's team claim`);
+  }
+
+  /** The caller's team must exist in the store: its limits and budgets are what bound the caller. */
+  private async withTeam(key: KeyRecord, readTeam: TeamReader, from: string): Promise<CallerPrincipal> {
+    const team = await readTeam(key.team!);
+    if (!team) throw new GatewayError('authentication', `The team "${key.team}" named by ${from} is not known to the gateway (create it with PUT /admin/teams/${key.team}).`, { code: 'unknown_team' });
+    return { key, team };
+  }
+}
+
+/** The callers-without-keys check for an `auth` section, or undefined when it configures none. */
+export function createCallers(auth: { oidc?: OidcConfig; iam?: IamConfig } | undefined): Callers | undefined {
+  return auth?.oidc || auth?.iam ? new Callers(auth) : undefined;
+}
