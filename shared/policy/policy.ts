@@ -7,6 +7,7 @@ import { limitHeaders } from './headers.ts';
 import { hashesEqual, hashKey, modelAllowed, parseKey, presentedKey } from './keys.ts';
 import { BudgetTracker, RateLimiter, type BudgetDenial, type BudgetGrant, type BudgetSubject, type Grant, type RateStatus } from './limits.ts';
 import { costMicroUsd, priceFor, type Price } from './pricing.ts';
+import { UsageReport } from './usage-report.ts';
 
 export interface PolicySettings {
   /** Seconds a key lookup (hit or miss) is kept in memory; a revocation bites within this time. */
@@ -63,6 +64,7 @@ export function isPublicPath(path: string): boolean {
 export class Policy {
   readonly limiter: RateLimiter;
   readonly budgets: BudgetTracker;
+  readonly usageReport: UsageReport;
   private readonly keyCache = new Map<string, { at: number; result: Lookup }>();
   private readonly teamCache = new Map<string, { at: number; team?: TeamRecord }>();
   private readonly inflight = new Map<string, Promise<Lookup>>();
@@ -73,11 +75,12 @@ export class Policy {
     this.now = opts.now ?? Date.now;
     this.limiter = new RateLimiter({ store: opts.store, leaseRequests: opts.settings.leaseRequests, leaseTokens: opts.settings.leaseTokens, onError: opts.onError });
     this.budgets = new BudgetTracker(opts.store, opts.settings.budgetRefreshSeconds * 1000, opts.onError, opts.settings.usageFlushMs ?? 0);
+    this.usageReport = new UsageReport(opts.store, opts.settings.usageFlushMs, opts.onError);
   }
 
   /** Write the usage batched on this instance (shutdown, end of a Lambda invocation, before an admin usage read). */
   flush(): Promise<void> {
-    return this.budgets.flush();
+    return Promise.all([this.budgets.flush(), this.usageReport.flush()]).then(() => {});
   }
 
   get store(): Store {
@@ -309,7 +312,8 @@ export class Policy {
     return headers;
   }
 
-  private async settle(grants: Grant[], budgetGrants: BudgetGrant[], subjects: string[], usage: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number }, microUsd: number, _record: RequestRecord): Promise<void> {
+  private async settle(grants: Grant[], budgetGrants: BudgetGrant[], subjects: string[], usage: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number }, microUsd: number, record: RequestRecord): Promise<void> {
+    this.usageReport.add(record, usage, microUsd, this.now());
     const total = usage.inputTokens + usage.outputTokens;
     await Promise.all([...grants.map((g) => this.limiter.settle(g, total)), this.budgets.record(subjects, { ...usage, microUsd }, this.now(), budgetGrants)]);
   }
