@@ -203,12 +203,12 @@ export const DASHBOARD_HTML = `<!doctype html>
       return '<tr><td>' + esc(name) + '</td>' + used(t.day.costUsd, t.day.budgetUsd) + used(t.month.costUsd, t.month.budgetUsd) + '</tr>';
     }).join('');
   }
-  function get(url, headers) {
-    return fetch(url, { headers: headers }).then(function (r) { return r.json().then(function (j) { if (!r.ok) throw new Error((j.error && j.error.message) || r.status); return j; }); });
+  function json(r) {
+    return r.json().then(function (j) { if (!r.ok) throw new Error((j.error && j.error.message) || r.status); return j; });
   }
   function loadBudgets(headers) {
     var today = new Date().toISOString();
-    Promise.all([get('report?day=' + today.slice(0, 10), headers), get('report?period=' + today.slice(0, 7), headers)])
+    Promise.all([fetch('report?day=' + today.slice(0, 10), { headers: headers }).then(json), fetch('report?period=' + today.slice(0, 7), { headers: headers }).then(json)])
       .then(function (r) { $('budget-note').textContent = ''; renderBudgets(r[0], r[1]); })
       .catch(function (e) { $('budget-note').textContent = String(e.message || e); });
   }
@@ -217,7 +217,8 @@ export const DASHBOARD_HTML = `<!doctype html>
     sessionStorage.setItem('gatewayAdminToken', token);
     $('status').textContent = 'loading...';
     var headers = token ? { authorization: 'Bearer ' + token } : {};
-    get('stats?hours=' + encodeURIComponent($('hours').value), headers)
+    fetch('stats?hours=' + encodeURIComponent($('hours').value), { headers: headers })
+      .then(json)
       .then(function (j) { $('status').textContent = ''; render(j); })
       .catch(function (e) { $('status').textContent = String(e.message || e); });
     loadBudgets(headers);
