@@ -315,15 +315,15 @@ async function report(policy: Policy, q: URLSearchParams, now: number): Promise<
   // This instance's batched usage first, so what it has served is counted.
   await policy.flush();
   const [rows, teams] = await Promise.all([policy.store.usageReport(period), policy.store.listTeams()]);
-  const bySubject = new Map<string, ReportRow[]>();
-  for (const t of teams) if (Object.keys(t.budget).length) bySubject.set(`team:${t.name}`, []);
+  // Teams with a budget are listed even without spend (the dashboard shows them against it).
+  const bySubject = new Map<string, ReportRow[]>(teams.filter((t) => Object.keys(t.budget).length).map((t) => [`team:${t.name}`, []]));
   for (const r of rows) bySubject.set(r.subject, [...(bySubject.get(r.subject) ?? []), r]);
   const budgets = new Map(teams.map((t) => [`team:${t.name}`, t.budget]));
   return {
     kind,
     period,
     rows: rows.map((r) => ({ ...subjectView(r.subject), model: r.model, ...reportTotals([r]) })),
-    byTeam: [...bySubject].map(([subject, list]) => {
+    byTeam: [...bySubject].sort(([a], [b]) => a.localeCompare(b)).map(([subject, list]) => {
       const b = budgets.get(subject) ?? {};
       return { ...subjectView(subject), ...reportTotals(list), budgetUsd: (kind === 'day' ? b.usdPerDay : b.usdPerMonth) ?? null, budgetTokens: (kind === 'day' ? b.tokensPerDay : b.tokensPerMonth) ?? null };
     }),
