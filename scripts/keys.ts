@@ -21,6 +21,8 @@ Commands:
   teams                                                 list teams with limits
   team set NAME [limits]                                set a team's limits and budgets
   team get NAME | team usage NAME                       show a team's limits or usage
+  report [--month YYYY-MM | --day YYYY-MM-DD]           spend, tokens and requests per team and model
+                                                        (default: this month), with totals
 
 Limits: --rpm N --tpm N --usd-per-day X --usd-per-month X --tokens-per-day N --tokens-per-month N
 Keys:   --expires-in 30d (or 12h, 90m) | --expires-at 2026-01-01T00:00:00Z   --tag k=v (repeatable)
@@ -54,6 +56,8 @@ const OPTIONS = {
   'expires-at': { type: 'string' },
   tag: { type: 'string', multiple: true },
   limit: { type: 'string' },
+  month: { type: 'string' },
+  day: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -224,6 +228,18 @@ function keyLine(k: KeyView): string {
   return `${k.id}  ${k.status.padEnd(7)}  ${k.name}${k.team ? `  team=${k.team}` : ''}  models=${k.models?.join(',') ?? '*'}  ${describeLimits(k.limits, k.budget)}${k.expiresAt ? `  expires=${k.expiresAt}` : ''}`;
 }
 
+type ReportLine = { team: string | null; keyId: string | null; model?: string; requests: number; inputTokens: number; outputTokens: number; costUsd: number };
+type Report = { kind: string; period: string; rows: ReportLine[]; totals: ReportLine };
+
+/** The usage report as a table: one line per team (or key without a team) and model, then totals. */
+export function reportTable(r: Report): string {
+  const line = (x: ReportLine): string[] => [x.team ?? `key:${x.keyId}`, x.model ?? '', String(x.requests), String(x.inputTokens), String(x.outputTokens), x.costUsd.toFixed(6)];
+  const table = [['TEAM', 'MODEL', 'REQUESTS', 'INPUT TOKENS', 'OUTPUT TOKENS', 'SPEND USD'], ...r.rows.map(line), line({ ...r.totals, team: 'TOTAL', keyId: null })];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  const text = table.map((row) => row.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd());
+  return [`Usage report for the ${r.kind} ${r.period} (UTC)`, ...text.slice(0, -1), ...(r.rows.length ? [] : ['(no usage)']), text.at(-1)!].join('\n');
+}
+
 export async function run(argv: string[], env: Record<string, string | undefined>, out: (s: string) => void): Promise<void> {
   const { values: v, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   const [cmd, a1, a2] = positionals;
@@ -306,6 +322,13 @@ export async function run(argv: string[], env: Record<string, string | undefined
         return;
       }
       throw new CliError('Use: team set NAME | team get NAME | team usage NAME');
+    }
+    case 'report': {
+      if (v.month && v.day) throw new CliError('Give --month or --day, not both.');
+      const query: Record<string, string> = v.day ? { day: v.day } : v.month ? { period: v.month } : {};
+      const { json } = await call(t, 'GET', 'admin/report', undefined, query);
+      show(json, () => reportTable(json as Report));
+      return;
     }
     default:
       throw new CliError(`Unknown command '${cmd}'. See: npm run keys -- --help`);

@@ -188,7 +188,7 @@ describe('CDK stack', () => {
     assert.equal(input.StorageDescriptor.SerdeInfo.SerializationLibrary, 'org.openx.data.jsonserde.JsonSerDe');
     template.hasResourceProperties('AWS::Athena::WorkGroup', { WorkGroupConfiguration: Match.objectLike({ EnforceWorkGroupConfiguration: true, ResultConfiguration: Match.objectLike({ OutputLocation: Match.anyValue() }) }) });
     const queries = Object.values(template.findResources('AWS::Athena::NamedQuery')) as Array<{ Properties: { QueryString: string; Name: string } }>;
-    assert.equal(queries.length, 5);
+    assert.equal(queries.length, 6);
     const columns = new Set(LOG_COLUMNS.map((c) => c.name.toLowerCase()));
     for (const q of queries) {
       for (const ident of q.Properties.QueryString.match(/\b(keyid|team|costusd|inputtokens|outputtokens|latencyms|ttfbms|cachehit|fallbacks|outcome|status|model|provider|upstreammodel|useragent|frontdoor)\b/g) ?? []) {

@@ -159,11 +159,18 @@ export function glueDatabaseName(stackName: string): string {
 export function savedQueries(db: string, table: string): Array<[string, string, string]> {
   const t = `"${db}"."${table}"`;
   const lastDays = (n: number) => `dt >= date_format(current_date - interval '${n}' day, '%Y-%m-%d')`;
+  // Settled requests (priced, with a key) of the current UTC month, by the `dt` partition.
+  const thisMonth = `dt >= date_format(date_trunc('month', current_date), '%Y-%m-%d') AND dt < date_format(date_add('month', 1, date_trunc('month', current_date)), '%Y-%m-%d')`;
   return [
     [
       'Spend by team and key (30 days)',
       'Cost in USD and tokens per team and key over the last 30 days',
       `SELECT team, keyid, count(*) AS requests, sum(inputtokens) AS input_tokens, sum(outputtokens) AS output_tokens, round(sum(costusd), 4) AS cost_usd\nFROM ${t}\nWHERE ${lastDays(30)}\nGROUP BY team, keyid\nORDER BY cost_usd DESC`,
+    ],
+    [
+      'Spend by team and model (this month)',
+      'Chargeback: requests, tokens and USD per team (or key without a team) and model for the current UTC month; the same numbers as `npm run keys -- report` (for another month, change the two month bounds)',
+      `SELECT coalesce(team, concat('key:', keyid)) AS team_or_key, model, count(*) AS requests, sum(inputtokens) AS input_tokens, sum(outputtokens) AS output_tokens,\n  sum(cachereadtokens) AS cache_read_tokens, round(sum(costusd), 6) AS cost_usd\nFROM ${t}\nWHERE ${thisMonth} AND keyid IS NOT NULL AND costusd IS NOT NULL\nGROUP BY coalesce(team, concat('key:', keyid)), model\nORDER BY team_or_key, cost_usd DESC`,
     ],
     [
       'Tokens and latency by model (7 days)',

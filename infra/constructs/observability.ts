@@ -65,12 +65,15 @@ export class Observability extends Construct {
     const period = Duration.minutes(5);
     const m = (metricName: string, statistic: string, label?: string): Metric =>
       new Metric({ namespace: METRIC_NAMESPACE, metricName, dimensionsMap: dims, statistic, period, label });
-    const perModel = (metricName: string, statistic: string, label: string): IMetric =>
+    // One line per value of a dimension (`Model`, or `Team`: the first TEAM_DIMENSION_LIMIT teams an instance sees, then `other`).
+    const perDimension = (dimension: string, metricName: string, statistic: string, label: string, seconds = 300): IMetric =>
       new MathExpression({
-        expression: `SEARCH('{${METRIC_NAMESPACE},${METRIC_DIMENSIONS.service},${METRIC_DIMENSIONS.model}} MetricName="${metricName}" ${METRIC_DIMENSIONS.service}="${props.serviceName}"', '${statistic}', 300)`,
+        expression: `SEARCH('{${METRIC_NAMESPACE},${METRIC_DIMENSIONS.service},${dimension}} MetricName="${metricName}" ${METRIC_DIMENSIONS.service}="${props.serviceName}"', '${statistic}', ${seconds})`,
         label,
-        period,
+        period: Duration.seconds(seconds),
       });
+    const perModel = (metricName: string, statistic: string, label: string) => perDimension(METRIC_DIMENSIONS.model, metricName, statistic, label);
+    const perTeam = (metricName: string, label: string) => perDimension(METRIC_DIMENSIONS.team, metricName, 'Sum', label, 86_400);
 
     // CloudWatch publishes alarm notifications to an encrypted topic only if the key lets it
     // (a key whose policy names only the account root silently drops every notification).
@@ -153,6 +156,12 @@ export class Observability extends Construct {
     this.dashboard.addWidgets(
       new GraphWidget({ title: 'Cost (USD) by model', left: [perModel(METRICS.costUsd, 'Sum', 'cost')], width: 12 }),
       new GraphWidget({ title: 'Fallbacks, limits, guardrails, cache', left: [m(METRICS.fallbacks, 'Sum', 'fallbacks'), m(METRICS.rateLimited, 'Sum', 'rate limited'), m(METRICS.guardrailBlocked, 'Sum', 'guardrail blocked'), m(METRICS.cacheHits, 'Sum', 'cache hits'), m(METRICS.clientClosed, 'Sum', 'client closed')], width: 12 }),
+    );
+    // Showback (docs/limits.md): spend, tokens and requests per team per UTC day, from the `Team` metric dimension.
+    this.dashboard.addWidgets(
+      new GraphWidget({ title: 'Cost (USD) by team, per day', left: [perTeam(METRICS.costUsd, 'cost')], width: 8, period: Duration.days(1) }),
+      new GraphWidget({ title: 'Tokens by team, per day', left: [perTeam(METRICS.inputTokens, 'input'), perTeam(METRICS.outputTokens, 'output')], width: 8, period: Duration.days(1) }),
+      new GraphWidget({ title: 'Requests by team, per day', left: [perTeam(METRICS.requests, 'requests')], width: 8, period: Duration.days(1) }),
     );
     this.dashboard.addWidgets(
       new GraphWidget({ title: 'Lambda', left: [props.gatewayFunction.metricInvocations(), props.gatewayFunction.metricErrors(), props.gatewayFunction.metricThrottles()], right: [props.gatewayFunction.metricDuration({ statistic: 'p99' })], width: 12 }),

@@ -5,11 +5,12 @@ import { GatewayError, jsonResponse } from '../http/errors.ts';
 import { newKey } from '../policy/keys.ts';
 import { periodId, usageCounterId, windowOf, WINDOW_MS } from '../policy/limits.ts';
 import type { Policy } from '../policy/policy.ts';
-import type { CounterTotals, KeyRecord, TeamRecord } from '../store/types.ts';
+import type { CounterTotals, KeyRecord, ReportRow, TeamRecord } from '../store/types.ts';
 import { ZERO_TOTALS } from '../store/types.ts';
 
 /**
- * The admin API under /admin/: keys (create, list, get, update, revoke), team limits, usage.
+ * The admin API under /admin/: keys (create, list, get, update, revoke), team limits, usage, and the
+ * usage report (spend per team and model for a day or month).
  *
  * Who may call it: in AWS, API Gateway authorizes these routes with IAM (SigV4) and the Lambda entry
  * passes the verified caller as `adminPrincipal`; locally (or anywhere) a caller may instead send
@@ -275,7 +276,59 @@ export async function handleAdmin(request: Request, path: string, ctx: AdminCont
     }
     throw notAllowed(method, path);
   }
+  if (coll === 'report' && !id) {
+    if (method !== 'GET') throw notAllowed(method, path);
+    return jsonResponse(await report(policy, url.searchParams, now), 200, { 'cache-control': 'no-store' });
+  }
   throw new GatewayError('not_found', `Unknown admin route: ${method} ${path}`, { code: 'unknown_route' });
+}
+
+type ReportTotals = Omit<ReportRow, 'subject' | 'model' | 'microUsd'> & { tokens: number; costUsd: number };
+
+function reportTotals(rows: ReportRow[]): ReportTotals {
+  const t = { requests: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0 };
+  for (const r of rows) for (const f of Object.keys(t) as (keyof typeof t)[]) t[f] += r[f];
+  const { microUsd, ...rest } = t;
+  return { ...rest, tokens: t.inputTokens + t.outputTokens, costUsd: microUsd / 1e6 };
+}
+
+/** Who a report subject is: a team, or a key without a team. */
+function subjectView(subject: string): { team: string | null; keyId: string | null } {
+  return subject.startsWith('team:') ? { team: subject.slice(5), keyId: null } : { team: null, keyId: subject.slice(4) };
+}
+
+/**
+ * `GET /admin/report?period=YYYY-MM` (default: this month) or `?day=YYYY-MM-DD`: requests, tokens
+ * and spend per team (or key without a team) and model, from the usage report's counters, with each
+ * team's USD and token budget for that kind of period.
+ */
+async function report(policy: Policy, q: URLSearchParams, now: number): Promise<Record<string, unknown>> {
+  const day = q.get('day');
+  const month = q.get('period');
+  if (day !== null && month !== null) throw new GatewayError('invalid_request', 'Give `period` (YYYY-MM) or `day` (YYYY-MM-DD), not both.', { param: 'day', code: 'invalid_value' });
+  const period = day ?? month ?? periodId('m', now);
+  const kind = day !== null ? 'day' : 'month';
+  const re = kind === 'day' ? /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/ : /^\d{4}-(0[1-9]|1[0-2])$/;
+  if (!re.test(period) || (kind === 'day' && new Date(`${period}T00:00:00Z`).toISOString().slice(0, 10) !== period)) {
+    throw new GatewayError('invalid_request', kind === 'day' ? '`day` must be a date like 2026-11-30.' : '`period` must be a month like 2026-11.', { param: kind === 'day' ? 'day' : 'period', code: 'invalid_value' });
+  }
+  // This instance's batched usage first, so what it has served is counted.
+  await policy.flush();
+  const [rows, teams] = await Promise.all([policy.store.usageReport(period), policy.store.listTeams()]);
+  // Teams with a budget are listed even without spend (the dashboard shows them against it).
+  const bySubject = new Map<string, ReportRow[]>(teams.filter((t) => Object.keys(t.budget).length).map((t) => [`team:${t.name}`, []]));
+  for (const r of rows) bySubject.set(r.subject, [...(bySubject.get(r.subject) ?? []), r]);
+  const budgets = new Map(teams.map((t) => [`team:${t.name}`, t.budget]));
+  return {
+    kind,
+    period,
+    rows: rows.map((r) => ({ ...subjectView(r.subject), model: r.model, ...reportTotals([r]) })),
+    byTeam: [...bySubject].sort(([a], [b]) => a.localeCompare(b)).map(([subject, list]) => {
+      const b = budgets.get(subject) ?? {};
+      return { ...subjectView(subject), ...reportTotals(list), budgetUsd: (kind === 'day' ? b.usdPerDay : b.usdPerMonth) ?? null, budgetTokens: (kind === 'day' ? b.tokensPerDay : b.tokensPerMonth) ?? null };
+    }),
+    totals: reportTotals(rows),
+  };
 }
 
 function notAllowed(method: string, path: string): GatewayError {

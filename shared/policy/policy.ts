@@ -10,6 +10,7 @@ import { limitHeaders } from './headers.ts';
 import { KeyDirectory, storeUnavailable, type Access } from './identity.ts';
 import { modelAllowed } from './keys.ts';
 import { costMicroUsd, priceFinished, priceFor, type FinishedCost, type Price } from './pricing.ts';
+import { UsageReport } from './usage-report.ts';
 import { RateLimiter, rateLimitError, type Grant, type RateStatus } from './rate-limits.ts';
 
 export type { Access, Principal } from './identity.ts';
@@ -81,6 +82,8 @@ export class Policy {
   private readonly keys: KeyDirectory;
   private readonly limiter: RateLimiter;
   private readonly budgets: BudgetTracker;
+  /** Spend per team and model for the FinOps report (shared/policy/usage-report.ts). */
+  readonly usageReport: UsageReport;
   private readonly byTrace = new WeakMap<RequestTrace, Access>();
   private readonly now: () => number;
 
@@ -90,11 +93,12 @@ export class Policy {
     this.limiter = new RateLimiter({ store: opts.store, leaseRequests: opts.settings.leaseRequests, leaseTokens: opts.settings.leaseTokens, onError: opts.onError });
     this.budgets = new BudgetTracker(opts.store, opts.settings.budgetRefreshSeconds * 1000, opts.onError, opts.settings.usageFlushMs ?? 0);
     if (opts.alerts) this.budgets.onTotals = (id, totals) => opts.alerts!.observe(id, totals);
+    this.usageReport = new UsageReport(opts.store, opts.settings.usageFlushMs, opts.onError);
   }
 
   /** Write the usage batched on this instance (shutdown, end of a Lambda invocation, before an admin usage read). */
   flush(): Promise<void> {
-    return this.budgets.flush();
+    return Promise.all([this.budgets.flush(), this.usageReport.flush()]).then(() => {});
   }
 
   get store(): Store {
@@ -248,6 +252,7 @@ export class Policy {
     trace.onEnd((record) => {
       // Synchronous part: the cost goes into the log record about to be written.
       const cost = priceFinished(this.opts.settings.pricing, record);
+      this.usageReport.add(record, cost.usage, cost.microUsd, this.now());
       a.waitUntil(this.settle(grants, reserved.grants, subjects.budget, cost).catch((err) => this.opts.onError?.(err)));
     });
     return headers;

@@ -10,7 +10,7 @@ import {
   UpdateItemCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
-import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, ReserveRequest, Store, TeamRecord, UsageDelta } from './types.ts';
+import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, ReportRow, ReserveRequest, Store, TeamRecord, UsageDelta } from './types.ts';
 import { spanAwsCalls } from '../tracing/spans.ts';
 
 /**
@@ -19,8 +19,9 @@ import { spanAwsCalls } from '../tracing/spans.ts';
  * - keys:  `key#<id>` items (one per gateway key, holding the key's SHA-256, never the key) and
  *          `team#<name>` items (team limits and budgets).
  * - usage: counters, one item per subject and window (`rl:key:<id>:<minute>` for rate-limit leases,
- *          `use:team:<name>:d:<YYYY-MM-DD>` / `...:m:<YYYY-MM>` for budgets) and budget-alert markers
- *          (`alert:<subject>:<budget>:<period>:<percent>`, see `claim`), with the TTL
+ *          `use:team:<name>:d:<YYYY-MM-DD>` / `...:m:<YYYY-MM>` for budgets; `rpt:<YYYY-MM-DD>` for
+ *          the usage report, one item per day with a number per subject, model and field) and
+ *          budget-alert markers (`alert:<subject>:<budget>:<period>:<percent>`, see `claim`), with the TTL
  *          attribute `expiresAt` (epoch seconds). Readers never trust TTL deletion: window ids are in
  *          the key, so an expired window is simply never read again.
  *
@@ -128,6 +129,20 @@ const COUNTER_ATTRS: [keyof CounterTotals, string][] = [
   ['committedMicroUsd', 'cusd'],
   ['committedTokens', 'ctok'],
 ];
+
+const REPORT_PREFIX = 'rpt:';
+const REPORT_ROWS_PER_WRITE = 40;
+type ReportField = Exclude<keyof ReportRow, 'subject' | 'model'>;
+const REPORT_ATTRS = COUNTER_ATTRS.filter((a): a is [ReportField, string] => ['requests', 'inputTokens', 'outputTokens', 'cacheReadTokens', 'cacheWriteTokens', 'microUsd'].includes(a[0]));
+const REPORT_FIELDS = new Map(REPORT_ATTRS.map(([field, attr]) => [attr, field]));
+
+/** The UTC days of a period: `YYYY-MM-DD` itself, or every day of `YYYY-MM`. */
+export function daysOf(period: string): string[] {
+  if (period.length === 10) return [period];
+  const [y, m] = period.split('-').map(Number) as [number, number];
+  const n = new Date(Date.UTC(y, m, 0)).getUTCDate();
+  return Array.from({ length: n }, (_, i) => `${period}-${String(i + 1).padStart(2, '0')}`);
+}
 
 function totalsFrom(item: Item | undefined): CounterTotals {
   const t = { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0, committedMicroUsd: 0, committedTokens: 0 };
@@ -337,16 +352,68 @@ export class DynamoStore implements Store {
 
   async getCounters(ids: string[]): Promise<Map<string, CounterTotals>> {
     const result = new Map<string, CounterTotals>();
+    for (const item of await this.usageItems(ids)) result.set(item.pk!.S!, totalsFrom(item));
+    return result;
+  }
+
+  /** Usage items by id (consistent reads, one round trip per 100 ids); missing ones are absent. */
+  private async usageItems(ids: string[]): Promise<Item[]> {
+    const items: Item[] = [];
     const unique = [...new Set(ids)];
     for (let i = 0; i < unique.length; i += 100) {
       let keys: Item[] | undefined = unique.slice(i, i + 100).map((id) => ({ pk: { S: id } }));
       for (let round = 0; keys?.length && round < 5; round++) {
         const out = await this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tables.usage]: { Keys: keys, ConsistentRead: true } } }));
-        for (const item of out.Responses?.[this.tables.usage] ?? []) result.set(item.pk!.S!, totalsFrom(item));
+        items.push(...(out.Responses?.[this.tables.usage] ?? []));
         keys = out.UnprocessedKeys?.[this.tables.usage]?.Keys as Item[] | undefined;
       }
     }
-    return result;
+    return items;
+  }
+
+  async addReportUsage(day: string, rows: ReportRow[], expiresAt: number): Promise<void> {
+    // A few dozen rows per update keep the expression within DynamoDB's 4 KB limit.
+    for (let i = 0; i < rows.length; i += REPORT_ROWS_PER_WRITE) {
+      const names: Record<string, string> = {};
+      const values: Item = { ':e': { N: String(expiresAt) } };
+      const adds: string[] = [];
+      for (const row of rows.slice(i, i + REPORT_ROWS_PER_WRITE)) {
+        for (const [field, attr] of REPORT_ATTRS) {
+          if (!row[field]) continue;
+          const n = adds.length;
+          names[`#a${n}`] = `${attr}|${row.subject}|${row.model}`;
+          values[`:a${n}`] = { N: String(row[field]) };
+          adds.push(`#a${n} :a${n}`);
+        }
+      }
+      if (!adds.length) continue;
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tables.usage,
+          Key: { pk: { S: REPORT_PREFIX + day } },
+          UpdateExpression: `ADD ${adds.join(', ')} SET expiresAt = if_not_exists(expiresAt, :e)`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        }),
+      );
+    }
+  }
+
+  async usageReport(period: string): Promise<ReportRow[]> {
+    const rows = new Map<string, ReportRow>();
+    for (const item of await this.usageItems(daysOf(period).map((d) => REPORT_PREFIX + d))) {
+      for (const [name, v] of Object.entries(item)) {
+        // `<field>|<subject>|<model>`: the subject has no `|`, the model may.
+        const m = /^([a-z]+)\|([^|]+)\|(.*)$/s.exec(name);
+        const field = m && REPORT_FIELDS.get(m[1]!);
+        if (!field || v.N === undefined) continue;
+        const id = `${m![2]}|${m![3]}`;
+        let row = rows.get(id);
+        if (!row) rows.set(id, (row = { subject: m![2]!, model: m![3]!, requests: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 0 }));
+        row[field] += Number(v.N);
+      }
+    }
+    return [...rows.values()].sort((a, b) => a.subject.localeCompare(b.subject) || a.model.localeCompare(b.model));
   }
 
   close(): void {

@@ -108,6 +108,21 @@ export interface LeaseRequest {
 
 export type LeaseResult = { ok: true; requests: number; tokens: number } | { ok: false };
 
+/**
+ * One line of the usage report: what a team (or a key without a team) spent on one model in a
+ * period. `subject` is `team:<name>` or `key:<id>`; `model` is the model name the caller asked for.
+ */
+export interface ReportRow {
+  subject: string;
+  model: string;
+  requests: number;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+  microUsd: number;
+}
+
 export interface KeyPage {
   keys: KeyRecord[];
   cursor?: string;
@@ -147,6 +162,10 @@ export interface Store {
    * created it, however many ask at once on however many instances. Budget alerts claim with it.
    */
   claim(id: string, expiresAt: number): Promise<boolean>;
+  /** Add to the usage report's per subject and model counters of one UTC day (`YYYY-MM-DD`). */
+  addReportUsage(day: string, rows: ReportRow[], expiresAt: number): Promise<void>;
+  /** The usage report of a day (`YYYY-MM-DD`) or a month (`YYYY-MM`, summed over its days): one row per subject and model. */
+  usageReport(period: string): Promise<ReportRow[]>;
 
   /** Release connections. */
   close(): void;

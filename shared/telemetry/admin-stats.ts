@@ -7,7 +7,8 @@ import { readLocalRecords, statsWindow, summarize } from './stats.ts';
  * in AWS) summarises the local request logs; `GET /admin/dashboard` is a self-contained HTML page
  * (no external scripts) that asks for the admin token and charts /admin/stats. Both need the local
  * NDJSON logs: where there are none (Lambda), /admin/stats answers 404 and points at Athena and the
- * CloudWatch dashboard.
+ * CloudWatch dashboard. The page also shows each team's spend against its budget for today and this
+ * month, from the usage report (`GET /admin/report`, shared/admin/api.ts).
  */
 
 // In a module of their own, so the gateway routes to /admin/stats without loading this one.
@@ -83,7 +84,10 @@ export const DASHBOARD_HTML = `<!doctype html>
   table { border-collapse: collapse; width: 100%; background: #fff; margin-top: 1rem; }
   th, td { border: 1px solid #dde1e7; padding: .3rem .5rem; text-align: right; }
   th:first-child, td:first-child { text-align: left; }
-  #status { color: #a33; }
+  #status, #budget-note { color: #a33; }
+  h2.section { font-size: 1.05rem; margin: 1.2rem 0 .3rem; }
+  .bar { display: inline-block; height: .6rem; background: #059669; vertical-align: middle; margin-right: .3rem; }
+  .bar.over { background: #dc2626; }
 </style>
 </head>
 <body>
@@ -102,6 +106,9 @@ export const DASHBOARD_HTML = `<!doctype html>
   <div class="chart"><h2>Spend per hour (USD)</h2><div id="c-cost"></div></div>
 </div>
 <table id="models"></table>
+<h2 class="section">Spend per team against budget (UTC day and month, from the usage report)</h2>
+<span id="budget-note"></span>
+<table id="budgets"></table>
 <script>
 (function () {
   var $ = function (id) { return document.getElementById(id); };
@@ -175,14 +182,46 @@ export const DASHBOARD_HTML = `<!doctype html>
       return '<tr><td>' + esc(m.model) + '</td><td>' + [m.requests, m.errors['4xx'], m.errors['5xx'], m.latencyMs.p50, m.latencyMs.p95, m.latencyMs.p99, m.ttfbMs.p50, m.inputTokens, m.outputTokens].map(function (v) { return esc(fmt(v)); }).join('</td><td>') + '</td><td>' + esc(fmt(m.costUsd, 4)) + '</td></tr>';
     }).join('');
   }
+  // Spend per team (or key without a team) against its USD budget, today and this month.
+  function used(spent, budget) {
+    if (!budget) return '<td>' + esc(fmt(spent, 4)) + '</td><td>-</td><td></td>';
+    var pct = spent / budget * 100;
+    return '<td>' + esc(fmt(spent, 4)) + '</td><td>' + esc(fmt(budget, 2)) + '</td><td><span class="bar' + (pct >= 100 ? ' over' : '') + '" style="width:' + Math.min(100, pct).toFixed(1) + 'px"></span>' + esc(fmt(pct, 1)) + '%</td>';
+  }
+  function renderBudgets(day, month) {
+    var teams = {};
+    var add = function (r, which) {
+      var name = r.team === null ? 'key ' + r.keyId : r.team;
+      teams[name] = teams[name] || { day: { costUsd: 0, budgetUsd: null }, month: { costUsd: 0, budgetUsd: null } };
+      teams[name][which] = r;
+    };
+    day.byTeam.forEach(function (r) { add(r, 'day'); });
+    month.byTeam.forEach(function (r) { add(r, 'month'); });
+    var head = '<tr><th>Team</th><th>Today USD</th><th>Day budget</th><th>Used</th><th>Month USD</th><th>Month budget</th><th>Used</th></tr>';
+    $('budgets').innerHTML = head + Object.keys(teams).sort().map(function (name) {
+      var t = teams[name];
+      return '<tr><td>' + esc(name) + '</td>' + used(t.day.costUsd, t.day.budgetUsd) + used(t.month.costUsd, t.month.budgetUsd) + '</tr>';
+    }).join('');
+  }
+  function json(r) {
+    return r.json().then(function (j) { if (!r.ok) throw new Error((j.error && j.error.message) || r.status); return j; });
+  }
+  function loadBudgets(headers) {
+    var today = new Date().toISOString();
+    Promise.all([fetch('report?day=' + today.slice(0, 10), { headers: headers }).then(json), fetch('report?period=' + today.slice(0, 7), { headers: headers }).then(json)])
+      .then(function (r) { $('budget-note').textContent = ''; renderBudgets(r[0], r[1]); })
+      .catch(function (e) { $('budget-note').textContent = String(e.message || e); });
+  }
   function load() {
     var token = tokenInput.value.trim();
     sessionStorage.setItem('gatewayAdminToken', token);
     $('status').textContent = 'loading...';
-    fetch('stats?hours=' + encodeURIComponent($('hours').value), { headers: token ? { authorization: 'Bearer ' + token } : {} })
-      .then(function (r) { return r.json().then(function (j) { if (!r.ok) throw new Error((j.error && j.error.message) || r.status); return j; }); })
+    var headers = token ? { authorization: 'Bearer ' + token } : {};
+    fetch('stats?hours=' + encodeURIComponent($('hours').value), { headers: headers })
+      .then(json)
       .then(function (j) { $('status').textContent = ''; render(j); })
       .catch(function (e) { $('status').textContent = String(e.message || e); });
+    loadBudgets(headers);
   }
   $('f').addEventListener('submit', function (e) { e.preventDefault(); load(); });
   if (tokenInput.value) load();
