@@ -19,6 +19,8 @@ import { createGate, startMockOpenAI, type MockOpenAI } from './helpers/mock-ope
 
 interface Call {
   name: string;
+  /** The item an UpdateItem writes (its `pk`). */
+  item?: string;
   started: number;
   ended?: number;
 }
@@ -51,7 +53,7 @@ describe('hot path: DynamoDB round trips before the first upstream byte', () => 
     const ddb = dynamoClient(d.settings);
     ddb.middlewareStack.add(
       (next, context) => async (args) => {
-        const call: Call = { name: String(context.commandName), started: ++tick };
+        const call: Call = { name: String(context.commandName), item: (args.input as { Key?: { pk?: { S?: string } } }).Key?.pk?.S, started: ++tick };
         calls.push(call);
         if (holdReads && (call.name === 'GetItemCommand' || call.name === 'BatchGetItemCommand' || (holdWrites && call.name === 'UpdateItemCommand'))) await holdReads;
         try {
@@ -146,7 +148,9 @@ describe('hot path: DynamoDB round trips before the first upstream byte', () => 
         holdWrites = false;
         releaseReads();
       });
-      during.push(...calls.map((c) => c.name));
+      // The FinOps report's day item is written on its own clock (at most every 5 s, see
+      // test/finops-report.test.ts), so how many land here depends on how long the loop takes.
+      during.push(...calls.filter((c) => !c.item?.startsWith('rpt:')).map((c) => c.name));
     }
     assert.ok(
       during.every((n) => n === 'UpdateItemCommand'),
