@@ -30,6 +30,7 @@ import { passthroughEvents } from './cache/passthrough.ts';
 import { Guardrails, type GuardedRequest } from './guardrails/index.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from './core/types.ts';
 import type { EncodeMeta } from './formats/types.ts';
+import { StatefulResponses } from './responses/index.ts';
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -124,6 +125,8 @@ export class Gateway {
   /** Guardrails (shared/guardrails); undefined without a `guardrails` section. */
   readonly guardrails: Guardrails | undefined;
   private readonly log: GatewayLogger;
+  /** Stored Responses conversations (shared/responses, docs/responses.md). */
+  private readonly responses: StatefulResponses;
 
   constructor(private readonly opts: GatewayOptions) {
     const log = (this.log = opts.logger ?? jsonLinesLogger);
@@ -140,6 +143,7 @@ export class Gateway {
     this.bedrockDoor = createBedrockInvokeDoor(this.bedrockIndex, { keepAliveMs: opts.config.server.sseKeepAliveMs });
     this.converseDoor = createBedrockConverseDoor(this.bedrockIndex);
     this.mcp = new McpGateway(opts.config, opts.env, this.policy, opts.now, log);
+    this.responses = new StatefulResponses({ config: opts.config, env: opts.env, now: opts.now ?? Date.now, log });
     const { cache, guardrails } = opts.config;
     this.cache = cache?.enabled ? new ResponseCache(cache, opts.env, { now: opts.now, store: opts.config.store, onError: (err) => log.error('response cache error', { error: errorText(err) }), embed: (model, text, trace) => this.embedText(model, text, trace) }) : undefined;
     this.guardrails = guardrails ? new Guardrails(guardrails, opts.env) : undefined;
@@ -210,7 +214,12 @@ export class Gateway {
       if (chatDoor) {
         trace.record.frontDoor = chatDoor.door;
         // Long silences in a stream get SSE comments, so idle timeouts on the way never cut it.
-        return withSseKeepAlive(await this.chat(chatDoor, request, trace, baseHeaders, extras), this.opts.config.server.sseKeepAliveMs);
+        const res = this.responses.capture(trace, await this.chat(chatDoor, request, trace, baseHeaders, extras), (p) => extras.waitUntil(p), () => trace.record.provider);
+        return withSseKeepAlive(res, this.opts.config.server.sseKeepAliveMs);
+      }
+      if (path.startsWith('/v1/responses/')) {
+        trace.record.frontDoor = 'openai-responses';
+        return this.done(trace, await this.responses.route(request, path, trace, baseHeaders));
       }
       if (request.method === 'POST' && path.startsWith('/bedrock/model/') && /\/count-tokens$/.test(path)) {
         trace.record.frontDoor = 'bedrock-invoke';
@@ -304,7 +313,8 @@ export class Gateway {
     trace.captureRequest?.(raw);
     // A door whose wire body differs from what the pipeline runs (Bedrock's InvokeModel) converts it first.
     const prepared = codec.prepare?.(raw, request);
-    const body = prepared?.body ?? raw;
+    // A Responses conversation continued by previous_response_id is rebuilt from the stored one.
+    const body = codec.door === 'openai-responses' ? await this.responses.prepare(raw, trace, (m) => this.permittedPlan(trace, m)) : (prepared?.body ?? raw);
     let req = codec.parse(body, request);
     trace.record.model = req.model;
     trace.record.stream = req.stream;
