@@ -186,6 +186,20 @@ describe('stateful Responses across providers', () => {
     assert.equal(text(next.data[0]), 'second question');
   });
 
+  it('carries a tool loop across providers: the function call of one turn and its output in the next', async () => {
+    const tools = [{ type: 'function' as const, name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }, strict: false }];
+    const t1 = await alice.responses.create({ model: 'mock', tools, input: 'call get_weather {"city":"Oslo"}' });
+    const call = t1.output.find((o) => o.type === 'function_call');
+    assert.ok(call?.type === 'function_call');
+    await stored(alice, t1.id);
+    await alice.responses.create({ model: 'claude', tools, previous_response_id: t1.id, input: [{ type: 'function_call_output', call_id: call.call_id, output: 'sunny, 21C' }] });
+    const messages = anthropic.lastMessageRequest().body.messages;
+    assert.equal(messages.length, 3);
+    assert.deepEqual(messages[1].content.find((c: any) => c.type === 'tool_use'), { type: 'tool_use', id: call.call_id, name: 'get_weather', input: { city: 'Oslo' } });
+    assert.deepEqual(messages[2].content[0].type, 'tool_result');
+    assert.equal(messages[2].content[0].tool_use_id, call.call_id);
+  });
+
   it('passes an id OpenAI issued through untouched to OpenAI, and rebuilds it for another provider', async () => {
     const t1 = await alice.responses.create({ model: 'gpt-5', input: 'hello openai' });
     assert.deepEqual(oai.requests[0]!.body, { model: 'gpt-5-2025-08-07', input: 'hello openai' });
