@@ -1,12 +1,13 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
 import { parseConfig } from '../shared/config/load.ts';
 import { createDynamoStore, type DynamoStore } from '../shared/store/dynamodb.ts';
 import { startLocalServer, type LocalServer } from '../local/server.ts';
 import type { LocalDynamo } from '../local/dynamodb.ts';
 import { MemorySink } from './helpers/gateway.ts';
-import { ADMIN_TOKEN, eventually, startDynamo } from './helpers/keys.ts';
+import { ADMIN_TOKEN, eventually, startDynamo, TestClock } from './helpers/keys.ts';
 import { startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 import { startMockResponsesUpstream, type MockResponsesUpstream } from './helpers/mock-openai-responses.ts';
@@ -311,5 +312,47 @@ describe('stateful Responses with body logging off', () => {
   it('still passes both through to OpenAI, which keeps its own state', async () => {
     await client.responses.create({ model: 'gpt-5', input: 'x', store: true, previous_response_id: 'resp_abc' });
     assert.deepEqual(oai.requests[0]!.body, { model: 'gpt-5-2025-08-07', input: 'x', store: true, previous_response_id: 'resp_abc' });
+  });
+});
+
+describe('stored responses: expiry and size', () => {
+  let small: LocalServer;
+  let client: OpenAI;
+  const clock = new TestClock();
+  before(async () => {
+    const config = parseConfig(
+      { providers: providers(), models, logging: { localDir: 'data/test-logs-unused', bodies: { enabled: true } }, responses: { ttlDays: 1, maxItemBytes: 1024 } },
+      'test configuration',
+    );
+    small = await startLocalServer({ config, env: { ...upstreamEnv, DYNAMODB_ENDPOINT: dynamo.endpoint, GATEWAY_USAGE_TABLE: 'test-usage', AWS_REGION: 'local' }, port: 0, host: '127.0.0.1', sinks: [], now: clock.now });
+    client = new OpenAI({ baseURL: `${small.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
+  });
+  after(() => small?.close());
+
+  it('answers 404 for a response past its TTL, without waiting for DynamoDB to delete it', async () => {
+    const r = await client.responses.create({ model: 'mock', input: 'brief' });
+    await stored(client, r.id);
+    clock.advance(86_400_000 + 1_000);
+    await expectStatus(client.responses.retrieve(r.id), 404);
+    await expectStatus(client.responses.create({ model: 'mock', input: 'x', previous_response_id: r.id }), 404, 'previous_response_id');
+  });
+
+  it('does not store a conversation whose compressed record exceeds responses.maxItemBytes, and says so in a log line', async () => {
+    const lines: string[] = [];
+    const original = console.error;
+    console.error = (...args: unknown[]) => void lines.push(args.map(String).join(' '));
+    try {
+      const big = await client.responses.create({ model: 'mock', input: randomBytes(1500).toString('hex') });
+      assert.equal(big.output_text.length, 3000, 'the client gets its whole answer');
+      const marker = await client.responses.create({ model: 'mock', input: 'small enough' });
+      await stored(client, marker.id);
+      await expectStatus(client.responses.retrieve(big.id), 404);
+      const line = lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.responseId === big.id);
+      assert.equal(line?.level, 'WARN');
+      assert.match(line.message, /response not stored: .*responses\.maxItemBytes/);
+      assert.ok(line.bytes > 1024);
+    } finally {
+      console.error = original;
+    }
   });
 });
