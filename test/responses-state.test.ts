@@ -185,6 +185,9 @@ describe('stateful Responses across providers', () => {
     assert.equal(next.data.length, 5);
     assert.equal(next.has_more, false);
     assert.equal(text(next.data[0]), 'second question');
+    const back = (await (await fetch(`${srv.url}/v1/responses/${t4.id}/input_items?order=asc&limit=2&before=${next.data[2].id}`, { headers: { authorization: `Bearer ${aliceKey}` } })).json()) as any;
+    assert.deepEqual(back.data.map((d: any) => text(d)), ['second question', 'second question']);
+    assert.equal(back.has_more, true);
   });
 
   it('carries a tool loop across providers: the function call of one turn and its output in the next', async () => {

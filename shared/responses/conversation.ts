@@ -38,7 +38,7 @@ function listed(rec: StoredResponse, item: Json, i: number): Json {
   return { id, ...item };
 }
 
-/** `GET /v1/responses/{id}/input_items`: `limit` (1-100, default 20), `order` (`desc` default, or `asc`), `after` (an item id). */
+/** `GET /v1/responses/{id}/input_items`: `limit` (1-100, default 20), `order` (`desc` default, or `asc`), `after` / `before` (an item id). */
 export function listInputItems(rec: StoredResponse, q: URLSearchParams): Json {
   const limitText = q.get('limit');
   const limit = limitText === null ? 20 : Number(limitText);
@@ -47,12 +47,17 @@ export function listInputItems(rec: StoredResponse, q: URLSearchParams): Json {
   if (order !== 'asc' && order !== 'desc') throw new GatewayError('invalid_request', "'order' must be 'asc' or 'desc'.", { param: 'order', code: 'invalid_value' });
   let items = rec.items.map((item, i) => listed(rec, item, i));
   if (order === 'desc') items.reverse();
-  const after = q.get('after');
-  if (after !== null) {
-    const at = items.findIndex((it) => it.id === after);
-    if (at < 0) throw new GatewayError('invalid_request', `No input item with id '${after}' in response '${rec.id}'.`, { param: 'after', code: 'invalid_value' });
-    items = items.slice(at + 1);
-  }
-  const data = items.slice(0, limit);
+  const cursor = (param: 'after' | 'before'): number => {
+    const id = q.get(param);
+    if (id === null) return -1;
+    const at = items.findIndex((it) => it.id === id);
+    if (at < 0) throw new GatewayError('invalid_request', `No input item with id '${id}' in response '${rec.id}'.`, { param, code: 'invalid_value' });
+    return at;
+  };
+  const after = cursor('after');
+  const before = cursor('before');
+  // `before` pages back: the `limit` items right before the cursor.
+  items = items.slice(after + 1, before >= 0 ? before : undefined);
+  const data = before >= 0 ? items.slice(-limit) : items.slice(0, limit);
   return { object: 'list', data, first_id: (data[0]?.id as string | undefined) ?? null, last_id: (data[data.length - 1]?.id as string | undefined) ?? null, has_more: items.length > limit };
 }
