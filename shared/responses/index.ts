@@ -88,28 +88,32 @@ export class StatefulResponses {
       if (openaiOnly) return body;
       throw this.notKept(typeof prevId === 'string' ? 'previous_response_id' : 'store', body.model);
     }
+    const previousId = typeof prevId === 'string' ? prevId : null;
+    const note = (items: Json[]): void => {
+      if (wantsStore) this.pending.set(trace, { owner: this.owner(trace), items, previousId, openai });
+    };
     let earlier: Json[] = [];
-    if (typeof prevId === 'string') {
-      const found = await this.read(prevId, trace);
+    if (previousId) {
+      const found = await this.read(previousId, trace);
       if (found === 'foreign' || (found === undefined && !openaiOnly)) {
-        throw new GatewayError('not_found', `Previous response with id '${prevId}' not found.`, { param: 'previous_response_id', code: 'previous_response_not_found' });
+        throw new GatewayError('not_found', `Previous response with id '${previousId}' not found.`, { param: 'previous_response_id', code: 'previous_response_not_found' });
       }
       // Unknown here but every target is OpenAI: its own id, passed through untouched.
       if (found === undefined) {
-        if (wantsStore) this.pending.set(trace, { owner: this.owner(trace), items: inputItems(body.input), previousId: prevId, openai });
+        note(inputItems(body.input));
         return body;
       }
       const rec = found.mine;
       earlier = conversationOf(rec);
       // An id that OpenAI issued, toward OpenAI again: untouched (it has the state, reasoning included).
       if (rec.upstreamId && openaiOnly && targets.some((t) => t.provider.name === rec.provider)) {
-        if (wantsStore) this.pending.set(trace, { owner: this.owner(trace), items: [...earlier, ...inputItems(body.input)], previousId: prevId, openai });
+        note([...earlier, ...inputItems(body.input)]);
         return body;
       }
     }
     const items = [...earlier, ...inputItems(body.input)];
-    if (wantsStore) this.pending.set(trace, { owner: this.owner(trace), items, previousId: typeof prevId === 'string' ? prevId : null, openai });
-    if (typeof prevId !== 'string') return body;
+    note(items);
+    if (!previousId) return body;
     // `instructions` are not inherited (OpenAI's rule): only this request's own apply.
     const { previous_response_id: _, ...rest } = body;
     return { ...rest, input: items };
