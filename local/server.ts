@@ -8,6 +8,7 @@ import { FileLogSink } from '../shared/telemetry/file-sink.ts';
 import type { LogSink } from '../shared/telemetry/record.ts';
 import type { Store } from '../shared/store/types.ts';
 import { prepareLocalAuth } from './auth-setup.ts';
+import { startLocalDynamo } from './dynamodb.ts';
 import { clientErrorHandler, connectHandler, nodeHandler } from './node-adapter.ts';
 
 export interface LocalServerOptions {
@@ -73,7 +74,9 @@ async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
   const auth = await prepareLocalAuth(config, process.env);
-  const srv = await startLocalServer({ config, port, host, env: auth?.env, store: auth?.store });
+  // Stored Responses need a DynamoDB API without keys too (docs/responses.md): dynalite on disk, as with keys.
+  const dynamo = !auth && config.responses.enabled && config.logging.bodies?.enabled && !process.env.DYNAMODB_ENDPOINT && !config.store.endpoint ? await startLocalDynamo({ dir: config.store.localDir }) : undefined;
+  const srv = await startLocalServer({ config, port, host, env: auth?.env ?? (dynamo && { ...process.env, DYNAMODB_ENDPOINT: dynamo.endpoint }), store: auth?.store });
   const lines = [`LLM gateway listening on ${srv.url}`, '', 'Providers:'];
   for (const p of srv.gateway.providers.values()) lines.push(`  ${p.live ? 'live' : 'off '}  ${p.name} (${p.type})${p.live ? '' : ` - ${p.notLiveReason}`}`);
   lines.push('', 'Models:');
@@ -96,6 +99,7 @@ async function main(): Promise<void> {
     try {
       await srv.close();
       await auth?.close();
+      await dynamo?.close();
     } catch (err) {
       console.error(`stopping failed: ${(err as Error).message}`);
       process.exit(1);

@@ -31,6 +31,7 @@ import type { StreamEvent } from './core/types.ts';
 import type { EncodeMeta, FrontDoorCodec } from './formats/types.ts';
 import type { ChatContext, RequestContext, RequestExtras } from './core/context.ts';
 import { RouteTable } from './routes.ts';
+import { StatefulResponses } from './responses/index.ts';
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -107,6 +108,8 @@ export class Gateway {
   /** Guardrails (shared/guardrails); undefined without a `guardrails` section. */
   readonly guardrails: Guardrails | undefined;
   private readonly log: GatewayLogger;
+  /** Stored Responses conversations (shared/responses, docs/responses.md). */
+  private readonly responses: StatefulResponses;
 
   constructor(private readonly opts: GatewayOptions) {
     const log = (this.log = opts.logger ?? jsonLinesLogger);
@@ -123,6 +126,7 @@ export class Gateway {
     this.bedrockDoor = createBedrockInvokeDoor(this.bedrockIndex, { keepAliveMs: opts.config.server.sseKeepAliveMs });
     this.converseDoor = createBedrockConverseDoor(this.bedrockIndex);
     this.mcp = new McpGateway(opts.config, opts.env, this.policy, opts.now, log);
+    this.responses = new StatefulResponses({ config: opts.config, env: opts.env, now: opts.now ?? Date.now, log });
     const { cache, guardrails } = opts.config;
     this.cache = cache?.enabled ? new ResponseCache(cache, opts.env, { now: opts.now, store: opts.config.store, onError: (err) => log.error('response cache error', { error: errorText(err) }), embed: (model, text, trace) => this.embedText(model, text, trace) }) : undefined;
     this.guardrails = guardrails ? new Guardrails(guardrails, opts.env) : undefined;
@@ -177,6 +181,9 @@ export class Gateway {
     { methods: ['POST'], path: '/v1/messages/count_tokens', handler: (c) => this.countTokens(c) },
     { methods: ['GET'], path: '/v1/models', handler: (c) => this.listModels(c) },
     { methods: ['GET'], path: '/v1/models/{id+}', handler: (c) => this.model(c) },
+    // Stored Responses conversations (shared/responses, docs/responses.md).
+    { methods: ['GET', 'DELETE'], path: '/v1/responses/{id}', handler: (c) => this.storedResponse(c) },
+    { methods: ['GET'], path: '/v1/responses/{id}/input_items', handler: (c) => this.storedResponse(c) },
   ]);
 
   private async handleTraced(request: Request, extras: RequestExtras, tc: TraceContext, span?: Span, reject?: ShellReject): Promise<Response> {
@@ -312,8 +319,17 @@ export class Gateway {
   }
 
   /** A chat door of its own API: long silences in a stream get SSE comments, so idle timeouts on the way never cut it. */
+  /** `GET`/`DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`. */
+  private async storedResponse(ctx: RequestContext): Promise<Response> {
+    ctx.trace.record.frontDoor = 'openai-responses';
+    return this.done(ctx.trace, await this.responses.route(ctx.request, ctx.path, ctx.trace, ctx.headers));
+  }
+
   private async chatWithKeepAlive(ctx: RequestContext, codec: FrontDoorCodec): Promise<Response> {
-    return withSseKeepAlive(await this.chat(ctx, codec), this.opts.config.server.sseKeepAliveMs);
+    const { trace, extras } = ctx;
+    // A Responses answer is kept (store) after the client has it; other doors pass untouched.
+    const res = this.responses.capture(trace, await this.chat(ctx, codec), (p) => extras.waitUntil(p), () => trace.record.provider);
+    return withSseKeepAlive(res, this.opts.config.server.sseKeepAliveMs);
   }
 
   private async chat(ctx: RequestContext, codec: FrontDoorCodec): Promise<Response> {
@@ -324,7 +340,8 @@ export class Gateway {
     trace.captureRequest?.(raw);
     // A door whose wire body differs from what the pipeline runs (Bedrock's InvokeModel) converts it first.
     const prepared = codec.prepare?.(raw, request);
-    const body = prepared?.body ?? raw;
+    // A Responses conversation continued by previous_response_id is rebuilt from the stored one.
+    const body = codec.door === 'openai-responses' ? await this.responses.prepare(raw, trace, (m) => this.permittedPlan(trace, m)) : (prepared?.body ?? raw);
     let req = codec.parse(body, request);
     trace.record.model = req.model;
     trace.record.stream = req.stream;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { deploySchema } from './deploy.ts';
 import { budgetAlertsSchema } from '../alerts/schema.ts';
 import { cacheSchema } from '../cache/schema.ts';
+import { responsesSchema } from '../responses/schema.ts';
 import { guardrailsSchema } from '../guardrails/schema.ts';
 import { mcpSchema } from '../mcp/schema.ts';
 import { iamSchema, oidcSchema } from '../auth/schema.ts';
@@ -334,6 +335,8 @@ export const configSchema = z
     deploy: deploySchema.prefault({}),
     /** Response cache (docs/cache.md); absent: no caching. */
     cache: cacheSchema.optional(),
+    /** Stateful Responses API: store, previous_response_id, retrieve/delete (docs/responses.md). */
+    responses: responsesSchema.prefault({}),
     /** Content rules and limits per key, team or model (docs/guardrails.md); absent: none. */
     guardrails: guardrailsSchema.optional(),
     /** MCP tool servers served at /mcp/<name> (docs/mcp.md). */
