@@ -1,5 +1,4 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import middy from '@middy/core';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { Gateway } from '../../shared/gateway.ts';
@@ -54,8 +53,10 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
     await g.flush().catch((err) => logger.error('log flush failed', { error: String(err) }));
   };
 
-  type StreamHandler = (event: APIGatewayProxyEvent, stream: NodeJS.WritableStream, context: Context) => Promise<void>;
-  const streaming: StreamHandler = async (event, stream, context) => {
+  // middy (streamifyResponse) writes the status and headers first (the runtime's prelude), then
+  // pipes the body as the core produces it; a client that goes away cancels the body, which ends
+  // the upstream call.
+  const inner = middy<APIGatewayProxyEvent>({ streamifyResponse: true }).handler(async (event: APIGatewayProxyEvent, context: Context) => {
     logger.addContext(context);
     const { env, changed } = await secrets.current();
     if (changed) {
@@ -69,14 +70,14 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
     // /iam/{proxy+} is SigV4-authorized by API Gateway: its verified caller ARN maps to a team (shared/auth).
     const iamPrincipal = opts.role === 'gateway' ? event.requestContext?.identity?.userArn ?? undefined : undefined;
     const response = await gateway.handle(eventToRequest(event), { waitUntil, adminPrincipal, iamPrincipal });
-    // Status and headers first (the runtime's prelude), then the body as the core produces it;
-    // a client that goes away cancels the body (pipeline), which ends the upstream call.
-    const out = awslambda.HttpResponseStream.from(stream as never, responseMetadata(response)) as unknown as NodeJS.WritableStream;
-    await pipeline((response.body ?? Readable.from([])) as unknown as NodeJS.ReadableStream, out);
-  };
+    return { ...responseMetadata(response), body: response.body ?? '' };
+  });
 
-  // The settlement and the flush run whatever happened to the body (a client that went away
-  // mid-stream included); the instance does not idle before this handler's promise settles.
+  // middy runs its end hooks only when the body was piped without error: a client that went away
+  // mid-stream would skip them. The settlement and the flush run here instead, whatever happened
+  // (the instance does not idle before this handler's promise settles).
+  type StreamHandler = (event: APIGatewayProxyEvent, stream: unknown, context: Context) => Promise<void>;
+  const streaming = inner as unknown as StreamHandler;
   const settled: StreamHandler = async (event, stream, context) => {
     try {
       await streaming(event, stream, context);
