@@ -4,10 +4,17 @@ import { presentedKey } from '../policy/keys.ts';
 import type { KeyRecord, TeamRecord } from '../store/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { iamCallerOf, mapIamCaller, noIamCaller } from './iam.ts';
-import { looksLikeJwt, OidcVerifier } from './oidc.ts';
+import type { OidcVerifier } from './oidc.ts';
 import type { IamConfig, OidcConfig } from './schema.ts';
 
 export { stripIamPrefix } from './iam.ts';
+
+/** A compact JWS: three base64url parts (the signature may be empty, as in `alg: none`). */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+export function looksLikeJwt(token: string): boolean {
+  return JWT_SHAPE.test(token);
+}
 
 /** How a request's caller was identified (the log record's `authKind`). */
 export type AuthKind = 'key' | 'oidc' | 'iam';
@@ -39,14 +46,14 @@ function callerRecord(kind: 'oidc' | 'iam', issuer: string, subject: string, tea
  * undefined for a request the key path handles (a `gwk_` key, or no OIDC configured).
  */
 export class Callers {
-  private readonly oidc?: OidcVerifier;
+  /** The verifier (and `jose`) is loaded on the first JWT-shaped token: a cold start without one does not read it. */
+  private verifier?: Promise<OidcVerifier>;
 
   constructor(
     config: { oidc?: OidcConfig; iam?: IamConfig },
     private readonly iam = config.iam,
-  ) {
-    if (config.oidc) this.oidc = new OidcVerifier(config.oidc);
-  }
+    private readonly oidc = config.oidc,
+  ) {}
 
   async principal(request: Request, trace: RequestTrace, now: number, readTeam: TeamReader): Promise<CallerPrincipal | undefined> {
     const r = trace.record;
@@ -61,7 +68,9 @@ export class Callers {
     const token = this.oidc && presentedKey(request.headers);
     if (!token || !looksLikeJwt(token)) return undefined;
     r.authKind = 'oidc';
-    const caller = await this.oidc!.verify(token, now);
+    const oidc = this.oidc!;
+    this.verifier ??= import('./oidc.ts').then((m) => new m.OidcVerifier(oidc));
+    const caller = await (await this.verifier).verify(token, now);
     r.subject = caller.subject;
     r.issuer = caller.issuer;
     return this.withTeam(callerRecord('oidc', caller.issuer, caller.subject, caller.team, caller.models), readTeam, `the token's team claim`);

@@ -2,13 +2,6 @@ import { createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload } fro
 import { GatewayError } from '../http/errors.ts';
 import type { OidcConfig, OidcIssuerConfig } from './schema.ts';
 
-/** A compact JWS: three base64url parts (the signature may be empty, as in `alg: none`). */
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-
-export function looksLikeJwt(token: string): boolean {
-  return JWT_SHAPE.test(token);
-}
-
 /** What a verified token says about its caller. */
 export interface OidcCaller {
   issuer: string;
