@@ -1,9 +1,9 @@
 import { createParser } from 'eventsource-parser';
 import type { FrontDoor, StopReason, StreamEvent } from '../core/types.ts';
 import { GatewayError } from '../http/errors.ts';
-import { chatCompletionEvents } from '../providers/openai/chat-events.ts';
-import { decodeAnthropicMessage, decodeAnthropicStream } from '../providers/anthropic/translate.ts';
-import { readResponsesUsage } from '../formats/openai-responses.ts';
+import { chatCompletionEvents } from '../wire/openai-chat/events.ts';
+import { decodeAnthropicMessage, decodeAnthropicStream } from '../wire/anthropic-messages/translate.ts';
+import { readResponsesUsage } from '../wire/openai-responses/door.ts';
 
 /**
  * Neutral events from a same-format (pass-through) upstream answer, for the features that need to

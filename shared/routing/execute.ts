@@ -5,7 +5,7 @@ import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { startSpan } from '../tracing/spans.ts';
-import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../formats/passthrough.ts';
+import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../wire/relay.ts';
 import { SseSplitter } from '../http/sse.ts';
 import type { ResolvedTarget, RoutePlan, Router } from './router.ts';
 import { Deadline } from './deadline.ts';

@@ -1,6 +1,6 @@
 import { GatewayError } from '../../http/errors.ts';
 import type { UpstreamTimeouts } from '../../http/upstream.ts';
-import { bedrockError } from './errors.ts';
+import { bedrockError } from '../../wire/bedrock-converse/errors.ts';
 
 /**
  * One SDK call's lifetime: an AbortSignal for the SDK's `abortSignal` option that fires when the

@@ -1,10 +1,10 @@
 import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec';
-import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
-import { GatewayError, jsonResponse } from '../http/errors.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { isObject } from './anthropic-wire.ts';
-import { bedrockErrorResponse, BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from './bedrock-invoke.ts';
-import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
+import { GatewayError, jsonResponse } from '../../http/errors.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { isObject } from '../anthropic-messages/wire.ts';
+import { bedrockErrorResponse, BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from '../bedrock-invoke/door.ts';
+import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 
 /**
  * Bedrock's Converse API on the gateway (`POST /bedrock/model/{modelId}/converse` and

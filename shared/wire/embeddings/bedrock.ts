@@ -2,7 +2,7 @@ import { InvokeModelCommand, type BedrockRuntimeClient } from '@aws-sdk/client-b
 import type { BedrockProviderConfig } from '../../config/schema.ts';
 import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
 import { GatewayError } from '../../http/errors.ts';
-import { SdkCall } from './call.ts';
+import { SdkCall } from '../../providers/bedrock/call.ts';
 
 /**
  * Embeddings on Bedrock through InvokeModel, in each model family's own body:

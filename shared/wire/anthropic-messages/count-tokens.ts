@@ -1,11 +1,11 @@
-import type { ChatRequest, ContentPart } from '../core/types.ts';
-import { readJsonBody } from '../http/body.ts';
-import { GatewayError, jsonResponse } from '../http/errors.ts';
-import type { CallRunner } from '../routing/execute.ts';
-import type { RoutePlan } from '../routing/router.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { parseAnthropicRequest } from './anthropic-messages.ts';
-import { loadEncoder, TokenCounter } from '../policy/tokenizer.ts';
+import type { ChatRequest, ContentPart } from '../../core/types.ts';
+import { readJsonBody } from '../../http/body.ts';
+import { GatewayError, jsonResponse } from '../../http/errors.ts';
+import type { CallRunner } from '../../routing/execute.ts';
+import type { RoutePlan } from '../../routing/router.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { parseAnthropicRequest } from './door.ts';
+import { loadEncoder, TokenCounter } from '../../policy/tokenizer.ts';
 
 /**
  * `POST /v1/messages/count_tokens` (Anthropic's token counting). When the model is served by a

@@ -1,9 +1,9 @@
-import { float32Base64, type EmbeddingRequest, type EmbeddingResult } from '../core/embeddings.ts';
-import { readJsonBody } from '../http/body.ts';
-import { GatewayError, jsonResponse } from '../http/errors.ts';
-import type { CallRunner } from '../routing/execute.ts';
-import type { ResolvedTarget, RoutePlan } from '../routing/router.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
+import { float32Base64, type EmbeddingRequest, type EmbeddingResult } from '../../core/embeddings.ts';
+import { readJsonBody } from '../../http/body.ts';
+import { GatewayError, jsonResponse } from '../../http/errors.ts';
+import type { CallRunner } from '../../routing/execute.ts';
+import type { ResolvedTarget, RoutePlan } from '../../routing/router.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
 
 /**
  * OpenAI Embeddings: `POST /v1/embeddings`. OpenAI and OpenAI-compatible upstreams get the

@@ -1,19 +1,19 @@
 import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec';
-import type { GatewayConfig } from '../config/schema.ts';
-import type { ChatRequest, StreamEvent } from '../core/types.ts';
-import { GatewayError, jsonResponse } from '../http/errors.ts';
-import { withSseKeepAlive } from '../http/keepalive.ts';
-import { eventData, SseSplitter } from '../http/sse.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { readJsonBody } from '../http/body.ts';
-import type { Provider } from '../providers/types.ts';
-import type { CallRunner } from '../routing/execute.ts';
-import type { RoutePlan } from '../routing/router.ts';
-import { estimateInputTokens } from './anthropic-count-tokens.ts';
-import { parseConverseRequest } from './bedrock-converse.ts';
-import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from './anthropic-messages.ts';
-import { DEFAULT_ANTHROPIC_VERSION, eventName, isObject } from './anthropic-wire.ts';
-import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+import type { GatewayConfig } from '../../config/schema.ts';
+import type { ChatRequest, StreamEvent } from '../../core/types.ts';
+import { GatewayError, jsonResponse } from '../../http/errors.ts';
+import { withSseKeepAlive } from '../../http/keepalive.ts';
+import { eventData, SseSplitter } from '../../http/sse.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { readJsonBody } from '../../http/body.ts';
+import type { Provider } from '../../providers/types.ts';
+import type { CallRunner } from '../../routing/execute.ts';
+import type { RoutePlan } from '../../routing/router.ts';
+import { estimateInputTokens } from '../anthropic-messages/count-tokens.ts';
+import { parseConverseRequest } from '../bedrock-converse/door.ts';
+import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from '../anthropic-messages/door.ts';
+import { DEFAULT_ANTHROPIC_VERSION, eventName, isObject } from '../anthropic-messages/wire.ts';
+import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 
 /**
  * The Bedrock-native front door: Amazon Bedrock Runtime's InvokeModel API with an Anthropic

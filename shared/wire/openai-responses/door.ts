@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
-import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
-import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from './passthrough.ts';
-import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
+import { GatewayError, jsonResponse, openaiErrorBody } from '../../http/errors.ts';
+import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../../http/sse.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from '../relay.ts';
+import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 
 /**
  * OpenAI Responses: `POST /v1/responses`.

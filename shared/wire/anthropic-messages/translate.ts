@@ -1,6 +1,6 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { markedSystemContent, type ChatMessage, type ChatRequest, type ContentPart, type StreamEvent } from '../../core/types.ts';
-import { AnthropicUsage, fromAnthropicStopReason, isObject } from '../../formats/anthropic-wire.ts';
+import { AnthropicUsage, fromAnthropicStopReason, isObject } from './wire.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
 
 /**

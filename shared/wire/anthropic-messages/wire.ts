@@ -1,4 +1,4 @@
-import type { StopReason, Usage } from '../core/types.ts';
+import type { StopReason, Usage } from '../../core/types.ts';
 
 /**
  * Facts of the Anthropic Messages wire format shared by the `/v1/messages` front door and the

@@ -1,10 +1,10 @@
-import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
-import { anthropicErrorBody, GatewayError, jsonResponse } from '../http/errors.ts';
-import { encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from './passthrough.ts';
-import { AnthropicUsage, eventName, isObject, toAnthropicStopReason, toAnthropicUsage } from './anthropic-wire.ts';
-import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
+import { anthropicErrorBody, GatewayError, jsonResponse } from '../../http/errors.ts';
+import { encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../../http/sse.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from '../relay.ts';
+import { AnthropicUsage, eventName, isObject, toAnthropicStopReason, toAnthropicUsage } from './wire.ts';
+import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 
 /**
  * Anthropic Messages: `POST /v1/messages`.
