@@ -376,7 +376,9 @@ async function prefetch(
         timers.gotFirstByte();
       }
       if (ended) {
-        const problem = jsonAnswerProblem(opts.format, Buffer.concat(held).toString('utf8'));
+        // One chunk, checked once: the relay finds its parse by it.
+        held.splice(0, held.length, Buffer.concat(held));
+        const problem = jsonAnswerProblem(opts.format, held[0]!);
         if (problem) throw brokenAnswer(problem);
       }
     } else {

@@ -1,6 +1,7 @@
 import type { AnthropicProviderConfig } from '../../config/schema.ts';
 import type { ChatRequest, FrontDoor } from '../../core/types.ts';
-import { DEFAULT_ANTHROPIC_VERSION, isObject } from '../../wire/anthropic-messages/wire.ts';
+import { DEFAULT_ANTHROPIC_VERSION } from '../../wire/anthropic-messages/wire.ts';
+import { isObject } from '../../wire/common.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
 import { fetchUpstream, readTextBounded } from '../../http/upstream.ts';
 import type { CallContext, Provider, ProviderResult } from '../types.ts';

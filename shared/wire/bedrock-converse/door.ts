@@ -2,9 +2,10 @@ import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec
 import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
 import { GatewayError, jsonResponse } from '../../http/errors.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
-import { isObject } from '../anthropic-messages/wire.ts';
+import { isObject } from '../common.ts';
 import { bedrockErrorResponse, BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from '../bedrock-invoke/door.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
+import { encodeEvents } from '../stream.ts';
 
 /**
  * Bedrock's Converse API on the gateway (`POST /bedrock/model/{modelId}/converse` and
@@ -355,11 +356,9 @@ async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamE
     return jsonResponse({ output: { message: { role: 'assistant', content } }, stopReason: toConverseStop(reason), usage: toConverseUsage(usage), metrics: { latencyMs: Math.round(performance.now() - t0) } }, 200, headers);
   }
 
-  let pending: IteratorResult<StreamEvent> | undefined = first;
   const blocks = new BlockTracker();
   let reason: StopReason = 'stop';
   let usage: Usage | undefined;
-  let done = false;
   let started = false;
   const out: Uint8Array[] = [];
   const closeBlock = () => {
@@ -417,54 +416,34 @@ async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamE
         return;
     }
   };
-  const flush = (ctrl: ReadableStreamDefaultController<Uint8Array>) => {
-    if (!out.length) return false;
-    ctrl.enqueue(out.length === 1 ? out[0]! : Buffer.concat(out));
+  const take = (): Uint8Array => {
+    const bytes = out.length === 1 ? out[0]! : Buffer.concat(out);
     out.length = 0;
-    return true;
+    return bytes;
   };
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      try {
-        for (;;) {
-          const r: IteratorResult<StreamEvent> = pending ?? (await events.next());
-          pending = undefined;
-          if (r.done) {
-            if (!started) onEvent({ type: 'text', delta: '' });
-            closeBlock();
-            out.push(frame('messageStop', { stopReason: toConverseStop(reason) }));
-            out.push(frame('metadata', { usage: toConverseUsage(usage ?? { inputTokens: 0, outputTokens: 0 }), metrics: { latencyMs: Math.round(performance.now() - t0) } }));
-            flush(ctrl);
-            ctrl.close();
-            done = true;
-            trace.end();
-            return;
-          }
-          if (r.value.type !== 'start') onEvent(r.value);
-          if (flush(ctrl)) {
-            trace.firstByte();
-            return;
-          }
-        }
-      } catch (err) {
-        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
-        trace.fail('stream_error', ge);
+  return encodeEvents(
+    first,
+    events,
+    trace,
+    {
+      encode(ev) {
+        if (ev.type !== 'start') onEvent(ev);
+        return take();
+      },
+      end() {
+        if (!started) onEvent({ type: 'text', delta: '' });
+        closeBlock();
+        out.push(frame('messageStop', { stopReason: toConverseStop(reason) }));
+        out.push(frame('metadata', { usage: toConverseUsage(usage ?? { inputTokens: 0, outputTokens: 0 }), metrics: { latencyMs: Math.round(performance.now() - t0) } }));
+        return take();
+      },
+      fail(ge) {
         out.push(exceptionFrame(ge));
-        flush(ctrl);
-        ctrl.close();
-        done = true;
-        trace.end();
-      }
+        return take();
+      },
     },
-    async cancel() {
-      if (!done) {
-        trace.fail('client_closed', { message: 'The client closed the stream.' });
-        trace.end();
-      }
-      await events.return?.();
-    },
-  });
-  return new Response(body, { status: 200, headers: { ...headers, 'content-type': EVENTSTREAM_CONTENT_TYPE } });
+    { status: 200, headers: { ...headers, 'content-type': EVENTSTREAM_CONTENT_TYPE } },
+  );
 }
 
 /** The Converse door for one configuration (model ids resolve through `index`). */

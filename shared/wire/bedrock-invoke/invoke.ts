@@ -5,7 +5,6 @@ import { GatewayError } from '../../http/errors.ts';
 import { encodeText } from '../../http/sse.ts';
 import type { CallContext, ProviderResult } from '../../providers/types.ts';
 import { SdkCall } from '../../providers/bedrock/call.ts';
-import { bedrockError } from '../bedrock-converse/errors.ts';
 
 /**
  * Claude on Bedrock through InvokeModel / InvokeModelWithResponseStream, with the client's own
