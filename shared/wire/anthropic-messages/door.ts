@@ -5,7 +5,7 @@ import type { RequestTrace } from '../../telemetry/record.ts';
 import { relayJson, relaySse } from '../relay.ts';
 import { encodeEvents } from '../stream.ts';
 import { AnthropicUsage, eventName, toAnthropicStopReason, toAnthropicUsage } from './wire.ts';
-import { isObject } from '../common.ts';
+import { bad as badRequest, isObject, type Json } from '../common.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 
 /**
@@ -20,10 +20,9 @@ import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
  * (cache_control, context_management, ...) are dropped, as docs/translation.md says.
  */
 
-type Json = Record<string, unknown>;
-
+/** A 400 in Anthropic's manner: the message names the parameter first. */
 function bad(message: string, param: string): GatewayError {
-  return new GatewayError('invalid_request', `${param}: ${message}`, { param, code: 'invalid_request_error' });
+  return badRequest(`${param}: ${message}`, param, 'invalid_request_error');
 }
 
 /** Top-level fields that only tune Anthropic's own service: dropped when the request is translated. */

@@ -1,7 +1,7 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { markedSystemContent, type ChatMessage, type ChatRequest, type ContentPart, type StreamEvent } from '../../core/types.ts';
 import { AnthropicUsage, fromAnthropicStopReason } from './wire.ts';
-import { isObject } from '../common.ts';
+import { isObject, type Json } from '../common.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
 import { unsupported } from '../common.ts';
 
@@ -9,8 +9,6 @@ import { unsupported } from '../common.ts';
  * The neutral request as an Anthropic Messages body, and Anthropic's answers (SSE or JSON) as
  * neutral events. Used when a client that does not speak Anthropic's API reaches an Anthropic model.
  */
-
-type Json = Record<string, unknown>;
 
 function contentBlock(part: ContentPart, param: string): Json | undefined {
   if (part.type === 'text') return part.text ? { type: 'text', text: part.text } : undefined;

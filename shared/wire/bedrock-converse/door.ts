@@ -2,7 +2,7 @@ import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec
 import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
 import { GatewayError, jsonResponse } from '../../http/errors.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
-import { isObject } from '../common.ts';
+import { bad, isObject, type Json } from '../common.ts';
 import { bedrockErrorResponse, BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from '../bedrock-invoke/door.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { encodeEvents } from '../stream.ts';
@@ -23,10 +23,8 @@ import { encodeEvents } from '../stream.ts';
  * additional fields...) is refused on those routes with a ValidationException naming it.
  */
 
-type Json = Record<string, unknown>;
-
 function invalid(message: string, param: string): GatewayError {
-  return new GatewayError('invalid_request', `${param}: ${message}`, { param, code: 'bedrock_validation' });
+  return bad(`${param}: ${message}`, param, 'bedrock_validation');
 }
 
 /**

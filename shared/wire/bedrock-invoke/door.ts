@@ -13,7 +13,7 @@ import { estimateInputTokens } from '../anthropic-messages/count-tokens.ts';
 import { parseConverseRequest } from '../bedrock-converse/door.ts';
 import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from '../anthropic-messages/door.ts';
 import { DEFAULT_ANTHROPIC_VERSION, eventName } from '../anthropic-messages/wire.ts';
-import { isObject } from '../common.ts';
+import { isObject, type Json } from '../common.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 
 /**
@@ -39,8 +39,6 @@ import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
  * The model id in the path (raw `:` or `%3A`) is resolved by BedrockModelIndex. In long silences
  * the stream carries Anthropic `ping` events, so idle timeouts on the way (API Gateway) never cut it.
  */
-
-type Json = Record<string, unknown>;
 
 export type BedrockOperation = 'invoke' | 'invoke-with-response-stream' | 'converse' | 'converse-stream' | 'count-tokens';
 

@@ -1,13 +1,11 @@
 import type { ChatMessage, ChatRequest, ContentPart, ImagePart, ToolChoice } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
-import { unsupported } from '../common.ts';
+import { textOf, unsupported, type Json } from '../common.ts';
 
 /**
  * The neutral ChatRequest as an OpenAI Chat Completions request body, for clients that spoke
  * another API (Anthropic Messages, or OpenAI Responses toward a server without `/responses`).
  */
-
-type Json = Record<string, unknown>;
 
 /** `openai` is api.openai.com (or a faithful copy); `openai-compatible` is vLLM, Ollama, LM Studio, ... */
 export type OpenAIFlavor = 'openai' | 'openai-compatible';
@@ -17,10 +15,6 @@ function imageUrl(p: ImagePart): string {
   if (p.url) return p.url;
   if (p.data !== undefined) return `data:${p.mediaType ?? 'image/png'};base64,${p.data}`;
   throw new GatewayError('invalid_request', 'An image has neither a URL nor data.', { code: 'invalid_value' });
-}
-
-function textOf(parts: ContentPart[]): string {
-  return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
 }
 
 /** A user message's content: a plain string for a single text part, else an array of parts. */

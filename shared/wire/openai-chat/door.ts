@@ -6,7 +6,7 @@ import { brokenAnswer, relayJson, relaySse } from '../relay.ts';
 import { encodeEvents } from '../stream.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readChatUsage } from './events.ts';
-import { bad, isObject, optNumber, optInteger, type Json } from '../common.ts';
+import { bad, isObject, textOf, optNumber, optInteger, type Json } from '../common.ts';
 
 /** OpenAI Chat Completions: `POST /v1/chat/completions`. */
 
@@ -86,10 +86,6 @@ function parseToolCalls(v: unknown, param: string, lost: Untranslatable): ToolCa
   });
 }
 
-function textOnly(parts: ContentPart[]): string {
-  return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
-}
-
 /**
  * Decode and check a Chat Completions request body. What the gateway needs to route, meter and
  * guard is checked here and answered with a 400 naming it: `model`, `stream` (and
@@ -113,7 +109,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
     switch (m.role) {
       case 'system':
       case 'developer':
-        system.push(textOnly(parseContent(m.content, `${p}.content`, lost)));
+        system.push(textOf(parseContent(m.content, `${p}.content`, lost)));
         break;
       case 'user':
         messages.push({ role: 'user', content: parseContent(m.content, `${p}.content`, lost) });
