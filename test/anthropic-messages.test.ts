@@ -3,7 +3,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { parseConfig } from '../shared/config/load.ts';
-import { anthropicMessagesDoor } from '../shared/formats/anthropic-messages.ts';
+import { anthropicMessagesDoor } from '../shared/wire/anthropic-messages/door.ts';
 import type { StreamEvent } from '../shared/core/types.ts';
 import { RequestTrace, type RequestRecord } from '../shared/telemetry/record.ts';
 import { startLocalServer, type LocalServer } from '../local/server.ts';

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { StreamEvent } from '../shared/core/types.ts';
-import { parseAnthropicRequest } from '../shared/formats/anthropic-messages.ts';
-import { parseChatRequest } from '../shared/formats/openai-chat.ts';
+import { parseAnthropicRequest } from '../shared/wire/anthropic-messages/door.ts';
+import { parseChatRequest } from '../shared/wire/openai-chat/door.ts';
 import { GatewayError } from '../shared/http/errors.ts';
-import { decodeAnthropicStream, toAnthropicBody } from '../shared/providers/anthropic/translate.ts';
+import { decodeAnthropicStream, toAnthropicBody } from '../shared/wire/anthropic-messages/translate.ts';
 
 /**
  * Anthropic translation, case by case from fixture tables built from Anthropic's and OpenAI's own

@@ -467,7 +467,7 @@ describe('bedrock provider: errors', () => {
   });
 });
 
-describe('bedrock provider: Anthropic Messages clients', { skip: !existsSync(new URL('../shared/formats/anthropic-messages.ts', import.meta.url)) }, () => {
+describe('bedrock provider: Anthropic Messages clients', { skip: !existsSync(new URL('../shared/wire/anthropic-messages/door.ts', import.meta.url)) }, () => {
   it('answers a text message, with system and usage', async () => {
     bedrock.script({ type: 'answer', text: ['Bonjour ', '!'], usage: { inputTokens: 9, outputTokens: 2 } });
     // top_k is part of the Messages API; this SDK version's types no longer list it.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { BedrockModelIndex, parseBedrockPath } from '../shared/formats/bedrock-invoke.ts';
+import { BedrockModelIndex, parseBedrockPath } from '../shared/wire/bedrock-invoke/door.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 import { ECHO_OUTPUT, FINAL_TEXT, LOOP_MARKER, runClaude, startScriptedAnthropic, startScriptedBedrock, startScriptedOpenAI, toolResults, type CliRun, type Recorded } from './helpers/claude-cli.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { parseAnthropicRequest } from '../shared/formats/anthropic-messages.ts';
+import { parseAnthropicRequest } from '../shared/wire/anthropic-messages/door.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 import { eventually, startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';

@@ -16,7 +16,7 @@ import {
 import { EventStreamCodec } from '@smithy/eventstream-codec';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { parseConfig } from '../shared/config/load.ts';
-import { anthropicModelName, BedrockModelIndex, parseBedrockPath } from '../shared/formats/bedrock-invoke.ts';
+import { anthropicModelName, BedrockModelIndex, parseBedrockPath } from '../shared/wire/bedrock-invoke/door.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { assertCleanErrorText } from './helpers/gateway.ts';
 import { eventually, startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';

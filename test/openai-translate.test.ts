@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { ChatRequest, StreamEvent } from '../shared/core/types.ts';
 import { GatewayError } from '../shared/http/errors.ts';
-import { toChatCompletionsBody, type OpenAIFlavor } from '../shared/providers/openai/chat-body.ts';
-import { chatCompletionEvents } from '../shared/providers/openai/chat-events.ts';
+import { toChatCompletionsBody, type OpenAIFlavor } from '../shared/wire/openai-chat/body.ts';
+import { chatCompletionEvents } from '../shared/wire/openai-chat/events.ts';
 
 /**
  * The openai provider's translation, case by case from fixture tables (test/fixtures/openai-*.json,

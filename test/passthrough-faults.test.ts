@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { ChatRequest } from '../shared/core/types.ts';
-import { respondPassthrough as anthropicPassthrough } from '../shared/formats/anthropic-messages.ts';
-import { respondPassthrough as chatPassthrough } from '../shared/formats/openai-chat.ts';
-import { respondPassthrough as responsesPassthrough } from '../shared/formats/openai-responses.ts';
-import { jsonAnswerProblem, SseChecker } from '../shared/formats/passthrough.ts';
+import { respondPassthrough as anthropicPassthrough } from '../shared/wire/anthropic-messages/door.ts';
+import { respondPassthrough as chatPassthrough } from '../shared/wire/openai-chat/door.ts';
+import { respondPassthrough as responsesPassthrough } from '../shared/wire/openai-responses/door.ts';
+import { jsonAnswerProblem, SseChecker } from '../shared/wire/relay.ts';
 import { RequestTrace, type RequestRecord } from '../shared/telemetry/record.ts';
 
 /**

@@ -7,8 +7,8 @@ import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParams
 import { startLocalServer, type LocalServer } from '../local/server.ts';
 import { cacheKey, requestKeyMaterial } from '../shared/cache/entry.ts';
 import { parseConfig } from '../shared/config/load.ts';
-import { parseChatRequest } from '../shared/formats/openai-chat.ts';
-import { parseConverseRequest } from '../shared/formats/bedrock-converse.ts';
+import { parseChatRequest } from '../shared/wire/openai-chat/door.ts';
+import { parseConverseRequest } from '../shared/wire/bedrock-converse/door.ts';
 import { MemorySink } from './helpers/gateway.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';

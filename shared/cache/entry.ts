@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { brotliCompressSync, brotliDecompressSync, constants } from 'node:zlib';
-import type { ChatRequest, FrontDoor, StreamEvent, Usage } from '../core/types.ts';
+import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
 
 /**
  * Cache keys and entries. The key is a SHA-256 over a canonical JSON of everything that changes
@@ -97,15 +97,6 @@ export function decodeEntry(b: Uint8Array): CacheEntry | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The usage an entry reports (its last usage event). */
-export function lastUsage(events: StreamEvent[]): Usage | undefined {
-  for (let i = events.length - 1; i >= 0; i--) {
-    const ev = events[i]!;
-    if (ev.type === 'usage') return ev.usage;
-  }
-  return undefined;
 }
 
 /** Replay pieces: text is cut into chunks so a streamed replay looks like a stream. */

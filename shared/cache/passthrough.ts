@@ -1,9 +1,7 @@
-import { createParser } from 'eventsource-parser';
-import type { FrontDoor, StopReason, StreamEvent } from '../core/types.ts';
-import { GatewayError } from '../http/errors.ts';
-import { chatCompletionEvents } from '../providers/openai/chat-events.ts';
-import { decodeAnthropicMessage, decodeAnthropicStream } from '../providers/anthropic/translate.ts';
-import { readResponsesUsage } from '../formats/openai-responses.ts';
+import type { FrontDoor, StreamEvent } from '../core/types.ts';
+import { chatCompletionEvents } from '../wire/openai-chat/events.ts';
+import { decodeAnthropicMessage, decodeAnthropicStream } from '../wire/anthropic-messages/translate.ts';
+import { responsesJsonEvents, responsesStreamEvents } from '../wire/openai-responses/events.ts';
 
 /**
  * Neutral events from a same-format (pass-through) upstream answer, for the features that need to
@@ -23,99 +21,5 @@ export function passthroughEvents(door: FrontDoor, res: Response, provider: stri
       return stream ? responsesStreamEvents(res, provider) : responsesJsonEvents(res, provider);
     default:
       return undefined;
-  }
-}
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function responseStatus(r: Json): StopReason {
-  const details = isObject(r.incomplete_details) ? r.incomplete_details : undefined;
-  if (r.status === 'incomplete') return details?.reason === 'content_filter' ? 'content_filter' : 'length';
-  const out = Array.isArray(r.output) ? r.output : [];
-  return out.some((o) => isObject(o) && o.type === 'function_call') ? 'tool_calls' : 'stop';
-}
-
-/** A whole Responses object (`object: "response"`) as events. */
-function* responseObjectEvents(r: Json): Generator<StreamEvent> {
-  yield { type: 'start', id: String(r.id ?? 'resp'), model: String(r.model ?? '') };
-  let tool = 0;
-  for (const item of Array.isArray(r.output) ? r.output : []) {
-    if (!isObject(item)) continue;
-    if (item.type === 'message' && Array.isArray(item.content)) {
-      for (const c of item.content) if (isObject(c) && c.type === 'output_text' && typeof c.text === 'string' && c.text) yield { type: 'text', delta: c.text };
-    } else if (item.type === 'function_call') {
-      const index = tool++;
-      yield { type: 'tool_call', index, id: String(item.call_id ?? item.id ?? `call_${index}`), name: String(item.name ?? '') };
-      if (typeof item.arguments === 'string' && item.arguments) yield { type: 'tool_args', index, delta: item.arguments };
-    }
-  }
-  yield { type: 'finish', reason: responseStatus(r) };
-  const usage = readResponsesUsage(r.usage);
-  if (usage) yield { type: 'usage', usage };
-}
-
-async function* responsesJsonEvents(res: Response, provider: string): AsyncGenerator<StreamEvent> {
-  let body: unknown;
-  try {
-    body = await res.json();
-  } catch {
-    throw new GatewayError('upstream', `Provider "${provider}" answered with a body that is not JSON.`, { code: 'upstream_bad_response' });
-  }
-  if (!isObject(body)) throw new GatewayError('upstream', `Provider "${provider}" answered with an unexpected body.`, { code: 'upstream_bad_response' });
-  yield* responseObjectEvents(body);
-}
-
-/** Responses SSE: text and function-call deltas as they come; finish and usage from the terminal event. */
-async function* responsesStreamEvents(res: Response, provider: string): AsyncGenerator<StreamEvent> {
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let queue: Json[] = [];
-  const parser = createParser({
-    onEvent: (e) => {
-      try {
-        const v = JSON.parse(e.data);
-        if (isObject(v)) queue.push(v);
-      } catch {
-        // not JSON: ignored, as OpenAI's SDK does
-      }
-    },
-  });
-  const tools = new Map<number, number>();
-  let started = false;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      parser.feed(done ? `${dec.decode()}\n\n` : dec.decode(value, { stream: true }));
-      const batch = queue;
-      queue = [];
-      for (const ev of batch) {
-        const type = ev.type;
-        if (type === 'response.created' && isObject(ev.response) && !started) {
-          started = true;
-          yield { type: 'start', id: String(ev.response.id ?? 'resp'), model: String(ev.response.model ?? '') };
-        } else if (type === 'response.output_text.delta' && typeof ev.delta === 'string') {
-          yield { type: 'text', delta: ev.delta };
-        } else if (type === 'response.output_item.added' && isObject(ev.item) && ev.item.type === 'function_call') {
-          const index = tools.size;
-          tools.set(Number(ev.output_index ?? index), index);
-          yield { type: 'tool_call', index, id: String(ev.item.call_id ?? ev.item.id ?? `call_${index}`), name: String(ev.item.name ?? '') };
-        } else if (type === 'response.function_call_arguments.delta' && typeof ev.delta === 'string') {
-          const index = tools.get(Number(ev.output_index)) ?? 0;
-          yield { type: 'tool_args', index, delta: ev.delta };
-        } else if ((type === 'response.completed' || type === 'response.incomplete') && isObject(ev.response)) {
-          yield { type: 'finish', reason: responseStatus(ev.response) };
-          const usage = readResponsesUsage(ev.response.usage);
-          if (usage) yield { type: 'usage', usage };
-          return;
-        } else if (type === 'response.failed' || type === 'error') {
-          throw new GatewayError('upstream', `Provider "${provider}" reported a failed response.`, { code: 'upstream_error' });
-        }
-      }
-      if (done) break;
-    }
-    throw new GatewayError('upstream', `The stream from provider "${provider}" ended before it was complete.`, { code: 'upstream_stream_truncated' });
-  } finally {
-    reader.cancel().catch(() => {});
   }
 }

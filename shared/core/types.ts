@@ -61,28 +61,37 @@ export interface ToolDefinition {
 
 export type ToolChoice = 'auto' | 'none' | 'required' | { name: string };
 
-export interface ChatRequest {
+/**
+ * How the answer is to be generated: the request options every wire API maps to its own fields.
+ * Options added later (structured output from `response_format`, `n` choices emulated on
+ * translated routes) belong here, parsed by each door and carried out by each provider's body
+ * builder in `shared/wire/<api>/`.
+ */
+export interface RequestOptions {
+  /** False: at most one tool call per turn (OpenAI `parallel_tool_calls: false`, Anthropic `disable_parallel_tool_use`). */
+  parallelToolCalls?: boolean;
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  /** Top-k sampling (Anthropic, Bedrock); dropped by upstreams that lack it. */
+  topK?: number;
+  stop?: string[];
+  /** Extended thinking (Anthropic's `thinking`); dropped by upstreams that lack it. */
+  thinking?: { type: 'enabled' | 'disabled' | 'adaptive'; budgetTokens?: number };
+  /** End-user id for abuse tracking, passed on where the upstream has one. */
+  user?: string;
+}
+
+export interface ChatRequest extends RequestOptions {
   /** The model name the client asked for. */
   model: string;
   system?: string;
   messages: ChatMessage[];
   tools?: ToolDefinition[];
   toolChoice?: ToolChoice;
-  /** False: at most one tool call per turn (OpenAI `parallel_tool_calls: false`, Anthropic `disable_parallel_tool_use`). */
-  parallelToolCalls?: boolean;
-  maxTokens?: number;
-  temperature?: number;
-  topP?: number;
-  stop?: string[];
   stream: boolean;
   /** The client wants a usage report at the end of a stream. */
   includeUsage: boolean;
-  /** End-user id for abuse tracking, passed on where the upstream has one. */
-  user?: string;
-  /** Top-k sampling (Anthropic, Bedrock); dropped by upstreams that lack it. */
-  topK?: number;
-  /** Extended thinking (Anthropic's `thinking`); dropped by upstreams that lack it. */
-  thinking?: { type: 'enabled' | 'disabled' | 'adaptive'; budgetTokens?: number };
   /**
    * Parts of the client's request the neutral model cannot carry (e.g. an Anthropic server tool or
    * a PDF document block). A provider that passes the client's body through can still serve the
@@ -121,7 +130,7 @@ export type StreamEvent =
   | { type: 'thinking'; delta?: string; signature?: string; redactedData?: string };
 
 /** The text of a mid-conversation system message, for upstreams without a system role at that position. */
-export function markSystemText(text: string): string {
+function markSystemText(text: string): string {
   return `<system-message>\n${text}\n</system-message>`;
 }
 

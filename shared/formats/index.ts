@@ -1,7 +1,7 @@
-import { anthropicMessagesDoor } from './anthropic-messages.ts';
-import { bedrockInvokeErrors } from './bedrock-invoke.ts';
-import { openaiChatDoor } from './openai-chat.ts';
-import { openaiResponsesDoor } from './openai-responses.ts';
+import { anthropicMessagesDoor } from '../wire/anthropic-messages/door.ts';
+import { bedrockInvokeErrors } from '../wire/bedrock-invoke/door.ts';
+import { openaiChatDoor } from '../wire/openai-chat/door.ts';
+import { openaiResponsesDoor } from '../wire/openai-responses/door.ts';
 import type { FrontDoorCodec } from './types.ts';
 
 /** Chat front doors by the path they answer on (POST). */

@@ -1,3 +1,5 @@
+import { keepFramedAlive } from '../wire/stream.ts';
+
 const COMMENT = new TextEncoder().encode(': keepalive\n\n');
 const LF = 10;
 const CR = 13;
@@ -10,6 +12,8 @@ const CR = 13;
  */
 export function withSseKeepAlive(res: Response, intervalMs: number): Response {
   if (!intervalMs || !res.body || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) return res;
+  // A stream the wire frame built sends the comments itself (between its pieces): no extra layer.
+  if (keepFramedAlive(res, intervalMs)) return res;
   const reader = res.body.getReader();
   let last = Date.now();
   // The last three bytes sent (newest last), to tell whether the stream stands between two events.

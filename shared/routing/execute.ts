@@ -5,7 +5,7 @@ import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { startSpan, type Span } from '../tracing/spans.ts';
-import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../formats/passthrough.ts';
+import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../wire/relay.ts';
 import { SseSplitter } from '../http/sse.ts';
 import type { AttemptTimeouts, ResolvedTarget, RoutePlan, Router } from './router.ts';
 import { clientClosed, Deadline } from './deadline.ts';
@@ -402,7 +402,9 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
         attempt.bodyStarted();
       }
       if (ended) {
-        const problem = jsonAnswerProblem(opts.format, Buffer.concat(held).toString('utf8'));
+        // One chunk, checked once: the relay finds its parse by it.
+        held.splice(0, held.length, Buffer.concat(held));
+        const problem = jsonAnswerProblem(opts.format, held[0]!);
         if (problem) throw brokenAnswer(problem);
       }
     } else {

@@ -1,10 +1,11 @@
 import type { AnthropicProviderConfig } from '../../config/schema.ts';
 import type { ChatRequest, FrontDoor } from '../../core/types.ts';
-import { DEFAULT_ANTHROPIC_VERSION, isObject } from '../../formats/anthropic-wire.ts';
+import { DEFAULT_ANTHROPIC_VERSION } from '../../wire/anthropic-messages/wire.ts';
+import { isObject } from '../../wire/common.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
 import { fetchUpstream, readTextBounded } from '../../http/upstream.ts';
 import type { CallContext, Provider, ProviderResult } from '../types.ts';
-import { decodeAnthropicMessage, decodeAnthropicStream, toAnthropicBody } from './translate.ts';
+import { decodeAnthropicMessage, decodeAnthropicStream, toAnthropicBody } from '../../wire/anthropic-messages/translate.ts';
 
 /**
  * Doors whose requests reach the pipeline as Anthropic Messages bodies: `/v1/messages`, and

@@ -1,5 +1,5 @@
 import type { GatewayError } from '../../http/errors.ts';
-import { bedrockError } from './errors.ts';
+import { bedrockError } from '../../wire/bedrock-converse/errors.ts';
 
 /**
  * One SDK call: an AbortSignal for the SDK's `abortSignal` option that fires with the attempt's

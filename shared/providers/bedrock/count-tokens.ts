@@ -1,10 +1,10 @@
 import { CountTokensCommand, type BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
 import type { BedrockProviderConfig } from '../../config/schema.ts';
-import { parseAnthropicRequest } from '../../formats/anthropic-messages.ts';
+import { parseAnthropicRequest } from '../../wire/anthropic-messages/door.ts';
 import { jsonResponse } from '../../http/errors.ts';
 import type { CallContext } from '../types.ts';
 import { SdkCall } from './call.ts';
-import { isAnthropicModel, toConverseInput } from './converse.ts';
+import { isAnthropicModel, toConverseInput } from '../../wire/bedrock-converse/converse.ts';
 
 /**
  * Exact input-token counts for `POST /v1/messages/count_tokens` from Bedrock's CountTokens API,

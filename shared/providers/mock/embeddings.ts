@@ -6,7 +6,7 @@ import type { EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts
  * is scaled to unit length. Texts that share words point the same way; the same text always gives
  * the same vector. One token per word.
  */
-export const MOCK_EMBEDDING_DIMENSIONS = 256;
+const MOCK_EMBEDDING_DIMENSIONS = 256;
 
 export function mockEmbed(req: EmbeddingRequest): EmbeddingResult {
   const dims = req.dimensions ?? MOCK_EMBEDDING_DIMENSIONS;
@@ -19,7 +19,7 @@ export function mockEmbed(req: EmbeddingRequest): EmbeddingResult {
   return { kind: 'vectors', vectors, inputTokens: tokens };
 }
 
-export function hashedBagOfWords(words: string[], dims: number): number[] {
+function hashedBagOfWords(words: string[], dims: number): number[] {
   const v = new Array<number>(dims).fill(0);
   for (const w of words) {
     const h = fnv1a(w);

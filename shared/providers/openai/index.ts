@@ -5,8 +5,8 @@ import { fetchUpstream, readTextBounded } from '../../http/upstream.ts';
 import type { CallContext, Provider, ProviderResult } from '../types.ts';
 import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
 import { openaiEmbed } from './embeddings.ts';
-import { toChatCompletionsBody } from './chat-body.ts';
-import { chatCompletionEvents } from './chat-events.ts';
+import { toChatCompletionsBody } from '../../wire/openai-chat/body.ts';
+import { chatCompletionEvents } from '../../wire/openai-chat/events.ts';
 
 /**
  * OpenAI and OpenAI-compatible servers (vLLM, Ollama, LM Studio, ...).

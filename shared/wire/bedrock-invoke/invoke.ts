@@ -1,11 +1,10 @@
 import { InvokeModelCommand, InvokeModelWithResponseStreamCommand, type BedrockRuntimeClient, type ResponseStream } from '@aws-sdk/client-bedrock-runtime';
 import type { BedrockProviderConfig } from '../../config/schema.ts';
-import { anthropicToBedrockBody } from '../../formats/bedrock-invoke.ts';
+import { anthropicToBedrockBody } from './door.ts';
 import { GatewayError } from '../../http/errors.ts';
 import { encodeText } from '../../http/sse.ts';
-import type { CallContext, ProviderResult } from '../types.ts';
-import { SdkCall } from './call.ts';
-import { bedrockError } from './errors.ts';
+import type { CallContext, ProviderResult } from '../../providers/types.ts';
+import { SdkCall } from '../../providers/bedrock/call.ts';
 
 /**
  * Claude on Bedrock through InvokeModel / InvokeModelWithResponseStream, with the client's own

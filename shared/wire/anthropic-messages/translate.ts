@@ -1,23 +1,19 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { markedSystemContent, type ChatMessage, type ChatRequest, type ContentPart, type StreamEvent } from '../../core/types.ts';
-import { AnthropicUsage, fromAnthropicStopReason, isObject } from '../../formats/anthropic-wire.ts';
+import { AnthropicUsage, fromAnthropicStopReason } from './wire.ts';
+import { isObject, type Json } from '../common.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
+import { unsupported } from '../common.ts';
 
 /**
  * The neutral request as an Anthropic Messages body, and Anthropic's answers (SSE or JSON) as
  * neutral events. Used when a client that does not speak Anthropic's API reaches an Anthropic model.
  */
 
-type Json = Record<string, unknown>;
-
-function bad(message: string, param: string): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: 'unsupported_parameter' });
-}
-
 function contentBlock(part: ContentPart, param: string): Json | undefined {
   if (part.type === 'text') return part.text ? { type: 'text', text: part.text } : undefined;
   if (part.data !== undefined) {
-    if (!part.mediaType) throw bad(`'${param}': an inline image needs its media type.`, param);
+    if (!part.mediaType) throw unsupported(`'${param}': an inline image needs its media type.`, param);
     return { type: 'image', source: { type: 'base64', media_type: part.mediaType, data: part.data } };
   }
   if (part.url) return { type: 'image', source: { type: 'url', url: part.url } };
@@ -39,9 +35,9 @@ function toolInput(args: string, param: string): Json {
   try {
     v = JSON.parse(args);
   } catch {
-    throw bad(`'${param}' must be a JSON object (the tool call's arguments); Anthropic models take tool input as an object.`, param);
+    throw unsupported(`'${param}' must be a JSON object (the tool call's arguments); Anthropic models take tool input as an object.`, param);
   }
-  if (!isObject(v)) throw bad(`'${param}' must be a JSON object (the tool call's arguments).`, param);
+  if (!isObject(v)) throw unsupported(`'${param}' must be a JSON object (the tool call's arguments).`, param);
   return v;
 }
 
@@ -95,7 +91,7 @@ function toAnthropicMessages(messages: ChatMessage[]): Json[] {
  * a 400 naming them; `max_tokens` defaults to `defaultMaxTokens` (Anthropic requires it).
  */
 export function toAnthropicBody(req: ChatRequest, upstreamModel: string, defaultMaxTokens: number): Json {
-  if (req.temperature !== undefined && req.temperature > 1) throw bad(`'temperature' must be between 0 and 1 for Anthropic models (got ${req.temperature}).`, 'temperature');
+  if (req.temperature !== undefined && req.temperature > 1) throw unsupported(`'temperature' must be between 0 and 1 for Anthropic models (got ${req.temperature}).`, 'temperature');
   const body: Json = {
     model: upstreamModel,
     max_tokens: req.maxTokens ?? defaultMaxTokens,

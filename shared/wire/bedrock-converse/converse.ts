@@ -13,6 +13,7 @@ import type {
 } from '@aws-sdk/client-bedrock-runtime';
 import { markedSystemContent, type ChatRequest, type ContentPart, type StopReason, type StreamEvent, type Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
+import { unsupported } from '../common.ts';
 
 /**
  * ChatRequest <-> Bedrock Converse. Converse is one shape for every model on Bedrock: a system
@@ -28,16 +29,12 @@ const IMAGE_FORMATS: Record<string, ImageFormat> = {
   'image/webp': 'webp',
 };
 
-function bad(message: string, param: string): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: 'unsupported_for_provider' });
-}
-
 function imageBlock(part: Extract<ContentPart, { type: 'image' }>, provider: string): ContentBlock.ImageMember {
   if (part.url !== undefined && part.data === undefined) {
-    throw bad(`Provider "${provider}" (Amazon Bedrock Converse) does not accept image URLs; send the image inline as base64 data (a data: URL, or a base64 source).`, 'messages');
+    throw unsupported(`Provider "${provider}" (Amazon Bedrock Converse) does not accept image URLs; send the image inline as base64 data (a data: URL, or a base64 source).`, 'messages');
   }
   const format = IMAGE_FORMATS[(part.mediaType ?? '').toLowerCase()];
-  if (!format) throw bad(`Provider "${provider}" (Amazon Bedrock) accepts png, jpeg, gif and webp images, not '${part.mediaType ?? 'unknown'}'.`, 'messages');
+  if (!format) throw unsupported(`Provider "${provider}" (Amazon Bedrock) accepts png, jpeg, gif and webp images, not '${part.mediaType ?? 'unknown'}'.`, 'messages');
   return { image: { format, source: { bytes: Buffer.from(part.data ?? '', 'base64') } } };
 }
 
@@ -146,7 +143,7 @@ function buildToolConfig(req: ChatRequest, historyTools: Set<string>): ToolConfi
   const declared = req.tools ?? [];
   const hasHistory = historyTools.size > 0;
   if (!declared.length && !hasHistory) {
-    if (typeof req.toolChoice === 'object' || req.toolChoice === 'required') throw bad("'tool_choice' needs tools to choose from.", 'tool_choice');
+    if (typeof req.toolChoice === 'object' || req.toolChoice === 'required') throw unsupported("'tool_choice' needs tools to choose from.", 'tool_choice');
     return undefined;
   }
   if (req.toolChoice === 'none' && !hasHistory) return undefined;
@@ -168,7 +165,7 @@ function buildToolConfig(req: ChatRequest, historyTools: Set<string>): ToolConfi
   const choice = req.toolChoice;
   if (choice === 'required') config.toolChoice = { any: {} };
   else if (typeof choice === 'object') {
-    if (!names.has(choice.name)) throw bad(`'tool_choice' names the tool '${choice.name}', which is not in 'tools'.`, 'tool_choice');
+    if (!names.has(choice.name)) throw unsupported(`'tool_choice' names the tool '${choice.name}', which is not in 'tools'.`, 'tool_choice');
     config.toolChoice = { tool: { name: choice.name } };
   } else if (choice === 'auto') config.toolChoice = { auto: {} };
   return config;
@@ -203,7 +200,7 @@ export function stopReason(r: BedrockStopReason | string | undefined): StopReaso
 }
 
 /** Bedrock counts uncached input apart from cache reads and writes; our inputTokens holds all three. */
-export function usageOf(u: TokenUsage | undefined): Usage {
+function usageOf(u: TokenUsage | undefined): Usage {
   const out: Usage = { inputTokens: (u?.inputTokens ?? 0) + (u?.cacheReadInputTokens ?? 0) + (u?.cacheWriteInputTokens ?? 0), outputTokens: u?.outputTokens ?? 0 };
   if (u?.cacheReadInputTokens !== undefined) out.cacheReadTokens = u.cacheReadInputTokens;
   if (u?.cacheWriteInputTokens !== undefined) out.cacheWriteTokens = u.cacheWriteInputTokens;

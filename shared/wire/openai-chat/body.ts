@@ -1,29 +1,20 @@
 import type { ChatMessage, ChatRequest, ContentPart, ImagePart, ToolChoice } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
+import { textOf, unsupported, type Json } from '../common.ts';
 
 /**
  * The neutral ChatRequest as an OpenAI Chat Completions request body, for clients that spoke
  * another API (Anthropic Messages, or OpenAI Responses toward a server without `/responses`).
  */
 
-type Json = Record<string, unknown>;
-
 /** `openai` is api.openai.com (or a faithful copy); `openai-compatible` is vLLM, Ollama, LM Studio, ... */
 export type OpenAIFlavor = 'openai' | 'openai-compatible';
 
-function bad(message: string, param: string): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: 'unsupported_value' });
-}
-
 /** An image as Chat Completions wants it: the http(s) URL, or the bytes as a `data:` URL. */
-export function imageUrl(p: ImagePart): string {
+function imageUrl(p: ImagePart): string {
   if (p.url) return p.url;
   if (p.data !== undefined) return `data:${p.mediaType ?? 'image/png'};base64,${p.data}`;
   throw new GatewayError('invalid_request', 'An image has neither a URL nor data.', { code: 'invalid_value' });
-}
-
-function textOf(parts: ContentPart[]): string {
-  return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
 }
 
 /** A user message's content: a plain string for a single text part, else an array of parts. */
@@ -44,7 +35,7 @@ function toolChoice(tc: ToolChoice): unknown {
  *   tool calls, so nothing may come between them).
  * - Assistant messages hold text only; an image in an assistant turn is rejected.
  */
-export function toChatMessages(req: ChatRequest): Json[] {
+function toChatMessages(req: ChatRequest): Json[] {
   const out: Json[] = [];
   if (req.system !== undefined && req.system !== '') out.push({ role: 'system', content: req.system });
   let pendingImages: Json[] = [];
@@ -64,7 +55,7 @@ export function toChatMessages(req: ChatRequest): Json[] {
         } else out.push({ role: 'user', content: userContent(m.content) });
         break;
       case 'assistant': {
-        if (m.content.some((p) => p.type === 'image')) throw bad(`messages[${i}]: the upstream cannot take images in an assistant turn.`, `messages[${i}].content`);
+        if (m.content.some((p) => p.type === 'image')) throw unsupported(`messages[${i}]: the upstream cannot take images in an assistant turn.`, `messages[${i}].content`);
         const text = textOf(m.content);
         const msg: Json = { role: 'assistant', content: text === '' && m.toolCalls?.length ? null : text };
         if (m.toolCalls?.length) msg.tool_calls = m.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } }));

@@ -1,11 +1,11 @@
-import type { ChatRequest, ContentPart } from '../core/types.ts';
-import { readJsonBody } from '../http/body.ts';
-import { GatewayError, jsonResponse } from '../http/errors.ts';
-import type { CallRunner } from '../routing/execute.ts';
-import type { RoutePlan } from '../routing/router.ts';
-import type { RequestContext } from '../core/context.ts';
-import { parseAnthropicRequest } from './anthropic-messages.ts';
-import { loadEncoder, TokenCounter } from '../policy/tokenizer.ts';
+import type { ChatRequest, ContentPart } from '../../core/types.ts';
+import { readJsonBody } from '../../http/body.ts';
+import { GatewayError, jsonResponse } from '../../http/errors.ts';
+import type { CallRunner } from '../../routing/execute.ts';
+import type { RoutePlan } from '../../routing/router.ts';
+import type { RequestContext } from '../../core/context.ts';
+import { parseAnthropicRequest } from './door.ts';
+import { loadEncoder, TokenCounter } from '../../policy/tokenizer.ts';
 
 /**
  * `POST /v1/messages/count_tokens` (Anthropic's token counting). When the model is served by a
@@ -28,9 +28,9 @@ export interface CountTokensDeps {
 }
 
 /** What one image is counted as in an estimate: about the most an image costs Claude (~1.15 megapixels / 750). */
-export const IMAGE_TOKENS_ESTIMATE = 1600;
+const IMAGE_TOKENS_ESTIMATE = 1600;
 /** Tokens Anthropic adds for its tool-use system prompt when tools are given (its pricing docs: 346 for auto/none). */
-export const TOOLS_OVERHEAD_ESTIMATE = 346;
+const TOOLS_OVERHEAD_ESTIMATE = 346;
 /** Per-message framing tokens. */
 const MESSAGE_OVERHEAD = 3;
 

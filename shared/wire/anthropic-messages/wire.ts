@@ -1,18 +1,13 @@
-import type { StopReason, Usage } from '../core/types.ts';
+import type { StopReason, Usage } from '../../core/types.ts';
+import { isObject, type Json } from '../common.ts';
 
 /**
  * Facts of the Anthropic Messages wire format shared by the `/v1/messages` front door and the
  * `anthropic` provider: stop reasons, usage, and the SSE event names.
  */
 
-type Json = Record<string, unknown>;
-
 /** Anthropic's `anthropic-version` when the client sends none. */
 export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
-
-export function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** Neutral stop reason -> Anthropic `stop_reason`. */
 export function toAnthropicStopReason(r: StopReason): string {
@@ -110,7 +105,3 @@ export function eventName(event: string): string | undefined {
   return event.slice(start, end).replace(/\r$/, '').trim();
 }
 
-/** Anthropic's error body for an error message of the given type. */
-export function anthropicError(type: string, message: string): { type: 'error'; error: { type: string; message: string } } {
-  return { type: 'error', error: { type, message } };
-}

@@ -2,7 +2,8 @@ import { InvokeModelCommand, type BedrockRuntimeClient } from '@aws-sdk/client-b
 import type { BedrockProviderConfig } from '../../config/schema.ts';
 import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
 import { GatewayError } from '../../http/errors.ts';
-import { SdkCall } from './call.ts';
+import { SdkCall } from '../../providers/bedrock/call.ts';
+import { unsupported } from '../common.ts';
 
 /**
  * Embeddings on Bedrock through InvokeModel, in each model family's own body:
@@ -31,24 +32,20 @@ const COHERE_V4_DIMS = [256, 512, 1024, 1536];
 const COHERE_BATCH = 96;
 const TITAN_CONCURRENCY = 8;
 
-function badParam(message: string, param: string): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: 'unsupported_for_provider' });
-}
-
 export async function bedrockEmbed(client: BedrockRuntimeClient, provider: string, cfg: BedrockProviderConfig, req: EmbeddingRequest, ctx: EmbeddingContext): Promise<EmbeddingResult> {
   const modelId = ctx.upstreamModel;
   const family = familyOf(modelId);
   if (!family) {
     throw new GatewayError('invalid_request', `The model '${req.model}' (Bedrock '${modelId}') is not an embeddings model the gateway can call; use Amazon Titan Text Embeddings (amazon.titan-embed-text-v2:0) or Cohere Embed (cohere.embed-english-v3, cohere.embed-multilingual-v3, cohere.embed-v4:0).`, { param: 'model', code: 'model_not_supported' });
   }
-  if (req.inputKind === 'tokens') throw badParam(`Amazon Bedrock embedding models take text, not token ids: send 'input' as a string or an array of strings.`, 'input');
+  if (req.inputKind === 'tokens') throw unsupported(`Amazon Bedrock embedding models take text, not token ids: send 'input' as a string or an array of strings.`, 'input');
   const texts = req.input as string[];
   const dims = req.dimensions;
   if (dims !== undefined) {
-    if (family === 'titan-v2' && !TITAN_V2_DIMS.includes(dims)) throw badParam(`'dimensions' must be one of ${TITAN_V2_DIMS.join(', ')} for ${modelId}.`, 'dimensions');
-    if (family === 'cohere-v4' && !COHERE_V4_DIMS.includes(dims)) throw badParam(`'dimensions' must be one of ${COHERE_V4_DIMS.join(', ')} for ${modelId}.`, 'dimensions');
-    if (family === 'titan-v1' && dims !== 1536) throw badParam(`${modelId} only makes 1536-dimension vectors; omit 'dimensions'.`, 'dimensions');
-    if (family === 'cohere-v3' && dims !== 1024) throw badParam(`${modelId} only makes 1024-dimension vectors; omit 'dimensions'.`, 'dimensions');
+    if (family === 'titan-v2' && !TITAN_V2_DIMS.includes(dims)) throw unsupported(`'dimensions' must be one of ${TITAN_V2_DIMS.join(', ')} for ${modelId}.`, 'dimensions');
+    if (family === 'cohere-v4' && !COHERE_V4_DIMS.includes(dims)) throw unsupported(`'dimensions' must be one of ${COHERE_V4_DIMS.join(', ')} for ${modelId}.`, 'dimensions');
+    if (family === 'titan-v1' && dims !== 1536) throw unsupported(`${modelId} only makes 1536-dimension vectors; omit 'dimensions'.`, 'dimensions');
+    if (family === 'cohere-v3' && dims !== 1024) throw unsupported(`${modelId} only makes 1024-dimension vectors; omit 'dimensions'.`, 'dimensions');
   }
 
   const call = new SdkCall(provider, ctx.signal);

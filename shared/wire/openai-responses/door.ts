@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
-import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
-import { eventData, encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from './passthrough.ts';
-import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
+import { GatewayError, jsonResponse, openaiErrorBody } from '../../http/errors.ts';
+import { eventData, SSE_HEADERS, sseEvent } from '../../http/sse.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { relayJson, relaySse, type EventCheck } from '../relay.ts';
+import { encodeEvents } from '../stream.ts';
+import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
+import { readResponsesUsage } from './events.ts';
+import { bad, isObject, optNumber, optInteger, type Json } from '../common.ts';
 
 /**
  * OpenAI Responses: `POST /v1/responses`.
@@ -19,25 +22,8 @@ import type { EncodeMeta, FrontDoorCodec } from './types.ts';
  * parameter in `ChatRequest.untranslatable`, so a translated route answers 400 naming it.
  */
 
-type Json = Record<string, unknown>;
-
-function bad(message: string, param: string | null = null): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : 'invalid_request' });
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function present(v: unknown): boolean {
   return v !== undefined && v !== null;
-}
-
-function optNumber(body: Json, key: string, min: number, max: number): number | undefined {
-  const v = body[key];
-  if (!present(v)) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw bad(`'${key}' must be a number between ${min} and ${max}.`, key);
-  return v;
 }
 
 /** Something a translated route cannot carry: rejected with a 400 unless the route passes through. */
@@ -220,14 +206,8 @@ function parseToolChoice(tc: unknown, skip: Untranslatable[]): ToolChoice | unde
   return undefined;
 }
 
-function optInteger(body: Json, key: string, min: number, max: number): number | undefined {
-  const v = optNumber(body, key, min, max);
-  if (v !== undefined && !Number.isInteger(v)) throw bad(`'${key}' must be an integer.`, key);
-  return v;
-}
-
 /** Decode and check a Responses request body. */
-export function parseResponsesRequest(body: unknown): ChatRequest {
+function parseResponsesRequest(body: unknown): ChatRequest {
   if (!isObject(body)) throw bad('The request body must be a JSON object.');
   if (typeof body.model !== 'string' || !body.model) throw bad('Missing required parameter: \'model\'.', 'model');
   if (present(body.stream) && typeof body.stream !== 'boolean') throw bad("'stream' must be a boolean.", 'stream');
@@ -280,7 +260,7 @@ export function parseResponsesRequest(body: unknown): ChatRequest {
 }
 
 /** Errors in OpenAI's shape; an OpenAI upstream's own error body goes to the client as it came. */
-export function responsesError(err: GatewayError): Response {
+function responsesError(err: GatewayError): Response {
   const headers = { ...err.headers };
   if (err.upstreamBody?.format === 'openai-responses' || err.upstreamBody?.format === 'openai-chat') {
     return new Response(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
@@ -292,7 +272,7 @@ function newId(prefix: string): string {
   return `${prefix}_${randomBytes(24).toString('hex')}`;
 }
 
-export function responsesUsage(u: Usage): Json {
+function responsesUsage(u: Usage): Json {
   return {
     input_tokens: u.inputTokens,
     input_tokens_details: { cached_tokens: u.cacheReadTokens ?? 0, cache_write_tokens: u.cacheWriteTokens ?? 0 },
@@ -499,66 +479,31 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
     return jsonResponse(b.final().response, 200, meta.headers);
   }
 
-  let pending: IteratorResult<StreamEvent> | undefined = first;
   // The model id comes with the first event; the opening events carry it.
-  if (!first.done && first.value.type === 'start') {
-    b.push(first.value);
-    pending = undefined;
-  }
-  let opening: string | undefined = b.begin();
-  let done = false;
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      let out = opening ?? '';
-      opening = undefined;
-      try {
-        for (;;) {
-          // Send what is ready (the opening events at once) before waiting on the upstream.
-          if (out && !pending) {
-            trace.firstByte();
-            ctrl.enqueue(encodeText(out));
-            return;
-          }
-          const r: IteratorResult<StreamEvent> = pending ?? (await events.next());
-          pending = undefined;
-          if (r.done) {
-            if (b.usage) trace.usage(b.usage);
-            ctrl.enqueue(encodeText(out + b.end()));
-            ctrl.close();
-            done = true;
-            trace.end();
-            return;
-          }
-          out += b.push(r.value);
-        }
-      } catch (err) {
-        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
-        trace.fail('stream_error', ge);
-        if (b.usage) trace.usage(b.usage);
-        ctrl.enqueue(encodeText(out + b.fail(ge)));
-        ctrl.close();
-        done = true;
-        trace.end();
-      }
+  const started = !first.done && first.value.type === 'start';
+  if (started) b.push(first.value);
+  const opening = b.begin();
+  const reportUsage = () => {
+    if (b.usage) trace.usage(b.usage);
+  };
+  return encodeEvents(
+    started ? undefined : first,
+    events,
+    trace,
+    {
+      opening,
+      encode: (ev) => b.push(ev),
+      end() {
+        reportUsage();
+        return b.end();
+      },
+      fail(ge) {
+        reportUsage();
+        return b.fail(ge);
+      },
     },
-    async cancel() {
-      if (!done) {
-        trace.fail('client_closed', { message: 'The client closed the stream.' });
-        trace.end();
-      }
-      await events.return?.();
-    },
-  });
-  return new Response(stream, { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } });
-}
-
-/** Responses usage (`input_tokens` count cached ones too, as OpenAI reports them). */
-export function readResponsesUsage(u: unknown): Usage | undefined {
-  if (!isObject(u) || typeof u.input_tokens !== 'number') return undefined;
-  const details = isObject(u.input_tokens_details) ? u.input_tokens_details : undefined;
-  const usage: Usage = { inputTokens: u.input_tokens, outputTokens: typeof u.output_tokens === 'number' ? u.output_tokens : 0 };
-  if (typeof details?.cached_tokens === 'number') usage.cacheReadTokens = details.cached_tokens;
-  return usage;
+    { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } },
+  );
 }
 
 const EVENT_TYPE = /^\{\s*"type"\s*:\s*"([^"]+)"/;
@@ -573,12 +518,8 @@ const SEQUENCE = /"sequence_number"\s*:\s*(\d+)/;
 export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
   const headers: Record<string, string> = { ...meta.headers };
   headers['content-type'] = upstream.headers.get('content-type') ?? (req.stream ? SSE_HEADERS['content-type']! : 'application/json');
-  const relay = new PassthroughRelay(upstream, trace);
-  const { reader } = relay;
-  const finish = () => relay.finish();
-
   if (!req.stream) {
-    return relay.json(upstream.status, headers, (json) => {
+    return relayJson(upstream, trace, { status: upstream.status, headers }, (json) => {
       const usage = readResponsesUsage(json.usage);
       if (usage) trace.usage(usage);
       if (json.status === 'failed') trace.fail('error', { kind: 'upstream', message: 'The upstream response failed.' });
@@ -586,8 +527,6 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
   }
 
   Object.assign(headers, SSE_HEADERS);
-  const splitter = new SseSplitter();
-  const checker = new SseChecker('openai-responses');
   let terminal = false;
   let lastSeq = -1;
   let created: Json | undefined;
@@ -614,8 +553,9 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
       trace.fail('stream_error', { kind: 'upstream', code: typeof e.code === 'string' ? e.code : null, message: typeof e.message === 'string' ? e.message : 'The upstream response failed.' });
     }
   };
-  /** Our own ending for a stream the upstream left unfinished. */
+  /** Our own ending for a stream the upstream left unfinished (none after its own terminal event). */
   const failure = (ge: GatewayError): string => {
+    if (terminal) return '';
     trace.fail('stream_error', ge);
     const error = openaiErrorBody(ge).error;
     const response = { ...(created ?? { id: newId('resp'), object: 'response', model: req.model, output: [] }), status: 'failed', error: { code: 'server_error', message: ge.message } };
@@ -624,64 +564,21 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
       sseEvent('error', { type: 'error', sequence_number: ++lastSeq, code: error.code ?? 'server_error', message: error.message, param: null, error })
     );
   };
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      for (;;) {
-        let r: ReadableStreamReadResult<Uint8Array>;
-        try {
-          r = await reader.read();
-        } catch (err) {
-          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.');
-          // An unfinished event is dropped (as an SSE client would drop it at the end of a stream).
-          splitter.end();
-          ctrl.enqueue(encodeText(terminal ? '' : failure(ge)));
-          ctrl.close();
-          finish();
-          return;
-        }
-        if (r.done) {
-          let rest = splitter.end();
-          let restCheck: EventCheck | undefined;
-          if (rest.trim()) {
-            // An unterminated last event is kept only when it is a whole event (its blank line missing).
-            const c = checker.check(rest);
-            if (c.problem || !c.data) rest = '';
-            else restCheck = c;
-          }
-          if (rest.trim() && !terminal && restCheck) inspect(rest, restCheck);
-          let tail = '';
-          if (!terminal) tail = failure(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));
-          else if (rest.trim()) tail = `${rest}\n\n`;
-          if (tail) ctrl.enqueue(encodeText(tail));
-          ctrl.close();
-          finish();
-          return;
-        }
-        const events = splitter.push(r.value);
-        let out = '';
-        for (const ev of events) {
-          const c = checker.check(ev);
-          if (c.problem) {
-            // What came before the broken event goes out; then our ending, and the upstream is let go.
-            ctrl.enqueue(encodeText(out + (terminal ? '' : failure(brokenAnswer(c.problem)))));
-            ctrl.close();
-            reader.cancel().catch(() => {});
-            finish();
-            return;
-          }
-          inspect(ev, c);
-          out += ev;
-        }
-        if (out) {
-          trace.firstByte();
-          ctrl.enqueue(encodeText(out));
-          return;
-        }
-      }
+  return relaySse(
+    'openai-responses',
+    upstream,
+    trace,
+    { status: upstream.status, headers },
+    {
+      event(ev, c) {
+        inspect(ev, c);
+        return ev;
+      },
+      failure,
+      end: () => failure(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' })),
     },
-    cancel: relay.cancel('The client closed the connection.'),
-  });
-  return new Response(body, { status: upstream.status, headers });
+    'The client closed the connection.',
+  );
 }
 
 export const openaiResponsesDoor: FrontDoorCodec = {

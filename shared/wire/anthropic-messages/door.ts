@@ -1,10 +1,12 @@
-import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
-import { anthropicErrorBody, GatewayError, jsonResponse } from '../http/errors.ts';
-import { encodeText, SSE_HEADERS, sseEvent, SseSplitter } from '../http/sse.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from './passthrough.ts';
-import { AnthropicUsage, eventName, isObject, toAnthropicStopReason, toAnthropicUsage } from './anthropic-wire.ts';
-import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
+import { anthropicErrorBody, GatewayError, jsonResponse } from '../../http/errors.ts';
+import { SSE_HEADERS, sseEvent } from '../../http/sse.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { relayJson, relaySse } from '../relay.ts';
+import { encodeEvents } from '../stream.ts';
+import { AnthropicUsage, eventName, toAnthropicStopReason, toAnthropicUsage } from './wire.ts';
+import { bad as badRequest, isObject, type Json } from '../common.ts';
+import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 
 /**
  * Anthropic Messages: `POST /v1/messages`.
@@ -18,10 +20,9 @@ import type { EncodeMeta, FrontDoorCodec } from './types.ts';
  * (cache_control, context_management, ...) are dropped, as docs/translation.md says.
  */
 
-type Json = Record<string, unknown>;
-
+/** A 400 in Anthropic's manner: the message names the parameter first. */
 function bad(message: string, param: string): GatewayError {
-  return new GatewayError('invalid_request', `${param}: ${message}`, { param, code: 'invalid_request_error' });
+  return badRequest(`${param}: ${message}`, param, 'invalid_request_error');
 }
 
 /** Top-level fields that only tune Anthropic's own service: dropped when the request is translated. */
@@ -357,7 +358,7 @@ export function parseAnthropicRequest(body: unknown, opts: ParseOptions = {}): C
 }
 
 /** Errors in Anthropic's shape; an Anthropic upstream's own error body and status go through unmodified. */
-export function anthropicErrorResponse(err: GatewayError): Response {
+function anthropicErrorResponse(err: GatewayError): Response {
   const headers = { ...err.headers };
   if (err.upstreamBody?.format === 'anthropic-messages') {
     return new Response(err.upstreamBody.text, { status: err.upstreamBody.status ?? err.status, headers: { 'content-type': 'application/json', ...headers } });
@@ -455,15 +456,18 @@ class BlockEncoder {
 export async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
   if (!req.stream) return collect(req, first, events, meta, trace);
 
-  let pending: IteratorResult<StreamEvent> | undefined = first;
   let started = false;
   let reason: StopReason | undefined;
   let stopSequence: string | undefined;
   let usage: Usage | undefined;
-  let done = false;
   let buf = '';
   const out = (event: string, data: Json) => {
     buf += sseEvent(event, data);
+  };
+  const take = () => {
+    const t = buf;
+    buf = '';
+    return t;
   };
   const blocks = new BlockEncoder(out);
   const startMessage = (id: string, model: string) => {
@@ -475,64 +479,38 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
     out('ping', { type: 'ping' });
   };
 
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      try {
-        for (;;) {
-          const r: IteratorResult<StreamEvent> = pending ?? (await events.next());
-          pending = undefined;
-          if (r.done) {
-            if (!started) startMessage(`gateway_${trace.record.requestId}`, req.model);
-            blocks.end();
-            const u = usage ?? { inputTokens: 0, outputTokens: 0 };
-            out('message_delta', { type: 'message_delta', delta: { stop_reason: toAnthropicStopReason(reason ?? 'stop'), stop_sequence: stopSequence ?? null }, usage: toAnthropicUsage(u) });
-            out('message_stop', { type: 'message_stop' });
-            ctrl.enqueue(encodeText(buf));
-            buf = '';
-            ctrl.close();
-            done = true;
-            trace.end();
-            return;
-          }
-          const ev = r.value;
-          if (ev.type === 'start') startMessage(ev.id, ev.model);
-          else {
-            if (!started) startMessage(`gateway_${trace.record.requestId}`, req.model);
-            if (ev.type === 'finish') {
-              reason = ev.reason;
-              stopSequence = ev.stopSequence;
-            } else if (ev.type === 'usage') {
-              usage = ev.usage;
-              trace.usage(ev.usage);
-            } else blocks.event(ev);
-          }
-          if (buf) {
-            trace.firstByte();
-            ctrl.enqueue(encodeText(buf));
-            buf = '';
-            return;
-          }
+  return encodeEvents(
+    first,
+    events,
+    trace,
+    {
+      encode(ev) {
+        if (ev.type === 'start') startMessage(ev.id, ev.model);
+        else {
+          if (!started) startMessage(`gateway_${trace.record.requestId}`, req.model);
+          if (ev.type === 'finish') {
+            reason = ev.reason;
+            stopSequence = ev.stopSequence;
+          } else if (ev.type === 'usage') {
+            usage = ev.usage;
+            trace.usage(ev.usage);
+          } else blocks.event(ev);
         }
-      } catch (err) {
-        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
-        trace.fail('stream_error', ge);
-        // Never a clean message_stop after a failure: an `error` event, as Anthropic sends.
-        ctrl.enqueue(encodeText(buf + sseEvent('error', anthropicErrorBody(ge))));
-        buf = '';
-        ctrl.close();
-        done = true;
-        trace.end();
-      }
+        return take();
+      },
+      end() {
+        if (!started) startMessage(`gateway_${trace.record.requestId}`, req.model);
+        blocks.end();
+        const u = usage ?? { inputTokens: 0, outputTokens: 0 };
+        out('message_delta', { type: 'message_delta', delta: { stop_reason: toAnthropicStopReason(reason ?? 'stop'), stop_sequence: stopSequence ?? null }, usage: toAnthropicUsage(u) });
+        out('message_stop', { type: 'message_stop' });
+        return take();
+      },
+      // Never a clean message_stop after a failure: an `error` event, as Anthropic sends.
+      fail: (ge) => take() + sseEvent('error', anthropicErrorBody(ge)),
     },
-    async cancel() {
-      if (!done) {
-        trace.fail('client_closed', { message: 'The client closed the stream.' });
-        trace.end();
-      }
-      await events.return?.();
-    },
-  });
-  return new Response(body, { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } });
+    { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } },
+  );
 }
 
 async function collect(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
@@ -634,92 +612,41 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
   const streaming = upstreamType.includes('text/event-stream') || (req.stream && !upstreamType.includes('json'));
   headers['content-type'] = upstreamType || (streaming ? SSE_HEADERS['content-type']! : 'application/json');
   const usage = new AnthropicUsage();
-  const relay = new PassthroughRelay(upstream, trace, () => {
+  const beforeEnd = () => {
     if (usage.seen) trace.usage(usage.toUsage());
-  });
-  const { reader } = relay;
-  const finish = () => relay.finish();
+  };
 
-  if (!streaming) return relay.json(upstream.status, headers, (json) => usage.read(json.usage));
+  if (!streaming) return relayJson(upstream, trace, { status: upstream.status, headers }, (json) => usage.read(json.usage), beforeEnd);
 
   Object.assign(headers, SSE_HEADERS);
   if (upstreamType) headers['content-type'] = upstreamType;
-  const splitter = new SseSplitter();
-  const checker = new SseChecker('anthropic-messages');
   let sawStop = false;
   let sawError = false;
-  /** Notes the stream's end, an upstream error event and usage, from an event the checker passed (its data already parsed). */
-  const inspect = (event: string, c: EventCheck): void => {
-    const name = eventName(event);
-    if (name === 'message_stop') sawStop = true;
-    else if (name === 'error') {
-      sawError = true;
-      const e = c.json?.error;
-      const message = isObject(e) && typeof e.message === 'string' ? `The upstream sent an error event mid-stream: ${e.message}` : 'The upstream sent an error event mid-stream.';
-      trace.fail('stream_error', { kind: 'upstream', code: 'upstream_stream_error', message });
-    } else if ((name === 'message_start' || name === 'message_delta') && c.json) {
-      usage.read(name === 'message_start' && isObject(c.json.message) ? c.json.message.usage : c.json.usage);
-    }
-  };
   const errorTail = (ge: GatewayError) => {
+    // Nothing follows the stream's own end (its message_stop or error event).
+    if (sawStop || sawError) return '';
     trace.fail('stream_error', ge);
     return sseEvent('error', anthropicErrorBody(ge));
   };
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      for (;;) {
-        let r: ReadableStreamReadResult<Uint8Array>;
-        try {
-          r = await reader.read();
-        } catch (err) {
-          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.');
-          // An unfinished event is dropped (as an SSE client would drop it at the end of a stream).
-          splitter.end();
-          ctrl.enqueue(encodeText(errorTail(ge)));
-          ctrl.close();
-          finish();
-          return;
-        }
-        if (r.done) {
-          const rest = splitter.end();
-          let tail = '';
-          if (rest.trim()) {
-            tail = rest.endsWith('\n') ? `${rest}\n` : `${rest}\n\n`;
-            // An unterminated last event is kept only when it is a whole event (its blank line missing).
-            const c = checker.check(tail);
-            if (c.problem || !c.data) tail = '';
-            else inspect(tail, c);
-          }
-          if (!sawStop && !sawError) tail += errorTail(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' }));
-          if (tail) ctrl.enqueue(encodeText(tail));
-          ctrl.close();
-          finish();
-          return;
-        }
-        const events = splitter.push(r.value);
-        if (!events.length) continue;
-        let out = '';
-        for (const ev of events) {
-          const c = checker.check(ev);
-          if (c.problem) {
-            // What came before the broken event goes out; then the error event, and the upstream is let go.
-            ctrl.enqueue(encodeText(out + (sawStop || sawError ? '' : errorTail(brokenAnswer(c.problem)))));
-            ctrl.close();
-            reader.cancel().catch(() => {});
-            finish();
-            return;
-          }
-          inspect(ev, c);
-          out += ev;
-        }
-        trace.firstByte();
-        ctrl.enqueue(encodeText(out));
-        return;
+  return relaySse('anthropic-messages', upstream, trace, { status: upstream.status, headers }, {
+    /** Notes the stream's end, an upstream error event and usage, from an event the checker passed (its data already parsed). */
+    event(event, c) {
+      const name = eventName(event);
+      if (name === 'message_stop') sawStop = true;
+      else if (name === 'error') {
+        sawError = true;
+        const e = c.json?.error;
+        const message = isObject(e) && typeof e.message === 'string' ? `The upstream sent an error event mid-stream: ${e.message}` : 'The upstream sent an error event mid-stream.';
+        trace.fail('stream_error', { kind: 'upstream', code: 'upstream_stream_error', message });
+      } else if ((name === 'message_start' || name === 'message_delta') && c.json) {
+        usage.read(name === 'message_start' && isObject(c.json.message) ? c.json.message.usage : c.json.usage);
       }
+      return event;
     },
-    cancel: relay.cancel('The client closed the stream.'),
+    failure: errorTail,
+    end: () => errorTail(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' })),
+    beforeEnd,
   });
-  return new Response(body, { status: upstream.status, headers });
 }
 
 export const anthropicMessagesDoor: FrontDoorCodec = {

@@ -1,34 +1,14 @@
-import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
-import { GatewayError, jsonResponse, openaiErrorBody } from '../http/errors.ts';
-import { encodeText, SSE_HEADERS, sseData, SseSplitter } from '../http/sse.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { brokenAnswer, PassthroughRelay, SseChecker, type EventCheck } from './passthrough.ts';
-import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
+import { GatewayError, jsonResponse, openaiErrorBody } from '../../http/errors.ts';
+import { SSE_HEADERS, sseData } from '../../http/sse.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { brokenAnswer, relayJson, relaySse } from '../relay.ts';
+import { encodeEvents } from '../stream.ts';
+import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
+import { readChatUsage } from './events.ts';
+import { bad, isObject, textOf, optNumber, optInteger, type Json } from '../common.ts';
 
 /** OpenAI Chat Completions: `POST /v1/chat/completions`. */
-
-type Json = Record<string, unknown>;
-
-function bad(message: string, param: string | null = null): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : 'invalid_request' });
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function optNumber(body: Json, key: string, min: number, max: number): number | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw bad(`'${key}' must be a number between ${min} and ${max}.`, key);
-  return v;
-}
-
-function optInteger(body: Json, key: string, min: number, max: number): number | undefined {
-  const v = optNumber(body, key, min, max);
-  if (v !== undefined && !Number.isInteger(v)) throw bad(`'${key}' must be an integer.`, key);
-  return v;
-}
 
 /** Parts of a request that only an OpenAI-compatible upstream (which gets the body as it is) can take. */
 type Untranslatable = { param: string; message: string }[];
@@ -106,10 +86,6 @@ function parseToolCalls(v: unknown, param: string, lost: Untranslatable): ToolCa
   });
 }
 
-function textOnly(parts: ContentPart[]): string {
-  return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
-}
-
 /**
  * Decode and check a Chat Completions request body. What the gateway needs to route, meter and
  * guard is checked here and answered with a 400 naming it: `model`, `stream` (and
@@ -133,7 +109,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
     switch (m.role) {
       case 'system':
       case 'developer':
-        system.push(textOnly(parseContent(m.content, `${p}.content`, lost)));
+        system.push(textOf(parseContent(m.content, `${p}.content`, lost)));
         break;
       case 'user':
         messages.push({ role: 'user', content: parseContent(m.content, `${p}.content`, lost) });
@@ -239,7 +215,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
   return req;
 }
 
-export function openaiError(err: GatewayError): Response {
+function openaiError(err: GatewayError): Response {
   const headers = { ...err.headers };
   if (err.upstreamBody?.format === 'openai-chat') {
     return new Response(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
@@ -257,17 +233,14 @@ function finishReason(r: StopReason): string {
   return r === 'stop_sequence' ? 'stop' : r;
 }
 
-
 /** Answer a Chat Completions client from neutral events (first already pulled), streaming or not. */
 export async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
   if (!req.stream) return collect(first, events, meta, trace);
 
   let id = 'chatcmpl-gateway';
   let model = req.model;
-  let pending: IteratorResult<StreamEvent> | undefined = first;
   let reason: StopReason | undefined;
   let usage: Usage | undefined;
-  let done = false;
   const usageField = req.includeUsage ? { usage: null } : {};
   const chunk = (delta: Json, finish: string | null = null) =>
     sseData({ id, object: 'chat.completion.chunk', created: meta.created, model, system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageField });
@@ -297,48 +270,22 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
     }
   };
 
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      try {
-        for (;;) {
-          const r: IteratorResult<StreamEvent> = pending ?? (await events.next());
-          pending = undefined;
-          if (r.done) {
-            let tail = '';
-            if (!reason) tail += chunk({}, 'stop');
-            if (req.includeUsage && usage) tail += sseData({ id, object: 'chat.completion.chunk', created: meta.created, model, system_fingerprint: null, choices: [], usage: usageJson(usage) });
-            tail += 'data: [DONE]\n\n';
-            ctrl.enqueue(encodeText(tail));
-            ctrl.close();
-            done = true;
-            trace.end();
-            return;
-          }
-          const text = encode(r.value);
-          if (text) {
-            trace.firstByte();
-            ctrl.enqueue(encodeText(text));
-            return;
-          }
-        }
-      } catch (err) {
-        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
-        trace.fail('stream_error', ge);
-        ctrl.enqueue(encodeText(sseData(openaiErrorBody(ge))));
-        ctrl.close();
-        done = true;
-        trace.end();
-      }
+  return encodeEvents(
+    first,
+    events,
+    trace,
+    {
+      encode,
+      end() {
+        let tail = '';
+        if (!reason) tail += chunk({}, 'stop');
+        if (req.includeUsage && usage) tail += sseData({ id, object: 'chat.completion.chunk', created: meta.created, model, system_fingerprint: null, choices: [], usage: usageJson(usage) });
+        return `${tail}data: [DONE]\n\n`;
+      },
+      fail: (ge) => sseData(openaiErrorBody(ge)),
     },
-    async cancel() {
-      if (!done) {
-        trace.fail('client_closed', { message: 'The client closed the stream.' });
-        trace.end();
-      }
-      await events.return?.();
-    },
-  });
-  return new Response(body, { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } });
+    { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } },
+  );
 }
 
 async function collect(first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
@@ -378,16 +325,6 @@ async function collect(first: IteratorResult<StreamEvent>, events: AsyncIterator
   );
 }
 
-function readUsage(u: unknown): Usage | undefined {
-  if (!isObject(u) || typeof u.prompt_tokens !== 'number') return undefined;
-  const details = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : undefined;
-  return {
-    inputTokens: u.prompt_tokens,
-    outputTokens: typeof u.completion_tokens === 'number' ? u.completion_tokens : 0,
-    cacheReadTokens: typeof details?.cached_tokens === 'number' ? details.cached_tokens : undefined,
-  };
-}
-
 /**
  * Pass an OpenAI upstream's answer to an OpenAI client. Non-streaming bodies go through as they
  * are. Streams go through event by event as they arrive (never held back past the end of an
@@ -398,109 +335,46 @@ function readUsage(u: unknown): Usage | undefined {
 export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
   const headers: Record<string, string> = { ...meta.headers };
   headers['content-type'] = upstream.headers.get('content-type') ?? (req.stream ? SSE_HEADERS['content-type']! : 'application/json');
-  const relay = new PassthroughRelay(upstream, trace);
-  const { reader } = relay;
-  const finish = () => relay.finish();
-
   if (!req.stream) {
-    return relay.json(upstream.status, headers, (json) => {
-      const usage = readUsage(json.usage);
+    return relayJson(upstream, trace, { status: upstream.status, headers }, (json) => {
+      const usage = readChatUsage(json.usage);
       if (usage) trace.usage(usage);
     });
   }
 
   Object.assign(headers, SSE_HEADERS);
-  const splitter = new SseSplitter();
-  const checker = new SseChecker('openai-chat');
   let sawDone = false;
   let upstreamFailed = false;
-  /** Whether a checked event goes to the client (a usage-only chunk the client did not ask for does not); notes usage and `[DONE]`. */
-  const keep = (c: EventCheck): boolean => {
-    if (!c.data) return true;
-    // Data the checker passed without JSON is the `[DONE]` line.
-    if (!c.json) {
-      sawDone = true;
-      return true;
-    }
-    const usage = readUsage(c.json.usage);
-    if (usage) {
-      trace.usage(usage);
-      if (!req.includeUsage && Array.isArray(c.json.choices) && c.json.choices.length === 0) return false;
-    }
-    return true;
-  };
   /** Our own ending for a stream the upstream broke: the error as a `data:` chunk, and no `[DONE]`. */
   const failure = (ge: GatewayError): string => {
     trace.fail('stream_error', ge);
     return sseData(openaiErrorBody(ge));
   };
   const stripUsageField = !req.includeUsage;
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      for (;;) {
-        let r: ReadableStreamReadResult<Uint8Array>;
-        try {
-          r = await reader.read();
-        } catch (err) {
-          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.');
-          // An unfinished event is dropped (as an SSE client would drop it at the end of a stream).
-          splitter.end();
-          ctrl.enqueue(encodeText(failure(ge)));
-          ctrl.close();
-          finish();
-          return;
-        }
-        if (r.done) {
-          const rest = splitter.end();
-          let tail = '';
-          if (rest.trim()) {
-            const last = rest.endsWith('\n') ? `${rest}\n` : `${rest}\n\n`;
-            const c = checker.check(last);
-            if (!c.problem && c.data && keep(c)) tail = last;
-          }
-          if (!sawDone && !upstreamFailed) {
-            // A stream that gave its finish reason but no `[DONE]` is complete: the client gets the `[DONE]` it expects.
-            if (checker.complete) tail += 'data: [DONE]\n\n';
-            else tail += failure(brokenAnswer('The upstream stream ended before it was complete.', 'upstream_stream_truncated'));
-          }
-          if (tail) ctrl.enqueue(encodeText(tail));
-          ctrl.close();
-          finish();
-          return;
-        }
-        const events = splitter.push(r.value);
-        let out = '';
-        let broken: GatewayError | undefined;
-        for (const ev of events) {
-          const c = checker.check(ev);
-          if (c.problem) {
-            broken = brokenAnswer(c.problem);
-            break;
-          }
-          if (c.upstreamError !== undefined) {
-            upstreamFailed = true;
-            trace.fail('stream_error', { kind: 'upstream', code: 'upstream_stream_error', message: `The upstream sent an error event mid-stream: ${c.upstreamError}` });
-          }
-          if (keep(c)) out += stripUsageField ? ev.replace(',"usage":null', '') : ev;
-        }
-        if (broken) {
-          // What came before the broken event goes out; then our error, and the upstream is let go.
-          ctrl.enqueue(encodeText(out + failure(broken)));
-          ctrl.close();
-          reader.cancel().catch(() => {});
-          finish();
-          return;
-        }
-        if (out) {
-          trace.firstByte();
-          ctrl.enqueue(encodeText(out));
-          return;
-        }
+  return relaySse('openai-chat', upstream, trace, { status: upstream.status, headers }, {
+    /** A usage-only chunk the client did not ask for is dropped; usage and `[DONE]` are noted. */
+    event(ev, c) {
+      if (c.upstreamError !== undefined) {
+        upstreamFailed = true;
+        trace.fail('stream_error', { kind: 'upstream', code: 'upstream_stream_error', message: `The upstream sent an error event mid-stream: ${c.upstreamError}` });
       }
+      if (!c.data) return ev;
+      // Data the checker passed without JSON is the `[DONE]` line.
+      if (!c.json) {
+        sawDone = true;
+        return ev;
+      }
+      const usage = readChatUsage(c.json.usage);
+      if (usage) {
+        trace.usage(usage);
+        if (!req.includeUsage && Array.isArray(c.json.choices) && c.json.choices.length === 0) return '';
+      }
+      return stripUsageField ? ev.replace(',"usage":null', '') : ev;
     },
-    cancel: relay.cancel('The client closed the stream.'),
+    failure,
+    // A stream that gave its finish reason but no `[DONE]` is complete: the client gets the `[DONE]` it expects.
+    end: (complete) => (sawDone || upstreamFailed ? '' : complete ? 'data: [DONE]\n\n' : failure(brokenAnswer('The upstream stream ended before it was complete.', 'upstream_stream_truncated'))),
   });
-  return new Response(body, { status: upstream.status, headers });
 }
 
 export const openaiChatDoor: FrontDoorCodec = {

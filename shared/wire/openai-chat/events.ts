@@ -1,6 +1,7 @@
 import { createParser } from 'eventsource-parser';
 import type { StopReason, StreamEvent, Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
+import { isObject, type Json } from '../common.ts';
 
 /**
  * An OpenAI Chat Completions answer (JSON, or SSE chunks ending in `data: [DONE]`) decoded into
@@ -8,17 +9,11 @@ import { GatewayError } from '../../http/errors.ts';
  * the iterator throw a GatewayError, which the client's front door turns into its own error event.
  */
 
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-export function mapFinishReason(r: unknown): StopReason {
+function mapFinishReason(r: unknown): StopReason {
   switch (r) {
     case 'length':
       return 'length';
@@ -58,7 +53,7 @@ function asGatewayError(err: unknown, provider: string): GatewayError {
  * them per choice, but some compatible servers send every call with index 0 (told apart by id) or
  * repeat the id on each fragment, so a new id opens a new call and a repeated one does not.
  */
-export class ChatChunkDecoder {
+class ChatChunkDecoder {
   private started = false;
   private readonly ids: string[] = [];
   private readonly byUpstreamIndex = new Map<number, number>();

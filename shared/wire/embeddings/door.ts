@@ -1,10 +1,12 @@
-import { float32Base64, type EmbeddingRequest, type EmbeddingResult } from '../core/embeddings.ts';
-import type { RequestContext } from '../core/context.ts';
-import { readJsonBody } from '../http/body.ts';
-import { GatewayError, jsonResponse } from '../http/errors.ts';
-import type { CallRunner } from '../routing/execute.ts';
-import type { ResolvedTarget, RoutePlan } from '../routing/router.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
+import { float32Base64, type EmbeddingRequest, type EmbeddingResult } from '../../core/embeddings.ts';
+import type { RequestContext } from '../../core/context.ts';
+import { readJsonBody } from '../../http/body.ts';
+import { GatewayError, jsonResponse } from '../../http/errors.ts';
+import type { CallRunner } from '../../routing/execute.ts';
+import type { ResolvedTarget, RoutePlan } from '../../routing/router.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { bad, isObject, type Json } from '../common.ts';
+import { relayJson } from '../relay.ts';
 
 /**
  * OpenAI Embeddings: `POST /v1/embeddings`. OpenAI and OpenAI-compatible upstreams get the
@@ -14,25 +16,15 @@ import type { RequestTrace } from '../telemetry/record.ts';
  * (the gateway renders thrown GatewayErrors for this path with the OpenAI front door).
  */
 
-type Json = Record<string, unknown>;
-
 /** OpenAI's limit on the number of inputs in one request. */
-export const MAX_EMBEDDING_INPUTS = 2048;
-
-function bad(message: string, param: string | null = null): GatewayError {
-  return new GatewayError('invalid_request', message, { param, code: param ? 'invalid_value' : 'invalid_request' });
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const MAX_EMBEDDING_INPUTS = 2048;
 
 function isTokenArray(v: unknown): v is number[] {
   return Array.isArray(v) && v.length > 0 && v.every((t) => Number.isInteger(t) && (t as number) >= 0);
 }
 
 /** Decode and check an embeddings request body. */
-export function parseEmbeddingRequest(body: unknown): EmbeddingRequest {
+function parseEmbeddingRequest(body: unknown): EmbeddingRequest {
   if (!isObject(body)) throw bad('The request body must be a JSON object.');
   if (typeof body.model !== 'string' || !body.model) throw bad('you must provide a model parameter', 'model');
   const raw = body.input;
@@ -89,7 +81,7 @@ export interface EmbeddingsDeps {
 }
 
 /** About four characters a token for text, the array length for token input. */
-export function estimateEmbeddingTokens(req: Pick<EmbeddingRequest, 'input' | 'inputKind'>): number {
+function estimateEmbeddingTokens(req: Pick<EmbeddingRequest, 'input' | 'inputKind'>): number {
   let n = 0;
   for (const x of req.input) n += typeof x === 'string' ? Math.ceil(x.length / 4) + 1 : x.length;
   return n;
@@ -144,44 +136,8 @@ function passthrough(upstream: Response, headers: Record<string, string>, trace:
     trace.end(upstream.status);
     return new Response(null, { status: upstream.status, headers: outHeaders });
   }
-  const reader = upstream.body.getReader();
-  const parts: Uint8Array[] = [];
-  let finished = false;
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) {
-          try {
-            const u = (JSON.parse(Buffer.concat(parts).toString('utf8')) as Json).usage;
-            if (isObject(u) && typeof u.prompt_tokens === 'number') trace.usage({ inputTokens: u.prompt_tokens, outputTokens: 0 });
-          } catch {
-            trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
-          }
-          ctrl.close();
-          finished = true;
-          trace.end();
-          return;
-        }
-        trace.firstByte();
-        parts.push(value);
-        ctrl.enqueue(value);
-      } catch (err) {
-        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.', { cause: err });
-        trace.fail('stream_error', ge);
-        finished = true;
-        trace.end();
-        ctrl.error(ge);
-      }
-    },
-    cancel(why) {
-      if (!finished) {
-        finished = true;
-        trace.fail('client_closed', { message: 'The client closed the connection.' });
-        trace.end();
-      }
-      return reader.cancel(why);
-    },
+  return relayJson(upstream, trace, { status: upstream.status, headers: outHeaders }, (json) => {
+    const u = json.usage;
+    if (isObject(u) && typeof u.prompt_tokens === 'number') trace.usage({ inputTokens: u.prompt_tokens, outputTokens: 0 });
   });
-  return new Response(body, { status: upstream.status, headers: outHeaders });
 }

@@ -1,10 +1,11 @@
 import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec';
-import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../core/types.ts';
-import { GatewayError, jsonResponse } from '../http/errors.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { isObject } from './anthropic-wire.ts';
-import { bedrockErrorResponse, BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from './bedrock-invoke.ts';
-import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
+import { GatewayError, jsonResponse } from '../../http/errors.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { bad, isObject, type Json } from '../common.ts';
+import { bedrockErrorResponse, BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from '../bedrock-invoke/door.ts';
+import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
+import { encodeEvents } from '../stream.ts';
 
 /**
  * Bedrock's Converse API on the gateway (`POST /bedrock/model/{modelId}/converse` and
@@ -22,10 +23,8 @@ import type { EncodeMeta, FrontDoorCodec } from './types.ts';
  * additional fields...) is refused on those routes with a ValidationException naming it.
  */
 
-type Json = Record<string, unknown>;
-
 function invalid(message: string, param: string): GatewayError {
-  return new GatewayError('invalid_request', `${param}: ${message}`, { param, code: 'bedrock_validation' });
+  return bad(`${param}: ${message}`, param, 'bedrock_validation');
 }
 
 /**
@@ -355,11 +354,9 @@ async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamE
     return jsonResponse({ output: { message: { role: 'assistant', content } }, stopReason: toConverseStop(reason), usage: toConverseUsage(usage), metrics: { latencyMs: Math.round(performance.now() - t0) } }, 200, headers);
   }
 
-  let pending: IteratorResult<StreamEvent> | undefined = first;
   const blocks = new BlockTracker();
   let reason: StopReason = 'stop';
   let usage: Usage | undefined;
-  let done = false;
   let started = false;
   const out: Uint8Array[] = [];
   const closeBlock = () => {
@@ -417,54 +414,34 @@ async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamE
         return;
     }
   };
-  const flush = (ctrl: ReadableStreamDefaultController<Uint8Array>) => {
-    if (!out.length) return false;
-    ctrl.enqueue(out.length === 1 ? out[0]! : Buffer.concat(out));
+  const take = (): Uint8Array => {
+    const bytes = out.length === 1 ? out[0]! : Buffer.concat(out);
     out.length = 0;
-    return true;
+    return bytes;
   };
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      try {
-        for (;;) {
-          const r: IteratorResult<StreamEvent> = pending ?? (await events.next());
-          pending = undefined;
-          if (r.done) {
-            if (!started) onEvent({ type: 'text', delta: '' });
-            closeBlock();
-            out.push(frame('messageStop', { stopReason: toConverseStop(reason) }));
-            out.push(frame('metadata', { usage: toConverseUsage(usage ?? { inputTokens: 0, outputTokens: 0 }), metrics: { latencyMs: Math.round(performance.now() - t0) } }));
-            flush(ctrl);
-            ctrl.close();
-            done = true;
-            trace.end();
-            return;
-          }
-          if (r.value.type !== 'start') onEvent(r.value);
-          if (flush(ctrl)) {
-            trace.firstByte();
-            return;
-          }
-        }
-      } catch (err) {
-        const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
-        trace.fail('stream_error', ge);
+  return encodeEvents(
+    first,
+    events,
+    trace,
+    {
+      encode(ev) {
+        if (ev.type !== 'start') onEvent(ev);
+        return take();
+      },
+      end() {
+        if (!started) onEvent({ type: 'text', delta: '' });
+        closeBlock();
+        out.push(frame('messageStop', { stopReason: toConverseStop(reason) }));
+        out.push(frame('metadata', { usage: toConverseUsage(usage ?? { inputTokens: 0, outputTokens: 0 }), metrics: { latencyMs: Math.round(performance.now() - t0) } }));
+        return take();
+      },
+      fail(ge) {
         out.push(exceptionFrame(ge));
-        flush(ctrl);
-        ctrl.close();
-        done = true;
-        trace.end();
-      }
+        return take();
+      },
     },
-    async cancel() {
-      if (!done) {
-        trace.fail('client_closed', { message: 'The client closed the stream.' });
-        trace.end();
-      }
-      await events.return?.();
-    },
-  });
-  return new Response(body, { status: 200, headers: { ...headers, 'content-type': EVENTSTREAM_CONTENT_TYPE } });
+    { status: 200, headers: { ...headers, 'content-type': EVENTSTREAM_CONTENT_TYPE } },
+  );
 }
 
 /** The Converse door for one configuration (model ids resolve through `index`). */

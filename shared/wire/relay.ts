@@ -1,13 +1,12 @@
 import type { FrontDoor } from '../core/types.ts';
 import { GatewayError } from '../http/errors.ts';
-import { eventData } from '../http/sse.ts';
+import { eventData, SseSplitter } from '../http/sse.ts';
+import { framedResponse } from './stream.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
+import { isObject, type Json } from './common.ts';
 
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+/** Parsed bodies of complete non-streamed answers that passed `jsonAnswerProblem`, by their bytes, so the relay need not parse them again. */
+const checkedBodies = new WeakMap<Uint8Array, Json>();
 
 /** The upstream API whose answers a same-format door relays (Bedrock's InvokeModel door relays Anthropic's). */
 export type AnswerFormat = 'openai-chat' | 'openai-responses' | 'anthropic-messages';
@@ -30,14 +29,21 @@ export function answerFormatOf(door: FrontDoor): AnswerFormat | undefined {
  * well-formed answer of that API (the gateway checks this before it commits to a target, so a
  * broken answer falls back like a 5xx).
  */
-export function jsonAnswerProblem(format: AnswerFormat, text: string): string | undefined {
+export function jsonAnswerProblem(format: AnswerFormat, body: string | Uint8Array): string | undefined {
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
   } catch {
     return 'The upstream answer was not valid JSON.';
   }
   if (!isObject(json)) return 'The upstream answer was not a JSON object.';
+  const problem = answerShapeProblem(format, json);
+  // Checked bytes keep their parse for the relay (they reach it as the same chunk).
+  if (!problem && typeof body !== 'string') checkedBodies.set(body, json);
+  return problem;
+}
+
+function answerShapeProblem(format: AnswerFormat, json: Json): string | undefined {
   switch (format) {
     case 'openai-chat':
       return Array.isArray(json.choices) ? undefined : 'The upstream answer was not a chat completion (no choices).';
@@ -134,72 +140,108 @@ export function brokenAnswer(message: string, code = 'upstream_invalid_response'
 }
 
 /**
- * What every same-format pass-through (an upstream's answer relayed to a client of the same API)
- * shares: the upstream reader, one end of the trace, and a client's cancel recorded as
- * `client_closed` before the upstream read is cancelled.
+ * A same-format JSON answer relayed: its bytes go to the client as they arrive; once all have
+ * gone, `inspect` gets the parsed body (for usage; the body checked before commit is not parsed
+ * again), and a body that is not JSON is logged as an error.
  */
-export class PassthroughRelay {
-  readonly reader: ReadableStreamDefaultReader<Uint8Array>;
-  finished = false;
-
-  constructor(
-    upstream: Response,
-    private readonly trace: RequestTrace,
-    /** Runs just before the trace ends (e.g. to report usage gathered on the way). */
-    private readonly beforeEnd?: () => void,
-  ) {
-    this.reader = upstream.body!.getReader();
-  }
-
-  finish(): void {
-    this.finished = true;
-    this.beforeEnd?.();
-    this.trace.end();
-  }
-
-  /** An `UnderlyingSource.cancel` for the client's side. */
-  cancel(message: string): (why: unknown) => Promise<void> {
-    return (why) => {
-      if (!this.finished) {
-        this.trace.fail('client_closed', { message });
-        this.finish();
-      }
-      return this.reader.cancel(why);
-    };
-  }
-
-  /**
-   * A non-streaming JSON answer: its bytes go to the client as they arrive; once all have gone,
-   * `inspect` gets the parsed body (for usage), and a body that is not JSON is logged as an error.
-   */
-  json(status: number, headers: Record<string, string>, inspect: (body: Json) => void): Response {
-    const parts: Uint8Array[] = [];
-    const body = new ReadableStream<Uint8Array>({
-      pull: async (ctrl) => {
-        try {
-          const { done, value } = await this.reader.read();
-          if (done) {
-            try {
-              inspect(JSON.parse(Buffer.concat(parts).toString('utf8')) as Json);
-            } catch {
-              this.trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
-            }
-            ctrl.close();
-            this.finish();
-            return;
-          }
-          this.trace.firstByte();
+export function relayJson(upstream: Response, trace: RequestTrace, init: ResponseInit, inspect: (body: Json) => void, beforeEnd?: () => void): Response {
+  const reader = upstream.body!.getReader();
+  const parts: Uint8Array[] = [];
+  return framedResponse(
+    {
+      async next() {
+        const { done, value } = await reader.read();
+        if (!done) {
           parts.push(value);
-          ctrl.enqueue(value);
-        } catch (err) {
-          const ge = err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.');
-          this.trace.fail('stream_error', ge);
-          ctrl.error(ge);
-          this.finish();
+          return value;
         }
+        let body = parts.length === 1 ? checkedBodies.get(parts[0]!) : undefined;
+        try {
+          body ??= JSON.parse(Buffer.concat(parts).toString('utf8')) as Json;
+          inspect(body);
+        } catch {
+          trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
+        }
+        return undefined;
       },
-      cancel: this.cancel('The client closed the connection.'),
-    });
-    return new Response(body, { status, headers });
-  }
+      fail(err) {
+        trace.fail('stream_error', err);
+        return err;
+      },
+      release: (why) => reader.cancel(why),
+      beforeEnd,
+    },
+    trace,
+    init,
+    { closedMessage: 'The client closed the connection.', failed: (err) => (err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.', { cause: err })) },
+  );
+}
+
+/** What a door does with a same-format stream as it is relayed. */
+export interface SseRelayHooks {
+  /** An event the checker passed: the text to send on ('' drops it); notes usage, errors and the end. */
+  event(text: string, check: EventCheck): string;
+  /** The ending for a stream the upstream broke ('' when none is due); records the failure on the trace. */
+  failure(err: GatewayError): string;
+  /** What follows the last event of a stream that ended ('' when it was complete, else the door's ending); `complete`: this API's terminal event came. */
+  end(complete: boolean): string;
+  /** Runs just before the trace ends (e.g. to report usage gathered on the way). */
+  beforeEnd?(): void;
+}
+
+/**
+ * The one SSE relay every same-format door uses: the upstream's events go to the client as they
+ * arrive (never held back past the end of an event), each checked as this API's; a stream that
+ * breaks, sends garbage or stops early ends in the door's own error ending, never a clean end.
+ */
+export function relaySse(format: AnswerFormat, upstream: Response, trace: RequestTrace, init: ResponseInit, hooks: SseRelayHooks, closedMessage?: string): Response {
+  const reader = upstream.body!.getReader();
+  const splitter = new SseSplitter();
+  const checker = new SseChecker(format);
+  let ended = false;
+  let broken: GatewayError | undefined;
+  return framedResponse(
+    {
+      async next() {
+        if (broken) throw broken;
+        while (!ended) {
+          const r = await reader.read();
+          if (r.done) {
+            ended = true;
+            // An unterminated last event is kept only when it is a whole event (its blank line missing).
+            const rest = splitter.end();
+            if (!rest.trim()) return undefined;
+            const last = rest.endsWith('\n') ? `${rest}\n` : `${rest}\n\n`;
+            const c = checker.check(last);
+            return c.problem || !c.data ? undefined : hooks.event(last, c) || undefined;
+          }
+          let out = '';
+          for (const ev of splitter.push(r.value)) {
+            const c = checker.check(ev);
+            if (c.problem) {
+              // What came before the broken event goes out; then the door's ending, and the upstream is let go.
+              broken = brokenAnswer(c.problem);
+              reader.cancel().catch(() => {});
+              break;
+            }
+            out += hooks.event(ev, c);
+          }
+          if (out) return out;
+          if (broken) throw broken;
+        }
+        return undefined;
+      },
+      end: () => hooks.end(checker.complete),
+      fail(err) {
+        // An unfinished event is dropped (as an SSE client would drop it at the end of a stream).
+        splitter.end();
+        return hooks.failure(err);
+      },
+      release: (why) => reader.cancel(why),
+      beforeEnd: hooks.beforeEnd,
+    },
+    trace,
+    init,
+    { closedMessage },
+  );
 }

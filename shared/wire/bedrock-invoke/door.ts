@@ -1,20 +1,22 @@
 import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec';
-import type { RequestContext } from '../core/context.ts';
-import type { GatewayConfig } from '../config/schema.ts';
-import type { ChatRequest, StreamEvent } from '../core/types.ts';
-import { GatewayError, jsonResponse } from '../http/errors.ts';
-import { withSseKeepAlive } from '../http/keepalive.ts';
-import { eventData, SseSplitter } from '../http/sse.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { readJsonBody } from '../http/body.ts';
-import type { Provider } from '../providers/types.ts';
-import type { CallRunner } from '../routing/execute.ts';
-import type { RoutePlan } from '../routing/router.ts';
-import { estimateInputTokens } from './anthropic-count-tokens.ts';
-import { parseConverseRequest } from './bedrock-converse.ts';
-import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from './anthropic-messages.ts';
-import { DEFAULT_ANTHROPIC_VERSION, eventName, isObject } from './anthropic-wire.ts';
-import type { EncodeMeta, FrontDoorCodec } from './types.ts';
+import type { RequestContext } from '../../core/context.ts';
+import type { Provider } from '../../providers/types.ts';
+import type { GatewayConfig } from '../../config/schema.ts';
+import type { ChatRequest, StreamEvent } from '../../core/types.ts';
+import { GatewayError, jsonResponse } from '../../http/errors.ts';
+import { withSseKeepAlive } from '../../http/keepalive.ts';
+import { framedResponse } from '../stream.ts';
+import { eventData, SseSplitter } from '../../http/sse.ts';
+import type { RequestTrace } from '../../telemetry/record.ts';
+import { readJsonBody } from '../../http/body.ts';
+import type { CallRunner } from '../../routing/execute.ts';
+import type { RoutePlan } from '../../routing/router.ts';
+import { estimateInputTokens } from '../anthropic-messages/count-tokens.ts';
+import { parseConverseRequest } from '../bedrock-converse/door.ts';
+import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from '../anthropic-messages/door.ts';
+import { DEFAULT_ANTHROPIC_VERSION, eventName } from '../anthropic-messages/wire.ts';
+import { isObject, type Json } from '../common.ts';
+import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 
 /**
  * The Bedrock-native front door: Amazon Bedrock Runtime's InvokeModel API with an Anthropic
@@ -40,12 +42,10 @@ import type { EncodeMeta, FrontDoorCodec } from './types.ts';
  * the stream carries Anthropic `ping` events, so idle timeouts on the way (API Gateway) never cut it.
  */
 
-type Json = Record<string, unknown>;
-
 export type BedrockOperation = 'invoke' | 'invoke-with-response-stream' | 'converse' | 'converse-stream' | 'count-tokens';
 
 /** The anthropic_version Bedrock accepts for Claude. */
-export const BEDROCK_ANTHROPIC_VERSION = 'bedrock-2023-05-31';
+const BEDROCK_ANTHROPIC_VERSION = 'bedrock-2023-05-31';
 
 const MODEL_PATH = /^\/bedrock\/model\/(.+)\/(invoke|invoke-with-response-stream|converse|converse-stream|count-tokens)\/?$/;
 
@@ -160,7 +160,7 @@ export function unknownModelError(modelId: string): GatewayError {
  * (the configured name) and `stream` set and the Bedrock-only keys removed; headers with
  * `anthropic-version` and the body's `anthropic_beta` as `anthropic-beta`.
  */
-export function bedrockToAnthropic(body: unknown, request: Request, model: string, stream: boolean): { body: Json; headers: Headers } {
+function bedrockToAnthropic(body: unknown, request: Request, model: string, stream: boolean): { body: Json; headers: Headers } {
   if (!isObject(body)) throw validation('Malformed input request: the body must be a JSON object, please reformat your input and try again.');
   const { anthropic_version: version, anthropic_beta: beta, model: _model, stream: _stream, ...rest } = body;
   if (version !== undefined && typeof version !== 'string') throw validation('Malformed input request: #/anthropic_version: expected type: String, please reformat your input and try again.');
@@ -201,7 +201,7 @@ const codec = new EventStreamCodec(
 export const EVENTSTREAM_CONTENT_TYPE = 'application/vnd.amazon.eventstream';
 
 /** One `chunk` event frame carrying an Anthropic stream event's JSON text. */
-export function chunkFrame(json: string): Uint8Array {
+function chunkFrame(json: string): Uint8Array {
   const headers: MessageHeaders = {
     ':event-type': { type: 'string', value: 'chunk' },
     ':content-type': { type: 'string', value: 'application/json' },
@@ -379,35 +379,26 @@ function toEventStream(sse: Response, headers: Record<string, string>): Response
     return chunkFrame(data);
   };
 
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      for (;;) {
-        let r: ReadableStreamReadResult<Uint8Array>;
-        try {
-          r = await reader.read();
-        } catch {
-          ctrl.enqueue(exceptionFrame('modelStreamErrorException', 'The model stream failed.'));
-          ctrl.close();
-          return;
+  return framedResponse(
+    {
+      async next() {
+        for (;;) {
+          const r = await reader.read();
+          if (r.done) {
+            const rest = splitter.end();
+            return rest.trim() ? frameOf(rest) : undefined;
+          }
+          const frames = splitter.push(r.value).map(frameOf).filter((f): f is Uint8Array => !!f);
+          if (frames.length) return frames.length === 1 ? frames[0]! : Buffer.concat(frames);
         }
-        if (r.done) {
-          const rest = splitter.end();
-          const last = rest.trim() ? frameOf(rest) : undefined;
-          if (last) ctrl.enqueue(last);
-          ctrl.close();
-          return;
-        }
-        const frames = splitter.push(r.value).map(frameOf).filter((f): f is Uint8Array => !!f);
-        if (!frames.length) continue;
-        ctrl.enqueue(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
-        return;
-      }
+      },
+      fail: () => exceptionFrame('modelStreamErrorException', 'The model stream failed.'),
+      release: (why) => reader.cancel(why),
     },
-    cancel(why) {
-      return reader.cancel(why);
-    },
-  });
-  return new Response(body, { status: 200, headers: { ...headers, 'content-type': EVENTSTREAM_CONTENT_TYPE, 'x-amzn-bedrock-content-type': 'application/json' } });
+    // The pipeline's own stream keeps the trace.
+    undefined,
+    { status: 200, headers: { ...headers, 'content-type': EVENTSTREAM_CONTENT_TYPE, 'x-amzn-bedrock-content-type': 'application/json' } },
+  );
 }
 
 /** Headers of the pipeline's Anthropic answer worth keeping, plus Bedrock's request id header. */

@@ -1,0 +1,40 @@
+import type { ContentPart } from '../core/types.ts';
+import { GatewayError } from '../http/errors.ts';
+
+/** Helpers every wire API shares. */
+
+export type Json = Record<string, unknown>;
+
+export function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A 400 for a bad request parameter: `invalid_value` naming the parameter, else `invalid_request` (or the door's own code). */
+export function bad(message: string, param: string | null = null, code = param ? 'invalid_value' : 'invalid_request'): GatewayError {
+  return new GatewayError('invalid_request', message, { param, code });
+}
+
+/** A 400 for a request a provider's wire API cannot carry (the same code whichever provider rejects it). */
+export function unsupported(message: string, param: string): GatewayError {
+  return bad(message, param, 'unsupported_parameter');
+}
+
+/** An optional number within [min, max] (null counts as absent); a 400 naming the key otherwise. */
+export function optNumber(body: Json, key: string, min: number, max: number): number | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw bad(`'${key}' must be a number between ${min} and ${max}.`, key);
+  return v;
+}
+
+/** An optional integer within [min, max]; a 400 naming the key otherwise. */
+export function optInteger(body: Json, key: string, min: number, max: number): number | undefined {
+  const v = optNumber(body, key, min, max);
+  if (v !== undefined && !Number.isInteger(v)) throw bad(`'${key}' must be an integer.`, key);
+  return v;
+}
+
+/** The text parts joined (images dropped). */
+export function textOf(parts: ContentPart[]): string {
+  return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
+}
