@@ -4,7 +4,7 @@ import { BudgetTracker, RateLimiter, usageCounterId } from '../shared/policy/lim
 import { createDynamoStore } from '../shared/store/dynamodb.ts';
 import type { Store } from '../shared/store/types.ts';
 import type { LocalDynamo } from '../local/dynamodb.ts';
-import { startDynamo } from './helpers/keys.ts';
+import { countCalls, startDynamo } from './helpers/keys.ts';
 
 /**
  * Settling usage: concurrent requests of one subject share their counter writes (one write in
@@ -18,20 +18,8 @@ describe('usage counters: concurrent settlements are coalesced, never lost', () 
   before(async () => {
     const started = await startDynamo();
     dynamo = started.dynamo;
-    const real = createDynamoStore(started.settings);
     // Count the store's writes; every call still goes to the real DynamoDB API.
-    store = new Proxy(real, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop === 'addUsage' && typeof v === 'function') {
-          return (...args: unknown[]) => {
-            calls++;
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+    store = countCalls(createDynamoStore(started.settings), 'addUsage', () => calls++);
   });
   after(async () => {
     await dynamo.close();
@@ -82,19 +70,7 @@ describe('usage counters: time-bounded batching (the policy flushes about once a
   before(async () => {
     const started = await startDynamo();
     dynamo = started.dynamo;
-    const real = createDynamoStore(started.settings);
-    store = new Proxy(real, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop === 'addUsage' && typeof v === 'function') {
-          return (...args: unknown[]) => {
-            calls++;
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+    store = countCalls(createDynamoStore(started.settings), 'addUsage', () => calls++);
   });
   after(async () => {
     await dynamo.close();
@@ -152,19 +128,7 @@ describe('rate-limit leases: blocks follow the traffic, renewed ahead, never pas
   before(async () => {
     const started = await startDynamo();
     dynamo = started.dynamo;
-    const real = createDynamoStore(started.settings);
-    store = new Proxy(real, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop === 'lease' && typeof v === 'function') {
-          return (...args: unknown[]) => {
-            leases++;
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+    store = countCalls(createDynamoStore(started.settings), 'lease', () => leases++);
   });
   after(async () => {
     await dynamo.close();
