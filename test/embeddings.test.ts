@@ -3,9 +3,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import OpenAI, { APIError } from 'openai';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { parseConfig } from '../shared/config/load.ts';
-import { assertCleanErrorText, CLIENT_KEY, MemorySink, UPSTREAM_KEY, UPSTREAM_KEY_ENV } from './helpers/gateway.ts';
+import { assertCleanErrorText, CLIENT_KEY, UPSTREAM_KEY, UPSTREAM_KEY_ENV, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { mockVector, startMockBedrock, wordCount, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 
@@ -68,35 +66,32 @@ async function startEmbeddingsUpstream(): Promise<EmbeddingsUpstream> {
 
 let bedrock: MockBedrock;
 let upstream: EmbeddingsUpstream;
-let srv: LocalServer;
-let sink: MemorySink;
+let srv: StartedGateway;
 let client: OpenAI;
 
 before(async () => {
   bedrock = await startMockBedrock();
   upstream = await startEmbeddingsUpstream();
-  sink = new MemorySink();
-  const config = parseConfig(
-    {
-      providers: {
-        mock: { type: 'mock' },
-        openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: UPSTREAM_KEY_ENV },
-        bedrock: { type: 'bedrock', region: 'us-west-2', endpoint: bedrock.endpoint },
-      },
-      models: {
-        'mock-embed': { provider: 'mock', model: 'mock-embed-1' },
-        'text-embedding-3-small': { provider: 'openai', model: 'text-embedding-3-small' },
-        titan: { provider: 'bedrock', model: TITAN },
-        cohere: { provider: 'bedrock', model: COHERE },
-        'cohere-v4': { provider: 'bedrock', model: COHERE_V4 },
-        nova: { provider: 'bedrock', model: 'amazon.nova-lite-v1:0' },
-      },
-      routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 } },
-      logging: { localDir: 'data/test-logs-unused' },
+  srv = await startGateway({
+    providers: {
+      mock: { type: 'mock' },
+      openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: UPSTREAM_KEY_ENV },
+      bedrock: { type: 'bedrock', region: 'us-west-2', endpoint: bedrock.endpoint },
     },
-    'embeddings test configuration',
-  );
-  srv = await startLocalServer({ config, env: { [UPSTREAM_KEY_ENV]: UPSTREAM_KEY }, port: 0, host: '127.0.0.1', sinks: [sink] });
+    models: {
+      'mock-embed': { provider: 'mock', model: 'mock-embed-1' },
+      'text-embedding-3-small': { provider: 'openai', model: 'text-embedding-3-small' },
+      titan: { provider: 'bedrock', model: TITAN },
+      cohere: { provider: 'bedrock', model: COHERE },
+      'cohere-v4': { provider: 'bedrock', model: COHERE_V4 },
+      nova: { provider: 'bedrock', model: 'amazon.nova-lite-v1:0' },
+    },
+    config: {
+      routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 } },
+    },
+    env: { [UPSTREAM_KEY_ENV]: UPSTREAM_KEY },
+    label: 'embeddings test configuration',
+  });
   client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
 });
 
@@ -145,17 +140,6 @@ async function expectApiError(p: Promise<unknown>, status: number, param?: strin
   return caught;
 }
 
-async function recordFor(requestId: string | null) {
-  assert.ok(requestId);
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const r = sink.records.find((x) => x.requestId === requestId);
-    if (r) return r;
-    if (Date.now() > deadline) throw new Error(`no log record for ${requestId}`);
-    await new Promise((res) => setTimeout(res, 10));
-  }
-}
-
 describe('embeddings: mock provider (no account)', () => {
   it('answers in OpenAI shape with deterministic unit vectors (the SDK default, base64, decoded by the client)', async () => {
     const { data: res, response } = await client.embeddings.create({ model: 'mock-embed', input: ['The cat sat on the mat', 'the cat sat on the mat', 'Stock prices fell sharply'] }).withResponse();
@@ -175,7 +159,7 @@ describe('embeddings: mock provider (no account)', () => {
     assert.ok(cosine(a!, b!) > cosine(a!, c!));
     assert.deepEqual(res.usage, { prompt_tokens: 16, total_tokens: 16 });
 
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.path, '/v1/embeddings');
     assert.equal(rec.model, 'mock-embed');
     assert.equal(rec.provider, 'mock');
@@ -208,7 +192,7 @@ describe('embeddings: OpenAI upstream (pass-through)', () => {
     const sent = upstream.requests[0]!;
     assert.deepEqual(sent.body, { model: 'text-embedding-3-small', input: ['alpha beta', 'gamma'], dimensions: 16, user: 'u-42', encoding_format: 'base64' });
     assert.equal(sent.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.provider, 'openai');
     assert.equal(rec.inputTokens, 3);
     assert.equal(rec.outcome, 'ok');
@@ -257,7 +241,7 @@ describe('embeddings: Bedrock Titan and Cohere', () => {
       assert.equal(c.body.normalize, true);
     }
     assert.deepEqual(calls.map((c) => c.body.inputText).sort(), [...texts].sort());
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.provider, 'bedrock');
     assert.equal(rec.upstreamModel, TITAN);
     assert.equal(rec.inputTokens, tokens);
@@ -337,7 +321,7 @@ describe('embeddings: request checks', () => {
     const r = await fetch(`${srv.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'no-such-model', input: 'x' }) });
     assert.equal(r.status, 404);
     assert.equal(((await r.json()) as any).error.code, 'model_not_found');
-    const rec = await recordFor(r.headers.get('x-request-id'));
+    const rec = await srv.recordOf(r.headers.get('x-request-id'));
     assert.equal(rec.status, 404);
     assert.equal(rec.outcome, 'error');
   });
