@@ -7,6 +7,7 @@ import { Gateway } from '../../shared/gateway.ts';
 import type { LogSink, RequestRecord } from '../../shared/telemetry/record.ts';
 import type { Store } from '../../shared/store/types.ts';
 import { startLocalServer } from '../../local/server.ts';
+import { startMockOpenAI, type MockOpenAI } from './mock-openai.ts';
 
 /** The upstream credential the gateway holds (and the only one the upstream may see). */
 export const UPSTREAM_KEY = 'sk-upstream-TESTKEY-7f3c9a1e5b2d48c6';
@@ -142,8 +143,8 @@ export function recordIn(records: readonly RequestRecord[], res: Response | stri
 }
 
 export interface TestGatewayOptions {
-  /** The mock upstream's base URL (with /v1) for the `openai` provider. */
-  upstreamBaseUrl: string;
+  /** The mock upstream's base URL (with /v1) for the `openai` provider; absent: startTestGateway starts a mock OpenAI upstream of its own. */
+  upstreamBaseUrl?: string;
   /** Base URL where nothing listens, for an unreachable provider (optional). */
   deadBaseUrl?: string;
   maxBodyBytes?: number;
@@ -155,10 +156,12 @@ export interface TestGatewayOptions {
 
 export interface TestGateway extends StartedGateway {
   client(): OpenAI;
+  /** The mock OpenAI upstream the gateway started itself (when no upstreamBaseUrl was given); closed with it. */
+  upstream?: MockOpenAI;
 }
 
 /** The standard setup: mock providers, an `openai` provider on a mock upstream, one that is off, optionally one that is down. */
-export function testSetup(opts: TestGatewayOptions): GatewaySetup {
+export function testSetup(opts: TestGatewayOptions & { upstreamBaseUrl: string }): GatewaySetup {
   const providers: Record<string, unknown> = {
     mock: { type: 'mock', wordDelayMs: opts.wordDelayMs ?? 1 },
     'mock-slow': { type: 'mock', wordDelayMs: opts.slowWordDelayMs ?? 300 },
@@ -179,7 +182,7 @@ export function testSetup(opts: TestGatewayOptions): GatewaySetup {
   return { providers, models, config: noRetries({ server: { maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024 } }), env: { [UPSTREAM_KEY_ENV]: UPSTREAM_KEY } };
 }
 
-export function testConfig(opts: TestGatewayOptions): GatewayConfig {
+export function testConfig(opts: TestGatewayOptions & { upstreamBaseUrl: string }): GatewayConfig {
   return buildConfig(testSetup(opts));
 }
 
@@ -191,8 +194,17 @@ export function openaiClient(baseUrl: string): OpenAI {
 }
 
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
-  const gw = await startGateway(testSetup(opts));
-  return { ...gw, client: () => openaiClient(gw.url) };
+  const upstream = opts.upstreamBaseUrl ? undefined : await startMockOpenAI();
+  const gw = await startGateway(testSetup({ ...opts, upstreamBaseUrl: opts.upstreamBaseUrl ?? upstream!.baseUrl }));
+  return {
+    ...gw,
+    upstream,
+    client: () => openaiClient(gw.url),
+    async close() {
+      await gw.close();
+      await upstream?.close();
+    },
+  };
 }
 
 export interface CollectedStream {
