@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BudgetTracker, RateLimiter, usageCounterId } from '../shared/policy/limits.ts';
-import { createDynamoStore } from '../shared/store/dynamodb.ts';
 import type { Store } from '../shared/store/types.ts';
 import type { LocalDynamo } from '../local/dynamodb.ts';
-import { countCalls, startDynamo } from './helpers/keys.ts';
+import { startCountedStore } from './helpers/keys.ts';
 
 /**
  * Settling usage: concurrent requests of one subject share their counter writes (one write in
@@ -15,15 +14,11 @@ describe('usage counters: concurrent settlements are coalesced, never lost', () 
   let store: Store;
   let calls = 0;
 
+  // Count the store's writes; every call still goes to the real DynamoDB API.
   before(async () => {
-    const started = await startDynamo();
-    dynamo = started.dynamo;
-    // Count the store's writes; every call still goes to the real DynamoDB API.
-    store = countCalls(createDynamoStore(started.settings), 'addUsage', () => calls++);
+    ({ dynamo, store } = await startCountedStore('addUsage', () => calls++));
   });
-  after(async () => {
-    await dynamo.close();
-  });
+  after(() => dynamo.close());
 
   it('200 concurrent settlements of one key land in far fewer writes, with exact totals', async () => {
     const tracker = new BudgetTracker(store, 60_000);
@@ -68,13 +63,9 @@ describe('usage counters: time-bounded batching (the policy flushes about once a
   let calls = 0;
 
   before(async () => {
-    const started = await startDynamo();
-    dynamo = started.dynamo;
-    store = countCalls(createDynamoStore(started.settings), 'addUsage', () => calls++);
+    ({ dynamo, store } = await startCountedStore('addUsage', () => calls++));
   });
-  after(async () => {
-    await dynamo.close();
-  });
+  after(() => dynamo.close());
 
   const usage = { inputTokens: 4, outputTokens: 6, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 3 };
 
@@ -126,13 +117,9 @@ describe('rate-limit leases: blocks follow the traffic, renewed ahead, never pas
   let leases = 0;
 
   before(async () => {
-    const started = await startDynamo();
-    dynamo = started.dynamo;
-    store = countCalls(createDynamoStore(started.settings), 'lease', () => leases++);
+    ({ dynamo, store } = await startCountedStore('lease', () => leases++));
   });
-  after(async () => {
-    await dynamo.close();
-  });
+  after(() => dynamo.close());
 
   it('a busy subject leases about ten seconds of its traffic at a time: 2000 requests, a handful of leases', async () => {
     leases = 0;

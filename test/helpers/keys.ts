@@ -143,3 +143,9 @@ export function countCalls<S extends object>(real: S, method: keyof S & string, 
     },
   });
 }
+
+/** Dynalite with the gateway's tables and a store on it whose `method` calls are counted (close `dynamo` after). */
+export async function startCountedStore(method: keyof DynamoStore & string, onCall: () => void): Promise<{ dynamo: LocalDynamo; store: DynamoStore }> {
+  const { dynamo, settings } = await startDynamo();
+  return { dynamo, store: countCalls(createDynamoStore(settings), method, onCall) };
+}
