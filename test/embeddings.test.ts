@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import OpenAI, { APIError } from 'openai';
 import { assertCleanErrorText, CLIENT_KEY, UPSTREAM_KEY, UPSTREAM_KEY_ENV, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { mockVector, startMockBedrock, wordCount, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
+import { readBody, startLoopback } from './helpers/loopback.ts';
 
 /**
  * `POST /v1/embeddings` through the official openai client: the mock provider (no account), an
@@ -30,10 +30,8 @@ interface EmbeddingsUpstream {
 
 async function startEmbeddingsUpstream(): Promise<EmbeddingsUpstream> {
   const state: EmbeddingsUpstream = { baseUrl: '', requests: [], close: async () => {} };
-  const server: Server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null');
+  const lb = await startLoopback(async (req, res) => {
+    const body = JSON.parse((await readBody(req)) || 'null');
     state.requests.push({ headers: req.headers, body });
     const send = (status: number, obj: unknown) => {
       const text = JSON.stringify(obj);
@@ -55,12 +53,8 @@ async function startEmbeddingsUpstream(): Promise<EmbeddingsUpstream> {
     const tokens = inputs.reduce((n, t) => n + wordCount(String(t)), 0);
     send(200, { object: 'list', data, model: `${body.model}-served`, usage: { prompt_tokens: tokens, total_tokens: tokens } });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  state.baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-  state.close = async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  };
+  state.baseUrl = `${lb.url}/v1`;
+  state.close = () => lb.close();
   return state;
 }
 

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { startGateway, type StartedGateway } from './helpers/gateway.ts';
+import { startLoopback } from './helpers/loopback.ts';
 
 /**
  * Embeddings and token counts go through the attempt runner (issue #20): a model whose first
@@ -21,7 +20,7 @@ interface Upstream {
 
 async function startUpstream(name: string): Promise<Upstream> {
   const u = { name, origin: '', hits: 0, failing: false } as Upstream;
-  const server: Server = createServer((req, res) => {
+  const lb = await startLoopback((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -43,9 +42,8 @@ async function startUpstream(name: string): Promise<Upstream> {
       }
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  u.origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  u.close = () => new Promise<void>((r) => server.close(() => r()));
+  u.origin = lb.url;
+  u.close = () => lb.close();
   return u;
 }
 
