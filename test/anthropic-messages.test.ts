@@ -2,12 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { parseConfig } from '../shared/config/load.ts';
 import { anthropicMessagesDoor } from '../shared/wire/anthropic-messages/door.ts';
 import type { StreamEvent } from '../shared/core/types.ts';
 import { RequestTrace, type RequestRecord } from '../shared/telemetry/record.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { assertCleanErrorText, CLIENT_KEY, collectStream, MemorySink } from './helpers/gateway.ts';
+import { assertCleanErrorText, CLIENT_KEY, collectStream, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { anthropicErrorJson, startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { createGate, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 
@@ -25,8 +23,7 @@ const CLAUDE_ID = 'claude-sonnet-4-5-20250929';
 
 let upstream: MockAnthropic;
 let openaiUpstream: MockOpenAI;
-let srv: LocalServer;
-let sink: MemorySink;
+let srv: StartedGateway;
 let claude: Anthropic;
 /** What the Anthropic SDK client last sent (URL and headers), seen through its fetch. */
 let sentByClient: { url: string; headers: Headers } | undefined;
@@ -34,36 +31,28 @@ let sentByClient: { url: string; headers: Headers } | undefined;
 before(async () => {
   upstream = await startMockAnthropic({ apiKey: ANTHROPIC_KEY });
   openaiUpstream = await startMockOpenAI();
-  const config = parseConfig(
-    {
+  srv = await startGateway({
+    providers: {
+      mock: { type: 'mock', wordDelayMs: 1 },
+      anthropic: { type: 'anthropic', baseUrl: upstream.baseUrl, apiKeyEnv: ANTHROPIC_KEY_ENV, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
+      'anthropic-badkey': { type: 'anthropic', baseUrl: upstream.baseUrl, apiKeyEnv: 'TEST_ANTHROPIC_WRONG_KEY' },
+      'anthropic-off': { type: 'anthropic', baseUrl: upstream.baseUrl, apiKeyEnv: 'TEST_ANTHROPIC_KEY_NOT_SET' },
+      openai: { type: 'openai', baseUrl: openaiUpstream.baseUrl, apiKeyEnv: OPENAI_KEY_ENV },
+    },
+    models: {
+      mock: { provider: 'mock', model: 'mock-echo-1' },
+      claude: { provider: 'anthropic', model: CLAUDE_ID },
+      'claude-badkey': { provider: 'anthropic-badkey', model: CLAUDE_ID },
+      'claude-off': { provider: 'anthropic-off', model: CLAUDE_ID },
+      gpt: { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
+    },
+    config: {
       server: { maxBodyBytes: 256 * 1024 },
-      providers: {
-        mock: { type: 'mock', wordDelayMs: 1 },
-        anthropic: { type: 'anthropic', baseUrl: upstream.baseUrl, apiKeyEnv: ANTHROPIC_KEY_ENV, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
-        'anthropic-badkey': { type: 'anthropic', baseUrl: upstream.baseUrl, apiKeyEnv: 'TEST_ANTHROPIC_WRONG_KEY' },
-        'anthropic-off': { type: 'anthropic', baseUrl: upstream.baseUrl, apiKeyEnv: 'TEST_ANTHROPIC_KEY_NOT_SET' },
-        openai: { type: 'openai', baseUrl: openaiUpstream.baseUrl, apiKeyEnv: OPENAI_KEY_ENV },
-      },
-      models: {
-        mock: { provider: 'mock', model: 'mock-echo-1' },
-        claude: { provider: 'anthropic', model: CLAUDE_ID },
-        'claude-badkey': { provider: 'anthropic-badkey', model: CLAUDE_ID },
-        'claude-off': { provider: 'anthropic-off', model: CLAUDE_ID },
-        gpt: { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
-      },
       // One call per request, so each scripted upstream answer is the one the client sees.
       routing: { retry: { retries: 0 }, fallbackOn: [] },
-      logging: { localDir: 'data/test-logs-unused' },
     },
-    'anthropic test configuration',
-  );
-  sink = new MemorySink();
-  srv = await startLocalServer({
-    config,
     env: { [ANTHROPIC_KEY_ENV]: ANTHROPIC_KEY, TEST_ANTHROPIC_WRONG_KEY: 'sk-ant-wrong-key-000', [OPENAI_KEY_ENV]: 'sk-openai-upstream-x' },
-    port: 0,
-    host: '127.0.0.1',
-    sinks: [sink],
+    label: 'anthropic test configuration',
   });
   claude = new Anthropic({
     baseURL: srv.url,
@@ -87,17 +76,6 @@ beforeEach(() => {
   upstream.reset();
   openaiUpstream.reset();
 });
-
-async function recordFor(requestId: string | null | undefined): Promise<RequestRecord> {
-  assert.ok(requestId, 'the response has an x-request-id');
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const r = sink.records.find((x) => x.requestId === requestId);
-    if (r) return r;
-    if (Date.now() > deadline) throw new Error(`no log record for ${requestId}`);
-    await new Promise((res) => setTimeout(res, 10));
-  }
-}
 
 async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ res: Response; text: string; json: any }> {
   const res = await fetch(`${srv.url}${path}`, {
@@ -175,7 +153,7 @@ describe('Anthropic client -> anthropic provider (pass-through)', () => {
     assert.equal(up.headers['anthropic-beta'], 'prompt-caching-2024-07-31,context-1m-2025-08-07');
     assert.ok(!JSON.stringify(up.headers).includes(CLIENT_KEY), 'the client key never goes upstream');
 
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.frontDoor, 'anthropic-messages');
     assert.equal(rec.outcome, 'ok');
     assert.equal(rec.provider, 'anthropic');
@@ -206,7 +184,7 @@ describe('Anthropic client -> anthropic provider (pass-through)', () => {
       'message_delta',
       'message_stop',
     ]);
-    const rec = await recordFor(res.headers.get('x-request-id'));
+    const rec = await srv.recordOf(res.headers.get('x-request-id'));
     assert.equal(rec.outcome, 'ok');
     assert.equal(rec.inputTokens, 9);
     assert.equal(rec.outputTokens, 4);
@@ -599,7 +577,7 @@ describe('errors on /v1/messages', () => {
     assert.equal(names[names.length - 1], 'error');
     assert.ok(!names.includes('message_stop'));
     assert.ok(text.startsWith(upstream.lastMessageRequest().sent), 'what the upstream sent before the cut went through unchanged');
-    const rec = await recordFor(res.headers.get('x-request-id'));
+    const rec = await srv.recordOf(res.headers.get('x-request-id'));
     assert.equal(rec.outcome, 'stream_error');
   });
 
@@ -611,7 +589,7 @@ describe('errors on /v1/messages', () => {
     const data = JSON.parse(text.trim().split('\n').pop()!.slice(6));
     assert.equal(data.type, 'error');
     assert.equal(data.error.type, 'api_error');
-    assert.equal((await recordFor(res.headers.get('x-request-id'))).outcome, 'stream_error');
+    assert.equal((await srv.recordOf(res.headers.get('x-request-id'))).outcome, 'stream_error');
   });
 
   it('passes an upstream mid-stream error event through (once) and the SDK raises it', async () => {
@@ -628,7 +606,7 @@ describe('errors on /v1/messages', () => {
     const { text, res } = await post('/v1/messages', { model: 'claude', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'hi' }] });
     assert.equal(text, upstream.lastMessageRequest().sent);
     assert.equal(eventNames(text).filter((n) => n === 'error').length, 1);
-    assert.equal((await recordFor(res.headers.get('x-request-id'))).outcome, 'stream_error');
+    assert.equal((await srv.recordOf(res.headers.get('x-request-id'))).outcome, 'stream_error');
   });
 
   it('ends a translated stream that fails mid-way with an error event, never message_stop', async () => {

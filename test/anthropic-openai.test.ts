@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
-import { parseConfig } from '../shared/config/load.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { assertCleanErrorText, CLIENT_KEY, MemorySink } from './helpers/gateway.ts';
+import { assertCleanErrorText, CLIENT_KEY, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { createGate, openaiErrorJson, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 
 /**
@@ -16,29 +14,26 @@ const OPENAI_KEY = 'sk-openai-upstream-ANTHTEST-51c2';
 const OPENAI_KEY_ENV = 'TEST_ANTHROPIC_TO_OPENAI_KEY';
 
 let upstream: MockOpenAI;
-let srv: LocalServer;
-let sink: MemorySink;
+let srv: StartedGateway;
 let claude: Anthropic;
 
 before(async () => {
   upstream = await startMockOpenAI();
-  const config = parseConfig(
-    {
-      providers: {
-        openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: OPENAI_KEY_ENV },
-        local: { type: 'openai-compatible', baseUrl: upstream.baseUrl },
-      },
-      models: {
-        gpt: { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
-        llama: { provider: 'local', model: 'llama3.1:8b' },
-      },
-      routing: { retry: { retries: 0 }, fallbackOn: [] },
-      logging: { localDir: 'data/test-logs-unused' },
+  srv = await startGateway({
+    providers: {
+      openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: OPENAI_KEY_ENV },
+      local: { type: 'openai-compatible', baseUrl: upstream.baseUrl },
     },
-    'anthropic -> openai test configuration',
-  );
-  sink = new MemorySink();
-  srv = await startLocalServer({ config, env: { [OPENAI_KEY_ENV]: OPENAI_KEY }, port: 0, host: '127.0.0.1', sinks: [sink] });
+    models: {
+      gpt: { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
+      llama: { provider: 'local', model: 'llama3.1:8b' },
+    },
+    config: {
+      routing: { retry: { retries: 0 }, fallbackOn: [] },
+    },
+    env: { [OPENAI_KEY_ENV]: OPENAI_KEY },
+    label: 'anthropic -> openai test configuration',
+  });
   claude = new Anthropic({ baseURL: srv.url, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
 });
 
@@ -54,15 +49,6 @@ const weatherTool = {
   description: 'Get the current weather in a given location',
   input_schema: { type: 'object' as const, properties: { location: { type: 'string', description: 'The city and state, e.g. San Francisco, CA' } }, required: ['location'] },
 };
-
-async function recordFor(requestId: string): Promise<{ outcome: string; inputTokens?: number; cacheReadTokens?: number }> {
-  for (let i = 0; i < 500; i++) {
-    const r = sink.records.find((x) => x.requestId === requestId);
-    if (r) return r;
-    await new Promise((res) => setTimeout(res, 10));
-  }
-  throw new Error(`no log record for ${requestId}`);
-}
 
 describe('Anthropic client -> openai provider (translated through Chat Completions)', () => {
   it('answers a text message: system, multi-turn, sampling, usage with cached tokens', async () => {
@@ -225,7 +211,7 @@ describe('Anthropic client -> openai provider (translated through Chat Completio
     assert.ok(err instanceof Error, `expected the SDK to throw, saw ${seen.join(', ')}`);
     assertCleanErrorText(err.message);
     assert.ok(!seen.includes('message_stop'));
-    const rec = await recordFor(response.headers.get('x-request-id')!);
+    const rec = await srv.recordOf(response.headers.get('x-request-id')!);
     assert.equal(rec.outcome, 'stream_error');
   });
 

@@ -4,9 +4,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI, { APIError } from 'openai';
 import type { ChatCompletionTool } from 'openai/resources/chat/completions';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { parseConfig } from '../shared/config/load.ts';
-import { assertCleanErrorText, collectStream, emptyCollected, addChunk, MemorySink } from './helpers/gateway.ts';
+import { assertCleanErrorText, collectStream, emptyCollected, addChunk, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { createGate } from './helpers/mock-openai.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
@@ -27,35 +25,31 @@ const NOVA = 'amazon.nova-lite-v1:0';
 const PNG_1PX = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
 
 let bedrock: MockBedrock;
-let srv: LocalServer;
-let sink: MemorySink;
+let srv: StartedGateway;
 let openai: OpenAI;
 let anthropic: Anthropic;
 
 before(async () => {
   bedrock = await startMockBedrock();
-  sink = new MemorySink();
-  const config = parseConfig(
-    {
-      providers: {
-        bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
-        'bedrock-impatient': { type: 'bedrock', region: 'eu-west-1', endpoint: bedrock.endpoint, firstByteTimeoutMs: 300, totalTimeoutMs: 30_000 },
-        // No region in the file or in the gateway's environment: off.
-        'bedrock-noregion': { type: 'bedrock', endpoint: bedrock.endpoint },
-      },
-      models: {
-        claude: { provider: 'bedrock', model: CLAUDE },
-        nova: { provider: 'bedrock', model: NOVA },
-        impatient: { provider: 'bedrock-impatient', model: NOVA },
-        'claude-off': { provider: 'bedrock-noregion', model: CLAUDE },
-      },
+  srv = await startGateway({
+    providers: {
+      bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
+      'bedrock-impatient': { type: 'bedrock', region: 'eu-west-1', endpoint: bedrock.endpoint, firstByteTimeoutMs: 300, totalTimeoutMs: 30_000 },
+      // No region in the file or in the gateway's environment: off.
+      'bedrock-noregion': { type: 'bedrock', endpoint: bedrock.endpoint },
+    },
+    models: {
+      claude: { provider: 'bedrock', model: CLAUDE },
+      nova: { provider: 'bedrock', model: NOVA },
+      impatient: { provider: 'bedrock-impatient', model: NOVA },
+      'claude-off': { provider: 'bedrock-noregion', model: CLAUDE },
+    },
+    config: {
       // One attempt per request, so each scripted failure is seen as it is.
       routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 } },
-      logging: { localDir: 'data/test-logs-unused' },
     },
-    'bedrock test configuration',
-  );
-  srv = await startLocalServer({ config, env: {}, port: 0, host: '127.0.0.1', sinks: [sink] });
+    label: 'bedrock test configuration',
+  });
   openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'client-key', maxRetries: 0, timeout: 20_000 });
   anthropic = new Anthropic({ baseURL: srv.url, apiKey: 'client-key', maxRetries: 0, timeout: 20_000 });
 });
@@ -66,17 +60,6 @@ after(async () => {
 });
 
 beforeEach(() => bedrock.reset());
-
-async function recordFor(requestId: string | null | undefined) {
-  assert.ok(requestId, 'response has an x-request-id');
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const r = sink.records.find((x) => x.requestId === requestId);
-    if (r) return r;
-    if (Date.now() > deadline) throw new Error(`no log record for ${requestId}`);
-    await new Promise((res) => setTimeout(res, 10));
-  }
-}
 
 async function expectApiError(p: Promise<unknown>, status: number): Promise<APIError> {
   let caught: unknown;
@@ -148,7 +131,7 @@ describe('bedrock provider: OpenAI Chat Completions clients', () => {
     assert.match(auth, new RegExp(`^AWS4-HMAC-SHA256 Credential=${ACCESS_KEY_ID}/\\d{8}/us-east-1/bedrock/aws4_request, SignedHeaders=[^,]*host[^,]*x-amz-date[^,]*, Signature=[0-9a-f]{64}$`));
     assert.ok(call.headers['x-amz-date']);
 
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.provider, 'bedrock');
     assert.equal(rec.upstreamModel, NOVA);
     assert.equal(rec.status, 200);
@@ -368,7 +351,7 @@ describe('bedrock provider: errors', () => {
     assert.equal(got.content, 'partial answer ');
     assert.ok(caught instanceof APIError, `expected the stream to end with an error, got ${String(caught)}`);
     assert.match(caught.message, /invalid sequence/);
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.outcome, 'stream_error');
     assert.equal(rec.errorCode, 'bedrock_model_stream_error');
   });
@@ -405,7 +388,7 @@ describe('bedrock provider: errors', () => {
     await reading;
     assert.equal(got.content, 'one two ');
     assert.ok(caught instanceof APIError, 'the stream must not end like a success');
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.outcome, 'stream_error');
   });
 
@@ -462,7 +445,7 @@ describe('bedrock provider: errors', () => {
     await upstream.closed;
     gate.open();
     assert.equal(upstream.completed, false);
-    const rec = await recordFor('bedrock-abort-1');
+    const rec = await srv.recordOf('bedrock-abort-1');
     assert.equal(rec.outcome, 'client_closed');
   });
 });

@@ -3,13 +3,11 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { parseConfig } from '../shared/config/load.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
 import { startLocalDynamo, type LocalDynamo } from '../local/dynamodb.ts';
 import { dynamoClient } from '../shared/store/dynamodb.ts';
 import { DynamoCacheBackend, ensureCacheTable } from '../shared/cache/backend.ts';
 import { decodeEntry } from '../shared/cache/entry.ts';
-import { CLIENT_KEY, MemorySink } from './helpers/gateway.ts';
+import { CLIENT_KEY, MemorySink, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 import { TestClock, eventually, startKeyedGateway } from './helpers/keys.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
@@ -26,7 +24,7 @@ const TABLE = 'test-cache';
 
 let upstream: MockOpenAI;
 let dynamo: LocalDynamo;
-let srv: LocalServer;
+let srv: StartedGateway;
 let sink: MemorySink;
 let clock: TestClock;
 let openai: OpenAI;
@@ -39,23 +37,22 @@ before(async () => {
   await ensureCacheTable(client, TABLE);
   client.destroy();
   clock = new TestClock();
-  const config = parseConfig(
-    {
-      providers: {
-        openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: UPSTREAM_KEY_ENV },
-        mock: { type: 'mock', wordDelayMs: 0 },
-      },
-      models: {
-        gpt: { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
-        'gpt-nocache': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
-        'gpt-small': { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
-        mock: { provider: 'mock', model: 'mock-echo-1' },
-        'mock-embed': { provider: 'mock', model: 'mock-embed-1' },
-        'mock-sem': { provider: 'mock', model: 'mock-echo-sem' },
-      },
+  srv = await startGateway({
+    providers: {
+      openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: UPSTREAM_KEY_ENV },
+      mock: { type: 'mock', wordDelayMs: 0 },
+    },
+    models: {
+      gpt: { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
+      'gpt-nocache': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
+      'gpt-small': { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
+      mock: { provider: 'mock', model: 'mock-echo-1' },
+      'mock-embed': { provider: 'mock', model: 'mock-embed-1' },
+      'mock-sem': { provider: 'mock', model: 'mock-echo-sem' },
+    },
+    config: {
       routing: { retry: { retries: 0 }, fallbackOn: [] },
       pricing: { 'gpt-4o-mini-2024-07-18': { input: 1, output: 2 } },
-      logging: { localDir: 'data/test-logs-unused' },
       cache: {
         table: 'ignored-because-env-wins',
         maxTemperature: 0.3,
@@ -68,17 +65,11 @@ before(async () => {
         maxItemBytes: 4096,
       },
     },
-    'cache test configuration',
-  );
-  sink = new MemorySink();
-  srv = await startLocalServer({
-    config,
     env: { [UPSTREAM_KEY_ENV]: UPSTREAM_KEY, DYNAMODB_ENDPOINT: dynamo.endpoint, GATEWAY_CACHE_TABLE: TABLE, AWS_REGION: 'local' },
-    port: 0,
-    host: '127.0.0.1',
-    sinks: [sink],
     now: clock.now,
+    label: 'cache test configuration',
   });
+  sink = srv.sink;
   openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
   claude = new Anthropic({ baseURL: srv.url, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
 });
@@ -92,11 +83,6 @@ after(async () => {
 beforeEach(() => upstream.reset());
 
 const cache = () => srv.gateway.cache!;
-
-async function recordOf(requestId: string | null): Promise<RequestRecord> {
-  assert.ok(requestId, 'response has an x-request-id');
-  return eventually(async () => sink.records.find((r) => r.requestId === requestId), `record ${requestId}`);
-}
 
 /** Wait until the background cache write of the last miss has landed. */
 async function stored(before: number): Promise<void> {
@@ -114,7 +100,7 @@ describe('exact cache, OpenAI Chat Completions (pass-through route)', () => {
     const first = await openai.chat.completions.create({ model: 'gpt', messages: [{ role: 'user', content: prompt }], temperature: 0 }).withResponse();
     assert.equal(first.response.headers.get('x-gateway-cache'), 'miss');
     assert.equal(upstream.chatRequests().length, 1);
-    const r1 = await recordOf(first.response.headers.get('x-request-id'));
+    const r1 = await srv.recordOf(first.response.headers.get('x-request-id'));
     assert.equal(r1.cacheStatus, 'stored');
     assert.ok((r1.costUsd ?? 0) > 0, 'the miss is priced');
     await stored(s0);
@@ -126,7 +112,7 @@ describe('exact cache, OpenAI Chat Completions (pass-through route)', () => {
     assert.equal(second.data.choices[0]!.message.content, first.data.choices[0]!.message.content);
     assert.deepEqual(second.data.usage?.prompt_tokens, first.data.usage?.prompt_tokens);
     assert.deepEqual(second.data.usage?.completion_tokens, first.data.usage?.completion_tokens);
-    const r2 = await recordOf(second.response.headers.get('x-request-id'));
+    const r2 = await srv.recordOf(second.response.headers.get('x-request-id'));
     assert.equal(r2.cacheHit, true);
     assert.equal(r2.cacheStatus, 'hit');
     assert.equal(r2.costUsd, 0);
@@ -200,7 +186,7 @@ describe('exact cache, OpenAI Chat Completions (pass-through route)', () => {
     await openai.chat.completions.create({ model: 'gpt-nocache', messages: [{ role: 'user', content: prompt }], temperature: 0, max_tokens: 20 });
     assert.equal(res.response.headers.get('x-gateway-cache'), null);
     assert.equal(upstream.chatRequests().length, 6);
-    const rec = await recordOf(res.response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(res.response.headers.get('x-request-id'));
     assert.equal(rec.cacheStatus, undefined);
   });
 
@@ -213,11 +199,11 @@ describe('exact cache, OpenAI Chat Completions (pass-through route)', () => {
     s0 = cache().stats.stored;
     const refresh = await openai.chat.completions.create(body, { headers: { 'x-gateway-cache': 'no-cache' } }).withResponse();
     assert.equal(upstream.chatRequests().length, 2, 'no-cache skips the lookup');
-    assert.equal((await recordOf(refresh.response.headers.get('x-request-id'))).cacheStatus, 'stored');
+    assert.equal((await srv.recordOf(refresh.response.headers.get('x-request-id'))).cacheStatus, 'stored');
     await stored(s0);
     const noStore = await openai.chat.completions.create({ ...body, messages: [{ role: 'user', content: `${prompt} (2)` }] }, { headers: { 'x-gateway-cache': 'no-store' } }).withResponse();
     assert.equal(noStore.response.headers.get('x-gateway-cache'), 'bypass');
-    assert.equal((await recordOf(noStore.response.headers.get('x-request-id'))).cacheStatus, 'bypass');
+    assert.equal((await srv.recordOf(noStore.response.headers.get('x-request-id'))).cacheStatus, 'bypass');
     await openai.chat.completions.create({ ...body, messages: [{ role: 'user', content: `${prompt} (2)` }] });
     assert.equal(upstream.chatRequests().length, 4, 'nothing was stored under no-store');
 
@@ -256,7 +242,7 @@ describe('exact cache, OpenAI Chat Completions (pass-through route)', () => {
     const tooLarge0 = cache().stats.tooLarge;
     const res = await openai.chat.completions.create({ model: 'gpt', messages: [{ role: 'user', content: prompt }], temperature: 0 }).withResponse();
     assert.equal(res.data.choices[0]!.message.content, big, 'the client got the whole answer');
-    const rec = await recordOf(res.response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(res.response.headers.get('x-request-id'));
     assert.equal(rec.cacheStatus, 'too_large');
     assert.equal(cache().stats.tooLarge, tooLarge0 + 1);
     await openai.chat.completions.create({ model: 'gpt', messages: [{ role: 'user', content: prompt }], temperature: 0 });
@@ -345,7 +331,7 @@ describe('semantic cache', () => {
     assert.equal(near.response.headers.get('x-gateway-cache'), 'semantic-hit');
     assert.equal(near.data.choices[0]!.message.content, first.choices[0]!.message.content);
     // The log record tells a semantic hit from an exact one (docs/log-schema.md: `semantic_hit`).
-    const nearRecord = await recordOf(near.response.headers.get('x-request-id'));
+    const nearRecord = await srv.recordOf(near.response.headers.get('x-request-id'));
     assert.equal(nearRecord.cacheStatus, 'semantic_hit');
     assert.equal(nearRecord.cacheHit, true);
     assert.equal(cache().stats.semanticHits, sem0 + 1);
@@ -395,20 +381,19 @@ describe('exact cache on pass-through routes of the other APIs', () => {
     const { startMockAnthropic } = await import('./helpers/mock-anthropic.ts');
     const responsesUp = await startMockResponsesUpstream();
     const anthropicUp = await startMockAnthropic({ apiKey: 'sk-ant-upstream-CACHE-0001' });
-    const config = parseConfig(
-      {
-        providers: {
-          oai: { type: 'openai', baseUrl: responsesUp.baseUrl, apiKeyEnv: 'TEST_CACHE_OAI' },
-          ant: { type: 'anthropic', baseUrl: anthropicUp.baseUrl, apiKeyEnv: 'TEST_CACHE_ANT' },
-        },
-        models: { resp: { provider: 'oai', model: 'gpt-4.1' }, claude: { provider: 'ant', model: 'claude-sonnet-4-5' } },
+    const s2 = await startGateway({
+      providers: {
+        oai: { type: 'openai', baseUrl: responsesUp.baseUrl, apiKeyEnv: 'TEST_CACHE_OAI' },
+        ant: { type: 'anthropic', baseUrl: anthropicUp.baseUrl, apiKeyEnv: 'TEST_CACHE_ANT' },
+      },
+      models: { resp: { provider: 'oai', model: 'gpt-4.1' }, claude: { provider: 'ant', model: 'claude-sonnet-4-5' } },
+      config: {
         routing: { retry: { retries: 0 }, fallbackOn: [] },
-        logging: { localDir: 'data/test-logs-unused' },
         cache: { backend: 'memory', models: { '*': {} } },
       },
-      't',
-    );
-    const s2 = await startLocalServer({ config, env: { TEST_CACHE_OAI: 'sk-oai-CACHE-0002', TEST_CACHE_ANT: 'sk-ant-upstream-CACHE-0001' }, port: 0, host: '127.0.0.1', sinks: [] });
+      env: { TEST_CACHE_OAI: 'sk-oai-CACHE-0002', TEST_CACHE_ANT: 'sk-ant-upstream-CACHE-0001' },
+      label: 't',
+    });
     try {
       const c = s2.gateway.cache!;
       const oai = new OpenAI({ baseURL: `${s2.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });
@@ -463,17 +448,15 @@ describe('exact cache on the Bedrock InvokeModel door', () => {
     const { startMockBedrock } = await import('./helpers/mock-bedrock.ts');
     const bedrock = await startMockBedrock();
     const MODEL_ID = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
-    const config = parseConfig(
-      {
-        providers: { bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint } },
-        models: { 'claude-on-bedrock': { provider: 'bedrock', model: MODEL_ID } },
+    const s2 = await startGateway({
+      providers: { bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint } },
+      models: { 'claude-on-bedrock': { provider: 'bedrock', model: MODEL_ID } },
+      config: {
         routing: { retry: { retries: 0 }, fallbackOn: [] },
-        logging: { localDir: 'data/test-logs-unused' },
         cache: { backend: 'memory', models: { 'claude-on-bedrock': {} } },
       },
-      't',
-    );
-    const s2 = await startLocalServer({ config, env: {}, port: 0, host: '127.0.0.1', sinks: [] });
+      label: 't',
+    });
     try {
       const c = s2.gateway.cache!;
       bedrock.script({ type: 'answer', text: ['Tides ', 'come ', 'twice a day.'], usage: { inputTokens: 9, outputTokens: 5 } });
@@ -549,20 +532,18 @@ describe('cache request headers are checked (issue #15)', () => {
 
 describe('cache entries do not cross aliases or guardrail profiles (issue #15)', () => {
   it('an alias without guardrails is never served the answer redacted for an alias with them, and vice versa', async () => {
-    const config = parseConfig(
-      {
-        providers: { mock: { type: 'mock', wordDelayMs: 0 } },
-        models: { guarded: { provider: 'mock', model: 'mock-echo-1' }, open: { provider: 'mock', model: 'mock-echo-1' }, 'open-too': { provider: 'mock', model: 'mock-echo-1' } },
-        logging: { localDir: 'data/test-logs-unused' },
+    const s2 = await startGateway({
+      providers: { mock: { type: 'mock', wordDelayMs: 0 } },
+      models: { guarded: { provider: 'mock', model: 'mock-echo-1' }, open: { provider: 'mock', model: 'mock-echo-1' }, 'open-too': { provider: 'mock', model: 'mock-echo-1' } },
+      config: {
         guardrails: {
           profiles: { pii: { rules: [{ name: 'pii', detect: ['email'], action: 'redact', on: ['output'] }] } },
           apply: { models: { guarded: 'pii' } },
         },
         cache: { backend: 'memory', namespace: 'global', models: { '*': {} } },
       },
-      'alias cache test',
-    );
-    const s2 = await startLocalServer({ config, env: {}, port: 0, host: '127.0.0.1', sinks: [] });
+      label: 'alias cache test',
+    });
     try {
       const c = s2.gateway.cache!;
       const oai = new OpenAI({ baseURL: `${s2.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0 });

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { parseAnthropicRequest } from '../shared/wire/anthropic-messages/door.ts';
-import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
-import { eventually, startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';
-import { startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
-import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
-import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
+import { KEYED_UPSTREAM_KEY, startClaudeCodeRig, type ClaudeCodeRig } from './helpers/claude-code.ts';
+import type { KeyedGateway } from './helpers/keys.ts';
+import type { MockAnthropic } from './helpers/mock-anthropic.ts';
+import type { MockBedrock } from './helpers/mock-bedrock.ts';
+import type { MockOpenAI } from './helpers/mock-openai.ts';
 
 /**
  * Issue #14 with fetch: what Claude Code sends today passes through to same-format upstreams as
@@ -16,7 +16,6 @@ import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
  */
 
 useDummyAwsCredentials('AKIAIOSFODNN7EXAMPLE', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY');
-const UPSTREAM_KEY = 'sk-upstream-test-0000000000000000';
 const CLAUDE_BEDROCK = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
 
 let claude: MockAnthropic;
@@ -25,47 +24,33 @@ let openaiUp: MockOpenAI;
 let gw: KeyedGateway;
 let key: string;
 
+let rig: ClaudeCodeRig;
+
 before(async () => {
-  [claude, bedrock, openaiUp] = await Promise.all([startMockAnthropic({ apiKey: UPSTREAM_KEY }), startMockBedrock(), startMockOpenAI()]);
-  gw = await startKeyedGateway({
-    upstreamBaseUrl: openaiUp.baseUrl,
-    config: {
-      server: { maxBodyBytes: 512 * 1024 },
-      providers: {
-        mock: { type: 'mock', wordDelayMs: 0 },
-        anthropic: { type: 'anthropic', baseUrl: claude.baseUrl, apiKeyEnv: 'TEST_UPSTREAM_KEY' },
-        bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, messagesViaInvokeModel: true },
-        openai: { type: 'openai', baseUrl: openaiUp.baseUrl, apiKeyEnv: 'TEST_UPSTREAM_KEY' },
-      },
-      models: {
-        mock: { provider: 'mock', model: 'mock-echo-1' },
-        claude: { provider: 'anthropic', model: 'claude-sonnet-4-5' },
-        'claude-on-bedrock': { provider: 'bedrock', model: CLAUDE_BEDROCK },
-        'nova-lite': { provider: 'bedrock', model: 'us.amazon.nova-lite-v1:0' },
-        gpt: { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
-      },
-      routing: { retry: { retries: 0 }, fallbackOn: [] },
+  rig = await startClaudeCodeRig('cc-passthrough', ({ claude, bedrock, openaiUp }) => ({
+    server: { maxBodyBytes: 512 * 1024 },
+    providers: {
+      mock: { type: 'mock', wordDelayMs: 0 },
+      anthropic: { type: 'anthropic', baseUrl: claude.baseUrl, apiKeyEnv: 'TEST_UPSTREAM_KEY' },
+      bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, messagesViaInvokeModel: true },
+      openai: { type: 'openai', baseUrl: openaiUp.baseUrl, apiKeyEnv: 'TEST_UPSTREAM_KEY' },
     },
-  });
-  ({ key } = await gw.createKey({ name: 'cc-passthrough' }));
+    models: {
+      mock: { provider: 'mock', model: 'mock-echo-1' },
+      claude: { provider: 'anthropic', model: 'claude-sonnet-4-5' },
+      'claude-on-bedrock': { provider: 'bedrock', model: CLAUDE_BEDROCK },
+      'nova-lite': { provider: 'bedrock', model: 'us.amazon.nova-lite-v1:0' },
+      gpt: { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
+    },
+    routing: { retry: { retries: 0 }, fallbackOn: [] },
+  }));
+  ({ claude, bedrock, openaiUp, gw, key } = rig);
 });
 
-after(async () => {
-  await gw?.close();
-  await Promise.all([claude?.close(), bedrock?.close(), openaiUp?.close()]);
-});
+after(() => rig?.close());
 
-beforeEach(() => {
-  claude.reset();
-  bedrock.reset();
-  openaiUp.reset();
-});
+beforeEach(() => rig.reset());
 
-function recordOf(res: Response): Promise<RequestRecord> {
-  const id = res.headers.get('x-request-id');
-  assert.ok(id);
-  return eventually(async () => gw.sink.records.find((r) => r.requestId === id), `record ${id}`);
-}
 
 const CC_HEADERS = {
   'anthropic-version': '2023-06-01',
@@ -121,8 +106,8 @@ describe('same-format routes pass through what the gateway need not understand',
     const up = claude.lastMessageRequest();
     assert.equal(up.raw, JSON.stringify({ ...body, model: 'claude-sonnet-4-5' }), 'the body as sent, but for the model');
     for (const [k, v] of Object.entries(CC_HEADERS)) assert.equal(up.headers[k], v, k);
-    assert.equal(up.headers['x-api-key'], UPSTREAM_KEY);
-    const rec = await recordOf(res);
+    assert.equal(up.headers['x-api-key'], KEYED_UPSTREAM_KEY);
+    const rec = await gw.recordOf(res);
     assert.equal(rec.sessionId, 'sess-cc-14');
     assert.equal(rec.agentId, 'agent-cc-14');
     assert.equal(rec.status, 200);
@@ -234,7 +219,7 @@ describe('Bedrock CountTokens: POST /bedrock/model/{id}/count-tokens', () => {
     assert.equal(typeof json.inputTokens, 'number');
     const up = bedrock.last('count-tokens');
     assert.equal(Buffer.from(up.body.input.invokeModel.body, 'base64').toString('utf8'), JSON.stringify(invokeBody));
-    const rec = await recordOf(res);
+    const rec = await gw.recordOf(res);
     assert.equal(rec.frontDoor, 'bedrock-invoke');
     assert.equal(rec.model, 'claude-on-bedrock');
     assert.equal(rec.status, 200);

@@ -18,11 +18,12 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { parseConfig } from '../shared/config/load.ts';
 import { anthropicModelName, BedrockModelIndex, parseBedrockPath } from '../shared/wire/bedrock-invoke/door.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
-import { assertCleanErrorText } from './helpers/gateway.ts';
-import { eventually, startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';
-import { anthropicErrorJson, startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
-import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
-import { createGate, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
+import { assertCleanErrorText, awaitRecord } from './helpers/gateway.ts';
+import type { KeyedGateway } from './helpers/keys.ts';
+import { KEYED_UPSTREAM_KEY, startClaudeCodeRig, type ClaudeCodeRig } from './helpers/claude-code.ts';
+import { anthropicErrorJson, type MockAnthropic } from './helpers/mock-anthropic.ts';
+import type { MockBedrock } from './helpers/mock-bedrock.ts';
+import { createGate, type MockOpenAI } from './helpers/mock-openai.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 
 /**
@@ -41,8 +42,7 @@ import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 // Dummy AWS credentials for the gateway's own Bedrock client (loopback mock only).
 useDummyAwsCredentials('AKIAIOSFODNN7EXAMPLE', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY');
 
-/** The upstream key the keyed test gateway holds (TEST_UPSTREAM_KEY, set by startKeyedGateway). */
-const UPSTREAM_KEY = 'sk-upstream-test-0000000000000000';
+const UPSTREAM_KEY = KEYED_UPSTREAM_KEY;
 const SONNET_BEDROCK = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
 const HAIKU_BEDROCK = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
 const OPUS_BEDROCK = 'global.anthropic.claude-opus-4-5-20251101-v1:0';
@@ -70,48 +70,37 @@ let gw: KeyedGateway;
 let key: string;
 let keyId: string;
 
+let rig: ClaudeCodeRig;
+
 before(async () => {
-  [claude, bedrock, openaiUp] = await Promise.all([startMockAnthropic({ apiKey: UPSTREAM_KEY }), startMockBedrock(), startMockOpenAI()]);
-  gw = await startKeyedGateway({
-    upstreamBaseUrl: openaiUp.baseUrl,
-    config: {
-      // Keep-alives after 250 ms of silence (a gated mock stream shows them on the Bedrock path).
-      server: { maxBodyBytes: 512 * 1024, sseKeepAliveMs: 250 },
-      providers: {
-        anthropic: { type: 'anthropic', baseUrl: claude.baseUrl, apiKeyEnv: 'TEST_UPSTREAM_KEY' },
-        bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint },
-        openai: { type: 'openai', baseUrl: openaiUp.baseUrl, apiKeyEnv: 'TEST_UPSTREAM_KEY' },
-      },
-      models: {
-        // Claude Code's own model names, mapped to other upstream ids on purpose.
-        'claude-sonnet-4-5-20250929': { provider: 'anthropic', model: 'claude-sonnet-4-5' },
-        'claude-haiku-4-5': { provider: 'anthropic', model: 'claude-haiku-4-5-20251001' },
-        'claude-on-bedrock': { provider: 'bedrock', model: SONNET_BEDROCK },
-        'claude-via-openai': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
-      },
-      bedrockApi: { models: { [OPUS_BEDROCK]: 'claude-via-openai' } },
-      // One attempt per request: each scripted upstream failure is what the client sees.
-      routing: { retry: { retries: 0 }, fallbackOn: [] },
+  rig = await startClaudeCodeRig('claude-code-dev', ({ claude, bedrock, openaiUp }) => ({
+    // Keep-alives after 250 ms of silence (a gated mock stream shows them on the Bedrock path).
+    server: { maxBodyBytes: 512 * 1024, sseKeepAliveMs: 250 },
+    providers: {
+      anthropic: { type: 'anthropic', baseUrl: claude.baseUrl, apiKeyEnv: 'TEST_UPSTREAM_KEY' },
+      bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint },
+      openai: { type: 'openai', baseUrl: openaiUp.baseUrl, apiKeyEnv: 'TEST_UPSTREAM_KEY' },
     },
-  });
-  ({ key, id: keyId } = await gw.createKey({ name: 'claude-code-dev' }));
+    models: {
+      // Claude Code's own model names, mapped to other upstream ids on purpose.
+      'claude-sonnet-4-5-20250929': { provider: 'anthropic', model: 'claude-sonnet-4-5' },
+      'claude-haiku-4-5': { provider: 'anthropic', model: 'claude-haiku-4-5-20251001' },
+      'claude-on-bedrock': { provider: 'bedrock', model: SONNET_BEDROCK },
+      'claude-via-openai': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
+    },
+    bedrockApi: { models: { [OPUS_BEDROCK]: 'claude-via-openai' } },
+    // One attempt per request: each scripted upstream failure is what the client sees.
+    routing: { retry: { retries: 0 }, fallbackOn: [] },
+  }));
+  ({ claude, bedrock, openaiUp, gw, key, keyId } = rig);
 });
 
-after(async () => {
-  await gw?.close();
-  await Promise.all([claude?.close(), bedrock?.close(), openaiUp?.close()]);
-});
+after(() => rig?.close());
 
-beforeEach(() => {
-  claude.reset();
-  bedrock.reset();
-  openaiUp.reset();
-});
+beforeEach(() => rig.reset());
 
 function recordFor(res: Response | { $metadata: { requestId?: string } }): Promise<RequestRecord> {
-  const id = res instanceof Response ? res.headers.get('x-request-id') : res.$metadata.requestId;
-  assert.ok(id, 'the answer names its request');
-  return eventually(async () => gw.sink.records.find((r) => r.requestId === id), `the log record of ${id}`);
+  return gw.recordOf(res instanceof Response ? res : res.$metadata.requestId);
 }
 
 /** Claude Code's request, as it sends it: its headers, a Bearer token, the query string. */
@@ -583,7 +572,7 @@ describe('Claude Code on the Bedrock path (ANTHROPIC_BEDROCK_BASE_URL=<gateway>/
       },
     );
     assert.ok(seen.some((e) => e.delta?.text === 'a '), 'the events before the failure arrived');
-    const rec = await eventually(async () => gw.sink.records.find((r) => r.frontDoor === 'bedrock-invoke' && r.outcome === 'stream_error'), 'the stream_error record');
+    const rec = await awaitRecord(gw.sink.records, (r) => r.frontDoor === 'bedrock-invoke' && r.outcome === 'stream_error', 'the stream_error record');
     assert.equal(rec.status, 502, 'docs/log-schema.md: a failure after the stream started is logged as 502');
 
     // An Anthropic upstream whose stream is cut: the client gets an exception, never a clean end.

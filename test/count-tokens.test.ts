@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { parseConfig } from '../shared/config/load.ts';
-import { CLIENT_KEY, UPSTREAM_KEY } from './helpers/gateway.ts';
+import { CLIENT_KEY, UPSTREAM_KEY, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { countTokensOf, startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
@@ -24,31 +22,28 @@ const CLAUDE_BEDROCK = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
 let ant: MockAnthropic;
 let bedrock: MockBedrock;
 let oai: MockOpenAI;
-let srv: LocalServer;
+let srv: StartedGateway;
 let claude: Anthropic;
 
 before(async () => {
   [ant, bedrock, oai] = await Promise.all([startMockAnthropic({ apiKey: ANTHROPIC_KEY }), startMockBedrock(), startMockOpenAI()]);
-  const config = parseConfig(
-    {
-      providers: {
-        anthropic: { type: 'anthropic', baseUrl: ant.baseUrl, apiKeyEnv: 'TEST_COUNT_ANTHROPIC_KEY' },
-        bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint },
-        openai: { type: 'openai', baseUrl: oai.baseUrl, apiKeyEnv: 'TEST_COUNT_OPENAI_KEY' },
-        mock: { type: 'mock', wordDelayMs: 0 },
-      },
-      models: {
-        'c-anthropic': { provider: 'anthropic', model: 'claude-sonnet-4-5-20250929' },
-        'c-bedrock': { provider: 'bedrock', model: CLAUDE_BEDROCK },
-        'c-nova': { provider: 'bedrock', model: 'amazon.nova-pro-v1:0' },
-        'c-openai': { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
-        'c-mock': { provider: 'mock', model: 'mock-echo-1' },
-      },
-      logging: { localDir: 'data/test-logs-unused' },
+  srv = await startGateway({
+    providers: {
+      anthropic: { type: 'anthropic', baseUrl: ant.baseUrl, apiKeyEnv: 'TEST_COUNT_ANTHROPIC_KEY' },
+      bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint },
+      openai: { type: 'openai', baseUrl: oai.baseUrl, apiKeyEnv: 'TEST_COUNT_OPENAI_KEY' },
+      mock: { type: 'mock', wordDelayMs: 0 },
     },
-    'count_tokens test configuration',
-  );
-  srv = await startLocalServer({ config, env: { TEST_COUNT_ANTHROPIC_KEY: ANTHROPIC_KEY, TEST_COUNT_OPENAI_KEY: UPSTREAM_KEY }, port: 0, host: '127.0.0.1', sinks: [] });
+    models: {
+      'c-anthropic': { provider: 'anthropic', model: 'claude-sonnet-4-5-20250929' },
+      'c-bedrock': { provider: 'bedrock', model: CLAUDE_BEDROCK },
+      'c-nova': { provider: 'bedrock', model: 'amazon.nova-pro-v1:0' },
+      'c-openai': { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
+      'c-mock': { provider: 'mock', model: 'mock-echo-1' },
+    },
+    env: { TEST_COUNT_ANTHROPIC_KEY: ANTHROPIC_KEY, TEST_COUNT_OPENAI_KEY: UPSTREAM_KEY },
+    label: 'count_tokens test configuration',
+  });
   claude = new Anthropic({ baseURL: srv.url, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
 });
 

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import OpenAI, { APIError } from 'openai';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { parseConfig } from '../shared/config/load.ts';
-import { assertCleanErrorText, CLIENT_KEY, MemorySink, UPSTREAM_KEY, UPSTREAM_KEY_ENV } from './helpers/gateway.ts';
+import { assertCleanErrorText, CLIENT_KEY, UPSTREAM_KEY, UPSTREAM_KEY_ENV, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { mockVector, startMockBedrock, wordCount, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
+import { readBody, startLoopback } from './helpers/loopback.ts';
 
 /**
  * `POST /v1/embeddings` through the official openai client: the mock provider (no account), an
@@ -32,10 +30,8 @@ interface EmbeddingsUpstream {
 
 async function startEmbeddingsUpstream(): Promise<EmbeddingsUpstream> {
   const state: EmbeddingsUpstream = { baseUrl: '', requests: [], close: async () => {} };
-  const server: Server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null');
+  const lb = await startLoopback(async (req, res) => {
+    const body = JSON.parse((await readBody(req)) || 'null');
     state.requests.push({ headers: req.headers, body });
     const send = (status: number, obj: unknown) => {
       const text = JSON.stringify(obj);
@@ -57,46 +53,39 @@ async function startEmbeddingsUpstream(): Promise<EmbeddingsUpstream> {
     const tokens = inputs.reduce((n, t) => n + wordCount(String(t)), 0);
     send(200, { object: 'list', data, model: `${body.model}-served`, usage: { prompt_tokens: tokens, total_tokens: tokens } });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  state.baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-  state.close = async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  };
+  state.baseUrl = `${lb.url}/v1`;
+  state.close = () => lb.close();
   return state;
 }
 
 let bedrock: MockBedrock;
 let upstream: EmbeddingsUpstream;
-let srv: LocalServer;
-let sink: MemorySink;
+let srv: StartedGateway;
 let client: OpenAI;
 
 before(async () => {
   bedrock = await startMockBedrock();
   upstream = await startEmbeddingsUpstream();
-  sink = new MemorySink();
-  const config = parseConfig(
-    {
-      providers: {
-        mock: { type: 'mock' },
-        openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: UPSTREAM_KEY_ENV },
-        bedrock: { type: 'bedrock', region: 'us-west-2', endpoint: bedrock.endpoint },
-      },
-      models: {
-        'mock-embed': { provider: 'mock', model: 'mock-embed-1' },
-        'text-embedding-3-small': { provider: 'openai', model: 'text-embedding-3-small' },
-        titan: { provider: 'bedrock', model: TITAN },
-        cohere: { provider: 'bedrock', model: COHERE },
-        'cohere-v4': { provider: 'bedrock', model: COHERE_V4 },
-        nova: { provider: 'bedrock', model: 'amazon.nova-lite-v1:0' },
-      },
-      routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 } },
-      logging: { localDir: 'data/test-logs-unused' },
+  srv = await startGateway({
+    providers: {
+      mock: { type: 'mock' },
+      openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: UPSTREAM_KEY_ENV },
+      bedrock: { type: 'bedrock', region: 'us-west-2', endpoint: bedrock.endpoint },
     },
-    'embeddings test configuration',
-  );
-  srv = await startLocalServer({ config, env: { [UPSTREAM_KEY_ENV]: UPSTREAM_KEY }, port: 0, host: '127.0.0.1', sinks: [sink] });
+    models: {
+      'mock-embed': { provider: 'mock', model: 'mock-embed-1' },
+      'text-embedding-3-small': { provider: 'openai', model: 'text-embedding-3-small' },
+      titan: { provider: 'bedrock', model: TITAN },
+      cohere: { provider: 'bedrock', model: COHERE },
+      'cohere-v4': { provider: 'bedrock', model: COHERE_V4 },
+      nova: { provider: 'bedrock', model: 'amazon.nova-lite-v1:0' },
+    },
+    config: {
+      routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 } },
+    },
+    env: { [UPSTREAM_KEY_ENV]: UPSTREAM_KEY },
+    label: 'embeddings test configuration',
+  });
   client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
 });
 
@@ -145,17 +134,6 @@ async function expectApiError(p: Promise<unknown>, status: number, param?: strin
   return caught;
 }
 
-async function recordFor(requestId: string | null) {
-  assert.ok(requestId);
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const r = sink.records.find((x) => x.requestId === requestId);
-    if (r) return r;
-    if (Date.now() > deadline) throw new Error(`no log record for ${requestId}`);
-    await new Promise((res) => setTimeout(res, 10));
-  }
-}
-
 describe('embeddings: mock provider (no account)', () => {
   it('answers in OpenAI shape with deterministic unit vectors (the SDK default, base64, decoded by the client)', async () => {
     const { data: res, response } = await client.embeddings.create({ model: 'mock-embed', input: ['The cat sat on the mat', 'the cat sat on the mat', 'Stock prices fell sharply'] }).withResponse();
@@ -175,7 +153,7 @@ describe('embeddings: mock provider (no account)', () => {
     assert.ok(cosine(a!, b!) > cosine(a!, c!));
     assert.deepEqual(res.usage, { prompt_tokens: 16, total_tokens: 16 });
 
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.path, '/v1/embeddings');
     assert.equal(rec.model, 'mock-embed');
     assert.equal(rec.provider, 'mock');
@@ -208,7 +186,7 @@ describe('embeddings: OpenAI upstream (pass-through)', () => {
     const sent = upstream.requests[0]!;
     assert.deepEqual(sent.body, { model: 'text-embedding-3-small', input: ['alpha beta', 'gamma'], dimensions: 16, user: 'u-42', encoding_format: 'base64' });
     assert.equal(sent.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.provider, 'openai');
     assert.equal(rec.inputTokens, 3);
     assert.equal(rec.outcome, 'ok');
@@ -257,7 +235,7 @@ describe('embeddings: Bedrock Titan and Cohere', () => {
       assert.equal(c.body.normalize, true);
     }
     assert.deepEqual(calls.map((c) => c.body.inputText).sort(), [...texts].sort());
-    const rec = await recordFor(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.provider, 'bedrock');
     assert.equal(rec.upstreamModel, TITAN);
     assert.equal(rec.inputTokens, tokens);
@@ -337,7 +315,7 @@ describe('embeddings: request checks', () => {
     const r = await fetch(`${srv.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'no-such-model', input: 'x' }) });
     assert.equal(r.status, 404);
     assert.equal(((await r.json()) as any).error.code, 'model_not_found');
-    const rec = await recordFor(r.headers.get('x-request-id'));
+    const rec = await srv.recordOf(r.headers.get('x-request-id'));
     assert.equal(rec.status, 404);
     assert.equal(rec.outcome, 'error');
   });

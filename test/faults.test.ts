@@ -5,10 +5,10 @@ import { BedrockRuntimeClient, InvokeModelCommand, InvokeModelWithResponseStream
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import OpenAI from 'openai';
 import { parseConfig } from '../shared/config/load.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 import { startFaultUpstream, type Fault, type FaultUpstream } from './helpers/fault-upstream.ts';
+import { startGateway, type StartedGateway } from './helpers/gateway.ts';
 
 useDummyAwsCredentials('AKIDFAULTTEST0000000', 'fault-test-secret-not-used');
 
@@ -70,7 +70,7 @@ interface Outcome {
 
 describe('fault injection: every API, route and fault, with a fallback target', () => {
   let bad: FaultUpstream, good: FaultUpstream;
-  let srv: LocalServer;
+  let srv: StartedGateway;
   const records: RequestRecord[] = [];
   let openai: OpenAI;
   let anthropic: Anthropic;
@@ -91,15 +91,18 @@ describe('fault injection: every API, route and fault, with a fallback target', 
     for (const r of ROUTES) {
       models[r.alias] = { groups: [{ targets: [{ provider: `${r.family}-bad`, model: r.model }] }, { targets: [{ provider: `${r.family}-good`, model: r.model }] }] };
     }
-    const config = parseConfig({
+    srv = await startGateway({
       providers,
       models,
-      bedrockApi: { models: { [INVOKE_SAME_ID]: 'inv-same', [INVOKE_XL_ID]: 'inv-xl' } },
-      // One retry (a 429's Retry-After: 0 is honoured), no cooldown: every case meets the faulty target first.
-      routing: { retry: { retries: 1, baseDelayMs: 1, maxDelayMs: 50 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } },
-      server: { sseKeepAliveMs: 0 },
+      config: {
+        bedrockApi: { models: { [INVOKE_SAME_ID]: 'inv-same', [INVOKE_XL_ID]: 'inv-xl' } },
+        // One retry (a 429's Retry-After: 0 is honoured), no cooldown: every case meets the faulty target first.
+        routing: { retry: { retries: 1, baseDelayMs: 1, maxDelayMs: 50 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } },
+        server: { sseKeepAliveMs: 0 },
+      },
+      env: { FAULT_OPENAI_KEY: 'sk-fault-openai', FAULT_ANTHROPIC_KEY: 'sk-ant-fault' },
+      sinks: [{ write: (r) => void records.push(structuredClone(r)) }],
     });
-    srv = await startLocalServer({ config, env: { FAULT_OPENAI_KEY: 'sk-fault-openai', FAULT_ANTHROPIC_KEY: 'sk-ant-fault' }, port: 0, sinks: [{ write: (r) => void records.push(structuredClone(r)) }] });
     openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
     anthropic = new Anthropic({ baseURL: srv.url, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
     bedrock = new BedrockRuntimeClient({
@@ -247,15 +250,17 @@ describe('fault injection: every API, route and fault, with a fallback target', 
 describe('a request the gateway cannot handle is not the upstream\'s failure', () => {
   it('deep nesting in an unused field: the client\'s 400, no attempt, no retry, no fallback, no cooldown strike', async () => {
     const [primary, fallback] = await Promise.all([startFaultUpstream('primary'), startFaultUpstream('fallback')]);
-    const config = parseConfig({
+    const records: RequestRecord[] = [];
+    const srv = await startGateway({
       providers: { p: { type: 'openai-compatible', baseUrl: primary.baseUrl }, f: { type: 'openai-compatible', baseUrl: fallback.baseUrl } },
       models: { m: { groups: [{ targets: [{ provider: 'p', model: 'x' }] }, { targets: [{ provider: 'f', model: 'y' }] }] } },
-      // A single strike would cool the primary down: any strike from these requests would show.
-      routing: { retry: { retries: 2, baseDelayMs: 1, maxDelayMs: 5 }, cooldown: { failures: 1, windowMs: 60_000, cooldownMs: 60_000 } },
-      server: { maxBodyBytes: 1024 * 1024 },
+      config: {
+        // A single strike would cool the primary down: any strike from these requests would show.
+        routing: { retry: { retries: 2, baseDelayMs: 1, maxDelayMs: 5 }, cooldown: { failures: 1, windowMs: 60_000, cooldownMs: 60_000 } },
+        server: { maxBodyBytes: 1024 * 1024 },
+      },
+      sinks: [{ write: (r) => void records.push(structuredClone(r)) }],
     });
-    const records: RequestRecord[] = [];
-    const srv = await startLocalServer({ config, env: {}, port: 0, sinks: [{ write: (r) => void records.push(structuredClone(r)) }] });
     try {
       let nested = '0';
       for (let i = 0; i < 5_000; i++) nested = `[${nested}]`;

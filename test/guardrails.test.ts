@@ -5,13 +5,12 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { parseConfig } from '../shared/config/load.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
 import type { StreamEvent } from '../shared/core/types.ts';
 import { DETECTOR_TABLE, findAll, ibanValid, luhnValid } from '../shared/guardrails/detectors.ts';
 import { CompiledProfile } from '../shared/guardrails/engine.ts';
 import { guardrailProfileSchema, type DetectorName } from '../shared/guardrails/schema.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
-import { CLIENT_KEY, MemorySink } from './helpers/gateway.ts';
+import { CLIENT_KEY, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { eventually } from './helpers/keys.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
@@ -145,8 +144,7 @@ describe('streaming output filter', () => {
 
 const UPSTREAM_KEY_ENV = 'TEST_GUARD_UPSTREAM_KEY';
 let upstream: MockOpenAI;
-let srv: LocalServer;
-let sink: MemorySink;
+let srv: StartedGateway;
 let openai: OpenAI;
 let claude: Anthropic;
 let bedrockMock: Server;
@@ -178,17 +176,16 @@ before(async () => {
   await new Promise<void>((r) => bedrockMock.listen(0, '127.0.0.1', () => r()));
   const bedrockPort = (bedrockMock.address() as AddressInfo).port;
 
-  const config = parseConfig(
-    {
-      providers: { openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: UPSTREAM_KEY_ENV } },
-      models: {
-        gpt: { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
-        'gpt-strict': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
-        'gpt-bedrock': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
-        'gpt-open': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
-      },
+  srv = await startGateway({
+    providers: { openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: UPSTREAM_KEY_ENV } },
+    models: {
+      gpt: { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
+      'gpt-strict': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
+      'gpt-bedrock': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
+      'gpt-open': { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' },
+    },
+    config: {
       routing: { retry: { retries: 0 }, fallbackOn: [] },
-      logging: { localDir: 'data/test-logs-unused' },
       guardrails: {
         profiles: {
           default: {
@@ -205,15 +202,8 @@ before(async () => {
         apply: { models: { '*': 'default', 'gpt-strict': 'strict', 'gpt-bedrock': 'bedrock' } },
       },
     },
-    'guardrails test configuration',
-  );
-  sink = new MemorySink();
-  srv = await startLocalServer({
-    config,
     env: { [UPSTREAM_KEY_ENV]: 'sk-upstream-GUARDTEST-1234' },
-    port: 0,
-    host: '127.0.0.1',
-    sinks: [sink],
+    label: 'guardrails test configuration',
   });
   openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
   claude = new Anthropic({ baseURL: srv.url, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
@@ -230,11 +220,6 @@ beforeEach(() => {
   upstream.reset();
   guardrailCalls.length = 0;
 });
-
-async function recordOf(requestId: string | null | undefined): Promise<RequestRecord> {
-  assert.ok(requestId, 'an x-request-id');
-  return eventually(async () => sink.records.find((r) => r.requestId === requestId), `record ${requestId}`);
-}
 
 async function expectBlocked(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
   try {
@@ -253,7 +238,7 @@ describe('guardrails on the prompt', () => {
     assert.equal(err.code, 'guardrail_blocked');
     assert.doesNotMatch(err.message, /AKIAIOSFODNN7EXAMPLE/, 'the error does not echo the secret');
     assert.equal(upstream.chatRequests().length, 0);
-    const rec = await recordOf(err.headers?.get('x-request-id'));
+    const rec = await srv.recordOf(err.headers?.get('x-request-id'));
     assert.equal(rec.guardrail, 'blocked');
     assert.equal(rec.guardrailReason, 'secrets');
     assert.equal(rec.status, 400);
@@ -278,7 +263,7 @@ describe('guardrails on the prompt', () => {
     assert.equal(sent.messages[1].content, 'I am [REDACTED:email], card [REDACTED:card], IBAN [REDACTED:iban]');
     assert.equal(sent.messages[0].content, 'Support bot');
     assert.equal(sent.model, 'gpt-4o-mini-2024-07-18');
-    const rec = await recordOf(res.response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(res.response.headers.get('x-request-id'));
     assert.equal(rec.guardrail, 'redacted');
     assert.equal(rec.guardrailReason, 'pii');
   });
@@ -309,7 +294,7 @@ describe('guardrails on the answer', () => {
     let out = '';
     for await (const c of stream.data) out += c.choices[0]?.delta.content ?? '';
     assert.equal(out, 'Reach me at [REDACTED:email] or [REDACTED:card] anytime.');
-    const rec = await recordOf(stream.response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(stream.response.headers.get('x-request-id'));
     assert.equal(rec.guardrail, 'redacted');
     assert.equal(rec.outcome, 'ok');
   });
@@ -336,7 +321,7 @@ describe('guardrails on the answer', () => {
       (e: unknown) => e instanceof OpenAI.APIError && /guardrail_blocked/.test((e as Error).message),
     );
     assert.doesNotMatch(got, /AKIA/);
-    const rec = await recordOf(stream.response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(stream.response.headers.get('x-request-id'));
     assert.equal(rec.guardrail, 'blocked');
     assert.equal(rec.outcome, 'stream_error');
   });
@@ -357,7 +342,7 @@ describe('Amazon Bedrock Guardrails (ApplyGuardrail through the AWS SDK)', () =>
     const err = await expectBlocked(openai.chat.completions.create({ model: 'gpt-bedrock', messages: [{ role: 'user', content: 'about the forbidden topic' }] }));
     assert.equal(err.code, 'guardrail_blocked');
     assert.equal(upstream.chatRequests().length, 1, 'the blocked prompt never reached the upstream');
-    const rec = await recordOf(err.headers?.get('x-request-id'));
+    const rec = await srv.recordOf(err.headers?.get('x-request-id'));
     assert.equal(rec.guardrailReason, 'bedrock');
 
     upstream.script({ type: 'text', pieces: ['Here is the ', 'forbidden topic', ' explained'] });

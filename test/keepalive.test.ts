@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { parseConfig } from '../shared/config/load.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
 import { withSseKeepAlive } from '../shared/http/keepalive.ts';
-import { MemorySink } from './helpers/gateway.ts';
+import { startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { createGate, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 
 /**
@@ -16,20 +14,22 @@ import { createGate, startMockOpenAI, type MockOpenAI } from './helpers/mock-ope
  */
 describe('SSE keepalive during long silences', () => {
   let upstream: MockOpenAI;
-  let srv: LocalServer;
+  let srv: StartedGateway;
 
   before(async () => {
     upstream = await startMockOpenAI();
-    const config = parseConfig({
-      server: { sseKeepAliveMs: 40 },
+    srv = await startGateway({
       providers: {
         openai: { type: 'openai', baseUrl: upstream.baseUrl, apiKeyEnv: 'UPSTREAM_KEY' },
         mock: { type: 'mock', wordDelayMs: 0 },
       },
       models: { gpt: { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' }, mock: { provider: 'mock', model: 'mock-echo-1' } },
-      routing: { retry: { retries: 0 } },
+      config: {
+        server: { sseKeepAliveMs: 40 },
+        routing: { retry: { retries: 0 } },
+      },
+      env: { UPSTREAM_KEY: 'sk-upstream' },
     });
-    srv = await startLocalServer({ config, env: { UPSTREAM_KEY: 'sk-upstream' }, port: 0, sinks: [new MemorySink()] });
   });
   after(async () => {
     await srv.close();

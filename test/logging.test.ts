@@ -9,7 +9,7 @@ import { startLocalServer } from '../local/server.ts';
 import { FileLogSink } from '../shared/telemetry/file-sink.ts';
 import { LOG_SCHEMA_VERSION, type RequestRecord } from '../shared/telemetry/record.ts';
 import { addChunk, emptyCollected, startTestGateway, testConfig, UPSTREAM_KEY, UPSTREAM_MODEL, type CollectedStream, type TestGateway } from './helpers/gateway.ts';
-import { createGate, openaiErrorJson, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
+import { createGate, openaiErrorJson, type MockOpenAI } from './helpers/mock-openai.ts';
 
 /** One log record per request, however it ends, with the fields that say what happened. */
 
@@ -18,15 +18,12 @@ let gw: TestGateway;
 let client: OpenAI;
 
 before(async () => {
-  upstream = await startMockOpenAI();
-  gw = await startTestGateway({ upstreamBaseUrl: upstream.baseUrl, slowWordDelayMs: 5_000 });
+  gw = await startTestGateway({ slowWordDelayMs: 5_000 });
+  upstream = gw.upstream!;
   client = gw.client();
 });
 
-after(async () => {
-  await gw?.close();
-  await upstream?.close();
-});
+after(() => gw?.close());
 
 beforeEach(() => upstream.reset());
 

@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { parseConfig } from '../shared/config/load.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
-import { assertCleanErrorText, CLIENT_KEY, collectStream, MemorySink, UPSTREAM_KEY } from './helpers/gateway.ts';
+import { assertCleanErrorText, CLIENT_KEY, collectStream, UPSTREAM_KEY, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { createGate, startMockOpenAI, type Gate, type MockOpenAI } from './helpers/mock-openai.ts';
@@ -88,8 +86,7 @@ let openaiResponses: MockResponsesUpstream;
 let proxy: PathProxy;
 let anthropicUp: MockAnthropic;
 let bedrock: MockBedrock;
-let srv: LocalServer;
-let sink: MemorySink;
+let srv: StartedGateway;
 let openai: OpenAI;
 let claude: Anthropic;
 
@@ -100,23 +97,21 @@ before(async () => {
     { prefix: '/v1/responses', origin: new URL(openaiResponses.baseUrl).origin },
     { prefix: '/v1/', origin: new URL(openaiChat.baseUrl).origin },
   ]);
-  const config = parseConfig(
-    {
-      providers: {
-        openai: { type: 'openai', baseUrl: proxy.baseUrl, apiKeyEnv: OPENAI_KEY_ENV, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
-        anthropic: { type: 'anthropic', baseUrl: anthropicUp.baseUrl, apiKeyEnv: ANTHROPIC_KEY_ENV, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
-        bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
-        mock: { type: 'mock', wordDelayMs: 0 },
-      },
-      models: Object.fromEntries(PROVIDERS.map((p) => [MODEL[p], { provider: p, model: UPSTREAM_MODEL[p] }])),
+  srv = await startGateway({
+    providers: {
+      openai: { type: 'openai', baseUrl: proxy.baseUrl, apiKeyEnv: OPENAI_KEY_ENV, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
+      anthropic: { type: 'anthropic', baseUrl: anthropicUp.baseUrl, apiKeyEnv: ANTHROPIC_KEY_ENV, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
+      bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
+      mock: { type: 'mock', wordDelayMs: 0 },
+    },
+    models: Object.fromEntries(PROVIDERS.map((p) => [MODEL[p], { provider: p, model: UPSTREAM_MODEL[p] }])),
+    config: {
       // One attempt per request: each scripted upstream answer is the one the client gets.
       routing: { retry: { retries: 0 }, fallbackOn: [] },
-      logging: { localDir: 'data/test-logs-unused' },
     },
-    'matrix test configuration',
-  );
-  sink = new MemorySink();
-  srv = await startLocalServer({ config, env: { [OPENAI_KEY_ENV]: UPSTREAM_KEY, [ANTHROPIC_KEY_ENV]: ANTHROPIC_KEY }, port: 0, host: '127.0.0.1', sinks: [sink] });
+    env: { [OPENAI_KEY_ENV]: UPSTREAM_KEY, [ANTHROPIC_KEY_ENV]: ANTHROPIC_KEY },
+    label: 'matrix test configuration',
+  });
   openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
   claude = new Anthropic({ baseURL: srv.url, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
 });
@@ -307,16 +302,6 @@ const STOP: Record<Door, Record<Kind, string>> = {
   responses: { text: 'completed', tool: 'completed' },
 };
 
-async function recordFor(requestId: string | null): Promise<RequestRecord> {
-  assert.ok(requestId, 'the response has an x-request-id');
-  for (let i = 0; i < 500; i++) {
-    const r = sink.records.find((x) => x.requestId === requestId);
-    if (r) return r;
-    await new Promise((res) => setTimeout(res, 10));
-  }
-  throw new Error(`no log record for ${requestId}`);
-}
-
 describe('matrix: front door x provider x stream x {text, tool call}', () => {
   for (const door of DOORS) {
     for (const provider of PROVIDERS) {
@@ -343,7 +328,7 @@ describe('matrix: front door x provider x stream x {text, tool call}', () => {
             assert.equal(got.stop, STOP[door][kind]);
             assert.deepEqual(got.usage, want.usage);
 
-            const rec = await recordFor(got.requestId);
+            const rec = await srv.recordOf(got.requestId);
             assert.equal(rec.outcome, 'ok');
             assert.equal(rec.status, 200);
             assert.equal(rec.provider, provider);
@@ -462,7 +447,7 @@ describe('matrix: an upstream failing after streaming began', () => {
           assert.deepEqual(seqs, seqs.map((_, i) => seqs[0]! + i), 'sequence numbers run on through the failure');
         }
 
-        const rec = await recordFor(res.headers.get('x-request-id'));
+        const rec = await srv.recordOf(res.headers.get('x-request-id'));
         assert.equal(rec.outcome, 'stream_error');
         // docs/log-schema.md: the client got a 200 and then the error event; the record says 502.
         assert.equal(rec.status, 502, 'an upstream failure after the stream started');

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { parseConfig } from '../shared/config/load.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
+import { startGateway, type StartedGateway } from './helpers/gateway.ts';
+import { startLoopback } from './helpers/loopback.ts';
 
 /**
  * Embeddings and token counts go through the attempt runner (issue #20): a model whose first
@@ -22,7 +20,7 @@ interface Upstream {
 
 async function startUpstream(name: string): Promise<Upstream> {
   const u = { name, origin: '', hits: 0, failing: false } as Upstream;
-  const server: Server = createServer((req, res) => {
+  const lb = await startLoopback((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -44,20 +42,19 @@ async function startUpstream(name: string): Promise<Upstream> {
       }
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  u.origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  u.close = () => new Promise<void>((r) => server.close(() => r()));
+  u.origin = lb.url;
+  u.close = () => lb.close();
   return u;
 }
 
 describe('embeddings and count_tokens fall back like chat calls', () => {
   let a: Upstream, b: Upstream;
-  let srv: LocalServer;
+  let srv: StartedGateway;
   const records: RequestRecord[] = [];
 
   before(async () => {
     [a, b] = await Promise.all([startUpstream('alpha'), startUpstream('beta')]);
-    const config = parseConfig({
+    srv = await startGateway({
       providers: {
         'oa-alpha': { type: 'openai-compatible', baseUrl: `${a.origin}/v1` },
         'oa-beta': { type: 'openai-compatible', baseUrl: `${b.origin}/v1` },
@@ -68,9 +65,12 @@ describe('embeddings and count_tokens fall back like chat calls', () => {
         embed: { groups: [{ targets: [{ provider: 'oa-alpha', model: 'e-a' }] }, { targets: [{ provider: 'oa-beta', model: 'e-b' }] }] },
         claude: { groups: [{ targets: [{ provider: 'an-alpha', model: 'c-a' }] }, { targets: [{ provider: 'an-beta', model: 'c-b' }] }] },
       },
-      routing: { retry: { retries: 1, baseDelayMs: 1, maxDelayMs: 20 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } },
+      config: {
+        routing: { retry: { retries: 1, baseDelayMs: 1, maxDelayMs: 20 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } },
+      },
+      env: { TEST_ONE_SHOT_KEY: 'sk-test' },
+      sinks: [{ write: (r) => void records.push(structuredClone(r)) }],
     });
-    srv = await startLocalServer({ config, env: { TEST_ONE_SHOT_KEY: 'sk-test' }, port: 0, sinks: [{ write: (r) => void records.push(structuredClone(r)) }] });
   });
   after(async () => {
     await srv.close();

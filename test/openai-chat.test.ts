@@ -3,7 +3,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import OpenAI, { APIError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { assertCleanErrorText, CLIENT_KEY, collectStream, emptyCollected, addChunk, startTestGateway, UPSTREAM_KEY, UPSTREAM_MODEL, type TestGateway } from './helpers/gateway.ts';
-import { createGate, deadBaseUrl, openaiErrorJson, startMockOpenAI, UPSTREAM_MODELS, type MockOpenAI } from './helpers/mock-openai.ts';
+import { createGate, deadBaseUrl, openaiErrorJson, UPSTREAM_MODELS, type MockOpenAI } from './helpers/mock-openai.ts';
 
 /** The official openai SDK against the gateway: the mock provider, and the openai provider over a mock upstream. */
 
@@ -12,15 +12,12 @@ let gw: TestGateway;
 let client: OpenAI;
 
 before(async () => {
-  upstream = await startMockOpenAI();
-  gw = await startTestGateway({ upstreamBaseUrl: upstream.baseUrl, deadBaseUrl: await deadBaseUrl(), maxBodyBytes: 16 * 1024 });
+  gw = await startTestGateway({ deadBaseUrl: await deadBaseUrl(), maxBodyBytes: 16 * 1024 });
+  upstream = gw.upstream!;
   client = gw.client();
 });
 
-after(async () => {
-  await gw?.close();
-  await upstream?.close();
-});
+after(() => gw?.close());
 
 beforeEach(() => upstream.reset());
 

@@ -2,10 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import OpenAI, { APIError } from 'openai';
 import type { FunctionTool, ResponseStreamEvent } from 'openai/resources/responses/responses';
-import { parseConfig } from '../shared/config/load.ts';
-import { configSchema } from '../shared/config/schema.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { assertCleanErrorText, CLIENT_KEY, MemorySink, UPSTREAM_KEY } from './helpers/gateway.ts';
+import { assertCleanErrorText, CLIENT_KEY, noRetries, startGateway, UPSTREAM_KEY, type StartedGateway } from './helpers/gateway.ts';
 import { createGate, openaiErrorJson, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 import { startMockResponsesUpstream, type MockResponsesUpstream } from './helpers/mock-openai-responses.ts';
 
@@ -21,14 +18,13 @@ const COMPAT_KEY_ENV = 'TEST_RESPONSES_COMPAT_KEY';
 
 let responsesUpstream: MockResponsesUpstream;
 let chatUpstream: MockOpenAI;
-let srv: LocalServer;
-let sink: MemorySink;
+let srv: StartedGateway;
 let client: OpenAI;
 
 before(async () => {
   responsesUpstream = await startMockResponsesUpstream();
   chatUpstream = await startMockOpenAI();
-  const raw: Record<string, unknown> = {
+  srv = await startGateway({
     providers: {
       mock: { type: 'mock', wordDelayMs: 0 },
       oai: { type: 'openai', baseUrl: responsesUpstream.baseUrl, apiKeyEnv: KEY_ENV },
@@ -39,12 +35,10 @@ before(async () => {
       'gpt-5': { provider: 'oai', model: 'gpt-5-2025-08-07' },
       llama: { provider: 'compat', model: 'llama-3.1-8b-instruct' },
     },
-    logging: { localDir: 'data/test-logs-unused' },
-  };
-  // No retries: each scripted upstream answer is the one the client gets.
-  if ('routing' in ((configSchema as unknown as { shape?: Record<string, unknown> }).shape ?? {})) raw.routing = { retry: { retries: 0 } };
-  sink = new MemorySink();
-  srv = await startLocalServer({ config: parseConfig(raw, 'test configuration'), env: { [KEY_ENV]: UPSTREAM_KEY, [COMPAT_KEY_ENV]: COMPAT_KEY }, port: 0, host: '127.0.0.1', sinks: [sink] });
+    // No retries: each scripted upstream answer is the one the client gets.
+    config: noRetries(),
+    env: { [KEY_ENV]: UPSTREAM_KEY, [COMPAT_KEY_ENV]: COMPAT_KEY },
+  });
   client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
 });
 
@@ -91,15 +85,6 @@ async function expectApiError(p: Promise<unknown>, status: number, param?: strin
   if (param !== undefined) assert.equal(err.param, param);
   assertCleanErrorText(`${err.message} ${JSON.stringify(err.error ?? null)}`);
   return err;
-}
-
-async function waitForRecord(requestId: string) {
-  for (let i = 0; i < 500; i++) {
-    const r = sink.records.find((x) => x.requestId === requestId);
-    if (r) return r;
-    await new Promise((res) => setTimeout(res, 10));
-  }
-  throw new Error(`no log record for ${requestId}`);
 }
 
 describe('responses door -> mock provider', () => {
@@ -258,7 +243,7 @@ describe('responses door -> openai provider (pass-through)', () => {
     assert.equal(res.status, 200);
     assert.equal(await res.text(), responsesUpstream.requests[0]!.sent);
     assert.equal(res.headers.get('x-gateway-provider'), 'oai');
-    const rec = await waitForRecord('resp-pt-json');
+    const rec = await srv.waitForRecord('resp-pt-json');
     assert.equal(rec.inputTokens, 12);
     assert.equal(rec.outputTokens, 3);
     assert.equal(rec.cacheReadTokens, 4);
@@ -272,7 +257,7 @@ describe('responses door -> openai provider (pass-through)', () => {
     const text = await res.text();
     assert.equal(text, responsesUpstream.requests[0]!.sent);
     assert.ok(text.includes('event: response.completed'));
-    const rec = await waitForRecord('resp-pt-sse');
+    const rec = await srv.waitForRecord('resp-pt-sse');
     assert.equal(rec.outcome, 'ok');
     assert.equal(rec.outputTokens, 3);
 
@@ -474,7 +459,7 @@ describe('responses door -> openai-compatible provider (translated through Chat 
     assert.equal(failed.response.status, 'failed');
     assert.equal(failed.response.error?.code, 'server_error');
     assert.ok(!seen.some((e) => e.type === 'response.completed'));
-    const rec = await waitForRecord(requestId);
+    const rec = await srv.waitForRecord(requestId);
     assert.equal(rec.outcome, 'stream_error');
   });
 

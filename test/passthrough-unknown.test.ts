@@ -4,12 +4,10 @@ import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, Validatio
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
 import { cacheKey, requestKeyMaterial } from '../shared/cache/entry.ts';
-import { parseConfig } from '../shared/config/load.ts';
 import { parseChatRequest } from '../shared/wire/openai-chat/door.ts';
 import { parseConverseRequest } from '../shared/wire/bedrock-converse/door.ts';
-import { MemorySink } from './helpers/gateway.ts';
+import { startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { openaiErrorJson, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
@@ -31,35 +29,34 @@ const NOVA = 'amazon.nova-lite-v1:0';
 let upstream: MockOpenAI;
 let bedrock: MockBedrock;
 let responsesUp: MockResponsesUpstream;
-let srv: LocalServer;
+let srv: StartedGateway;
 let openai: OpenAI;
 
 before(async () => {
   upstream = await startMockOpenAI();
   bedrock = await startMockBedrock();
   responsesUp = await startMockResponsesUpstream();
-  const config = parseConfig(
-    {
-      providers: {
-        openai: { type: 'openai-compatible', baseUrl: upstream.baseUrl, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
-        bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
-        mock: { type: 'mock', wordDelayMs: 0 },
-        // OpenAI itself: the Responses door passes through to its /responses.
-        oai: { type: 'openai', baseUrl: responsesUp.baseUrl, apiKeyEnv: 'TEST_PASS_UNKNOWN_OAI_KEY' },
-      },
-      models: {
-        gpt: { provider: 'openai', model: 'gpt-upstream-1' },
-        nova: { provider: 'bedrock', model: NOVA },
-        mock: { provider: 'mock', model: 'mock-echo-1' },
-        'gpt-responses': { provider: 'oai', model: 'gpt-5-upstream' },
-        'gpt-guarded': { provider: 'openai', model: 'gpt-upstream-1' },
-        'nova-guarded': { provider: 'bedrock', model: NOVA },
-        // A same-format target first, a translated one as its fallback.
-        'gpt-then-mock': { groups: [{ targets: [{ provider: 'openai', model: 'gpt-upstream-1' }] }, { targets: [{ provider: 'mock', model: 'mock-echo-1' }] }] },
-        'nova-then-mock': { groups: [{ targets: [{ provider: 'bedrock', model: NOVA }] }, { targets: [{ provider: 'mock', model: 'mock-echo-1' }] }] },
-      },
+  srv = await startGateway({
+    providers: {
+      openai: { type: 'openai-compatible', baseUrl: upstream.baseUrl, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
+      bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint, firstByteTimeoutMs: 10_000, totalTimeoutMs: 30_000 },
+      mock: { type: 'mock', wordDelayMs: 0 },
+      // OpenAI itself: the Responses door passes through to its /responses.
+      oai: { type: 'openai', baseUrl: responsesUp.baseUrl, apiKeyEnv: 'TEST_PASS_UNKNOWN_OAI_KEY' },
+    },
+    models: {
+      gpt: { provider: 'openai', model: 'gpt-upstream-1' },
+      nova: { provider: 'bedrock', model: NOVA },
+      mock: { provider: 'mock', model: 'mock-echo-1' },
+      'gpt-responses': { provider: 'oai', model: 'gpt-5-upstream' },
+      'gpt-guarded': { provider: 'openai', model: 'gpt-upstream-1' },
+      'nova-guarded': { provider: 'bedrock', model: NOVA },
+      // A same-format target first, a translated one as its fallback.
+      'gpt-then-mock': { groups: [{ targets: [{ provider: 'openai', model: 'gpt-upstream-1' }] }, { targets: [{ provider: 'mock', model: 'mock-echo-1' }] }] },
+      'nova-then-mock': { groups: [{ targets: [{ provider: 'bedrock', model: NOVA }] }, { targets: [{ provider: 'mock', model: 'mock-echo-1' }] }] },
+    },
+    config: {
       routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 }, fallbackOn: ['5xx'] },
-      logging: { localDir: 'data/test-logs-unused' },
       guardrails: {
         profiles: {
           guard: {
@@ -72,9 +69,9 @@ before(async () => {
         apply: { models: { 'gpt-guarded': 'guard', 'nova-guarded': 'guard' } },
       },
     },
-    'pass-through test configuration',
-  );
-  srv = await startLocalServer({ config, env: { TEST_PASS_UNKNOWN_OAI_KEY: 'sk-upstream-pass-unknown' }, port: 0, host: '127.0.0.1', sinks: [new MemorySink()] });
+    env: { TEST_PASS_UNKNOWN_OAI_KEY: 'sk-upstream-pass-unknown' },
+    label: 'pass-through test configuration',
+  });
   openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'client-key', maxRetries: 0, timeout: 20_000 });
 });
 

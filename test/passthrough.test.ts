@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { parseConfig } from '../shared/config/load.ts';
-import { CLIENT_KEY, MemorySink, UPSTREAM_KEY } from './helpers/gateway.ts';
+import { CLIENT_KEY, MemorySink, UPSTREAM_KEY, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 
@@ -18,28 +16,27 @@ import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 const ANTHROPIC_KEY = 'sk-ant-pass-UPSTREAM-0c3e';
 let oai: MockOpenAI;
 let ant: MockAnthropic;
-let srv: LocalServer;
+let srv: StartedGateway;
 let sink: MemorySink;
 
 before(async () => {
   [oai, ant] = await Promise.all([startMockOpenAI(), startMockAnthropic({ apiKey: ANTHROPIC_KEY })]);
-  const config = parseConfig(
-    {
-      providers: {
-        openai: { type: 'openai', baseUrl: oai.baseUrl, apiKeyEnv: 'TEST_PASS_OPENAI_KEY' },
-        anthropic: { type: 'anthropic', baseUrl: ant.baseUrl, apiKeyEnv: 'TEST_PASS_ANTHROPIC_KEY' },
-      },
-      models: {
-        gpt: { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
-        claude: { provider: 'anthropic', model: 'claude-opus-4-1-20250805' },
-      },
-      routing: { retry: { retries: 0 }, fallbackOn: [] },
-      logging: { localDir: 'data/test-logs-unused' },
+  srv = await startGateway({
+    providers: {
+      openai: { type: 'openai', baseUrl: oai.baseUrl, apiKeyEnv: 'TEST_PASS_OPENAI_KEY' },
+      anthropic: { type: 'anthropic', baseUrl: ant.baseUrl, apiKeyEnv: 'TEST_PASS_ANTHROPIC_KEY' },
     },
-    'pass-through test configuration',
-  );
-  sink = new MemorySink();
-  srv = await startLocalServer({ config, env: { TEST_PASS_OPENAI_KEY: UPSTREAM_KEY, TEST_PASS_ANTHROPIC_KEY: ANTHROPIC_KEY }, port: 0, host: '127.0.0.1', sinks: [sink] });
+    models: {
+      gpt: { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
+      claude: { provider: 'anthropic', model: 'claude-opus-4-1-20250805' },
+    },
+    config: {
+      routing: { retry: { retries: 0 }, fallbackOn: [] },
+    },
+    env: { TEST_PASS_OPENAI_KEY: UPSTREAM_KEY, TEST_PASS_ANTHROPIC_KEY: ANTHROPIC_KEY },
+    label: 'pass-through test configuration',
+  });
+  sink = srv.sink;
 });
 
 after(async () => {

@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { parseConfig } from '../shared/config/load.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
-import { MemorySink } from './helpers/gateway.ts';
+import { startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { anthropicErrorJson, startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { startFaultUpstream, type FaultUpstream } from './helpers/fault-upstream.ts';
@@ -27,15 +25,13 @@ describe('routing: cross-format fallback', () => {
   let claude: MockAnthropic;
   let bedrock: MockBedrock;
   let openaiUp: FaultUpstream;
-  let srv: LocalServer;
-  let sink: MemorySink;
+  let srv: StartedGateway;
   let anthropic: Anthropic;
   let openai: OpenAI;
 
   before(async () => {
     [claude, bedrock, openaiUp] = await Promise.all([startMockAnthropic({ apiKey: ANTHROPIC_KEY }), startMockBedrock(), startFaultUpstream('gpt')]);
-    sink = new MemorySink();
-    const config = parseConfig({
+    srv = await startGateway({
       providers: {
         anthropic: { type: 'anthropic', baseUrl: claude.baseUrl, apiKeyEnv: 'ANTHROPIC_API_KEY' },
         bedrock: { type: 'bedrock', region: 'us-east-1', endpoint: bedrock.endpoint },
@@ -52,10 +48,12 @@ describe('routing: cross-format fallback', () => {
         // The other way round: OpenAI-compatible first, Anthropic as the fallback.
         'gpt-or-claude': { groups: [{ targets: [{ provider: 'gpt', model: 'gpt-x' }] }, { targets: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }] }] },
       },
-      // No cooldown here: each test scripts its own failures (cooldown has its own test).
-      routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } },
+      config: {
+        // No cooldown here: each test scripts its own failures (cooldown has its own test).
+        routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } },
+      },
+      env: { ANTHROPIC_API_KEY: ANTHROPIC_KEY },
     });
-    srv = await startLocalServer({ config, env: { ANTHROPIC_API_KEY: ANTHROPIC_KEY }, port: 0, sinks: [sink] });
     anthropic = new Anthropic({ baseURL: srv.url, apiKey: 'client-key', maxRetries: 0, timeout: 20_000 });
     openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'client-key', maxRetries: 0, timeout: 20_000 });
   });
@@ -69,16 +67,6 @@ describe('routing: cross-format fallback', () => {
     openaiUp.fault = 'ok';
     openaiUp.hits = 0;
   });
-
-  async function recordOf(id: string | null): Promise<RequestRecord> {
-    assert.ok(id, 'x-request-id header');
-    for (let i = 0; i < 400; i++) {
-      const r = sink.records.find((x) => x.requestId === id);
-      if (r) return r;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    throw new Error(`no record for ${id}`);
-  }
 
   const overloaded = { type: 'error' as const, status: 529, body: anthropicErrorJson('overloaded_error', 'Overloaded') };
 
@@ -99,7 +87,7 @@ describe('routing: cross-format fallback', () => {
     assert.equal(sent.modelId, CLAUDE_ON_BEDROCK);
     assert.equal(sent.body.messages[0].content[0].text, 'Capital of France?');
     assert.equal(sent.body.inferenceConfig.maxTokens, 100);
-    const rec = await recordOf(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.status, 200);
     assert.equal(rec.provider, 'bedrock');
     assert.equal(rec.attempts, 2);
@@ -136,7 +124,7 @@ describe('routing: cross-format fallback', () => {
     assert.equal(types[0], 'message_start');
     assert.equal(types.at(-1), 'message_stop');
     assert.equal(bedrock.last('converse-stream').modelId, CLAUDE_ON_BEDROCK);
-    const rec = await recordOf(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.status, 200);
     assert.equal(rec.provider, 'bedrock');
     assert.equal(rec.fallbacks, 1);
@@ -165,7 +153,7 @@ describe('routing: cross-format fallback', () => {
     assert.deepEqual(sent.body.system, params.system);
     assert.deepEqual(sent.body.context_management, params.context_management);
     assert.equal(sent.body.model, undefined);
-    const rec = await recordOf(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.equal(rec.status, 200);
     assert.equal(rec.provider, 'bedrock-invoke');
     assert.equal(rec.outputTokens, 3);
@@ -193,7 +181,7 @@ describe('routing: cross-format fallback', () => {
     assert.ok(msg.content.length > 0 && msg.content[0]!.type === 'text' && msg.content[0]!.text.length > 0, 'text from the fallback');
     assert.equal(response.headers.get('x-gateway-provider'), 'gpt');
     assert.equal(openaiUp.hits, 1);
-    const rec = await recordOf(response.headers.get('x-request-id'));
+    const rec = await srv.recordOf(response.headers.get('x-request-id'));
     assert.deepEqual(
       rec.attemptLog?.map((a) => a.provider),
       ['anthropic', 'gpt'],

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import OpenAI from 'openai';
-import { parseConfig } from '../shared/config/load.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { startFaultUpstream, type FaultUpstream } from './helpers/fault-upstream.ts';
+import { startGateway, type StartedGateway } from './helpers/gateway.ts';
 
 /**
  * Routing through real loopback upstreams that fail on demand: fallback on 429/5xx/timeouts/
@@ -13,14 +12,14 @@ import { startFaultUpstream, type FaultUpstream } from './helpers/fault-upstream
  */
 describe('routing: aliases, fallback, retries, timeouts, weights, cooldown', () => {
   let a: FaultUpstream, b: FaultUpstream, c: FaultUpstream;
-  let srv: LocalServer;
+  let srv: StartedGateway;
   const records: RequestRecord[] = [];
   let client: OpenAI;
 
   before(async () => {
     [a, b, c] = await Promise.all([startFaultUpstream('alpha'), startFaultUpstream('beta'), startFaultUpstream('gamma')]);
     const provider = (u: FaultUpstream) => ({ type: 'openai-compatible', baseUrl: u.baseUrl, firstByteTimeoutMs: 10_000 });
-    const config = parseConfig({
+    srv = await startGateway({
       providers: { alpha: provider(a), beta: provider(b), gamma: provider(c) },
       models: {
         // primary alpha, fallback beta; alpha's first byte must come within 300 ms
@@ -30,9 +29,11 @@ describe('routing: aliases, fallback, retries, timeouts, weights, cooldown', () 
         noretry: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 }, groups: [{ targets: [{ provider: 'alpha', model: 'a-1' }] }, { targets: [{ provider: 'beta', model: 'b-1' }] }] },
         onlyalpha: { provider: 'alpha', model: 'a-1', params: { temperature: 0.25 } },
       },
-      routing: { retry: { retries: 1, baseDelayMs: 1, maxDelayMs: 50 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } },
+      config: {
+        routing: { retry: { retries: 1, baseDelayMs: 1, maxDelayMs: 50 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } },
+      },
+      sinks: [{ write: (r) => void records.push(structuredClone(r)) }],
     });
-    srv = await startLocalServer({ config, env: {}, port: 0, sinks: [{ write: (r) => void records.push(structuredClone(r)) }] });
     client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   });
   after(async () => {
@@ -218,12 +219,13 @@ describe('routing: cooldown skips a failing target, then tries it again', () => 
   it('skips the primary after N failures and returns to it after the cooldown', async () => {
     const a = await startFaultUpstream('alpha', '500');
     const b = await startFaultUpstream('beta');
-    const config = parseConfig({
+    const srv = await startGateway({
       providers: { alpha: { type: 'openai-compatible', baseUrl: a.baseUrl }, beta: { type: 'openai-compatible', baseUrl: b.baseUrl } },
       models: { m: { groups: [{ targets: [{ provider: 'alpha', model: 'x' }] }, { targets: [{ provider: 'beta', model: 'y' }] }] } },
-      routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 }, cooldown: { failures: 2, windowMs: 10_000, cooldownMs: 300 } },
+      config: {
+        routing: { retry: { retries: 0, baseDelayMs: 0, maxDelayMs: 0 }, cooldown: { failures: 2, windowMs: 10_000, cooldownMs: 300 } },
+      },
     });
-    const srv = await startLocalServer({ config, env: {}, port: 0, sinks: [] });
     const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     try {
       const ask = () => client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type OpenAI from 'openai';
 import { addChunk, emptyCollected, startTestGateway, type CollectedStream, type TestGateway } from './helpers/gateway.ts';
-import { createGate, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
+import { createGate, type MockOpenAI } from './helpers/mock-openai.ts';
 
 /**
  * Streams are passed on as they are produced: the client sees the first chunk while the upstream
@@ -14,15 +14,12 @@ let gw: TestGateway;
 let client: OpenAI;
 
 before(async () => {
-  upstream = await startMockOpenAI();
-  gw = await startTestGateway({ upstreamBaseUrl: upstream.baseUrl, slowWordDelayMs: 250 });
+  gw = await startTestGateway({ slowWordDelayMs: 250 });
+  upstream = gw.upstream!;
   client = gw.client();
 });
 
-after(async () => {
-  await gw?.close();
-  await upstream?.close();
-});
+after(() => gw?.close());
 
 beforeEach(() => upstream.reset());
 

@@ -19,7 +19,7 @@ import { schemaProblems } from '../shared/telemetry/validate.ts';
 import { LoggerSink } from '../functions/lib/logger-sink.ts';
 import { lambdaSinks } from '../functions/lib/sinks.ts';
 import { LOG_SCHEMA_DOC, renderLogSchemaDoc } from '../scripts/log-schema-doc.ts';
-import { MemorySink, UPSTREAM_KEY, UPSTREAM_MODEL } from './helpers/gateway.ts';
+import { awaitRecord, MemorySink, UPSTREAM_KEY, UPSTREAM_MODEL } from './helpers/gateway.ts';
 import { ADMIN_TOKEN, startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';
 import { startMockFirehose, type MockFirehose } from './helpers/mock-firehose.ts';
 import { openaiErrorJson, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
@@ -34,13 +34,8 @@ const UPSTREAM_ENV = 'TEL_UPSTREAM_KEY';
 
 /** Bounded poll for the records of a request id. */
 async function recordsOf(sink: MemorySink, requestId: string, timeoutMs = 5_000): Promise<RequestRecord[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = sink.records.filter((r) => r.requestId === requestId);
-    if (found.length) return found;
-    if (Date.now() > deadline) throw new Error(`no log record for ${requestId} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await awaitRecord(sink.records, (r) => r.requestId === requestId, requestId, timeoutMs);
+  return sink.records.filter((r) => r.requestId === requestId);
 }
 
 /**

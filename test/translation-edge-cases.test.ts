@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
-import { parseConfig } from '../shared/config/load.ts';
-import { assertCleanErrorText, CLIENT_KEY, UPSTREAM_KEY } from './helpers/gateway.ts';
+import { assertCleanErrorText, CLIENT_KEY, UPSTREAM_KEY, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { startMockBedrock, type MockBedrock } from './helpers/mock-bedrock.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
@@ -55,7 +53,7 @@ let responsesUp: MockResponsesUpstream;
 let proxy: PathProxy;
 let anthropicUp: MockAnthropic;
 let bedrock: MockBedrock;
-let srv: LocalServer;
+let srv: StartedGateway;
 
 before(async () => {
   [chatUp, responsesUp, anthropicUp, bedrock] = await Promise.all([startMockOpenAI(), startMockResponsesUpstream(), startMockAnthropic({ apiKey: ANTHROPIC_KEY }), startMockBedrock()]);
@@ -63,27 +61,26 @@ before(async () => {
     { prefix: '/v1/responses', origin: new URL(responsesUp.baseUrl).origin },
     { prefix: '/v1/', origin: new URL(chatUp.baseUrl).origin },
   ]);
-  const config = parseConfig(
-    {
-      providers: {
-        openai: { type: 'openai', baseUrl: proxy.baseUrl, apiKeyEnv: 'TEST_EDGE_OPENAI_KEY' },
-        anthropic: { type: 'anthropic', baseUrl: anthropicUp.baseUrl, apiKeyEnv: 'TEST_EDGE_ANTHROPIC_KEY' },
-        bedrock: { type: 'bedrock', region: 'us-west-2', endpoint: bedrock.endpoint },
-        mock: { type: 'mock', wordDelayMs: 0 },
-      },
-      models: {
-        'e-openai': { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
-        'e-anthropic': { provider: 'anthropic', model: 'claude-sonnet-4-5-20250929' },
-        'e-bedrock': { provider: 'bedrock', model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' },
-        'e-nova': { provider: 'bedrock', model: 'amazon.nova-lite-v1:0' },
-        'e-mock': { provider: 'mock', model: 'mock-echo-1' },
-      },
-      routing: { retry: { retries: 0 }, fallbackOn: [] },
-      logging: { localDir: 'data/test-logs-unused' },
+  srv = await startGateway({
+    providers: {
+      openai: { type: 'openai', baseUrl: proxy.baseUrl, apiKeyEnv: 'TEST_EDGE_OPENAI_KEY' },
+      anthropic: { type: 'anthropic', baseUrl: anthropicUp.baseUrl, apiKeyEnv: 'TEST_EDGE_ANTHROPIC_KEY' },
+      bedrock: { type: 'bedrock', region: 'us-west-2', endpoint: bedrock.endpoint },
+      mock: { type: 'mock', wordDelayMs: 0 },
     },
-    'edge case test configuration',
-  );
-  srv = await startLocalServer({ config, env: { TEST_EDGE_OPENAI_KEY: UPSTREAM_KEY, TEST_EDGE_ANTHROPIC_KEY: ANTHROPIC_KEY }, port: 0, host: '127.0.0.1', sinks: [] });
+    models: {
+      'e-openai': { provider: 'openai', model: 'gpt-4.1-2025-04-14' },
+      'e-anthropic': { provider: 'anthropic', model: 'claude-sonnet-4-5-20250929' },
+      'e-bedrock': { provider: 'bedrock', model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' },
+      'e-nova': { provider: 'bedrock', model: 'amazon.nova-lite-v1:0' },
+      'e-mock': { provider: 'mock', model: 'mock-echo-1' },
+    },
+    config: {
+      routing: { retry: { retries: 0 }, fallbackOn: [] },
+    },
+    env: { TEST_EDGE_OPENAI_KEY: UPSTREAM_KEY, TEST_EDGE_ANTHROPIC_KEY: ANTHROPIC_KEY },
+    label: 'edge case test configuration',
+  });
 });
 
 after(async () => {

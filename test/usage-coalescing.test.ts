@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BudgetTracker, RateLimiter, usageCounterId } from '../shared/policy/limits.ts';
-import { createDynamoStore } from '../shared/store/dynamodb.ts';
 import type { Store } from '../shared/store/types.ts';
 import type { LocalDynamo } from '../local/dynamodb.ts';
-import { startDynamo } from './helpers/keys.ts';
+import { startCountedStore } from './helpers/keys.ts';
 
 /**
  * Settling usage: concurrent requests of one subject share their counter writes (one write in
@@ -15,27 +14,11 @@ describe('usage counters: concurrent settlements are coalesced, never lost', () 
   let store: Store;
   let calls = 0;
 
+  // Count the store's writes; every call still goes to the real DynamoDB API.
   before(async () => {
-    const started = await startDynamo();
-    dynamo = started.dynamo;
-    const real = createDynamoStore(started.settings);
-    // Count the store's writes; every call still goes to the real DynamoDB API.
-    store = new Proxy(real, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop === 'addUsage' && typeof v === 'function') {
-          return (...args: unknown[]) => {
-            calls++;
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+    ({ dynamo, store } = await startCountedStore('addUsage', () => calls++));
   });
-  after(async () => {
-    await dynamo.close();
-  });
+  after(() => dynamo.close());
 
   it('200 concurrent settlements of one key land in far fewer writes, with exact totals', async () => {
     const tracker = new BudgetTracker(store, 60_000);
@@ -80,25 +63,9 @@ describe('usage counters: time-bounded batching (the policy flushes about once a
   let calls = 0;
 
   before(async () => {
-    const started = await startDynamo();
-    dynamo = started.dynamo;
-    const real = createDynamoStore(started.settings);
-    store = new Proxy(real, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop === 'addUsage' && typeof v === 'function') {
-          return (...args: unknown[]) => {
-            calls++;
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+    ({ dynamo, store } = await startCountedStore('addUsage', () => calls++));
   });
-  after(async () => {
-    await dynamo.close();
-  });
+  after(() => dynamo.close());
 
   const usage = { inputTokens: 4, outputTokens: 6, cacheReadTokens: 0, cacheWriteTokens: 0, microUsd: 3 };
 
@@ -150,25 +117,9 @@ describe('rate-limit leases: blocks follow the traffic, renewed ahead, never pas
   let leases = 0;
 
   before(async () => {
-    const started = await startDynamo();
-    dynamo = started.dynamo;
-    const real = createDynamoStore(started.settings);
-    store = new Proxy(real, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver);
-        if (prop === 'lease' && typeof v === 'function') {
-          return (...args: unknown[]) => {
-            leases++;
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+    ({ dynamo, store } = await startCountedStore('lease', () => leases++));
   });
-  after(async () => {
-    await dynamo.close();
-  });
+  after(() => dynamo.close());
 
   it('a busy subject leases about ten seconds of its traffic at a time: 2000 requests, a handful of leases', async () => {
     leases = 0;

@@ -1,8 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EventStreamCodec } from '@smithy/core/event-streams';
 import { fromUtf8, toUtf8 } from '@smithy/core/serde';
+import { startLoopback } from './loopback.ts';
 import { eventFrame } from './mock-bedrock.ts';
 
 /**
@@ -62,7 +62,6 @@ export interface FaultUpstream {
 const TEXT_WORDS = (name: string) => ['served', ' by', ` ${name}`];
 
 export async function startFaultUpstream(name: string, fault: FaultUpstream['fault'] = 'ok'): Promise<FaultUpstream> {
-  const sockets = new Set<Socket>();
   const state: FaultUpstream = {
     name,
     baseUrl: '',
@@ -72,16 +71,9 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
     apis: [],
     fault,
     slowMs: 2_000,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
+    close: async () => lb.close(),
   };
-  const server: Server = createServer((req, res) => void handle(req, res).catch(() => res.destroy()));
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
+  const lb = await startLoopback(handle, (_err, res) => res.destroy());
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let raw = '';
@@ -227,8 +219,7 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
     done();
   }
 
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  state.origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  state.origin = lb.url;
   state.baseUrl = `${state.origin}/v1`;
   return state;
 }

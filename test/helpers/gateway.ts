@@ -1,10 +1,13 @@
+import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { parseConfig } from '../../shared/config/load.ts';
 import { configSchema, type GatewayConfig } from '../../shared/config/schema.ts';
-import type { Gateway } from '../../shared/gateway.ts';
+import { Gateway } from '../../shared/gateway.ts';
 import type { LogSink, RequestRecord } from '../../shared/telemetry/record.ts';
+import type { Store } from '../../shared/store/types.ts';
 import { startLocalServer } from '../../local/server.ts';
+import { startMockOpenAI, type MockOpenAI } from './mock-openai.ts';
 
 /** The upstream credential the gateway holds (and the only one the upstream may see). */
 export const UPSTREAM_KEY = 'sk-upstream-TESTKEY-7f3c9a1e5b2d48c6';
@@ -25,19 +28,29 @@ export class MemorySink implements LogSink {
   }
 }
 
-export interface TestGatewayOptions {
-  /** The mock upstream's base URL (with /v1) for the `openai` provider. */
-  upstreamBaseUrl: string;
-  /** Base URL where nothing listens, for an unreachable provider (optional). */
-  deadBaseUrl?: string;
-  maxBodyBytes?: number;
-  /** wordDelayMs of the `mock` provider (default 1). */
-  wordDelayMs?: number;
-  /** wordDelayMs of the `mock-slow` provider (default 300). */
-  slowWordDelayMs?: number;
+/** What a test gateway is made of: the config sections and what the shell would lend it. */
+export interface GatewaySetup {
+  providers: Record<string, unknown>;
+  models: Record<string, unknown>;
+  /** Further top-level sections (server, auth, cache, guardrails, routing, pricing, logging, mcp...); `logging` defaults to an unused local dir. */
+  config?: Record<string, unknown>;
+  /** The gateway's environment (provider keys, admin token); default: none. */
+  env?: Record<string, string | undefined>;
+  /** The in-memory sink that collects records (pass one to share it between instances); default: a new one. */
+  sink?: MemorySink;
+  /** Log sinks beside the memory sink (file, Firehose...). */
+  sinks?: LogSink[];
+  /** Keys and usage store (auth on dynalite, see helpers/keys.ts); the caller closes it. */
+  store?: Store;
+  now?: () => number;
+  /** No socket: `fetch` calls gateway.handle() directly and `url` is a placeholder origin. */
+  inProcess?: boolean;
+  /** Names the configuration in parse errors. */
+  label?: string;
 }
 
-export interface TestGateway {
+export interface StartedGateway {
+  /** Base URL (no trailing slash); in process a placeholder only `fetch` understands. */
   url: string;
   config: GatewayConfig;
   gateway: Gateway;
@@ -47,11 +60,108 @@ export interface TestGateway {
   recordsFor(requestId: string): RequestRecord[];
   /** Wait (bounded poll) for the record of a request. */
   waitForRecord(requestId: string, timeoutMs?: number): Promise<RequestRecord>;
-  client(): OpenAI;
+  /** The one record of a response (asserts it names its request), waited for. */
+  recordOf(res: Response | string | null | undefined): Promise<RequestRecord>;
+  /** Wait (bounded poll) for the first record the predicate accepts. */
+  awaitRecord(predicate: (r: RequestRecord) => boolean, what?: string, timeoutMs?: number): Promise<RequestRecord>;
+  /** A request to the gateway: over loopback HTTP, or in process through gateway.handle(). */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
   close(): Promise<void>;
 }
 
-export function testConfig(opts: TestGatewayOptions): GatewayConfig {
+/** Parse a test configuration: the given sections over a default unused log dir. */
+export function buildConfig(setup: Pick<GatewaySetup, 'providers' | 'models' | 'config' | 'label'>): GatewayConfig {
+  return parseConfig({ providers: setup.providers, models: setup.models, logging: { localDir: 'data/test-logs-unused' }, ...setup.config }, setup.label ?? 'test configuration');
+}
+
+/** Config with upstream retries off (where the schema has them): each scripted upstream answer is the one the client gets. */
+export function noRetries(config: Record<string, unknown> = {}): Record<string, unknown> {
+  return HAS_ROUTING ? { routing: { retry: { retries: 0 } }, ...config } : config;
+}
+
+const IN_PROCESS_ORIGIN = 'http://gateway.in-process';
+
+/** Start a gateway with the given providers and models, on a loopback port or in process, logging into memory. */
+export async function startGateway(setup: GatewaySetup): Promise<StartedGateway> {
+  const config = buildConfig(setup);
+  const sink = setup.sink ?? new MemorySink();
+  const sinks = [sink, ...(setup.sinks ?? [])];
+  const env = setup.env ?? {};
+  let url: string;
+  let gateway: Gateway;
+  let fetchFn: StartedGateway['fetch'];
+  let close: () => Promise<void>;
+  if (setup.inProcess) {
+    gateway = new Gateway({ config, env, sinks, store: setup.store, now: setup.now, onSinkError: (err) => console.error(`log sink failed: ${(err as Error).message}`) });
+    const pending = new Set<Promise<unknown>>();
+    const extras = { waitUntil: (p: Promise<unknown>) => void pending.add(p.catch(() => undefined)) };
+    url = IN_PROCESS_ORIGIN;
+    fetchFn = (path, init) => gateway.handle(new Request(`${IN_PROCESS_ORIGIN}${path}`, init), extras);
+    close = async () => {
+      await Promise.allSettled([...pending]);
+      await gateway.flush();
+    };
+  } else {
+    const srv = await startLocalServer({ config, env, port: 0, host: '127.0.0.1', sinks, store: setup.store, now: setup.now });
+    ({ url, gateway } = srv);
+    fetchFn = (path, init) => fetch(`${srv.url}${path}`, init);
+    close = () => srv.close();
+  }
+  const records = sink.records;
+  const awaitRecordHere: StartedGateway['awaitRecord'] = (predicate, what, timeoutMs) => awaitRecord(records, predicate, what, timeoutMs);
+  return {
+    url,
+    config,
+    gateway,
+    records,
+    sink,
+    recordsFor: (requestId) => records.filter((r) => r.requestId === requestId),
+    waitForRecord: (requestId, timeoutMs) => awaitRecordHere((r) => r.requestId === requestId, `request ${requestId}`, timeoutMs),
+    recordOf: (res) => recordIn(records, res),
+    awaitRecord: awaitRecordHere,
+    fetch: fetchFn,
+    close,
+  };
+}
+
+/** Wait (bounded poll) for the first record the predicate accepts. */
+export async function awaitRecord(records: readonly RequestRecord[], predicate: (r: RequestRecord) => boolean, what = 'a matching request', timeoutMs = 5_000): Promise<RequestRecord> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = records.find(predicate);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no log record for ${what} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The record of a response or request id, waited for; asserts the response named its request. */
+export function recordIn(records: readonly RequestRecord[], res: Response | string | null | undefined): Promise<RequestRecord> {
+  const id = res instanceof Response ? res.headers.get('x-request-id') : res;
+  assert.ok(id, 'the response has an x-request-id');
+  return awaitRecord(records, (r) => r.requestId === id, id);
+}
+
+export interface TestGatewayOptions {
+  /** The mock upstream's base URL (with /v1) for the `openai` provider; absent: startTestGateway starts a mock OpenAI upstream of its own. */
+  upstreamBaseUrl?: string;
+  /** Base URL where nothing listens, for an unreachable provider (optional). */
+  deadBaseUrl?: string;
+  maxBodyBytes?: number;
+  /** wordDelayMs of the `mock` provider (default 1). */
+  wordDelayMs?: number;
+  /** wordDelayMs of the `mock-slow` provider (default 300). */
+  slowWordDelayMs?: number;
+}
+
+export interface TestGateway extends StartedGateway {
+  client(): OpenAI;
+  /** The mock OpenAI upstream the gateway started itself (when no upstreamBaseUrl was given); closed with it. */
+  upstream?: MockOpenAI;
+}
+
+/** The standard setup: mock providers, an `openai` provider on a mock upstream, one that is off, optionally one that is down. */
+export function testSetup(opts: TestGatewayOptions & { upstreamBaseUrl: string }): GatewaySetup {
   const providers: Record<string, unknown> = {
     mock: { type: 'mock', wordDelayMs: opts.wordDelayMs ?? 1 },
     'mock-slow': { type: 'mock', wordDelayMs: opts.slowWordDelayMs ?? 300 },
@@ -69,38 +179,31 @@ export function testConfig(opts: TestGatewayOptions): GatewayConfig {
     providers['openai-down'] = { type: 'openai-compatible', baseUrl: opts.deadBaseUrl, firstByteTimeoutMs: 5_000 };
     models['down'] = { provider: 'openai-down', model: 'llama-down' };
   }
-  const raw: Record<string, unknown> = { server: { maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024 }, providers, models, logging: { localDir: 'data/test-logs-unused' } };
-  // Where the configuration has upstream retries, turn them off: each scripted upstream answer
-  // is then the one the client gets, and no test waits on a backoff.
-  if (HAS_ROUTING) raw.routing = { retry: { retries: 0 } };
-  return parseConfig(raw, 'test configuration');
+  return { providers, models, config: noRetries({ server: { maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024 } }), env: { [UPSTREAM_KEY_ENV]: UPSTREAM_KEY } };
+}
+
+export function testConfig(opts: TestGatewayOptions & { upstreamBaseUrl: string }): GatewayConfig {
+  return buildConfig(testSetup(opts));
 }
 
 const HAS_ROUTING = 'routing' in ((configSchema as unknown as { shape?: Record<string, unknown> }).shape ?? {});
 
+/** An OpenAI SDK client for a gateway (the client key, no retries). */
+export function openaiClient(baseUrl: string): OpenAI {
+  return new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 });
+}
+
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
-  const config = testConfig(opts);
-  const sink = new MemorySink();
-  const srv = await startLocalServer({ config, env: { [UPSTREAM_KEY_ENV]: UPSTREAM_KEY }, port: 0, host: '127.0.0.1', sinks: [sink] });
-  const recordsFor = (requestId: string) => sink.records.filter((r) => r.requestId === requestId);
+  const upstream = opts.upstreamBaseUrl ? undefined : await startMockOpenAI();
+  const gw = await startGateway(testSetup({ ...opts, upstreamBaseUrl: opts.upstreamBaseUrl ?? upstream!.baseUrl }));
   return {
-    url: srv.url,
-    config,
-    gateway: srv.gateway,
-    records: sink.records,
-    sink,
-    recordsFor,
-    async waitForRecord(requestId, timeoutMs = 5_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = recordsFor(requestId)[0];
-        if (found) return found;
-        if (Date.now() > deadline) throw new Error(`no log record for request ${requestId} within ${timeoutMs} ms`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
+    ...gw,
+    upstream,
+    client: () => openaiClient(gw.url),
+    async close() {
+      await gw.close();
+      await upstream?.close();
     },
-    client: () => new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: CLIENT_KEY, maxRetries: 0, timeout: 20_000 }),
-    close: () => srv.close(),
   };
 }
 

@@ -1,10 +1,8 @@
-import { parseConfig } from '../../shared/config/load.ts';
 import type { GatewayConfig } from '../../shared/config/schema.ts';
 import { createDynamoStore, ensureTables, type DynamoSettings } from '../../shared/store/dynamodb.ts';
 import type { DynamoStore } from '../../shared/store/dynamodb.ts';
-import { startLocalServer, type LocalServer } from '../../local/server.ts';
 import { startLocalDynamo, type LocalDynamo } from '../../local/dynamodb.ts';
-import { MemorySink } from './gateway.ts';
+import { MemorySink, startGateway, type StartedGateway } from './gateway.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-5d1f0c2a9b';
 
@@ -30,8 +28,10 @@ export interface KeyedGateway {
   /** The first instance's URL. */
   url: string;
   urls: string[];
-  servers: LocalServer[];
+  servers: StartedGateway[];
   sink: MemorySink;
+  /** The one record of a response (asserts it names its request), waited for. */
+  recordOf: StartedGateway['recordOf'];
   config: GatewayConfig;
   settings: DynamoSettings;
   clock: TestClock;
@@ -61,26 +61,30 @@ export async function startKeyedGateway(opts: KeyedGatewayOptions = {}): Promise
     models.gpt = { provider: 'openai', model: 'gpt-4o-mini' };
     env.TEST_UPSTREAM_KEY = 'sk-upstream-test-0000000000000000';
   }
-  const config = parseConfig(
-    {
-      server: { maxBodyBytes: 64 * 1024 },
-      providers,
-      models,
-      auth: { required: true, cacheTtlSeconds: 5 },
-      pricing: { 'mock-echo-1': { input: 2, output: 8 }, 'mock-echo-2': { input: 1, output: 1 } },
-      logging: { localDir: 'data/test-logs-unused' },
-      ...opts.config,
-    },
-    'test configuration',
-  );
   const sink = new MemorySink();
   const stores: DynamoStore[] = [];
-  const servers: LocalServer[] = [];
+  const servers: StartedGateway[] = [];
   for (let i = 0; i < (opts.instances ?? 1); i++) {
     const store = createDynamoStore(settings);
     stores.push(store);
-    servers.push(await startLocalServer({ config, env, port: 0, host: '127.0.0.1', sinks: [sink], store, now: clock.now }));
+    servers.push(
+      await startGateway({
+        providers,
+        models,
+        config: {
+          server: { maxBodyBytes: 64 * 1024 },
+          auth: { required: true, cacheTtlSeconds: 5 },
+          pricing: { 'mock-echo-1': { input: 2, output: 8 }, 'mock-echo-2': { input: 1, output: 1 } },
+          ...opts.config,
+        },
+        env,
+        sink,
+        store,
+        now: clock.now,
+      }),
+    );
   }
+  const config = servers[0]!.config;
   const url = servers[0]!.url;
   const admin: KeyedGateway['admin'] = async (method, path, body, token = ADMIN_TOKEN) => {
     const headers: Record<string, string> = {};
@@ -95,6 +99,7 @@ export async function startKeyedGateway(opts: KeyedGatewayOptions = {}): Promise
     urls: servers.map((s) => s.url),
     servers,
     sink,
+    recordOf: servers[0]!.recordOf,
     config,
     settings,
     clock,
@@ -121,4 +126,26 @@ export async function eventually<T>(fn: () => Promise<T | undefined | false>, wh
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A store whose `method` calls are counted through `onCall`; every call still goes to the real store. */
+export function countCalls<S extends object>(real: S, method: keyof S & string, onCall: () => void): S {
+  return new Proxy(real, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (prop === method && typeof v === 'function') {
+        return (...args: unknown[]) => {
+          onCall();
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+/** Dynalite with the gateway's tables and a store on it whose `method` calls are counted (close `dynamo` after). */
+export async function startCountedStore(method: keyof DynamoStore & string, onCall: () => void): Promise<{ dynamo: LocalDynamo; store: DynamoStore }> {
+  const { dynamo, settings } = await startDynamo();
+  return { dynamo, store: countCalls(createDynamoStore(settings), method, onCall) };
 }

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type IncomingHttpHeaders } from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { z } from 'zod';
+import { startLoopback } from './loopback.ts';
 
 /**
  * A real MCP server (the official SDK's McpServer over its StreamableHTTPServerTransport) on
@@ -86,7 +86,7 @@ export async function startMcpUpstream(opts: { token: string; jsonResponse?: boo
     progressSeen: {},
     close: async () => {},
   };
-  const http: Server = createServer(async (req, res) => {
+  const lb = await startLoopback(async (req, res) => {
     up.requests.push({ method: req.method ?? '', headers: req.headers });
     if (req.headers.authorization !== `Bearer ${opts.token}`) {
       res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'upstream says: bad token' } }));
@@ -118,12 +118,10 @@ export async function startMcpUpstream(opts: { token: string; jsonResponse?: boo
     }
     await transport.handleRequest(req, res);
   });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  up.url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+  up.url = `http://127.0.0.1:${lb.port}/mcp`;
   up.close = async () => {
     await Promise.all([...transports.values()].map((t) => t.close().catch(() => {})));
-    http.closeAllConnections();
-    await new Promise<void>((resolve) => http.close(() => resolve()));
+    await lb.close();
   };
   return up;
 }

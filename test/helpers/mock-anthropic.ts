@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Gate } from './mock-openai.ts';
+import { startLoopback } from './loopback.ts';
 
 /**
  * A scriptable stand-in for api.anthropic.com on 127.0.0.1, speaking Anthropic's wire format:
@@ -122,7 +122,7 @@ export async function startMockAnthropic(opts: { apiKey: string }): Promise<Mock
   let queue: AnthropicScript[] = [];
   let counts: (number | { status: number; body: unknown })[] = [];
 
-  const server: Server = createServer((req, res) => {
+  const lb = await startLoopback((req, res) => {
     void handle(req, res).catch((err) => {
       if (!res.headersSent) {
         res.writeHead(500, { 'content-type': 'application/json' });
@@ -303,11 +303,7 @@ export async function startMockAnthropic(opts: { apiKey: string }): Promise<Mock
     rec.completed = true;
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const { port } = lb;
   const messages = () => requests.filter((r) => r.path === '/v1/messages');
   return {
     baseUrl: `http://127.0.0.1:${port}`,
@@ -332,8 +328,7 @@ export async function startMockAnthropic(opts: { apiKey: string }): Promise<Mock
       requests.length = 0;
     },
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await lb.close();
     },
   };
 }

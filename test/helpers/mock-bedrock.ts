@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EventStreamCodec, type MessageHeaders } from '@smithy/core/event-streams';
 import { fromUtf8, toUtf8 } from '@smithy/core/serde';
 import type { Gate } from './mock-openai.ts';
+import { startLoopback } from './loopback.ts';
 
 /**
  * A scriptable stand-in for Amazon Bedrock Runtime on 127.0.0.1, speaking its REST-JSON wire
@@ -161,7 +161,7 @@ export async function startMockBedrock(): Promise<MockBedrock> {
   const requests: BedrockRequest[] = [];
   let queue: BedrockScript[] = [];
 
-  const server: Server = createServer((req, res) => {
+  const lb = await startLoopback((req, res) => {
     void handle(req, res).catch((err) => {
       if (!res.headersSent) sendError(res, 500, 'InternalServerException', `mock failed: ${(err as Error).message}`);
       else res.destroy();
@@ -452,11 +452,7 @@ export async function startMockBedrock(): Promise<MockBedrock> {
     sendJson(res, status, { message }, { 'x-amzn-errortype': `${errorType}:http://internal.amazon.com/coral/com.amazon.bedrock/` });
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const { port } = lb;
   return {
     endpoint: `http://127.0.0.1:${port}`,
     requests,
@@ -474,8 +470,7 @@ export async function startMockBedrock(): Promise<MockBedrock> {
       requests.length = 0;
     },
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await lb.close();
     },
   };
 }

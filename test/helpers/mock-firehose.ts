@@ -1,7 +1,7 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type IncomingMessage, type ServerResponse } from 'node:http';
 import { FirehoseClient } from '@aws-sdk/client-firehose';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { startLoopback } from './loopback.ts';
 
 /**
  * A loopback stand-in for the Amazon Data Firehose API (awsJson1_1 protocol): the real SDK client
@@ -37,7 +37,7 @@ export interface MockFirehose {
 export async function startMockFirehose(): Promise<MockFirehose> {
   const calls: PutCall[] = [];
   const queue: FirehoseAnswer[] = [];
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const lb = await startLoopback((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -68,8 +68,7 @@ export async function startMockFirehose(): Promise<MockFirehose> {
       });
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const { port } = server.address() as AddressInfo;
+  const { port } = lb;
   const endpoint = `http://127.0.0.1:${port}`;
   const clients: FirehoseClient[] = [];
   return {
@@ -89,8 +88,7 @@ export async function startMockFirehose(): Promise<MockFirehose> {
     },
     async close() {
       for (const c of clients) c.destroy();
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await lb.close();
     },
   };
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Gate } from './mock-openai.ts';
+import { startLoopback } from './loopback.ts';
 
 /**
  * A stand-in for api.openai.com's `POST /v1/responses` on 127.0.0.1, speaking the Responses wire
@@ -57,7 +57,7 @@ export async function startMockResponsesUpstream(): Promise<MockResponsesUpstrea
   const requests: RecordedResponsesRequest[] = [];
   let queue: ResponsesScript[] = [];
 
-  const server = createServer(async (req, res) => {
+  const lb = await startLoopback(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
@@ -165,8 +165,7 @@ export async function startMockResponsesUpstream(): Promise<MockResponsesUpstrea
     res.end();
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as AddressInfo;
+  const { port } = lb;
   return {
     baseUrl: `http://127.0.0.1:${port}/v1`,
     requests,
@@ -176,8 +175,7 @@ export async function startMockResponsesUpstream(): Promise<MockResponsesUpstrea
       requests.length = 0;
     },
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await lb.close();
     },
   };
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { deadUrl, startLoopback } from './loopback.ts';
 
 /**
  * A scriptable stand-in for api.openai.com on 127.0.0.1, speaking OpenAI's wire format:
@@ -143,7 +143,7 @@ export async function startMockOpenAI(): Promise<MockOpenAI> {
   const requests: RecordedRequest[] = [];
   let queue: Script[] = [];
 
-  const server: Server = createServer((req, res) => {
+  const lb = await startLoopback((req, res) => {
     void handle(req, res).catch((err) => {
       // A write after the peer left, or a test bug: never crash the test process.
       if (!res.headersSent) {
@@ -297,11 +297,7 @@ export async function startMockOpenAI(): Promise<MockOpenAI> {
     res.end(text);
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const { port } = lb;
 
   return {
     baseUrl: `http://127.0.0.1:${port}/v1`,
@@ -321,17 +317,12 @@ export async function startMockOpenAI(): Promise<MockOpenAI> {
       requests.length = 0;
     },
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await lb.close();
     },
   };
 }
 
 /** A loopback URL where nothing listens (a port that was just free). */
 export async function deadBaseUrl(): Promise<string> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return `http://127.0.0.1:${port}/v1`;
+  return `${await deadUrl()}/v1`;
 }

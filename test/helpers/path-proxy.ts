@@ -1,6 +1,6 @@
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request } from 'node:http';
 import { pipeline } from 'node:stream';
+import { startLoopback } from './loopback.ts';
 
 /**
  * A loopback reverse proxy that sends each request to the upstream whose path prefix matches,
@@ -16,7 +16,7 @@ export interface PathProxy {
 }
 
 export async function startPathProxy(routes: { prefix: string; origin: string }[]): Promise<PathProxy> {
-  const server: Server = createServer((req, res) => {
+  const lb = await startLoopback((req, res) => {
     const path = req.url ?? '/';
     const route = routes.find((r) => path.startsWith(r.prefix));
     if (!route) {
@@ -35,13 +35,11 @@ export async function startPathProxy(routes: { prefix: string; origin: string }[
     up.on('error', () => res.socket?.destroy());
     pipeline(req, up, () => {});
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as AddressInfo;
+  const { port } = lb;
   return {
     baseUrl: `http://127.0.0.1:${port}/v1`,
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await lb.close();
     },
   };
 }
