@@ -5,8 +5,6 @@ import { GatewayError, jsonResponse, toGatewayError } from './http/errors.ts';
 import { CHAT_DOORS, errorDoorFor } from './formats/index.ts';
 import { handleEmbeddings } from './wire/embeddings/door.ts';
 import { countTokens } from './wire/anthropic-messages/count-tokens.ts';
-import { BedrockModelIndex, createBedrockInvokeDoor, handleBedrockCountTokens, inferenceProfilesResponse } from './wire/bedrock-invoke/door.ts';
-import { createBedrockConverseDoor } from './wire/bedrock-converse/door.ts';
 import { listModelsResponse, modelResponse } from './formats/models-list.ts';
 import { buildProviders } from './providers/index.ts';
 import { runAttempts, runCall, type CallRunner } from './routing/execute.ts';
@@ -50,6 +48,14 @@ export interface GatewayOptions {
 }
 
 export type { RequestExtras } from './core/context.ts';
+
+/** The Bedrock-native doors, once loaded (see `Gateway.bedrock`). */
+interface BedrockDoors {
+  module: typeof import('./wire/bedrock-invoke/door.ts');
+  index: import('./wire/bedrock-invoke/door.ts').BedrockModelIndex;
+  invoke: FrontDoorCodec;
+  converse: FrontDoorCodec;
+}
 
 export interface LiveModel {
   id: string;
@@ -98,9 +104,7 @@ export class Gateway {
   /** Keys, allow lists, rate limits and budgets; undefined when the gateway is open. */
   readonly policy: Policy | undefined;
   /** The Bedrock-native door (`/bedrock/model/{id}/invoke...`) and its model-id table. */
-  private readonly bedrockIndex: BedrockModelIndex;
-  private readonly bedrockDoor: FrontDoorCodec;
-  private readonly converseDoor: FrontDoorCodec;
+  private bedrockDoors?: Promise<BedrockDoors>;
   /** MCP tool servers at /mcp/<name> (shared/mcp). */
   readonly mcp: McpGateway;
   /** Response cache (shared/cache); undefined without a `cache` section. */
@@ -122,9 +126,6 @@ export class Gateway {
       live: m.groups.some((g) => g.targets.some((t) => this.providers.get(t.provider)!.live)),
     }));
     this.sinks = opts.sinks ?? [];
-    this.bedrockIndex = new BedrockModelIndex(opts.config);
-    this.bedrockDoor = createBedrockInvokeDoor(this.bedrockIndex, { keepAliveMs: opts.config.server.sseKeepAliveMs });
-    this.converseDoor = createBedrockConverseDoor(this.bedrockIndex);
     this.mcp = new McpGateway(opts.config, opts.env, this.policy, opts.now, log);
     this.responses = new StatefulResponses({ config: opts.config, env: opts.env, now: opts.now ?? Date.now, log });
     const { cache, guardrails } = opts.config;
@@ -172,10 +173,10 @@ export class Gateway {
     { methods: ['GET'], path: '/bedrock/inference-profiles/{id+}', open: true, handler: (c) => this.inferenceProfiles(c) },
     // The chat doors: /v1/chat/completions, /v1/responses, /v1/messages (shared/formats/index.ts).
     ...Object.entries(CHAT_DOORS).map(([path, codec]) => ({ methods: ['POST'], path, handler: (c: RequestContext) => this.chatWithKeepAlive(c, codec) })),
-    { methods: ['POST'], path: '/bedrock/model/{modelId+}/invoke', handler: (c) => this.chat(c, this.bedrockDoor) },
-    { methods: ['POST'], path: '/bedrock/model/{modelId+}/invoke-with-response-stream', handler: (c) => this.chat(c, this.bedrockDoor) },
-    { methods: ['POST'], path: '/bedrock/model/{modelId+}/converse', handler: (c) => this.chat(c, this.converseDoor) },
-    { methods: ['POST'], path: '/bedrock/model/{modelId+}/converse-stream', handler: (c) => this.chat(c, this.converseDoor) },
+    { methods: ['POST'], path: '/bedrock/model/{modelId+}/invoke', handler: async (c) => this.chat(c, (await this.bedrock()).invoke) },
+    { methods: ['POST'], path: '/bedrock/model/{modelId+}/invoke-with-response-stream', handler: async (c) => this.chat(c, (await this.bedrock()).invoke) },
+    { methods: ['POST'], path: '/bedrock/model/{modelId+}/converse', handler: async (c) => this.chat(c, (await this.bedrock()).converse) },
+    { methods: ['POST'], path: '/bedrock/model/{modelId+}/converse-stream', handler: async (c) => this.chat(c, (await this.bedrock()).converse) },
     { methods: ['POST'], path: '/bedrock/model/{modelId+}/count-tokens', handler: (c) => this.bedrockCountTokens(c) },
     { methods: ['POST'], path: '/v1/embeddings', handler: (c) => this.embeddings(c) },
     { methods: ['POST'], path: '/v1/messages/count_tokens', handler: (c) => this.countTokens(c) },
@@ -245,9 +246,21 @@ export class Gateway {
     return this.done(trace, jsonResponse({ status: 'ok', models: this.models.filter((m) => m.live).length }, 200, headers));
   }
 
-  private inferenceProfiles({ request, trace, headers }: RequestContext): Response {
+  /**
+   * The Bedrock-native doors (`/bedrock/model/{id}/invoke...`, `.../converse...`) and their model-id
+   * table, loaded on the first /bedrock request (a chunk of their own in a bundle).
+   */
+  private bedrock(): Promise<BedrockDoors> {
+    return (this.bedrockDoors ??= Promise.all([import('./wire/bedrock-invoke/door.ts'), import('./wire/bedrock-converse/door.ts')]).then(([inv, conv]) => {
+      const index = new inv.BedrockModelIndex(this.opts.config);
+      return { module: inv, index, invoke: inv.createBedrockInvokeDoor(index, { keepAliveMs: this.opts.config.server.sseKeepAliveMs }), converse: conv.createBedrockConverseDoor(index) };
+    }));
+  }
+
+  private async inferenceProfiles({ request, trace, headers }: RequestContext): Promise<Response> {
     const region = Object.values(this.opts.config.providers).flatMap((p) => (p.type === 'bedrock' && p.region ? [p.region] : []))[0];
-    return this.done(trace, inferenceProfilesResponse(this.bedrockIndex, request, region ?? this.opts.env.AWS_REGION ?? 'us-east-1', headers));
+    const { module, index } = await this.bedrock();
+    return this.done(trace, module.inferenceProfilesResponse(index, request, region ?? this.opts.env.AWS_REGION ?? 'us-east-1', headers));
   }
 
   private listModels({ request, trace, headers }: RequestContext): Response {
@@ -279,10 +292,11 @@ export class Gateway {
     return countTokens(ctx, { maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, request.signal) });
   }
 
-  private bedrockCountTokens(ctx: RequestContext): Promise<Response> {
+  private async bedrockCountTokens(ctx: RequestContext): Promise<Response> {
     const { request, trace } = ctx;
     trace.record.frontDoor = 'bedrock-invoke';
-    return handleBedrockCountTokens(ctx, { index: this.bedrockIndex, maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, request.signal) });
+    const { module, index } = await this.bedrock();
+    return module.handleBedrockCountTokens(ctx, { index, maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, request.signal) });
   }
 
   /** The route plan of a model name, once the key's allow list has let it through (403 otherwise). */

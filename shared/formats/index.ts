@@ -1,5 +1,5 @@
 import { anthropicMessagesDoor } from '../wire/anthropic-messages/door.ts';
-import { bedrockInvokeErrors } from '../wire/bedrock-invoke/door.ts';
+import { bedrockInvokeErrors } from '../wire/bedrock-invoke/errors.ts';
 import { openaiChatDoor } from '../wire/openai-chat/door.ts';
 import { openaiResponsesDoor } from '../wire/openai-responses/door.ts';
 import type { FrontDoorCodec } from './types.ts';

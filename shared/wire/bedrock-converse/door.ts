@@ -3,7 +3,8 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, Th
 import { GatewayError, jsonResponse } from '../../http/errors.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
 import { bad, isObject, type Json } from '../common.ts';
-import { bedrockErrorResponse, BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from '../bedrock-invoke/door.ts';
+import { bedrockErrorResponse } from '../bedrock-invoke/errors.ts';
+import { BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from '../bedrock-invoke/door.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { encodeEvents } from '../stream.ts';
 
