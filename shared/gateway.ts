@@ -117,7 +117,7 @@ export class Gateway {
 
   constructor(private readonly opts: GatewayOptions) {
     const log = (this.log = opts.logger ?? jsonLinesLogger);
-    this.policy = createPolicy(opts.config, opts.env, opts.store, opts.now, (err) => log.error('policy store error', { error: errorText(err) }));
+    this.policy = createPolicy(opts.config, opts.env, opts.store, opts.now, (err) => log.error('policy store error', { error: errorText(err) }), log);
     this.providers = buildProviders(opts.config, opts.env);
     this.router = new Router(opts.config, this.providers);
     this.models = Object.entries(opts.config.models).map(([id, m]) => ({

@@ -3,7 +3,7 @@ import { createNotifiers } from '../alerts/notifiers.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { createDynamoStore, dynamoSettings } from '../store/dynamodb.ts';
 import type { Store } from '../store/types.ts';
-import { jsonLinesLogger } from '../telemetry/logger.ts';
+import { jsonLinesLogger, type GatewayLogger } from '../telemetry/logger.ts';
 import { Policy } from './policy.ts';
 import { createCallers } from '../auth/index.ts';
 
@@ -19,11 +19,11 @@ export const USAGE_FLUSH_MS = 1000;
  * named by the configuration and environment (the Lambda path).
  */
 
-export function createPolicy(config: GatewayConfig, env: Record<string, string | undefined>, store?: Store, now?: () => number, onError?: (err: unknown) => void): Policy | undefined {
+export function createPolicy(config: GatewayConfig, env: Record<string, string | undefined>, store?: Store, now?: () => number, onError?: (err: unknown) => void, logger: GatewayLogger = jsonLinesLogger): Policy | undefined {
   if (!config.auth?.required) return undefined;
   const db = store ?? createDynamoStore(dynamoSettings(config.store, env));
-  const report = onError ?? ((err: unknown) => jsonLinesLogger.error('policy store error', { error: String((err as Error)?.message ?? err) }));
-  const alerts = config.budgetAlerts.thresholds.length ? new BudgetAlerts(db, config.budgetAlerts.thresholds, createNotifiers(config.budgetAlerts, env, jsonLinesLogger), report) : undefined;
+  const report = onError ?? ((err: unknown) => logger.error('policy store error', { error: String((err as Error)?.message ?? err) }));
+  const alerts = config.budgetAlerts.thresholds.length ? new BudgetAlerts(db, config.budgetAlerts.thresholds, createNotifiers(config.budgetAlerts, env, logger), report) : undefined;
   return new Policy({
     store: db,
     now,
