@@ -11,6 +11,7 @@ import { listModelsResponse, modelResponse } from './formats/models-list.ts';
 import type { FrontDoorCodec } from './formats/types.ts';
 import { buildProviders } from './providers/index.ts';
 import { runAttempts, runCall, type CallRunner } from './routing/execute.ts';
+import { emulatesChoices, runChoices } from './emulate/choices.ts';
 import { Router, type RoutePlan } from './routing/router.ts';
 import type { Provider } from './providers/types.ts';
 import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/record.ts';
@@ -312,7 +313,7 @@ export class Gateway {
     const plan = this.permittedPlan(trace, req.model);
     // Guardrails on the prompt (400 guardrail_blocked; redaction, caps), before limits and the cache.
     let rawBody = body as Record<string, unknown>;
-    const guard = this.guardrails ? await this.guardrails.checkInput(trace, req, rawBody, codec.door, request.signal) : undefined;
+    let guard = this.guardrails ? await this.guardrails.checkInput(trace, req, rawBody, codec.door, request.signal) : undefined;
     if (guard) ({ req, rawBody } = guard);
     // Allow list (403), budgets and rate limits (429); usage settles when the trace ends.
     // Budgets reserve the worst case at the dearest target's price (settled to the real cost after).
@@ -324,13 +325,15 @@ export class Gateway {
       }
     });
     // The response cache: a hit replays the stored answer in this door's format, with no upstream call.
-    const cachePlan = this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
+    // `n` choices emulated by parallel calls (shared/emulate/choices.ts): not cached, guardrails per choice.
+    const choices = emulatesChoices(req.n, plan, codec.door) ? req.n : undefined;
+    const cachePlan = choices ? undefined : this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
     const hit = cachePlan && (await this.cache!.lookup(cachePlan, trace));
     if (hit) return this.replayCached(codec, req, hit, trace, headers);
     if (cachePlan) headers['x-gateway-cache'] = 'miss';
     else if (trace.record.cacheStatus === 'bypass') headers['x-gateway-cache'] = 'bypass';
 
-    const served = await runAttempts(this.router, {
+    const runInput = {
       plan,
       req,
       door: codec.door,
@@ -340,7 +343,11 @@ export class Gateway {
       requestId: trace.record.requestId,
       signal: request.signal,
       trace,
-    });
+    };
+    const served = choices
+      ? await runChoices(this.router, runInput, choices, (s) => passthroughEvents(codec.door, s.response, s.target.provider.name, s.target.model), guard?.output)
+      : await runAttempts(this.router, runInput);
+    if (choices && guard) guard = { ...guard, output: undefined };
     const { provider, model } = served.target;
     trace.record.provider = provider.name;
     trace.record.upstreamModel = model;
