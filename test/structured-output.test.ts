@@ -164,6 +164,21 @@ describe('structured output across providers', () => {
     assert.equal(claude.messageRequests().length, 0);
   });
 
+  it("the Anthropic door passes output_format and the beta header through untouched to Anthropic", async () => {
+    const outputFormat = { type: 'json_schema', schema: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'], additionalProperties: false } };
+    const res = await fetch(`${srv.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': 'client-key', 'anthropic-version': '2023-06-01', 'anthropic-beta': 'structured-outputs-2025-11-13' },
+      body: JSON.stringify({ model: 'claude', max_tokens: 100, messages: [{ role: 'user', content: 'Extract the name.' }], output_format: outputFormat }),
+    });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    const sent = claude.lastMessageRequest();
+    assert.deepEqual(sent.body.output_format, outputFormat);
+    assert.equal(sent.body.tools, undefined);
+    assert.match(String(sent.headers['anthropic-beta']), /structured-outputs-2025-11-13/);
+  });
+
   it('the same-format OpenAI route passes response_format and n through untouched', async () => {
     const format = zodResponseFormat(Weather, 'weather');
     await client.chat.completions.create({ model: 'gpt', messages: [{ role: 'user', content: 'hi' }], response_format: format, n: 2 });
