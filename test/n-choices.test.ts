@@ -138,6 +138,22 @@ describe('n choices on translated routes', () => {
     assert.equal(sink.records.filter((r) => r.requestId === last.requestId).length, 1);
   });
 
+  it('claude: a choice whose upstream sends an error event after the answer started ends the stream with an error event, one record', async () => {
+    claude.script({ type: 'text', pieces: ['one ', 'two ', 'three'], errorAfter: { after: 1, type: 'overloaded_error', message: 'Overloaded' } });
+    const res = await fetch(`${srv.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer client-key', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'claude', messages: [{ role: 'user', content: prompt }], n: 3, stream: true }),
+    });
+    assert.equal(res.status, 200);
+    const body = await res.text();
+    const events = body.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    assert.notEqual(events[events.length - 1], '[DONE]');
+    assert.ok(JSON.parse(events[events.length - 1]!).error, 'the stream ends with an error event');
+    const [record] = await recordsOf(res.headers.get('x-request-id'));
+    assert.equal(record!.outcome, 'stream_error');
+  });
+
   it('mock: n=3 with a json_schema gives three parsed choices', async () => {
     const Answer = z.object({ word: z.string(), count: z.number() });
     const completion = await client.chat.completions.parse({ model: 'mock-model', messages: [{ role: 'user', content: prompt }], n: 3, response_format: zodResponseFormat(Answer, 'answer') });
