@@ -8,6 +8,7 @@ import { startLocalServer, type LocalServer } from '../local/server.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { MemorySink } from './helpers/gateway.ts';
 import { anthropicErrorJson, startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
+import { startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';
 
 const ANTHROPIC_KEY = 'sk-ant-upstream-choices';
 
@@ -159,5 +160,31 @@ describe('n choices on translated routes', () => {
     const completion = await client.chat.completions.parse({ model: 'mock-model', messages: [{ role: 'user', content: prompt }], n: 3, response_format: zodResponseFormat(Answer, 'answer') });
     assert.equal(completion.choices.length, 3);
     for (const c of completion.choices) Answer.parse(c.message.parsed);
+  });
+});
+
+describe('n choices: limits reserve for every choice', () => {
+  let g: KeyedGateway;
+  before(async () => {
+    g = await startKeyedGateway();
+  });
+  after(() => g.close());
+
+  it('the token reservation of n=3 is three times that of one choice (x-ratelimit-remaining-tokens at admission)', async () => {
+    const reserved = async (n: number) => {
+      const { key } = await g.createKey({ name: `tpm-n${n}`, limits: { tpm: 10_000 } });
+      const res = await fetch(`${g.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'mock', max_tokens: 20, n, messages: [{ role: 'user', content: 'hello there' }] }),
+      });
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { choices: unknown[] };
+      assert.equal(body.choices.length, n);
+      return 10_000 - Number(res.headers.get('x-ratelimit-remaining-tokens'));
+    };
+    const one = await reserved(1);
+    assert.ok(one >= 20, `one choice reserves ${one}`);
+    assert.equal(await reserved(3), 3 * one);
   });
 });
