@@ -37,6 +37,9 @@ export async function runChoices(router: Router, input: RunInput, n: number, toE
   r.attemptLog = records.flatMap((x) => (x.attemptLog ?? []) as AttemptLog[]);
   r.attempts = r.attemptLog.length;
   r.fallbacks = Math.max(0, ...records.map((x) => x.fallbacks ?? 0));
+  // Until the answer is served, the record names a target that was tried (so a failure says where).
+  const tried = records.find((x) => x.provider);
+  if (tried) Object.assign(r, { provider: tried.provider, upstreamModel: tried.upstreamModel });
   const failed = settled.find((s) => s.status === 'rejected');
   const parts: { first: IteratorResult<StreamEvent>; events: AsyncIterator<StreamEvent> }[] = [];
   for (const s of settled) {
