@@ -132,6 +132,16 @@ describe('structured output across providers', () => {
       assert.ok(!response.output.some((o) => o.type === 'function_call'));
       assertForcedTool(model);
     });
+
+    it(`${model}: a streamed Responses answer with zodTextFormat arrives as output_text deltas and parses`, async () => {
+      const stream = client.responses.stream({ model, input: 'The weather in Braga, please.', text: { format: zodTextFormat(Weather, 'weather') } });
+      let deltas = 0;
+      for await (const ev of stream) if (ev.type === 'response.output_text.delta') deltas++;
+      const final = await stream.finalResponse();
+      assert.ok(deltas >= 1);
+      Weather.parse(final.output_parsed);
+      assertForcedTool(model);
+    });
   }
 
   it('mock: json_object answers with a JSON object as the content', async () => {
