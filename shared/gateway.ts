@@ -8,6 +8,7 @@ import { countTokens } from './wire/anthropic-messages/count-tokens.ts';
 import { listModelsResponse, modelResponse } from './formats/models-list.ts';
 import { buildProviders } from './providers/index.ts';
 import { runAttempts, runCall, type CallRunner } from './routing/execute.ts';
+import { emulatesChoices, runChoices } from './emulate/choices.ts';
 import { Router, type ResolvedTarget, type RoutePlan } from './routing/router.ts';
 import type { Provider } from './providers/types.ts';
 import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/record.ts';
@@ -363,7 +364,7 @@ export class Gateway {
     const plan = this.permittedPlan(trace, req.model);
     // Guardrails on the prompt (400 guardrail_blocked; redaction, caps), before limits and the cache.
     let rawBody = body as Record<string, unknown>;
-    const guard = this.guardrails ? await this.guardrails.checkInput(trace, req, rawBody, codec.door, request.signal) : undefined;
+    let guard = this.guardrails ? await this.guardrails.checkInput(trace, req, rawBody, codec.door, request.signal) : undefined;
     if (guard) ({ req, rawBody } = guard);
     // Allow list (403), budgets and rate limits (429); usage settles when the trace ends.
     // Budgets reserve the worst case at the dearest target's price (settled to the real cost after).
@@ -371,14 +372,16 @@ export class Gateway {
     // Requests without a key are priced for the log record here (keyed ones when the policy settles them).
     trace.onEnd((r) => priceUnsettled(this.opts.config.pricing, r));
     // The response cache: a hit replays the stored answer in this door's format, with no upstream call.
-    const cachePlan = this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
+    // `n` choices emulated by parallel calls (shared/emulate/choices.ts): not cached, guardrails per choice.
+    const choices = emulatesChoices(req.n, plan, codec.door) ? req.n : undefined;
+    const cachePlan = choices ? undefined : this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
     const chat: ChatContext = { ...ctx, codec, req, plan, guard, cachePlan };
     const hit = cachePlan && (await this.cache!.lookup(cachePlan, trace));
     if (hit) return this.replayCached(chat, hit);
     if (cachePlan) headers['x-gateway-cache'] = 'miss';
     else if (trace.record.cacheStatus === 'bypass') headers['x-gateway-cache'] = 'bypass';
 
-    const served = await runAttempts(this.router, {
+    const runInput = {
       plan,
       req,
       door: codec.door,
@@ -388,7 +391,12 @@ export class Gateway {
       requestId: trace.record.requestId,
       signal: request.signal,
       trace,
-    });
+    };
+    const served = choices
+      ? await runChoices(this.router, runInput, choices, (s) => passthroughEvents(codec.door, s.response, s.target.provider.name, s.target.model), guard?.output)
+      : await runAttempts(this.router, runInput);
+    // Each choice went through the output guardrails already (runChoices).
+    if (choices && guard) chat.guard = guard = { ...guard, output: undefined };
     const { provider, model } = served.target;
     trace.record.provider = provider.name;
     trace.record.upstreamModel = model;

@@ -80,7 +80,18 @@ export interface RequestOptions {
   thinking?: { type: 'enabled' | 'disabled' | 'adaptive'; budgetTokens?: number };
   /** End-user id for abuse tracking, passed on where the upstream has one. */
   user?: string;
+  /**
+   * Structured output (Chat `response_format`, Responses `text.format`). On translated routes it is
+   * emulated by a forced tool (shared/emulate/structured.ts); same-format routes pass it as sent.
+   */
+  responseFormat?: ResponseFormat;
+  /** Choices wanted (Chat `n`); above 1 on a translated route, parallel calls (shared/emulate/choices.ts). */
+  n?: number;
 }
+
+export type ResponseFormat =
+  | { kind: 'json_object' }
+  | { kind: 'json_schema'; name: string; schema: Record<string, unknown>; strict?: boolean; description?: string };
 
 export interface ChatRequest extends RequestOptions {
   /** The model name the client asked for. */
@@ -128,6 +139,9 @@ export type StreamEvent =
    * Front doors without a place for reasoning drop these.
    */
   | { type: 'thinking'; delta?: string; signature?: string; redactedData?: string };
+
+/** An event of one of `n` choices (emulated `n`): `choice` is its index, 0 when absent. */
+export type ChoiceEvent = StreamEvent & { choice?: number };
 
 /** The text of a mid-conversation system message, for upstreams without a system role at that position. */
 function markSystemText(text: string): string {

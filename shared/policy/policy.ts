@@ -192,8 +192,9 @@ export class Policy {
    * or `limits.defaultMaxTokens` when absent), priced at the dearest of the targets that may serve it.
    */
   admitChat(trace: RequestTrace, req: ChatRequest, door: FrontDoor, targets?: { provider: string; model: string }[]): Promise<Record<string, string>> {
-    const input = estimatePromptTokens(req);
-    const output = req.maxTokens ?? this.opts.settings.defaultMaxTokens;
+    // `n` choices: n calls, each with the prompt and up to the output limit.
+    const input = estimatePromptTokens(req) * (req.n ?? 1);
+    const output = (req.maxTokens ?? this.opts.settings.defaultMaxTokens) * (req.n ?? 1);
     return this.admit(trace, { model: req.model, tokens: input + output, inputTokens: input, outputTokens: output, targets }, door);
   }
 

@@ -9,6 +9,7 @@ import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type Answe
 import { SseSplitter } from '../http/sse.ts';
 import type { AttemptTimeouts, ResolvedTarget, RoutePlan, Router } from './router.ts';
 import { clientClosed, Deadline } from './deadline.ts';
+import { structuredEvents, structuredRequest } from '../emulate/structured.ts';
 
 /** A provider's answer, with its first piece already in hand (so the call can still fail over). */
 export type Served =
@@ -34,6 +35,8 @@ export interface RunInput {
   requestId: string;
   signal: AbortSignal;
   trace: RequestTrace;
+  /** Where the attempt log goes, when not the trace's record (one of `n` emulated choices). */
+  record?: AttemptRecord;
 }
 
 /**
@@ -44,7 +47,7 @@ export interface RunInput {
  * reach the client as an error event in its own format.
  */
 export async function runAttempts(router: Router, input: RunInput): Promise<Served> {
-  return runTargets(router, input.plan, input.trace.record, input.signal, router.order(input.plan), (target) => attemptOnce(target, input), (served) =>
+  return runTargets(router, input.plan, input.record ?? input.trace.record, input.signal, router.order(input.plan), (target) => attemptOnce(target, input), (served) =>
     served.kind === 'passthrough' ? served.response.status : 200,
   );
 }
@@ -227,7 +230,10 @@ function ms(t0: number): number {
  */
 async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Served> {
   const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal);
-  const { req, rawBody } = applyParams(target, input);
+  const { req: params, rawBody } = applyParams(target, input);
+  // Structured output on a translated route: a forced tool (shared/emulate/structured.ts).
+  const structured = params.responseFormat && !target.provider.passthrough?.(input.door) ? structuredRequest(params) : undefined;
+  const req = structured?.req ?? params;
   // A request part the neutral model cannot carry can only reach a provider that passes the body through.
   const lost = req.untranslatable?.[0];
   if (lost && !target.provider.passthrough?.(input.door)) {
@@ -238,6 +244,7 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
   try {
     const result = await attempt.race(target.provider.chat(req, ctx));
     if (result.kind === 'events') {
+      if (structured) result.events = structuredEvents(result.events, structured.tool);
       const first = await attempt.race(result.events.next()).catch((err) => {
         // Stop the provider's iterator without waiting on it (it may still be stuck on a silent upstream).
         void Promise.resolve(result.events.return?.()).catch(() => {});

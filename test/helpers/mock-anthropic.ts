@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { forcedToolCall } from './forced-tool.ts';
 import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Gate } from './mock-openai.ts';
@@ -76,6 +77,13 @@ export type AnthropicScript =
       StreamShape)
   | { type: 'error'; status: number; body: unknown; headers?: Record<string, string> }
   | { type: 'handler'; handle(req: RecordedAnthropicRequest, res: ServerResponse): void | Promise<void> };
+
+/** A request whose tool_choice forces a tool is answered with a schema-valid call of it, as a model would. */
+export function forcedToolScript(b: any): AnthropicScript | undefined {
+  const tools = Array.isArray(b?.tools) ? b.tools.map((t: any) => ({ name: t.name, schema: t.input_schema })) : [];
+  const call = forcedToolCall(b?.tool_choice?.type === 'tool' ? b.tool_choice.name : undefined, tools);
+  return call && { type: 'tool_use', calls: [{ id: `toolu_${randomBytes(8).toString('hex')}`, ...call }] };
+}
 
 export function anthropicErrorJson(type: string, message: string) {
   return { type: 'error', error: { type, message }, request_id: `req_${randomBytes(12).toString('hex')}` };
@@ -189,7 +197,7 @@ export async function startMockAnthropic(opts: { apiKey: string }): Promise<Mock
       send(400, anthropicErrorJson('invalid_request_error', 'max_tokens: Field required'));
       return;
     }
-    const script: AnthropicScript = queue.shift() ?? { type: 'text', pieces: lastUserText(body).match(/\S+\s*/g) ?? ['(empty)'] };
+    const script: AnthropicScript = queue.shift() ?? forcedToolScript(b) ?? { type: 'text', pieces: lastUserText(body).match(/\S+\s*/g) ?? ['(empty)'] };
     await answer(rec, res, script);
   }
 

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { forcedToolCall } from './forced-tool.ts';
+import { forcedToolScript } from './mock-anthropic.ts';
 import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EventStreamCodec, type MessageHeaders } from '@smithy/core/event-streams';
@@ -92,6 +94,13 @@ export interface MockBedrock {
 const codec = new EventStreamCodec(toUtf8, fromUtf8);
 
 /** One event-stream frame, as Bedrock sends it (with the `p` padding field real frames carry). */
+/** A Converse request whose toolChoice forces a tool is answered with a schema-valid call of it, as a model would. */
+function forcedConverseAnswer(body: any): Extract<BedrockScript, { type: 'answer' }> | undefined {
+  const tools = Array.isArray(body?.toolConfig?.tools) ? body.toolConfig.tools.map((t: any) => ({ name: t.toolSpec?.name, schema: t.toolSpec?.inputSchema?.json })) : [];
+  const call = forcedToolCall(body?.toolConfig?.toolChoice?.tool?.name, tools);
+  return call && { type: 'answer', toolCalls: [{ id: `tooluse_${Date.now().toString(36)}`, ...call }] };
+}
+
 export function eventFrame(eventType: string, payload: Record<string, unknown>): Uint8Array {
   const headers: MessageHeaders = {
     ':event-type': { type: 'string', value: eventType },
@@ -221,7 +230,8 @@ export async function startMockBedrock(): Promise<MockBedrock> {
       return;
     }
     if ((rec.operation === 'invoke' || rec.operation === 'invoke-with-response-stream') && rec.modelId.includes('anthropic.claude')) {
-      const claude = script ?? { type: 'answer' as const, text: claudeUserText(body).match(/\S+\s*/g) ?? ['(empty)'] };
+      const forced = forcedToolScript(body);
+      const claude = script ?? (forced?.type === 'tool_use' ? { type: 'answer' as const, toolCalls: forced.calls } : undefined) ?? { type: 'answer' as const, text: claudeUserText(body).match(/\S+\s*/g) ?? ['(empty)'] };
       if (rec.operation === 'invoke') claudeInvoke(rec, res, claude);
       else await claudeInvokeStream(rec, res, claude);
       rec.completed = true;
@@ -232,7 +242,7 @@ export async function startMockBedrock(): Promise<MockBedrock> {
       rec.completed = true;
       return;
     }
-    const answer = script ?? { type: 'answer' as const, text: lastUserText(body).match(/\S+\s*/g) ?? ['(empty)'] };
+    const answer = script ?? forcedConverseAnswer(body) ?? { type: 'answer' as const, text: lastUserText(body).match(/\S+\s*/g) ?? ['(empty)'] };
     if (rec.operation === 'converse') converse(rec, res, answer);
     else await converseStream(rec, res, answer);
   }

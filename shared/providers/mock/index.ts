@@ -142,15 +142,60 @@ function chooseTool(req: ChatRequest, text: string): { tool: ToolDefinition; arg
 }
 
 function fillArguments(tool: ToolDefinition, userText: string): Record<string, unknown> {
-  const props = (tool.parameters.properties ?? {}) as Record<string, { type?: string; enum?: unknown[] }>;
-  const required = Array.isArray(tool.parameters.required) ? (tool.parameters.required as string[]) : Object.keys(props);
-  const args: Record<string, unknown> = {};
-  for (const key of required) {
-    const schema = props[key] ?? {};
-    if (schema.enum?.length) args[key] = schema.enum[0];
-    else if (schema.type === 'number' || schema.type === 'integer') args[key] = 1;
-    else if (schema.type === 'boolean') args[key] = true;
-    else args[key] = userText.trim();
+  return schemaSample(tool.parameters, userText.trim()) as Record<string, unknown>;
+}
+
+/** A deterministic value valid for `schema`, its strings taken from `text` (see sampleOf). */
+export function schemaSample(schema: Record<string, unknown>, text: string): unknown {
+  return sampleOf(schema, schema, text, 0);
+}
+
+type Schema = Record<string, unknown>;
+
+/**
+ * A deterministic value valid for a JSON Schema (a forced tool's input: emulated structured output
+ * answers with it): objects with their required properties (all when none are listed), strings
+ * (the turn's text, within maxLength), numbers within their bounds, booleans, arrays of minItems
+ * (at least one) items, enums and consts (the first), anyOf/oneOf (the first), nullable types, and
+ * `$ref`s into `$defs`/`definitions`.
+ */
+function sampleOf(schema: Schema, root: Schema, text: string, depth: number): unknown {
+  if (typeof schema.$ref === 'string') {
+    const m = /^#\/(\$defs|definitions)\/(.+)$/.exec(schema.$ref);
+    const defs = m ? (root[m[1]!] as Record<string, Schema> | undefined) : undefined;
+    return depth > 8 || !defs?.[m![2]!] ? null : sampleOf(defs[m![2]!]!, root, text, depth + 1);
   }
-  return args;
+  if ('const' in schema) return schema.const;
+  if (Array.isArray(schema.enum) && schema.enum.length) return schema.enum[0];
+  const alt = (schema.anyOf ?? schema.oneOf) as Schema[] | undefined;
+  if (Array.isArray(alt) && alt.length) return sampleOf(alt.find((a) => a.type !== 'null') ?? alt[0]!, root, text, depth + 1);
+  const type = Array.isArray(schema.type) ? schema.type.find((t) => t !== 'null') : schema.type;
+  const min = typeof schema.minimum === 'number' ? schema.minimum : typeof schema.exclusiveMinimum === 'number' ? schema.exclusiveMinimum + 1 : 1;
+  switch (type) {
+    case 'integer':
+      return Math.ceil(min);
+    case 'number':
+      return min;
+    case 'boolean':
+      return true;
+    case 'null':
+      return null;
+    case 'string': {
+      const max = typeof schema.maxLength === 'number' ? schema.maxLength : Infinity;
+      return text.slice(0, max).padEnd(typeof schema.minLength === 'number' ? schema.minLength : 0, 'x');
+    }
+    case 'array': {
+      const items = (schema.items ?? {}) as Schema;
+      const count = Math.max(1, typeof schema.minItems === 'number' ? schema.minItems : 1);
+      return depth > 8 ? [] : Array.from({ length: count }, () => sampleOf(items, root, text, depth + 1));
+    }
+    default: {
+      if (type !== 'object' && !schema.properties) return text;
+      const props = (schema.properties ?? {}) as Record<string, Schema>;
+      const required = Array.isArray(schema.required) ? (schema.required as string[]) : Object.keys(props);
+      const out: Record<string, unknown> = {};
+      if (depth <= 8) for (const key of required) out[key] = sampleOf(props[key] ?? {}, root, text, depth + 1);
+      return out;
+    }
+  }
 }

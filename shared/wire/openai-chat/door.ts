@@ -1,4 +1,4 @@
-import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
+import type { ChatMessage, ChatRequest, ChoiceEvent, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
 import { GatewayError, jsonResponse, openaiErrorBody } from '../../http/errors.ts';
 import { SSE_HEADERS, sseData } from '../../http/sse.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
@@ -7,6 +7,8 @@ import { encodeEvents } from '../stream.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readChatUsage } from './events.ts';
 import { bad, isObject, textOf, optNumber, optInteger, type Json } from '../common.ts';
+import { parseResponseFormat } from '../../emulate/structured.ts';
+import { MAX_CHOICES } from '../../emulate/choices.ts';
 
 /** OpenAI Chat Completions: `POST /v1/chat/completions`. */
 
@@ -54,18 +56,16 @@ function parseContent(content: unknown, param: string, lost: Untranslatable): Co
 }
 
 /** Fields decoded into the neutral request. */
-const CHAT_FIELDS = new Set(['model', 'messages', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'stop', 'tools', 'tool_choice', 'parallel_tool_calls', 'stream', 'stream_options', 'user', 'safety_identifier', 'top_k']);
+const CHAT_FIELDS = new Set(['model', 'messages', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'stop', 'tools', 'tool_choice', 'parallel_tool_calls', 'stream', 'stream_options', 'user', 'safety_identifier', 'top_k', 'n', 'response_format']);
 /** Fields that tune OpenAI's own service, or hints a translated route can ignore: dropped (docs/translation.md). */
 const CHAT_DROPPED = new Set(['metadata', 'store', 'service_tier', 'prompt_cache_key', 'prompt_cache_retention', 'seed', 'reasoning_effort', 'verbosity']);
 /** Fields a translated route can carry only at their default (which asks for nothing): the test says when a value asks for more. */
 const CHAT_DEFAULT_ONLY: Record<string, (v: unknown) => boolean> = {
-  n: (v) => v !== 1,
   logprobs: (v) => v !== false,
   top_logprobs: (v) => v !== 0,
   frequency_penalty: (v) => v !== 0,
   presence_penalty: (v) => v !== 0,
   logit_bias: (v) => !isObject(v) || Object.keys(v).length > 0,
-  response_format: (v) => !isObject(v) || v.type !== 'text',
   modalities: (v) => !Array.isArray(v) || v.some((m) => m !== 'text'),
 };
 
@@ -211,6 +211,14 @@ export function parseChatRequest(body: unknown): ChatRequest {
     if (!Number.isInteger(topK)) throw bad("'top_k' must be an integer.", 'top_k');
     req.topK = topK;
   }
+  // Structured output and `n` choices: emulated on translated routes (shared/emulate/), as sent on OpenAI ones.
+  const format = parseResponseFormat(body.response_format);
+  if (typeof format === 'string') invalid(lost, format, 'response_format');
+  else if (format) req.responseFormat = format;
+  if (body.n !== undefined && body.n !== null) {
+    if (typeof body.n !== 'number' || !Number.isInteger(body.n) || body.n < 1 || body.n > MAX_CHOICES) invalid(lost, `must be an integer from 1 to ${MAX_CHOICES}.`, 'n');
+    else if (body.n > 1) req.n = body.n;
+  }
   if (lost.length) req.untranslatable = lost;
   return req;
 }
@@ -233,33 +241,41 @@ function finishReason(r: StopReason): string {
   return r === 'stop_sequence' ? 'stop' : r;
 }
 
-/** Answer a Chat Completions client from neutral events (first already pulled), streaming or not. */
+/**
+ * Answer a Chat Completions client from neutral events (first already pulled), streaming or not.
+ * Events of emulated `n` choices carry their `choice` (shared/emulate/choices.ts): each choice
+ * gets its own `index`, role chunk and finish reason; the id and model are the first start's.
+ */
 export async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
   if (!req.stream) return collect(first, events, meta, trace);
 
-  let id = 'chatcmpl-gateway';
+  let id: string | undefined;
   let model = req.model;
-  let reason: StopReason | undefined;
+  const reasons = new Map<number, StopReason | undefined>();
   let usage: Usage | undefined;
   const usageField = req.includeUsage ? { usage: null } : {};
-  const chunk = (delta: Json, finish: string | null = null) =>
-    sseData({ id, object: 'chat.completion.chunk', created: meta.created, model, system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageField });
+  const chunk = (index: number, delta: Json, finish: string | null = null) =>
+    sseData({ id: id ?? 'chatcmpl-gateway', object: 'chat.completion.chunk', created: meta.created, model, system_fingerprint: null, choices: [{ index, delta, logprobs: null, finish_reason: finish }], ...usageField });
 
-  const encode = (ev: StreamEvent): string => {
+  const encode = (ev: ChoiceEvent): string => {
+    const index = ev.choice ?? 0;
+    if (!reasons.has(index)) reasons.set(index, undefined);
     switch (ev.type) {
       case 'start':
-        id = ev.id.startsWith('chatcmpl') ? ev.id : `chatcmpl-${ev.id}`;
-        model = ev.model;
-        return chunk({ role: 'assistant', content: '', refusal: null });
+        if (id === undefined) {
+          id = ev.id.startsWith('chatcmpl') ? ev.id : `chatcmpl-${ev.id}`;
+          model = ev.model;
+        }
+        return chunk(index, { role: 'assistant', content: '', refusal: null });
       case 'text':
-        return chunk({ content: ev.delta });
+        return chunk(index, { content: ev.delta });
       case 'tool_call':
-        return chunk({ tool_calls: [{ index: ev.index, id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } }] });
+        return chunk(index, { tool_calls: [{ index: ev.index, id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } }] });
       case 'tool_args':
-        return chunk({ tool_calls: [{ index: ev.index, function: { arguments: ev.delta } }] });
+        return chunk(index, { tool_calls: [{ index: ev.index, function: { arguments: ev.delta } }] });
       case 'finish':
-        reason = ev.reason;
-        return chunk({}, finishReason(ev.reason));
+        reasons.set(index, ev.reason);
+        return chunk(index, {}, finishReason(ev.reason));
       case 'usage':
         usage = ev.usage;
         trace.usage(ev.usage);
@@ -278,8 +294,9 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
       encode,
       end() {
         let tail = '';
-        if (!reason) tail += chunk({}, 'stop');
-        if (req.includeUsage && usage) tail += sseData({ id, object: 'chat.completion.chunk', created: meta.created, model, system_fingerprint: null, choices: [], usage: usageJson(usage) });
+        if (!reasons.size) reasons.set(0, undefined);
+        for (const [index, reason] of reasons) if (!reason) tail += chunk(index, {}, 'stop');
+        if (req.includeUsage && usage) tail += sseData({ id: id ?? 'chatcmpl-gateway', object: 'chat.completion.chunk', created: meta.created, model, system_fingerprint: null, choices: [], usage: usageJson(usage) });
         return `${tail}data: [DONE]\n\n`;
       },
       fail: (ge) => sseData(openaiErrorBody(ge)),
@@ -289,34 +306,40 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
 }
 
 async function collect(first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
-  let id = 'chatcmpl-gateway';
+  let id: string | undefined;
   let model = '';
-  let text = '';
-  const calls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
-  let reason: StopReason = 'stop';
+  type Choice = { text: string; calls: { id: string; type: 'function'; function: { name: string; arguments: string } }[]; reason: StopReason };
+  const choices: Choice[] = [];
   let usage: Usage = { inputTokens: 0, outputTokens: 0 };
   for (let r = first; !r.done; r = await events.next()) {
-    const ev = r.value;
+    const ev: ChoiceEvent = r.value;
+    const c = (choices[ev.choice ?? 0] ??= { text: '', calls: [], reason: 'stop' });
     if (ev.type === 'start') {
-      id = ev.id.startsWith('chatcmpl') ? ev.id : `chatcmpl-${ev.id}`;
-      model = ev.model;
-    } else if (ev.type === 'text') text += ev.delta;
-    else if (ev.type === 'tool_call') calls[ev.index] = { id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } };
-    else if (ev.type === 'tool_args') calls[ev.index]!.function.arguments += ev.delta;
-    else if (ev.type === 'finish') reason = ev.reason;
+      if (id === undefined) {
+        id = ev.id.startsWith('chatcmpl') ? ev.id : `chatcmpl-${ev.id}`;
+        model = ev.model;
+      }
+    } else if (ev.type === 'text') c.text += ev.delta;
+    else if (ev.type === 'tool_call') c.calls[ev.index] = { id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } };
+    else if (ev.type === 'tool_args') c.calls[ev.index]!.function.arguments += ev.delta;
+    else if (ev.type === 'finish') c.reason = ev.reason;
     else if (ev.type === 'usage') usage = ev.usage;
   }
   trace.usage(usage);
   trace.end(200);
-  const message: Json = { role: 'assistant', content: calls.length && !text ? null : text, refusal: null };
-  if (calls.length) message.tool_calls = calls.filter(Boolean);
+  if (!choices.length) choices.push({ text: '', calls: [], reason: 'stop' });
   return jsonResponse(
     {
-      id,
+      id: id ?? 'chatcmpl-gateway',
       object: 'chat.completion',
       created: meta.created,
       model,
-      choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(reason) }],
+      choices: Array.from(choices, (c, index) => {
+        c ??= { text: '', calls: [], reason: 'stop' };
+        const message: Json = { role: 'assistant', content: c.calls.length && !c.text ? null : c.text, refusal: null };
+        if (c.calls.length) message.tool_calls = c.calls.filter(Boolean);
+        return { index, message, logprobs: null, finish_reason: finishReason(c.reason) };
+      }),
       usage: usageJson(usage),
       system_fingerprint: null,
     },

@@ -8,6 +8,7 @@ import { encodeEvents } from '../stream.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readResponsesUsage } from './events.ts';
 import { bad, isObject, optNumber, optInteger, type Json } from '../common.ts';
+import { parseResponseFormat } from '../../emulate/structured.ts';
 
 /**
  * OpenAI Responses: `POST /v1/responses`.
@@ -226,8 +227,9 @@ function parseResponsesRequest(body: unknown): ChatRequest {
     if (present(value) && !RESPONSES_FIELDS.has(key) && !RESPONSES_DROPPED.has(key)) skip.push({ param: key, what: `The parameter '${key}'` });
   }
   if (present(body.parallel_tool_calls) && typeof body.parallel_tool_calls !== 'boolean') throw bad("'parallel_tool_calls' must be a boolean.", 'parallel_tool_calls');
-  const format = isObject(body.text) && isObject(body.text.format) ? body.text.format : undefined;
-  if (format && format.type !== 'text') skip.push({ param: 'text.format', what: `Structured output (text.format of type '${String(format.type)}')` });
+  // Structured output: emulated on translated routes (shared/emulate/structured.ts).
+  const format = parseResponseFormat(isObject(body.text) ? body.text.format : undefined);
+  if (typeof format === 'string') invalid(skip, format, 'text.format');
 
   const system: string[] = typeof body.instructions === 'string' && body.instructions ? [body.instructions] : [];
   let messages: ChatMessage[] = [];
@@ -249,6 +251,7 @@ function parseResponsesRequest(body: unknown): ChatRequest {
     user: typeof body.user === 'string' ? body.user : typeof body.safety_identifier === 'string' ? body.safety_identifier : undefined,
   };
   if (body.parallel_tool_calls === false) req.parallelToolCalls = false;
+  if (isObject(format)) req.responseFormat = format;
   const untranslatable = skip.map(({ param, what, invalid }) => ({
     param,
     message: invalid ?? `'${param}': ${what} can only be served by OpenAI's own Responses API, and model '${body.model}' is served by another provider. Leave it out, or send the whole conversation in 'input' with function tools.`,
@@ -347,7 +350,7 @@ class ResponseBuilder {
       reasoning: { effort: null, summary: null },
       store: false,
       temperature: this.req.temperature ?? 1,
-      text: { format: { type: 'text' } },
+      text: isObject(b.text) && isObject(b.text.format) ? { format: b.text.format } : { format: { type: 'text' } },
       tool_choice: present(b.tool_choice) ? b.tool_choice : 'auto',
       tools: Array.isArray(b.tools) ? b.tools : [],
       top_p: this.req.topP ?? 1,
