@@ -136,6 +136,9 @@ describe('stateful Responses across providers', () => {
     const t1 = await alice.responses.create({ model: 'mock', instructions: 'Be brief.', input: 'first question' });
     assert.match(t1.id, /^resp_[0-9a-f]{48}$/);
     assert.equal(t1.output_text, 'first question');
+    // The client's own copy says what the gateway did with it, as OpenAI's does.
+    assert.equal((t1 as { store?: boolean }).store, true);
+    assert.equal(t1.previous_response_id, null);
     await stored(alice, t1.id);
 
     // Turn 2, streamed, on Anthropic: turn 1's input and output, then the new input; turn 1's instructions are not inherited.
@@ -147,6 +150,8 @@ describe('stateful Responses across providers', () => {
       [['user', 'first question'], ['assistant', 'first question'], ['user', 'second question']],
     );
     assert.notEqual(t2.id, t1.id);
+    assert.equal(t2.previous_response_id, t1.id, 'the streamed response.completed names the response it continues');
+    assert.equal((t2 as { store?: boolean }).store, true);
     const got2 = await stored(alice, t2.id);
     assert.equal(got2.previous_response_id, t1.id);
     assert.equal((got2 as { store?: boolean }).store, true);
@@ -158,6 +163,7 @@ describe('stateful Responses across providers', () => {
       compat.lastChatRequest().body.messages.map((m: any) => [m.role, text(m)]),
       [['system', 'Answer in French.'], ['user', 'first question'], ['assistant', 'first question'], ['user', 'second question'], ['assistant', 'second question'], ['user', 'third question']],
     );
+    assert.equal(t3.previous_response_id, t2.id);
     await stored(alice, t3.id);
 
     // Turn 4, streamed, on Bedrock (Converse).
@@ -228,6 +234,7 @@ describe('stateful Responses across providers', () => {
 
   it('keeps nothing with store: false', async () => {
     const r = await alice.responses.create({ model: 'mock', input: 'forget me', store: false });
+    assert.equal((r as { store?: boolean }).store, false);
     // A stored response of the same key, written after it, is readable: the unstored one was never written.
     const marker = await alice.responses.create({ model: 'mock', input: 'remember me' });
     await stored(alice, marker.id);

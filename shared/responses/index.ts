@@ -7,6 +7,7 @@ import { errorText, type GatewayLogger } from '../telemetry/logger.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { conversationOf, inputItems, listInputItems } from './conversation.ts';
 import { createResponseStore, ResponseStore, type StoredResponse } from './store.ts';
+import { statefulEcho } from '../wire/openai-responses/door.ts';
 
 type Json = Record<string, unknown>;
 
@@ -113,10 +114,12 @@ export class StatefulResponses {
     }
     const items = [...earlier, ...inputItems(body.input)];
     note(items);
-    if (!previousId) return body;
     // `instructions` are not inherited (OpenAI's rule): only this request's own apply.
     const { previous_response_id: _, ...rest } = body;
-    return { ...rest, input: items };
+    const out = previousId ? { ...rest, input: items } : body;
+    // The translated Response says what happened to it: stored, and continuing which response.
+    statefulEcho.set(out, { store: wantsStore, previousResponseId: previousId });
+    return out;
   }
 
   private async read(id: string, trace: RequestTrace): Promise<{ mine: StoredResponse } | 'foreign' | undefined> {

@@ -46,6 +46,13 @@ function invalid(skip: Untranslatable[], message: string, param: string): void {
 /** The client's body, for the request fields a Response object echoes (tools, metadata, ...). */
 const bodyOf = new WeakMap<ChatRequest, Json>();
 
+/**
+ * What a translated Response echoes of the stored-conversation fields, by the request body the door
+ * parsed: set by shared/responses when it keeps the answer (`store`) or rebuilt the conversation
+ * from `previous_response_id` (the body the door sees no longer carries that id).
+ */
+export const statefulEcho = new WeakMap<object, { store: boolean; previousResponseId: string | null }>();
+
 /** Request parameters of the Responses API that translated routes reject (they need OpenAI's own state or tools). */
 const PASSTHROUGH_ONLY: Record<string, string> = {
   previous_response_id: 'Stored responses (previous_response_id)',
@@ -332,6 +339,7 @@ class ResponseBuilder {
   /** The Response object as it stands. */
   snapshot(status: 'in_progress' | 'completed' | 'incomplete' | 'failed', extra: Json = {}): Json {
     const b = this.body;
+    const echo = statefulEcho.get(b);
     return {
       id: this.id,
       object: 'response',
@@ -346,9 +354,9 @@ class ResponseBuilder {
       model: this.model,
       output: this.items.map((i) => structuredClone(i.item)),
       parallel_tool_calls: typeof b.parallel_tool_calls === 'boolean' ? b.parallel_tool_calls : true,
-      previous_response_id: null,
+      previous_response_id: echo?.previousResponseId ?? null,
       reasoning: { effort: null, summary: null },
-      store: false,
+      store: echo?.store ?? false,
       temperature: this.req.temperature ?? 1,
       text: isObject(b.text) && isObject(b.text.format) ? { format: b.text.format } : { format: { type: 'text' } },
       tool_choice: present(b.tool_choice) ? b.tool_choice : 'auto',
