@@ -26,7 +26,14 @@ export async function readJsonBody(request: Request, limit: number, opts: { also
     const chunks: Uint8Array[] = [];
     let size = 0;
     for (;;) {
-      const { done, value } = await reader.read();
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (err) {
+        // The shells fail the body when the client goes away before sending all of it.
+        throw new GatewayError('invalid_request', 'The client closed the connection before the request body was complete.', { status: 499, code: 'client_closed', cause: err });
+      }
+      const { done, value } = r;
       if (done) break;
       size += value.byteLength;
       if (size > limit) {
