@@ -127,7 +127,7 @@ export class Gateway {
       live: m.groups.some((g) => g.targets.some((t) => this.providers.get(t.provider)!.live)),
     }));
     this.sinks = opts.sinks ?? [];
-    this.mcp = new McpGateway(opts.config, opts.env, this.policy, opts.now, log);
+    this.mcp = new McpGateway(opts.config, opts.env, this.policy, log);
     this.responses = new StatefulResponses({ config: opts.config, env: opts.env, now: opts.now ?? Date.now, log });
     const { cache, guardrails } = opts.config;
     this.cache = cache?.enabled ? new ResponseCache(cache, opts.env, { now: opts.now, store: opts.config.store, onError: (err) => log.error('response cache error', { error: errorText(err) }), embed: (model, text, trace) => this.embedText(model, text, trace) }) : undefined;

@@ -15,10 +15,9 @@ import { createGate, openaiErrorJson, startMockOpenAI, type MockOpenAI } from '.
 
 /**
  * X-Ray from the real Lambda entry, as the Lambda runtime sets it up: LAMBDA_TASK_ROOT and
- * AWS_EXECUTION_ENV (so the Powertools tracer is on and aws-xray-sdk-core makes the facade
- * segment), `_X_AMZN_TRACE_ID` per invocation, and AWS_XRAY_DAEMON_ADDRESS pointing at a UDP
+ * AWS_EXECUTION_ENV (so tracing is on, as in Lambda), `_X_AMZN_TRACE_ID` per invocation, and AWS_XRAY_DAEMON_ADDRESS pointing at a UDP
  * socket this test binds on loopback in place of the X-Ray daemon. The subsegment documents the
- * SDK sends are decoded and checked: names, nesting, trace id and annotations. Upstream, store and
+ * gateway's emitter (functions/lib/xray.ts) sends are decoded and checked: names, nesting, trace id and annotations. Upstream, store and
  * log export are real protocol stand-ins (OpenAI mock, dynalite, Firehose mock).
  */
 
@@ -59,7 +58,7 @@ function newInvocationTrace(): { header: string; root: string; parent: string } 
   return { header: `Root=${root};Parent=${parent};Sampled=1;Lineage=1:abcd1234:0`, root, parent };
 }
 
-describe('X-Ray subsegments from the Lambda entry (Powertools tracer, aws-xray-sdk-core over UDP)', () => {
+describe('X-Ray subsegments from the Lambda entry (the light emitter, over UDP to the daemon address)', () => {
   let daemon: Socket;
   const docs: XrayDoc[] = [];
   const headers: Array<Record<string, unknown>> = [];

@@ -28,7 +28,6 @@ import { errorText, jsonLinesLogger, type GatewayLogger } from '../telemetry/log
  */
 
 // In a module of their own, so the gateway routes to /mcp without loading this one.
-export { isMcpPath } from './path.ts';
 
 /** A refusal by the gateway itself, rendered as a JSON-RPC error with an HTTP status. */
 class McpRefusal extends Error {
@@ -65,7 +64,6 @@ export class McpGateway {
     private readonly config: GatewayConfig,
     private readonly env: Record<string, string | undefined>,
     private readonly policy: Policy | undefined,
-    private readonly now: () => number = Date.now,
     private readonly log: GatewayLogger = jsonLinesLogger,
   ) {
     this.servers = new Map(Object.entries(config.mcp?.servers ?? {}));
