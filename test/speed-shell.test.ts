@@ -7,7 +7,6 @@ import { daemonAddress, invocationTrace, udpEmitter, XraySpanRecorder } from '..
 import { EmfMetricsSink, metricsDisabled } from '../shared/telemetry/metrics.ts';
 import { LOG_SCHEMA_VERSION } from '../shared/telemetry/record.ts';
 import { startTestGateway, type TestGateway } from './helpers/gateway.ts';
-import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
 
 /**
  * The parts issue #17 made lighter: the local shell's small-body path (a body of declared length
@@ -17,16 +16,12 @@ import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
  */
 
 describe('local shell: small bodies read whole', () => {
-  let upstream: MockOpenAI;
   let gw: TestGateway;
+  // The helper starts its own mock upstream and closes it with the gateway.
   before(async () => {
-    upstream = await startMockOpenAI();
-    gw = await startTestGateway({ upstreamBaseUrl: upstream.baseUrl });
+    gw = await startTestGateway({});
   });
-  after(async () => {
-    await gw?.close();
-    await upstream?.close();
-  });
+  after(() => gw?.close());
 
   it('a client that leaves in the middle of a small body: one log record, and the server keeps serving', async () => {
     const port = Number(new URL(gw.url).port);

@@ -184,19 +184,24 @@ export function chatCompletionEvents(res: Response, stream: boolean, provider: s
   return it;
 }
 
+/** The next piece of an upstream body; undefined once the gateway itself stopped reading (a read error then is ours). */
+async function readPiece(reader: ReadableStreamDefaultReader<Uint8Array>, provider: string, isCancelled: () => boolean): Promise<ReadableStreamReadResult<Uint8Array> | undefined> {
+  try {
+    return await reader.read();
+  } catch (err) {
+    if (isCancelled()) return undefined;
+    throw asGatewayError(err, provider);
+  }
+}
+
 async function* decodeStream(reader: ReadableStreamDefaultReader<Uint8Array>, decoder: ChatChunkDecoder, provider: string, isCancelled: () => boolean): AsyncGenerator<StreamEvent> {
   const text = new TextDecoder();
   const pending: string[] = [];
   const parser = createParser({ onEvent: (e) => pending.push(e.data) });
   let sawDone = false;
   for (;;) {
-    let r: ReadableStreamReadResult<Uint8Array>;
-    try {
-      r = await reader.read();
-    } catch (err) {
-      if (isCancelled()) return;
-      throw asGatewayError(err, provider);
-    }
+    const r = await readPiece(reader, provider, isCancelled);
+    if (!r) return;
     if (r.done) {
       parser.feed(text.decode());
       parser.reset({ consume: true });
@@ -234,13 +239,8 @@ async function* decodeStream(reader: ReadableStreamDefaultReader<Uint8Array>, de
 async function* decodeJson(reader: ReadableStreamDefaultReader<Uint8Array>, decoder: ChatChunkDecoder, provider: string, isCancelled: () => boolean): AsyncGenerator<StreamEvent> {
   const parts: Uint8Array[] = [];
   for (;;) {
-    let r: ReadableStreamReadResult<Uint8Array>;
-    try {
-      r = await reader.read();
-    } catch (err) {
-      if (isCancelled()) return;
-      throw asGatewayError(err, provider);
-    }
+    const r = await readPiece(reader, provider, isCancelled);
+    if (!r) return;
     if (r.done) break;
     parts.push(r.value);
   }
