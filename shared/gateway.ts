@@ -333,13 +333,13 @@ export class Gateway {
     return res;
   }
 
-  /** A chat door of its own API: long silences in a stream get SSE comments, so idle timeouts on the way never cut it. */
   /** `GET`/`DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`. */
   private async storedResponse(ctx: RequestContext): Promise<Response> {
     ctx.trace.record.frontDoor = 'openai-responses';
     return this.done(ctx.trace, await this.responses.route(ctx.request, ctx.path, ctx.trace, ctx.headers));
   }
 
+  /** A chat door of its own API: long silences in a stream get SSE comments, so idle timeouts on the way never cut it. */
   private async chatWithKeepAlive(ctx: RequestContext, codec: FrontDoorCodec): Promise<Response> {
     const { trace, extras } = ctx;
     // A Responses answer is kept (store) after the client has it; other doors pass untouched.

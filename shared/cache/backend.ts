@@ -1,5 +1,5 @@
 import { BatchGetItemCommand, GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { dynamoClient, ensureTable } from '../store/dynamodb.ts';
+import { createOnFirstUse, dynamoClient, ensureTable, isLocalEndpoint } from '../store/dynamodb.ts';
 
 /**
  * Where cache entries live. One item per entry under a string key `pk`, holding the compressed
@@ -21,25 +21,16 @@ export interface CacheBackend {
 }
 
 export class DynamoCacheBackend implements CacheBackend {
-  private created?: Promise<void>;
+  private readonly send: <T>(fn: () => Promise<T>) => Promise<T>;
 
   constructor(
     private readonly client: DynamoDBClient,
     readonly table: string,
     private readonly now: () => number = Date.now,
     /** Create the table on first use when it is missing (a local DynamoDB only; in AWS the stack owns it). */
-    private readonly autoCreate = false,
-  ) {}
-
-  private async send<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!this.autoCreate || (err as Error).name !== 'ResourceNotFoundException') throw err;
-      this.created ??= ensureCacheTable(this.client, this.table);
-      await this.created;
-      return fn();
-    }
+    autoCreate = false,
+  ) {
+    this.send = createOnFirstUse(client, table, autoCreate);
   }
 
   private live(item: Record<string, { B?: Uint8Array; N?: string }> | undefined): CacheItem | undefined {
@@ -133,6 +124,5 @@ export function ensureCacheTable(client: DynamoDBClient, table: string): Promise
 /** The DynamoDB backend for a configuration: table and endpoint from the environment when set (CDK stack, local server). */
 export function createDynamoCache(cfg: { table: string }, env: Record<string, string | undefined>, now: () => number = Date.now, storeCfg: { region?: string; endpoint?: string } = {}): DynamoCacheBackend {
   const settings = { tables: { keys: '', usage: '' }, region: storeCfg.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION, endpoint: env.DYNAMODB_ENDPOINT || storeCfg.endpoint };
-  const local = settings.endpoint !== undefined && /^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(settings.endpoint);
-  return new DynamoCacheBackend(dynamoClient(settings), env.GATEWAY_CACHE_TABLE || cfg.table, now, local);
+  return new DynamoCacheBackend(dynamoClient(settings), env.GATEWAY_CACHE_TABLE || cfg.table, now, isLocalEndpoint(settings.endpoint));
 }

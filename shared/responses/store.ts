@@ -1,6 +1,6 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { dynamoClient, dynamoSettings, ensureTable } from '../store/dynamodb.ts';
+import { createOnFirstUse, dynamoClient, dynamoSettings, isLocalEndpoint } from '../store/dynamodb.ts';
 
 type Json = Record<string, unknown>;
 
@@ -28,25 +28,16 @@ const PREFIX = 'resp#';
  * `{ response, items, provider, upstreamId }`. One GetItem rebuilds a conversation.
  */
 export class ResponseStore {
-  private created?: Promise<void>;
+  private readonly send: <T>(fn: () => Promise<T>) => Promise<T>;
 
   constructor(
     private readonly client: DynamoDBClient,
     readonly table: string,
     private readonly now: () => number,
     /** Create the table on first use when missing (a local DynamoDB only; in AWS the stack owns it). */
-    private readonly autoCreate: boolean,
-  ) {}
-
-  private async send<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!this.autoCreate || (err as Error).name !== 'ResourceNotFoundException') throw err;
-      this.created ??= ensureTable(this.client, this.table);
-      await this.created;
-      return fn();
-    }
+    autoCreate: boolean,
+  ) {
+    this.send = createOnFirstUse(client, table, autoCreate);
   }
 
   /** The compressed body of a record, or undefined when it exceeds `maxBytes`. */
@@ -120,6 +111,5 @@ export class ResponseStore {
 /** The store for a configuration: the usage table and endpoint from the environment when set (CDK stack, local server). */
 export function createResponseStore(cfg: { keysTable: string; usageTable: string; region?: string; endpoint?: string }, env: Record<string, string | undefined>, now: () => number): ResponseStore {
   const settings = dynamoSettings(cfg, env);
-  const local = settings.endpoint !== undefined && /^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(settings.endpoint);
-  return new ResponseStore(dynamoClient(settings), settings.tables.usage, now, local);
+  return new ResponseStore(dynamoClient(settings), settings.tables.usage, now, isLocalEndpoint(settings.endpoint));
 }

@@ -440,9 +440,14 @@ export function dynamoSettings(cfg: { keysTable: string; usageTable: string; reg
   };
 }
 
+/** Whether the endpoint is a DynamoDB on this machine (dummy credentials; tables created on first use). */
+export function isLocalEndpoint(endpoint: string | undefined): boolean {
+  return endpoint !== undefined && /^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(endpoint);
+}
+
 /** A DynamoDB client: AWS's default credential chain, or dummy credentials for a local endpoint. */
 export function dynamoClient(s: DynamoSettings): DynamoDBClient {
-  const local = s.endpoint !== undefined && /^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(s.endpoint);
+  const local = isLocalEndpoint(s.endpoint);
   const client = new DynamoDBClient({
     region: s.region ?? (local ? 'local' : undefined),
     endpoint: s.endpoint,
@@ -495,4 +500,23 @@ export async function ensureTable(client: DynamoDBClient, name: string): Promise
     if (d.Table?.TableStatus === 'ACTIVE') return;
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * A runner for calls on one table that, when `autoCreate` (a local DynamoDB only; in AWS the stack
+ * owns the tables), creates the table the first time a call finds it missing and runs the call again.
+ */
+export function createOnFirstUse(client: DynamoDBClient, table: string, autoCreate: boolean): <T>(fn: () => Promise<T>) => Promise<T> {
+  if (!autoCreate) return (fn) => fn();
+  let created: Promise<void> | undefined;
+  return async (fn) => {
+    try {
+      return await fn();
+    } catch (err) {
+      if ((err as Error).name !== 'ResourceNotFoundException') throw err;
+      created ??= ensureTable(client, table);
+      await created;
+      return fn();
+    }
+  };
 }
