@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import OpenAI from 'openai';
-import { periodId } from '../shared/policy/limits.ts';
+import { periodId } from '../shared/policy/budgets.ts';
 import { UsageReport } from '../shared/policy/usage-report.ts';
 import { DynamoStore, daysOf, dynamoClient } from '../shared/store/dynamodb.ts';
 import type { ReportRow, Store } from '../shared/store/types.ts';

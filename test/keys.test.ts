@@ -4,7 +4,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { DynamoDBClient, GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import OpenAI from 'openai';
 import { hashKey } from '../shared/policy/keys.ts';
-import { windowOf } from '../shared/policy/limits.ts';
+import { windowOf } from '../shared/policy/rate-limits.ts';
 import { ADMIN_TOKEN, eventually, startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';
 import { parseConfig } from '../shared/config/load.ts';
 import { createDynamoStore } from '../shared/store/dynamodb.ts';

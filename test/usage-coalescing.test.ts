@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { BudgetTracker, RateLimiter, usageCounterId } from '../shared/policy/limits.ts';
+import { BudgetTracker, usageCounterId } from '../shared/policy/budgets.ts';
+import { RateLimiter } from '../shared/policy/rate-limits.ts';
 import type { Store } from '../shared/store/types.ts';
 import type { LocalDynamo } from '../local/dynamodb.ts';
 import { startCountedStore } from './helpers/keys.ts';

@@ -15,6 +15,8 @@ const iamRequests = new WeakMap<Request, { principal?: string }>();
  * The admin API is not served under /iam (it has its own IAM-authorized routes).
  */
 export function stripIamPrefix(request: Request, principal: string | undefined): Request {
+  // Most requests are not under /iam: no URL parse for them.
+  if (!request.url.includes(`${IAM_PREFIX}/`)) return request;
   const url = new URL(request.url);
   if (!url.pathname.startsWith(`${IAM_PREFIX}/`) || /^\/iam\/admin(\/|$)/.test(url.pathname)) return request;
   url.pathname = url.pathname.slice(IAM_PREFIX.length);

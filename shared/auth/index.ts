@@ -49,11 +49,13 @@ export class Callers {
   /** The verifier (and `jose`) is loaded on the first JWT-shaped token: a cold start without one does not read it. */
   private verifier?: Promise<OidcVerifier>;
 
-  constructor(
-    config: { oidc?: OidcConfig; iam?: IamConfig },
-    private readonly iam = config.iam,
-    private readonly oidc = config.oidc,
-  ) {}
+  private readonly iam?: IamConfig;
+  private readonly oidc?: OidcConfig;
+
+  constructor(config: { oidc?: OidcConfig; iam?: IamConfig }) {
+    this.iam = config.iam;
+    this.oidc = config.oidc;
+  }
 
   async principal(request: Request, trace: RequestTrace, now: number, readTeam: TeamReader): Promise<CallerPrincipal | undefined> {
     const r = trace.record;

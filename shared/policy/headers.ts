@@ -1,5 +1,6 @@
 import type { FrontDoor } from '../core/types.ts';
-import type { BudgetStatus, RateStatus } from './limits.ts';
+import type { BudgetStatus } from './budgets.ts';
+import type { RateStatus } from './rate-limits.ts';
 
 /** OpenAI's duration style for reset headers: `1s`, `6m0s`, `120ms`. */
 export function openaiDuration(ms: number): string {

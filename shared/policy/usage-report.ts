@@ -1,5 +1,5 @@
 import type { ReportRow, Store } from '../store/types.ts';
-import { periodId } from './limits.ts';
+import { periodId } from './budgets.ts';
 
 /**
  * The usage report's counters (issue #19, FinOps view): requests, tokens and spend per team (or per
