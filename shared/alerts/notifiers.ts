@@ -27,12 +27,12 @@ export interface Notifier {
 }
 
 /** One line for people (log message, SNS subject, email). */
-export function alertSummary(a: BudgetAlert): string {
+function alertSummary(a: BudgetAlert): string {
   const amount = (n: number) => (a.unit === 'usd' ? `$${n.toFixed(2)}` : `${n} tokens`);
   return `Budget alert: ${a.who} has spent ${amount(a.spent)} of its ${a.budget} budget of ${amount(a.limit)} (${a.thresholdPercent}% threshold crossed; the period ends ${a.periodEnd})`;
 }
 
-export function logNotifier(log: GatewayLogger): Notifier {
+function logNotifier(log: GatewayLogger): Notifier {
   return { notify: async (a) => log.warn(alertSummary(a), { event: 'budget_alert', ...a }) };
 }
 

@@ -3,7 +3,7 @@ import { modelAllowed } from '../policy/keys.ts';
 import type { IamConfig } from './schema.ts';
 
 /** The route prefix whose methods API Gateway authorizes with SigV4 (AWS_IAM). */
-export const IAM_PREFIX = '/iam';
+const IAM_PREFIX = '/iam';
 
 /** Requests that came in under /iam, with the caller ARN the shell passed (undefined: none was). */
 const iamRequests = new WeakMap<Request, { principal?: string }>();

@@ -12,7 +12,7 @@ export { stripIamPrefix } from './iam.ts';
 /** A compact JWS: three base64url parts (the signature may be empty, as in `alg: none`). */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
-export function looksLikeJwt(token: string): boolean {
+function looksLikeJwt(token: string): boolean {
   return JWT_SHAPE.test(token);
 }
 

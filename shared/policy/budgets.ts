@@ -56,7 +56,7 @@ export interface BudgetGrant {
 }
 
 /** Most worst-case requests one block of budget is leased for. */
-export const BUDGET_BLOCK_REQUESTS = 50;
+const BUDGET_BLOCK_REQUESTS = 50;
 
 /** Every budget a key or team may have: its period and unit. */
 export const BUDGET_FIELDS: { field: BudgetField; period: Period; unit: 'usd' | 'tokens' }[] = [

@@ -11,7 +11,7 @@ export { Policy, isPublicPath, type Access, type Principal } from './policy.ts';
 export { modelAllowed } from './keys.ts';
 
 /** Usage settlements are batched this long before one write per counter (see BudgetTracker). */
-export const USAGE_FLUSH_MS = 1000;
+const USAGE_FLUSH_MS = 1000;
 
 /**
  * The policy for a configuration, or undefined when keys are off (`auth` absent or

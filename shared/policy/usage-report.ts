@@ -14,7 +14,7 @@ import { periodId } from './budgets.ts';
  */
 
 /** Shortest interval between report writes when batching (the report is not read on the hot path). */
-export const REPORT_FLUSH_MS = 5000;
+const REPORT_FLUSH_MS = 5000;
 
 /** What a settled request adds, from its log record. */
 export interface ReportedRequest {
@@ -29,7 +29,7 @@ export type ReportUsage = Pick<ReportRow, 'inputTokens' | 'outputTokens' | 'cach
 const KEEP_DAYS = 400;
 
 /** The subject a request's spend is reported under: its team, else its key. */
-export function reportSubject(r: ReportedRequest): string | undefined {
+function reportSubject(r: ReportedRequest): string | undefined {
   return r.team ? `team:${r.team}` : r.keyId ? `key:${r.keyId}` : undefined;
 }
 
