@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { GatewayError } from '../http/errors.ts';
 import { presentedKey } from '../policy/keys.ts';
+import type { Principal } from '../policy/identity.ts';
 import type { KeyRecord, TeamRecord } from '../store/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { iamCallerOf, mapIamCaller, noIamCaller } from './iam.ts';
@@ -18,12 +19,6 @@ function looksLikeJwt(token: string): boolean {
 
 /** How a request's caller was identified (the log record's `authKind`). */
 export type AuthKind = 'key' | 'oidc' | 'iam';
-
-/** The same shape the key path makes: a key-like record for the caller, and its team's record. */
-export interface CallerPrincipal {
-  key: KeyRecord;
-  team?: TeamRecord;
-}
 
 /** Reads a team's record (cached by the policy); throws a 503 when the store fails. */
 export type TeamReader = (name: string) => Promise<TeamRecord | undefined>;
@@ -57,7 +52,7 @@ export class Callers {
     this.oidc = config.oidc;
   }
 
-  async principal(request: Request, trace: RequestTrace, now: number, readTeam: TeamReader): Promise<CallerPrincipal | undefined> {
+  async principal(request: Request, trace: RequestTrace, now: number, readTeam: TeamReader): Promise<Principal | undefined> {
     const r = trace.record;
     const viaIam = this.iam && iamCallerOf(request);
     if (viaIam) {
@@ -79,7 +74,7 @@ export class Callers {
   }
 
   /** The caller's team must exist in the store: its limits and budgets are what bound the caller. */
-  private async withTeam(key: KeyRecord, readTeam: TeamReader, from: string): Promise<CallerPrincipal> {
+  private async withTeam(key: KeyRecord, readTeam: TeamReader, from: string): Promise<Principal> {
     const team = await readTeam(key.team!);
     if (!team) throw new GatewayError('authentication', `The team "${key.team}" named by ${from} is not known to the gateway (create it with PUT /admin/teams/${key.team}).`, { code: 'unknown_team' });
     return { key, team };
