@@ -369,8 +369,9 @@ export class Gateway {
     // Allow list (403), budgets and rate limits (429); usage settles when the trace ends.
     // Budgets reserve the worst case at the dearest target's price (settled to the real cost after).
     if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door, plan.groups.flat().map((t) => ({ provider: t.provider.name, model: t.model }))));
-    // Requests without a key are priced for the log record here (keyed ones when the policy settles them).
-    trace.onEnd((r) => priceUnsettled(this.opts.config.pricing, r));
+    // Without keys (no policy) a request is priced for the log record here; with them every chat
+    // request that got this far is keyed, and the policy prices it when it settles.
+    if (!this.policy) trace.onEnd((r) => priceUnsettled(this.opts.config.pricing, r));
     // The response cache: a hit replays the stored answer in this door's format, with no upstream call.
     // `n` choices emulated by parallel calls (shared/emulate/choices.ts): not cached, guardrails per choice.
     const choices = emulatesChoices(req.n, plan, codec.door) ? req.n : undefined;
