@@ -27,8 +27,6 @@ import { errorText, jsonLinesLogger, type GatewayLogger } from '../telemetry/log
  *   their own records, ids `<request id>.<n>`).
  */
 
-// In a module of their own, so the gateway routes to /mcp without loading this one.
-
 /** A refusal by the gateway itself, rendered as a JSON-RPC error with an HTTP status. */
 class McpRefusal extends Error {
   constructor(
@@ -120,7 +118,8 @@ export class McpGateway {
     else {
       const ge = toGatewayError(err);
       if (ge.kind === 'internal') this.log.error('mcp error', { requestId: trace.record.requestId, error: errorText(err, true) });
-      const rpcCode = ge.kind === 'request_too_large' || ge.kind === 'invalid_request' ? RPC.INVALID_REQUEST : ge.kind === 'internal' ? RPC.INTERNAL_ERROR : RPC.UPSTREAM_ERROR;
+      const rpcCode =
+        ge.kind === 'request_too_large' || ge.kind === 'invalid_request' ? RPC.INVALID_REQUEST : ge.kind === 'internal' ? RPC.INTERNAL_ERROR : ge.kind === 'rate_limit' ? RPC.RATE_LIMITED : RPC.UPSTREAM_ERROR;
       r = new McpRefusal(ge.status, rpcCode, ge.message, ge.kind, ge.code ?? ge.kind, ge.headers);
     }
     trace.fail(r.status === 499 ? 'client_closed' : 'error', { kind: r.kind, code: r.code, message: r.message });
@@ -227,19 +226,9 @@ export class McpGateway {
     }
 
     const calls = requests.filter((m) => m.method === 'tools/call').length;
-    if (calls) await this.admitToolCalls(trace, calls);
+    // Tool calls count one request each against the key's and its team's requests per minute (a 429 is RATE_LIMITED).
+    if (calls) await this.policy?.admitRequests(trace, calls);
     return this.forward(request, name, server, allowance, trace, baseHeaders, text, pending);
-  }
-
-  /** Tool calls count one request each against the key's and its team's requests per minute. */
-  private async admitToolCalls(trace: RequestTrace, calls: number): Promise<void> {
-    try {
-      await this.policy?.admitRequests(trace, calls);
-    } catch (err) {
-      const ge = toGatewayError(err);
-      if (ge.kind !== 'rate_limit') throw err;
-      throw new McpRefusal(429, RPC.RATE_LIMITED, ge.message, 'rate_limit', 'rate_limit_exceeded', ge.headers);
-    }
   }
 
   /** Relay one HTTP exchange to the server and its answer back, filtering tools/list answers. */
