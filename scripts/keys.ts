@@ -165,8 +165,36 @@ export function resolveTarget(v: Values, env: Record<string, string | undefined>
       // none: the server will say what it needs
     }
   }
-  const region = v.region ?? /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(base.hostname)?.[1] ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+  const region = v.region ?? executeApiRegion(base.hostname) ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
   return { base, token, aws, region };
+}
+
+/** The region of an API Gateway (execute-api) host name, if it is one. */
+export function executeApiRegion(hostname: string): string | undefined {
+  return /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(hostname)?.[1];
+}
+
+/**
+ * Headers for a request to API Gateway signed with SigV4 (service execute-api) with the credentials
+ * the AWS SDK finds (profile, SSO, a Lambda's or task's role); `host` is left for fetch to set.
+ */
+export async function sigv4Headers(url: URL, method: string, region: string, headers: Record<string, string>, body?: string): Promise<Record<string, string>> {
+  const [{ SignatureV4 }, { defaultProvider }] = await Promise.all([import('@smithy/signature-v4'), import('@aws-sdk/credential-provider-node')]);
+  const signer = new SignatureV4({ service: 'execute-api', region, credentials: defaultProvider(), sha256: NodeSha256 });
+  const query: Record<string, string> = {};
+  url.searchParams.forEach((v, k) => (query[k] = v));
+  const signed = await signer.sign({
+    method,
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: url.port ? Number(url.port) : undefined,
+    path: url.pathname,
+    query,
+    headers: { ...headers, host: url.host },
+    body,
+  });
+  const { host: _host, ...rest } = signed.headers as Record<string, string>;
+  return rest;
 }
 
 /** One admin API call: JSON in, JSON out; SigV4-signed for AWS, admin token otherwise. */
@@ -178,22 +206,7 @@ export async function call(t: Target, method: string, path: string, body?: unkno
   if (text !== undefined) headers['content-type'] = 'application/json';
   if (t.aws) {
     if (!t.region) throw new CliError('Cannot tell the AWS region: pass --region or set AWS_REGION.');
-    const [{ SignatureV4 }, { defaultProvider }] = await Promise.all([import('@smithy/signature-v4'), import('@aws-sdk/credential-provider-node')]);
-    const signer = new SignatureV4({ service: 'execute-api', region: t.region, credentials: defaultProvider(), sha256: NodeSha256 });
-    const q: Record<string, string> = {};
-    url.searchParams.forEach((v, k) => (q[k] = v));
-    const signed = await signer.sign({
-      method,
-      protocol: url.protocol,
-      hostname: url.hostname,
-      port: url.port ? Number(url.port) : undefined,
-      path: url.pathname,
-      query: q,
-      headers: { ...headers, host: url.host },
-      body: text,
-    });
-    headers = { ...(signed.headers as Record<string, string>) };
-    delete headers.host; // fetch sets it
+    headers = await sigv4Headers(url, method, t.region, headers, text);
   } else if (t.token) {
     headers.authorization = `Bearer ${t.token}`;
   }

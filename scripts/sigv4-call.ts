@@ -1,7 +1,5 @@
-import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { pathToFileURL } from 'node:url';
-import { NodeSha256 } from './keys.ts';
+import { executeApiRegion, sigv4Headers } from './keys.ts';
 
 /**
  * Call the gateway as an IAM caller (docs/identity.md): a SigV4-signed request to
@@ -17,17 +15,8 @@ import { NodeSha256 } from './keys.ts';
 /** A signed OpenAI-format chat call through /iam; returns the gateway's JSON answer. */
 export async function iamChat(gatewayUrl: string, body: unknown, region = regionOf(gatewayUrl)): Promise<unknown> {
   const url = new URL(`iam/v1/chat/completions`, gatewayUrl.endsWith('/') ? gatewayUrl : `${gatewayUrl}/`);
-  const signer = new SignatureV4({ service: 'execute-api', region, credentials: defaultProvider(), sha256: NodeSha256 });
   const payload = JSON.stringify(body);
-  const signed = await signer.sign({
-    method: 'POST',
-    protocol: url.protocol,
-    hostname: url.hostname,
-    path: url.pathname,
-    headers: { host: url.host, 'content-type': 'application/json' },
-    body: payload,
-  });
-  const { host: _host, ...headers } = signed.headers; // fetch sets host itself
+  const headers = await sigv4Headers(url, 'POST', region, { 'content-type': 'application/json' }, payload);
   const res = await fetch(url, { method: 'POST', headers, body: payload });
   const json = await res.json();
   if (!res.ok) throw new Error(`gateway answered ${res.status}: ${JSON.stringify(json)}`);
@@ -36,8 +25,7 @@ export async function iamChat(gatewayUrl: string, body: unknown, region = region
 
 /** The region of an execute-api URL (else AWS_REGION). */
 function regionOf(gatewayUrl: string): string {
-  const m = /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com/.exec(gatewayUrl);
-  const region = m?.[1] ?? process.env.AWS_REGION;
+  const region = executeApiRegion(new URL(gatewayUrl).hostname) ?? process.env.AWS_REGION;
   if (!region) throw new Error('cannot tell the region from the URL: set AWS_REGION');
   return region;
 }

@@ -14,6 +14,7 @@ import {
   type InvokeModelWithResponseStreamCommandOutput,
 } from '@aws-sdk/client-bedrock-runtime';
 import { EventStreamCodec } from '@smithy/eventstream-codec';
+import { gatewayBedrockClient } from './helpers/bedrock-client.ts';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { parseConfig } from '../shared/config/load.ts';
 import { anthropicModelName, BedrockModelIndex, parseBedrockPath } from '../shared/wire/bedrock-invoke/door.ts';
@@ -322,21 +323,7 @@ function bearerClient(token = key): BedrockRuntimeClient {
 
 /** A SigV4 client (dummy credentials, as with CLAUDE_CODE_SKIP_BEDROCK_AUTH) that adds `x-api-key` (ANTHROPIC_CUSTOM_HEADERS). */
 function apiKeyClient(apiKey = key): BedrockRuntimeClient {
-  const client = new BedrockRuntimeClient({
-    region: 'us-east-1',
-    endpoint: `${gw.url}/bedrock`,
-    credentials: { accessKeyId: 'AKIDCLAUDECODE000000', secretAccessKey: 'not-used-by-the-gateway' },
-    requestHandler: new NodeHttpHandler(),
-    maxAttempts: 1,
-  });
-  client.middlewareStack.add(
-    (next) => async (args) => {
-      (args.request as { headers: Record<string, string> }).headers['x-api-key'] = apiKey;
-      return next(args);
-    },
-    { step: 'build', name: 'gatewayApiKey' },
-  );
-  return client;
+  return gatewayBedrockClient(gw.url, { accessKeyId: 'AKIDCLAUDECODE000000', beforeSend: (r) => void (r.headers['x-api-key'] = apiKey) });
 }
 
 const enc = (o: unknown) => new TextEncoder().encode(JSON.stringify(o));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import { BedrockRuntimeClient, InvokeModelCommand, InvokeModelWithResponseStreamCommand } from '@aws-sdk/client-bedrock-runtime';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { gatewayBedrockClient } from './helpers/bedrock-client.ts';
 import OpenAI from 'openai';
 import { parseConfig } from '../shared/config/load.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
@@ -105,21 +105,7 @@ describe('fault injection: every API, route and fault, with a fallback target', 
     });
     openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
     anthropic = new Anthropic({ baseURL: srv.url, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
-    bedrock = new BedrockRuntimeClient({
-      region: 'us-east-1',
-      endpoint: `${srv.url}/bedrock`,
-      credentials: { accessKeyId: 'AKIDFAULTCLIENT00000', secretAccessKey: 'unused' },
-      requestHandler: new NodeHttpHandler(),
-      maxAttempts: 1,
-    });
-    bedrock.middlewareStack.add(
-      (next) => async (args) => {
-        const h = (args.request as { headers: Record<string, string> }).headers;
-        h['x-request-id'] = currentId;
-        return next(args);
-      },
-      { step: 'build', name: 'faultRequestId' },
-    );
+    bedrock = gatewayBedrockClient(srv.url, { accessKeyId: 'AKIDFAULTCLIENT00000', beforeSend: (r) => void (r.headers['x-request-id'] = currentId) });
   });
   after(async () => {
     bedrock?.destroy();

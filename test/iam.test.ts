@@ -43,7 +43,6 @@ describe('IAM callers in the core (auth.iam)', () => {
     const text = await res.text();
     return { status: res.status, json: JSON.parse(text), requestId: res.headers.get('x-request-id')! };
   }
-  const recordOf = (id: string) => g.sink.records.find((r) => r.requestId === id)!;
 
   before(async () => {
     g = await startKeyedGateway({ config: { auth: { required: true, cacheTtlSeconds: 5, iam: iamConfig } } });
@@ -63,13 +62,13 @@ describe('IAM callers in the core (auth.iam)', () => {
     const anthropic = await call('/iam/v1/messages', SESSION, { ...chat, max_tokens: 50 });
     assert.equal(anthropic.status, 200);
     assert.equal(anthropic.json.type, 'message');
-    const rec = recordOf(openai.requestId);
+    const rec = await g.recordOf(openai.requestId);
     assert.equal(rec.authKind, 'iam');
     assert.equal(rec.subject, SESSION);
     assert.equal(rec.team, 'apps');
     assert.equal(rec.path, '/v1/chat/completions');
     assert.match(rec.keyId!, /^iam_[0-9a-f]{24}$/);
-    assert.equal(recordOf(anthropic.requestId).keyId, rec.keyId);
+    assert.equal((await g.recordOf(anthropic.requestId)).keyId, rec.keyId);
   });
 
   test("a caller's models and its team's limits apply", async () => {
@@ -109,7 +108,7 @@ describe('IAM callers in the core (auth.iam)', () => {
     // The same spoofed headers on a key route: served as the key, no IAM identity in the record.
     const keyed = await fetch(`${g.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...SPOOF }, body: JSON.stringify(chat) });
     assert.equal(keyed.status, 200);
-    const rec = recordOf(keyed.headers.get('x-request-id')!) ?? (await new Promise((r) => setTimeout(r, 50)), recordOf(keyed.headers.get('x-request-id')!));
+    const rec = await g.recordOf(keyed);
     assert.equal(rec.authKind, 'key');
     assert.equal(rec.subject, undefined);
     // A principal passed for a route outside /iam is not an identity there.

@@ -3,10 +3,8 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
-import { parseConfig } from '../shared/config/load.ts';
-import { startLocalServer, type LocalServer } from '../local/server.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
-import { MemorySink } from './helpers/gateway.ts';
+import { startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { anthropicErrorJson, startMockAnthropic, type MockAnthropic } from './helpers/mock-anthropic.ts';
 import { startKeyedGateway, type KeyedGateway } from './helpers/keys.ts';
 
@@ -19,14 +17,12 @@ const ANTHROPIC_KEY = 'sk-ant-upstream-choices';
  */
 describe('n choices on translated routes', () => {
   let claude: MockAnthropic;
-  let srv: LocalServer;
-  let sink: MemorySink;
+  let srv: StartedGateway;
   let client: OpenAI;
 
   before(async () => {
     claude = await startMockAnthropic({ apiKey: ANTHROPIC_KEY });
-    sink = new MemorySink();
-    const config = parseConfig({
+    srv = await startGateway({
       providers: {
         mock: { type: 'mock' },
         anthropic: { type: 'anthropic', baseUrl: claude.baseUrl, apiKeyEnv: 'ANTHROPIC_API_KEY' },
@@ -35,9 +31,9 @@ describe('n choices on translated routes', () => {
         'mock-model': { targets: [{ provider: 'mock', model: 'mock-1' }] },
         claude: { targets: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }] },
       },
-      routing: { retry: { retries: 1, baseDelayMs: 0, maxDelayMs: 0 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } },
+      config: { routing: { retry: { retries: 1, baseDelayMs: 0, maxDelayMs: 0 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } } },
+      env: { ANTHROPIC_API_KEY: ANTHROPIC_KEY },
     });
-    srv = await startLocalServer({ config, env: { ANTHROPIC_API_KEY: ANTHROPIC_KEY }, port: 0, sinks: [sink] });
     client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'client-key', maxRetries: 0, timeout: 20_000 });
   });
   after(async () => {
@@ -46,18 +42,11 @@ describe('n choices on translated routes', () => {
   });
   beforeEach(() => claude.reset());
 
+  /** Every record of a request: its first, then a moment for a second one (which must not come) to show up. */
   async function recordsOf(id: string | null): Promise<RequestRecord[]> {
-    assert.ok(id, 'x-request-id header');
-    for (let i = 0; i < 400; i++) {
-      const found = sink.records.filter((x) => x.requestId === id);
-      if (found.length) {
-        // Give a second record (which must not come) a moment to show up.
-        await new Promise((r) => setTimeout(r, 20));
-        return sink.records.filter((x) => x.requestId === id);
-      }
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    throw new Error(`no record for ${id}`);
+    await srv.recordOf(id);
+    await new Promise((r) => setTimeout(r, 20));
+    return srv.recordsFor(id!);
   }
 
   const prompt = 'three little words';
@@ -134,9 +123,9 @@ describe('n choices on translated routes', () => {
     claude.script({ type: 'error', status: 400, body: anthropicErrorJson('invalid_request_error', 'bad thing') });
     await assert.rejects(client.chat.completions.create({ model: 'claude', messages: [{ role: 'user', content: prompt }], n: 2 }), (err: any) => err.status === 400 && /bad thing/.test(err.message));
     await new Promise((r) => setTimeout(r, 50));
-    const last = sink.records[sink.records.length - 1]!;
+    const last = srv.records[srv.records.length - 1]!;
     assert.equal(last.status, 400);
-    assert.equal(sink.records.filter((r) => r.requestId === last.requestId).length, 1);
+    assert.equal(srv.records.filter((r) => r.requestId === last.requestId).length, 1);
   });
 
   it('claude: a choice whose upstream sends an error event after the answer started ends the stream with an error event, one record', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, ValidationException, type Message } from '@aws-sdk/client-bedrock-runtime';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { gatewayBedrockClient } from './helpers/bedrock-client.ts';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat/completions';
 import { cacheKey, requestKeyMaterial } from '../shared/cache/entry.ts';
@@ -227,26 +227,16 @@ const NARRATOR_TURN = { role: 'narrator', content: [{ text: 'The scene opens.' }
  * the top level, and `messages` replaced when given.
  */
 function converseClient(extra: Record<string, unknown>, messages?: unknown[]): BedrockRuntimeClient {
-  const client = new BedrockRuntimeClient({
-    region: 'us-east-1',
-    endpoint: `${srv.url}/bedrock`,
-    credentials: { accessKeyId: 'AKIATESTPASSUNKNOWN01', secretAccessKey: 'not-used-by-the-gateway' },
-    requestHandler: new NodeHttpHandler(),
-    maxAttempts: 1,
-  });
-  client.middlewareStack.add(
-    (next) => async (args) => {
-      const request = args.request as { body: string; headers: Record<string, string> };
+  return gatewayBedrockClient(srv.url, {
+    accessKeyId: 'AKIATESTPASSUNKNOWN01',
+    beforeSend: (request) => {
       const body = { ...JSON.parse(request.body), ...extra };
       if (messages) body.messages = messages;
       request.body = JSON.stringify(body);
       for (const h of Object.keys(request.headers)) if (h.toLowerCase() === 'content-length') delete request.headers[h];
       request.headers['content-length'] = String(Buffer.byteLength(request.body));
-      return next(args);
     },
-    { step: 'build', name: 'addFutureMembers', priority: 'low' },
-  );
-  return client;
+  });
 }
 
 const PLAIN: Message[] = [{ role: 'user', content: [{ text: 'tell me more' }] }];
