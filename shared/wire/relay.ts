@@ -139,6 +139,11 @@ export function brokenAnswer(message: string, code = 'upstream_invalid_response'
   return new GatewayError('upstream', message, { status: 502, code });
 }
 
+/** The error for a relayed stream that stopped before this API's terminal event. */
+export function truncatedStream(): GatewayError {
+  return brokenAnswer('The upstream stream ended before it was complete.', 'upstream_stream_truncated');
+}
+
 /**
  * A same-format JSON answer relayed: its bytes go to the client as they arrive; once all have
  * gone, `inspect` gets the parsed body (for usage; the body checked before commit is not parsed

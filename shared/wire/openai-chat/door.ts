@@ -2,7 +2,7 @@ import type { ChatMessage, ChatRequest, ChoiceEvent, ContentPart, StopReason, St
 import { GatewayError, jsonResponse, openaiErrorBody } from '../../http/errors.ts';
 import { SSE_HEADERS, sseData } from '../../http/sse.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
-import { brokenAnswer, relayJson, relaySse } from '../relay.ts';
+import { relayJson, relaySse, truncatedStream } from '../relay.ts';
 import { encodeEvents } from '../stream.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readChatUsage } from './events.ts';
@@ -396,7 +396,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
     },
     failure,
     // A stream that gave its finish reason but no `[DONE]` is complete: the client gets the `[DONE]` it expects.
-    end: (complete) => (sawDone || upstreamFailed ? '' : complete ? 'data: [DONE]\n\n' : failure(brokenAnswer('The upstream stream ended before it was complete.', 'upstream_stream_truncated'))),
+    end: (complete) => (sawDone || upstreamFailed ? '' : complete ? 'data: [DONE]\n\n' : failure(truncatedStream())),
   });
 }
 
