@@ -1,4 +1,4 @@
-import type { ContentPart } from '../core/types.ts';
+import type { ContentPart, Usage } from '../core/types.ts';
 import { GatewayError } from '../http/errors.ts';
 
 /** Helpers every wire API shares. */
@@ -32,6 +32,18 @@ export function optInteger(body: Json, key: string, min: number, max: number): n
   const v = optNumber(body, key, min, max);
   if (v !== undefined && !Number.isInteger(v)) throw bad(`'${key}' must be an integer.`, key);
   return v;
+}
+
+/**
+ * An OpenAI usage object (Chat: `prompt_tokens`..., Responses: `input_tokens`...) under its API's
+ * field names; undefined without an input count. Cached tokens are part of the input count there.
+ */
+export function readOpenAIUsage(u: unknown, input: string, output: string, details: string): Usage | undefined {
+  if (!isObject(u) || typeof u[input] !== 'number') return undefined;
+  const d = u[details];
+  const usage: Usage = { inputTokens: u[input], outputTokens: typeof u[output] === 'number' ? u[output] : 0 };
+  if (isObject(d) && typeof d.cached_tokens === 'number') usage.cacheReadTokens = d.cached_tokens;
+  return usage;
 }
 
 /** The text parts joined (images dropped). */

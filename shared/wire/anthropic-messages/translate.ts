@@ -1,6 +1,6 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { markedSystemContent, type ChatMessage, type ChatRequest, type ContentPart, type StreamEvent } from '../../core/types.ts';
-import { AnthropicUsage, fromAnthropicStopReason } from './wire.ts';
+import { AnthropicUsage, fromAnthropicStopReason, readErrorEvent } from './wire.ts';
 import { isObject, type Json } from '../common.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
 import { unsupported } from '../common.ts';
@@ -141,17 +141,9 @@ const errorKinds: Record<string, ErrorKind> = {
 
 /** An `error` event received mid-stream, as a GatewayError. */
 function streamError(provider: string, data: string): GatewayError {
-  let type = 'api_error';
-  let message = `Provider "${provider}" sent an error mid-stream.`;
-  try {
-    const e = (JSON.parse(data) as Json).error;
-    if (isObject(e)) {
-      if (typeof e.type === 'string') type = e.type;
-      if (typeof e.message === 'string') message = e.message;
-    }
-  } catch {
-    // keep the generic message
-  }
+  const e = readErrorEvent(data);
+  const type = e.type ?? 'api_error';
+  const message = e.message ?? `Provider "${provider}" sent an error mid-stream.`;
   const kind = errorKinds[type] ?? 'upstream';
   return new GatewayError(kind, message, { code: `upstream_${type}`, status: kind === 'invalid_request' || kind === 'not_found' ? 502 : undefined });
 }

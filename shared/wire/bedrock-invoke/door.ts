@@ -14,7 +14,7 @@ import type { RoutePlan } from '../../routing/router.ts';
 import { estimateInputTokens } from '../anthropic-messages/count-tokens.ts';
 import { parseConverseRequest } from '../bedrock-converse/door.ts';
 import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from '../anthropic-messages/door.ts';
-import { DEFAULT_ANTHROPIC_VERSION, eventName } from '../anthropic-messages/wire.ts';
+import { DEFAULT_ANTHROPIC_VERSION, eventName, readErrorEvent } from '../anthropic-messages/wire.ts';
 import { isObject, type Json } from '../common.ts';
 import { bedrockErrorResponse } from './errors.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
@@ -261,18 +261,8 @@ function toEventStream(sse: Response, headers: Record<string, string>): Response
     // A keep-alive comment in a long silence: Bedrock clients get a `ping` event (Anthropic's own keep-alive).
     if (data === undefined) return event.startsWith(':') ? chunkFrame(PING) : undefined;
     if (name === 'error') {
-      let type: string | undefined;
-      let message = 'The model stream failed.';
-      try {
-        const e = (JSON.parse(data) as Json).error;
-        if (isObject(e)) {
-          if (typeof e.type === 'string') type = e.type;
-          if (typeof e.message === 'string') message = e.message;
-        }
-      } catch {
-        // keep the generic message
-      }
-      return exceptionFrame(streamExceptionFor(type), message);
+      const e = readErrorEvent(data);
+      return exceptionFrame(streamExceptionFor(e.type), e.message ?? 'The model stream failed.');
     }
     firstByteMs ??= Math.round(performance.now() - t0);
     if (name === 'message_start' || name === 'message_delta' || name === 'message_stop') {

@@ -1,17 +1,13 @@
 import { createParser } from 'eventsource-parser';
 import type { StopReason, StreamEvent, Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
-import { isObject, type Json } from '../common.ts';
+import { isObject, readOpenAIUsage, type Json } from '../common.ts';
 
 /** An OpenAI Responses answer (a Response object, or its SSE events) decoded into neutral StreamEvents, and its usage. */
 
 /** Responses usage (`input_tokens` count cached ones too, as OpenAI reports them). */
 export function readResponsesUsage(u: unknown): Usage | undefined {
-  if (!isObject(u) || typeof u.input_tokens !== 'number') return undefined;
-  const details = isObject(u.input_tokens_details) ? u.input_tokens_details : undefined;
-  const usage: Usage = { inputTokens: u.input_tokens, outputTokens: typeof u.output_tokens === 'number' ? u.output_tokens : 0 };
-  if (typeof details?.cached_tokens === 'number') usage.cacheReadTokens = details.cached_tokens;
-  return usage;
+  return readOpenAIUsage(u, 'input_tokens', 'output_tokens', 'input_tokens_details');
 }
 
 function responseStatus(r: Json): StopReason {
