@@ -1,6 +1,6 @@
 import type { FrontDoor } from '../core/types.ts';
 import { GatewayError } from '../http/errors.ts';
-import { eventData, SseSplitter } from '../http/sse.ts';
+import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { isObject, type Json } from './common.ts';
@@ -137,6 +137,11 @@ function errorMessage(e: unknown): string {
 /** The error for a broken upstream answer: a 502 that falls back before the first byte, an error event after it. */
 export function brokenAnswer(message: string, code = 'upstream_invalid_response'): GatewayError {
   return new GatewayError('upstream', message, { status: 502, code });
+}
+
+/** A relayed OpenAI answer's headers: the door's, then SSE's for a stream, else the upstream's content type. */
+export function relayHeaders(doorHeaders: Record<string, string>, upstream: Response, stream: boolean): Record<string, string> {
+  return stream ? { ...doorHeaders, ...SSE_HEADERS } : { ...doorHeaders, 'content-type': upstream.headers.get('content-type') ?? 'application/json' };
 }
 
 /** The error for a relayed stream that stopped before this API's terminal event. */

@@ -2,7 +2,7 @@ import type { ChatMessage, ChatRequest, ChoiceEvent, ContentPart, StopReason, St
 import { GatewayError, jsonResponse, openaiErrorBody } from '../../http/errors.ts';
 import { SSE_HEADERS, sseData } from '../../http/sse.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
-import { relayJson, relaySse, truncatedStream } from '../relay.ts';
+import { relayHeaders, relayJson, relaySse, truncatedStream } from '../relay.ts';
 import { encodeEvents } from '../stream.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readChatUsage } from './events.ts';
@@ -356,8 +356,7 @@ async function collect(first: IteratorResult<StreamEvent>, events: AsyncIterator
  * an error event instead of a clean end.
  */
 export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
-  const headers: Record<string, string> = { ...meta.headers };
-  headers['content-type'] = upstream.headers.get('content-type') ?? (req.stream ? SSE_HEADERS['content-type']! : 'application/json');
+  const headers = relayHeaders(meta.headers, upstream, !!req.stream);
   if (!req.stream) {
     return relayJson(upstream, trace, { status: upstream.status, headers }, (json) => {
       const usage = readChatUsage(json.usage);
@@ -365,7 +364,6 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
     });
   }
 
-  Object.assign(headers, SSE_HEADERS);
   let sawDone = false;
   let upstreamFailed = false;
   /** Our own ending for a stream the upstream broke: the error as a `data:` chunk, and no `[DONE]`. */

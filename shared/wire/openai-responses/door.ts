@@ -3,7 +3,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, To
 import { GatewayError, jsonResponse, openaiErrorBody } from '../../http/errors.ts';
 import { SSE_HEADERS, sseEvent } from '../../http/sse.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
-import { relayJson, relaySse, truncatedStream } from '../relay.ts';
+import { relayHeaders, relayJson, relaySse, truncatedStream } from '../relay.ts';
 import { encodeEvents } from '../stream.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readResponsesUsage } from './events.ts';
@@ -524,8 +524,7 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
  * `response.incomplete`, `response.failed`, `error`) with `response.failed` and an `error` event.
  */
 export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
-  const headers: Record<string, string> = { ...meta.headers };
-  headers['content-type'] = upstream.headers.get('content-type') ?? (req.stream ? SSE_HEADERS['content-type']! : 'application/json');
+  const headers = relayHeaders(meta.headers, upstream, !!req.stream);
   if (!req.stream) {
     return relayJson(upstream, trace, { status: upstream.status, headers }, (json) => {
       const usage = readResponsesUsage(json.usage);
@@ -534,7 +533,6 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
     });
   }
 
-  Object.assign(headers, SSE_HEADERS);
   let terminal = false;
   let lastSeq = -1;
   let created: Json | undefined;
