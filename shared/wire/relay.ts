@@ -67,7 +67,11 @@ export interface EventCheck {
   json?: Record<string, unknown>;
 }
 
-const SSE_FIELD = /^(?:data|event|id|retry)(?::|$)/;
+/**
+ * The start of a line (lines split at `\n` or `\r\n`) that is neither blank, nor a comment, nor an
+ * SSE field: one test per event, without splitting it into lines.
+ */
+const NOT_SSE_LINE = /(?:^|\n)(?!\r?\n|$|:|(?:data|event|id|retry)(?::|\r?\n|$))/;
 
 /**
  * Checks a same-format stream event by event (each event's text as SseSplitter gives it): every
@@ -81,10 +85,7 @@ export class SseChecker {
   constructor(private readonly format: AnswerFormat) {}
 
   check(event: string): EventCheck {
-    for (const line of event.split(/\r?\n/)) {
-      if (line === '' || line.startsWith(':') || SSE_FIELD.test(line)) continue;
-      return { problem: 'The upstream stream sent something that is not a server-sent event.', data: false, terminal: false };
-    }
+    if (NOT_SSE_LINE.test(event)) return { problem: 'The upstream stream sent something that is not a server-sent event.', data: false, terminal: false };
     const data = eventData(event);
     if (data === undefined) return { data: false, terminal: false };
     if (this.format === 'openai-chat' && data === '[DONE]') {
