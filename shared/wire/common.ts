@@ -1,3 +1,4 @@
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { ContentPart, Usage } from '../core/types.ts';
 import { GatewayError } from '../http/errors.ts';
 
@@ -49,4 +50,32 @@ export function readOpenAIUsage(u: unknown, input: string, output: string, detai
 /** The text parts joined (images dropped). */
 export function textOf(parts: ContentPart[]): string {
   return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
+}
+
+/** An upstream SSE body read piece by piece: each read gives the events it completed (all the rest once the body ended). */
+export class SseReader {
+  /** The body has ended (the last read gave what remained). */
+  done = false;
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly text = new TextDecoder();
+  private queue: EventSourceMessage[] = [];
+  private readonly parser = createParser({ onEvent: (e) => this.queue.push(e) });
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.reader = body.getReader();
+  }
+
+  async read(): Promise<EventSourceMessage[]> {
+    const { done, value } = await this.reader.read();
+    this.done = done;
+    this.parser.feed(done ? `${this.text.decode()}\n\n` : this.text.decode(value, { stream: true }));
+    const batch = this.queue;
+    this.queue = [];
+    return batch;
+  }
+
+  /** Let go of the upstream body (at the end, or when the reader stops early). */
+  cancel(): void {
+    this.reader.cancel().catch(() => {});
+  }
 }

@@ -1,7 +1,6 @@
-import { createParser } from 'eventsource-parser';
 import type { StopReason, StreamEvent, Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
-import { isObject, readOpenAIUsage, type Json } from '../common.ts';
+import { isObject, readOpenAIUsage, SseReader, type Json } from '../common.ts';
 
 /** An OpenAI Responses answer (a Response object, or its SSE events) decoded into neutral StreamEvents, and its usage. */
 
@@ -47,30 +46,26 @@ export async function* responsesJsonEvents(res: Response, provider: string): Asy
   yield* responseObjectEvents(body);
 }
 
+function jsonObject(data: string): Json | undefined {
+  try {
+    const v: unknown = JSON.parse(data);
+    return isObject(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Responses SSE: text and function-call deltas as they come; finish and usage from the terminal event. */
 export async function* responsesStreamEvents(res: Response, provider: string): AsyncGenerator<StreamEvent> {
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let queue: Json[] = [];
-  const parser = createParser({
-    onEvent: (e) => {
-      try {
-        const v = JSON.parse(e.data);
-        if (isObject(v)) queue.push(v);
-      } catch {
-        // not JSON: ignored, as OpenAI's SDK does
-      }
-    },
-  });
+  const sse = new SseReader(res.body!);
   const tools = new Map<number, number>();
   let started = false;
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      parser.feed(done ? `${dec.decode()}\n\n` : dec.decode(value, { stream: true }));
-      const batch = queue;
-      queue = [];
-      for (const ev of batch) {
+    while (!sse.done) {
+      for (const e of await sse.read()) {
+        const ev = jsonObject(e.data);
+        // not a JSON object: ignored, as OpenAI's SDK does
+        if (!ev) continue;
         const type = ev.type;
         if (type === 'response.created' && isObject(ev.response) && !started) {
           started = true;
@@ -93,10 +88,9 @@ export async function* responsesStreamEvents(res: Response, provider: string): A
           throw new GatewayError('upstream', `Provider "${provider}" reported a failed response.`, { code: 'upstream_error' });
         }
       }
-      if (done) break;
     }
     throw new GatewayError('upstream', `The stream from provider "${provider}" ended before it was complete.`, { code: 'upstream_stream_truncated' });
   } finally {
-    reader.cancel().catch(() => {});
+    sse.cancel();
   }
 }
