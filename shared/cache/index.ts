@@ -19,13 +19,13 @@ export const CACHE_TTL_HEADER = 'x-gateway-cache-ttl';
 export type CacheStatus = 'hit' | 'semantic_hit' | 'miss' | 'stored' | 'too_large' | 'bypass' | 'error';
 
 /** The values `x-gateway-cache` may take on a request. */
-export const CACHE_DIRECTIVES = ['no-cache', 'no-store', 'force'] as const;
+const CACHE_DIRECTIVES = ['no-cache', 'no-store', 'force'] as const;
 
 /**
  * The cache request headers, checked: a value the gateway does not know is a 400 naming the header
  * and what it accepts (rather than being ignored, which hides the client's mistake).
  */
-export function cacheHeaders(headers: Headers, maxTtlSeconds: number): { directive: string; ttlSeconds?: number } {
+function cacheHeaders(headers: Headers, maxTtlSeconds: number): { directive: string; ttlSeconds?: number } {
   const raw = headers.get(CACHE_HEADER);
   const directive = (raw ?? '').trim().toLowerCase();
   // An empty value counts as no header.

@@ -1,4 +1,5 @@
-import type { ContentPart } from '../core/types.ts';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { ContentPart, Usage } from '../core/types.ts';
 import { GatewayError } from '../http/errors.ts';
 
 /** Helpers every wire API shares. */
@@ -34,7 +35,47 @@ export function optInteger(body: Json, key: string, min: number, max: number): n
   return v;
 }
 
+/**
+ * An OpenAI usage object (Chat: `prompt_tokens`..., Responses: `input_tokens`...) under its API's
+ * field names; undefined without an input count. Cached tokens are part of the input count there.
+ */
+export function readOpenAIUsage(u: unknown, input: string, output: string, details: string): Usage | undefined {
+  if (!isObject(u) || typeof u[input] !== 'number') return undefined;
+  const d = u[details];
+  const usage: Usage = { inputTokens: u[input], outputTokens: typeof u[output] === 'number' ? u[output] : 0 };
+  if (isObject(d) && typeof d.cached_tokens === 'number') usage.cacheReadTokens = d.cached_tokens;
+  return usage;
+}
+
 /** The text parts joined (images dropped). */
 export function textOf(parts: ContentPart[]): string {
   return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
+}
+
+/** An upstream SSE body read piece by piece: each read gives the events it completed (all the rest once the body ended). */
+export class SseReader {
+  /** The body has ended (the last read gave what remained). */
+  done = false;
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly text = new TextDecoder();
+  private queue: EventSourceMessage[] = [];
+  private readonly parser = createParser({ onEvent: (e) => this.queue.push(e) });
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.reader = body.getReader();
+  }
+
+  async read(): Promise<EventSourceMessage[]> {
+    const { done, value } = await this.reader.read();
+    this.done = done;
+    this.parser.feed(done ? `${this.text.decode()}\n\n` : this.text.decode(value, { stream: true }));
+    const batch = this.queue;
+    this.queue = [];
+    return batch;
+  }
+
+  /** Let go of the upstream body (at the end, or when the reader stops early). */
+  cancel(): void {
+    this.reader.cancel().catch(() => {});
+  }
 }

@@ -1,6 +1,6 @@
 import type { FrontDoor } from '../core/types.ts';
 import { GatewayError } from '../http/errors.ts';
-import { eventData, SseSplitter } from '../http/sse.ts';
+import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { isObject, type Json } from './common.ts';
@@ -67,7 +67,11 @@ export interface EventCheck {
   json?: Record<string, unknown>;
 }
 
-const SSE_FIELD = /^(?:data|event|id|retry)(?::|$)/;
+/**
+ * The start of a line (lines split at `\n` or `\r\n`) that is neither blank, nor a comment, nor an
+ * SSE field: one test per event, without splitting it into lines.
+ */
+const NOT_SSE_LINE = /(?:^|\n)(?!\r?\n|$|:|(?:data|event|id|retry)(?::|\r?\n|$))/;
 
 /**
  * Checks a same-format stream event by event (each event's text as SseSplitter gives it): every
@@ -81,10 +85,7 @@ export class SseChecker {
   constructor(private readonly format: AnswerFormat) {}
 
   check(event: string): EventCheck {
-    for (const line of event.split(/\r?\n/)) {
-      if (line === '' || line.startsWith(':') || SSE_FIELD.test(line)) continue;
-      return { problem: 'The upstream stream sent something that is not a server-sent event.', data: false, terminal: false };
-    }
+    if (NOT_SSE_LINE.test(event)) return { problem: 'The upstream stream sent something that is not a server-sent event.', data: false, terminal: false };
     const data = eventData(event);
     if (data === undefined) return { data: false, terminal: false };
     if (this.format === 'openai-chat' && data === '[DONE]') {
@@ -137,6 +138,16 @@ function errorMessage(e: unknown): string {
 /** The error for a broken upstream answer: a 502 that falls back before the first byte, an error event after it. */
 export function brokenAnswer(message: string, code = 'upstream_invalid_response'): GatewayError {
   return new GatewayError('upstream', message, { status: 502, code });
+}
+
+/** A relayed OpenAI answer's headers: the door's, then SSE's for a stream, else the upstream's content type. */
+export function relayHeaders(doorHeaders: Record<string, string>, upstream: Response, stream: boolean): Record<string, string> {
+  return stream ? { ...doorHeaders, ...SSE_HEADERS } : { ...doorHeaders, 'content-type': upstream.headers.get('content-type') ?? 'application/json' };
+}
+
+/** The error for a relayed stream that stopped before this API's terminal event. */
+export function truncatedStream(): GatewayError {
+  return brokenAnswer('The upstream stream ended before it was complete.', 'upstream_stream_truncated');
 }
 
 /**

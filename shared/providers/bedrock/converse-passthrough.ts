@@ -37,7 +37,7 @@ export function converseAsSentCommand(req: ChatRequest, ctx: CallContext): Conve
  * `inferenceConfig` (routing applies them to the body under their Chat Completions names, which
  * Converse does not have: those keys are moved, not sent).
  */
-export function converseBody(req: ChatRequest, rawBody: Json): Json {
+function converseBody(req: ChatRequest, rawBody: Json): Json {
   const { modelId: _modelId, ...body } = rawBody;
   const moves: [string, string, number | undefined][] = [
     ['max_tokens', 'maxTokens', req.maxTokens],

@@ -2,7 +2,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, Th
 import { anthropicErrorBody, GatewayError, jsonResponse } from '../../http/errors.ts';
 import { SSE_HEADERS, sseEvent } from '../../http/sse.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
-import { relayJson, relaySse } from '../relay.ts';
+import { relayJson, relaySse, truncatedStream } from '../relay.ts';
 import { encodeEvents } from '../stream.ts';
 import { AnthropicUsage, eventName, toAnthropicStopReason, toAnthropicUsage } from './wire.ts';
 import { bad as badRequest, isObject, type Json } from '../common.ts';
@@ -644,7 +644,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
       return event;
     },
     failure: errorTail,
-    end: () => errorTail(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' })),
+    end: () => errorTail(truncatedStream()),
     beforeEnd,
   });
 }

@@ -1,7 +1,7 @@
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { EventSourceMessage } from 'eventsource-parser';
 import { markedSystemContent, type ChatMessage, type ChatRequest, type ContentPart, type StreamEvent } from '../../core/types.ts';
-import { AnthropicUsage, fromAnthropicStopReason } from './wire.ts';
-import { isObject, type Json } from '../common.ts';
+import { AnthropicUsage, fromAnthropicStopReason, readErrorEvent } from './wire.ts';
+import { isObject, SseReader, type Json } from '../common.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
 import { unsupported } from '../common.ts';
 
@@ -141,17 +141,9 @@ const errorKinds: Record<string, ErrorKind> = {
 
 /** An `error` event received mid-stream, as a GatewayError. */
 function streamError(provider: string, data: string): GatewayError {
-  let type = 'api_error';
-  let message = `Provider "${provider}" sent an error mid-stream.`;
-  try {
-    const e = (JSON.parse(data) as Json).error;
-    if (isObject(e)) {
-      if (typeof e.type === 'string') type = e.type;
-      if (typeof e.message === 'string') message = e.message;
-    }
-  } catch {
-    // keep the generic message
-  }
+  const e = readErrorEvent(data);
+  const type = e.type ?? 'api_error';
+  const message = e.message ?? `Provider "${provider}" sent an error mid-stream.`;
   const kind = errorKinds[type] ?? 'upstream';
   return new GatewayError(kind, message, { code: `upstream_${type}`, status: kind === 'invalid_request' || kind === 'not_found' ? 502 : undefined });
 }
@@ -248,26 +240,18 @@ class Decoder {
 
 /** Neutral events from an Anthropic SSE response, as they arrive. Ends with an error if the stream stops before `message_stop`. */
 export async function* decodeAnthropicStream(res: Response, provider: string): AsyncGenerator<StreamEvent> {
-  const reader = res.body!.getReader();
-  const text = new TextDecoder();
-  let queue: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (e) => queue.push(e) });
+  const sse = new SseReader(res.body!);
   const decoder = new Decoder(provider);
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      parser.feed(done ? `${text.decode()}\n\n` : text.decode(value, { stream: true }));
-      const batch = queue;
-      queue = [];
-      for (const e of batch) {
+    while (!sse.done) {
+      for (const e of await sse.read()) {
         yield* decoder.event(e);
         if (decoder.stopped) return;
       }
-      if (done) break;
     }
     throw new GatewayError('upstream', `The stream from provider "${provider}" ended before it was complete.`, { code: 'upstream_stream_truncated' });
   } finally {
-    reader.cancel().catch(() => {});
+    sse.cancel();
   }
 }
 

@@ -42,6 +42,17 @@ export function fromAnthropicStopReason(r: unknown): StopReason {
   }
 }
 
+/** The `type` and `message` of an Anthropic `error` event's data (each absent when the data does not say). */
+export function readErrorEvent(data: string): { type?: string; message?: string } {
+  try {
+    const e = (JSON.parse(data) as Json).error;
+    if (!isObject(e)) return {};
+    return { type: typeof e.type === 'string' ? e.type : undefined, message: typeof e.message === 'string' ? e.message : undefined };
+  } catch {
+    return {};
+  }
+}
+
 function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }

@@ -4,6 +4,7 @@ import { GatewayError, jsonResponse } from '../../http/errors.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
 import { bad, isObject, type Json } from '../common.ts';
 import { bedrockErrorResponse } from '../bedrock-invoke/errors.ts';
+import { toAnthropicStopReason } from '../anthropic-messages/wire.ts';
 import { BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from '../bedrock-invoke/door.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { encodeEvents } from '../stream.ts';
@@ -249,19 +250,9 @@ export function parseConverseRequest(body: unknown, model: string, stream: boole
   return req;
 }
 
+/** Converse's stop reasons are Anthropic's, but for content filtering. */
 function toConverseStop(r: StopReason): string {
-  switch (r) {
-    case 'length':
-      return 'max_tokens';
-    case 'tool_calls':
-      return 'tool_use';
-    case 'stop_sequence':
-      return 'stop_sequence';
-    case 'content_filter':
-      return 'content_filtered';
-    default:
-      return 'end_turn';
-  }
+  return r === 'content_filter' ? 'content_filtered' : toAnthropicStopReason(r);
 }
 
 /** Neutral usage (input includes cache) -> Converse usage (inputTokens excludes cache reads and writes). */

@@ -14,7 +14,7 @@ import type { RoutePlan } from '../../routing/router.ts';
 import { estimateInputTokens } from '../anthropic-messages/count-tokens.ts';
 import { parseConverseRequest } from '../bedrock-converse/door.ts';
 import { parseAnthropicRequest, respondFromEvents as anthropicFromEvents, respondPassthrough as anthropicPassthrough } from '../anthropic-messages/door.ts';
-import { DEFAULT_ANTHROPIC_VERSION, eventName } from '../anthropic-messages/wire.ts';
+import { AnthropicUsage, DEFAULT_ANTHROPIC_VERSION, eventName, readErrorEvent } from '../anthropic-messages/wire.ts';
 import { isObject, type Json } from '../common.ts';
 import { bedrockErrorResponse } from './errors.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
@@ -252,8 +252,8 @@ function toEventStream(sse: Response, headers: Record<string, string>): Response
   const splitter = new SseSplitter();
   const t0 = performance.now();
   let firstByteMs: number | undefined;
-  let inputTokens = 0;
-  let outputTokens = 0;
+  /** Anthropic's own counts (input without cached tokens), as Bedrock's invocation metrics give them. */
+  const usage = new AnthropicUsage();
 
   const frameOf = (event: string): Uint8Array | undefined => {
     const name = eventName(event);
@@ -261,30 +261,16 @@ function toEventStream(sse: Response, headers: Record<string, string>): Response
     // A keep-alive comment in a long silence: Bedrock clients get a `ping` event (Anthropic's own keep-alive).
     if (data === undefined) return event.startsWith(':') ? chunkFrame(PING) : undefined;
     if (name === 'error') {
-      let type: string | undefined;
-      let message = 'The model stream failed.';
-      try {
-        const e = (JSON.parse(data) as Json).error;
-        if (isObject(e)) {
-          if (typeof e.type === 'string') type = e.type;
-          if (typeof e.message === 'string') message = e.message;
-        }
-      } catch {
-        // keep the generic message
-      }
-      return exceptionFrame(streamExceptionFor(type), message);
+      const e = readErrorEvent(data);
+      return exceptionFrame(streamExceptionFor(e.type), e.message ?? 'The model stream failed.');
     }
     firstByteMs ??= Math.round(performance.now() - t0);
     if (name === 'message_start' || name === 'message_delta' || name === 'message_stop') {
       try {
         const ev = JSON.parse(data) as Json;
-        const usage = name === 'message_start' ? (isObject(ev.message) ? ev.message.usage : undefined) : ev.usage;
-        if (isObject(usage)) {
-          if (typeof usage.input_tokens === 'number') inputTokens = usage.input_tokens;
-          if (typeof usage.output_tokens === 'number') outputTokens = usage.output_tokens;
-        }
+        usage.read(name === 'message_start' ? (isObject(ev.message) ? ev.message.usage : undefined) : ev.usage);
         if (name === 'message_stop' && !('amazon-bedrock-invocationMetrics' in ev)) {
-          ev['amazon-bedrock-invocationMetrics'] = { inputTokenCount: inputTokens, outputTokenCount: outputTokens, invocationLatency: Math.round(performance.now() - t0), firstByteLatency: firstByteMs };
+          ev['amazon-bedrock-invocationMetrics'] = { inputTokenCount: usage.input ?? 0, outputTokenCount: usage.output ?? 0, invocationLatency: Math.round(performance.now() - t0), firstByteLatency: firstByteMs };
           return chunkFrame(JSON.stringify(ev));
         }
       } catch {

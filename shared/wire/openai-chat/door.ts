@@ -2,7 +2,7 @@ import type { ChatMessage, ChatRequest, ChoiceEvent, ContentPart, StopReason, St
 import { GatewayError, jsonResponse, openaiErrorBody } from '../../http/errors.ts';
 import { SSE_HEADERS, sseData } from '../../http/sse.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
-import { brokenAnswer, relayJson, relaySse } from '../relay.ts';
+import { relayHeaders, relayJson, relaySse, truncatedStream } from '../relay.ts';
 import { encodeEvents } from '../stream.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readChatUsage } from './events.ts';
@@ -356,8 +356,7 @@ async function collect(first: IteratorResult<StreamEvent>, events: AsyncIterator
  * an error event instead of a clean end.
  */
 export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
-  const headers: Record<string, string> = { ...meta.headers };
-  headers['content-type'] = upstream.headers.get('content-type') ?? (req.stream ? SSE_HEADERS['content-type']! : 'application/json');
+  const headers = relayHeaders(meta.headers, upstream, !!req.stream);
   if (!req.stream) {
     return relayJson(upstream, trace, { status: upstream.status, headers }, (json) => {
       const usage = readChatUsage(json.usage);
@@ -365,7 +364,6 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
     });
   }
 
-  Object.assign(headers, SSE_HEADERS);
   let sawDone = false;
   let upstreamFailed = false;
   /** Our own ending for a stream the upstream broke: the error as a `data:` chunk, and no `[DONE]`. */
@@ -396,7 +394,7 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
     },
     failure,
     // A stream that gave its finish reason but no `[DONE]` is complete: the client gets the `[DONE]` it expects.
-    end: (complete) => (sawDone || upstreamFailed ? '' : complete ? 'data: [DONE]\n\n' : failure(brokenAnswer('The upstream stream ended before it was complete.', 'upstream_stream_truncated'))),
+    end: (complete) => (sawDone || upstreamFailed ? '' : complete ? 'data: [DONE]\n\n' : failure(truncatedStream())),
   });
 }
 

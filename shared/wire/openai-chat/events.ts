@@ -1,7 +1,7 @@
 import { createParser } from 'eventsource-parser';
 import type { StopReason, StreamEvent, Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
-import { isObject, type Json } from '../common.ts';
+import { isObject, readOpenAIUsage, type Json } from '../common.ts';
 
 /**
  * An OpenAI Chat Completions answer (JSON, or SSE chunks ending in `data: [DONE]`) decoded into
@@ -29,11 +29,7 @@ function mapFinishReason(r: unknown): StopReason {
 
 /** Chat Completions usage; `inputTokens` is `prompt_tokens` (cached ones included), as OpenAI counts. */
 export function readChatUsage(u: unknown): Usage | undefined {
-  if (!isObject(u) || typeof u.prompt_tokens !== 'number') return undefined;
-  const details = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : undefined;
-  const usage: Usage = { inputTokens: u.prompt_tokens, outputTokens: typeof u.completion_tokens === 'number' ? u.completion_tokens : 0 };
-  if (typeof details?.cached_tokens === 'number') usage.cacheReadTokens = details.cached_tokens;
-  return usage;
+  return readOpenAIUsage(u, 'prompt_tokens', 'completion_tokens', 'prompt_tokens_details');
 }
 
 function midStreamError(provider: string, payload: unknown): GatewayError {

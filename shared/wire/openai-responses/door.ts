@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
 import { GatewayError, jsonResponse, openaiErrorBody } from '../../http/errors.ts';
-import { eventData, SSE_HEADERS, sseEvent } from '../../http/sse.ts';
+import { SSE_HEADERS, sseEvent } from '../../http/sse.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
-import { relayJson, relaySse, type EventCheck } from '../relay.ts';
+import { relayHeaders, relayJson, relaySse, truncatedStream } from '../relay.ts';
 import { encodeEvents } from '../stream.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readResponsesUsage } from './events.ts';
@@ -517,9 +517,6 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
   );
 }
 
-const EVENT_TYPE = /^\{\s*"type"\s*:\s*"([^"]+)"/;
-const SEQUENCE = /"sequence_number"\s*:\s*(\d+)/;
-
 /**
  * Pass OpenAI's own `/v1/responses` answer through. JSON goes as it came (usage read on the side).
  * Streams go event by event as they arrive; the gateway reads usage from the terminal event, and
@@ -527,8 +524,7 @@ const SEQUENCE = /"sequence_number"\s*:\s*(\d+)/;
  * `response.incomplete`, `response.failed`, `error`) with `response.failed` and an `error` event.
  */
 export function respondPassthrough(req: ChatRequest, upstream: Response, meta: EncodeMeta, trace: RequestTrace): Response {
-  const headers: Record<string, string> = { ...meta.headers };
-  headers['content-type'] = upstream.headers.get('content-type') ?? (req.stream ? SSE_HEADERS['content-type']! : 'application/json');
+  const headers = relayHeaders(meta.headers, upstream, !!req.stream);
   if (!req.stream) {
     return relayJson(upstream, trace, { status: upstream.status, headers }, (json) => {
       const usage = readResponsesUsage(json.usage);
@@ -537,20 +533,15 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
     });
   }
 
-  Object.assign(headers, SSE_HEADERS);
   let terminal = false;
   let lastSeq = -1;
   let created: Json | undefined;
-  const inspect = (event: string, c: EventCheck): void => {
-    const data = eventData(event);
-    if (data === undefined || data === '[DONE]') return;
-    const seq = SEQUENCE.exec(data);
-    if (seq) lastSeq = Math.max(lastSeq, Number(seq[1]));
-    const type = EVENT_TYPE.exec(data)?.[1];
-    if (type !== 'response.created' && type !== 'response.completed' && type !== 'response.incomplete' && type !== 'response.failed' && type !== 'error') return;
-    // Parsed by the checker already.
-    const parsed = c.json;
+  /** Reads the event the checker parsed already (every data event of this API is a JSON object). */
+  const inspect = (parsed: Json | undefined): void => {
     if (!parsed) return;
+    if (typeof parsed.sequence_number === 'number') lastSeq = Math.max(lastSeq, parsed.sequence_number);
+    const type = parsed.type;
+    if (type !== 'response.created' && type !== 'response.completed' && type !== 'response.incomplete' && type !== 'response.failed' && type !== 'error') return;
     const response = isObject(parsed.response) ? parsed.response : undefined;
     if (type === 'response.created') {
       created = response;
@@ -582,11 +573,11 @@ export function respondPassthrough(req: ChatRequest, upstream: Response, meta: E
     { status: upstream.status, headers },
     {
       event(ev, c) {
-        inspect(ev, c);
+        inspect(c.json);
         return ev;
       },
       failure,
-      end: () => failure(new GatewayError('upstream', 'The upstream stream ended before it was complete.', { code: 'upstream_stream_truncated' })),
+      end: () => failure(truncatedStream()),
     },
     'The client closed the connection.',
   );

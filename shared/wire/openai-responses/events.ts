@@ -1,17 +1,12 @@
-import { createParser } from 'eventsource-parser';
 import type { StopReason, StreamEvent, Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
-import { isObject, type Json } from '../common.ts';
+import { isObject, readOpenAIUsage, SseReader, type Json } from '../common.ts';
 
 /** An OpenAI Responses answer (a Response object, or its SSE events) decoded into neutral StreamEvents, and its usage. */
 
 /** Responses usage (`input_tokens` count cached ones too, as OpenAI reports them). */
 export function readResponsesUsage(u: unknown): Usage | undefined {
-  if (!isObject(u) || typeof u.input_tokens !== 'number') return undefined;
-  const details = isObject(u.input_tokens_details) ? u.input_tokens_details : undefined;
-  const usage: Usage = { inputTokens: u.input_tokens, outputTokens: typeof u.output_tokens === 'number' ? u.output_tokens : 0 };
-  if (typeof details?.cached_tokens === 'number') usage.cacheReadTokens = details.cached_tokens;
-  return usage;
+  return readOpenAIUsage(u, 'input_tokens', 'output_tokens', 'input_tokens_details');
 }
 
 function responseStatus(r: Json): StopReason {
@@ -51,30 +46,26 @@ export async function* responsesJsonEvents(res: Response, provider: string): Asy
   yield* responseObjectEvents(body);
 }
 
+function jsonObject(data: string): Json | undefined {
+  try {
+    const v: unknown = JSON.parse(data);
+    return isObject(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Responses SSE: text and function-call deltas as they come; finish and usage from the terminal event. */
 export async function* responsesStreamEvents(res: Response, provider: string): AsyncGenerator<StreamEvent> {
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let queue: Json[] = [];
-  const parser = createParser({
-    onEvent: (e) => {
-      try {
-        const v = JSON.parse(e.data);
-        if (isObject(v)) queue.push(v);
-      } catch {
-        // not JSON: ignored, as OpenAI's SDK does
-      }
-    },
-  });
+  const sse = new SseReader(res.body!);
   const tools = new Map<number, number>();
   let started = false;
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      parser.feed(done ? `${dec.decode()}\n\n` : dec.decode(value, { stream: true }));
-      const batch = queue;
-      queue = [];
-      for (const ev of batch) {
+    while (!sse.done) {
+      for (const e of await sse.read()) {
+        const ev = jsonObject(e.data);
+        // not a JSON object: ignored, as OpenAI's SDK does
+        if (!ev) continue;
         const type = ev.type;
         if (type === 'response.created' && isObject(ev.response) && !started) {
           started = true;
@@ -97,10 +88,9 @@ export async function* responsesStreamEvents(res: Response, provider: string): A
           throw new GatewayError('upstream', `Provider "${provider}" reported a failed response.`, { code: 'upstream_error' });
         }
       }
-      if (done) break;
     }
     throw new GatewayError('upstream', `The stream from provider "${provider}" ended before it was complete.`, { code: 'upstream_stream_truncated' });
   } finally {
-    reader.cancel().catch(() => {});
+    sse.cancel();
   }
 }
