@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Gateway, ShellReject } from '../shared/gateway.ts';
+import { responseBytes, ShellRequest } from '../shared/http/bytes.ts';
 
 /**
  * The thin shell between node:http and the gateway core: IncomingMessage -> web Request, web
@@ -113,20 +114,18 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
   }
   const target = targetUrl(req.url);
   if ('reject' in target) return rejectRequest(gateway, pending, req, res, target.reject);
-  const controller = new AbortController();
+  // One listener for the client's leaving; the request's signal is made only if the core asks for it.
+  let request: ShellRequest | undefined;
+  let left = false;
   res.on('close', () => {
-    if (!res.writableFinished) controller.abort();
+    if (res.writableFinished) return;
+    left = true;
+    request?.clientLeft();
   });
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  const dispatch = (body: BodyInit | undefined) => {
-    const request = new Request(target.url, {
-      method,
-      headers: webHeaders(req.rawHeaders),
-      body,
-      signal: controller.signal,
-      // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
-      duplex: 'half',
-    });
+  const dispatch = (body: { bytes?: Uint8Array; stream?: ReadableStream<Uint8Array> }) => {
+    request = new ShellRequest(target.url, { method, headers: webHeaders(req.rawHeaders), ...body });
+    if (left) request.clientLeft();
     gateway
       .handle(request, extrasFor(pending))
       .then((response) => {
@@ -138,18 +137,18 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
       })
       .catch(() => fail(res));
   };
-  if (!hasBody) return dispatch(undefined);
-  // A small body of declared length is read whole first and handed over as bytes: no stream
-  // bridge to build and pull for the usual chat request. Anything else streams (bounded by the core).
+  if (!hasBody) return dispatch({});
+  // A small body of declared length is read whole first and handed over as bytes (no web body
+  // stream: the core's body reader takes the bytes). Anything else streams (bounded by the core).
   const length = Number(req.headers['content-length'] ?? NaN);
   if (req.headers['transfer-encoding'] === undefined && length >= 0 && length <= SMALL_BODY_BYTES) {
     readWhole(req).then(
-      (bytes) => dispatch(bytes as Uint8Array<ArrayBuffer>),
-      (err: Error) => dispatch(new ReadableStream({ start: (ctrl) => ctrl.error(err) })),
+      (bytes) => dispatch({ bytes }),
+      (err: Error) => dispatch({ stream: new ReadableStream({ start: (ctrl) => ctrl.error(err) }) }),
     );
     return;
   }
-  dispatch(requestBody(req));
+  dispatch({ stream: requestBody(req) });
 }
 
 /** Bodies up to this many bytes, with a content-length, are read before the Request is built. */
@@ -265,9 +264,22 @@ function requestBody(req: IncomingMessage): ReadableStream<Uint8Array> {
   );
 }
 
+/** Statuses whose answers carry no body (and so no content-length). */
+function bodiless(status: number): boolean {
+  return status === 204 || status === 304 || status < 200;
+}
+
 async function writeResponse(response: Response, res: ServerResponse, head: boolean): Promise<void> {
   const headers: Record<string, string> = {};
   response.headers.forEach((v, k) => (headers[k] = v));
+  // An answer whose bytes are whole goes out in one write, with its length.
+  const bytes = responseBytes(response);
+  if (bytes) {
+    if (!bodiless(response.status)) headers['content-length'] = String(bytes.byteLength);
+    res.writeHead(response.status, headers);
+    res.end(head || bodiless(response.status) ? undefined : bytes);
+    return;
+  }
   res.writeHead(response.status, headers);
   if (!response.body || head) {
     res.end();

@@ -1,4 +1,41 @@
+import { takeRequestBytes } from './bytes.ts';
 import { GatewayError } from './errors.ts';
+
+/**
+ * A request's whole body, bounded: the one reader of request bodies in the core. A body the shell
+ * already read whole comes as it is (no stream); any other is read chunk by chunk and refused with
+ * `tooLarge()` as soon as it passes `limit` bytes (or declares more), without reading the rest.
+ */
+export async function readBodyBytes(request: Request, limit: number, tooLarge: () => Error): Promise<Buffer> {
+  const declared = Number(request.headers.get('content-length') ?? NaN);
+  if (declared > limit) throw tooLarge();
+  const held = takeRequestBytes(request);
+  if (held) {
+    if (held.byteLength > limit) throw tooLarge();
+    return Buffer.from(held.buffer, held.byteOffset, held.byteLength);
+  }
+  if (!request.body) return Buffer.alloc(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    let r: ReadableStreamReadResult<Uint8Array>;
+    try {
+      r = await reader.read();
+    } catch (err) {
+      // The shells fail the body when the client goes away before sending all of it.
+      throw new GatewayError('invalid_request', 'The client closed the connection before the request body was complete.', { status: 499, code: 'client_closed', cause: err });
+    }
+    if (r.done) break;
+    size += r.value.byteLength;
+    if (size > limit) {
+      reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(r.value);
+  }
+  return chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength) : Buffer.concat(chunks);
+}
 
 /**
  * Whether a Content-Type names JSON: `application/json` or any `+json` type, parameters allowed.
@@ -17,33 +54,7 @@ export async function readJsonBody(request: Request, limit: number, opts: { also
   if (!isJsonContentType(type, opts.alsoAccept)) {
     throw new GatewayError('invalid_request', `The request body must be JSON, sent with Content-Type: application/json (this one was sent as '${type!.slice(0, 100)}').`, { status: 415, code: 'unsupported_media_type' });
   }
-  const declared = Number(request.headers.get('content-length') ?? NaN);
-  if (declared > limit) throw tooLarge(limit);
-  let text: string;
-  if (!request.body) text = '';
-  else {
-    const reader = request.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for (;;) {
-      let r: ReadableStreamReadResult<Uint8Array>;
-      try {
-        r = await reader.read();
-      } catch (err) {
-        // The shells fail the body when the client goes away before sending all of it.
-        throw new GatewayError('invalid_request', 'The client closed the connection before the request body was complete.', { status: 499, code: 'client_closed', cause: err });
-      }
-      const { done, value } = r;
-      if (done) break;
-      size += value.byteLength;
-      if (size > limit) {
-        reader.cancel().catch(() => {});
-        throw tooLarge(limit);
-      }
-      chunks.push(value);
-    }
-    text = chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength).toString('utf8') : Buffer.concat(chunks).toString('utf8');
-  }
+  const text = (await readBodyBytes(request, limit, () => tooLarge(limit))).toString('utf8');
   if (!text.trim()) throw new GatewayError('invalid_request', 'The request body is empty; send a JSON object.', { code: 'invalid_json' });
   // Nesting is bounded before anything walks the body: every recursive pass (JSON.stringify of a
   // tool schema, token estimates, pass-through) would otherwise overflow the stack on a small body.

@@ -1,3 +1,5 @@
+import { BytesResponse } from './bytes.ts';
+
 /**
  * Gateway errors. A GatewayError carries a kind and a status; each front door renders it in its
  * own API's error shape. Messages are written for the caller: never a stack trace, never a key.
@@ -134,8 +136,9 @@ export function anthropicErrorBody(err: GatewayError): { type: 'error'; error: {
   return { type: 'error', error: { type: anthropicTypeByStatus[err.status] ?? anthropicType[err.kind], message: err.message } };
 }
 
+/** A JSON answer, carried as its bytes (no body stream unless someone reads `.body`). */
 export function jsonResponse(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), {
+  return new BytesResponse(JSON.stringify(body), {
     status,
     headers: { 'content-type': 'application/json', ...headers },
   });

@@ -1,6 +1,7 @@
 import type { GatewayConfig } from '../config/schema.ts';
 import type { RequestContext } from '../core/context.ts';
 import { toGatewayError } from '../http/errors.ts';
+import { readBodyBytes } from '../http/body.ts';
 import { fetchUpstream, readTextBounded } from '../http/upstream.ts';
 import { runExchange } from '../routing/execute.ts';
 import type { Policy } from '../policy/index.ts';
@@ -376,22 +377,6 @@ export class McpGateway {
 }
 
 async function readBounded(request: Request, limit: number): Promise<string> {
-  const declared = Number(request.headers.get('content-length') ?? NaN);
   const tooLarge = () => new McpRefusal(413, RPC.INVALID_REQUEST, `The request body is larger than the gateway's limit of ${limit} bytes.`, 'request_too_large', 'request_too_large');
-  if (declared > limit) throw tooLarge();
-  if (!request.body) return '';
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      reader.cancel().catch(() => {});
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  return (await readBodyBytes(request, limit, tooLarge)).toString('utf8');
 }

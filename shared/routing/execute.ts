@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FallbackTrigger } from '../config/schema.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
+import { BytesResponse } from '../http/bytes.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
@@ -437,7 +438,9 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
     throw err;
   }
   attempt.started(res.status);
+  // A body read whole goes on as its bytes, without a stream (shared/http/bytes.ts).
   if (ended) attempt.end();
+  if (ended) return new BytesResponse(held[0] ?? new Uint8Array(0), { status: res.status, statusText: res.statusText, headers: res.headers });
   return new Response(watchedBody(reader, held, attempt, ended), { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 

@@ -1,4 +1,5 @@
 import type { FrontDoor } from '../core/types.ts';
+import { BytesResponse, responseBytes } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
@@ -153,9 +154,18 @@ export function truncatedStream(): GatewayError {
 /**
  * A same-format JSON answer relayed: its bytes go to the client as they arrive; once all have
  * gone, `inspect` gets the parsed body (for usage; the body checked before commit is not parsed
- * again), and a body that is not JSON is logged as an error.
+ * again), and a body that is not JSON is logged as an error. An answer already whole (read and
+ * checked before commit) goes on as those bytes, with no stream.
  */
 export function relayJson(upstream: Response, trace: RequestTrace, init: ResponseInit, inspect: (body: Json) => void, beforeEnd?: () => void): Response {
+  const whole = responseBytes(upstream);
+  if (whole) {
+    trace.firstByte();
+    inspectJson(whole, trace, inspect);
+    beforeEnd?.();
+    trace.end();
+    return new BytesResponse(whole, init);
+  }
   const reader = upstream.body!.getReader();
   const parts: Uint8Array[] = [];
   return framedResponse(
@@ -166,13 +176,7 @@ export function relayJson(upstream: Response, trace: RequestTrace, init: Respons
           parts.push(value);
           return value;
         }
-        let body = parts.length === 1 ? checkedBodies.get(parts[0]!) : undefined;
-        try {
-          body ??= JSON.parse(Buffer.concat(parts).toString('utf8')) as Json;
-          inspect(body);
-        } catch {
-          trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
-        }
+        inspectJson(parts.length === 1 ? parts[0]! : Buffer.concat(parts), trace, inspect);
         return undefined;
       },
       fail(err) {
@@ -186,6 +190,15 @@ export function relayJson(upstream: Response, trace: RequestTrace, init: Respons
     init,
     { closedMessage: 'The client closed the connection.', failed: (err) => (err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.', { cause: err })) },
   );
+}
+
+/** A relayed JSON answer's body to `inspect` (its parse from the check before commit when it has one); a body that is not JSON is logged as an error. */
+function inspectJson(bytes: Uint8Array, trace: RequestTrace, inspect: (body: Json) => void): void {
+  try {
+    inspect(checkedBodies.get(bytes) ?? (JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as Json));
+  } catch {
+    trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
+  }
 }
 
 /** What a door does with a same-format stream as it is relayed. */

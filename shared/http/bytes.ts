@@ -1,0 +1,182 @@
+/**
+ * Bodies that are already whole travel as bytes, not as web streams. A web stream costs a
+ * ReadableStream (and a reader, and a read per chunk) on each side of every hop; a small JSON
+ * request or answer needs none of that. Both classes below are standard Request/Response objects
+ * to everyone outside: `.body` makes a web stream over the bytes the first time someone asks for
+ * it, and `text()`, `json()`, `arrayBuffer()`, `blob()` and `clone()` work from the bytes.
+ * The shells and the body readers ask `requestBytes` / `responseBytes` first and skip the stream.
+ */
+
+/** Bytes over a plain ArrayBuffer (what the web body types ask for). */
+type Bytes = Uint8Array<ArrayBuffer>;
+
+function streamOf(bytes: Bytes): ReadableStream<Bytes> {
+  return new ReadableStream<Bytes>({
+    start(ctrl) {
+      if (bytes.byteLength) ctrl.enqueue(bytes);
+      ctrl.close();
+    },
+  });
+}
+
+function utf8(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+}
+
+function copy(bytes: Uint8Array): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+/** One message body held as bytes: read once (like any body), or turned into a stream on demand. */
+class HeldBody {
+  private stream?: ReadableStream<Bytes>;
+  private used = false;
+  readonly bytes: Bytes;
+
+  constructor(bytes: Uint8Array) {
+    this.bytes = bytes as Bytes;
+  }
+
+  get webStream(): ReadableStream<Bytes> {
+    return (this.stream ??= streamOf(this.bytes));
+  }
+
+  get bodyUsed(): boolean {
+    return this.used || (this.stream?.locked ?? false);
+  }
+
+  /** The bytes, once: a second read fails as it would on a web body. */
+  take(): Bytes {
+    if (this.bodyUsed) throw new TypeError('Body is unusable: Body has already been read');
+    this.used = true;
+    return this.bytes;
+  }
+
+  /** The bytes when nobody has read them or taken the stream (which may be read elsewhere), else undefined. */
+  peek(): Uint8Array | undefined {
+    return this.used || this.stream ? undefined : this.bytes;
+  }
+}
+
+/** A Response whose body is whole bytes (a JSON answer, an error, a checked upstream answer). */
+export class BytesResponse extends Response {
+  readonly #held: HeldBody;
+
+  constructor(bytes: Uint8Array | string, init?: ResponseInit) {
+    super(null, init);
+    this.#held = new HeldBody(typeof bytes === 'string' ? Buffer.from(bytes) : bytes);
+  }
+
+  override get body(): ReadableStream<Bytes> {
+    return this.#held.webStream;
+  }
+  override get bodyUsed(): boolean {
+    return this.#held.bodyUsed;
+  }
+  override async arrayBuffer(): Promise<ArrayBuffer> {
+    return copy(this.#held.take());
+  }
+  override async text(): Promise<string> {
+    return utf8(this.#held.take());
+  }
+  override async json(): Promise<any> {
+    return JSON.parse(utf8(this.#held.take()));
+  }
+  override async blob(): Promise<Blob> {
+    return new Blob([this.#held.take()], { type: this.headers.get('content-type') ?? '' });
+  }
+  override clone(): BytesResponse {
+    if (this.#held.bodyUsed) throw new TypeError('Response.clone: Body has already been consumed.');
+    return new BytesResponse(this.#held.bytes, { status: this.status, statusText: this.statusText, headers: new Headers(this.headers) });
+  }
+
+  /** The bytes, when no one has read the body or taken its stream. */
+  peekBytes(): Uint8Array | undefined {
+    return this.#held.peek();
+  }
+}
+
+/** The whole body of a response that carries its bytes (and is unread), else undefined: the caller streams it. */
+export function responseBytes(res: Response): Uint8Array | undefined {
+  return res instanceof BytesResponse ? res.peekBytes() : undefined;
+}
+
+export interface ShellRequestInit {
+  method: string;
+  headers: Headers;
+  /** The whole body, read by the shell (or undefined: `stream` or none). */
+  bytes?: Uint8Array;
+  /** A body that still streams (large or of unknown length). */
+  stream?: ReadableStream<Uint8Array>;
+}
+
+/**
+ * The Request a shell hands the core: a small body as bytes (no body stream unless someone asks
+ * for `.body`), and a signal made only when the core asks for it, aborted by `clientLeft()`
+ * (instead of an AbortController per request linked into the Request's own).
+ */
+export class ShellRequest extends Request {
+  readonly #held?: HeldBody;
+  #controller?: AbortController;
+  #left = false;
+
+  constructor(url: string, init: ShellRequestInit) {
+    // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
+    super(url, init.stream ? { method: init.method, headers: init.headers, body: init.stream, duplex: 'half' } : { method: init.method, headers: init.headers });
+    if (init.bytes) this.#held = new HeldBody(init.bytes);
+  }
+
+  override get body(): ReadableStream<Bytes> | null {
+    return this.#held ? this.#held.webStream : super.body;
+  }
+  override get bodyUsed(): boolean {
+    return this.#held ? this.#held.bodyUsed : super.bodyUsed;
+  }
+  override get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#left) this.#controller.abort();
+    }
+    return this.#controller.signal;
+  }
+  override arrayBuffer(): Promise<ArrayBuffer> {
+    return this.#held ? Promise.resolve().then(() => copy(this.#held!.take())) : super.arrayBuffer();
+  }
+  override text(): Promise<string> {
+    return this.#held ? Promise.resolve().then(() => utf8(this.#held!.take())) : super.text();
+  }
+  override json(): Promise<any> {
+    return this.#held ? this.text().then(JSON.parse) : super.json();
+  }
+  override blob(): Promise<Blob> {
+    return this.#held ? Promise.resolve().then(() => new Blob([this.#held!.take()], { type: this.headers.get('content-type') ?? '' })) : super.blob();
+  }
+  override clone(): Request {
+    if (!this.#held) return super.clone();
+    if (this.#held.bodyUsed) throw new TypeError('Request.clone: Body has already been consumed.');
+    const twin = new ShellRequest(this.url, { method: this.method, headers: new Headers(this.headers), bytes: this.#held.bytes });
+    if (this.#left) twin.clientLeft();
+    return twin;
+  }
+
+  /** The client went away: the signal (now or when first asked for) is aborted. */
+  clientLeft(): void {
+    this.#left = true;
+    this.#controller?.abort();
+  }
+
+  /** The whole body, when the shell read it and no one has read it since, else undefined. */
+  peekBytes(): Uint8Array | undefined {
+    return this.#held?.peek();
+  }
+
+  /** The whole body, marked read (a second read of the body then fails, as on any Request). */
+  takeBytes(): Uint8Array | undefined {
+    return this.#held?.take();
+  }
+}
+
+/** The bytes a shell read whole for this request (marked read), or undefined when the body is to be streamed. */
+export function takeRequestBytes(request: Request): Uint8Array | undefined {
+  return request instanceof ShellRequest && request.peekBytes() ? request.takeBytes() : undefined;
+}
