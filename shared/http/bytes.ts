@@ -10,15 +10,6 @@
 /** Bytes over a plain ArrayBuffer (what the web body types ask for). */
 type Bytes = Uint8Array<ArrayBuffer>;
 
-function streamOf(bytes: Bytes): ReadableStream<Bytes> {
-  return new ReadableStream<Bytes>({
-    start(ctrl) {
-      if (bytes.byteLength) ctrl.enqueue(bytes);
-      ctrl.close();
-    },
-  });
-}
-
 function utf8(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 }
@@ -27,7 +18,10 @@ function copy(bytes: Uint8Array): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
-/** One message body held as bytes: read once (like any body), or turned into a stream on demand. */
+/**
+ * One message body held as bytes: read once (like any body), either whole or through a web stream
+ * made on demand. Asking for the stream does not use the body up; reading from it does.
+ */
 class HeldBody {
   private stream?: ReadableStream<Bytes>;
   private used = false;
@@ -38,7 +32,19 @@ class HeldBody {
   }
 
   get webStream(): ReadableStream<Bytes> {
-    return (this.stream ??= streamOf(this.bytes));
+    return (this.stream ??= new ReadableStream<Bytes>(
+      {
+        pull: (ctrl) => {
+          if (!this.used && this.bytes.byteLength) ctrl.enqueue(this.bytes);
+          this.used = true;
+          ctrl.close();
+        },
+        cancel: () => {
+          this.used = true;
+        },
+      },
+      { highWaterMark: 0 },
+    ));
   }
 
   get bodyUsed(): boolean {
@@ -52,9 +58,9 @@ class HeldBody {
     return this.bytes;
   }
 
-  /** The bytes when nobody has read them or taken the stream (which may be read elsewhere), else undefined. */
-  peek(): Uint8Array | undefined {
-    return this.used || this.stream ? undefined : this.bytes;
+  /** The bytes when nobody has read them (whole or through the stream), else undefined. */
+  peek(): Bytes | undefined {
+    return this.bodyUsed ? undefined : this.bytes;
   }
 }
 

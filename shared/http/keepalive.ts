@@ -11,7 +11,8 @@ const CR = 13;
  * Pull-based: it reads the upstream only when the client wants more, so nothing is buffered.
  */
 export function withSseKeepAlive(res: Response, intervalMs: number): Response {
-  if (!intervalMs || !res.body || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) return res;
+  // The body is asked for last: a JSON answer carried as bytes keeps them (no stream made).
+  if (!intervalMs || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream') || !res.body) return res;
   // A stream the wire frame built sends the comments itself (between its pieces): no extra layer.
   if (keepFramedAlive(res, intervalMs)) return res;
   const reader = res.body.getReader();

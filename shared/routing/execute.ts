@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FallbackTrigger } from '../config/schema.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
 import { BytesResponse } from '../http/bytes.ts';
+import { bodyReader } from '../http/node-fetch.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
@@ -384,7 +385,7 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
     attempt.end();
     return res;
   }
-  const reader = res.body.getReader();
+  const reader = bodyReader(res);
   const held: Uint8Array[] = [];
   let ended = false;
   const read = () => attempt.next(reader.read());

@@ -1,6 +1,7 @@
 import type { FrontDoor } from '../core/types.ts';
 import { BytesResponse, responseBytes } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
+import { bodyReader } from '../http/node-fetch.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
@@ -166,7 +167,7 @@ export function relayJson(upstream: Response, trace: RequestTrace, init: Respons
     trace.end();
     return new BytesResponse(whole, init);
   }
-  const reader = upstream.body!.getReader();
+  const reader = bodyReader(upstream);
   const parts: Uint8Array[] = [];
   return framedResponse(
     {
@@ -219,7 +220,7 @@ export interface SseRelayHooks {
  * breaks, sends garbage or stops early ends in the door's own error ending, never a clean end.
  */
 export function relaySse(format: AnswerFormat, upstream: Response, trace: RequestTrace, init: ResponseInit, hooks: SseRelayHooks, closedMessage?: string): Response {
-  const reader = upstream.body!.getReader();
+  const reader = bodyReader(upstream);
   const splitter = new SseSplitter();
   const checker = new SseChecker(format);
   let ended = false;
