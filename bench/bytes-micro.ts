@@ -34,6 +34,7 @@ const upstream = createServer((req, res) => {
   req.resume();
   req.on('end', () => res.writeHead(200, { 'content-type': 'application/json', 'content-length': ANSWER.length }).end(ANSWER));
 });
+upstream.keepAliveTimeout = 65_000;
 await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
 const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
 const logDir = mkdtempSync(join(tmpdir(), 'bytes-micro-'));
@@ -66,7 +67,7 @@ async function run(base: string, path: string, n: number): Promise<number> {
 }
 
 await run(upstreamUrl, '/v1/chat/completions', 1000);
-await run(gw.url, '/v1/chat/completions', 2000);
+await run(gw.url, '/v1/chat/completions', 5000);
 const direct: number[] = [];
 const through: number[] = [];
 for (let i = 0; i < ROUNDS; i++) {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Gateway, ShellReject } from '../shared/gateway.ts';
-import { responseBytes, ShellRequest } from '../shared/http/bytes.ts';
+import { bodyReader, responseBytes, ShellRequest } from '../shared/http/bytes.ts';
 
 /**
  * The thin shell between node:http and the gateway core: IncomingMessage -> web Request, web
@@ -285,7 +285,8 @@ async function writeResponse(response: Response, res: ServerResponse, head: bool
     res.end();
     return;
   }
-  const reader = response.body.getReader();
+  // The core's stream frame (or an upstream body) is read directly: no web stream in between.
+  const reader = bodyReader(response);
   res.on('close', () => {
     if (!res.writableFinished) reader.cancel().catch(() => {});
   });

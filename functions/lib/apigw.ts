@@ -1,4 +1,5 @@
 import type { APIGatewayProxyEvent } from 'aws-lambda';
+import { ShellRequest } from '../../shared/http/bytes.ts';
 
 /**
  * API Gateway REST proxy event -> web Request. Multi-value headers and query strings are kept;
@@ -23,10 +24,14 @@ export function eventToRequest(event: APIGatewayProxyEvent, signal?: AbortSignal
   const url = `https://${host}${event.path || '/'}${qs ? `?${qs}` : ''}`;
   const method = (event.httpMethod || 'GET').toUpperCase();
   const hasBody = method !== 'GET' && method !== 'HEAD' && event.body != null;
-  const body = hasBody ? (event.isBase64Encoded ? Buffer.from(event.body!, 'base64') : event.body!) : undefined;
   const sourceIp = event.requestContext?.identity?.sourceIp;
   if (sourceIp && !headers.has('x-forwarded-for')) headers.set('x-forwarded-for', sourceIp);
-  return new Request(url, { method, headers, body, signal });
+  const bytes = hasBody ? Buffer.from(event.body!, event.isBase64Encoded ? 'base64' : 'utf8') : undefined;
+  // The body is whole already: handed to the core as bytes (no body stream). A text body without a
+  // type is typed as fetch types a string body.
+  if (hasBody && !event.isBase64Encoded && !headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
+  if (!signal) return new ShellRequest(url, { method, headers, bytes });
+  return new Request(url, { method, headers, body: bytes, signal });
 }
 
 /** The metadata a streaming Lambda sends before the body: status and headers. */

@@ -1,7 +1,9 @@
+import { Readable } from 'node:stream';
 import middy from '@middy/core';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { Gateway } from '../../shared/gateway.ts';
+import { responseBytes } from '../../shared/http/bytes.ts';
 import { eventToRequest, responseMetadata } from './apigw.ts';
 import { lambdaConfig } from './config.ts';
 import { ProviderSecrets, secretMaxAgeMs } from './secrets.ts';
@@ -70,7 +72,9 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
     // /iam/{proxy+} is SigV4-authorized by API Gateway: its verified caller ARN maps to a team (shared/auth).
     const iamPrincipal = opts.role === 'gateway' ? event.requestContext?.identity?.userArn ?? undefined : undefined;
     const response = await gateway.handle(eventToRequest(event), { waitUntil, adminPrincipal, iamPrincipal });
-    return { ...responseMetadata(response), body: response.body ?? '' };
+    // An answer whose bytes are whole goes out in one piece (a node stream of one chunk, no web stream).
+    const bytes = responseBytes(response);
+    return { ...responseMetadata(response), body: bytes ? Readable.from(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) : (response.body ?? '') };
   });
 
   // middy runs its end hooks only when the body was piped without error: a client that went away

@@ -186,3 +186,88 @@ export class ShellRequest extends Request {
 export function takeRequestBytes(request: Request): Uint8Array | undefined {
   return request instanceof ShellRequest && request.peekBytes() ? request.takeBytes() : undefined;
 }
+
+/** A body read piece by piece without a web stream: what `bodyReader` hands out (a web reader's read and cancel). */
+export interface PullSource {
+  read(): Promise<ReadableStreamReadResult<Uint8Array>>;
+  cancel(why?: unknown): Promise<void>;
+}
+
+/**
+ * A Response whose body comes from a `PullSource` (an upstream socket, the stream frame): whoever
+ * reads it through `bodyReader` reads the source directly; `.body` makes a web stream over it only
+ * when someone asks. One reader either way, as with any body.
+ */
+export class ReaderResponse extends Response {
+  readonly #source: PullSource;
+  #stream?: ReadableStream<Bytes>;
+  #owner?: 'reader' | 'stream';
+
+  constructor(source: PullSource, init?: ResponseInit) {
+    super(null, init);
+    this.#source = source;
+  }
+
+  override get body(): ReadableStream<Bytes> {
+    return (this.#stream ??= new ReadableStream<Bytes>(
+      {
+        pull: async (ctrl) => {
+          if (this.#owner === 'reader') return ctrl.error(new TypeError('Body is unusable: Body has already been read'));
+          this.#owner = 'stream';
+          try {
+            const r = await this.#source.read();
+            if (r.done) ctrl.close();
+            else ctrl.enqueue(r.value as Bytes);
+          } catch (err) {
+            ctrl.error(err);
+          }
+        },
+        cancel: (why) => this.#source.cancel(why),
+      },
+      { highWaterMark: 0 },
+    ));
+  }
+  override get bodyUsed(): boolean {
+    return this.#owner !== undefined || (this.#stream?.locked ?? false);
+  }
+
+  /** The source as a reader, once, when no one has started reading the body; else undefined. */
+  takeReader(): ReadableStreamDefaultReader<Uint8Array> | undefined {
+    if (this.bodyUsed) return undefined;
+    this.#owner = 'reader';
+    const source = this.#source;
+    return { read: () => source.read(), cancel: (why?: unknown) => source.cancel(why), releaseLock() {} } as unknown as ReadableStreamDefaultReader<Uint8Array>;
+  }
+
+  async #whole(): Promise<Bytes> {
+    const reader = bodyReader(this);
+    const chunks: Uint8Array[] = [];
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)) as Bytes;
+      chunks.push(r.value);
+    }
+  }
+  override async arrayBuffer(): Promise<ArrayBuffer> {
+    return copy(await this.#whole());
+  }
+  override async text(): Promise<string> {
+    return utf8(await this.#whole());
+  }
+  override async json(): Promise<any> {
+    return JSON.parse(await this.text());
+  }
+  override async blob(): Promise<Blob> {
+    return new Blob([await this.#whole()], { type: this.headers.get('content-type') ?? '' });
+  }
+  override clone(): Response {
+    const [mine, theirs] = this.body.tee();
+    this.#stream = mine;
+    return new Response(theirs, { status: this.status, statusText: this.statusText, headers: new Headers(this.headers) });
+  }
+}
+
+/** A reader for a response's body: the source itself for an unread ReaderResponse (no web stream), else the body stream's reader. */
+export function bodyReader(res: Response): ReadableStreamDefaultReader<Uint8Array> {
+  return (res instanceof ReaderResponse ? res.takeReader() : undefined) ?? res.body!.getReader();
+}

@@ -2,6 +2,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type 
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Readable } from 'node:stream';
+import { ReaderResponse, type PullSource } from './bytes.ts';
 
 /**
  * The upstream call on node:http(s) instead of the global fetch(): the same web Request/Response
@@ -70,28 +71,22 @@ function decoded(res: IncomingMessage): Readable {
 
 /**
  * A node response body read at the reader's pace, straight from the socket (no web stream): the
- * socket is paused while a chunk waits to be read. `read()` and `cancel()` work like a web
- * stream reader's, so the attempt runner reads it as one (`bodyReader`); `.body` wraps it in a
- * web stream only when someone asks for it.
+ * socket is paused while a chunk waits to be read. The answer is a ReaderResponse over it: the
+ * attempt runner and the relays read it directly (`bodyReader`), `.body` makes a web stream only
+ * when someone asks for it.
  */
-class SocketBody {
+class SocketBody implements PullSource {
   private readonly queue: Buffer[] = [];
   private waiter?: { resolve: (r: ReadableStreamReadResult<Uint8Array>) => void; reject: (err: unknown) => void };
   private ended = false;
   private error: unknown;
   private settled = false;
-  /** Who reads the body: the direct reader or the web stream (whichever came first). */
-  owner?: 'reader' | 'stream';
   private readonly src: Readable;
-  readonly closed: Promise<undefined>;
-  private closedAs!: (err?: unknown) => void;
 
   constructor(
     private readonly res: IncomingMessage,
     private readonly init: UpstreamInit,
   ) {
-    this.closed = new Promise<undefined>((resolve, reject) => (this.closedAs = (err) => (err === undefined ? resolve(undefined) : reject(err))));
-    this.closed.catch(() => {});
     const src = (this.src = decoded(res));
     src.on('data', (chunk: Buffer) => {
       if (this.settled) return;
@@ -105,7 +100,6 @@ class SocketBody {
       if (this.settled) return;
       this.over();
       this.ended = true;
-      this.closedAs();
       if (this.waiter) this.answer({ done: true, value: undefined });
     });
     const fail = (err: unknown) => {
@@ -114,7 +108,6 @@ class SocketBody {
       const signal = init.signal;
       const e = signal?.aborted ? (signal.reason ?? err) : networkError(err);
       this.error = init.bodyError ? init.bodyError(e) : e;
-      this.closedAs(this.error);
       if (this.waiter) {
         const w = this.waiter;
         this.waiter = undefined;
@@ -154,103 +147,10 @@ class SocketBody {
   cancel(_why?: unknown): Promise<void> {
     this.queue.length = 0;
     if (!this.settled) this.over();
-    this.closedAs();
     if (this.waiter) this.answer({ done: true, value: undefined });
     this.res.destroy();
     return Promise.resolve();
   }
-
-  releaseLock(): void {}
-
-  /** The rest of the body as one Buffer. */
-  async whole(): Promise<Buffer> {
-    const chunks: Buffer[] = [];
-    for (;;) {
-      const r = await this.read();
-      if (r.done) return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      chunks.push(r.value as Buffer);
-    }
-  }
-
-  /** A web stream over the body, for whoever asks for `.body`. */
-  stream(): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>(
-      {
-        pull: async (ctrl) => {
-          if (this.owner === 'reader') return ctrl.error(new TypeError('Body is unusable: Body has already been read'));
-          this.owner = 'stream';
-          try {
-            const r = await this.read();
-            if (r.done) ctrl.close();
-            else ctrl.enqueue(r.value);
-          } catch (err) {
-            ctrl.error(err);
-          }
-        },
-        cancel: (why) => this.cancel(why),
-      },
-      { highWaterMark: 0 },
-    );
-  }
-}
-
-/** An upstream answer: a standard Response whose body is read from the socket, as a web stream only if `.body` is asked for. */
-class UpstreamResponse extends Response {
-  #source: SocketBody;
-  #stream?: ReadableStream<Uint8Array>;
-
-  constructor(source: SocketBody, init: ResponseInit) {
-    super(null, init);
-    this.#source = source;
-  }
-
-  override get body(): ReadableStream<Uint8Array<ArrayBuffer>> {
-    return (this.#stream ??= this.#source.stream()) as ReadableStream<Uint8Array<ArrayBuffer>>;
-  }
-  override get bodyUsed(): boolean {
-    return this.#source.owner !== undefined || (this.#stream?.locked ?? false);
-  }
-
-  /** The body's reader without a web stream, once (undefined when the body is being read otherwise). */
-  takeReader(): SocketBody | undefined {
-    if (this.bodyUsed) return undefined;
-    this.#source.owner = 'reader';
-    return this.#source;
-  }
-
-  async #whole(): Promise<Buffer> {
-    const source = this.takeReader();
-    if (source) return source.whole();
-    if (this.bodyUsed) throw new TypeError('Body is unusable: Body has already been read');
-    return Buffer.from(await new Response(this.body).arrayBuffer());
-  }
-  override async arrayBuffer(): Promise<ArrayBuffer> {
-    const b = await this.#whole();
-    return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
-  }
-  override async text(): Promise<string> {
-    return (await this.#whole()).toString('utf8');
-  }
-  override async json(): Promise<any> {
-    return JSON.parse(await this.text());
-  }
-  override async blob(): Promise<Blob> {
-    return new Blob([(await this.#whole()) as Uint8Array<ArrayBuffer>], { type: this.headers.get('content-type') ?? '' });
-  }
-  override clone(): Response {
-    const [mine, theirs] = this.body.tee();
-    this.#stream = mine;
-    return new Response(theirs, { status: this.status, statusText: this.statusText, headers: new Headers(this.headers) });
-  }
-}
-
-/**
- * A reader for a response's body: straight from the socket for an upstream answer whose body no
- * one has asked for yet (no web stream), else the body stream's own reader.
- */
-export function bodyReader(res: Response): ReadableStreamDefaultReader<Uint8Array> {
-  const direct = res instanceof UpstreamResponse ? res.takeReader() : undefined;
-  return direct ? (direct as unknown as ReadableStreamDefaultReader<Uint8Array>) : res.body!.getReader();
 }
 
 export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Response> {
@@ -299,7 +199,7 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
       if (nullBody) res.resume();
       try {
         const meta = { status, statusText: res.statusMessage, headers: responseHeaders(res) };
-        resolve(nullBody ? new Response(null, meta) : new UpstreamResponse(new SocketBody(res, init), meta));
+        resolve(nullBody ? new Response(null, meta) : new ReaderResponse(new SocketBody(res, init), meta));
       } catch (err) {
         // A status the web Response cannot carry (below 200 or above 599).
         res.destroy();

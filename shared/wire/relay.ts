@@ -1,7 +1,6 @@
 import type { FrontDoor } from '../core/types.ts';
-import { BytesResponse, responseBytes } from '../http/bytes.ts';
+import { bodyReader, BytesResponse, responseBytes } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
-import { bodyReader } from '../http/node-fetch.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
 import type { RequestTrace } from '../telemetry/record.ts';

@@ -1,4 +1,5 @@
 import type { StreamEvent } from '../core/types.ts';
+import { ReaderResponse, type PullSource } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { encodeText } from '../http/sse.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
@@ -52,76 +53,139 @@ function streamFailure(err: unknown): GatewayError {
   return err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream stream failed.', { cause: err });
 }
 
-/** The Response for a source: one ReadableStream, pulled by the client, with the ending and cancel written once. */
+/**
+ * The Response for a source: pulled by the client, piece by piece, with the ending and cancel
+ * written once. The shell reads the frame itself (`bodyReader`): no web stream between the source
+ * and the client's socket unless someone asks for `.body`.
+ */
 export function framedResponse(source: StreamSource, trace: RequestTrace | undefined, init: ResponseInit, opts: FrameOptions = {}): Response {
-  let finished = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let last = Date.now();
-  const finish = () => {
-    finished = true;
-    clearTimeout(timer);
-    source.beforeEnd?.();
-    trace?.end();
-  };
-  const bytes = (p: Piece) => (typeof p === 'string' ? encodeText(p) : p);
-  let controller: ReadableStreamDefaultController<Uint8Array>;
-  const body = new ReadableStream<Uint8Array>({
-    start(ctrl) {
-      controller = ctrl;
-    },
-    async pull(ctrl) {
-      try {
-        const piece = await source.next();
-        if (piece !== undefined) {
-          trace?.firstByte();
-          last = Date.now();
-          ctrl.enqueue(bytes(piece));
-          return;
-        }
-        const tail = source.end?.();
-        if (tail !== undefined && tail.length) ctrl.enqueue(bytes(tail));
-        ctrl.close();
-      } catch (err) {
-        const out = source.fail((opts.failed ?? streamFailure)(err));
-        if (out instanceof Error) ctrl.error(out);
-        else {
-          if (out.length) ctrl.enqueue(bytes(out));
-          ctrl.close();
-        }
-      }
-      finish();
-    },
-    async cancel(why) {
-      if (!finished) {
-        trace?.fail('client_closed', { message: opts.closedMessage ?? 'The client closed the stream.' });
-        finish();
-      }
-      await source.release(why);
-    },
-  });
-  const res = new Response(body, init);
-  keepAlives.set(res, (intervalMs) => {
-    const tick = () => {
-      if (finished) return;
-      const idle = Date.now() - last;
-      if (idle >= intervalMs) {
-        try {
-          controller.enqueue(COMMENT);
-        } catch {
-          return;
-        }
-        last = Date.now();
-      }
-      timer = setTimeout(tick, Math.max(1, intervalMs - (Date.now() - last)));
-      // A response nobody reads must not keep the process alive.
-      timer.unref?.();
-    };
-    if (intervalMs > 0 && !finished) {
-      timer = setTimeout(tick, intervalMs);
-      timer.unref?.();
-    }
-  });
+  const frame = new Frame(source, trace, opts);
+  const res = new ReaderResponse(frame, init);
+  keepAlives.set(res, (intervalMs) => frame.keepAlive(intervalMs));
   return res;
+}
+
+/**
+ * The frame as a pull source: `read()` asks the source for its next piece (one at a time); pieces
+ * that arrive while no read waits (keep-alive comments, the ending) are queued. A read is answered
+ * the moment its piece exists: no tick, timer or batching in between.
+ */
+class Frame implements PullSource {
+  private readonly queue: Uint8Array[] = [];
+  private waiter?: { resolve: (r: ReadableStreamReadResult<Uint8Array>) => void; reject: (err: unknown) => void };
+  private pulling = false;
+  /** The source is over (ended, failed or cancelled): no more pulls. */
+  private finished = false;
+  /** The reader's stream is over: after the queue, reads end (or fail with `error`). */
+  private closed = false;
+  private error?: Error;
+  private timer?: ReturnType<typeof setTimeout>;
+  private last = Date.now();
+
+  constructor(
+    private readonly source: StreamSource,
+    private readonly trace: RequestTrace | undefined,
+    private readonly opts: FrameOptions,
+  ) {}
+
+  read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const piece = this.queue.shift();
+    if (piece) return Promise.resolve({ done: false, value: piece });
+    if (this.error) return Promise.reject(this.error);
+    if (this.closed) return Promise.resolve({ done: true, value: undefined });
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+      if (!this.pulling) void this.pull();
+    });
+  }
+
+  async cancel(why?: unknown): Promise<void> {
+    this.queue.length = 0;
+    this.end();
+    if (!this.finished) {
+      this.trace?.fail('client_closed', { message: this.opts.closedMessage ?? 'The client closed the stream.' });
+      this.finish();
+    }
+    await this.source.release(why);
+  }
+
+  /** Keep-alive comments between pieces while the source is silent for `intervalMs`. */
+  keepAlive(intervalMs: number): void {
+    const tick = () => {
+      if (this.finished) return;
+      if (Date.now() - this.last >= intervalMs) {
+        this.push(COMMENT);
+        this.last = Date.now();
+      }
+      this.timer = setTimeout(tick, Math.max(1, intervalMs - (Date.now() - this.last)));
+      // A response nobody reads must not keep the process alive.
+      this.timer.unref?.();
+    };
+    if (intervalMs > 0 && !this.finished) {
+      this.timer = setTimeout(tick, intervalMs);
+      this.timer.unref?.();
+    }
+  }
+
+  private async pull(): Promise<void> {
+    this.pulling = true;
+    try {
+      const piece = await this.source.next();
+      if (this.closed) return;
+      if (piece !== undefined) {
+        this.trace?.firstByte();
+        this.last = Date.now();
+        this.push(bytes(piece));
+        return;
+      }
+      const tail = this.source.end?.();
+      if (tail !== undefined && tail.length) this.push(bytes(tail));
+      this.end();
+    } catch (err) {
+      if (this.closed) return;
+      const out = this.source.fail((this.opts.failed ?? streamFailure)(err));
+      if (out instanceof Error) this.end(out);
+      else {
+        if (out.length) this.push(bytes(out));
+        this.end();
+      }
+    } finally {
+      this.pulling = false;
+    }
+    this.finish();
+  }
+
+  private push(piece: Uint8Array): void {
+    if (this.closed) return;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve({ done: false, value: piece });
+    } else this.queue.push(piece);
+  }
+
+  /** No more pieces: a waiting read ends (or fails with `error`). */
+  private end(error?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.error = error;
+    const w = this.waiter;
+    this.waiter = undefined;
+    if (error) w?.reject(error);
+    else w?.resolve({ done: true, value: undefined });
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.timer);
+    this.source.beforeEnd?.();
+    this.trace?.end();
+  }
+}
+
+function bytes(p: Piece): Uint8Array {
+  return typeof p === 'string' ? encodeText(p) : p;
 }
 
 /**
