@@ -5,7 +5,7 @@ import OpenAI from 'openai';
 import { BytesResponse, ReaderResponse, ShellRequest, bodyReader, responseBytes } from '../shared/http/bytes.ts';
 import { readBodyBytes } from '../shared/http/body.ts';
 import { CLIENT_KEY, UPSTREAM_KEY, startGateway, type StartedGateway } from './helpers/gateway.ts';
-import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
+import { startMockOpenAI, type MockOpenAI, type Script } from './helpers/mock-openai.ts';
 
 /**
  * Whole bodies travel as bytes (issue #17): a small request body reaches the core without a body
@@ -48,6 +48,19 @@ function chunk(delta: string, finish = 'null'): string {
   return `data: {"id":"chatcmpl-bytes2","object":"chat.completion.chunk","created":1764000000,"model":"gpt-4.1-2025-04-14","choices":[{"index":0,"delta":${delta},"finish_reason":${finish}}]}\n\n`;
 }
 
+/** An upstream answer written in uneven pieces (splitting characters and events): the gateway must still hand on exactly these bytes. */
+function inPieces(type: string, text: string, size: number): Script {
+  return {
+    type: 'handler',
+    handle(_req, res) {
+      res.writeHead(200, { 'content-type': type });
+      const bytes = Buffer.from(text);
+      for (let i = 0; i < bytes.length; i += size) res.write(bytes.subarray(i, i + size));
+      res.end();
+    },
+  };
+}
+
 /** GET/HEAD/POST over one keep-alive socket, raw: status, headers and every body byte the server sent. */
 function raw(agent: Agent, method: string, path: string, body?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   const u = new URL(srv.url);
@@ -65,16 +78,7 @@ function raw(agent: Agent, method: string, path: string, body?: string): Promise
 
 describe('answers whose bytes are whole', () => {
   it('a relayed JSON answer reaches the official client byte for byte, in one write with its exact length', async () => {
-    oai.script({
-      type: 'handler',
-      handle(_req, res) {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        // In uneven pieces: the gateway must still hand on the whole answer exactly.
-        const bytes = Buffer.from(ODD_JSON);
-        for (let i = 0; i < bytes.length; i += 29) res.write(bytes.subarray(i, i + 29));
-        res.end();
-      },
-    });
+    oai.script(inPieces('application/json', ODD_JSON, 29));
     const client = new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${srv.url}/v1`, maxRetries: 0 });
     const { data, response } = await client.chat.completions.create({ model: 'gpt', messages: [{ role: 'user', content: 'café' }] }).withResponse();
     assert.equal(data.choices[0]!.message.content, 'café 🌍');
@@ -185,15 +189,7 @@ describe('streams', () => {
 
   it('an SSE answer passes through whole through the frame the shell reads directly', async () => {
     const sse = chunk('{"role":"assistant","content":"caf\\u00e9"}') + chunk('{}', '"stop"') + 'data: [DONE]\n\n';
-    oai.script({
-      type: 'handler',
-      handle(_req, res) {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        const bytes = Buffer.from(sse);
-        for (let i = 0; i < bytes.length; i += 41) res.write(bytes.subarray(i, i + 41));
-        res.end();
-      },
-    });
+    oai.script(inPieces('text/event-stream', sse, 41));
     const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` }, body: JSON.stringify({ model: 'gpt', stream: true, messages: [{ role: 'user', content: 'hi' }] }) });
     assert.equal(await res.text(), sse);
     assert.equal((await srv.recordOf(res)).outcome, 'ok');
