@@ -17,7 +17,7 @@ import { createPolicy, isPublicPath, type Policy } from './policy/index.ts';
 import { stripIamPrefix } from './auth/index.ts';
 import type { Store } from './store/types.ts';
 import { captureBodies, tapBody, tapEvents } from './telemetry/bodies.ts';
-import { ownTraceparent, runWithTrace, startTrace, type TraceContext } from './tracing/context.ts';
+import { ownTraceparent, startTrace, traceCalls, type TraceContext } from './tracing/context.ts';
 import { inSpan, requestAnnotations, withSpans, type Span, type SpanRecorder } from './tracing/spans.ts';
 import { priceUnsettled } from './policy/pricing.ts';
 import { localLogs, STATS_PATHS } from './telemetry/local-logs.ts';
@@ -68,7 +68,6 @@ export interface LiveModel {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** The longest a call on the side of a request (the semantic cache's query vector) may wait on one target. */
 const SIDE_CALL_MS = 15_000;
-const NEVER = new AbortController().signal;
 
 /**
  * A request the shell could not hand over as it came (a method fetch cannot carry, a request
@@ -138,13 +137,13 @@ export class Gateway {
     // `/iam/<route>` is `<route>` for the IAM caller the shell verified (shared/auth/iam.ts).
     if (this.opts.config.auth?.iam) request = stripIamPrefix(request, extras.iamPrincipal);
     // W3C trace context (with the Lambda invocation's X-Ray trace, when there is one); upstream
-    // fetches made while handling the request send it on as child spans (shared/tracing).
+    // calls made under the request's signal send it on as child spans (shared/tracing).
     const tc = startTrace(request.headers, process.env._X_AMZN_TRACE_ID);
     const spans = this.opts.spans;
-    if (!spans) return runWithTrace(tc, () => this.handleTraced(request, extras, tc));
+    if (!spans) return this.handleTraced(request, extras, tc);
     // One span per request (annotated from its log record when it ends); attempts and store calls nest in it.
     const span = spans.start('gateway');
-    return runWithTrace(tc, () => withSpans(spans, span, () => this.handleTraced(request, extras, tc, span)));
+    return withSpans(spans, span, () => this.handleTraced(request, extras, tc, span));
   }
 
   /**
@@ -152,8 +151,7 @@ export class Gateway {
    * become a web Request; `request` is the shell's stand-in (the path and headers it could keep).
    */
   reject(request: Request, extras: RequestExtras, reject: ShellReject): Promise<Response> {
-    const tc = startTrace(request.headers, process.env._X_AMZN_TRACE_ID);
-    return runWithTrace(tc, () => this.handleTraced(request, extras, tc, undefined, reject));
+    return this.handleTraced(request, extras, startTrace(request.headers, process.env._X_AMZN_TRACE_ID), undefined, reject);
   }
 
   /**
@@ -197,6 +195,8 @@ export class Gateway {
     if (reject?.method) trace.record.method = reject.method.slice(0, 32);
     if (this.opts.config.logging.bodies?.enabled) captureBodies(trace, this.opts.config.logging.bodies);
     const ctx: RequestContext = { request, path, params: {}, trace, headers: { 'x-request-id': requestId, traceparent: ownTraceparent(tc) }, extras };
+    trace.context = tc;
+    traceCalls(request.signal, tc);
     trace.record.traceId = tc.traceId;
     if (tc.xrayTraceId) trace.record.xrayTraceId = tc.xrayTraceId;
 
@@ -473,7 +473,10 @@ export class Gateway {
     // is its chat call's, and each target's deadline is capped (the client's leaving does not stop it).
     const capped = (t: ResolvedTarget) => ({ ...t, timeouts: { ...t.timeouts, firstByteTimeoutMs: Math.min(t.timeouts.firstByteTimeoutMs, SIDE_CALL_MS), totalTimeoutMs: Math.min(t.timeouts.totalTimeoutMs, SIDE_CALL_MS) } });
     const sidePlan = { ...plan, groups: plan.groups.map((g) => g.map(capped)) };
-    const { value: result } = await runCall(this.router, { plan: sidePlan, requestId: trace.record.requestId, signal: NEVER, filter: canEmbed }, (t, ctx) =>
+    // Never aborted, and naming the request's trace for the call's traceparent.
+    const signal = new AbortController().signal;
+    if (trace.context) traceCalls(signal, trace.context);
+    const { value: result } = await runCall(this.router, { plan: sidePlan, requestId: trace.record.requestId, signal, filter: canEmbed }, (t, ctx) =>
       t.provider.embed!(
         { model, input: [text], inputKind: 'text', encodingFormat: 'float' },
         { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: { model: t.model, input: [text], encoding_format: 'float' }, headers: new Headers() },

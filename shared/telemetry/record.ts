@@ -2,6 +2,7 @@ import type { FrontDoor, Usage } from '../core/types.ts';
 import { parseMetadataHeader, METADATA_HEADER } from './metadata.ts';
 import { LOG_SCHEMA_VERSION } from './schema.ts';
 import type { CacheStatus } from '../cache/index.ts';
+import type { TraceContext } from '../tracing/context.ts';
 
 /** Version of the log record layout: defined with the columns in schema.ts. */
 export { LOG_SCHEMA_VERSION };
@@ -107,6 +108,8 @@ export class RequestTrace {
    * Call as `trace.captureResponse?.(text)`: free when body logging is off.
    */
   captureRequest?: (body: unknown) => void;
+  /** The request's W3C trace context (shared/tracing), for upstream calls made on its behalf. */
+  context?: TraceContext;
   captureResponse?: (chunk: string | Uint8Array) => void;
 
   constructor(
