@@ -84,6 +84,20 @@ export interface ShellReject {
   path?: string;
 }
 
+/**
+ * The path and the query string (with its `?`; '' when empty) of a web Request's URL, which is
+ * already parsed and serialized (`scheme://authority/path?query#fragment`): sliced, not parsed again.
+ */
+function splitUrl(url: string): { pathname: string; query: string } {
+  const from = url.indexOf('/', url.indexOf('//') + 2);
+  if (from < 0) return { pathname: '/', query: '' };
+  const hash = url.indexOf('#', from);
+  const end = hash < 0 ? url.length : hash;
+  const q = url.indexOf('?', from);
+  if (q < 0 || q > end) return { pathname: url.slice(from, end), query: '' };
+  return { pathname: url.slice(from, q), query: end - q > 1 ? url.slice(q, end) : '' };
+}
+
 /** The status's error kind (for rejects, which carry a status only). */
 function kindOfStatus(status: number): GatewayError['kind'] {
   return status === 413 ? 'request_too_large' : status === 404 ? 'not_found' : status >= 500 ? 'internal' : 'invalid_request';
@@ -187,14 +201,14 @@ export class Gateway {
   ]);
 
   private async handleTraced(request: Request, extras: RequestExtras, tc: TraceContext, span?: Span, reject?: ShellReject): Promise<Response> {
-    const url = new URL(request.url);
-    const path = url.pathname.length > 1 && url.pathname.endsWith('/') ? url.pathname.slice(0, -1) : url.pathname;
+    const { pathname, query } = splitUrl(request.url);
+    const path = pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
     const incomingId = request.headers.get('x-request-id');
     const requestId = incomingId && REQUEST_ID.test(incomingId) ? incomingId : crypto.randomUUID();
     const trace = new RequestTrace(requestId, request, reject?.path ?? path, (r) => this.emit(r, extras, span));
     if (reject?.method) trace.record.method = reject.method.slice(0, 32);
     if (this.opts.config.logging.bodies?.enabled) captureBodies(trace, this.opts.config.logging.bodies);
-    const ctx: RequestContext = { request, path, params: {}, trace, headers: { 'x-request-id': requestId, traceparent: ownTraceparent(tc) }, extras };
+    const ctx: RequestContext = { request, path, query, params: {}, trace, headers: { 'x-request-id': requestId, traceparent: ownTraceparent(tc) }, extras };
     trace.context = tc;
     traceCalls(request.signal, tc);
     trace.record.traceId = tc.traceId;
@@ -388,7 +402,7 @@ export class Gateway {
       door: codec.door,
       rawBody,
       headers: prepared?.headers ?? request.headers,
-      query: prepared ? '' : new URL(request.url).search,
+      query: prepared ? '' : ctx.query,
       requestId: trace.record.requestId,
       signal: request.signal,
       trace,

@@ -4,7 +4,7 @@ import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { startSpan, type Span } from '../tracing/spans.ts';
+import { spansOn, startSpan, type Span } from '../tracing/spans.ts';
 import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../wire/relay.ts';
 import { SseSplitter } from '../http/sse.ts';
 import type { AttemptTimeouts, ResolvedTarget, RoutePlan, Router } from './router.ts';
@@ -268,12 +268,13 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
  */
 class Attempt {
   private readonly deadline: Deadline;
-  private readonly span: Span;
+  /** Undefined without a span recorder (no name, options or annotations built for nothing). */
+  private readonly span: Span | undefined;
   private readonly t0 = performance.now();
   private answered = false;
 
   constructor(provider: string, model: string | undefined, timeouts: AttemptTimeouts, clientSignal: AbortSignal) {
-    this.span = startSpan(model === undefined ? provider : `${provider}/${model}`, { namespace: 'remote', annotations: model === undefined ? { provider } : { provider, model } });
+    if (spansOn()) this.span = startSpan(model === undefined ? provider : `${provider}/${model}`, { namespace: 'remote', annotations: model === undefined ? { provider } : { provider, model } });
     this.deadline = new Deadline(provider, timeouts, clientSignal);
   }
 
@@ -306,16 +307,18 @@ class Attempt {
   started(status: number): void {
     this.deadline.gotFirstByte();
     this.answered = true;
-    this.span.annotate({ status, firstByteMs: ms(this.t0) });
+    this.span?.annotate({ status, firstByteMs: ms(this.t0) });
   }
 
   /** The call failed: the error as the gateway names it (a timeout, the client's leaving, or itself), recorded on the span; the attempt ends. */
   fail(err: unknown): unknown {
     const e = this.deadline.error(err);
     if (!this.deadline.done) {
-      const ge = toGatewayError(e);
-      if (!this.answered) this.span.annotate({ status: ge.status, errorCode: ge.code ?? ge.kind });
-      this.span.fail(ge);
+      if (this.span) {
+        const ge = toGatewayError(e);
+        if (!this.answered) this.span.annotate({ status: ge.status, errorCode: ge.code ?? ge.kind });
+        this.span.fail(ge);
+      }
       this.end();
     }
     return e;
@@ -325,7 +328,7 @@ class Attempt {
   end(): void {
     if (this.deadline.done) return;
     this.deadline.release();
-    this.span.end();
+    this.span?.end();
   }
 }
 

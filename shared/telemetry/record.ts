@@ -118,6 +118,8 @@ export class RequestTrace {
     path: string,
     private readonly emit: (r: RequestRecord) => void,
   ) {
+    const headers = request.headers;
+    const metadata = headers.get(METADATA_HEADER);
     this.record = {
       schemaVersion: LOG_SCHEMA_VERSION,
       requestId,
@@ -127,11 +129,11 @@ export class RequestTrace {
       status: 0,
       outcome: 'ok',
       latencyMs: 0,
-      userAgent: request.headers.get('user-agent')?.slice(0, 256) ?? undefined,
-      sessionId: request.headers.get(SESSION_HEADER)?.trim().slice(0, 128) || undefined,
-      agentId: request.headers.get(AGENT_HEADER)?.trim().slice(0, 128) || undefined,
-      ...parseMetadataHeader(request.headers.get(METADATA_HEADER)),
+      userAgent: headers.get('user-agent')?.slice(0, 256) ?? undefined,
+      sessionId: headers.get(SESSION_HEADER)?.trim().slice(0, 128) || undefined,
+      agentId: headers.get(AGENT_HEADER)?.trim().slice(0, 128) || undefined,
     };
+    if (metadata !== null) Object.assign(this.record, parseMetadataHeader(metadata));
   }
 
   /** The first byte of the response body is on its way to the client. */

@@ -54,6 +54,11 @@ export function withSpans<T>(recorder: SpanRecorder, span: Span | undefined, fn:
   return (scope ??= new AsyncLocalStorage<Scope>()).run({ recorder, span }, fn);
 }
 
+/** Whether a recorder is installed for the current request (spans worth building annotations for). */
+export function spansOn(): boolean {
+  return scope?.getStore() !== undefined;
+}
+
 /** Open a span in the current context (a no-op span when no recorder is installed). */
 export function startSpan(name: string, opts: SpanOptions = {}): Span {
   const s = scope?.getStore();
