@@ -113,14 +113,14 @@ export class Deadline {
   }
 
   /** About to wait on the upstream for the next piece: the idle limit runs (once the answer has started). */
-  waiting(): void {
+  private waiting(): void {
     if (this.firstDue !== undefined || this.released) return;
     this.idleDue = performance.now() + this.timeouts.idleTimeoutMs;
     this.arm(this.idleDue);
   }
 
   /** The piece came. */
-  got(): void {
+  private got(): void {
     this.idleDue = undefined;
   }
 
@@ -140,30 +140,36 @@ export class Deadline {
     return err;
   }
 
-  /** `p`, or the deadline's error as soon as it aborts (so a provider that ignores the signal still fails over). */
-  race<T>(p: Promise<T>): Promise<T> {
+  /**
+   * `p`, or the deadline's error as soon as it aborts (so a provider that ignores the signal still
+   * fails over). `piece`: `p` is the next piece of an answer, waited for under the idle limit once
+   * the answer has started (`waiting()` before, `got()` when it settles).
+   */
+  race<T>(p: Promise<T>, piece = false): Promise<T> {
     const signal = this.controller.signal;
     if (signal.aborted) {
       p.catch(() => {});
       return Promise.reject(this.error(signal.reason));
     }
+    if (piece) this.waiting();
     return new Promise<T>((resolve, reject) => {
       if (this.racing) (this.others ??= []).push(reject);
       else this.racing = reject;
       p.then(
         (v) => {
-          this.settled(reject);
+          this.settled(reject, piece);
           resolve(v);
         },
         (e) => {
-          this.settled(reject);
+          this.settled(reject, piece);
           reject(e);
         },
       );
     });
   }
 
-  private settled(reject: (err: unknown) => void): void {
+  private settled(reject: (err: unknown) => void, piece: boolean): void {
+    if (piece) this.got();
     if (this.racing === reject) this.racing = undefined;
     else if (this.others) this.others = this.others.filter((r) => r !== reject);
   }

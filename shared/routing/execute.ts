@@ -46,10 +46,12 @@ export interface RunInput {
  * request at once. Once a target has produced its first byte, it is committed: later failures
  * reach the client as an error event in its own format.
  */
-export async function runAttempts(router: Router, input: RunInput): Promise<Served> {
-  return runTargets(router, input.plan, input.record ?? input.trace.record, input.signal, router.order(input.plan), (target) => attemptOnce(target, input), (served) =>
-    served.kind === 'passthrough' ? served.response.status : 200,
-  );
+export function runAttempts(router: Router, input: RunInput): Promise<Served> {
+  return runTargets(router, input.plan, input.record ?? input.trace.record, input.signal, router.order(input.plan), (target) => attemptOnce(target, input), servedStatus);
+}
+
+function servedStatus(served: Served): number {
+  return served.kind === 'passthrough' ? served.response.status : 200;
 }
 
 /** What a one-shot upstream call (embeddings, count_tokens) is given: its target's deadline. */
@@ -289,13 +291,8 @@ class Attempt {
   }
 
   /** The next piece of an answer: waited for under the idle limit once the answer has started. */
-  async next<T>(p: Promise<T>): Promise<T> {
-    this.deadline.waiting();
-    try {
-      return await this.deadline.race(p);
-    } finally {
-      this.deadline.got();
-    }
+  next<T>(p: Promise<T>): Promise<T> {
+    return this.deadline.race(p, true);
   }
 
   /** The answer's body has started: the first-byte limit is over, the idle limit applies between its pieces. */
@@ -389,19 +386,18 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
   const reader = res.body.getReader();
   const held: Uint8Array[] = [];
   let ended = false;
-  const read = () => attempt.next(reader.read());
   const type = res.headers.get('content-type') ?? '';
   // Anthropic's door relays a JSON answer to a streaming request as JSON (as it always has).
   const jsonMode = !opts.stream || (opts.format === 'anthropic-messages' && type.includes('json') && !type.includes('event-stream'));
   try {
     if (!opts.format) {
-      const r = await read();
+      const r = await attempt.next(reader.read());
       if (r.done) ended = true;
       else held.push(r.value);
     } else if (jsonMode) {
       let size = 0;
       while (size <= MAX_CHECKED_JSON_BYTES) {
-        const r = await read();
+        const r = await attempt.next(reader.read());
         if (r.done) {
           ended = true;
           break;
@@ -421,7 +417,7 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
       const splitter = new SseSplitter();
       const checker = new SseChecker(opts.format);
       for (let seen = false; !seen; ) {
-        const r = await read();
+        const r = await attempt.next(reader.read());
         if (r.done) throw brokenAnswer('The upstream stream ended before its first event.', 'upstream_stream_truncated');
         held.push(r.value);
         for (const ev of splitter.push(r.value)) {
