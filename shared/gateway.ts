@@ -220,10 +220,12 @@ export class Gateway {
         throw new GatewayError(kindOfStatus(reject.status), reject.message, { status: reject.status, code: reject.code, headers: allow ? { allow } : undefined });
       }
       // A path whose percent-escapes do not decode (`/v1/models/%`) names no route: 400, before any handler decodes it.
-      try {
-        decodeURIComponent(path);
-      } catch {
-        throw new GatewayError('invalid_request', 'The request path has a malformed percent-escape.', { code: 'invalid_path' });
+      if (path.includes('%')) {
+        try {
+          decodeURIComponent(path);
+        } catch {
+          throw new GatewayError('invalid_request', 'The request path has a malformed percent-escape.', { code: 'invalid_path' });
+        }
       }
       const hit = this.routes.match(request.method, path);
       // Every model route needs a key (401 in the caller's format), before its 404 or 405 too.
@@ -419,14 +421,14 @@ export class Gateway {
       created: Math.floor(Date.now() / 1000),
       headers: { ...headers, 'x-gateway-provider': provider.name, 'x-gateway-model': model, 'x-gateway-attempts': String(trace.record.attempts ?? 1) },
     };
-    const servedBy = { provider: provider.name, model, door: codec.door };
+    const servedBy = cachePlan && { provider: provider.name, model, door: codec.door };
     trace.record.status = 200;
     if (served.kind === 'passthrough') {
       trace.record.status = served.response.status;
       // Output guardrails need the answer as events: a same-format answer is decoded for them.
       const decoded = guard?.output && served.response.status === 200 ? passthroughEvents(codec.door, served.response, provider.name, model) : undefined;
       if (!decoded) {
-        const response = cachePlan ? this.cache!.tapPassthrough(cachePlan, served.response, servedBy, trace, ctx.extras) : served.response;
+        const response = servedBy ? this.cache!.tapPassthrough(cachePlan!, served.response, servedBy, trace, ctx.extras) : served.response;
         return codec.respondPassthrough(req, tapBody(response, trace), meta, trace);
       }
       trace.record.status = 200;

@@ -101,7 +101,7 @@ export class RequestTrace {
   readonly record: RequestRecord;
   private readonly t0 = performance.now();
   private ended = false;
-  private readonly endHooks: Array<(r: RequestRecord) => void> = [];
+  private endHooks: Array<(r: RequestRecord) => void> | undefined;
   /**
    * Body logging hooks, set only when `logging.bodies.enabled` (see telemetry/bodies.ts): the
    * gateway hands the parsed request body, front doors hand the response text as they send it.
@@ -162,7 +162,7 @@ export class RequestTrace {
 
   /** Run `fn` when the request ends (after the client has its last byte), before the record is emitted. */
   onEnd(fn: (r: RequestRecord) => void): void {
-    this.endHooks.push(fn);
+    (this.endHooks ??= []).push(fn);
   }
 
   get isEnded(): boolean {
@@ -179,7 +179,7 @@ export class RequestTrace {
     if (this.record.outcome === 'stream_error') this.record.status = 502;
     else if (this.record.outcome === 'client_closed') this.record.status = 499;
     this.record.latencyMs = round(performance.now() - this.t0);
-    for (const fn of this.endHooks) {
+    for (const fn of this.endHooks ?? []) {
       try {
         fn(this.record);
       } catch {
