@@ -17,7 +17,7 @@ import { createPolicy, isPublicPath, type Policy } from './policy/index.ts';
 import { stripIamPrefix } from './auth/index.ts';
 import type { Store } from './store/types.ts';
 import { captureBodies, tapBody, tapEvents } from './telemetry/bodies.ts';
-import { ownTraceparent, startTrace, traceCalls, type TraceContext } from './tracing/context.ts';
+import { ownTraceparent, startTrace, type TraceContext } from './tracing/context.ts';
 import { inSpan, requestAnnotations, withSpans, type Span, type SpanRecorder } from './tracing/spans.ts';
 import { priceUnsettled } from './policy/pricing.ts';
 import { localLogs, STATS_PATHS } from './telemetry/local-logs.ts';
@@ -68,6 +68,7 @@ export interface LiveModel {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** The longest a call on the side of a request (the semantic cache's query vector) may wait on one target. */
 const SIDE_CALL_MS = 15_000;
+const NEVER = new AbortController().signal;
 
 /**
  * A request the shell could not hand over as it came (a method fetch cannot carry, a request
@@ -210,7 +211,6 @@ export class Gateway {
     if (this.opts.config.logging.bodies?.enabled) captureBodies(trace, this.opts.config.logging.bodies);
     const ctx: RequestContext = { request, path, query, params: {}, trace, headers: { 'x-request-id': requestId, traceparent: ownTraceparent(tc) }, extras };
     trace.context = tc;
-    traceCalls(request.signal, tc);
     trace.record.traceId = tc.traceId;
     if (tc.xrayTraceId) trace.record.xrayTraceId = tc.xrayTraceId;
 
@@ -489,10 +489,7 @@ export class Gateway {
     // is its chat call's, and each target's deadline is capped (the client's leaving does not stop it).
     const capped = (t: ResolvedTarget) => ({ ...t, timeouts: { ...t.timeouts, firstByteTimeoutMs: Math.min(t.timeouts.firstByteTimeoutMs, SIDE_CALL_MS), totalTimeoutMs: Math.min(t.timeouts.totalTimeoutMs, SIDE_CALL_MS) } });
     const sidePlan = { ...plan, groups: plan.groups.map((g) => g.map(capped)) };
-    // Never aborted, and naming the request's trace for the call's traceparent.
-    const signal = new AbortController().signal;
-    if (trace.context) traceCalls(signal, trace.context);
-    const { value: result } = await runCall(this.router, { plan: sidePlan, requestId: trace.record.requestId, signal, filter: canEmbed }, (t, ctx) =>
+    const { value: result } = await runCall(this.router, { plan: sidePlan, requestId: trace.record.requestId, signal: NEVER, context: trace.context, filter: canEmbed }, (t, ctx) =>
       t.provider.embed!(
         { model, input: [text], inputKind: 'text', encodingFormat: 'float' },
         { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: { model: t.model, input: [text], encoding_format: 'float' }, headers: new Headers() },

@@ -1,6 +1,5 @@
 import { GatewayError } from '../http/errors.ts';
 import type { AttemptTimeouts } from './router.ts';
-import { inheritTrace } from '../tracing/context.ts';
 
 type DeadlineReason = 'first_byte' | 'total' | 'idle';
 
@@ -15,8 +14,7 @@ type DeadlineReason = 'first_byte' | 'total' | 'idle';
  * One timer serves the three limits: it is armed for the earliest limit due and, when it fires,
  * checks which limit (if any) has passed and is re-armed for the next one. The idle limit only moves
  * a due time per piece (no timer set or cleared per chunk). The timer is unref'd (a deadline never
- * keeps a process alive by itself) and cleared by `release()`. The signal also names the request's
- * trace for the upstream call (shared/tracing/context.ts).
+ * keeps a process alive by itself) and cleared by `release()`.
  */
 export class Deadline {
   private readonly controller = new AbortController();
@@ -39,7 +37,6 @@ export class Deadline {
     private readonly timeouts: AttemptTimeouts,
     private readonly clientSignal: AbortSignal,
   ) {
-    inheritTrace(this.controller.signal, clientSignal);
     this.firstDue = this.t0 + timeouts.firstByteTimeoutMs;
     this.totalDue = this.t0 + timeouts.totalTimeoutMs;
     if (clientSignal.aborted) this.abort(clientSignal.reason);

@@ -5,6 +5,7 @@ import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { spansOn, startSpan, type Span } from '../tracing/spans.ts';
+import { traceCalls, type TraceContext } from '../tracing/context.ts';
 import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../wire/relay.ts';
 import { SseSplitter } from '../http/sse.ts';
 import type { AttemptTimeouts, ResolvedTarget, RoutePlan, Router } from './router.ts';
@@ -67,6 +68,8 @@ export interface RunCallInput {
   signal: AbortSignal;
   /** The request whose record gets the attempt log; absent for a call on the side (the semantic cache's query vector). */
   trace?: RequestTrace;
+  /** The trace context the call's `traceparent` continues, when not `trace`'s (a call on the side). */
+  context?: TraceContext;
   /** Only these targets can serve the call (e.g. those whose provider can embed); the rest are skipped. */
   filter?: (target: ResolvedTarget) => boolean;
 }
@@ -81,7 +84,7 @@ export interface RunCallInput {
 export async function runCall<T>(router: Router, input: RunCallInput, call: (target: ResolvedTarget, ctx: CallDeadline) => Promise<T>): Promise<{ target: ResolvedTarget; value: T }> {
   const order = router.order(input.plan).filter((t) => input.filter?.(t) ?? true);
   return runTargets(router, input.plan, input.trace?.record ?? {}, input.signal, order, async (target) => {
-    const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal);
+    const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal, input.context ?? input.trace?.context);
     try {
       const value = await attempt.race(call(target, { requestId: input.requestId, signal: attempt.signal }));
       attempt.started(200);
@@ -104,9 +107,10 @@ export async function runExchange(
   timeouts: Pick<AttemptTimeouts, 'firstByteTimeoutMs' | 'totalTimeoutMs'> & { idleTimeoutMs?: number },
   clientSignal: AbortSignal,
   call: (signal: AbortSignal) => Promise<Response>,
+  context?: TraceContext,
 ): Promise<Response> {
   // Without an idle limit of its own, only the whole exchange's limit cuts a silent body.
-  const attempt = new Attempt(name, undefined, { ...timeouts, idleTimeoutMs: timeouts.idleTimeoutMs ?? timeouts.totalTimeoutMs }, clientSignal);
+  const attempt = new Attempt(name, undefined, { ...timeouts, idleTimeoutMs: timeouts.idleTimeoutMs ?? timeouts.totalTimeoutMs }, clientSignal, context);
   let res: Response;
   try {
     res = await attempt.race(call(attempt.signal));
@@ -231,7 +235,7 @@ function ms(t0: number): number {
  * answer is a failed attempt (a 502: retried, then handed to the next target).
  */
 async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Served> {
-  const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal);
+  const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal, input.trace.context);
   const { req: params, rawBody } = applyParams(target, input);
   // Structured output on a translated route: a forced tool (shared/emulate/structured.ts).
   const structured = params.responseFormat && !target.provider.passthrough?.(input.door) ? structuredRequest(params) : undefined;
@@ -275,9 +279,11 @@ class Attempt {
   private readonly t0 = performance.now();
   private answered = false;
 
-  constructor(provider: string, model: string | undefined, timeouts: AttemptTimeouts, clientSignal: AbortSignal) {
+  /** `context`: the request's trace, which the call's `traceparent` continues (shared/tracing/context.ts). */
+  constructor(provider: string, model: string | undefined, timeouts: AttemptTimeouts, clientSignal: AbortSignal, context: TraceContext | undefined) {
     if (spansOn()) this.span = startSpan(model === undefined ? provider : `${provider}/${model}`, { namespace: 'remote', annotations: model === undefined ? { provider } : { provider, model } });
     this.deadline = new Deadline(provider, timeouts, clientSignal);
+    if (context) traceCalls(this.deadline.signal, context);
   }
 
   /** The deadline as one signal, for the upstream call. */

@@ -6,10 +6,10 @@ import { randomFillSync } from 'node:crypto';
  * The gateway is one span of the caller's trace: it keeps the caller's trace id (from an incoming
  * `traceparent`), or starts a trace, or (in Lambda with X-Ray active tracing and no incoming
  * `traceparent`) takes the trace id from the X-Ray root so both views line up. Each upstream call
- * gets its own child span id under the same trace id. The context travels explicitly, on the abort
- * signals the upstream calls already take: the request's signal names its trace (`traceCalls`), each
- * attempt's deadline signal inherits it, and `fetchUpstream` and the Bedrock client read it from the
- * signal they are given (no AsyncLocalStorage, so no async hooks on the request path).
+ * gets its own child span id under the same trace id. The context travels explicitly: the request's
+ * trace (`RequestTrace.context`) is given to each upstream attempt, which names it on the abort
+ * signal the call already takes (`traceCalls`); `fetchUpstream` and the Bedrock client read it from
+ * the signal they are given (no AsyncLocalStorage, so no async hooks on the request path).
  */
 export interface TraceContext {
   /** 32 lower-case hex digits. */
@@ -127,7 +127,7 @@ export function childTraceHeaders(tc: TraceContext): Record<string, string> {
 /** The trace each upstream call belongs to, by the abort signal the call is given. */
 const calls = new WeakMap<AbortSignal, TraceContext>();
 
-/** Upstream calls made under `signal` (the request's, an attempt's deadline) belong to the trace `tc`. */
+/** Upstream calls made under `signal` (an attempt's deadline) belong to the trace `tc`. */
 export function traceCalls(signal: AbortSignal, tc: TraceContext): void {
   calls.set(signal, tc);
 }
