@@ -392,9 +392,8 @@ export class Gateway {
     // `n` choices emulated by parallel calls (shared/emulate/choices.ts): not cached, guardrails per choice.
     const choices = emulatesChoices(req.n, plan, codec.door) ? req.n : undefined;
     const cachePlan = choices ? undefined : this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
-    const chat: ChatContext = { ...ctx, codec, req, plan, guard, cachePlan };
     const hit = cachePlan && (await this.cache!.lookup(cachePlan, trace));
-    if (hit) return this.replayCached(chat, hit);
+    if (hit) return this.replayCached({ ...ctx, codec, req, plan, guard, cachePlan }, hit);
     if (cachePlan) headers['x-gateway-cache'] = 'miss';
     else if (trace.record.cacheStatus === 'bypass') headers['x-gateway-cache'] = 'bypass';
 
@@ -413,7 +412,7 @@ export class Gateway {
       ? await runChoices(this.router, runInput, choices, (s) => passthroughEvents(codec.door, s.response, s.target.provider.name, s.target.model), guard?.output)
       : await runAttempts(this.router, runInput);
     // Each choice went through the output guardrails already (runChoices).
-    if (choices && guard) chat.guard = guard = { ...guard, output: undefined };
+    if (choices && guard) guard = { ...guard, output: undefined };
     const { provider, model } = served.target;
     trace.record.provider = provider.name;
     trace.record.upstreamModel = model;
@@ -423,6 +422,8 @@ export class Gateway {
     };
     const servedBy = cachePlan && { provider: provider.name, model, door: codec.door };
     trace.record.status = 200;
+    let first: IteratorResult<StreamEvent>;
+    let events: AsyncIterator<StreamEvent>;
     if (served.kind === 'passthrough') {
       trace.record.status = served.response.status;
       // Output guardrails need the answer as events: a same-format answer is decoded for them.
@@ -432,9 +433,11 @@ export class Gateway {
         return codec.respondPassthrough(req, tapBody(response, trace), meta, trace);
       }
       trace.record.status = 200;
-      return this.answer(chat, await decoded.next(), decoded, meta, servedBy);
-    }
-    return this.answer(chat, served.first, served.events, meta, servedBy);
+      first = await decoded.next();
+      events = decoded;
+    } else ({ first, events } = served);
+    // Only an answer from events needs the whole chat context.
+    return this.answer({ ...ctx, codec, req, plan, guard, cachePlan }, first, events, meta, servedBy);
   }
 
   /**
