@@ -138,7 +138,7 @@ export function inheritTrace(child: AbortSignal, parent: AbortSignal): void {
   if (tc) calls.set(child, tc);
 }
 
-/** Trace headers for an upstream call made under `signal` (empty when the signal names no trace). */
+/** Trace headers for an upstream call made under `signal` (undefined when the signal names no trace). */
 export function upstreamTraceHeaders(signal: AbortSignal | undefined): Record<string, string> | undefined {
   const tc = signal && calls.get(signal);
   return tc && childTraceHeaders(tc);
