@@ -17,7 +17,7 @@ import { createPolicy, isPublicPath, type Policy } from './policy/index.ts';
 import { stripIamPrefix } from './auth/index.ts';
 import type { Store } from './store/types.ts';
 import { captureBodies, tapBody, tapEvents } from './telemetry/bodies.ts';
-import { ownTraceparent, runWithTrace, startTrace, type TraceContext } from './tracing/context.ts';
+import { ownTraceparent, startTrace, type TraceContext } from './tracing/context.ts';
 import { inSpan, requestAnnotations, withSpans, type Span, type SpanRecorder } from './tracing/spans.ts';
 import { priceUnsettled } from './policy/pricing.ts';
 import { localLogs, STATS_PATHS } from './telemetry/local-logs.ts';
@@ -85,6 +85,20 @@ export interface ShellReject {
   path?: string;
 }
 
+/**
+ * The path and the query string (with its `?`; '' when empty) of a web Request's URL, which is
+ * already parsed and serialized (`scheme://authority/path?query#fragment`): sliced, not parsed again.
+ */
+function splitUrl(url: string): { pathname: string; query: string } {
+  const from = url.indexOf('/', url.indexOf('//') + 2);
+  if (from < 0) return { pathname: '/', query: '' };
+  const hash = url.indexOf('#', from);
+  const end = hash < 0 ? url.length : hash;
+  const q = url.indexOf('?', from);
+  if (q < 0 || q > end) return { pathname: url.slice(from, end), query: '' };
+  return { pathname: url.slice(from, q), query: end - q > 1 ? url.slice(q, end) : '' };
+}
+
 /** The status's error kind (for rejects, which carry a status only). */
 function kindOfStatus(status: number): GatewayError['kind'] {
   return status === 413 ? 'request_too_large' : status === 404 ? 'not_found' : status >= 500 ? 'internal' : 'invalid_request';
@@ -138,13 +152,13 @@ export class Gateway {
     // `/iam/<route>` is `<route>` for the IAM caller the shell verified (shared/auth/iam.ts).
     if (this.opts.config.auth?.iam) request = stripIamPrefix(request, extras.iamPrincipal);
     // W3C trace context (with the Lambda invocation's X-Ray trace, when there is one); upstream
-    // fetches made while handling the request send it on as child spans (shared/tracing).
+    // calls made under the request's signal send it on as child spans (shared/tracing).
     const tc = startTrace(request.headers, process.env._X_AMZN_TRACE_ID);
     const spans = this.opts.spans;
-    if (!spans) return runWithTrace(tc, () => this.handleTraced(request, extras, tc));
+    if (!spans) return this.handleTraced(request, extras, tc);
     // One span per request (annotated from its log record when it ends); attempts and store calls nest in it.
     const span = spans.start('gateway');
-    return runWithTrace(tc, () => withSpans(spans, span, () => this.handleTraced(request, extras, tc, span)));
+    return withSpans(spans, span, () => this.handleTraced(request, extras, tc, span));
   }
 
   /**
@@ -152,8 +166,7 @@ export class Gateway {
    * become a web Request; `request` is the shell's stand-in (the path and headers it could keep).
    */
   reject(request: Request, extras: RequestExtras, reject: ShellReject): Promise<Response> {
-    const tc = startTrace(request.headers, process.env._X_AMZN_TRACE_ID);
-    return runWithTrace(tc, () => this.handleTraced(request, extras, tc, undefined, reject));
+    return this.handleTraced(request, extras, startTrace(request.headers, process.env._X_AMZN_TRACE_ID), undefined, reject);
   }
 
   /**
@@ -189,14 +202,15 @@ export class Gateway {
   ]);
 
   private async handleTraced(request: Request, extras: RequestExtras, tc: TraceContext, span?: Span, reject?: ShellReject): Promise<Response> {
-    const url = new URL(request.url);
-    const path = url.pathname.length > 1 && url.pathname.endsWith('/') ? url.pathname.slice(0, -1) : url.pathname;
+    const { pathname, query } = splitUrl(request.url);
+    const path = pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
     const incomingId = request.headers.get('x-request-id');
     const requestId = incomingId && REQUEST_ID.test(incomingId) ? incomingId : crypto.randomUUID();
     const trace = new RequestTrace(requestId, request, reject?.path ?? path, (r) => this.emit(r, extras, span));
     if (reject?.method) trace.record.method = reject.method.slice(0, 32);
     if (this.opts.config.logging.bodies?.enabled) captureBodies(trace, this.opts.config.logging.bodies);
-    const ctx: RequestContext = { request, path, params: {}, trace, headers: { 'x-request-id': requestId, traceparent: ownTraceparent(tc) }, extras };
+    const ctx: RequestContext = { request, path, query, params: {}, trace, headers: { 'x-request-id': requestId, traceparent: ownTraceparent(tc) }, extras };
+    trace.context = tc;
     trace.record.traceId = tc.traceId;
     if (tc.xrayTraceId) trace.record.xrayTraceId = tc.xrayTraceId;
 
@@ -206,10 +220,12 @@ export class Gateway {
         throw new GatewayError(kindOfStatus(reject.status), reject.message, { status: reject.status, code: reject.code, headers: allow ? { allow } : undefined });
       }
       // A path whose percent-escapes do not decode (`/v1/models/%`) names no route: 400, before any handler decodes it.
-      try {
-        decodeURIComponent(path);
-      } catch {
-        throw new GatewayError('invalid_request', 'The request path has a malformed percent-escape.', { code: 'invalid_path' });
+      if (path.includes('%')) {
+        try {
+          decodeURIComponent(path);
+        } catch {
+          throw new GatewayError('invalid_request', 'The request path has a malformed percent-escape.', { code: 'invalid_path' });
+        }
       }
       const hit = this.routes.match(request.method, path);
       // Every model route needs a key (401 in the caller's format), before its 404 or 405 too.
@@ -376,9 +392,8 @@ export class Gateway {
     // `n` choices emulated by parallel calls (shared/emulate/choices.ts): not cached, guardrails per choice.
     const choices = emulatesChoices(req.n, plan, codec.door) ? req.n : undefined;
     const cachePlan = choices ? undefined : this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
-    const chat: ChatContext = { ...ctx, codec, req, plan, guard, cachePlan };
     const hit = cachePlan && (await this.cache!.lookup(cachePlan, trace));
-    if (hit) return this.replayCached(chat, hit);
+    if (hit) return this.replayCached({ ...ctx, codec, req, plan, guard, cachePlan }, hit);
     if (cachePlan) headers['x-gateway-cache'] = 'miss';
     else if (trace.record.cacheStatus === 'bypass') headers['x-gateway-cache'] = 'bypass';
 
@@ -388,7 +403,7 @@ export class Gateway {
       door: codec.door,
       rawBody,
       headers: prepared?.headers ?? request.headers,
-      query: prepared ? '' : new URL(request.url).search,
+      query: prepared ? '' : ctx.query,
       requestId: trace.record.requestId,
       signal: request.signal,
       trace,
@@ -397,7 +412,7 @@ export class Gateway {
       ? await runChoices(this.router, runInput, choices, (s) => passthroughEvents(codec.door, s.response, s.target.provider.name, s.target.model), guard?.output)
       : await runAttempts(this.router, runInput);
     // Each choice went through the output guardrails already (runChoices).
-    if (choices && guard) chat.guard = guard = { ...guard, output: undefined };
+    if (choices && guard) guard = { ...guard, output: undefined };
     const { provider, model } = served.target;
     trace.record.provider = provider.name;
     trace.record.upstreamModel = model;
@@ -405,20 +420,24 @@ export class Gateway {
       created: Math.floor(Date.now() / 1000),
       headers: { ...headers, 'x-gateway-provider': provider.name, 'x-gateway-model': model, 'x-gateway-attempts': String(trace.record.attempts ?? 1) },
     };
-    const servedBy = { provider: provider.name, model, door: codec.door };
+    const servedBy = cachePlan && { provider: provider.name, model, door: codec.door };
     trace.record.status = 200;
+    let first: IteratorResult<StreamEvent>;
+    let events: AsyncIterator<StreamEvent>;
     if (served.kind === 'passthrough') {
       trace.record.status = served.response.status;
       // Output guardrails need the answer as events: a same-format answer is decoded for them.
       const decoded = guard?.output && served.response.status === 200 ? passthroughEvents(codec.door, served.response, provider.name, model) : undefined;
       if (!decoded) {
-        const response = cachePlan ? this.cache!.tapPassthrough(cachePlan, served.response, servedBy, trace, ctx.extras) : served.response;
+        const response = servedBy ? this.cache!.tapPassthrough(cachePlan!, served.response, servedBy, trace, ctx.extras) : served.response;
         return codec.respondPassthrough(req, tapBody(response, trace), meta, trace);
       }
       trace.record.status = 200;
-      return this.answer(chat, await decoded.next(), decoded, meta, servedBy);
-    }
-    return this.answer(chat, served.first, served.events, meta, servedBy);
+      first = await decoded.next();
+      events = decoded;
+    } else ({ first, events } = served);
+    // Only an answer from events needs the whole chat context.
+    return this.answer({ ...ctx, codec, req, plan, guard, cachePlan }, first, events, meta, servedBy);
   }
 
   /**
@@ -473,7 +492,7 @@ export class Gateway {
     // is its chat call's, and each target's deadline is capped (the client's leaving does not stop it).
     const capped = (t: ResolvedTarget) => ({ ...t, timeouts: { ...t.timeouts, firstByteTimeoutMs: Math.min(t.timeouts.firstByteTimeoutMs, SIDE_CALL_MS), totalTimeoutMs: Math.min(t.timeouts.totalTimeoutMs, SIDE_CALL_MS) } });
     const sidePlan = { ...plan, groups: plan.groups.map((g) => g.map(capped)) };
-    const { value: result } = await runCall(this.router, { plan: sidePlan, requestId: trace.record.requestId, signal: NEVER, filter: canEmbed }, (t, ctx) =>
+    const { value: result } = await runCall(this.router, { plan: sidePlan, requestId: trace.record.requestId, signal: NEVER, context: trace.context, filter: canEmbed }, (t, ctx) =>
       t.provider.embed!(
         { model, input: [text], inputKind: 'text', encodingFormat: 'float' },
         { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: { model: t.model, input: [text], encoding_format: 'float' }, headers: new Headers() },

@@ -24,8 +24,15 @@ interface Compiled<C> {
   names: string[];
 }
 
+const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
 export class RouteTable<C> {
   private readonly routes: Compiled<C>[];
+  /**
+   * Literal paths (no parameters) whose first matching entry is a literal one: the entries for
+   * that path, in order, so the common routes are a map lookup instead of a scan of the patterns.
+   */
+  private readonly literal = new Map<string, Route<C>[]>();
 
   constructor(routes: Route<C>[]) {
     this.routes = routes.map((route) => {
@@ -41,10 +48,19 @@ export class RouteTable<C> {
         .join('/');
       return { route, pattern: new RegExp(`^${source}$`), names };
     });
+    for (const { route, names } of this.routes) {
+      if (names.length > 0 || this.literal.has(route.path)) continue;
+      const all = this.routes.filter((c) => c.pattern.test(route.path));
+      if (all.every((c) => c.names.length === 0)) this.literal.set(route.path, all.map((c) => c.route));
+    }
   }
 
   /** The entry for a request, with its parameters; else the methods the path takes (405), if any. */
   match(method: string, path: string): RouteMatch<C> {
+    const exact = this.literal.get(path);
+    if (exact) {
+      for (const route of exact) if (route.methods === '*' || route.methods.includes(method)) return { route, params: NO_PARAMS };
+    }
     let allow: string[] | undefined;
     for (const { route, pattern, names } of this.routes) {
       const m = pattern.exec(path);

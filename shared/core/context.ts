@@ -26,6 +26,8 @@ export interface RequestContext {
   request: Request;
   /** The path as routed (without a trailing slash). */
   path: string;
+  /** The query string with its `?` ('' when none). */
+  query: string;
   /** The route's path parameters (`{id}` in the route table), percent-decoded. */
   params: Record<string, string>;
   trace: RequestTrace;

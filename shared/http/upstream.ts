@@ -16,9 +16,9 @@ export async function fetchUpstream(provider: string, url: string, init: Request
   try {
     // node:http for the bodies the providers send (strings, bytes), fetch() for anything else.
     if (sent === undefined || sent === null || typeof sent === 'string' || sent instanceof Uint8Array) {
-      return await upstreamFetch(url, { method: init.method, headers: withTraceHeaders(init.headers), body: sent, signal, bodyError });
+      return await upstreamFetch(url, { method: init.method, headers: withTraceHeaders(init.headers, signal), body: sent, signal, bodyError });
     }
-    const res = await fetch(url, { ...init, headers: withTraceHeaders(init.headers), signal });
+    const res = await fetch(url, { ...init, headers: withTraceHeaders(init.headers, signal), signal });
     if (!res.body) return res;
     // Body failures named as node:http's are.
     const reader = res.body.getReader();
@@ -49,10 +49,12 @@ export async function readWhole(res: Response): Promise<Response> {
   return new Response(res.body && (await res.arrayBuffer()), { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
-/** The request's trace context as a new child span (`traceparent`, shared/tracing) on an upstream call. */
-function withTraceHeaders(headers: HeadersInit | undefined): HeadersInit | undefined {
-  const extra = upstreamTraceHeaders();
-  if (!extra.traceparent) return headers;
+/** The trace of the call's signal as a new child span (`traceparent`, shared/tracing) on an upstream call. */
+function withTraceHeaders(headers: HeadersInit | undefined, signal: AbortSignal): HeadersInit | undefined {
+  const extra = upstreamTraceHeaders(signal);
+  if (!extra) return headers;
+  // The providers' plain objects stay plain (no Headers object to build and take apart again).
+  if (headers === undefined || (!(headers instanceof Headers) && !Array.isArray(headers))) return { ...headers, ...extra };
   const out = new Headers(headers);
   for (const [k, v] of Object.entries(extra)) out.set(k, v);
   return out;

@@ -260,7 +260,7 @@ export class McpGateway {
     // The client's query string goes along (the server's own URL query wins on a clash).
     for (const [k, v] of new URL(request.url).searchParams) if (!url.searchParams.has(k)) url.searchParams.append(k, v);
 
-    const res = await runExchange(`mcp:${name}`, server, request.signal, (signal) => fetchUpstream(`mcp:${name}`, url.toString(), { method: request.method, headers, body }, signal));
+    const res = await runExchange(`mcp:${name}`, server, request.signal, (signal) => fetchUpstream(`mcp:${name}`, url.toString(), { method: request.method, headers, body }, signal), trace.context);
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel().catch(() => {});
       throw new McpRefusal(502, RPC.UPSTREAM_ERROR, `The MCP server '${name}' refused the gateway's credential (HTTP ${res.status}).`, 'upstream', 'mcp_upstream_auth');

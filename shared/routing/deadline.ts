@@ -9,27 +9,46 @@ type DeadlineReason = 'first_byte' | 'total' | 'idle';
  * timers on an upstream call (resolved once per target by the router; providers, `fetchUpstream`
  * and the Bedrock `SdkCall` set none). `error()` names
  * whatever a call then throws: a timeout (504 `upstream_timeout`), the client's leaving (499
- * `client_closed`), or the error itself. Its timers are unref'd (a deadline never keeps a process
- * alive by itself) and cleared by `release()`.
+ * `client_closed`), or the error itself.
+ *
+ * One timer serves the three limits: it is armed for the earliest limit due and, when it fires,
+ * checks which limit (if any) has passed and is re-armed for the next one. The idle limit only moves
+ * a due time per piece (no timer set or cleared per chunk). The timer is unref'd (a deadline never
+ * keeps a process alive by itself) and cleared by `release()`.
  */
 export class Deadline {
   private readonly controller = new AbortController();
   private timedOut: DeadlineReason | undefined;
-  private firstTimer: NodeJS.Timeout | undefined;
-  private readonly totalTimer: NodeJS.Timeout;
-  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly t0 = performance.now();
+  /** When each limit falls due (performance.now() ms); undefined when it does not run. */
+  private firstDue: number | undefined;
+  private readonly totalDue: number;
+  private idleDue: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** When the timer is armed to fire. */
+  private timerAt = Infinity;
   private released = false;
-  private readonly onClient = () => this.controller.abort(this.clientSignal.reason);
+  /** The pending `race`'s reject (one wait at a time on an attempt; a second one chains through `others`). */
+  private racing: ((err: unknown) => void) | undefined;
+  private others: Array<(err: unknown) => void> | undefined;
 
   constructor(
     private readonly provider: string,
     private readonly timeouts: AttemptTimeouts,
     private readonly clientSignal: AbortSignal,
   ) {
-    if (clientSignal.aborted) this.controller.abort(clientSignal.reason);
-    else clientSignal.addEventListener('abort', this.onClient, { once: true });
-    this.firstTimer = setTimeout(() => this.fire('first_byte'), timeouts.firstByteTimeoutMs).unref();
-    this.totalTimer = setTimeout(() => this.fire('total'), timeouts.totalTimeoutMs).unref();
+    this.firstDue = this.t0 + timeouts.firstByteTimeoutMs;
+    this.totalDue = this.t0 + timeouts.totalTimeoutMs;
+    if (clientSignal.aborted) this.abort(clientSignal.reason);
+    else {
+      clientSignal.addEventListener('abort', this, { once: true });
+      this.arm(Math.min(this.firstDue, this.totalDue));
+    }
+  }
+
+  /** The client went away (the deadline is its own abort listener: no closure per attempt). */
+  handleEvent(): void {
+    this.abort(this.clientSignal.reason);
   }
 
   /** Aborts on any of the limits or when the client goes away. */
@@ -42,9 +61,34 @@ export class Deadline {
     return this.released;
   }
 
-  private fire(why: DeadlineReason): void {
-    this.timedOut ??= why;
-    this.controller.abort(this.timeoutError(why));
+  private arm(at: number): void {
+    if (at >= this.timerAt || this.released) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.check(), Math.max(0, at - performance.now())).unref();
+  }
+
+  /** The timer fired: abort for the limit that has passed (first byte, total, idle), else re-arm for the next one. */
+  private check(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    if (this.released || this.controller.signal.aborted) return;
+    const now = performance.now();
+    const why: DeadlineReason | undefined =
+      this.firstDue !== undefined && now >= this.firstDue ? 'first_byte' : now >= this.totalDue ? 'total' : this.idleDue !== undefined && now >= this.idleDue ? 'idle' : undefined;
+    if (why) {
+      this.timedOut = why;
+      this.abort(this.timeoutError(why));
+    } else this.arm(Math.min(this.firstDue ?? Infinity, this.totalDue, this.idleDue ?? Infinity));
+  }
+
+  private abort(reason: unknown): void {
+    this.controller.abort(reason);
+    const racing = this.racing;
+    const others = this.others;
+    this.racing = this.others = undefined;
+    if (racing) racing(this.error(reason));
+    if (others) for (const reject of others) reject(this.error(reason));
   }
 
   private timeoutError(why: DeadlineReason, cause?: unknown): GatewayError {
@@ -62,29 +106,28 @@ export class Deadline {
 
   /** The answer's first byte (first event) is in hand: the first-byte limit is over, the idle limit starts. */
   gotFirstByte(): void {
-    clearTimeout(this.firstTimer);
-    this.firstTimer = undefined;
+    this.firstDue = undefined;
   }
 
   /** About to wait on the upstream for the next piece: the idle limit runs (once the answer has started). */
-  waiting(): void {
-    if (this.firstTimer === undefined && !this.released) this.idleTimer = setTimeout(() => this.fire('idle'), this.timeouts.idleTimeoutMs).unref();
+  private waiting(): void {
+    if (this.firstDue !== undefined || this.released) return;
+    this.idleDue = performance.now() + this.timeouts.idleTimeoutMs;
+    this.arm(this.idleDue);
   }
 
   /** The piece came. */
-  got(): void {
-    clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
+  private got(): void {
+    this.idleDue = undefined;
   }
 
-  /** The call is over, however it ended: clear the timers and stop listening to the client. */
+  /** The call is over, however it ended: clear the timer and stop listening to the client. */
   release(): void {
     if (this.released) return;
     this.released = true;
-    clearTimeout(this.firstTimer);
-    clearTimeout(this.totalTimer);
-    clearTimeout(this.idleTimer);
-    this.clientSignal.removeEventListener('abort', this.onClient);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.clientSignal.removeEventListener('abort', this);
   }
 
   /** What a failure of the call is to the gateway: the client's leaving, a timeout, or the error as it is. */
@@ -96,28 +139,36 @@ export class Deadline {
 
   /**
    * `p`, or the deadline's error as soon as it aborts (so a provider that ignores the signal still
-   * fails over); the listener is removed once `p` settles, so long streams keep none.
+   * fails over). `piece`: `p` is the next piece of an answer, waited for under the idle limit once
+   * the answer has started (`waiting()` before, `got()` when it settles).
    */
-  race<T>(p: Promise<T>): Promise<T> {
+  race<T>(p: Promise<T>, piece = false): Promise<T> {
     const signal = this.controller.signal;
     if (signal.aborted) {
       p.catch(() => {});
       return Promise.reject(this.error(signal.reason));
     }
+    if (piece) this.waiting();
     return new Promise<T>((resolve, reject) => {
-      const onAbort = () => reject(this.error(signal.reason));
-      signal.addEventListener('abort', onAbort, { once: true });
+      if (this.racing) (this.others ??= []).push(reject);
+      else this.racing = reject;
       p.then(
         (v) => {
-          signal.removeEventListener('abort', onAbort);
+          this.settled(reject, piece);
           resolve(v);
         },
         (e) => {
-          signal.removeEventListener('abort', onAbort);
+          this.settled(reject, piece);
           reject(e);
         },
       );
     });
+  }
+
+  private settled(reject: (err: unknown) => void, piece: boolean): void {
+    if (piece) this.got();
+    if (this.racing === reject) this.racing = undefined;
+    else if (this.others) this.others = this.others.filter((r) => r !== reject);
   }
 }
 

@@ -5,7 +5,8 @@ import { bodyReader, BytesResponse } from '../http/bytes.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
-import { startSpan, type Span } from '../tracing/spans.ts';
+import { spansOn, startSpan, type Span } from '../tracing/spans.ts';
+import { traceCalls, type TraceContext } from '../tracing/context.ts';
 import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../wire/relay.ts';
 import { SseSplitter } from '../http/sse.ts';
 import type { AttemptTimeouts, ResolvedTarget, RoutePlan, Router } from './router.ts';
@@ -47,10 +48,12 @@ export interface RunInput {
  * request at once. Once a target has produced its first byte, it is committed: later failures
  * reach the client as an error event in its own format.
  */
-export async function runAttempts(router: Router, input: RunInput): Promise<Served> {
-  return runTargets(router, input.plan, input.record ?? input.trace.record, input.signal, router.order(input.plan), (target) => attemptOnce(target, input), (served) =>
-    served.kind === 'passthrough' ? served.response.status : 200,
-  );
+export function runAttempts(router: Router, input: RunInput): Promise<Served> {
+  return runTargets(router, input.plan, input.record ?? input.trace.record, input.signal, router.order(input.plan), (target) => attemptOnce(target, input), servedStatus);
+}
+
+function servedStatus(served: Served): number {
+  return served.kind === 'passthrough' ? served.response.status : 200;
 }
 
 /** What a one-shot upstream call (embeddings, count_tokens) is given: its target's deadline. */
@@ -66,6 +69,8 @@ export interface RunCallInput {
   signal: AbortSignal;
   /** The request whose record gets the attempt log; absent for a call on the side (the semantic cache's query vector). */
   trace?: RequestTrace;
+  /** The trace context the call's `traceparent` continues, when not `trace`'s (a call on the side). */
+  context?: TraceContext;
   /** Only these targets can serve the call (e.g. those whose provider can embed); the rest are skipped. */
   filter?: (target: ResolvedTarget) => boolean;
 }
@@ -80,7 +85,7 @@ export interface RunCallInput {
 export async function runCall<T>(router: Router, input: RunCallInput, call: (target: ResolvedTarget, ctx: CallDeadline) => Promise<T>): Promise<{ target: ResolvedTarget; value: T }> {
   const order = router.order(input.plan).filter((t) => input.filter?.(t) ?? true);
   return runTargets(router, input.plan, input.trace?.record ?? {}, input.signal, order, async (target) => {
-    const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal);
+    const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal, input.context ?? input.trace?.context);
     try {
       const value = await attempt.race(call(target, { requestId: input.requestId, signal: attempt.signal }));
       attempt.started(200);
@@ -103,9 +108,10 @@ export async function runExchange(
   timeouts: Pick<AttemptTimeouts, 'firstByteTimeoutMs' | 'totalTimeoutMs'> & { idleTimeoutMs?: number },
   clientSignal: AbortSignal,
   call: (signal: AbortSignal) => Promise<Response>,
+  context?: TraceContext,
 ): Promise<Response> {
   // Without an idle limit of its own, only the whole exchange's limit cuts a silent body.
-  const attempt = new Attempt(name, undefined, { ...timeouts, idleTimeoutMs: timeouts.idleTimeoutMs ?? timeouts.totalTimeoutMs }, clientSignal);
+  const attempt = new Attempt(name, undefined, { ...timeouts, idleTimeoutMs: timeouts.idleTimeoutMs ?? timeouts.totalTimeoutMs }, clientSignal, context);
   let res: Response;
   try {
     res = await attempt.race(call(attempt.signal));
@@ -230,7 +236,7 @@ function ms(t0: number): number {
  * answer is a failed attempt (a 502: retried, then handed to the next target).
  */
 async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Served> {
-  const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal);
+  const attempt = new Attempt(target.provider.name, target.model, target.timeouts, input.signal, input.trace.context);
   const { req: params, rawBody } = applyParams(target, input);
   // Structured output on a translated route: a forced tool (shared/emulate/structured.ts).
   const structured = params.responseFormat && !target.provider.passthrough?.(input.door) ? structuredRequest(params) : undefined;
@@ -269,13 +275,16 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
  */
 class Attempt {
   private readonly deadline: Deadline;
-  private readonly span: Span;
+  /** Undefined without a span recorder (no name, options or annotations built for nothing). */
+  private readonly span: Span | undefined;
   private readonly t0 = performance.now();
   private answered = false;
 
-  constructor(provider: string, model: string | undefined, timeouts: AttemptTimeouts, clientSignal: AbortSignal) {
-    this.span = startSpan(model === undefined ? provider : `${provider}/${model}`, { namespace: 'remote', annotations: model === undefined ? { provider } : { provider, model } });
+  /** `context`: the request's trace, which the call's `traceparent` continues (shared/tracing/context.ts). */
+  constructor(provider: string, model: string | undefined, timeouts: AttemptTimeouts, clientSignal: AbortSignal, context: TraceContext | undefined) {
+    if (spansOn()) this.span = startSpan(model === undefined ? provider : `${provider}/${model}`, { namespace: 'remote', annotations: model === undefined ? { provider } : { provider, model } });
     this.deadline = new Deadline(provider, timeouts, clientSignal);
+    if (context) traceCalls(this.deadline.signal, context);
   }
 
   /** The deadline as one signal, for the upstream call. */
@@ -289,13 +298,8 @@ class Attempt {
   }
 
   /** The next piece of an answer: waited for under the idle limit once the answer has started. */
-  async next<T>(p: Promise<T>): Promise<T> {
-    this.deadline.waiting();
-    try {
-      return await this.deadline.race(p);
-    } finally {
-      this.deadline.got();
-    }
+  next<T>(p: Promise<T>): Promise<T> {
+    return this.deadline.race(p, true);
   }
 
   /** The answer's body has started: the first-byte limit is over, the idle limit applies between its pieces. */
@@ -307,16 +311,18 @@ class Attempt {
   started(status: number): void {
     this.deadline.gotFirstByte();
     this.answered = true;
-    this.span.annotate({ status, firstByteMs: ms(this.t0) });
+    this.span?.annotate({ status, firstByteMs: ms(this.t0) });
   }
 
   /** The call failed: the error as the gateway names it (a timeout, the client's leaving, or itself), recorded on the span; the attempt ends. */
   fail(err: unknown): unknown {
     const e = this.deadline.error(err);
     if (!this.deadline.done) {
-      const ge = toGatewayError(e);
-      if (!this.answered) this.span.annotate({ status: ge.status, errorCode: ge.code ?? ge.kind });
-      this.span.fail(ge);
+      if (this.span) {
+        const ge = toGatewayError(e);
+        if (!this.answered) this.span.annotate({ status: ge.status, errorCode: ge.code ?? ge.kind });
+        this.span.fail(ge);
+      }
       this.end();
     }
     return e;
@@ -326,7 +332,7 @@ class Attempt {
   end(): void {
     if (this.deadline.done) return;
     this.deadline.release();
-    this.span.end();
+    this.span?.end();
   }
 }
 
@@ -387,19 +393,18 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
   const reader = bodyReader(res);
   const held: Uint8Array[] = [];
   let ended = false;
-  const read = () => attempt.next(reader.read());
   const type = res.headers.get('content-type') ?? '';
   // Anthropic's door relays a JSON answer to a streaming request as JSON (as it always has).
   const jsonMode = !opts.stream || (opts.format === 'anthropic-messages' && type.includes('json') && !type.includes('event-stream'));
   try {
     if (!opts.format) {
-      const r = await read();
+      const r = await attempt.next(reader.read());
       if (r.done) ended = true;
       else held.push(r.value);
     } else if (jsonMode) {
       let size = 0;
       while (size <= MAX_CHECKED_JSON_BYTES) {
-        const r = await read();
+        const r = await attempt.next(reader.read());
         if (r.done) {
           ended = true;
           break;
@@ -419,7 +424,7 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
       const splitter = new SseSplitter();
       const checker = new SseChecker(opts.format);
       for (let seen = false; !seen; ) {
-        const r = await read();
+        const r = await attempt.next(reader.read());
         if (r.done) throw brokenAnswer('The upstream stream ended before its first event.', 'upstream_stream_truncated');
         held.push(r.value);
         for (const ev of splitter.push(r.value)) {

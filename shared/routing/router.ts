@@ -84,6 +84,7 @@ export class Router {
   resolve(name: string): RoutePlan {
     const plan = this.plans.get(name) ?? this.direct(name);
     if (!plan) throw new GatewayError('not_found', `The model '${name}' does not exist or you do not have access to it.`, { code: 'model_not_found', param: 'model' });
+    if (allLive(plan)) return plan;
     const groups = plan.groups.map((g) => g.filter((t) => t.provider.live)).filter((g) => g.length > 0);
     if (!groups.length) {
       const names = [...new Set(plan.groups.flat().map((t) => t.provider.name))].join(', ');
@@ -110,16 +111,23 @@ export class Router {
 
   /** The order to try targets in for one request. */
   order(plan: RoutePlan): ResolvedTarget[] {
-    const out: ResolvedTarget[] = [];
+    // Group by group, healthy targets first (weighted order within each group); cooling targets are
+    // still tried when nothing healthy is left, in the same order: better a likely failure than none.
+    const healthy: ResolvedTarget[] = [];
+    let cooling: ResolvedTarget[] | undefined;
     for (const group of plan.groups) {
-      const healthy = group.filter((t) => !this.cooldown.isCooling(t.key));
-      const cooling = group.filter((t) => this.cooldown.isCooling(t.key));
-      out.push(...this.weightedShuffle(healthy), ...this.weightedShuffle(cooling));
+      if (group.length === 1) {
+        if (this.cooldown.isCooling(group[0]!.key)) (cooling ??= []).push(group[0]!);
+        else healthy.push(group[0]!);
+        continue;
+      }
+      const h: ResolvedTarget[] = [];
+      const c: ResolvedTarget[] = [];
+      for (const t of group) (this.cooldown.isCooling(t.key) ? c : h).push(t);
+      healthy.push(...this.weightedShuffle(h));
+      if (c.length) (cooling ??= []).push(...this.weightedShuffle(c));
     }
-    // Cooling targets are still tried when nothing healthy is left: better a likely failure than none.
-    const healthy = out.filter((t) => !this.cooldown.isCooling(t.key));
-    const cooling = out.filter((t) => this.cooldown.isCooling(t.key));
-    return [...healthy, ...cooling];
+    return cooling ? healthy.concat(cooling) : healthy;
   }
 
   private weightedShuffle(targets: ResolvedTarget[]): ResolvedTarget[] {
@@ -148,4 +156,10 @@ export class Router {
     }
     return out;
   }
+}
+
+/** Whether every target of a plan has a live provider (the plan then serves as it is). */
+function allLive(plan: RoutePlan): boolean {
+  for (const group of plan.groups) for (const t of group) if (!t.provider.live) return false;
+  return true;
 }

@@ -18,12 +18,22 @@ export class FileLogSink implements LogSink {
     private readonly flushAfterMs = 200,
   ) {}
 
+  /** The last record's hour (`YYYY-MM-DDTHH`) and its file's buffered lines: most records share them. */
+  private hour = '';
+  private lines: string[] = [];
+
   write(record: RequestRecord): void {
-    const { dt, hour } = localPartition(record.timestamp);
-    const file = join(this.dir, `dt=${dt}`, `hour=${hour}`, 'requests.ndjson');
-    let lines = this.buffer.get(file);
-    if (!lines) this.buffer.set(file, (lines = []));
-    lines.push(JSON.stringify(record));
+    // `YYYY-MM-DDTHH`: the partition is the same as the last record's unless the hour changed.
+    const hour = record.timestamp.slice(0, 13);
+    if (hour !== this.hour) {
+      const { dt, hour: hh } = localPartition(record.timestamp);
+      const file = join(this.dir, `dt=${dt}`, `hour=${hh}`, 'requests.ndjson');
+      let lines = this.buffer.get(file);
+      if (!lines) this.buffer.set(file, (lines = []));
+      this.hour = hour;
+      this.lines = lines;
+    }
+    this.lines.push(JSON.stringify(record));
     if (!this.timer) {
       this.timer = setTimeout(() => void this.flush(), this.flushAfterMs);
       this.timer.unref();
@@ -35,6 +45,7 @@ export class FileLogSink implements LogSink {
     this.timer = undefined;
     const batch = this.buffer;
     this.buffer = new Map();
+    this.hour = '';
     this.writing = this.writing.then(async () => {
       for (const [file, lines] of batch) {
         await mkdir(join(file, '..'), { recursive: true });

@@ -2,6 +2,7 @@ import type { FrontDoor, Usage } from '../core/types.ts';
 import { parseMetadataHeader, METADATA_HEADER } from './metadata.ts';
 import { LOG_SCHEMA_VERSION } from './schema.ts';
 import type { CacheStatus } from '../cache/index.ts';
+import type { TraceContext } from '../tracing/context.ts';
 
 /** Version of the log record layout: defined with the columns in schema.ts. */
 export { LOG_SCHEMA_VERSION };
@@ -100,13 +101,15 @@ export class RequestTrace {
   readonly record: RequestRecord;
   private readonly t0 = performance.now();
   private ended = false;
-  private readonly endHooks: Array<(r: RequestRecord) => void> = [];
+  private endHooks: Array<(r: RequestRecord) => void> | undefined;
   /**
    * Body logging hooks, set only when `logging.bodies.enabled` (see telemetry/bodies.ts): the
    * gateway hands the parsed request body, front doors hand the response text as they send it.
    * Call as `trace.captureResponse?.(text)`: free when body logging is off.
    */
   captureRequest?: (body: unknown) => void;
+  /** The request's W3C trace context (shared/tracing), for upstream calls made on its behalf. */
+  context?: TraceContext;
   captureResponse?: (chunk: string | Uint8Array) => void;
 
   constructor(
@@ -115,20 +118,22 @@ export class RequestTrace {
     path: string,
     private readonly emit: (r: RequestRecord) => void,
   ) {
+    const headers = request.headers;
+    const metadata = headers.get(METADATA_HEADER);
     this.record = {
       schemaVersion: LOG_SCHEMA_VERSION,
       requestId,
-      timestamp: new Date().toISOString(),
+      timestamp: isoNow(),
       method: request.method,
       path,
       status: 0,
       outcome: 'ok',
       latencyMs: 0,
-      userAgent: request.headers.get('user-agent')?.slice(0, 256) ?? undefined,
-      sessionId: request.headers.get(SESSION_HEADER)?.trim().slice(0, 128) || undefined,
-      agentId: request.headers.get(AGENT_HEADER)?.trim().slice(0, 128) || undefined,
-      ...parseMetadataHeader(request.headers.get(METADATA_HEADER)),
+      userAgent: headers.get('user-agent')?.slice(0, 256) ?? undefined,
+      sessionId: headers.get(SESSION_HEADER)?.trim().slice(0, 128) || undefined,
+      agentId: headers.get(AGENT_HEADER)?.trim().slice(0, 128) || undefined,
     };
+    if (metadata !== null) Object.assign(this.record, parseMetadataHeader(metadata));
   }
 
   /** The first byte of the response body is on its way to the client. */
@@ -157,7 +162,7 @@ export class RequestTrace {
 
   /** Run `fn` when the request ends (after the client has its last byte), before the record is emitted. */
   onEnd(fn: (r: RequestRecord) => void): void {
-    this.endHooks.push(fn);
+    (this.endHooks ??= []).push(fn);
   }
 
   get isEnded(): boolean {
@@ -174,7 +179,7 @@ export class RequestTrace {
     if (this.record.outcome === 'stream_error') this.record.status = 502;
     else if (this.record.outcome === 'client_closed') this.record.status = 499;
     this.record.latencyMs = round(performance.now() - this.t0);
-    for (const fn of this.endHooks) {
+    for (const fn of this.endHooks ?? []) {
       try {
         fn(this.record);
       } catch {
@@ -183,6 +188,18 @@ export class RequestTrace {
     }
     this.emit(this.record);
   }
+}
+
+/** The current time as an ISO string; requests in the same millisecond share one (formatting one costs about 1 us). */
+let isoMs = -1;
+let iso = '';
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    iso = new Date(ms).toISOString();
+  }
+  return iso;
 }
 
 function round(ms: number): number {

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomFillSync } from 'node:crypto';
 
 /**
@@ -7,8 +6,10 @@ import { randomFillSync } from 'node:crypto';
  * The gateway is one span of the caller's trace: it keeps the caller's trace id (from an incoming
  * `traceparent`), or starts a trace, or (in Lambda with X-Ray active tracing and no incoming
  * `traceparent`) takes the trace id from the X-Ray root so both views line up. Each upstream call
- * gets its own child span id under the same trace id. The context travels with the request through
- * AsyncLocalStorage, so upstream fetch paths need no extra parameter.
+ * gets its own child span id under the same trace id. The context travels explicitly: the request's
+ * trace (`RequestTrace.context`) is given to each upstream attempt, which names it on the abort
+ * signal the call already takes (`traceCalls`); `fetchUpstream` and the Bedrock client read it from
+ * the signal they are given (no AsyncLocalStorage, so no async hooks on the request path).
  */
 export interface TraceContext {
   /** 32 lower-case hex digits. */
@@ -53,8 +54,8 @@ export function xrayRoot(value: string | undefined): { id: string; w3cTraceId: s
 }
 
 /**
- * Random hex from a pooled buffer: one randomFillSync per 4 KiB of ids instead of one per id (the
- * per-call cost dominated: about 2% of a request's CPU went to three small randomBytes calls).
+ * Random hex from a pooled buffer: one randomFillSync per 4 KiB of ids instead of one per id (for
+ * trace ids, which are made only when the caller sent none).
  */
 const POOL = Buffer.allocUnsafe(4096);
 let poolAt = POOL.length;
@@ -69,11 +70,21 @@ function randomHex(bytes: number): string {
   return id;
 }
 
+/**
+ * Span ids: a random 32-bit prefix, drawn again every 2^32 ids, and a counter. Unique within the
+ * process (and, by the prefix, across processes in practice) and never all zeros (the prefix is
+ * never `00000000`); one string concatenation per id instead of a random draw and a hex conversion.
+ */
+let spanPrefix = '';
+let spanCounter = 0x1_0000_0000;
+
 export function newSpanId(): string {
-  for (;;) {
-    const id = randomHex(8);
-    if (id !== ZERO_SPAN) return id;
+  if (spanCounter > 0xffff_ffff) {
+    do spanPrefix = randomHex(4);
+    while (spanPrefix === '00000000');
+    spanCounter = 0;
   }
+  return spanPrefix + (0x1_0000_0000 + spanCounter++).toString(16).slice(1);
 }
 
 function newTraceId(): string {
@@ -113,39 +124,47 @@ export function childTraceHeaders(tc: TraceContext): Record<string, string> {
   return h;
 }
 
-const store = new AsyncLocalStorage<TraceContext>();
+/** The trace each upstream call belongs to, by the abort signal the call is given. */
+const calls = new WeakMap<AbortSignal, TraceContext>();
 
-/** Run `fn` (and everything it starts) inside the request's trace context. */
-export function runWithTrace<T>(tc: TraceContext, fn: () => T): T {
-  return store.run(tc, fn);
+/** Upstream calls made under `signal` (an attempt's deadline) belong to the trace `tc`. */
+export function traceCalls(signal: AbortSignal, tc: TraceContext): void {
+  calls.set(signal, tc);
 }
 
-/** The trace context of the request being handled, if any. */
-export function currentTrace(): TraceContext | undefined {
-  return store.getStore();
+/** A call under `child` (a signal that follows `parent`) belongs to `parent`'s trace, if it has one. */
+export function inheritTrace(child: AbortSignal, parent: AbortSignal): void {
+  const tc = calls.get(parent);
+  if (tc) calls.set(child, tc);
 }
 
-/** Trace headers for an upstream call made while handling a request (empty outside one). */
-export function upstreamTraceHeaders(): Record<string, string> {
-  const tc = store.getStore();
-  return tc ? childTraceHeaders(tc) : {};
+/** Trace headers for an upstream call made under `signal` (undefined when the signal names no trace). */
+export function upstreamTraceHeaders(signal: AbortSignal | undefined): Record<string, string> | undefined {
+  const tc = signal && calls.get(signal);
+  return tc && childTraceHeaders(tc);
 }
 
 /** The bit of an AWS SDK v3 client this needs (its middleware stack). */
 interface SdkClient {
-  middlewareStack: { add(mw: (next: (args: { request: unknown }) => Promise<unknown>) => (args: { request: unknown }) => Promise<unknown>, opts: { step: 'build'; name: string }): void };
+  middlewareStack: {
+    add(
+      mw: (next: (args: { request: unknown }) => Promise<unknown>, context: { __smithy_context?: { abortSignal?: AbortSignal } }) => (args: { request: unknown }) => Promise<unknown>,
+      opts: { step: 'build'; name: string },
+    ): void;
+  };
 }
 
 /**
  * Give an AWS SDK client (Bedrock Runtime) the request's `traceparent` on every call, as a new
- * child span; added at the build step, so it is signed with the rest of the request.
+ * child span; added at the build step, so it is signed with the rest of the request. The trace is
+ * the one of the call's `abortSignal` (see `traceCalls`), which the SDK keeps in its context.
  */
 export function withTraceparent<T extends object>(client: T): T {
   (client as unknown as SdkClient).middlewareStack.add(
-    (next) => async (args) => {
-      const extra = upstreamTraceHeaders();
+    (next, context) => async (args) => {
+      const extra = upstreamTraceHeaders(context.__smithy_context?.abortSignal);
       const req = args.request as { headers?: Record<string, string> } | undefined;
-      if (extra.traceparent && req?.headers) Object.assign(req.headers, extra);
+      if (extra && req?.headers) Object.assign(req.headers, extra);
       return next(args);
     },
     { step: 'build', name: 'gatewayTraceparent' },

@@ -6,8 +6,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
  * Lambda shell plugs in an X-Ray recorder (functions/lib/xray.ts); locally nothing is installed
  * and every hook is a no-op.
  *
- * The recorder and the span currently open travel with the request in AsyncLocalStorage, so
- * concurrent requests never share a parent and deep code (the DynamoDB client) needs no parameter.
+ * With a recorder, the recorder and the span currently open travel with the request in
+ * AsyncLocalStorage, so concurrent requests never share a parent and deep code (the DynamoDB
+ * client) needs no parameter. The storage is made by the first `withSpans`: without a recorder
+ * (the local server, a Lambda without X-Ray) there is none, and no async hooks are enabled.
  */
 
 /** Indexed key/value pairs (X-Ray annotations): keys are letters, digits and `_`. */
@@ -45,27 +47,32 @@ interface Scope {
   span?: Span;
 }
 
-const scope = new AsyncLocalStorage<Scope>();
+let scope: AsyncLocalStorage<Scope> | undefined;
 
 /** Run `fn` with `recorder` installed and `span` (if any) as the parent of the spans it opens. */
 export function withSpans<T>(recorder: SpanRecorder, span: Span | undefined, fn: () => T): T {
-  return scope.run({ recorder, span }, fn);
+  return (scope ??= new AsyncLocalStorage<Scope>()).run({ recorder, span }, fn);
+}
+
+/** Whether a recorder is installed for the current request (spans worth building annotations for). */
+export function spansOn(): boolean {
+  return scope?.getStore() !== undefined;
 }
 
 /** Open a span in the current context (a no-op span when no recorder is installed). */
 export function startSpan(name: string, opts: SpanOptions = {}): Span {
-  const s = scope.getStore();
+  const s = scope?.getStore();
   if (!s) return NOOP_SPAN;
   return s.recorder.start(name, { ...opts, parent: opts.parent ?? s.span });
 }
 
 /** Run `fn` inside a new span (ended when `fn` settles; a rejection is recorded on it). */
 export async function inSpan<T>(name: string, fn: () => Promise<T>, opts: SpanOptions = {}): Promise<T> {
-  const s = scope.getStore();
+  const s = scope?.getStore();
   if (!s) return fn();
   const span = s.recorder.start(name, { ...opts, parent: opts.parent ?? s.span });
   try {
-    return await scope.run({ recorder: s.recorder, span }, fn);
+    return await scope!.run({ recorder: s.recorder, span }, fn);
   } catch (err) {
     span.fail(err);
     throw err;
@@ -91,7 +98,7 @@ interface SdkClient {
 export function spanAwsCalls<T extends object>(client: T, service: string): T {
   (client as unknown as SdkClient).middlewareStack.add(
     (next, context) => async (args) => {
-      if (!scope.getStore()) return next(args);
+      if (!scope?.getStore()) return next(args);
       const operation = context.commandName?.replace(/Command$/, '');
       const input = args.input as { TableName?: string; DeliveryStreamName?: string } | undefined;
       const metadata: Record<string, unknown> = { operation };

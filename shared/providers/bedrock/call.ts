@@ -1,5 +1,6 @@
 import type { GatewayError } from '../../http/errors.ts';
 import { bedrockError } from '../../wire/bedrock-converse/errors.ts';
+import { inheritTrace } from '../../tracing/context.ts';
 
 /**
  * One SDK call: an AbortSignal for the SDK's `abortSignal` option that fires with the attempt's
@@ -15,6 +16,7 @@ export class SdkCall {
     private readonly provider: string,
     private readonly deadline: AbortSignal,
   ) {
+    inheritTrace(this.controller.signal, deadline);
     if (deadline.aborted) this.abort();
     else deadline.addEventListener('abort', this.onAbort, { once: true });
   }
