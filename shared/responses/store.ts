@@ -1,6 +1,6 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createOnFirstUse, dynamoClient, dynamoSettings, isLocalEndpoint } from '../store/dynamodb.ts';
+import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { createOnFirstUse, dynamoSettings, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
 
 type Json = Record<string, unknown>;
 
@@ -31,7 +31,7 @@ export class ResponseStore {
   private readonly send: <T>(fn: () => Promise<T>) => Promise<T>;
 
   constructor(
-    private readonly client: DynamoDBClient,
+    private readonly client: DynamoSender,
     readonly table: string,
     private readonly now: () => number,
     /** Create the table on first use when missing (a local DynamoDB only; in AWS the stack owns it). */
@@ -111,5 +111,5 @@ export class ResponseStore {
 /** The store for a configuration: the usage table and endpoint from the environment when set (CDK stack, local server). */
 export function createResponseStore(cfg: { keysTable: string; usageTable: string; region?: string; endpoint?: string }, env: Record<string, string | undefined>, now: () => number): ResponseStore {
   const settings = dynamoSettings(cfg, env);
-  return new ResponseStore(dynamoClient(settings), settings.tables.usage, now, isLocalEndpoint(settings.endpoint));
+  return new ResponseStore(lazyDynamoClient(settings), settings.tables.usage, now, isLocalEndpoint(settings.endpoint));
 }

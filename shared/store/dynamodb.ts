@@ -1,8 +1,6 @@
 import {
   BatchGetItemCommand,
   ConditionalCheckFailedException,
-  CreateTableCommand,
-  DescribeTableCommand,
   DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
@@ -12,6 +10,11 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, ReportRow, ReserveRequest, Store, TeamRecord, UsageDelta } from './types.ts';
 import { spanAwsCalls } from '../tracing/spans.ts';
+import { isLocalEndpoint, type DynamoSettings, type DynamoTables } from './settings.ts';
+import { ensureTable } from './lazy.ts';
+
+export { dynamoSettings, isLocalEndpoint, type DynamoSettings, type DynamoTables } from './settings.ts';
+export { createOnFirstUse, ensureTable } from './lazy.ts';
 
 /**
  * The Store on DynamoDB. Two tables, both with a single string partition key `pk`:
@@ -28,11 +31,6 @@ import { spanAwsCalls } from '../tracing/spans.ts';
  * Every limit check is a single-item conditional update (no transactions: they cost double and the
  * local emulator lacks them).
  */
-
-export interface DynamoTables {
-  keys: string;
-  usage: string;
-}
 
 export interface DynamoStoreOptions {
   client: DynamoDBClient;
@@ -421,30 +419,6 @@ export class DynamoStore implements Store {
   }
 }
 
-/** Store settings resolved from the configuration and the environment. */
-export interface DynamoSettings {
-  tables: DynamoTables;
-  region?: string;
-  endpoint?: string;
-}
-
-/**
- * Table names and endpoint: the environment (set by the CDK stack or the local server) wins over
- * the configuration file.
- */
-export function dynamoSettings(cfg: { keysTable: string; usageTable: string; region?: string; endpoint?: string }, env: Record<string, string | undefined>): DynamoSettings {
-  return {
-    tables: { keys: env.GATEWAY_KEYS_TABLE || cfg.keysTable, usage: env.GATEWAY_USAGE_TABLE || cfg.usageTable },
-    region: cfg.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION,
-    endpoint: env.DYNAMODB_ENDPOINT || cfg.endpoint,
-  };
-}
-
-/** Whether the endpoint is a DynamoDB on this machine (dummy credentials; tables created on first use). */
-export function isLocalEndpoint(endpoint: string | undefined): boolean {
-  return endpoint !== undefined && /^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(endpoint);
-}
-
 /** A DynamoDB client: AWS's default credential chain, or dummy credentials for a local endpoint. */
 export function dynamoClient(s: DynamoSettings): DynamoDBClient {
   const local = isLocalEndpoint(s.endpoint);
@@ -473,50 +447,4 @@ export async function ensureTables(s: DynamoSettings): Promise<void> {
   } finally {
     client.destroy();
   }
-}
-
-/** Create one on-demand table keyed on the string `pk` if it does not exist, and wait until it is active. */
-export async function ensureTable(client: DynamoDBClient, name: string): Promise<void> {
-  try {
-    await client.send(new DescribeTableCommand({ TableName: name }));
-    return;
-  } catch (err) {
-    if ((err as Error).name !== 'ResourceNotFoundException') throw err;
-  }
-  try {
-    await client.send(
-      new CreateTableCommand({
-        TableName: name,
-        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-        BillingMode: 'PAY_PER_REQUEST',
-      }),
-    );
-  } catch (err) {
-    if ((err as Error).name !== 'ResourceInUseException') throw err;
-  }
-  for (let i = 0; i < 100; i++) {
-    const d = await client.send(new DescribeTableCommand({ TableName: name }));
-    if (d.Table?.TableStatus === 'ACTIVE') return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/**
- * A runner for calls on one table that, when `autoCreate` (a local DynamoDB only; in AWS the stack
- * owns the tables), creates the table the first time a call finds it missing and runs the call again.
- */
-export function createOnFirstUse(client: DynamoDBClient, table: string, autoCreate: boolean): <T>(fn: () => Promise<T>) => Promise<T> {
-  if (!autoCreate) return (fn) => fn();
-  let created: Promise<void> | undefined;
-  return async (fn) => {
-    try {
-      return await fn();
-    } catch (err) {
-      if ((err as Error).name !== 'ResourceNotFoundException') throw err;
-      created ??= ensureTable(client, table);
-      await created;
-      return fn();
-    }
-  };
 }
