@@ -23,7 +23,7 @@ import { median, round3 } from './load.ts';
  * Modules a cold start must not load: the config schema (zod) and YAML parser (the configuration
  * is embedded, validated at synth), the admin API and stats pages, MCP, the Bedrock SDK (loaded by
  * the first Bedrock call), js-tiktoken's ranks (the first count_tokens estimate), the DynamoDB store
- * and the SDK's client with its HTTP handler and credential chain (the first store call:
+ * and the SDK (commands, client, HTTP handler, credential chain: the first store call, see
  * shared/store/lazy.ts).
  */
 export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
@@ -36,7 +36,7 @@ export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
   { what: 'Bedrock provider', pattern: /^shared\/providers\/bedrock\/(?!lazy\.ts)/ },
   { what: 'js-tiktoken', pattern: /node_modules\/js-tiktoken\// },
   { what: 'DynamoDB store', pattern: /^shared\/store\/dynamodb\.ts$/ },
-  { what: 'DynamoDB SDK client', pattern: /node_modules\/@aws-sdk\/client-dynamodb\/dist-es\/DynamoDBClient\.js$|node_modules\/@smithy\/node-http-handler\/|node_modules\/@aws-sdk\/credential-provider-node\// },
+  { what: 'DynamoDB SDK (commands, client, @smithy)', pattern: /node_modules\/@aws-sdk\/(client-dynamodb|credential-provider-node)\/|node_modules\/@smithy\// },
 ];
 
 export interface ColdStartResult {

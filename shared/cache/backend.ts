@@ -1,5 +1,5 @@
-import { BatchGetItemCommand, GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createOnFirstUse, ensureTable, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { BatchGetItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, ensureTable, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
 
 /**
  * Where cache entries live. One item per entry under a string key `pk`, holding the compressed

@@ -1,6 +1,5 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { createOnFirstUse, dynamoSettings, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
+import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, dynamoSettings, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
 
 type Json = Record<string, unknown>;
 

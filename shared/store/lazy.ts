@@ -1,4 +1,5 @@
-import { CreateTableCommand, DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type * as Dynamo from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoSettings } from './settings.ts';
 import type { Store } from './types.ts';
 
@@ -40,26 +41,89 @@ export function createDynamoStore(settings: DynamoSettings): Store {
   };
 }
 
-/** What the cache and the response store use of a DynamoDB client (a real one is one too). */
-export type DynamoSender = Pick<DynamoDBClient, 'send' | 'destroy'>;
+/** The SDK's module, imported once, by the first call that needs it. */
+type Sdk = typeof import('@aws-sdk/client-dynamodb');
+let sdk: Promise<Sdk> | undefined;
+const dynamoSdk = (): Promise<Sdk> => (sdk ??= import('@aws-sdk/client-dynamodb'));
+
+/** The operations the response cache and stored Responses send (input and output types). */
+interface Ops {
+  GetItem: [Dynamo.GetItemCommandInput, Dynamo.GetItemCommandOutput];
+  BatchGetItem: [Dynamo.BatchGetItemCommandInput, Dynamo.BatchGetItemCommandOutput];
+  PutItem: [Dynamo.PutItemCommandInput, Dynamo.PutItemCommandOutput];
+  DeleteItem: [Dynamo.DeleteItemCommandInput, Dynamo.DeleteItemCommandOutput];
+}
+
+/**
+ * A command named before the SDK is loaded: its operation and input; a DynamoSender makes the
+ * SDK's command when it sends it. Used as the SDK's are (`send(new GetItemCommand({...}))`), so
+ * importing these instead of the SDK's keeps its commands, schemas and @smithy out of a cold start.
+ */
+class DeferredCommand<K extends keyof Ops> {
+  constructor(
+    readonly op: K,
+    readonly input: Ops[K][0],
+  ) {}
+}
+export class GetItemCommand extends DeferredCommand<'GetItem'> {
+  constructor(input: Ops['GetItem'][0]) {
+    super('GetItem', input);
+  }
+}
+export class BatchGetItemCommand extends DeferredCommand<'BatchGetItem'> {
+  constructor(input: Ops['BatchGetItem'][0]) {
+    super('BatchGetItem', input);
+  }
+}
+export class PutItemCommand extends DeferredCommand<'PutItem'> {
+  constructor(input: Ops['PutItem'][0]) {
+    super('PutItem', input);
+  }
+}
+export class DeleteItemCommand extends DeferredCommand<'DeleteItem'> {
+  constructor(input: Ops['DeleteItem'][0]) {
+    super('DeleteItem', input);
+  }
+}
+
+/** `err instanceof ConditionalCheckFailedException`, by the error's name (as the SDK's own classes match). */
+export class ConditionalCheckFailedException {
+  static [Symbol.hasInstance](err: unknown): boolean {
+    return (err as { name?: unknown } | null)?.name === 'ConditionalCheckFailedException';
+  }
+}
+
+/** What the response cache and stored Responses use of DynamoDB. */
+export interface DynamoSender {
+  send<K extends keyof Ops>(command: DeferredCommand<K>): Promise<Ops[K][1]>;
+  destroy(): void;
+  /** The SDK's client (made by the first call). */
+  client(): Promise<DynamoDBClient>;
+}
 
 /**
  * A DynamoDB client made on its first `send` (shared/store/dynamodb.ts `dynamoClient`), for the
- * stores a gateway opens at start (the response cache, stored Responses): the SDK's client (its
- * HTTP handler, credential chain, signer) loads with their first call, not at cold start.
+ * stores a gateway opens at start (the response cache, stored Responses): the SDK (its commands,
+ * client, HTTP handler, credential chain, signer) loads with their first call, not at cold start.
  */
 export function lazyDynamoClient(settings: DynamoSettings): DynamoSender {
-  let client: DynamoDBClient | undefined;
+  let made: DynamoDBClient | undefined;
   let loading: Promise<DynamoDBClient> | undefined;
-  const load = () => (loading ??= import('./dynamodb.ts').then((m) => (client = m.dynamoClient(settings))));
+  const client = () => (loading ??= import('./dynamodb.ts').then((m) => (made = m.dynamoClient(settings))));
   return {
-    send: (async (command: Parameters<DynamoDBClient['send']>[0]) => (await load()).send(command)) as DynamoDBClient['send'],
-    destroy: () => client?.destroy(),
+    async send<K extends keyof Ops>(command: DeferredCommand<K>): Promise<Ops[K][1]> {
+      const [c, s] = await Promise.all([client(), dynamoSdk()]);
+      const Command = s[`${command.op}Command`] as unknown as new (input: Ops[K][0]) => Parameters<DynamoDBClient['send']>[0];
+      return c.send(new Command(command.input)) as Promise<Ops[K][1]>;
+    },
+    destroy: () => made?.destroy(),
+    client,
   };
 }
 
 /** Create one on-demand table keyed on the string `pk` if it does not exist, and wait until it is active. */
-export async function ensureTable(client: DynamoSender, name: string): Promise<void> {
+export async function ensureTable(client: Pick<DynamoDBClient, 'send'>, name: string): Promise<void> {
+  const { CreateTableCommand, DescribeTableCommand } = await dynamoSdk();
   try {
     await client.send(new DescribeTableCommand({ TableName: name }));
     return;
@@ -89,7 +153,7 @@ export async function ensureTable(client: DynamoSender, name: string): Promise<v
  * A runner for calls on one table that, when `autoCreate` (a local DynamoDB only; in AWS the stack
  * owns the tables), creates the table the first time a call finds it missing and runs the call again.
  */
-export function createOnFirstUse(client: DynamoSender, table: string, autoCreate: boolean): <T>(fn: () => Promise<T>) => Promise<T> {
+export function createOnFirstUse(sender: DynamoSender, table: string, autoCreate: boolean): <T>(fn: () => Promise<T>) => Promise<T> {
   if (!autoCreate) return (fn) => fn();
   let created: Promise<void> | undefined;
   return async (fn) => {
@@ -97,7 +161,7 @@ export function createOnFirstUse(client: DynamoSender, table: string, autoCreate
       return await fn();
     } catch (err) {
       if ((err as Error).name !== 'ResourceNotFoundException') throw err;
-      created ??= ensureTable(client, table);
+      created ??= sender.client().then((client) => ensureTable(client, table));
       await created;
       return fn();
     }
