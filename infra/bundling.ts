@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +24,10 @@ export const LAMBDA_NODE_TARGET = 'node22';
 /** The project root (this file is in infra/). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** ESM output still meets CommonJS dependencies that call require(); give them one. */
+/**
+ * ESM output still meets CommonJS dependencies that call require(); give them one. esbuild puts the
+ * banner in every file; dropUnusedBanners keeps it only in those that name `require`.
+ */
 export const ESM_REQUIRE_BANNER =
   "import { createRequire as __gwCreateRequire } from 'node:module'; const require = __gwCreateRequire(import.meta.url);";
 
@@ -99,11 +102,36 @@ export function shipLazyModules(outdir: string, projectDir = PROJECT_ROOT): void
   }
 }
 
+/**
+ * After esbuild: the require banner removed from each output file that does not use it (most
+ * chunks, the entry included), so loading them does not make a `require` (node:module's
+ * createRequire) per file. The banner is the file's first line, which maps to nothing: its map
+ * loses that line's (empty) entry (a map with no entries at all stays empty). The metafile's byte
+ * counts follow.
+ */
+export function dropUnusedBanners(meta: Metafile, projectDir = PROJECT_ROOT): void {
+  const head = `${ESM_REQUIRE_BANNER}\n`;
+  for (const [file, out] of Object.entries(meta.outputs)) {
+    const path = resolve(projectDir, file);
+    if (!file.endsWith('.mjs')) continue;
+    const text = readFileSync(path, 'utf8');
+    if (!text.startsWith(head) || /\brequire\b/.test(text.slice(head.length))) continue;
+    const map = JSON.parse(readFileSync(`${path}.map`, 'utf8')) as { mappings: string };
+    if (map.mappings && !map.mappings.startsWith(';')) continue;
+    map.mappings = map.mappings.slice(1);
+    writeFileSync(path, text.slice(head.length));
+    writeFileSync(`${path}.map`, JSON.stringify(map));
+    out.bytes -= Buffer.byteLength(head);
+    meta.outputs[`${file}.map`]!.bytes = Buffer.byteLength(JSON.stringify(map));
+  }
+}
+
 /** Build one Lambda entry into `outdir` (emptied first), as the CDK asset and `npm run build` do. */
 export function buildLambdaSync(entry: string, outdir: string, config: unknown): Metafile {
   rmSync(outdir, { recursive: true, force: true });
   mkdirSync(outdir, { recursive: true });
   const result = buildSync(lambdaBuildOptions(entry, outdir, config));
+  dropUnusedBanners(result.metafile);
   shipLazyModules(outdir);
   return result.metafile;
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { NOT_AT_START } from '../bench/coldstart.ts';
-import { buildLambdaSync, configDefine, LAMBDA_RUNTIME_ENV, lambdaCode, startFootprint } from '../infra/bundling.ts';
+import { buildLambdaSync, configDefine, ESM_REQUIRE_BANNER, LAMBDA_RUNTIME_ENV, lambdaCode, startFootprint } from '../infra/bundling.ts';
 import { parseConfig } from '../shared/config/load.ts';
 import { BedrockProvider as LazyBedrock } from '../shared/providers/bedrock/lazy.ts';
 import { BedrockProvider } from '../shared/providers/bedrock/index.ts';
@@ -77,10 +77,16 @@ describe('Lambda bundle (split build)', () => {
     assert.ok(js.some((f) => f.includes('/chunks/')));
     for (const f of js) {
       assert.ok(existsSync(`${f}.map`), f);
-      assert.match(readFileSync(f, 'utf8'), /\/\/# sourceMappingURL=[^\n]+\.map\s*$/);
+      const text = readFileSync(f, 'utf8');
+      assert.match(text, /\/\/# sourceMappingURL=[^\n]+\.map\s*$/);
+      // The require banner only where the code uses require (the entry does not).
+      const banner = text.startsWith(`${ESM_REQUIRE_BANNER}\n`);
+      assert.equal(banner, /\brequire\b/.test(banner ? text.slice(ESM_REQUIRE_BANNER.length + 1) : text), f);
       assert.equal((JSON.parse(readFileSync(`${f}.map`, 'utf8')) as { sourcesContent?: unknown }).sourcesContent, undefined);
     }
     assert.ok(existsSync(join(dir, 'gateway', 'node_modules', 'js-tiktoken', 'dist', 'ranks', 'cl100k_base.js')));
+    assert.ok(!readFileSync(join(dir, 'gateway', 'index.mjs'), 'utf8').startsWith(ESM_REQUIRE_BANNER), 'no banner on the entry');
+    assert.ok(js.some((f) => readFileSync(f, 'utf8').startsWith(ESM_REQUIRE_BANNER)), 'the banner where a CommonJS dependency requires');
   });
 
   it('runs in a fresh Node process: a chat answer, count_tokens (ranks beside it), the admin API and a Bedrock call load their chunks', () => {
