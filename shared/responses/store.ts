@@ -1,4 +1,3 @@
-import { gunzipSync, gzipSync } from 'node:zlib';
 import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, dynamoSettings, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
 
 type Json = Record<string, unknown>;
@@ -41,7 +40,7 @@ export class ResponseStore {
 
   /** The compressed body of a record, or undefined when it exceeds `maxBytes`. */
   static encode(rec: StoredResponse, maxBytes: number): Uint8Array | { tooLarge: number } {
-    const body = gzipSync(JSON.stringify({ response: rec.response, items: rec.items, provider: rec.provider, upstreamId: rec.upstreamId }));
+    const body = process.getBuiltinModule('node:zlib').gzipSync(JSON.stringify({ response: rec.response, items: rec.items, provider: rec.provider, upstreamId: rec.upstreamId }));
     return body.byteLength > maxBytes ? { tooLarge: body.byteLength } : body;
   }
 
@@ -77,7 +76,7 @@ export class ResponseStore {
     const expiresAt = Number(item.expiresAt.N);
     if (expiresAt * 1000 <= this.now()) return undefined;
     if (item.owner.S !== owner) return 'foreign';
-    const body = JSON.parse(gunzipSync(item.body.B).toString('utf8')) as Pick<StoredResponse, 'response' | 'items' | 'provider' | 'upstreamId'>;
+    const body = JSON.parse(process.getBuiltinModule('node:zlib').gunzipSync(item.body.B).toString('utf8')) as Pick<StoredResponse, 'response' | 'items' | 'provider' | 'upstreamId'>;
     return { mine: { id, owner, expiresAt, ...body } };
   }
 
