@@ -1,6 +1,9 @@
 import {
   BatchGetItemCommand,
   ConditionalCheckFailedException,
+  CreateTableCommand,
+  DeleteItemCommand,
+  DescribeTableCommand,
   DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
@@ -11,10 +14,12 @@ import {
 import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, ReportRow, ReserveRequest, Store, TeamRecord, UsageDelta } from './types.ts';
 import { spanAwsCalls } from '../tracing/spans.ts';
 import { isLocalEndpoint, type DynamoSettings, type DynamoTables } from './settings.ts';
-import { ensureTable } from './lazy.ts';
+import type { Ops } from './lazy.ts';
 
 export { dynamoSettings, isLocalEndpoint, type DynamoSettings, type DynamoTables } from './settings.ts';
-export { createOnFirstUse, ensureTable } from './lazy.ts';
+
+/** The SDK commands a lazy sender (shared/store/lazy.ts) makes from the commands it is given. */
+export const COMMANDS: Record<keyof Ops, unknown> = { GetItem: GetItemCommand, BatchGetItem: BatchGetItemCommand, PutItem: PutItemCommand, DeleteItem: DeleteItemCommand };
 
 /**
  * The Store on DynamoDB. Two tables, both with a single string partition key `pk`:
@@ -446,5 +451,32 @@ export async function ensureTables(s: DynamoSettings): Promise<void> {
     for (const name of [s.tables.keys, s.tables.usage]) await ensureTable(client, name);
   } finally {
     client.destroy();
+  }
+}
+
+/** Create one on-demand table keyed on the string `pk` if it does not exist, and wait until it is active. */
+export async function ensureTable(client: Pick<DynamoDBClient, 'send'>, name: string): Promise<void> {
+  try {
+    await client.send(new DescribeTableCommand({ TableName: name }));
+    return;
+  } catch (err) {
+    if ((err as Error).name !== 'ResourceNotFoundException') throw err;
+  }
+  try {
+    await client.send(
+      new CreateTableCommand({
+        TableName: name,
+        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+        BillingMode: 'PAY_PER_REQUEST',
+      }),
+    );
+  } catch (err) {
+    if ((err as Error).name !== 'ResourceInUseException') throw err;
+  }
+  for (let i = 0; i < 100; i++) {
+    const d = await client.send(new DescribeTableCommand({ TableName: name }));
+    if (d.Table?.TableStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 50));
   }
 }

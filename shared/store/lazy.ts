@@ -15,11 +15,11 @@ export { dynamoSettings, isLocalEndpoint } from './settings.ts';
 export function createDynamoStore(settings: DynamoSettings): Store {
   let loaded: Store | undefined;
   let loading: Promise<Store> | undefined;
-  const store = (): Promise<Store> => (loading ??= import('./dynamodb.ts').then((m) => (loaded = m.createDynamoStore(settings))));
+  const dynamo = (): Promise<Store> => (loading ??= store().then((m) => (loaded = m.createDynamoStore(settings))));
   const call =
     <K extends Exclude<keyof Store, 'close'>>(method: K) =>
     async (...args: Parameters<Store[K]>): Promise<Awaited<ReturnType<Store[K]>>> =>
-      ((await store())[method] as (...a: Parameters<Store[K]>) => Promise<Awaited<ReturnType<Store[K]>>>)(...args);
+      ((await dynamo())[method] as (...a: Parameters<Store[K]>) => Promise<Awaited<ReturnType<Store[K]>>>)(...args);
   return {
     createKey: call('createKey'),
     getKey: call('getKey'),
@@ -41,13 +41,11 @@ export function createDynamoStore(settings: DynamoSettings): Store {
   };
 }
 
-/** The SDK's module, imported once, by the first call that needs it. */
-type Sdk = typeof import('@aws-sdk/client-dynamodb');
-let sdk: Promise<Sdk> | undefined;
-const dynamoSdk = (): Promise<Sdk> => (sdk ??= import('@aws-sdk/client-dynamodb'));
+/** The store module with the SDK (its commands imported by name, so a bundle keeps only those). */
+const store = () => import('./dynamodb.ts');
 
 /** The operations the response cache and stored Responses send (input and output types). */
-interface Ops {
+export interface Ops {
   GetItem: [Dynamo.GetItemCommandInput, Dynamo.GetItemCommandOutput];
   BatchGetItem: [Dynamo.BatchGetItemCommandInput, Dynamo.BatchGetItemCommandOutput];
   PutItem: [Dynamo.PutItemCommandInput, Dynamo.PutItemCommandOutput];
@@ -109,11 +107,11 @@ export interface DynamoSender {
 export function lazyDynamoClient(settings: DynamoSettings): DynamoSender {
   let made: DynamoDBClient | undefined;
   let loading: Promise<DynamoDBClient> | undefined;
-  const client = () => (loading ??= import('./dynamodb.ts').then((m) => (made = m.dynamoClient(settings))));
+  const client = () => (loading ??= store().then((m) => (made = m.dynamoClient(settings))));
   return {
     async send<K extends keyof Ops>(command: DeferredCommand<K>): Promise<Ops[K][1]> {
-      const [c, s] = await Promise.all([client(), dynamoSdk()]);
-      const Command = s[`${command.op}Command`] as unknown as new (input: Ops[K][0]) => Parameters<DynamoDBClient['send']>[0];
+      const [c, m] = await Promise.all([client(), store()]);
+      const Command = m.COMMANDS[command.op] as new (input: Ops[K][0]) => Parameters<DynamoDBClient['send']>[0];
       return c.send(new Command(command.input)) as Promise<Ops[K][1]>;
     },
     destroy: () => made?.destroy(),
@@ -121,32 +119,9 @@ export function lazyDynamoClient(settings: DynamoSettings): DynamoSender {
   };
 }
 
-/** Create one on-demand table keyed on the string `pk` if it does not exist, and wait until it is active. */
+/** shared/store/dynamodb.ts `ensureTable`, loaded with the SDK (local server and tests). */
 export async function ensureTable(client: Pick<DynamoDBClient, 'send'>, name: string): Promise<void> {
-  const { CreateTableCommand, DescribeTableCommand } = await dynamoSdk();
-  try {
-    await client.send(new DescribeTableCommand({ TableName: name }));
-    return;
-  } catch (err) {
-    if ((err as Error).name !== 'ResourceNotFoundException') throw err;
-  }
-  try {
-    await client.send(
-      new CreateTableCommand({
-        TableName: name,
-        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-        BillingMode: 'PAY_PER_REQUEST',
-      }),
-    );
-  } catch (err) {
-    if ((err as Error).name !== 'ResourceInUseException') throw err;
-  }
-  for (let i = 0; i < 100; i++) {
-    const d = await client.send(new DescribeTableCommand({ TableName: name }));
-    if (d.Table?.TableStatus === 'ACTIVE') return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return (await store()).ensureTable(client, name);
 }
 
 /**
