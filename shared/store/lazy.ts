@@ -19,7 +19,7 @@ export function createDynamoStore(settings: DynamoSettings): Store {
   const call =
     <K extends Exclude<keyof Store, 'close'>>(method: K) =>
     async (...args: Parameters<Store[K]>): Promise<Awaited<ReturnType<Store[K]>>> =>
-      ((await dynamo())[method] as (...a: Parameters<Store[K]>) => Promise<Awaited<ReturnType<Store[K]>>>)(...args);
+      ((loaded ?? (await dynamo()))[method] as (...a: Parameters<Store[K]>) => Promise<Awaited<ReturnType<Store[K]>>>)(...args);
   return {
     createKey: call('createKey'),
     getKey: call('getKey'),
@@ -63,26 +63,16 @@ class DeferredCommand<K extends keyof Ops> {
     readonly input: Ops[K][0],
   ) {}
 }
-export class GetItemCommand extends DeferredCommand<'GetItem'> {
-  constructor(input: Ops['GetItem'][0]) {
-    super('GetItem', input);
-  }
-}
-export class BatchGetItemCommand extends DeferredCommand<'BatchGetItem'> {
-  constructor(input: Ops['BatchGetItem'][0]) {
-    super('BatchGetItem', input);
-  }
-}
-export class PutItemCommand extends DeferredCommand<'PutItem'> {
-  constructor(input: Ops['PutItem'][0]) {
-    super('PutItem', input);
-  }
-}
-export class DeleteItemCommand extends DeferredCommand<'DeleteItem'> {
-  constructor(input: Ops['DeleteItem'][0]) {
-    super('DeleteItem', input);
-  }
-}
+const deferred = <K extends keyof Ops>(op: K) =>
+  class extends DeferredCommand<K> {
+    constructor(input: Ops[K][0]) {
+      super(op, input);
+    }
+  };
+export const GetItemCommand = deferred('GetItem');
+export const BatchGetItemCommand = deferred('BatchGetItem');
+export const PutItemCommand = deferred('PutItem');
+export const DeleteItemCommand = deferred('DeleteItem');
 
 /** `err instanceof ConditionalCheckFailedException`, by the error's name (as the SDK's own classes match). */
 export class ConditionalCheckFailedException {
@@ -105,17 +95,18 @@ export interface DynamoSender {
  * client, HTTP handler, credential chain, signer) loads with their first call, not at cold start.
  */
 export function lazyDynamoClient(settings: DynamoSettings): DynamoSender {
-  let made: DynamoDBClient | undefined;
-  let loading: Promise<DynamoDBClient> | undefined;
-  const client = () => (loading ??= store().then((m) => (made = m.dynamoClient(settings))));
+  type Made = { client: DynamoDBClient; commands: Awaited<ReturnType<typeof store>>['COMMANDS'] };
+  let made: Made | undefined;
+  let loading: Promise<Made> | undefined;
+  const load = () => (loading ??= store().then((m) => (made = { client: m.dynamoClient(settings), commands: m.COMMANDS })));
   return {
     async send<K extends keyof Ops>(command: DeferredCommand<K>): Promise<Ops[K][1]> {
-      const [c, m] = await Promise.all([client(), store()]);
-      const Command = m.COMMANDS[command.op] as new (input: Ops[K][0]) => Parameters<DynamoDBClient['send']>[0];
-      return c.send(new Command(command.input)) as Promise<Ops[K][1]>;
+      const { client, commands } = made ?? (await load());
+      const Command = commands[command.op] as new (input: Ops[K][0]) => Parameters<DynamoDBClient['send']>[0];
+      return client.send(new Command(command.input)) as Promise<Ops[K][1]>;
     },
-    destroy: () => made?.destroy(),
-    client,
+    destroy: () => made?.client.destroy(),
+    client: async () => (made ?? (await load())).client,
   };
 }
 
