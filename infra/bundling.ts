@@ -43,7 +43,9 @@ export function configDefine(config: unknown): Record<string, string> {
   if (!isDeepStrictEqual(again, embedded)) {
     throw new Error('The configuration to embed is not what the schema makes of it again (it would change at cold start); it must be the output of parseConfig.');
   }
-  return { __GATEWAY_CONFIG__: JSON.stringify(embedded) };
+  // A string (the JSON text), not an object literal: esbuild folds `typeof` of a string constant,
+  // so the loader's `import()` (functions/lib/config.ts) and its chunks (zod, yaml) leave the bundle.
+  return { __GATEWAY_CONFIG__: JSON.stringify(JSON.stringify(embedded)) };
 }
 
 /**

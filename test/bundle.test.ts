@@ -67,6 +67,9 @@ describe('Lambda bundle (split build)', () => {
     // Loaded on demand, in chunks of their own.
     const lazy = new Set(start.lazyFiles.flatMap((f) => Object.keys(meta.outputs[f]!.inputs)));
     for (const m of ['shared/admin/api.ts', 'shared/mcp/gateway.ts', 'shared/providers/bedrock/index.ts']) assert.ok(lazy.has(m), `${m} in an on-demand chunk`);
+    // The configuration is embedded: its loader and the YAML parser are not even shipped.
+    const shipped = Object.values(meta.outputs).flatMap((o) => Object.keys(o.inputs));
+    assert.deepEqual(shipped.filter((i) => i === 'shared/config/load.ts' || i.startsWith('node_modules/yaml/')), []);
     // A size bound, to catch a static import that pulls a large dependency back in (was 1.6 MB in one file).
     assert.ok(start.bytes < 700 * 1024, `loaded at start: ${Math.round(start.bytes / 1024)} KiB`);
     assert.equal(/--enable-source-maps/.test(LAMBDA_RUNTIME_ENV.NODE_OPTIONS ?? ''), false);
