@@ -114,17 +114,18 @@ export function shipLazyModules(outdir: string, projectDir = PROJECT_ROOT): void
 export function dropUnusedBanners(meta: Metafile, projectDir = PROJECT_ROOT): void {
   const head = `${ESM_REQUIRE_BANNER}\n`;
   for (const [file, out] of Object.entries(meta.outputs)) {
-    const path = resolve(projectDir, file);
     if (!file.endsWith('.mjs')) continue;
+    const path = resolve(projectDir, file);
     const text = readFileSync(path, 'utf8');
     if (!text.startsWith(head) || /\brequire\b/.test(text.slice(head.length))) continue;
     const map = JSON.parse(readFileSync(`${path}.map`, 'utf8')) as { mappings: string };
     if (map.mappings && !map.mappings.startsWith(';')) continue;
     map.mappings = map.mappings.slice(1);
+    const mapText = JSON.stringify(map);
     writeFileSync(path, text.slice(head.length));
-    writeFileSync(`${path}.map`, JSON.stringify(map));
+    writeFileSync(`${path}.map`, mapText);
     out.bytes -= Buffer.byteLength(head);
-    meta.outputs[`${file}.map`]!.bytes = Buffer.byteLength(JSON.stringify(map));
+    meta.outputs[`${file}.map`]!.bytes = Buffer.byteLength(mapText);
   }
 }
 
