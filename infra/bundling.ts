@@ -25,11 +25,11 @@ export const LAMBDA_NODE_TARGET = 'node22';
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
- * ESM output still meets CommonJS dependencies that call require(); give them one. esbuild puts the
- * banner in every file; dropUnusedBanners keeps it only in those that name `require`.
+ * ESM output still meets CommonJS dependencies that call require(); give them one (node:module taken
+ * with getBuiltinModule: no ES module facade to build for it). esbuild puts the banner in every
+ * file; dropUnusedBanners keeps it only in those that name `require`.
  */
-export const ESM_REQUIRE_BANNER =
-  "import { createRequire as __gwCreateRequire } from 'node:module'; const require = __gwCreateRequire(import.meta.url);";
+export const ESM_REQUIRE_BANNER = "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);";
 
 /**
  * Embed the validated configuration in the bundle, so the function needs no config file and does
