@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import type { Metafile } from 'esbuild';
-import { ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET, LAMBDA_RUNTIME_ENV, startFootprint } from '../infra/bundling.ts';
+import { LAMBDA_NODE_TARGET, LAMBDA_RUNTIME_ENV, startFootprint } from '../infra/bundling.ts';
 import { median, round3 } from './load.ts';
 
 /**
@@ -105,11 +105,18 @@ function probe(file: string, sourceMaps: boolean): Probe {
   return JSON.parse(r.stdout) as Probe;
 }
 
+/**
+ * The empty handler's banner: the one the bundles had when the goal (6x the empty handler) was set,
+ * which imported node:module. The bundles' own banner no longer does (infra/bundling.ts); the
+ * yardstick stays what it was, so the ratio moves only with what the gateway bundle itself loads.
+ */
+const BASELINE_BANNER = "import { createRequire as __gwCreateRequire } from 'node:module'; const require = __gwCreateRequire(import.meta.url);";
+
 async function baselineBundle(dir: string): Promise<string> {
   const entry = join(dir, 'empty.mjs');
   writeFileSync(entry, 'export const handler = awslambda.streamifyResponse(async (_event, stream) => { stream.end(); });\n');
   const outfile = join(dir, 'empty', 'index.mjs');
-  await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', target: LAMBDA_NODE_TARGET, format: 'esm', minify: true, sourcemap: true, legalComments: 'none', banner: { js: ESM_REQUIRE_BANNER }, logLevel: 'warning' });
+  await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', target: LAMBDA_NODE_TARGET, format: 'esm', minify: true, sourcemap: true, legalComments: 'none', banner: { js: BASELINE_BANNER }, logLevel: 'warning' });
   return outfile;
 }
 
