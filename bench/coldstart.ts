@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import type { Metafile } from 'esbuild';
-import { ESM_REQUIRE_BANNER, LAMBDA_NODE_TARGET, LAMBDA_RUNTIME_ENV, startFootprint } from '../infra/bundling.ts';
+import { LAMBDA_NODE_TARGET, LAMBDA_RUNTIME_ENV, startFootprint } from '../infra/bundling.ts';
 import { median, round3 } from './load.ts';
 
 /**
@@ -22,7 +22,9 @@ import { median, round3 } from './load.ts';
 /**
  * Modules a cold start must not load: the config schema (zod) and YAML parser (the configuration
  * is embedded, validated at synth), the admin API and stats pages, MCP, the Bedrock SDK (loaded by
- * the first Bedrock call), js-tiktoken's ranks (the first count_tokens estimate).
+ * the first Bedrock call), js-tiktoken's ranks (the first count_tokens estimate), the DynamoDB store
+ * and the SDK (commands, client, HTTP handler, credential chain: the first store call, see
+ * shared/store/lazy.ts).
  */
 export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
   { what: 'zod (config schema)', pattern: /node_modules\/zod\// },
@@ -33,6 +35,8 @@ export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
   { what: 'Bedrock SDK', pattern: /node_modules\/@aws-sdk\/client-bedrock-runtime\// },
   { what: 'Bedrock provider', pattern: /^shared\/providers\/bedrock\/(?!lazy\.ts)/ },
   { what: 'js-tiktoken', pattern: /node_modules\/js-tiktoken\// },
+  { what: 'DynamoDB store', pattern: /^shared\/store\/dynamodb\.ts$/ },
+  { what: 'DynamoDB SDK (commands, client, @smithy)', pattern: /node_modules\/@aws-sdk\/(client-dynamodb|credential-provider-node)\/|node_modules\/@smithy\// },
 ];
 
 export interface ColdStartResult {
@@ -101,11 +105,18 @@ function probe(file: string, sourceMaps: boolean): Probe {
   return JSON.parse(r.stdout) as Probe;
 }
 
+/**
+ * The empty handler's banner: the one the bundles had when the goal (6x the empty handler) was set,
+ * which imported node:module. The bundles' own banner no longer does (infra/bundling.ts); the
+ * yardstick stays what it was, so the ratio moves only with what the gateway bundle itself loads.
+ */
+const BASELINE_BANNER = "import { createRequire as __gwCreateRequire } from 'node:module'; const require = __gwCreateRequire(import.meta.url);";
+
 async function baselineBundle(dir: string): Promise<string> {
   const entry = join(dir, 'empty.mjs');
   writeFileSync(entry, 'export const handler = awslambda.streamifyResponse(async (_event, stream) => { stream.end(); });\n');
   const outfile = join(dir, 'empty', 'index.mjs');
-  await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', target: LAMBDA_NODE_TARGET, format: 'esm', minify: true, sourcemap: true, legalComments: 'none', banner: { js: ESM_REQUIRE_BANNER }, logLevel: 'warning' });
+  await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', target: LAMBDA_NODE_TARGET, format: 'esm', minify: true, sourcemap: true, legalComments: 'none', banner: { js: BASELINE_BANNER }, logLevel: 'warning' });
   return outfile;
 }
 

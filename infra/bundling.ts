@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,9 +24,12 @@ export const LAMBDA_NODE_TARGET = 'node22';
 /** The project root (this file is in infra/). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** ESM output still meets CommonJS dependencies that call require(); give them one. */
-export const ESM_REQUIRE_BANNER =
-  "import { createRequire as __gwCreateRequire } from 'node:module'; const require = __gwCreateRequire(import.meta.url);";
+/**
+ * ESM output still meets CommonJS dependencies that call require(); give them one (node:module taken
+ * with getBuiltinModule: no ES module facade to build for it). esbuild puts the banner in every
+ * file; dropUnusedBanners keeps it only in those that name `require`.
+ */
+export const ESM_REQUIRE_BANNER = "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);";
 
 /**
  * Embed the validated configuration in the bundle, so the function needs no config file and does
@@ -40,7 +43,9 @@ export function configDefine(config: unknown): Record<string, string> {
   if (!isDeepStrictEqual(again, embedded)) {
     throw new Error('The configuration to embed is not what the schema makes of it again (it would change at cold start); it must be the output of parseConfig.');
   }
-  return { __GATEWAY_CONFIG__: JSON.stringify(embedded) };
+  // A string (the JSON text), not an object literal: esbuild folds `typeof` of a string constant,
+  // so the loader's `import()` (functions/lib/config.ts) and its chunks (zod, yaml) leave the bundle.
+  return { __GATEWAY_CONFIG__: JSON.stringify(JSON.stringify(embedded)) };
 }
 
 /**
@@ -99,11 +104,37 @@ export function shipLazyModules(outdir: string, projectDir = PROJECT_ROOT): void
   }
 }
 
+/**
+ * After esbuild: the require banner removed from each output file that does not use it (most
+ * chunks, the entry included), so loading them does not make a `require` (node:module's
+ * createRequire) per file. The banner is the file's first line, which maps to nothing: its map
+ * loses that line's (empty) entry (a map with no entries at all stays empty). The metafile's byte
+ * counts follow.
+ */
+export function dropUnusedBanners(meta: Metafile, projectDir = PROJECT_ROOT): void {
+  const head = `${ESM_REQUIRE_BANNER}\n`;
+  for (const [file, out] of Object.entries(meta.outputs)) {
+    if (!file.endsWith('.mjs')) continue;
+    const path = resolve(projectDir, file);
+    const text = readFileSync(path, 'utf8');
+    if (!text.startsWith(head) || /\brequire\b/.test(text.slice(head.length))) continue;
+    const map = JSON.parse(readFileSync(`${path}.map`, 'utf8')) as { mappings: string };
+    if (map.mappings && !map.mappings.startsWith(';')) continue;
+    map.mappings = map.mappings.slice(1);
+    const mapText = JSON.stringify(map);
+    writeFileSync(path, text.slice(head.length));
+    writeFileSync(`${path}.map`, mapText);
+    out.bytes -= Buffer.byteLength(head);
+    meta.outputs[`${file}.map`]!.bytes = Buffer.byteLength(mapText);
+  }
+}
+
 /** Build one Lambda entry into `outdir` (emptied first), as the CDK asset and `npm run build` do. */
 export function buildLambdaSync(entry: string, outdir: string, config: unknown): Metafile {
   rmSync(outdir, { recursive: true, force: true });
   mkdirSync(outdir, { recursive: true });
   const result = buildSync(lambdaBuildOptions(entry, outdir, config));
+  dropUnusedBanners(result.metafile);
   shipLazyModules(outdir);
   return result.metafile;
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { NOT_AT_START } from '../bench/coldstart.ts';
-import { buildLambdaSync, configDefine, LAMBDA_RUNTIME_ENV, lambdaCode, startFootprint } from '../infra/bundling.ts';
+import { buildLambdaSync, configDefine, ESM_REQUIRE_BANNER, LAMBDA_RUNTIME_ENV, lambdaCode, startFootprint } from '../infra/bundling.ts';
 import { parseConfig } from '../shared/config/load.ts';
 import { BedrockProvider as LazyBedrock } from '../shared/providers/bedrock/lazy.ts';
 import { BedrockProvider } from '../shared/providers/bedrock/index.ts';
@@ -67,6 +67,9 @@ describe('Lambda bundle (split build)', () => {
     // Loaded on demand, in chunks of their own.
     const lazy = new Set(start.lazyFiles.flatMap((f) => Object.keys(meta.outputs[f]!.inputs)));
     for (const m of ['shared/admin/api.ts', 'shared/mcp/gateway.ts', 'shared/providers/bedrock/index.ts']) assert.ok(lazy.has(m), `${m} in an on-demand chunk`);
+    // The configuration is embedded: its loader and the YAML parser are not even shipped.
+    const shipped = Object.values(meta.outputs).flatMap((o) => Object.keys(o.inputs));
+    assert.deepEqual(shipped.filter((i) => i === 'shared/config/load.ts' || i.startsWith('node_modules/yaml/')), []);
     // A size bound, to catch a static import that pulls a large dependency back in (was 1.6 MB in one file).
     assert.ok(start.bytes < 700 * 1024, `loaded at start: ${Math.round(start.bytes / 1024)} KiB`);
     assert.equal(/--enable-source-maps/.test(LAMBDA_RUNTIME_ENV.NODE_OPTIONS ?? ''), false);
@@ -77,10 +80,16 @@ describe('Lambda bundle (split build)', () => {
     assert.ok(js.some((f) => f.includes('/chunks/')));
     for (const f of js) {
       assert.ok(existsSync(`${f}.map`), f);
-      assert.match(readFileSync(f, 'utf8'), /\/\/# sourceMappingURL=[^\n]+\.map\s*$/);
+      const text = readFileSync(f, 'utf8');
+      assert.match(text, /\/\/# sourceMappingURL=[^\n]+\.map\s*$/);
+      // The require banner only where the code uses require (the entry does not).
+      const banner = text.startsWith(`${ESM_REQUIRE_BANNER}\n`);
+      assert.equal(banner, /\brequire\b/.test(banner ? text.slice(ESM_REQUIRE_BANNER.length + 1) : text), f);
       assert.equal((JSON.parse(readFileSync(`${f}.map`, 'utf8')) as { sourcesContent?: unknown }).sourcesContent, undefined);
     }
     assert.ok(existsSync(join(dir, 'gateway', 'node_modules', 'js-tiktoken', 'dist', 'ranks', 'cl100k_base.js')));
+    assert.ok(!readFileSync(join(dir, 'gateway', 'index.mjs'), 'utf8').startsWith(ESM_REQUIRE_BANNER), 'no banner on the entry');
+    assert.ok(js.some((f) => readFileSync(f, 'utf8').startsWith(ESM_REQUIRE_BANNER)), 'the banner where a CommonJS dependency requires');
   });
 
   it('runs in a fresh Node process: a chat answer, count_tokens (ranks beside it), the admin API and a Bedrock call load their chunks', () => {

@@ -1,7 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { SourceMap } from 'node:module';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import type { SourceMap } from 'node:module';
 
 /**
  * Stack traces through the bundle's source maps, without `--enable-source-maps`: that flag makes
@@ -10,7 +7,11 @@ import { fileURLToPath } from 'node:url';
  * error whose `.stack` is used reads the maps of the files in its frames (`<file>.map`, written
  * beside each output file by infra/bundling.ts) and keeps them; frames in other files are left as
  * V8 prints them. Injected by the bundler at the top of every Lambda bundle (not used elsewhere).
+ * The built-ins it needs are taken when a stack is formatted, not imported: a cold start makes no
+ * ES module facade for node:fs, node:module, node:path or node:url on its account.
  */
+
+const fileURLToPath = (url: string) => process.getBuiltinModule('node:url').fileURLToPath(url);
 
 const maps = new Map<string, { map: SourceMap; dir: string } | null>();
 
@@ -22,7 +23,7 @@ function mapFor(file: string): { map: SourceMap; dir: string } | null {
     if (file.startsWith('file:') || file.startsWith('/')) {
       const path = file.startsWith('file:') ? fileURLToPath(file) : file;
       // Sources are named relative to the map: printed as absolute paths, as Node does.
-      if (/\.m?js$/.test(path)) map = { map: new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8'))), dir: dirname(path) };
+      if (/\.m?js$/.test(path)) map = { map: new (process.getBuiltinModule('node:module').SourceMap)(JSON.parse(process.getBuiltinModule('node:fs').readFileSync(`${path}.map`, 'utf8'))), dir: process.getBuiltinModule('node:path').dirname(path) };
     }
   } catch {
     map = null; // no map beside it (not one of ours) or unreadable: print the frame as it is
@@ -42,7 +43,7 @@ function frame(site: Site, next: Site | undefined): string {
   const { map, dir } = found;
   const entry = map.findEntry(line! - 1, column! - 1) as { originalSource?: string; originalLine?: number; originalColumn?: number };
   if (!entry?.originalSource) return site.toString();
-  const source = entry.originalSource.startsWith('file:') ? fileURLToPath(entry.originalSource) : resolve(dir, entry.originalSource);
+  const source = entry.originalSource.startsWith('file:') ? fileURLToPath(entry.originalSource) : process.getBuiltinModule('node:path').resolve(dir, entry.originalSource);
   const where = `${source}:${entry.originalLine! + 1}:${entry.originalColumn! + 1}`;
   // The function's own name: the map's name at the function's start, else at the caller's call site.
   let name: string | undefined;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import type { Annotations, Span, SpanOptions, SpanRecorder } from '../../shared/tracing/spans.ts';
 
 /**
@@ -58,12 +58,15 @@ export function daemonAddress(value: string | undefined): { host: string; port: 
 
 type Emit = (doc: Record<string, unknown>) => void;
 
-/** Sends documents to the daemon over one unref'd UDP socket, made on first use. */
+/**
+ * Sends documents to the daemon over one unref'd UDP socket, made on first use (node:dgram too:
+ * a function without tracing, or before its first sampled request, does not load it).
+ */
 export function udpEmitter(address: { host: string; port: number }): Emit {
   let socket: Socket | undefined;
   return (doc) => {
     try {
-      socket ??= createSocket(address.host.includes(':') ? 'udp6' : 'udp4').on('error', () => {});
+      socket ??= process.getBuiltinModule('node:dgram').createSocket(address.host.includes(':') ? 'udp6' : 'udp4').on('error', () => {});
       socket.unref();
       socket.send(DAEMON_HEADER + JSON.stringify(doc), address.port, address.host, () => {});
     } catch {

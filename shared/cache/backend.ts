@@ -1,5 +1,5 @@
-import { BatchGetItemCommand, GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createOnFirstUse, dynamoClient, ensureTable, isLocalEndpoint } from '../store/dynamodb.ts';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { BatchGetItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, ensureTable, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
 
 /**
  * Where cache entries live. One item per entry under a string key `pk`, holding the compressed
@@ -24,7 +24,7 @@ export class DynamoCacheBackend implements CacheBackend {
   private readonly send: <T>(fn: () => Promise<T>) => Promise<T>;
 
   constructor(
-    private readonly client: DynamoDBClient,
+    private readonly client: DynamoSender,
     readonly table: string,
     private readonly now: () => number = Date.now,
     /** Create the table on first use when it is missing (a local DynamoDB only; in AWS the stack owns it). */
@@ -124,5 +124,5 @@ export function ensureCacheTable(client: DynamoDBClient, table: string): Promise
 /** The DynamoDB backend for a configuration: table and endpoint from the environment when set (CDK stack, local server). */
 export function createDynamoCache(cfg: { table: string }, env: Record<string, string | undefined>, now: () => number = Date.now, storeCfg: { region?: string; endpoint?: string } = {}): DynamoCacheBackend {
   const settings = { tables: { keys: '', usage: '' }, region: storeCfg.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION, endpoint: env.DYNAMODB_ENDPOINT || storeCfg.endpoint };
-  return new DynamoCacheBackend(dynamoClient(settings), env.GATEWAY_CACHE_TABLE || cfg.table, now, isLocalEndpoint(settings.endpoint));
+  return new DynamoCacheBackend(lazyDynamoClient(settings), env.GATEWAY_CACHE_TABLE || cfg.table, now, isLocalEndpoint(settings.endpoint));
 }

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { brotliCompressSync, brotliDecompressSync, constants } from 'node:zlib';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
 
 /**
@@ -87,12 +86,13 @@ export function compactEvents(events: StreamEvent[]): StreamEvent[] {
 }
 
 export function encodeEntry(e: CacheEntry): Uint8Array {
-  return brotliCompressSync(Buffer.from(JSON.stringify(e)), { params: { [constants.BROTLI_PARAM_QUALITY]: 5 } });
+  const zlib = process.getBuiltinModule('node:zlib'); // not at import: only a cache needs it
+  return zlib.brotliCompressSync(Buffer.from(JSON.stringify(e)), { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 } });
 }
 
 export function decodeEntry(b: Uint8Array): CacheEntry | undefined {
   try {
-    const e = JSON.parse(brotliDecompressSync(b).toString('utf8')) as CacheEntry;
+    const e = JSON.parse(process.getBuiltinModule('node:zlib').brotliDecompressSync(b).toString('utf8')) as CacheEntry;
     return e && e.v === 1 && (Array.isArray(e.events) || typeof e.raw?.text === 'string') ? e : undefined;
   } catch {
     return undefined;

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { brotliCompressSync, brotliDecompressSync } from 'node:zlib';
 import type { RequestTrace } from '../telemetry/record.ts';
 import type { CacheBackend, CacheItem } from './backend.ts';
 import type { CachePlan, Embedder } from './index.ts';
@@ -99,7 +98,7 @@ export class SemanticIndex {
         entries.push({ key: cp.key, exp: expiresAt, vec });
         const kept = entries.slice(-cp.model.semantic!.bucketSize);
         const exp = Math.max(...kept.map((e) => e.exp));
-        return this.backend.put(pk, { body: brotliCompressSync(Buffer.from(JSON.stringify(kept.map((e) => ({ k: e.key, x: e.exp, v: toBase64(e.vec) }))))), expiresAt: exp });
+        return this.backend.put(pk, { body: process.getBuiltinModule('node:zlib').brotliCompressSync(Buffer.from(JSON.stringify(kept.map((e) => ({ k: e.key, x: e.exp, v: toBase64(e.vec) }))))), expiresAt: exp });
       }),
     );
   }
@@ -113,7 +112,7 @@ interface BucketEntry {
 
 function readBucket(item: CacheItem): BucketEntry[] {
   try {
-    const raw = JSON.parse(brotliDecompressSync(item.body).toString('utf8')) as { k: string; x: number; v: string }[];
+    const raw = JSON.parse(process.getBuiltinModule('node:zlib').brotliDecompressSync(item.body).toString('utf8')) as { k: string; x: number; v: string }[];
     return raw.map((r) => ({ key: r.k, exp: r.x, vec: fromBase64(r.v) }));
   } catch {
     return [];

@@ -1,6 +1,5 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { ReaderResponse, type PullSource } from './bytes.ts';
 
@@ -61,9 +60,12 @@ function responseHeaders(res: IncomingMessage): Headers {
   return headers;
 }
 
+/** node:zlib, loaded by the first compressed answer (upstreams rarely compress: not at import). */
+const zlib = () => process.getBuiltinModule('node:zlib');
+
 function decoded(res: IncomingMessage): Readable {
   const enc = (res.headers['content-encoding'] ?? '').trim().toLowerCase();
-  const d = enc === 'gzip' || enc === 'x-gzip' ? createGunzip() : enc === 'deflate' ? createInflate() : enc === 'br' ? createBrotliDecompress() : undefined;
+  const d = enc === 'gzip' || enc === 'x-gzip' ? zlib().createGunzip() : enc === 'deflate' ? zlib().createInflate() : enc === 'br' ? zlib().createBrotliDecompress() : undefined;
   if (!d) return res;
   res.on('error', (err) => d.destroy(err));
   return res.pipe(d);

@@ -1,7 +1,7 @@
 import { BudgetAlerts } from '../alerts/budget-alerts.ts';
 import { createNotifiers } from '../alerts/notifiers.ts';
 import type { GatewayConfig } from '../config/schema.ts';
-import { createDynamoStore, dynamoSettings } from '../store/dynamodb.ts';
+import { createDynamoStore, dynamoSettings } from '../store/lazy.ts';
 import type { Store } from '../store/types.ts';
 import { jsonLinesLogger, type GatewayLogger } from '../telemetry/logger.ts';
 import { Policy } from './policy.ts';

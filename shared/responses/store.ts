@@ -1,6 +1,4 @@
-import { gunzipSync, gzipSync } from 'node:zlib';
-import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createOnFirstUse, dynamoClient, dynamoSettings, isLocalEndpoint } from '../store/dynamodb.ts';
+import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, dynamoSettings, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
 
 type Json = Record<string, unknown>;
 
@@ -31,7 +29,7 @@ export class ResponseStore {
   private readonly send: <T>(fn: () => Promise<T>) => Promise<T>;
 
   constructor(
-    private readonly client: DynamoDBClient,
+    private readonly client: DynamoSender,
     readonly table: string,
     private readonly now: () => number,
     /** Create the table on first use when missing (a local DynamoDB only; in AWS the stack owns it). */
@@ -42,7 +40,7 @@ export class ResponseStore {
 
   /** The compressed body of a record, or undefined when it exceeds `maxBytes`. */
   static encode(rec: StoredResponse, maxBytes: number): Uint8Array | { tooLarge: number } {
-    const body = gzipSync(JSON.stringify({ response: rec.response, items: rec.items, provider: rec.provider, upstreamId: rec.upstreamId }));
+    const body = process.getBuiltinModule('node:zlib').gzipSync(JSON.stringify({ response: rec.response, items: rec.items, provider: rec.provider, upstreamId: rec.upstreamId }));
     return body.byteLength > maxBytes ? { tooLarge: body.byteLength } : body;
   }
 
@@ -78,7 +76,7 @@ export class ResponseStore {
     const expiresAt = Number(item.expiresAt.N);
     if (expiresAt * 1000 <= this.now()) return undefined;
     if (item.owner.S !== owner) return 'foreign';
-    const body = JSON.parse(gunzipSync(item.body.B).toString('utf8')) as Pick<StoredResponse, 'response' | 'items' | 'provider' | 'upstreamId'>;
+    const body = JSON.parse(process.getBuiltinModule('node:zlib').gunzipSync(item.body.B).toString('utf8')) as Pick<StoredResponse, 'response' | 'items' | 'provider' | 'upstreamId'>;
     return { mine: { id, owner, expiresAt, ...body } };
   }
 
@@ -111,5 +109,5 @@ export class ResponseStore {
 /** The store for a configuration: the usage table and endpoint from the environment when set (CDK stack, local server). */
 export function createResponseStore(cfg: { keysTable: string; usageTable: string; region?: string; endpoint?: string }, env: Record<string, string | undefined>, now: () => number): ResponseStore {
   const settings = dynamoSettings(cfg, env);
-  return new ResponseStore(dynamoClient(settings), settings.tables.usage, now, isLocalEndpoint(settings.endpoint));
+  return new ResponseStore(lazyDynamoClient(settings), settings.tables.usage, now, isLocalEndpoint(settings.endpoint));
 }

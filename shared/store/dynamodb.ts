@@ -2,6 +2,7 @@ import {
   BatchGetItemCommand,
   ConditionalCheckFailedException,
   CreateTableCommand,
+  DeleteItemCommand,
   DescribeTableCommand,
   DynamoDBClient,
   GetItemCommand,
@@ -12,6 +13,13 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, ReportRow, ReserveRequest, Store, TeamRecord, UsageDelta } from './types.ts';
 import { spanAwsCalls } from '../tracing/spans.ts';
+import { isLocalEndpoint, type DynamoSettings, type DynamoTables } from './settings.ts';
+import type { Ops } from './lazy.ts';
+
+export { dynamoSettings, isLocalEndpoint, type DynamoSettings, type DynamoTables } from './settings.ts';
+
+/** The SDK commands a lazy sender (shared/store/lazy.ts) makes from the commands it is given. */
+export const COMMANDS: Record<keyof Ops, unknown> = { GetItem: GetItemCommand, BatchGetItem: BatchGetItemCommand, PutItem: PutItemCommand, DeleteItem: DeleteItemCommand };
 
 /**
  * The Store on DynamoDB. Two tables, both with a single string partition key `pk`:
@@ -28,11 +36,6 @@ import { spanAwsCalls } from '../tracing/spans.ts';
  * Every limit check is a single-item conditional update (no transactions: they cost double and the
  * local emulator lacks them).
  */
-
-export interface DynamoTables {
-  keys: string;
-  usage: string;
-}
 
 export interface DynamoStoreOptions {
   client: DynamoDBClient;
@@ -421,30 +424,6 @@ export class DynamoStore implements Store {
   }
 }
 
-/** Store settings resolved from the configuration and the environment. */
-export interface DynamoSettings {
-  tables: DynamoTables;
-  region?: string;
-  endpoint?: string;
-}
-
-/**
- * Table names and endpoint: the environment (set by the CDK stack or the local server) wins over
- * the configuration file.
- */
-export function dynamoSettings(cfg: { keysTable: string; usageTable: string; region?: string; endpoint?: string }, env: Record<string, string | undefined>): DynamoSettings {
-  return {
-    tables: { keys: env.GATEWAY_KEYS_TABLE || cfg.keysTable, usage: env.GATEWAY_USAGE_TABLE || cfg.usageTable },
-    region: cfg.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION,
-    endpoint: env.DYNAMODB_ENDPOINT || cfg.endpoint,
-  };
-}
-
-/** Whether the endpoint is a DynamoDB on this machine (dummy credentials; tables created on first use). */
-export function isLocalEndpoint(endpoint: string | undefined): boolean {
-  return endpoint !== undefined && /^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(endpoint);
-}
-
 /** A DynamoDB client: AWS's default credential chain, or dummy credentials for a local endpoint. */
 export function dynamoClient(s: DynamoSettings): DynamoDBClient {
   const local = isLocalEndpoint(s.endpoint);
@@ -476,7 +455,7 @@ export async function ensureTables(s: DynamoSettings): Promise<void> {
 }
 
 /** Create one on-demand table keyed on the string `pk` if it does not exist, and wait until it is active. */
-export async function ensureTable(client: DynamoDBClient, name: string): Promise<void> {
+export async function ensureTable(client: Pick<DynamoDBClient, 'send'>, name: string): Promise<void> {
   try {
     await client.send(new DescribeTableCommand({ TableName: name }));
     return;
@@ -500,23 +479,4 @@ export async function ensureTable(client: DynamoDBClient, name: string): Promise
     if (d.Table?.TableStatus === 'ACTIVE') return;
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/**
- * A runner for calls on one table that, when `autoCreate` (a local DynamoDB only; in AWS the stack
- * owns the tables), creates the table the first time a call finds it missing and runs the call again.
- */
-export function createOnFirstUse(client: DynamoDBClient, table: string, autoCreate: boolean): <T>(fn: () => Promise<T>) => Promise<T> {
-  if (!autoCreate) return (fn) => fn();
-  let created: Promise<void> | undefined;
-  return async (fn) => {
-    try {
-      return await fn();
-    } catch (err) {
-      if ((err as Error).name !== 'ResourceNotFoundException') throw err;
-      created ??= ensureTable(client, table);
-      await created;
-      return fn();
-    }
-  };
 }

@@ -1,4 +1,3 @@
-import { appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LogSink, RequestRecord } from './record.ts';
 import { localPartition } from './schema.ts';
@@ -47,6 +46,8 @@ export class FileLogSink implements LogSink {
     this.buffer = new Map();
     this.hour = '';
     this.writing = this.writing.then(async () => {
+      // Loaded here, not at import: a Lambda (no file sink) never needs node:fs/promises.
+      const { appendFile, mkdir } = process.getBuiltinModule('node:fs/promises');
       for (const [file, lines] of batch) {
         await mkdir(join(file, '..'), { recursive: true });
         await appendFile(file, `${lines.join('\n')}\n`);
