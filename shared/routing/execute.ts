@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FallbackTrigger } from '../config/schema.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
-import { bodyReader, BytesResponse } from '../http/bytes.ts';
+import { bodyReader, BytesResponse, ReaderResponse, type PullSource } from '../http/bytes.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
@@ -123,7 +123,7 @@ export async function runExchange(
     attempt.end();
     return res;
   }
-  return new Response(watchedBody(res.body.getReader(), [], attempt), { status: res.status, statusText: res.statusText, headers: res.headers });
+  return new ReaderResponse(watchedBody(bodyReader(res), [], attempt), { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /** runCall bound to one request: what a front door's one-shot handler is given. */
@@ -446,7 +446,7 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
   // A body read whole goes on as its bytes, without a stream (shared/http/bytes.ts).
   if (ended) attempt.end();
   if (ended) return new BytesResponse(held[0] ?? new Uint8Array(0), { status: res.status, statusText: res.statusText, headers: res.headers });
-  return new Response(watchedBody(reader, held, attempt, ended), { status: res.status, statusText: res.statusText, headers: res.headers });
+  return new ReaderResponse(watchedBody(reader, held, attempt, ended), { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /**
@@ -454,30 +454,25 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
  * the rest as it arrives, each read under the attempt's idle and total limits; the attempt ends
  * with the body, however it ends.
  */
-function watchedBody(reader: ReadableStreamDefaultReader<Uint8Array>, held: Uint8Array[], attempt: Attempt, ended = false): ReadableStream<Uint8Array> {
+function watchedBody(reader: ReadableStreamDefaultReader<Uint8Array>, held: Uint8Array[], attempt: Attempt, ended = false): PullSource {
   let i = 0;
-  return new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      if (i < held.length) {
-        ctrl.enqueue(held[i++]!);
-        return;
-      }
-      if (ended) {
-        ctrl.close();
-        return;
-      }
+  const over = { done: true, value: undefined } as const;
+  return {
+    async read() {
+      if (i < held.length) return { done: false, value: held[i++]! };
+      if (ended) return over;
       try {
         const r = await attempt.next(reader.read());
         if (r.done) {
           ended = true;
           attempt.end();
-          ctrl.close();
-        } else ctrl.enqueue(r.value);
+        }
+        return r;
       } catch (err) {
         ended = true;
         const e = attempt.fail(err);
         reader.cancel().catch(() => {});
-        ctrl.error(e);
+        throw e;
       }
     },
     cancel(why) {
@@ -485,5 +480,5 @@ function watchedBody(reader: ReadableStreamDefaultReader<Uint8Array>, held: Uint
       ended = true;
       return reader.cancel(why);
     },
-  });
+  };
 }
