@@ -334,16 +334,15 @@ export class BudgetTracker {
       waits ||= t instanceof Promise;
       return t;
     });
-    const decide = (results: PromiseSettledResult<Taken>[]): Reservation => {
+    const decide = (taken: (Taken | undefined)[], error?: unknown): Reservation => {
       const grants: BudgetGrant[] = [];
       let denial: BudgetDenial | undefined;
-      let error: unknown;
-      results.forEach((r, i) => {
-        if (r.status === 'rejected') error ??= r.reason;
-        else if (r.value.grant) grants.push(r.value.grant);
+      taken.forEach((t, i) => {
+        if (!t) return;
+        if (t.grant) grants.push(t.grant);
         else if (!denial) {
           const { s, f, limit } = asks[i]!;
-          const committed = r.value.committed / (f.unit === 'usd' ? 1e6 : 1);
+          const committed = t.committed / (f.unit === 'usd' ? 1e6 : 1);
           denial = { label: s.label, field: f.field, limit, spent: committed, resetAt: periodEnd(f.period, now) };
         }
       });
@@ -353,7 +352,11 @@ export class BudgetTracker {
       }
       return { grants: denial ? [] : grants, denial };
     };
-    return waits ? Promise.allSettled(takes).then(decide) : decide(takes.map((value) => ({ status: 'fulfilled', value: value as Taken })));
+    if (!waits) return decide(takes as Taken[]);
+    return Promise.allSettled(takes).then((results) => decide(
+      results.map((r) => (r.status === 'fulfilled' ? r.value : undefined)),
+      results.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason,
+    ));
   }
 
   private pool(counterId: string, field: BudgetPool['field']): BudgetPool {

@@ -110,7 +110,11 @@ export class Policy {
   private readonly budgets: BudgetTracker;
   /** Spend per team and model for the FinOps report (shared/policy/usage-report.ts). */
   readonly usageReport: UsageReport;
-  private readonly byTrace = new WeakMap<RequestTrace, Access>();
+  /**
+   * The key under which a request's Access is kept on its trace object (this instance's own): a
+   * WeakMap entry per request would cost the garbage collector several microseconds each.
+   */
+  private readonly accessKey = Symbol('access');
   private readonly now: () => number;
 
   constructor(private readonly opts: PolicyOptions) {
@@ -166,25 +170,29 @@ export class Policy {
     if (key.team) trace.record.team = key.team;
     this.keys.refuseInactive(key);
     const access: Access = { key, team, waitUntil };
-    this.byTrace.set(trace, access);
+    (trace as unknown as Record<symbol, Access>)[this.accessKey] = access;
     return access;
+  }
+
+  private accessOf(trace: RequestTrace): Access | undefined {
+    return (trace as unknown as Record<symbol, Access | undefined>)[this.accessKey];
   }
 
   /** Whether the request's key may use `model` (true when the request needed no key). */
   allows(trace: RequestTrace, model: string): boolean {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     return !a || modelAllowed(a.key.models, model);
   }
 
   /** Throw 403 when the request's key may not use `model` (for routes without token admission). */
   permit(trace: RequestTrace, model: string): void {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     if (a) permitAccess(a, model);
   }
 
   /** The MCP allow lists of the request's key and team (absent: no limit from that side; none without a key). */
   mcpLists(trace: RequestTrace): Array<readonly string[] | undefined> {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     return a ? [a.key.mcp, a.team?.mcp] : [];
   }
 
@@ -193,7 +201,7 @@ export class Policy {
    * key and team, all or none: throws the 429 (with `retry-after`) naming the limit reached.
    */
   async admitRequests(trace: RequestTrace, count: number): Promise<void> {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     const limited = a ? subjectsOf(a).rate.filter((s) => s.limits.rpm) : [];
     if (!limited.length) return;
     const now = this.now();
@@ -219,7 +227,7 @@ export class Policy {
    * from this instance's view: no round trip. Empty without a key.
    */
   currentHeaders(trace: RequestTrace, door: FrontDoor | undefined): Record<string, string> {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     if (!a) return {};
     const now = this.now();
     const { rate, budget } = subjectsOf(a);
@@ -260,7 +268,7 @@ export class Policy {
   }
 
   private admitNow(trace: RequestTrace, call: Call, door: FrontDoor | undefined): Record<string, string> | Promise<Record<string, string>> {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     if (!a) return {};
     permitAccess(a, call.model);
     const now = this.now();
