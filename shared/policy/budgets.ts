@@ -353,10 +353,10 @@ export class BudgetTracker {
       return { grants: denial ? [] : grants, denial };
     };
     if (!waits) return decide(takes as Taken[]);
-    return Promise.allSettled(takes).then((results) => decide(
-      results.map((r) => (r.status === 'fulfilled' ? r.value : undefined)),
-      results.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason,
-    ));
+    return Promise.allSettled(takes).then((results) => {
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      return decide(results.map((r) => (r.status === 'fulfilled' ? r.value : undefined)), failed?.reason);
+    });
   }
 
   private pool(counterId: string, field: BudgetPool['field']): BudgetPool {
