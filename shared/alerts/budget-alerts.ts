@@ -29,14 +29,18 @@ export class BudgetAlerts {
     private readonly onError?: (err: unknown) => void,
   ) {}
 
-  /** Note the counters of subjects' budgets, so their totals are checked when written. */
+  /** Note the counters of subjects' budgets, so their totals are checked when written (a counter already watched as is stays). */
   watch(subjects: BudgetSubject[], now: number): void {
     if (!this.thresholds.length) return;
     for (const s of subjects) {
       for (const period of ['d', 'm'] as const) {
-        if (!BUDGET_FIELDS.some((f) => f.period === period && s.budget[f.field] !== undefined)) continue;
+        if (!hasBudget(s, period)) continue;
+        const id = usageCounterId(s.subject, period, now);
+        const pid = periodId(period, now);
+        const w = this.watched.get(id);
+        if (w && w.s === s && w.periodId === pid) continue;
         if (this.watched.size > 50_000) this.watched.clear();
-        this.watched.set(usageCounterId(s.subject, period, now), { s, period, periodId: periodId(period, now), end: periodEnd(period, now) });
+        this.watched.set(id, { s, period, periodId: pid, end: periodEnd(period, now) });
       }
     }
   }
@@ -77,4 +81,9 @@ export class BudgetAlerts {
     const sent = await Promise.allSettled(this.notifiers.map((n) => n.notify(alert)));
     for (const r of sent) if (r.status === 'rejected') this.onError?.(r.reason);
   }
+}
+
+function hasBudget(s: BudgetSubject, period: Period): boolean {
+  for (const f of BUDGET_FIELDS) if (f.period === period && s.budget[f.field] !== undefined) return true;
+  return false;
 }

@@ -5,6 +5,7 @@ import { BLOCK_SECONDS, RateMeter } from './rate-limits.ts';
 
 export type BudgetField = keyof Budget;
 export type Period = 'd' | 'm';
+const PERIODS: readonly Period[] = ['d', 'm'];
 
 export interface BudgetSubject {
   /** `key:<id>` or `team:<name>`. */
@@ -55,6 +56,24 @@ export interface BudgetGrant {
   expiresAt: number;
 }
 
+/** Where a request's subjects stand against their budgets: the first spent one, and what remains. */
+export interface BudgetCheck {
+  denial?: BudgetDenial;
+  status: BudgetStatus;
+}
+
+/** A request's reservations against every budget (none when one refused it). */
+export interface Reservation {
+  grants: BudgetGrant[];
+  denial?: BudgetDenial;
+}
+
+/** One budget's answer to a reservation: the grant, or none and the committed total that refused it. */
+interface Taken {
+  grant?: BudgetGrant;
+  committed: number;
+}
+
 /** Most worst-case requests one block of budget is leased for. */
 const BUDGET_BLOCK_REQUESTS = 50;
 
@@ -66,27 +85,50 @@ export const BUDGET_FIELDS: { field: BudgetField; period: Period; unit: 'usd' | 
   { field: 'tokensPerMonth', period: 'm', unit: 'tokens' },
 ];
 
-/** The last day's ids, kept: a request asks for them several times (a Date and an ISO string each). */
+const DAY_MS = 86_400_000;
+
+/** The last day's period ids and ends, kept: a request asks for them several times (each a Date and an ISO string). */
 let memoDay = NaN;
 let memoIds = { d: '', m: '' };
+let memoEnds = { d: 0, m: 0 };
+
+function memoize(now: number): void {
+  const day = Math.floor(now / DAY_MS);
+  if (day === memoDay) return;
+  const start = new Date(day * DAY_MS);
+  const iso = start.toISOString();
+  memoIds = { d: iso.slice(0, 10), m: iso.slice(0, 7) };
+  memoEnds = { d: (day + 1) * DAY_MS, m: Date.UTC(start.getUTCFullYear(), start.getUTCMonth() + 1, 1) };
+  memoDay = day;
+}
 
 export function periodId(period: Period, now: number): string {
-  const day = Math.floor(now / 86_400_000);
-  if (day !== memoDay) {
-    const iso = new Date(day * 86_400_000).toISOString();
-    memoIds = { d: iso.slice(0, 10), m: iso.slice(0, 7) };
-    memoDay = day;
-  }
+  memoize(now);
   return memoIds[period];
 }
 
 export function periodEnd(period: Period, now: number): number {
-  const d = new Date(now);
-  return period === 'd' ? Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1) : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  memoize(now);
+  return memoEnds[period];
 }
 
+/** Per subject, its counter ids of the last day it was asked for (the same strings every request). */
+const counterIds = new Map<string, { day: number; d: string; m: string }>();
+
 export function usageCounterId(subject: string, period: Period, now: number): string {
-  return `use:${subject}:${period}:${periodId(period, now)}`;
+  const day = Math.floor(now / DAY_MS);
+  let ids = counterIds.get(subject);
+  if (!ids || ids.day !== day) {
+    if (!ids && counterIds.size > 50_000) counterIds.clear();
+    ids = { day, d: `use:${subject}:d:${periodId('d', now)}`, m: `use:${subject}:m:${periodId('m', now)}` };
+    counterIds.set(subject, ids);
+  }
+  return ids[period];
+}
+
+/** Seconds past a period's end that its counters are kept (for reading recent usage). */
+function counterExpiry(period: Period, now: number): number {
+  return Math.floor(periodEnd(period, now) / 1000) + (period === 'd' ? 7 : 62) * 86_400;
 }
 
 /**
@@ -206,42 +248,43 @@ export class BudgetTracker {
     this.view.set(id, { totals, at });
   }
 
-  private idsFor(subjects: BudgetSubject[], now: number): string[] {
-    const ids: string[] = [];
-    for (const s of subjects) for (const f of BUDGET_FIELDS) if (s.budget[f.field] !== undefined) ids.push(usageCounterId(s.subject, f.period, now));
-    return [...new Set(ids)];
+  /**
+   * The first budget that is spent, if any. Answered from the instance's view (synchronously, no
+   * promise); a promise only when it reads counters the instance has never seen (cold).
+   */
+  check(subjects: BudgetSubject[], now: number, background: (p: Promise<unknown>) => void): BudgetCheck | Promise<BudgetCheck> {
+    let any = false;
+    let missing: string[] | undefined;
+    for (const s of subjects) {
+      for (const f of BUDGET_FIELDS) {
+        if (s.budget[f.field] === undefined) continue;
+        any = true;
+        const id = usageCounterId(s.subject, f.period, now);
+        if (!this.view.has(id) && !missing?.includes(id)) (missing ??= []).push(id);
+      }
+    }
+    if (!any) return { status: {} };
+    if (!missing) return this.judge(subjects, now, background);
+    const cold = missing;
+    return this.store.getCounters(cold).then((got) => {
+      for (const id of cold) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
+      return this.judge(subjects, now, background);
+    });
   }
 
-  /** The first budget that is spent, if any; reads counters the instance has never seen (cold). */
-  async check(subjects: BudgetSubject[], now: number, background: (p: Promise<unknown>) => void): Promise<{ denial?: BudgetDenial; status: BudgetStatus }> {
-    const ids = this.idsFor(subjects, now);
-    if (!ids.length) return { status: {} };
-    const missing = ids.filter((id) => !this.view.has(id));
-    if (missing.length) {
-      const got = await this.store.getCounters(missing);
-      for (const id of missing) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
-    }
-    const stale = ids.filter((id) => now - this.view.get(id)!.at > this.refreshMs && !this.refreshing.has(id));
-    if (stale.length) {
-      for (const id of stale) this.refreshing.add(id);
-      background(
-        this.store
-          .getCounters(stale)
-          .then((got) => {
-            // Aged from when the read started (the caller's clock).
-            for (const id of stale) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
-          })
-          .catch((err) => this.onError?.(err))
-          .finally(() => stale.forEach((id) => this.refreshing.delete(id))),
-      );
-    }
+  /** `check` once every counter is in the view: refresh stale ones in the background, and judge. */
+  private judge(subjects: BudgetSubject[], now: number, background: (p: Promise<unknown>) => void): BudgetCheck {
+    let stale: string[] | undefined;
     let denial: BudgetDenial | undefined;
     const status: BudgetStatus = {};
     for (const s of subjects) {
       for (const f of BUDGET_FIELDS) {
         const limit = s.budget[f.field];
         if (limit === undefined) continue;
-        const t = this.view.get(usageCounterId(s.subject, f.period, now))!.totals;
+        const id = usageCounterId(s.subject, f.period, now);
+        const seen = this.view.get(id)!;
+        if (now - seen.at > this.refreshMs && !this.refreshing.has(id) && !stale?.includes(id)) (stale ??= []).push(id);
+        const t = seen.totals;
         const spent = f.unit === 'usd' ? t.microUsd / 1e6 : t.tokens;
         const remaining = Math.max(0, limit - spent);
         if (f.unit === 'usd') status.remainingUsd = Math.min(status.remainingUsd ?? Infinity, remaining);
@@ -249,44 +292,71 @@ export class BudgetTracker {
         if (!denial && spent >= limit) denial = { label: s.label, field: f.field, limit, spent, resetAt: periodEnd(f.period, now) };
       }
     }
+    if (stale) {
+      const ids = stale;
+      for (const id of ids) this.refreshing.add(id);
+      background(
+        this.store
+          .getCounters(ids)
+          .then((got) => {
+            // Aged from when the read started (the caller's clock).
+            for (const id of ids) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
+          })
+          .catch((err) => this.onError?.(err))
+          .finally(() => ids.forEach((id) => this.refreshing.delete(id))),
+      );
+    }
     return { denial, status };
   }
 
   /**
    * Reserve a request's worst case against every budget of the subjects (see the class comment).
-   * No round trip while the instance's blocks last; all budgets are asked in parallel otherwise.
-   * On a refusal every reservation taken is given back and the denial names the budget.
+   * No round trip while the instance's blocks last (answered synchronously, no promise); all
+   * budgets are asked in parallel otherwise. On a refusal every reservation taken is given back and
+   * the denial names the budget. `needOf` is only called when a subject has a budget (pricing the
+   * worst case is work most requests need not do).
    */
-  /** `needOf` is only called when a subject has a budget (pricing the worst case is work most requests need not do). */
-  async reserve(subjects: BudgetSubject[], needOf: () => BudgetNeed, now: number): Promise<{ grants: BudgetGrant[]; denial?: BudgetDenial }> {
-    const asks: { s: BudgetSubject; f: (typeof BUDGET_FIELDS)[number]; limit: number }[] = [];
-    for (const s of subjects) for (const f of BUDGET_FIELDS) if (s.budget[f.field] !== undefined) asks.push({ s, f, limit: s.budget[f.field]! });
-    if (!asks.length) return { grants: [] };
+  reserve(subjects: BudgetSubject[], needOf: () => BudgetNeed, now: number): Reservation | Promise<Reservation> {
+    let asks: { s: BudgetSubject; f: (typeof BUDGET_FIELDS)[number]; limit: number }[] | undefined;
+    for (const s of subjects) for (const f of BUDGET_FIELDS) if (s.budget[f.field] !== undefined) (asks ??= []).push({ s, f, limit: s.budget[f.field]! });
+    if (!asks) return { grants: [] };
     const need = needOf();
-    const results = await Promise.allSettled(
-      asks.map(({ s, f, limit }) => {
-        const units = f.unit === 'usd' ? Math.round(limit * 1e6) : Math.floor(limit);
-        const amount = Math.max(0, Math.ceil(f.unit === 'usd' ? need.microUsd : need.tokens));
-        return this.take(usageCounterId(s.subject, f.period, now), f.unit === 'usd' ? 'committedMicroUsd' : 'committedTokens', units, amount, Math.floor(periodEnd(f.period, now) / 1000) + (f.period === 'd' ? 7 : 62) * 86_400, now);
-      }),
-    );
-    const grants: BudgetGrant[] = [];
-    let denial: BudgetDenial | undefined;
-    let error: unknown;
-    results.forEach((r, i) => {
-      if (r.status === 'rejected') error ??= r.reason;
-      else if (r.value.grant) grants.push(r.value.grant);
-      else if (!denial) {
-        const { s, f, limit } = asks[i]!;
-        const committed = r.value.committed / (f.unit === 'usd' ? 1e6 : 1);
-        denial = { label: s.label, field: f.field, limit, spent: committed, resetAt: periodEnd(f.period, now) };
+    let waits = false;
+    const takes = asks.map(({ s, f, limit }): Taken | Promise<Taken> => {
+      const units = f.unit === 'usd' ? Math.round(limit * 1e6) : Math.floor(limit);
+      const amount = Math.max(0, Math.ceil(f.unit === 'usd' ? need.microUsd : need.tokens));
+      let t: Taken | Promise<Taken>;
+      try {
+        t = this.take(usageCounterId(s.subject, f.period, now), f.unit === 'usd' ? 'committedMicroUsd' : 'committedTokens', units, amount, counterExpiry(f.period, now), now);
+      } catch (err) {
+        t = Promise.reject(err);
       }
+      waits ||= t instanceof Promise;
+      return t;
     });
-    if (error || denial) {
-      this.release(grants, now);
-      if (error) throw error;
-    }
-    return { grants: denial ? [] : grants, denial };
+    const decide = (taken: (Taken | undefined)[], error?: unknown): Reservation => {
+      const grants: BudgetGrant[] = [];
+      let denial: BudgetDenial | undefined;
+      taken.forEach((t, i) => {
+        if (!t) return;
+        if (t.grant) grants.push(t.grant);
+        else if (!denial) {
+          const { s, f, limit } = asks[i]!;
+          const committed = t.committed / (f.unit === 'usd' ? 1e6 : 1);
+          denial = { label: s.label, field: f.field, limit, spent: committed, resetAt: periodEnd(f.period, now) };
+        }
+      });
+      if (error || denial) {
+        this.release(grants, now);
+        if (error) throw error;
+      }
+      return { grants: denial ? [] : grants, denial };
+    };
+    if (!waits) return decide(takes as Taken[]);
+    return Promise.allSettled(takes).then((results) => {
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      return decide(results.map((r) => (r.status === 'fulfilled' ? r.value : undefined)), failed?.reason);
+    });
   }
 
   private pool(counterId: string, field: BudgetPool['field']): BudgetPool {
@@ -324,43 +394,53 @@ export class BudgetTracker {
       .finally(() => (p.inflight = undefined));
   }
 
-  private async take(counterId: string, field: BudgetPool['field'], limit: number, amount: number, expiresAt: number, now: number): Promise<{ grant?: BudgetGrant; committed: number }> {
+  /** One reservation: from the instance's block synchronously while it lasts; a promise when it must lease or ask the counter. */
+  private take(counterId: string, field: BudgetPool['field'], limit: number, amount: number, expiresAt: number, now: number): Taken | Promise<Taken> {
     const p = this.pool(counterId, field);
     if (amount === 0) return { grant: undefined, committed: p.committed };
-    for (;;) {
-      if (p.left >= amount) {
-        p.left -= amount;
-        p.rate.hit(now, amount);
-        // Half the block spent: lease the next one in the background, so no request waits on it.
-        if (!p.inflight) {
-          const block = this.blockSize(p, limit, amount, now);
-          if (p.left * 2 < block && block >= 2 * amount && p.committed + block <= limit) {
-            p.inflight = this.leaseBlock(p, limit, block, expiresAt).catch((err) => this.onError?.(err));
-          }
-        }
-        return { grant: { pool: p, amount, fromBlock: true, expiresAt }, committed: p.committed };
+    return this.fromBlock(p, limit, amount, expiresAt, now) ?? this.leaseAndTake(p, limit, amount, expiresAt, now);
+  }
+
+  private fromBlock(p: BudgetPool, limit: number, amount: number, expiresAt: number, now: number): Taken | undefined {
+    if (p.left < amount) return undefined;
+    p.left -= amount;
+    p.rate.hit(now, amount);
+    // Half the block spent: lease the next one in the background, so no request waits on it.
+    if (!p.inflight) {
+      const block = this.blockSize(p, limit, amount, now);
+      if (p.left * 2 < block && block >= 2 * amount && p.committed + block <= limit) {
+        p.inflight = this.leaseBlock(p, limit, block, expiresAt).catch((err) => this.onError?.(err));
       }
+    }
+    return { grant: { pool: p, amount, fromBlock: true, expiresAt }, committed: p.committed };
+  }
+
+  /** `take` once the block is short: wait for the lease in flight or lease a block, else reserve on the counter itself. */
+  private async leaseAndTake(p: BudgetPool, limit: number, amount: number, expiresAt: number, now: number): Promise<Taken> {
+    for (;;) {
       if (p.inflight) {
         await p.inflight;
-        continue;
+      } else {
+        // Far from the budget: lease a block (worth several requests), if one fits as far as this
+        // instance knows; the conditional update has the last word.
+        const block = this.blockSize(p, limit, amount, now);
+        if (block >= 2 * amount && p.committed + block <= limit) {
+          p.inflight = this.leaseBlock(p, limit, block, expiresAt);
+          await p.inflight;
+        } else {
+          // Near the budget: this request's own reservation, only while something remains.
+          const r = await this.store.reserve(p.counterId, { field: p.field, amount, atMost: limit - 1, expiresAt });
+          if (!r.ok) {
+            p.committed = Math.max(p.committed, limit);
+            return { committed: p.committed };
+          }
+          p.committed = r.totals[p.field];
+          this.noteTotals(p.counterId, r.totals);
+          return { grant: { pool: p, amount, fromBlock: false, expiresAt }, committed: p.committed };
+        }
       }
-      // Far from the budget: lease a block (worth several requests), if one fits as far as this
-      // instance knows; the conditional update has the last word.
-      const block = this.blockSize(p, limit, amount, now);
-      if (block >= 2 * amount && p.committed + block <= limit) {
-        p.inflight = this.leaseBlock(p, limit, block, expiresAt);
-        await p.inflight;
-        continue;
-      }
-      // Near the budget: this request's own reservation, only while something remains.
-      const r = await this.store.reserve(counterId, { field, amount, atMost: limit - 1, expiresAt });
-      if (!r.ok) {
-        p.committed = Math.max(p.committed, limit);
-        return { committed: p.committed };
-      }
-      p.committed = r.totals[field];
-      this.noteTotals(counterId, r.totals);
-      return { grant: { pool: p, amount, fromBlock: false, expiresAt }, committed: p.committed };
+      const t = this.fromBlock(p, limit, amount, expiresAt, now);
+      if (t) return t;
     }
   }
 
@@ -372,15 +452,16 @@ export class BudgetTracker {
 
   /** Give reservations back whole (the request did not go ahead). */
   release(grants: BudgetGrant[], now: number): void {
-    for (const [id, d] of this.settlement(grants, { microUsd: 0, tokens: 0 })) void this.add(id, d.delta, d.expiresAt, now, true).catch((err) => this.onError?.(err));
+    const committed = this.settlement(grants, { microUsd: 0, tokens: 0 });
+    if (committed) for (const [id, d] of committed) void this.write(id, d.delta, d.expiresAt, now).catch((err) => this.onError?.(err));
   }
 
   /**
    * What settling reservations with the real cost writes to the counters (committed deltas per
-   * counter); differences on local blocks are settled locally and write nothing.
+   * counter; undefined when nothing); differences on local blocks are settled locally and write nothing.
    */
-  settlement(grants: BudgetGrant[], actual: BudgetNeed): Map<string, { delta: UsageDelta; expiresAt: number }> {
-    const out = new Map<string, { delta: UsageDelta; expiresAt: number }>();
+  settlement(grants: BudgetGrant[], actual: BudgetNeed): Map<string, { delta: UsageDelta; expiresAt: number }> | undefined {
+    let out: Map<string, { delta: UsageDelta; expiresAt: number }> | undefined;
     for (const g of grants) {
       const p = g.pool;
       const real = Math.max(0, Math.ceil(p.field === 'committedMicroUsd' ? actual.microUsd : actual.tokens));
@@ -398,6 +479,7 @@ export class BudgetTracker {
       }
       if (!delta) continue;
       p.committed += delta;
+      out ??= new Map();
       const e = out.get(p.counterId) ?? { delta: {}, expiresAt: g.expiresAt };
       e.delta[p.field] = (e.delta[p.field] ?? 0) + delta;
       out.set(p.counterId, e);
@@ -423,41 +505,49 @@ export class BudgetTracker {
 
   /**
    * Add a finished request's usage to the subjects' day and month counters, with the settlement of
-   * its budget reservations (`grants`) in the same writes.
+   * its budget reservations (`grants`) in the same writes. Returns the writes' promise (resolved
+   * when they have landed, failures reported to onError), or undefined when everything was batched
+   * for the next flush.
    */
-  async record(subjects: string[], delta: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number; microUsd: number }, now: number, grants: BudgetGrant[] = []): Promise<void> {
+  record(subjects: readonly string[], delta: { inputTokens: number; outputTokens: number; cacheReadTokens: number; cacheWriteTokens: number; microUsd: number }, now: number, grants: BudgetGrant[] = []): Promise<void> | undefined {
     const tokens = delta.inputTokens + delta.outputTokens;
-    const committed = this.settlement(grants, { microUsd: delta.microUsd, tokens });
-    const writes: Promise<void>[] = [];
+    const committed = grants.length ? this.settlement(grants, { microUsd: delta.microUsd, tokens }) : undefined;
+    let writes: Promise<void>[] | undefined;
+    const add = (id: string, d: UsageDelta, expiresAt: number, urgent: boolean) => {
+      const w = this.add(id, d, expiresAt, now, urgent);
+      if (w) (writes ??= []).push(w);
+    };
     for (const subject of subjects) {
-      for (const period of ['d', 'm'] as const) {
+      for (const period of PERIODS) {
         const id = usageCounterId(subject, period, now);
-        // Kept a little past the window, for reading recent usage.
-        const expiresAt = Math.floor(periodEnd(period, now) / 1000) + (period === 'd' ? 7 : 62) * 86_400;
-        const extra = committed.get(id);
-        committed.delete(id);
+        const extra = committed?.get(id);
+        committed?.delete(id);
+        const usage: UsageDelta = { requests: 1, tokens, inputTokens: delta.inputTokens, outputTokens: delta.outputTokens, cacheReadTokens: delta.cacheReadTokens, cacheWriteTokens: delta.cacheWriteTokens, microUsd: delta.microUsd };
+        if (extra) Object.assign(usage, extra.delta);
         // A reservation on the counter itself (near the budget) is released at once: others may wait on it.
-        writes.push(this.add(id, { requests: 1, tokens, ...delta, ...extra?.delta }, expiresAt, now, !!extra));
+        add(id, usage, counterExpiry(period, now), !!extra);
       }
     }
     // Reservations taken in a period that has ended meanwhile settle on their own counters.
-    for (const [id, d] of committed) writes.push(this.add(id, d.delta, d.expiresAt, now, true));
+    if (committed) for (const [id, d] of committed) add(id, d.delta, d.expiresAt, true);
     if (this.flushMs > 0 && ++this.pendingRecords >= this.flushRecords) void this.flush();
-    const results = await Promise.allSettled(writes);
-    for (const r of results) if (r.status === 'rejected') this.onError?.(r.reason);
+    if (!writes) return undefined;
+    return Promise.allSettled(writes).then((results) => {
+      for (const r of results) if (r.status === 'rejected') this.onError?.(r.reason);
+    });
   }
 
   /**
-   * Add usage to one counter. A write goes out at once when none is in flight for the counter;
-   * usage that arrives meanwhile is summed and sent as one write when the current one returns. So a
-   * busy instance makes at most one write per counter per round trip instead of one per request,
-   * with no timer (a Lambda serving one request at a time writes at once). Resolves when the
-   * write carrying this usage has landed.
+   * Add usage to one counter: batched for the next flush (flushMs > 0, undefined), or written now.
+   * A write goes out at once when none is in flight for the counter; usage that arrives meanwhile is
+   * summed and sent as one write when the current one returns. So a busy instance makes at most one
+   * write per counter per round trip instead of one per request, with no timer (a Lambda serving one
+   * request at a time writes at once). The promise resolves when the write carrying this usage has landed.
    */
-  private add(id: string, delta: UsageDelta, expiresAt: number, now: number, urgent = false): Promise<void> {
+  private add(id: string, delta: UsageDelta, expiresAt: number, now: number, urgent: boolean): Promise<void> | undefined {
     if (this.flushMs > 0 && !urgent) {
       this.queue(id, delta, expiresAt, now);
-      return Promise.resolve();
+      return undefined;
     }
     return this.write(id, delta, expiresAt, now);
   }

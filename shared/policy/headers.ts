@@ -14,42 +14,58 @@ export function openaiDuration(ms: number): string {
   return `${Math.floor(m / 60)}h${m % 60}m${rest}s`;
 }
 
-/** The status that binds tighter (less remaining), per dimension. */
-export function tightest(statuses: RateStatus[]): { requests?: { limit: number; remaining: number; resetAt: number }; tokens?: { limit: number; remaining: number; resetAt: number } } {
-  const out: ReturnType<typeof tightest> = {};
-  for (const s of statuses) {
-    if (s.rpm !== undefined && s.remainingRequests !== undefined && (!out.requests || s.remainingRequests < out.requests.remaining)) {
-      out.requests = { limit: s.rpm, remaining: s.remainingRequests, resetAt: s.resetAt };
+/** Header names per dimension, in OpenAI's style and in Anthropic's. */
+const NAMES = {
+  openai: {
+    requests: ['x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests'],
+    tokens: ['x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens'],
+  },
+  anthropic: {
+    requests: ['anthropic-ratelimit-requests-limit', 'anthropic-ratelimit-requests-remaining', 'anthropic-ratelimit-requests-reset'],
+    tokens: ['anthropic-ratelimit-tokens-limit', 'anthropic-ratelimit-tokens-remaining', 'anthropic-ratelimit-tokens-reset'],
+  },
+} as const;
+
+/** The last value formatted by `once`: a reset time or a remaining budget repeats request after request. */
+function once<T>(format: (v: T) => string): (v: T) => string {
+  let last: T | undefined;
+  let text = '';
+  return (v) => {
+    if (v !== last) {
+      text = format(v);
+      last = v;
     }
-    if (s.tpm !== undefined && s.remainingTokens !== undefined && (!out.tokens || s.remainingTokens < out.tokens.remaining)) {
-      out.tokens = { limit: s.tpm, remaining: s.remainingTokens, resetAt: s.resetAt };
-    }
-  }
-  return out;
+    return text;
+  };
 }
+
+const rfc3339 = once((ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'));
+const usd = once((remaining: number) => remaining.toFixed(6).replace(/\.?0+$/, '') || '0');
 
 /**
  * Rate-limit and usage headers in the style of the caller's API: OpenAI's `x-ratelimit-*` (reset as
  * a duration) or Anthropic's `anthropic-ratelimit-*` (reset as an RFC 3339 time) on /v1/messages;
- * remaining budget as `x-gateway-budget-remaining-usd` / `-tokens` on both.
+ * remaining budget as `x-gateway-budget-remaining-usd` / `-tokens` on both. Per dimension, the
+ * status that binds tighter (less remaining) is shown.
  */
 export function limitHeaders(door: FrontDoor | undefined, statuses: RateStatus[], budget: BudgetStatus, now: number): Record<string, string> {
   const h: Record<string, string> = {};
-  const t = tightest(statuses);
-  const anthropic = door === 'anthropic-messages';
-  for (const [dim, v] of [['requests', t.requests], ['tokens', t.tokens]] as const) {
-    if (!v) continue;
-    if (anthropic) {
-      h[`anthropic-ratelimit-${dim}-limit`] = String(v.limit);
-      h[`anthropic-ratelimit-${dim}-remaining`] = String(Math.floor(v.remaining));
-      h[`anthropic-ratelimit-${dim}-reset`] = new Date(v.resetAt).toISOString().replace(/\.\d{3}Z$/, 'Z');
-    } else {
-      h[`x-ratelimit-limit-${dim}`] = String(v.limit);
-      h[`x-ratelimit-remaining-${dim}`] = String(Math.floor(v.remaining));
-      h[`x-ratelimit-reset-${dim}`] = openaiDuration(v.resetAt - now);
-    }
+  let requests: RateStatus | undefined;
+  let tokens: RateStatus | undefined;
+  for (const s of statuses) {
+    if (s.rpm !== undefined && s.remainingRequests !== undefined && (!requests || s.remainingRequests < requests.remainingRequests!)) requests = s;
+    if (s.tpm !== undefined && s.remainingTokens !== undefined && (!tokens || s.remainingTokens < tokens.remainingTokens!)) tokens = s;
   }
-  if (budget.remainingUsd !== undefined) h['x-gateway-budget-remaining-usd'] = budget.remainingUsd.toFixed(6).replace(/\.?0+$/, '') || '0';
+  const anthropic = door === 'anthropic-messages';
+  const names = anthropic ? NAMES.anthropic : NAMES.openai;
+  const put = ([limitName, remainingName, resetName]: readonly string[], limit: number, remaining: number, resetAt: number) => {
+    h[limitName!] = String(limit);
+    h[remainingName!] = String(Math.floor(remaining));
+    h[resetName!] = anthropic ? rfc3339(resetAt) : openaiDuration(resetAt - now);
+  };
+  if (requests) put(names.requests, requests.rpm!, requests.remainingRequests!, requests.resetAt);
+  if (tokens) put(names.tokens, tokens.tpm!, tokens.remainingTokens!, tokens.resetAt);
+  if (budget.remainingUsd !== undefined) h['x-gateway-budget-remaining-usd'] = usd(budget.remainingUsd);
   if (budget.remainingTokens !== undefined) h['x-gateway-budget-remaining-tokens'] = String(Math.floor(budget.remainingTokens));
   return h;
 }

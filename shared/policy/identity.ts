@@ -25,6 +25,9 @@ export function storeUnavailable(err: unknown, onError?: (err: unknown) => void)
  * Keys and their teams, looked up by the key a request presents, with an in-memory cache: a cached
  * entry older than half the TTL is re-read in the background, so a key in steady use never waits on
  * DynamoDB, while no entry is ever used past the TTL: a revocation bites within `cacheTtlSeconds`.
+ * The cache is keyed by the presented string itself (it lives only in this process's memory, as the
+ * request did): a warm key costs one map lookup, and is hashed only when it is read from the store,
+ * whose records hold the hash alone.
  */
 export class KeyDirectory {
   private readonly keyCache = new Map<string, { at: number; result: Lookup }>();
@@ -46,26 +49,26 @@ export class KeyDirectory {
       this.teamCache.clear();
       return;
     }
-    for (const [hash, entry] of this.keyCache) if ('principal' in entry.result && entry.result.principal.key.id === id) this.keyCache.delete(hash);
+    for (const [key, entry] of this.keyCache) if ('principal' in entry.result && entry.result.principal.key.id === id) this.keyCache.delete(key);
   }
 
   invalidateTeam(name: string): void {
     this.teamCache.delete(name);
-    for (const [hash, entry] of this.keyCache) if ('principal' in entry.result && entry.result.principal.key.team === name) this.keyCache.delete(hash);
+    for (const [key, entry] of this.keyCache) if ('principal' in entry.result && entry.result.principal.key.team === name) this.keyCache.delete(key);
   }
 
   /**
    * The principal of the gateway key a request presents: 401 without a key or with an unknown one,
-   * 503 when the store fails. Revocation and expiry are checked by `refuseInactive`.
+   * 503 when the store fails. Revocation and expiry are checked by `refuseInactive`. A key whose
+   * cached entry is fresh is answered synchronously (no promise); otherwise a promise of the read.
    */
-  async identify(request: Request, background: (p: Promise<unknown>) => void): Promise<Principal> {
+  identify(request: Request, background: (p: Promise<unknown>) => void): Principal | Promise<Principal> {
     const key = presentedKey(request.headers);
     if (!key) {
       throw new GatewayError('authentication', 'No API key provided. Send your gateway key as `Authorization: Bearer <key>` or `x-api-key: <key>`.', { code: 'missing_api_key' });
     }
-    const found = await this.lookup(key, background).catch((err) => storeUnavailable(err, this.onError));
-    if (!('principal' in found)) throw new GatewayError('authentication', 'Invalid API key: the gateway does not know this key.', { code: 'invalid_api_key' });
-    return found.principal;
+    const found = this.lookup(key, background);
+    return found instanceof Promise ? found.catch((err) => storeUnavailable(err, this.onError)).then(principalOf) : principalOf(found);
   }
 
   /** Throw 401 for a revoked or expired key record. */
@@ -93,41 +96,51 @@ export class KeyDirectory {
     return team;
   }
 
-  /** A key's record (and its team's), from the in-memory cache when fresh (see the class comment). */
-  private async lookup(key: string, background: (p: Promise<unknown>) => void): Promise<Lookup> {
-    const id = parseKey(key);
-    if (!id) return { reason: 'unknown' };
-    const hash = hashKey(key);
-    const cached = this.keyCache.get(hash);
-    // The team the key had when last read: its record is read in parallel with the key's.
-    const teamHint = cached && 'principal' in cached.result ? cached.result.principal.key.team : undefined;
+  /** A key's record (and its team's): from the in-memory cache when fresh (see the class comment), else a promise of the read. */
+  private lookup(key: string, background: (p: Promise<unknown>) => void): Lookup | Promise<Lookup> {
+    const cached = this.keyCache.get(key);
     if (cached && this.fresh(cached.at)) {
-      if (this.now() - cached.at >= (this.cacheTtlSeconds * 1000) / 2 && !this.inflight.has(hash)) {
-        background(this.read(id, hash, teamHint).catch((err) => this.onError?.(err)));
+      if (this.now() - cached.at >= (this.cacheTtlSeconds * 1000) / 2 && !this.inflight.has(key)) {
+        const id = parseKey(key);
+        if (id) background(this.read(id, key, teamOf(cached.result)).catch((err) => this.onError?.(err)));
       }
       return cached.result;
     }
-    return this.inflight.get(hash) ?? this.read(id, hash, teamHint);
+    const id = parseKey(key);
+    if (!id) return UNKNOWN;
+    // The team the key had when last read: its record is read in parallel with the key's.
+    return this.inflight.get(key) ?? this.read(id, key, cached && teamOf(cached.result));
   }
 
   /** Read a key and its team from the store (one read per key at a time) and cache the answer. */
-  private read(id: string, hash: string, teamHint?: string): Promise<Lookup> {
+  private read(id: string, key: string, teamHint?: string): Promise<Lookup> {
     const p = (async (): Promise<Lookup> => {
       const at = this.now();
       const hinted = teamHint ? this.team(teamHint) : undefined;
       hinted?.catch(() => {});
       const rec = await this.store.getKey(id);
-      const valid = !!rec && hashesEqual(rec.hash, hash);
+      const valid = !!rec && hashesEqual(rec.hash, hashKey(key));
       const team = valid && rec.team ? await (rec.team === teamHint ? hinted! : this.team(rec.team)) : undefined;
-      const result: Lookup = valid ? { principal: { key: rec, team } } : { reason: 'unknown' };
+      const result: Lookup = valid ? { principal: { key: rec, team } } : UNKNOWN;
       if (this.cacheTtlSeconds > 0) {
         if (this.keyCache.size > 10_000) this.keyCache.clear();
         // Aged from when the read started: a revocation written meanwhile is still caught in time.
-        this.keyCache.set(hash, { at, result });
+        this.keyCache.set(key, { at, result });
       }
       return result;
-    })().finally(() => this.inflight.delete(hash));
-    this.inflight.set(hash, p);
+    })().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
     return p;
   }
+}
+
+const UNKNOWN: Lookup = { reason: 'unknown' };
+
+function teamOf(found: Lookup): string | undefined {
+  return 'principal' in found ? found.principal.key.team : undefined;
+}
+
+function principalOf(found: Lookup): Principal {
+  if (!('principal' in found)) throw new GatewayError('authentication', 'Invalid API key: the gateway does not know this key.', { code: 'invalid_api_key' });
+  return found.principal;
 }

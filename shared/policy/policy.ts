@@ -2,16 +2,16 @@ import type { BudgetAlerts } from '../alerts/budget-alerts.ts';
 import type { ChatRequest, FrontDoor } from '../core/types.ts';
 import type { Callers } from '../auth/index.ts';
 import { GatewayError } from '../http/errors.ts';
-import type { KeyRecord, RateLimits, Store } from '../store/types.ts';
-import type { RequestTrace } from '../telemetry/record.ts';
-import { budgetError, BudgetTracker, type BudgetGrant, type BudgetSubject } from './budgets.ts';
+import type { KeyRecord, RateLimits, Store, TeamRecord } from '../store/types.ts';
+import type { RequestRecord, RequestTrace } from '../telemetry/record.ts';
+import { budgetError, BudgetTracker, type BudgetCheck, type BudgetGrant, type BudgetSubject, type Reservation } from './budgets.ts';
 import { estimatePromptTokens } from './estimate.ts';
 import { limitHeaders } from './headers.ts';
-import { KeyDirectory, storeUnavailable, type Access } from './identity.ts';
+import { KeyDirectory, storeUnavailable, type Access, type Principal } from './identity.ts';
 import { modelAllowed } from './keys.ts';
-import { costMicroUsd, priceFinished, priceFor, type FinishedCost, type Price } from './pricing.ts';
+import { costMicroUsd, priceFinished, priceOf, type Price } from './pricing.ts';
 import { UsageReport } from './usage-report.ts';
-import { RateLimiter, rateLimitError, type Grant, type RateStatus } from './rate-limits.ts';
+import { RateLimiter, rateLimitError, type Grant, type RateStatus, type TakeResult } from './rate-limits.ts';
 
 export type { Access, Principal } from './identity.ts';
 
@@ -60,15 +60,41 @@ export function isPublicPath(path: string): boolean {
   return path === '/' || path === '/health' || path === '/admin' || path.startsWith('/admin/');
 }
 
-/** The rate-limit and budget subjects of a principal: its key, and its team when it has one. */
-function subjectsOf({ key, team }: Access): { rate: { subject: string; owner: string; limits: RateLimits }[]; budget: BudgetSubject[] } {
+/** A principal's rate-limit and budget subjects: its key, and its team when it has one. */
+interface Subjects {
+  team?: TeamRecord;
+  rate: { subject: string; owner: string; limits: RateLimits }[];
+  budget: BudgetSubject[];
+  /** The subjects' names (`key:<id>`, `team:<name>`): the usage counters a request adds to. */
+  names: string[];
+  /** Whether any rate limit applies (the record's `rateLimit`). */
+  limited: boolean;
+}
+
+/** Per key record (one per read of the key), its subjects: the same objects and strings for every request of the key. */
+const subjectsByKey = new WeakMap<KeyRecord, Subjects>();
+
+function subjectsOf({ key, team }: Principal): Subjects {
+  const known = subjectsByKey.get(key);
+  if (known && known.team === team) return known;
   const rate = [{ subject: `key:${key.id}`, owner: `key "${key.name}"`, limits: key.limits }];
   const budget: BudgetSubject[] = [{ subject: `key:${key.id}`, label: `key "${key.name}"`, budget: key.budget }];
   if (team) {
     rate.push({ subject: `team:${team.name}`, owner: `team "${team.name}"`, limits: team.limits });
     budget.push({ subject: `team:${team.name}`, label: `team "${team.name}"`, budget: team.budget });
   }
-  return { rate, budget };
+  const subjects: Subjects = { team, rate, budget, names: budget.map((b) => b.subject), limited: rate.some((s) => s.limits.rpm || s.limits.tpm) };
+  subjectsByKey.set(key, subjects);
+  return subjects;
+}
+
+/** `fn`'s answer as a promise: an answer given synchronously, or a throw, becomes a settled promise at once. */
+function settled<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 /**
@@ -84,7 +110,11 @@ export class Policy {
   private readonly budgets: BudgetTracker;
   /** Spend per team and model for the FinOps report (shared/policy/usage-report.ts). */
   readonly usageReport: UsageReport;
-  private readonly byTrace = new WeakMap<RequestTrace, Access>();
+  /**
+   * The key under which a request's Access is kept on its trace object (this instance's own): a
+   * WeakMap entry per request would cost the garbage collector several microseconds each.
+   */
+  private readonly accessKey = Symbol('access');
   private readonly now: () => number;
 
   constructor(private readonly opts: PolicyOptions) {
@@ -114,37 +144,55 @@ export class Policy {
     this.keys.invalidateTeam(name);
   }
 
-  /** Check the request's key; throws a 401 GatewayError (rendered in the caller's format). */
-  async authenticate(request: Request, trace: RequestTrace, extras: { waitUntil(p: Promise<unknown>): void }): Promise<Access> {
-    // OIDC tokens and IAM callers become the same Principal a key does (undefined: the key path).
-    const caller = await this.opts.callers?.principal(request, trace, this.now(), (name) => this.keys.teamRecord(name));
-    const { key, team } = caller ?? (await this.keys.identify(request, (p) => extras.waitUntil(p)));
+  /**
+   * Check the request's key; rejects with a 401 GatewayError (rendered in the caller's format). A
+   * key cached on this instance is checked synchronously (the promise is already settled).
+   */
+  authenticate(request: Request, trace: RequestTrace, extras: { waitUntil(p: Promise<unknown>): void }): Promise<Access> {
+    const waitUntil = (p: Promise<unknown>) => extras.waitUntil(p);
+    if (this.opts.callers) return this.authenticateCaller(this.opts.callers, request, trace, waitUntil);
+    return settled(() => {
+      const found = this.keys.identify(request, waitUntil);
+      return found instanceof Promise ? found.then((p) => this.enter(p, trace, waitUntil)) : this.enter(found, trace, waitUntil);
+    });
+  }
+
+  /** OIDC tokens and IAM callers become the same Principal a key does (undefined: the key path). */
+  private async authenticateCaller(callers: Callers, request: Request, trace: RequestTrace, waitUntil: (p: Promise<unknown>) => void): Promise<Access> {
+    const caller = await callers.principal(request, trace, this.now(), (name) => this.keys.teamRecord(name));
+    return this.enter(caller ?? (await this.keys.identify(request, waitUntil)), trace, waitUntil);
+  }
+
+  /** The request acts as `principal` (401 when its key is revoked or expired). */
+  private enter({ key, team }: Principal, trace: RequestTrace, waitUntil: (p: Promise<unknown>) => void): Access {
     trace.record.keyId = key.id;
     trace.record.authKind ??= 'key';
     if (key.team) trace.record.team = key.team;
     this.keys.refuseInactive(key);
-    const access: Access = { key, team, waitUntil: (p) => extras.waitUntil(p) };
-    this.byTrace.set(trace, access);
+    const access: Access = { key, team, waitUntil };
+    (trace as unknown as Record<symbol, Access>)[this.accessKey] = access;
     return access;
+  }
+
+  private accessOf(trace: RequestTrace): Access | undefined {
+    return (trace as unknown as Record<symbol, Access | undefined>)[this.accessKey];
   }
 
   /** Whether the request's key may use `model` (true when the request needed no key). */
   allows(trace: RequestTrace, model: string): boolean {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     return !a || modelAllowed(a.key.models, model);
   }
 
   /** Throw 403 when the request's key may not use `model` (for routes without token admission). */
   permit(trace: RequestTrace, model: string): void {
-    const a = this.byTrace.get(trace);
-    if (a && !modelAllowed(a.key.models, model)) {
-      throw new GatewayError('permission', `The key "${a.key.name}" is not allowed to use the model '${model}'.`, { code: 'model_not_allowed', param: 'model' });
-    }
+    const a = this.accessOf(trace);
+    if (a) permitAccess(a, model);
   }
 
   /** The MCP allow lists of the request's key and team (absent: no limit from that side; none without a key). */
   mcpLists(trace: RequestTrace): Array<readonly string[] | undefined> {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     return a ? [a.key.mcp, a.team?.mcp] : [];
   }
 
@@ -153,7 +201,7 @@ export class Policy {
    * key and team, all or none: throws the 429 (with `retry-after`) naming the limit reached.
    */
   async admitRequests(trace: RequestTrace, count: number): Promise<void> {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     const limited = a ? subjectsOf(a).rate.filter((s) => s.limits.rpm) : [];
     if (!limited.length) return;
     const now = this.now();
@@ -179,7 +227,7 @@ export class Policy {
    * from this instance's view: no round trip. Empty without a key.
    */
   currentHeaders(trace: RequestTrace, door: FrontDoor | undefined): Record<string, string> {
-    const a = this.byTrace.get(trace);
+    const a = this.accessOf(trace);
     if (!a) return {};
     const now = this.now();
     const { rate, budget } = subjectsOf(a);
@@ -201,32 +249,64 @@ export class Policy {
   /** The worst-case cost of a call in micro-dollars: the dearest price among its targets. */
   private worstCost(call: Call): number {
     const usage = { inputTokens: call.inputTokens ?? call.tokens, outputTokens: call.outputTokens ?? 0 };
-    const served = call.targets?.length ? call.targets.map((t) => ({ provider: t.provider, upstreamModel: t.model, model: call.model })) : [{ model: call.model }];
-    return Math.max(0, ...served.map((t) => costMicroUsd(priceFor(this.opts.settings.pricing, t), usage)));
+    const pricing = this.opts.settings.pricing;
+    if (!call.targets?.length) return Math.max(0, costMicroUsd(priceOf(pricing, undefined, undefined, call.model), usage));
+    let worst = 0;
+    for (const t of call.targets) worst = Math.max(worst, costMicroUsd(priceOf(pricing, t.provider, t.model, call.model), usage));
+    return worst;
   }
 
   /**
    * Allow list (403), budgets and rate limits (429) for a request about to call `model`, with an
    * estimated `tokens` reservation (of which `outputTokens` are output, for pricing). Returns the
    * rate-limit/usage headers for the response, and registers the settlement of real usage when the
-   * request ends. No-op without a key.
+   * request ends. No-op without a key. While the instance's leases and views last this is
+   * synchronous work: the promise is already settled.
    */
-  async admit(trace: RequestTrace, call: Call, door: FrontDoor | undefined): Promise<Record<string, string>> {
-    const a = this.byTrace.get(trace);
+  admit(trace: RequestTrace, call: Call, door: FrontDoor | undefined): Promise<Record<string, string>> {
+    return settled(() => this.admitNow(trace, call, door));
+  }
+
+  private admitNow(trace: RequestTrace, call: Call, door: FrontDoor | undefined): Record<string, string> | Promise<Record<string, string>> {
+    const a = this.accessOf(trace);
     if (!a) return {};
-    this.permit(trace, call.model);
+    permitAccess(a, call.model);
     const now = this.now();
     const subjects = subjectsOf(a);
 
     // Rate limits, the spend view and budget reservations in parallel: at most one round trip of
-    // latency between them (none while the instance's leases last).
-    const [takes, budget, reserved] = await Promise.all([
-      Promise.all(subjects.rate.map((s) => this.limiter.take(s.subject, s.limits, call.tokens, now))),
-      this.budgets.check(subjects.budget, now, a.waitUntil),
-      this.budgets.reserve(subjects.budget, () => ({ microUsd: this.worstCost(call), tokens: call.tokens }), now),
-    ]).catch((err) => storeUnavailable(err, this.opts.onError));
-    const grants = takes.flatMap((t) => (t.ok && t.grant ? [t.grant] : []));
-    const statuses: RateStatus[] = takes.map((t) => t.status);
+    // latency between them (none while the instance's leases last: then no promise at all).
+    let takes: (TakeResult | Promise<TakeResult>)[];
+    let budget: BudgetCheck | Promise<BudgetCheck>;
+    let reserved: Reservation | Promise<Reservation>;
+    let waits = false;
+    try {
+      takes = subjects.rate.map((s) => {
+        const t = this.limiter.take(s.subject, s.limits, call.tokens, now);
+        waits ||= t instanceof Promise;
+        return t;
+      });
+      budget = this.budgets.check(subjects.budget, now, a.waitUntil);
+      reserved = this.budgets.reserve(subjects.budget, () => ({ microUsd: this.worstCost(call), tokens: call.tokens }), now);
+    } catch (err) {
+      storeUnavailable(err, this.opts.onError);
+    }
+    if (!waits && !(budget instanceof Promise) && !(reserved instanceof Promise)) return this.decide(trace, a, subjects, takes as TakeResult[], budget, reserved, door, now);
+    return Promise.all([Promise.all(takes), budget, reserved])
+      .catch((err) => storeUnavailable(err, this.opts.onError))
+      .then(([t, b, r]) => this.decide(trace, a, subjects, t, b, r, door, now));
+  }
+
+  /** Admit or refuse on the answers of the limits and budgets; an admitted request settles its usage when it ends. */
+  private decide(trace: RequestTrace, a: Access, subjects: Subjects, takes: TakeResult[], budget: BudgetCheck, reserved: Reservation, door: FrontDoor | undefined, now: number): Record<string, string> {
+    const grants: Grant[] = [];
+    const statuses: RateStatus[] = [];
+    let refused = -1;
+    takes.forEach((t, i) => {
+      statuses.push(t.status);
+      if (!t.ok) refused = refused < 0 ? i : refused;
+      else if (t.grant) grants.push(t.grant);
+    });
     const denial = budget.denial ?? reserved.denial;
     if (denial) {
       if (denial.field.startsWith('usd')) budget.status.remainingUsd = 0;
@@ -234,7 +314,6 @@ export class Policy {
     }
     const headers = limitHeaders(door, statuses, budget.status, now);
 
-    const refused = takes.findIndex((t) => !t.ok);
     if (refused >= 0 || denial) {
       for (const g of grants) this.limiter.giveBack(g);
       this.budgets.release(reserved.grants, now);
@@ -248,25 +327,42 @@ export class Policy {
       trace.record.rateLimitReason = which === 'requests' ? 'requests_per_minute' : 'tokens_per_minute';
       throw rateLimitError(subjects.rate[refused]!.owner, which, which === 'requests' ? r.status.rpm : r.status.tpm, r.status.resetAt, now, headers);
     }
-    if (subjects.rate.some((s) => s.limits.rpm || s.limits.tpm)) trace.record.rateLimit = 'allowed';
-
-    trace.onEnd((record) => {
-      // Synchronous part: the cost goes into the log record about to be written.
-      const cost = priceFinished(this.opts.settings.pricing, record);
-      this.usageReport.add(record, cost.usage, cost.microUsd, this.now());
-      a.waitUntil(this.settle(grants, reserved.grants, subjects.budget, cost).catch((err) => this.opts.onError?.(err)));
-    });
+    if (subjects.limited) trace.record.rateLimit = 'allowed';
+    trace.onEnd((record) => this.settle(record, a, subjects, grants, reserved.grants));
     return headers;
   }
 
-  /** Replace the reservations with what the request really used, and add it to the usage counters. */
-  private async settle(grants: Grant[], budgetGrants: BudgetGrant[], subjects: BudgetSubject[], { usage, microUsd }: FinishedCost): Promise<void> {
-    const now = this.now();
-    this.opts.alerts?.watch(subjects, now);
-    const total = usage.inputTokens + usage.outputTokens;
-    await Promise.all([
-      ...grants.map((g) => this.limiter.settle(g, total)),
-      this.budgets.record(subjects.map((s) => s.subject), { ...usage, microUsd }, now, budgetGrants),
-    ]);
+  /**
+   * When the request ends: price it (synchronously: the cost goes into the log record about to be
+   * written), count it for the usage report, and replace the reservations with what it really used
+   * in the usage counters. Only a write that must go out now leaves a promise (to `waitUntil`).
+   */
+  private settle(record: RequestRecord, a: Access, subjects: Subjects, grants: Grant[], budgetGrants: BudgetGrant[]): void {
+    const report = (err: unknown) => this.opts.onError?.(err);
+    const { usage, microUsd } = priceFinished(this.opts.settings.pricing, record);
+    this.usageReport.add(record, usage, microUsd, this.now());
+    let writes: Promise<unknown>[] | undefined;
+    try {
+      const now = this.now();
+      this.opts.alerts?.watch(subjects.budget, now);
+      const total = usage.inputTokens + usage.outputTokens;
+      for (const g of grants) {
+        const w = this.limiter.settle(g, total);
+        if (w) (writes ??= []).push(w);
+      }
+      const delta = { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, cacheReadTokens: usage.cacheReadTokens, cacheWriteTokens: usage.cacheWriteTokens, microUsd };
+      const w = this.budgets.record(subjects.names, delta, now, budgetGrants);
+      if (w) (writes ??= []).push(w);
+    } catch (err) {
+      report(err);
+    }
+    if (writes) a.waitUntil(Promise.all(writes).catch(report));
+  }
+}
+
+/** Throw 403 when the access's key may not use `model`. */
+function permitAccess(a: Access, model: string): void {
+  if (!modelAllowed(a.key.models, model)) {
+    throw new GatewayError('permission', `The key "${a.key.name}" is not allowed to use the model '${model}'.`, { code: 'model_not_allowed', param: 'model' });
   }
 }

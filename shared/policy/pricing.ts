@@ -14,9 +14,12 @@ export interface Price {
  * `provider/upstreamModel`, then the upstream model id, then the model name the client asked for.
  */
 export function priceFor(pricing: Record<string, Price>, served: { provider?: string; upstreamModel?: string; model?: string }): Price | undefined {
-  const candidates = [served.provider && served.upstreamModel ? `${served.provider}/${served.upstreamModel}` : undefined, served.upstreamModel, served.model];
-  for (const c of candidates) if (c && pricing[c]) return pricing[c];
-  return undefined;
+  return priceOf(pricing, served.provider, served.upstreamModel, served.model);
+}
+
+/** `priceFor` with the three names as arguments (no object per lookup on the hot path). */
+export function priceOf(pricing: Record<string, Price>, provider: string | undefined, upstreamModel: string | undefined, model: string | undefined): Price | undefined {
+  return (provider && upstreamModel && pricing[`${provider}/${upstreamModel}`]) || (upstreamModel && pricing[upstreamModel]) || (model && pricing[model]) || undefined;
 }
 
 /**

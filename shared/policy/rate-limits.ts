@@ -49,6 +49,8 @@ export type TakeResult = { ok: true; grant?: Grant; status: RateStatus } | { ok:
 
 interface Pool {
   window: number;
+  /** The window's counter item (`rl:<subject>:<window>`). */
+  counterId: string;
   /** Leased here and not spent yet. */
   reqLeft: number;
   tokLeft: number;
@@ -103,7 +105,7 @@ export class RateLimiter {
     let p = this.pools.get(poolId);
     if (!p || p.window !== window) {
       if (!p && this.pools.size > 50_000) this.pools.clear();
-      p = { window, reqLeft: 0, tokLeft: 0, globalReq: 0, globalTok: 0, reqRate: p?.reqRate ?? new RateMeter(), tokRate: p?.tokRate ?? new RateMeter() };
+      p = { window, counterId: `rl:${poolId}:${window}`, reqLeft: 0, tokLeft: 0, globalReq: 0, globalTok: 0, reqRate: p?.reqRate ?? new RateMeter(), tokRate: p?.tokRate ?? new RateMeter() };
       this.pools.set(poolId, p);
     }
     return p;
@@ -121,43 +123,56 @@ export class RateLimiter {
 
   /**
    * Take one request and `tokens` tokens for `subject` (e.g. `key:abc`) in the window of `now`.
-   * Zero round trips while the local lease lasts; one conditional update to lease more.
+   * Zero round trips while the local lease lasts (answered synchronously, no promise); a promise when
+   * it must wait for a lease (one conditional update).
    */
-  async take(subject: string, limits: RateLimits, tokens: number, now: number): Promise<TakeResult> {
+  take(subject: string, limits: RateLimits, tokens: number, now: number): TakeResult | Promise<TakeResult> {
     const window = windowOf(now);
     const rpm = limits.rpm;
     const tpm = limits.tpm;
-    const counterId = `rl:${subject}:${window}`;
     const needR = rpm ? 1 : 0;
     // A request larger than the whole limit could never pass: reserve at most the limit.
     const needT = tpm ? Math.min(Math.max(0, Math.ceil(tokens)), tpm) : 0;
     if (!needR && !needT) return { ok: true, status: { resetAt: (window + 1) * WINDOW_MS } };
+    const p = this.pool(subject, window);
+    return this.fromLease(p, subject, limits, needR, needT, now) ?? this.leaseAndTake(subject, limits, needR, needT, now);
+  }
+
+  /** Take from the local lease, or refuse from what is known; undefined when a lease must be asked for (or waited on). */
+  private fromLease(p: Pool, subject: string, limits: RateLimits, needR: number, needT: number, now: number): TakeResult | undefined {
+    const { rpm, tpm } = limits;
+    if (p.reqLeft >= needR && p.tokLeft >= needT) {
+      p.reqLeft -= needR;
+      p.tokLeft -= needT;
+      p.reqRate.hit(now, needR);
+      p.tokRate.hit(now, needT);
+      this.renew(p, limits, now);
+      return { ok: true, grant: { counterId: p.counterId, poolId: subject, window: p.window, requests: needR, tokens: needT }, status: this.status(p, limits) };
+    }
+    if (p.inflight) return undefined;
+    const shortR = Math.max(0, needR - p.reqLeft);
+    const shortT = Math.max(0, needT - p.tokLeft);
+    // Counters only grow within a window: what is known to be spent stays spent.
+    if (rpm && shortR > 0 && p.globalReq + shortR > rpm) return { ok: false, limit: 'requests', status: this.status(p, limits) };
+    if (tpm && shortT > 0 && p.globalTok + shortT > tpm) return { ok: false, limit: 'tokens', status: this.status(p, limits) };
+    if (p.failed && shortR >= p.failed.requests && shortT >= p.failed.tokens) {
+      return { ok: false, limit: shortR > 0 && (!tpm || p.globalTok + shortT <= tpm) ? 'requests' : 'tokens', status: this.status(p, limits) };
+    }
+    return undefined;
+  }
+
+  /** `take` once the local lease is short: wait for the lease in flight, or lease what is missing, and take again. */
+  private async leaseAndTake(subject: string, limits: RateLimits, needR: number, needT: number, now: number): Promise<TakeResult> {
     for (;;) {
-      const p = this.pool(subject, window);
-      if (p.reqLeft >= needR && p.tokLeft >= needT) {
-        p.reqLeft -= needR;
-        p.tokLeft -= needT;
-        p.reqRate.hit(now, needR);
-        p.tokRate.hit(now, needT);
-        this.renew(p, counterId, limits, now);
-        return { ok: true, grant: { counterId, poolId: subject, window, requests: needR, tokens: needT }, status: this.status(p, limits) };
+      const p = this.pool(subject, windowOf(now));
+      if (!p.inflight) {
+        p.inflight = this.lease(p, limits, Math.max(0, needR - p.reqLeft), Math.max(0, needT - p.tokLeft), now).finally(() => {
+          p.inflight = undefined;
+        });
       }
-      if (p.inflight) {
-        await p.inflight;
-        continue;
-      }
-      const shortR = Math.max(0, needR - p.reqLeft);
-      const shortT = Math.max(0, needT - p.tokLeft);
-      // Counters only grow within a window: what is known to be spent stays spent.
-      if (rpm && shortR > 0 && p.globalReq + shortR > rpm) return { ok: false, limit: 'requests', status: this.status(p, limits) };
-      if (tpm && shortT > 0 && p.globalTok + shortT > tpm) return { ok: false, limit: 'tokens', status: this.status(p, limits) };
-      if (p.failed && shortR >= p.failed.requests && shortT >= p.failed.tokens) {
-        return { ok: false, limit: shortR > 0 && (!tpm || p.globalTok + shortT <= tpm) ? 'requests' : 'tokens', status: this.status(p, limits) };
-      }
-      p.inflight = this.lease(p, counterId, limits, shortR, shortT, now).finally(() => {
-        p.inflight = undefined;
-      });
       await p.inflight;
+      const r = this.fromLease(this.pool(subject, windowOf(now)), subject, limits, needR, needT, now);
+      if (r) return r;
     }
   }
 
@@ -177,22 +192,23 @@ export class RateLimiter {
    * Lease the next block in the background once the local one is half spent, so a subject in
    * steady use never waits on a lease (the lease is the same conditional update: never over-admits).
    */
-  private renew(p: Pool, counterId: string, limits: RateLimits, now: number): void {
+  private renew(p: Pool, limits: RateLimits, now: number): void {
     if (p.inflight || this.opts.leaseRequests <= 1) return;
     const b = this.blocks(p, limits, now);
     const lowR = !!limits.rpm && p.reqLeft * 2 < b.r && p.globalReq + b.r <= limits.rpm;
     const lowT = !!limits.tpm && p.tokLeft * 2 < b.t && p.globalTok + b.t <= limits.tpm;
     if (!lowR && !lowT) return;
-    p.inflight = this.lease(p, counterId, limits, lowR ? 1 : 0, lowT ? 1 : 0, now, true)
+    p.inflight = this.lease(p, limits, lowR ? 1 : 0, lowT ? 1 : 0, now, true)
       .catch((err) => this.opts.onError?.(err))
       .finally(() => {
         p.inflight = undefined;
       });
   }
 
-  private async lease(p: Pool, counterId: string, limits: RateLimits, shortR: number, shortT: number, now: number, ahead = false): Promise<void> {
+  private async lease(p: Pool, limits: RateLimits, shortR: number, shortT: number, now: number, ahead = false): Promise<void> {
     const rpm = limits.rpm;
     const tpm = limits.tpm;
+    const counterId = p.counterId;
     const expiresAt = Math.floor(((p.window + 1) * WINDOW_MS) / 1000) + 3600;
     const caps = this.blocks(p, limits, now);
     let blockR = 0;
@@ -250,16 +266,17 @@ export class RateLimiter {
 
   /**
    * Settle a grant with the tokens the request really used: unused reserved tokens return to the
-   * local lease; tokens beyond the reservation come out of it, or are added to the counter.
+   * local lease; tokens beyond the reservation come out of it, or are added to the counter (the only
+   * case with a promise: the write).
    */
-  async settle(g: Grant, actualTokens: number): Promise<void> {
-    if (!g.tokens) return;
+  settle(g: Grant, actualTokens: number): Promise<void> | undefined {
+    if (!g.tokens) return undefined;
     const p = this.pools.get(g.poolId);
     const current = p && p.window === g.window ? p : undefined;
     const diff = g.tokens - actualTokens;
     if (diff >= 0) {
       if (current) current.tokLeft += diff;
-      return;
+      return undefined;
     }
     let over = -diff;
     if (current) {
@@ -267,10 +284,10 @@ export class RateLimiter {
       current.tokLeft -= fromPool;
       over -= fromPool;
     }
-    if (over > 0) {
-      const t = await this.opts.store.addUsage(g.counterId, { tokens: over }, Math.floor(((g.window + 1) * WINDOW_MS) / 1000) + 3600);
+    if (over <= 0) return undefined;
+    return this.opts.store.addUsage(g.counterId, { tokens: over }, Math.floor(((g.window + 1) * WINDOW_MS) / 1000) + 3600).then((t) => {
       if (current) current.globalTok = Math.max(current.globalTok, t.tokens);
-    }
+    });
   }
 }
 

@@ -53,23 +53,29 @@ export class UsageReport {
   add(r: ReportedRequest, usage: ReportUsage, microUsd: number, now: number): void {
     const subject = reportSubject(r);
     if (!subject) return;
-    this.merge(periodId('d', now), { subject, model: (r.model ?? 'unknown').slice(0, 256), requests: 1, ...usage, microUsd });
+    this.merge(periodId('d', now), subject, (r.model ?? 'unknown').slice(0, 256), 1, usage, microUsd);
     if (!this.timer) {
       this.timer = setTimeout(() => void this.flush(), this.flushMs);
       this.timer.unref?.();
     }
   }
 
-  private merge(day: string, row: ReportRow): void {
+  private merge(day: string, subject: string, model: string, requests: number, usage: ReportUsage, microUsd: number): void {
     let rows = this.pending.get(day);
     if (!rows) this.pending.set(day, (rows = new Map()));
-    const id = `${row.subject}|${row.model}`;
+    const id = `${subject}|${model}`;
     const cur = rows.get(id);
     if (!cur) {
-      rows.set(id, { ...row });
+      const { inputTokens, outputTokens, cacheReadTokens, cacheWriteTokens } = usage;
+      rows.set(id, { subject, model, requests, inputTokens, outputTokens, cacheReadTokens, cacheWriteTokens, microUsd });
       return;
     }
-    for (const f of ['requests', 'inputTokens', 'outputTokens', 'cacheReadTokens', 'cacheWriteTokens', 'microUsd'] as const) cur[f] += row[f];
+    cur.requests += requests;
+    cur.inputTokens += usage.inputTokens;
+    cur.outputTokens += usage.outputTokens;
+    cur.cacheReadTokens += usage.cacheReadTokens;
+    cur.cacheWriteTokens += usage.cacheWriteTokens;
+    cur.microUsd += microUsd;
   }
 
   /** Write everything counted so far; resolves when it has landed (a failed write is kept for the next flush). */
@@ -82,7 +88,7 @@ export class UsageReport {
       const expiresAt = Math.floor(Date.parse(`${day}T00:00:00Z`) / 1000) + KEEP_DAYS * 86_400;
       return this.store.addReportUsage(day, [...rows.values()], expiresAt).catch((err) => {
         this.onError?.(err);
-        for (const row of rows.values()) this.merge(day, row);
+        for (const row of rows.values()) this.merge(day, row.subject, row.model, row.requests, row, row.microUsd);
       });
     });
     this.flushing = Promise.all([this.flushing, ...writes]).then(() => {});
