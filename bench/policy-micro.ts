@@ -8,7 +8,6 @@ import { newKey } from '../shared/policy/keys.ts';
 import { createPolicy } from '../shared/policy/index.ts';
 import { createDynamoStore, dynamoSettings, ensureTables } from '../shared/store/dynamodb.ts';
 import { RequestTrace } from '../shared/telemetry/record.ts';
-import { runWithTrace, type TraceContext } from '../shared/tracing/context.ts';
 import { BENCH_MODEL, BENCH_UPSTREAM_MODEL, benchConfig } from './gateway-server.ts';
 import { BENCH_KEY_LIMITS } from './targets.ts';
 
@@ -19,8 +18,8 @@ import { BENCH_KEY_LIMITS } from './targets.ts';
  * through authenticate -> admitChat -> usage and trace end (settlement), one at a time. Prints the
  * CPU per request (process.cpuUsage, background store writes included), the wall time per step,
  * and the store calls per request. Run under `node --import tsx --cpu-prof bench/policy-micro.ts`
- * for a profile. POLICY_STEPS=0 skips the per-step clocks (the total alone). Each request runs in a
- * trace context (AsyncLocalStorage), as the gateway runs it: promises cost what they cost there.
+ * for a profile. POLICY_STEPS=0 skips the per-step clocks (the total alone). No AsyncLocalStorage is entered:
+ * the gateway keeps none on the request path (docs/tracing.md).
  */
 
 const N = Number(process.env.POLICY_N ?? 20_000);
@@ -94,9 +93,8 @@ async function one(i: number, clocks: boolean): Promise<void> {
   lap('end');
 }
 
-const tc: TraceContext = { traceId: '0'.repeat(32), spanId: '0'.repeat(16), flags: '01' };
 async function run(n: number, clocks: boolean): Promise<void> {
-  for (let i = 0; i < n; i++) await runWithTrace(tc, () => one(i, clocks));
+  for (let i = 0; i < n; i++) await one(i, clocks);
 }
 
 // Warm: the key read, the leases, the budget view, JIT.
