@@ -24,7 +24,9 @@ import { median, round3 } from './load.ts';
  * is embedded, validated at synth), the admin API and stats pages, MCP, the Bedrock SDK (loaded by
  * the first Bedrock call), js-tiktoken's ranks (the first count_tokens estimate), the DynamoDB store
  * and the SDK (commands, client, HTTP handler, credential chain: the first store call, see
- * shared/store/lazy.ts).
+ * shared/store/lazy.ts), and the optional features, loaded on first use when their section is on
+ * (shared/lazy.ts, shared/features.ts): guardrails, the response cache (its pass-through decoder
+ * stays: the pipeline uses it without a cache), stored Responses, `n` choices, budget alerts.
  */
 export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
   { what: 'zod (config schema)', pattern: /node_modules\/zod\// },
@@ -36,6 +38,11 @@ export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
   { what: 'Bedrock provider', pattern: /^shared\/providers\/bedrock\/(?!lazy\.ts)/ },
   { what: 'js-tiktoken', pattern: /node_modules\/js-tiktoken\// },
   { what: 'DynamoDB store', pattern: /^shared\/store\/dynamodb\.ts$/ },
+  { what: 'guardrails', pattern: /^shared\/guardrails\// },
+  { what: 'response cache', pattern: /^shared\/cache\/(?!passthrough\.ts$)/ },
+  { what: 'stored Responses', pattern: /^shared\/responses\// },
+  { what: '`n` choices emulation', pattern: /^shared\/emulate\/parallel\.ts$/ },
+  { what: 'budget alerts', pattern: /^shared\/alerts\// },
   { what: 'DynamoDB SDK (commands, client, @smithy)', pattern: /node_modules\/@aws-sdk\/(client-dynamodb|credential-provider-node)\/|node_modules\/@smithy\// },
 ];
 

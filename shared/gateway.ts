@@ -8,7 +8,7 @@ import { countTokens } from './wire/anthropic-messages/count-tokens.ts';
 import { listModelsResponse, modelResponse } from './formats/models-list.ts';
 import { buildProviders } from './providers/index.ts';
 import { runAttempts, runCall, type CallRunner } from './routing/execute.ts';
-import { emulatesChoices, runChoices } from './emulate/choices.ts';
+import { emulatesChoices } from './emulate/choices.ts';
 import { Router, type ResolvedTarget, type RoutePlan } from './routing/router.ts';
 import type { Provider } from './providers/types.ts';
 import { RequestTrace, type LogSink, type RequestRecord } from './telemetry/record.ts';
@@ -21,16 +21,15 @@ import { ownTraceparent, startTrace, type TraceContext } from './tracing/context
 import { inSpan, requestAnnotations, withSpans, type Span, type SpanRecorder } from './tracing/spans.ts';
 import { priceUnsettled } from './policy/pricing.ts';
 import { localLogs, STATS_PATHS } from './telemetry/local-logs.ts';
-// Loaded on first use (a chunk of their own in a bundle): the admin API, the stats pages, MCP.
-import { handleAdmin, handleStatsRoute, McpGateway } from './lazy.ts';
-import { ResponseCache, type CacheHit } from './cache/index.ts';
+// Loaded on first use (a chunk of their own in a bundle): the admin API, the stats pages, MCP, the
+// optional features (guardrails, the response cache, stored Responses, `n` choices).
+import { Guardrails, handleAdmin, handleStatsRoute, loadResponseCache, McpGateway, runChoices, StatefulResponses } from './lazy.ts';
+import type { ResponseCache, CacheHit } from './cache/index.ts';
 import { passthroughEvents } from './cache/passthrough.ts';
-import { Guardrails } from './guardrails/index.ts';
 import type { StreamEvent } from './core/types.ts';
 import type { EncodeMeta, FrontDoorCodec } from './formats/types.ts';
 import type { ChatContext, RequestContext, RequestExtras } from './core/context.ts';
 import { RouteTable } from './routes.ts';
-import { StatefulResponses } from './responses/index.ts';
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -122,8 +121,12 @@ export class Gateway {
   private bedrockDoors?: Promise<BedrockDoors>;
   /** MCP tool servers at /mcp/<name> (shared/mcp). */
   readonly mcp: McpGateway;
-  /** Response cache (shared/cache); undefined without a `cache` section. */
-  readonly cache: ResponseCache | undefined;
+  /** Response cache (shared/cache); undefined without a `cache` section, and until it is loaded (`ready`). */
+  cache: ResponseCache | undefined;
+  /** The response cache once its module is loaded (a `cache` section on). */
+  private readonly cacheLoad?: Promise<ResponseCache>;
+  /** Resolves when what the configuration turns on and the gateway loads at start is there (the response cache). */
+  readonly ready: Promise<void>;
   /** Guardrails (shared/guardrails); undefined without a `guardrails` section. */
   readonly guardrails: Guardrails | undefined;
   private readonly log: GatewayLogger;
@@ -144,7 +147,9 @@ export class Gateway {
     this.mcp = new McpGateway(opts.config, opts.env, this.policy, log);
     this.responses = new StatefulResponses({ config: opts.config, env: opts.env, now: opts.now ?? Date.now, log });
     const { cache, guardrails } = opts.config;
-    this.cache = cache?.enabled ? new ResponseCache(cache, opts.env, { now: opts.now, store: opts.config.store, onError: (err) => log.error('response cache error', { error: errorText(err) }), embed: (model, text, trace) => this.embedText(model, text, trace) }) : undefined;
+    // The cache is loaded at once when it is on: every chat request asks it, and the first would wait.
+    if (cache?.enabled) this.cacheLoad = loadResponseCache().then((m) => (this.cache = new m.ResponseCache(cache, opts.env, { now: opts.now, store: opts.config.store, onError: (err) => log.error('response cache error', { error: errorText(err) }), embed: (model, text, trace) => this.embedText(model, text, trace) })));
+    this.ready = this.cacheLoad ? this.cacheLoad.then(() => undefined) : Promise.resolve();
     this.guardrails = guardrails ? new Guardrails(guardrails, opts.env) : undefined;
   }
 
@@ -391,7 +396,7 @@ export class Gateway {
     // The response cache: a hit replays the stored answer in this door's format, with no upstream call.
     // `n` choices emulated by parallel calls (shared/emulate/choices.ts): not cached, guardrails per choice.
     const choices = emulatesChoices(req.n, plan, codec.door) ? req.n : undefined;
-    const cachePlan = choices ? undefined : this.cache?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
+    const cachePlan = choices ? undefined : (this.cache ?? (this.cacheLoad && (await this.cacheLoad)))?.plan(trace, req, rawBody, plan, request.headers, guard?.profile);
     const hit = cachePlan && (await this.cache!.lookup(cachePlan, trace));
     if (hit) return this.replayCached({ ...ctx, codec, req, plan, guard, cachePlan }, hit);
     if (cachePlan) headers['x-gateway-cache'] = 'miss';

@@ -1,4 +1,7 @@
+import type { BudgetAlerts as BudgetAlertsImpl } from './alerts/budget-alerts.ts';
+import type { GuardedRequest, Guardrails as GuardrailsImpl } from './guardrails/index.ts';
 import type { McpGateway as McpGatewayImpl } from './mcp/gateway.ts';
+import type { ResponsesHost, StatefulResponses as StatefulResponsesImpl } from './responses/index.ts';
 
 /**
  * Code a request may not need, loaded by `import()` on first use: in a bundle (infra/bundling.ts,
@@ -16,17 +19,106 @@ export async function handleStatsRoute(...args: Parameters<typeof import('./tele
   return (await import('./telemetry/admin-stats.ts')).handleStatsRoute(...args);
 }
 
-/** The MCP gateway (shared/mcp), made on the first `/mcp` request with the arguments given here. */
-export class McpGateway {
-  private readonly args: ConstructorParameters<typeof McpGatewayImpl>;
-  private impl?: Promise<McpGatewayImpl>;
+/** `n` choices emulated by parallel calls (shared/emulate/parallel.ts): only requests with `n > 1` on a translated route. */
+export async function runChoices(...args: Parameters<typeof import('./features.ts').runChoices>): ReturnType<typeof import('./features.ts').runChoices> {
+  return (await import('./features.ts')).runChoices(...args);
+}
 
+/** The response cache's module (shared/cache), loaded when a `cache` section is on (see `Gateway.ready`). */
+export const loadResponseCache = () => import('./features.ts');
+
+/** An implementation made on first use: `get()` imports its module and makes it, once; `made` is it once there. */
+class OnFirstUse<T> {
+  private making?: Promise<T>;
+  protected made?: T;
+
+  constructor(private readonly make: () => Promise<T>) {}
+
+  protected get(): Promise<T> {
+    return (this.making ??= this.make().then((m) => (this.made = m)));
+  }
+}
+
+/** The MCP gateway (shared/mcp), made on the first `/mcp` request with the arguments given here. */
+export class McpGateway extends OnFirstUse<McpGatewayImpl> {
   constructor(...args: ConstructorParameters<typeof McpGatewayImpl>) {
-    this.args = args;
+    super(() => import('./mcp/gateway.ts').then((m) => new m.McpGateway(...args)));
   }
 
   async handle(...args: Parameters<McpGatewayImpl['handle']>): ReturnType<McpGatewayImpl['handle']> {
-    this.impl ??= import('./mcp/gateway.ts').then((m) => new m.McpGateway(...this.args));
-    return (await this.impl).handle(...args);
+    return (await this.get()).handle(...args);
+  }
+}
+
+/** Guardrails (shared/guardrails), compiled on the first request that a `guardrails` section applies to. */
+export class Guardrails extends OnFirstUse<GuardrailsImpl> {
+  constructor(...args: ConstructorParameters<typeof GuardrailsImpl>) {
+    super(() => import('./features.ts').then((m) => new m.Guardrails(...args)));
+  }
+
+  async checkInput(...args: Parameters<GuardrailsImpl['checkInput']>): Promise<GuardedRequest> {
+    return (await this.get()).checkInput(...args);
+  }
+}
+
+/**
+ * Stored Responses (shared/responses), loaded by the first Responses request that needs it: one
+ * that asks for a stored conversation (`previous_response_id`, `store: true`), any request while
+ * they are kept (`responses.enabled` with body logging), or `/v1/responses/{id}`. Until then an
+ * answer has nothing to capture (only `prepare` notes what to store).
+ */
+export class StatefulResponses extends OnFirstUse<StatefulResponsesImpl> {
+  private readonly kept: boolean;
+
+  constructor(host: ResponsesHost) {
+    super(() => import('./features.ts').then((m) => new m.StatefulResponses(host)));
+    this.kept = host.config.responses.enabled && !!host.config.logging.bodies?.enabled;
+  }
+
+  async prepare(...args: Parameters<StatefulResponsesImpl['prepare']>): Promise<unknown> {
+    const body = args[0] as { previous_response_id?: unknown; store?: unknown } | null;
+    // Nothing kept and nothing asked of the store: the body goes on as it is (as the module would leave it).
+    if (!this.made && !this.kept && (typeof body !== 'object' || body === null || (typeof body.previous_response_id !== 'string' && body.store !== true))) return body;
+    return (await this.get()).prepare(...args);
+  }
+
+  capture(...args: Parameters<StatefulResponsesImpl['capture']>): Response {
+    return this.made ? this.made.capture(...args) : args[1];
+  }
+
+  async route(...args: Parameters<StatefulResponsesImpl['route']>): Promise<Response> {
+    return (await this.get()).route(...args);
+  }
+}
+
+/**
+ * Budget alerts (shared/alerts), loaded with the first settled request that a threshold may apply
+ * to. Counters watched before it is there are handed over when it is made, before any totals it
+ * observes (a usage write lands after its request was watched).
+ */
+export class BudgetAlerts extends OnFirstUse<BudgetAlertsImpl> {
+  private queued: Parameters<BudgetAlertsImpl['watch']>[] = [];
+
+  constructor(
+    make: () => Promise<BudgetAlertsImpl>,
+    private readonly onError: (err: unknown) => void,
+  ) {
+    super(() =>
+      make().then((alerts) => {
+        for (const args of this.queued) alerts.watch(...args);
+        this.queued = [];
+        return alerts;
+      }),
+    );
+  }
+
+  watch(...args: Parameters<BudgetAlertsImpl['watch']>): void {
+    if (this.made) return this.made.watch(...args);
+    this.queued.push(args);
+    this.get().catch(this.onError);
+  }
+
+  observe(...args: Parameters<BudgetAlertsImpl['observe']>): ReturnType<BudgetAlertsImpl['observe']> {
+    return this.made ? this.made.observe(...args) : this.get().then((a) => a.observe(...args));
   }
 }

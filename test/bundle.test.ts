@@ -67,6 +67,11 @@ describe('Lambda bundle (split build)', () => {
     // Loaded on demand, in chunks of their own.
     const lazy = new Set(start.lazyFiles.flatMap((f) => Object.keys(meta.outputs[f]!.inputs)));
     for (const m of ['shared/admin/api.ts', 'shared/mcp/gateway.ts', 'shared/providers/bedrock/index.ts']) assert.ok(lazy.has(m), `${m} in an on-demand chunk`);
+    // The optional features: one on-demand chunk for all of them (shared/features.ts).
+    const features = ['shared/guardrails/index.ts', 'shared/cache/index.ts', 'shared/responses/index.ts', 'shared/emulate/parallel.ts', 'shared/alerts/budget-alerts.ts', 'shared/alerts/notifiers.ts'];
+    const chunkOf = (m: string) => start.lazyFiles.find((f) => m in meta.outputs[f]!.inputs);
+    for (const m of features) assert.equal(chunkOf(m), chunkOf('shared/features.ts'), `${m} in the features chunk`);
+    assert.ok(chunkOf('shared/features.ts'));
     // The configuration is embedded: its loader and the YAML parser are not even shipped.
     const shipped = Object.values(meta.outputs).flatMap((o) => Object.keys(o.inputs));
     assert.deepEqual(shipped.filter((i) => i === 'shared/config/load.ts' || i.startsWith('node_modules/yaml/')), []);
@@ -92,12 +97,15 @@ describe('Lambda bundle (split build)', () => {
     assert.ok(js.some((f) => readFileSync(f, 'utf8').startsWith(ESM_REQUIRE_BANNER)), 'the banner where a CommonJS dependency requires');
   });
 
-  it('runs in a fresh Node process: a chat answer, count_tokens (ranks beside it), the admin API and a Bedrock call load their chunks', () => {
+  it('runs in a fresh Node process: a chat answer, count_tokens (ranks beside it), the admin API, a Bedrock call and the optional features load their chunks', () => {
     const calls = [
       ['chat', '/v1/chat/completions', { model: 'mock', messages: [{ role: 'user', content: 'hello bundle' }] }],
       ['count', '/v1/messages/count_tokens', { model: 'mock', messages: [{ role: 'user', content: 'count these words' }] }],
       ['admin', '/admin/keys', null],
       ['bedrock', '/v1/chat/completions', { model: 'nova', messages: [{ role: 'user', content: 'hi' }] }],
+      // The optional features' chunk (shared/features.ts): `n` choices, and a stored Response asked of a gateway that keeps none.
+      ['choices', '/v1/chat/completions', { model: 'mock', n: 2, messages: [{ role: 'user', content: 'two of these' }] }],
+      ['stored', '/v1/responses', { model: 'mock', input: 'keep this', store: true }],
     ];
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', PROBE], {
       encoding: 'utf8',
@@ -123,6 +131,10 @@ describe('Lambda bundle (split build)', () => {
     assert.ok(out.admin!.status >= 400 && out.admin!.status < 500, `admin: ${out.admin!.status} ${out.admin!.body}`);
     assert.ok(out.bedrock!.status >= 500, `bedrock: ${out.bedrock!.status} ${out.bedrock!.body}`);
     assert.match(out.bedrock!.body, /bedrock/i);
+    assert.equal(out.choices!.status, 200, out.choices!.body);
+    assert.deepEqual((JSON.parse(out.choices!.body) as { choices: { index: number; message: { content: string } }[] }).choices.map((c) => [c.index, c.message.content]), [[0, 'two of these'], [1, 'two of these']]);
+    assert.equal(out.stored!.status, 400, out.stored!.body);
+    assert.equal(JSON.parse(out.stored!.body).error.code, 'unsupported_parameter');
   });
 
   it('is what the CDK asset ships: entry, chunks, maps and the ranks beside it', () => {

@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
 import middy from '@middy/core';
-import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { Gateway } from '../../shared/gateway.ts';
 import { responseBytes } from '../../shared/http/bytes.ts';
 import { eventToRequest, responseMetadata } from './apigw.ts';
 import { lambdaConfig } from './config.ts';
+import { loggerOnFirstLine } from './lazy-logger.ts';
 import { ProviderSecrets, secretMaxAgeMs } from './secrets.ts';
 import { lambdaSinks } from './sinks.ts';
 import { xraySpans } from './xray.ts';
@@ -26,7 +26,7 @@ export interface LambdaEntryOptions {
  */
 export async function createLambdaHandler(opts: LambdaEntryOptions) {
   const serviceName = process.env.POWERTOOLS_SERVICE_NAME ?? 'llm-gateway';
-  const logger = new Logger({ serviceName });
+  const logger = loggerOnFirstLine(serviceName);
   const config = lambdaConfig();
   // Provider keys from Secrets Manager: read at cold start, then again when older than a minute,
   // so a key put after deploy (or rotated) reaches warm instances without a cold start.

@@ -1,4 +1,4 @@
-import type { Logger } from '@aws-lambda-powertools/logger';
+import type { ShellLogger } from './lazy-logger.ts';
 import type { GatewayConfig } from '../../shared/config/schema.ts';
 import { FirehoseLogSink, type FirehoseSender } from '../../shared/telemetry/firehose-sink.ts';
 import { EmfMetricsSink } from '../../shared/telemetry/metrics.ts';
@@ -6,7 +6,7 @@ import type { LogSink } from '../../shared/telemetry/record.ts';
 import { LoggerSink } from './logger-sink.ts';
 
 export interface LambdaSinkOptions {
-  logger: Logger;
+  logger: Pick<ShellLogger, 'info'>;
   config: GatewayConfig;
   env: Record<string, string | undefined>;
   /** Tests hand a stubbed Firehose client; in AWS the sink makes its own. */

@@ -1,11 +1,10 @@
-import { BudgetAlerts } from '../alerts/budget-alerts.ts';
-import { createNotifiers } from '../alerts/notifiers.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { createDynamoStore, dynamoSettings } from '../store/lazy.ts';
 import type { Store } from '../store/types.ts';
 import { jsonLinesLogger, type GatewayLogger } from '../telemetry/logger.ts';
 import { Policy } from './policy.ts';
 import { createCallers } from '../auth/index.ts';
+import { BudgetAlerts } from '../lazy.ts';
 
 export { Policy, isPublicPath, type Access, type Principal } from './policy.ts';
 export { modelAllowed } from './keys.ts';
@@ -23,7 +22,13 @@ export function createPolicy(config: GatewayConfig, env: Record<string, string |
   if (!config.auth?.required) return undefined;
   const db = store ?? createDynamoStore(dynamoSettings(config.store, env));
   const report = onError ?? ((err: unknown) => logger.error('policy store error', { error: String((err as Error)?.message ?? err) }));
-  const alerts = config.budgetAlerts.thresholds.length ? new BudgetAlerts(db, config.budgetAlerts.thresholds, createNotifiers(config.budgetAlerts, env, logger), report) : undefined;
+  // Budget alerts (shared/alerts) load with the first request whose budgets they may watch.
+  const { thresholds } = config.budgetAlerts;
+  const makeAlerts = async () => {
+    const { BudgetAlerts: Alerts, createNotifiers } = await import('../features.ts');
+    return new Alerts(db, thresholds, createNotifiers(config.budgetAlerts, env, logger), report);
+  };
+  const alerts = thresholds.length ? new BudgetAlerts(makeAlerts, report) : undefined;
   return new Policy({
     store: db,
     now,

@@ -41,7 +41,7 @@ export interface PolicyOptions {
   now?: () => number;
   onError?: (err: unknown) => void;
   /** Budget alerts, checked when usage writes land. */
-  alerts?: BudgetAlerts;
+  alerts?: Pick<BudgetAlerts, 'watch' | 'observe'>;
   /** Callers without keys: OIDC tokens and IAM callers (shared/auth). */
   callers?: Callers;
 }

@@ -107,6 +107,7 @@ export async function startGateway(setup: GatewaySetup): Promise<StartedGateway>
     fetchFn = (path, init) => fetch(`${srv.url}${path}`, init);
     close = () => srv.close();
   }
+  await gateway.ready; // what the configuration turns on, loaded (shared/lazy.ts)
   const records = sink.records;
   const awaitRecordHere: StartedGateway['awaitRecord'] = (predicate, what, timeoutMs) => awaitRecord(records, predicate, what, timeoutMs);
   return {
