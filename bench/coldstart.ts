@@ -25,7 +25,7 @@ import { median, round3 } from './load.ts';
  * the first Bedrock call), js-tiktoken's ranks (the first count_tokens estimate), the DynamoDB store
  * and the SDK (commands, client, HTTP handler, credential chain: the first store call, see
  * shared/store/lazy.ts), and the optional features, loaded on first use when their section is on
- * (shared/lazy.ts, shared/features.ts): guardrails, the response cache (its pass-through decoder
+ * (shared/lazy.ts, shared/entries/features.ts): guardrails, the response cache (its pass-through decoder
  * stays: the pipeline uses it without a cache), stored Responses, `n` choices, budget alerts.
  */
 export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [

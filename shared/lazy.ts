@@ -11,21 +11,21 @@ import type { ResponsesHost, StatefulResponses as StatefulResponsesImpl } from '
 
 /** The admin API (keys, teams; zod for its bodies): only `/admin/*` requests. */
 export async function handleAdmin(...args: Parameters<typeof import('./admin/api.ts').handleAdmin>): Promise<Response> {
-  return (await import('./admin/api.ts')).handleAdmin(...args);
+  return (await import('./entries/admin.ts')).handleAdmin(...args);
 }
 
 /** `/admin/stats` and `/admin/dashboard` (the local logs' summary and its HTML page). */
 export async function handleStatsRoute(...args: Parameters<typeof import('./telemetry/admin-stats.ts').handleStatsRoute>): Promise<Response> {
-  return (await import('./telemetry/admin-stats.ts')).handleStatsRoute(...args);
+  return (await import('./entries/stats.ts')).handleStatsRoute(...args);
 }
 
 /** `n` choices emulated by parallel calls (shared/emulate/parallel.ts): only requests with `n > 1` on a translated route. */
-export async function runChoices(...args: Parameters<typeof import('./features.ts').runChoices>): ReturnType<typeof import('./features.ts').runChoices> {
-  return (await import('./features.ts')).runChoices(...args);
+export async function runChoices(...args: Parameters<typeof import('./entries/features.ts').runChoices>): ReturnType<typeof import('./entries/features.ts').runChoices> {
+  return (await import('./entries/features.ts')).runChoices(...args);
 }
 
 /** The response cache's module (shared/cache), loaded when a `cache` section is on (see `Gateway.ready`). */
-export const loadResponseCache = () => import('./features.ts');
+export const loadResponseCache = () => import('./entries/features.ts');
 
 /** An implementation made on first use: `get()` imports its module and makes it, once; `made` is it once there. */
 class OnFirstUse<T> {
@@ -42,7 +42,7 @@ class OnFirstUse<T> {
 /** The MCP gateway (shared/mcp), made on the first `/mcp` request with the arguments given here. */
 export class McpGateway extends OnFirstUse<McpGatewayImpl> {
   constructor(...args: ConstructorParameters<typeof McpGatewayImpl>) {
-    super(() => import('./mcp/gateway.ts').then((m) => new m.McpGateway(...args)));
+    super(() => import('./entries/mcp.ts').then((m) => new m.McpGateway(...args)));
   }
 
   async handle(...args: Parameters<McpGatewayImpl['handle']>): ReturnType<McpGatewayImpl['handle']> {
@@ -53,7 +53,7 @@ export class McpGateway extends OnFirstUse<McpGatewayImpl> {
 /** Guardrails (shared/guardrails), compiled on the first request that a `guardrails` section applies to. */
 export class Guardrails extends OnFirstUse<GuardrailsImpl> {
   constructor(...args: ConstructorParameters<typeof GuardrailsImpl>) {
-    super(() => import('./features.ts').then((m) => new m.Guardrails(...args)));
+    super(() => import('./entries/features.ts').then((m) => new m.Guardrails(...args)));
   }
 
   async checkInput(...args: Parameters<GuardrailsImpl['checkInput']>): Promise<GuardedRequest> {
@@ -71,7 +71,7 @@ export class StatefulResponses extends OnFirstUse<StatefulResponsesImpl> {
   private readonly kept: boolean;
 
   constructor(host: ResponsesHost) {
-    super(() => import('./features.ts').then((m) => new m.StatefulResponses(host)));
+    super(() => import('./entries/features.ts').then((m) => new m.StatefulResponses(host)));
     this.kept = host.config.responses.enabled && !!host.config.logging.bodies?.enabled;
   }
 

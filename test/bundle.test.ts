@@ -67,11 +67,11 @@ describe('Lambda bundle (split build)', () => {
     // Loaded on demand, in chunks of their own.
     const lazy = new Set(start.lazyFiles.flatMap((f) => Object.keys(meta.outputs[f]!.inputs)));
     for (const m of ['shared/admin/api.ts', 'shared/mcp/gateway.ts', 'shared/providers/bedrock/index.ts']) assert.ok(lazy.has(m), `${m} in an on-demand chunk`);
-    // The optional features: one on-demand chunk for all of them (shared/features.ts).
+    // The optional features: one on-demand chunk for all of them (shared/entries/features.ts).
     const features = ['shared/guardrails/index.ts', 'shared/cache/index.ts', 'shared/responses/index.ts', 'shared/emulate/parallel.ts', 'shared/alerts/budget-alerts.ts', 'shared/alerts/notifiers.ts'];
     const chunkOf = (m: string) => start.lazyFiles.find((f) => m in meta.outputs[f]!.inputs);
-    for (const m of features) assert.equal(chunkOf(m), chunkOf('shared/features.ts'), `${m} in the features chunk`);
-    assert.ok(chunkOf('shared/features.ts'));
+    for (const m of features) assert.equal(chunkOf(m), chunkOf('shared/entries/features.ts'), `${m} in the features chunk`);
+    assert.ok(chunkOf('shared/entries/features.ts'));
     // The configuration is embedded: its loader and the YAML parser are not even shipped.
     const shipped = Object.values(meta.outputs).flatMap((o) => Object.keys(o.inputs));
     assert.deepEqual(shipped.filter((i) => i === 'shared/config/load.ts' || i.startsWith('node_modules/yaml/')), []);
@@ -103,7 +103,7 @@ describe('Lambda bundle (split build)', () => {
       ['count', '/v1/messages/count_tokens', { model: 'mock', messages: [{ role: 'user', content: 'count these words' }] }],
       ['admin', '/admin/keys', null],
       ['bedrock', '/v1/chat/completions', { model: 'nova', messages: [{ role: 'user', content: 'hi' }] }],
-      // The optional features' chunk (shared/features.ts): `n` choices, and a stored Response asked of a gateway that keeps none.
+      // The optional features' chunk (shared/entries/features.ts): `n` choices, and a stored Response asked of a gateway that keeps none.
       ['choices', '/v1/chat/completions', { model: 'mock', n: 2, messages: [{ role: 'user', content: 'two of these' }] }],
       ['stored', '/v1/responses', { model: 'mock', input: 'keep this', store: true }],
     ];

@@ -25,7 +25,7 @@ export function createPolicy(config: GatewayConfig, env: Record<string, string |
   // Budget alerts (shared/alerts) load with the first request whose budgets they may watch.
   const { thresholds } = config.budgetAlerts;
   const makeAlerts = async () => {
-    const { BudgetAlerts: Alerts, createNotifiers } = await import('../features.ts');
+    const { BudgetAlerts: Alerts, createNotifiers } = await import('../entries/features.ts');
     return new Alerts(db, thresholds, createNotifiers(config.budgetAlerts, env, logger), report);
   };
   const alerts = thresholds.length ? new BudgetAlerts(makeAlerts, report) : undefined;

@@ -1,0 +1,3 @@
+/** The MCP gateway (shared/mcp): only `/mcp` requests. */
+import '../gateway.ts'; // see README.md here
+export { McpGateway } from '../mcp/gateway.ts';
