@@ -273,7 +273,7 @@ export class Gateway {
    * table, loaded on the first /bedrock request (a chunk of their own in a bundle).
    */
   private bedrock(): Promise<BedrockDoors> {
-    return (this.bedrockDoors ??= Promise.all([import('./wire/bedrock-invoke/door.ts'), import('./wire/bedrock-converse/door.ts')]).then(([inv, conv]) => {
+    return (this.bedrockDoors ??= Promise.all([import('./entries/bedrock-invoke.ts'), import('./entries/bedrock-converse.ts')]).then(([inv, conv]) => {
       const index = new inv.BedrockModelIndex(this.opts.config);
       return { module: inv, index, invoke: inv.createBedrockInvokeDoor(index, { keepAliveMs: this.opts.config.server.sseKeepAliveMs }), converse: conv.createBedrockConverseDoor(index) };
     }));

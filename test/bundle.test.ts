@@ -77,6 +77,9 @@ describe('Lambda bundle (split build)', () => {
     assert.deepEqual(shipped.filter((i) => i === 'shared/config/load.ts' || i.startsWith('node_modules/yaml/')), []);
     // A size bound, to catch a static import that pulls a large dependency back in (was 1.6 MB in one file).
     assert.ok(start.bytes < 700 * 1024, `loaded at start: ${Math.round(start.bytes / 1024)} KiB`);
+    // Few files: each lazy module reaches the whole core (shared/entries/), so the core is not split
+    // into a chunk per subset of it that some lazy module uses (13 files before, each one more read).
+    assert.ok(start.files.length <= 6, `loaded at start: ${start.files.length} files (${start.files.join(', ')})`);
     assert.equal(/--enable-source-maps/.test(LAMBDA_RUNTIME_ENV.NODE_OPTIONS ?? ''), false);
   });
 

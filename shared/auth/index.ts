@@ -66,7 +66,7 @@ export class Callers {
     if (!token || !looksLikeJwt(token)) return undefined;
     r.authKind = 'oidc';
     const oidc = this.oidc!;
-    this.verifier ??= import('./oidc.ts').then((m) => new m.OidcVerifier(oidc));
+    this.verifier ??= import('../entries/oidc.ts').then((m) => new m.OidcVerifier(oidc));
     const caller = await (await this.verifier).verify(token, now);
     r.subject = caller.subject;
     r.issuer = caller.issuer;

@@ -42,7 +42,7 @@ export function createDynamoStore(settings: DynamoSettings): Store {
 }
 
 /** The store module with the SDK (its commands imported by name, so a bundle keeps only those). */
-const store = () => import('./dynamodb.ts');
+const store = () => import('../entries/dynamodb.ts');
 
 /** The operations the response cache and stored Responses send (input and output types). */
 export interface Ops {

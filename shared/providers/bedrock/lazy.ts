@@ -32,7 +32,7 @@ export class BedrockProvider implements Provider {
 
   /** The provider with the SDK, loaded and made once. */
   provider(): Promise<BedrockProviderImpl> {
-    this.impl ??= import('./index.ts').then((m) => new m.BedrockProvider(this.name, this.cfg, this.env));
+    this.impl ??= import('../../entries/bedrock.ts').then((m) => new m.BedrockProvider(this.name, this.cfg, this.env));
     return this.impl;
   }
 
