@@ -12,15 +12,23 @@ export type ShellLogger = Pick<Logger, 'info' | 'warn' | 'error' | 'addContext'>
 export function loggerOnFirstLine(serviceName: string): ShellLogger {
   let made: Logger | undefined;
   let context: Parameters<Logger['addContext']>[0] | undefined;
+  let invocations = 0;
   const logger = (): Logger => {
     if (!made) {
       made = new Logger({ serviceName });
+      // `cold_start` is true only on the first invocation's lines, and the Logger takes its first
+      // addContext for the cold start: made on a later invocation, it is given that one first.
+      if (context && invocations > 1) made.addContext(context);
       if (context) made.addContext(context);
     }
     return made;
   };
   return {
-    addContext: (c) => (made ? made.addContext(c) : void (context = c)),
+    addContext: (c) => {
+      if (made) return made.addContext(c);
+      context = c;
+      invocations++;
+    },
     info: (input, ...extra) => logger().info(input, ...extra),
     warn: (input, ...extra) => logger().warn(input, ...extra),
     error: (input, ...extra) => logger().error(input, ...extra),
