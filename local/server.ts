@@ -42,6 +42,8 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<LocalS
     store: opts.store,
     now: opts.now,
   });
+  // What the configuration turns on (the response cache) is loaded before the first request.
+  await gateway.ready;
   const pending = new Set<Promise<unknown>>();
   const server = createServer({ keepAliveTimeout: 65_000 }, nodeHandler(gateway, pending));
   // Requests node:http refuses before they reach the handler, and CONNECT, are answered and logged by the core.

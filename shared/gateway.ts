@@ -150,6 +150,10 @@ export class Gateway {
     // The cache is loaded at once when it is on: every chat request asks it, and the first would wait.
     if (cache?.enabled) this.cacheLoad = loadResponseCache().then((m) => (this.cache = new m.ResponseCache(cache, opts.env, { now: opts.now, store: opts.config.store, onError: (err) => log.error('response cache error', { error: errorText(err) }), embed: (model, text, trace) => this.embedText(model, text, trace) })));
     this.ready = this.cacheLoad ? this.cacheLoad.then(() => undefined) : Promise.resolve();
+    // A cache that fails to load fails the requests that need it (and `ready`, which the local
+    // server awaits before it listens); it never surfaces as an unhandled rejection.
+    this.cacheLoad?.catch(() => {});
+    this.ready.catch(() => {});
     this.guardrails = guardrails ? new Guardrails(guardrails, opts.env) : undefined;
   }
 
