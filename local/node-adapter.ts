@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Gateway, ShellReject } from '../shared/gateway.ts';
-import { bodyReader, responseBytes, ShellRequest } from '../shared/http/bytes.ts';
+import { bodyReader, hasBody, headerRecord, responseBytes, ShellRequest } from '../shared/http/bytes.ts';
 
 /**
  * The thin shell between node:http and the gateway core: IncomingMessage -> web Request, web
@@ -270,8 +270,7 @@ function bodiless(status: number): boolean {
 }
 
 async function writeResponse(response: Response, res: ServerResponse, head: boolean): Promise<void> {
-  const headers: Record<string, string> = {};
-  response.headers.forEach((v, k) => (headers[k] = v));
+  const headers = headerRecord(response);
   // An answer whose bytes are whole goes out in one write, with its length.
   const bytes = responseBytes(response);
   if (bytes) {
@@ -281,7 +280,7 @@ async function writeResponse(response: Response, res: ServerResponse, head: bool
     return;
   }
   res.writeHead(response.status, headers);
-  if (!response.body || head) {
+  if (!hasBody(response) || head) {
     res.end();
     return;
   }

@@ -1,3 +1,5 @@
+import { ClientLeave, type ClientSignal } from './client-signal.ts';
+
 /**
  * Bodies that are already whole travel as bytes, not as web streams. A web stream costs a
  * ReadableStream (and a reader, and a read per chunk) on each side of every hop; a small JSON
@@ -104,7 +106,7 @@ export class BytesResponse extends Response {
 
 /** The whole body of a response that carries its bytes (and is unread), else undefined: the caller streams it. */
 export function responseBytes(res: Response): Uint8Array | undefined {
-  return res instanceof BytesResponse ? res.peekBytes() : undefined;
+  return res instanceof BytesResponse || res instanceof ReaderResponse ? res.peekBytes() : undefined;
 }
 
 export interface ShellRequestInit {
@@ -123,8 +125,8 @@ export interface ShellRequestInit {
  */
 export class ShellRequest extends Request {
   readonly #held?: HeldBody;
-  #controller?: AbortController;
-  #left = false;
+  /** The client's leaving, for the core (`clientSignalOf`) without an AbortSignal. */
+  readonly leaving = new ClientLeave();
 
   constructor(url: string, init: ShellRequestInit) {
     // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
@@ -139,11 +141,7 @@ export class ShellRequest extends Request {
     return this.#held ? this.#held.bodyUsed : super.bodyUsed;
   }
   override get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#left) this.#controller.abort();
-    }
-    return this.#controller.signal;
+    return this.leaving.signal;
   }
   override arrayBuffer(): Promise<ArrayBuffer> {
     return this.#held ? Promise.resolve().then(() => copy(this.#held!.take())) : super.arrayBuffer();
@@ -161,14 +159,13 @@ export class ShellRequest extends Request {
     if (!this.#held) return super.clone();
     if (this.#held.bodyUsed) throw new TypeError('Request.clone: Body has already been consumed.');
     const twin = new ShellRequest(this.url, { method: this.method, headers: new Headers(this.headers), bytes: this.#held.bytes });
-    if (this.#left) twin.clientLeft();
+    if (this.leaving.aborted) twin.clientLeft();
     return twin;
   }
 
   /** The client went away: the signal (now or when first asked for) is aborted. */
   clientLeft(): void {
-    this.#left = true;
-    this.#controller?.abort();
+    this.leaving.leave();
   }
 
   /** The whole body, when the shell read it and no one has read it since, else undefined. */
@@ -182,6 +179,11 @@ export class ShellRequest extends Request {
   }
 }
 
+/** The client's leaving for a request: the shell's cheap one, else the Request's own signal. */
+export function clientSignalOf(request: Request): ClientSignal {
+  return request instanceof ShellRequest ? request.leaving : request.signal;
+}
+
 /** The bytes a shell read whole for this request (marked read), or undefined when the body is to be streamed. */
 export function takeRequestBytes(request: Request): Uint8Array | undefined {
   return request instanceof ShellRequest && request.peekBytes() ? request.takeBytes() : undefined;
@@ -193,19 +195,60 @@ export interface PullSource {
   cancel(why?: unknown): Promise<void>;
 }
 
+/** A pull source over whole bytes: one read gives them, the next ends. */
+function bytesSource(bytes: Uint8Array): PullSource {
+  let given = bytes.byteLength === 0;
+  return {
+    read: () => {
+      if (given) return Promise.resolve({ done: true, value: undefined });
+      given = true;
+      return Promise.resolve({ done: false, value: bytes });
+    },
+    cancel: () => {
+      given = true;
+      return Promise.resolve();
+    },
+  };
+}
+
 /**
  * A Response whose body comes from a `PullSource` (an upstream socket, the stream frame): whoever
  * reads it through `bodyReader` reads the source directly; `.body` makes a web stream over it only
- * when someone asks. One reader either way, as with any body.
+ * when someone asks. One reader either way, as with any body. `rebodied` gives one a new body (and
+ * headers) in place, so an upstream answer can go on to the client without a second undici Response.
  */
 export class ReaderResponse extends Response {
-  readonly #source: PullSource;
+  #source: PullSource;
+  /** The whole body when the source is bytes in hand (`responseBytes` hands them out). */
+  #bytes?: Uint8Array;
+  #headers?: Headers | Record<string, string>;
   #stream?: ReadableStream<Bytes>;
   #owner?: 'reader' | 'stream';
 
   constructor(source: PullSource, init?: ResponseInit) {
     super(null, init);
     this.#source = source;
+  }
+
+  /** A new body (the old one's reader has let it go) and, when given, new headers. */
+  rebody(body: PullSource | Uint8Array, headers?: Record<string, string>): this {
+    this.#bytes = body instanceof Uint8Array ? body : undefined;
+    this.#source = body instanceof Uint8Array ? bytesSource(body) : body;
+    this.#stream = this.#owner = undefined;
+    if (headers) this.#headers = headers;
+    return this;
+  }
+
+  override get headers(): Headers {
+    const h = this.#headers;
+    if (!h) return super.headers;
+    return h instanceof Headers ? h : (this.#headers = new Headers(h));
+  }
+
+  /** The headers as a plain record when they were given as one and nobody has asked for `.headers`. */
+  plainHeaders(): Record<string, string> | undefined {
+    const h = this.#headers;
+    return h && !(h instanceof Headers) ? h : undefined;
   }
 
   override get body(): ReadableStream<Bytes> {
@@ -229,6 +272,11 @@ export class ReaderResponse extends Response {
   }
   override get bodyUsed(): boolean {
     return this.#owner !== undefined || (this.#stream?.locked ?? false);
+  }
+
+  /** The bytes, when the body is whole bytes that no one has read or taken a stream of. */
+  peekBytes(): Uint8Array | undefined {
+    return this.#bytes && !this.bodyUsed ? this.#bytes : undefined;
   }
 
   /** The source as a reader, once, when no one has started reading the body; else undefined. */
@@ -265,6 +313,31 @@ export class ReaderResponse extends Response {
     this.#stream = mine;
     return new Response(theirs, { status: this.status, statusText: this.statusText, headers: new Headers(this.headers) });
   }
+}
+
+/**
+ * `res`, whose body its reader has taken, with a new body (a pull source, or whole bytes) and, when
+ * given, new headers: the same object for a ReaderResponse (an upstream answer goes on without a
+ * second undici Response), else a new Response.
+ */
+export function rebodied(res: Response, body: PullSource | Uint8Array, headers?: Record<string, string>): Response {
+  if (res instanceof ReaderResponse) return res.rebody(body, headers);
+  const init = { status: res.status, statusText: res.statusText, headers: headers ?? res.headers };
+  return body instanceof Uint8Array ? new BytesResponse(body, init) : new ReaderResponse(body, init);
+}
+
+/** Whether a response has a body, without making a web stream of one that travels as bytes or a source. */
+export function hasBody(res: Response): boolean {
+  return res instanceof ReaderResponse || res instanceof BytesResponse || res.body !== null;
+}
+
+/** A copy of a response's headers as a plain record (made without a Headers object when it carries a record). */
+export function headerRecord(res: Response): Record<string, string> {
+  const plain = res instanceof ReaderResponse ? res.plainHeaders() : undefined;
+  if (plain) return { ...plain };
+  const out: Record<string, string> = {};
+  res.headers.forEach((v, k) => (out[k] = v));
+  return out;
 }
 
 /** A reader for a response's body: the source itself for an unread ReaderResponse (no web stream), else the body stream's reader. */

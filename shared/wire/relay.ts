@@ -1,5 +1,5 @@
 import type { FrontDoor } from '../core/types.ts';
-import { bodyReader, BytesResponse, responseBytes } from '../http/bytes.ts';
+import { bodyReader, BytesResponse, rebodied, responseBytes } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
@@ -157,14 +157,15 @@ export function truncatedStream(): GatewayError {
  * again), and a body that is not JSON is logged as an error. An answer already whole (read and
  * checked before commit) goes on as those bytes, with no stream.
  */
-export function relayJson(upstream: Response, trace: RequestTrace, init: ResponseInit, inspect: (body: Json) => void, beforeEnd?: () => void): Response {
+export function relayJson(upstream: Response, trace: RequestTrace, init: { status: number; headers: Record<string, string> }, inspect: (body: Json) => void, beforeEnd?: () => void): Response {
   const whole = responseBytes(upstream);
   if (whole) {
     trace.firstByte();
     inspectJson(whole, trace, inspect);
     beforeEnd?.();
     trace.end();
-    return new BytesResponse(whole, init);
+    // The upstream's answer object goes on with the door's headers (no second Response).
+    return init.status === upstream.status ? rebodied(upstream, whole, init.headers) : new BytesResponse(whole, init);
   }
   const reader = bodyReader(upstream);
   const parts: Uint8Array[] = [];
