@@ -17,7 +17,7 @@ export class ClientLeave implements ClientSignal {
   #listeners: EventListenerObject[] | undefined;
   #controller: AbortController | undefined;
 
-  addEventListener(_type: 'abort', listener: EventListenerObject): void {
+  addEventListener(_type: 'abort', listener: EventListenerObject, _options?: { once?: boolean }): void {
     if (!this.aborted) (this.#listeners ??= []).push(listener);
   }
 
