@@ -112,6 +112,26 @@ describe("the client's leaving without an AbortController", () => {
     const web = new Request('http://gateway.local/x');
     assert.equal(clientSignalOf(web), web.signal);
   });
+
+  it("a shell's request keeps the shell's URL and headers, streamed or whole, through clone() and blob()", async () => {
+    const headers = () => new Headers({ 'content-type': 'application/json', 'x-a': '1' });
+    const whole = new ShellRequest('http://gateway.local/v1/chat/completions?beta=true', { method: 'POST', headers: headers(), bytes: Buffer.from('{"w":1}') });
+    assert.equal(whole.url, 'http://gateway.local/v1/chat/completions?beta=true');
+    assert.equal(whole.headers.get('x-a'), '1');
+    assert.equal(whole.method, 'POST');
+    const blob = await whole.clone().blob();
+    assert.equal(blob.type, 'application/json');
+    assert.equal(await blob.text(), '{"w":1}');
+    const body = () => new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(new TextEncoder().encode('{"s":2}')), c.close()) });
+    const streamed = new ShellRequest('http://gateway.local/v1/messages', { method: 'POST', headers: headers(), stream: body() });
+    const twin = streamed.clone();
+    assert.equal(twin.url, 'http://gateway.local/v1/messages');
+    assert.equal(twin.headers.get('x-a'), '1');
+    assert.deepEqual(await twin.json(), { s: 2 });
+    assert.deepEqual(await streamed.json(), { s: 2 });
+    const typed = await new ShellRequest('http://gateway.local/y', { method: 'POST', headers: headers(), stream: body() }).blob();
+    assert.equal(typed.type, 'application/json');
+  });
 });
 
 describe('through the local server', () => {

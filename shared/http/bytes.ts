@@ -118,20 +118,37 @@ export interface ShellRequestInit {
   stream?: ReadableStream<Uint8Array>;
 }
 
+/** The URL the undici Request under a ShellRequest is given (its own `url` is the shell's). */
+const SHELL_BASE = 'http://gateway.local/';
+
 /**
  * The Request a shell hands the core: a small body as bytes (no body stream unless someone asks
- * for `.body`), and a signal made only when the core asks for it, aborted by `clientLeft()`
- * (instead of an AbortController per request linked into the Request's own).
+ * for `.body`); its URL and headers are the shell's own (undici's Request underneath is given
+ * neither, so they are not parsed and copied again); the client's leaving is `leaving`, a
+ * `ClientLeave` (the core's attempt runner listens to it: no AbortController per request), and
+ * `signal` is made from it only when someone asks.
  */
 export class ShellRequest extends Request {
   readonly #held?: HeldBody;
+  readonly #url: string;
+  readonly #headers: Headers;
   /** The client's leaving, for the core (`clientSignalOf`) without an AbortSignal. */
   readonly leaving = new ClientLeave();
 
+  /** `url`: an absolute URL the shell built (and so parsed) itself. */
   constructor(url: string, init: ShellRequestInit) {
     // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
-    super(url, init.stream ? { method: init.method, headers: init.headers, body: init.stream, duplex: 'half' } : { method: init.method, headers: init.headers });
+    super(SHELL_BASE, init.stream ? { method: init.method, body: init.stream, duplex: 'half' } : { method: init.method });
+    this.#url = url;
+    this.#headers = init.headers;
     if (init.bytes) this.#held = new HeldBody(init.bytes);
+  }
+
+  override get url(): string {
+    return this.#url;
+  }
+  override get headers(): Headers {
+    return this.#headers;
   }
 
   override get body(): ReadableStream<Bytes> | null {
@@ -153,10 +170,12 @@ export class ShellRequest extends Request {
     return this.#held ? this.text().then(JSON.parse) : super.json();
   }
   override blob(): Promise<Blob> {
-    return this.#held ? Promise.resolve().then(() => new Blob([this.#held!.take()], { type: this.headers.get('content-type') ?? '' })) : super.blob();
+    return this.arrayBuffer().then((b) => new Blob([b], { type: this.#headers.get('content-type') ?? '' }));
   }
   override clone(): Request {
-    if (!this.#held) return super.clone();
+    // A streamed body: undici tees it; the twin gets this request's URL and headers.
+    // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
+    if (!this.#held) return new Request(this.#url, { method: this.method, headers: new Headers(this.#headers), body: super.clone().body, duplex: 'half', signal: this.signal });
     if (this.#held.bodyUsed) throw new TypeError('Request.clone: Body has already been consumed.');
     const twin = new ShellRequest(this.url, { method: this.method, headers: new Headers(this.headers), bytes: this.#held.bytes });
     if (this.leaving.aborted) twin.clientLeft();
