@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
-import { BytesResponse, ReaderResponse, ShellRequest, bodyReader, clientSignalOf, hasBody, headerRecord, rebodied, responseBytes } from '../shared/http/bytes.ts';
+import { BytesResponse, ReaderResponse, ShellRequest, bodyReader, clientSignalOf, hasBody, headerOf, headerRecord, rebodied, responseBytes } from '../shared/http/bytes.ts';
 import { ClientLeave, sleepUnlessLeft } from '../shared/http/client-signal.ts';
 import { CLIENT_KEY, UPSTREAM_KEY, startGateway, type StartedGateway } from './helpers/gateway.ts';
 import { startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
@@ -74,6 +74,19 @@ describe('bodies checked and passed on without a second object', () => {
     assert.equal(plain.status, 202);
     assert.equal(plain.headers.get('x-a'), 'b');
     assert.equal(await plain.text(), 'new');
+  });
+});
+
+describe("an upstream answer's headers as node:http gave them", () => {
+  it('are read one by one without a Headers object, and made into Headers (as fetch would) when asked', () => {
+    const raw = ['Content-Type', 'application/json', 'X-Multi', 'a', 'x-multi', 'b'];
+    const res = new ReaderResponse(source([]), { status: 200 }, raw);
+    assert.equal(headerOf(res, 'content-type'), 'application/json');
+    assert.equal(headerOf(res, 'x-multi'), 'a, b');
+    assert.equal(headerOf(res, 'absent'), null);
+    assert.equal(res.headers.get('x-multi'), 'a, b');
+    assert.deepEqual(headerRecord(res), { 'content-type': 'application/json', 'x-multi': 'a, b' });
+    assert.equal(headerOf(new Response('x', { headers: { 'X-A': '1' } }), 'x-a'), '1');
   });
 });
 

@@ -240,13 +240,16 @@ export class ReaderResponse extends Response {
   #source: PullSource;
   /** The whole body when the source is bytes in hand (`responseBytes` hands them out). */
   #bytes?: Uint8Array;
-  #headers?: Headers | Record<string, string>;
+  /** Headers given in place of undici's: a record (`rebody`), or raw name/value pairs (an upstream socket's), made into Headers when someone asks. */
+  #headers?: Headers | Record<string, string> | string[];
   #stream?: ReadableStream<Bytes>;
   #owner?: 'reader' | 'stream';
 
-  constructor(source: PullSource, init?: ResponseInit) {
+  /** `rawHeaders`: name/value pairs as node:http gives them, used instead of `init.headers` (no Headers built unless asked for). */
+  constructor(source: PullSource, init?: ResponseInit, rawHeaders?: string[]) {
     super(null, init);
     this.#source = source;
+    this.#headers = rawHeaders;
   }
 
   /** A new body (the old one's reader has let it go) and, when given, new headers. */
@@ -261,13 +264,23 @@ export class ReaderResponse extends Response {
   override get headers(): Headers {
     const h = this.#headers;
     if (!h) return super.headers;
-    return h instanceof Headers ? h : (this.#headers = new Headers(h));
+    return h instanceof Headers ? h : (this.#headers = Array.isArray(h) ? rawToHeaders(h) : new Headers(h));
+  }
+
+  /** One header's value (lower-case `name`), read without making a Headers object. */
+  header(name: string): string | null {
+    const h = this.#headers;
+    if (!h || h instanceof Headers) return this.headers.get(name);
+    if (!Array.isArray(h)) return h[name] ?? null;
+    let value: string | null = null;
+    for (let i = 0; i + 1 < h.length; i += 2) if (h[i]!.length === name.length && h[i]!.toLowerCase() === name) value = value === null ? h[i + 1]! : `${value}, ${h[i + 1]}`;
+    return value;
   }
 
   /** The headers as a plain record when they were given as one and nobody has asked for `.headers`. */
   plainHeaders(): Record<string, string> | undefined {
     const h = this.#headers;
-    return h && !(h instanceof Headers) ? h : undefined;
+    return h && !(h instanceof Headers) && !Array.isArray(h) ? h : undefined;
   }
 
   override get body(): ReadableStream<Bytes> {
@@ -343,6 +356,24 @@ export function rebodied(res: Response, body: PullSource | Uint8Array, headers?:
   if (res instanceof ReaderResponse) return res.rebody(body, headers);
   const init = { status: res.status, statusText: res.statusText, headers: headers ?? res.headers };
   return body instanceof Uint8Array ? new BytesResponse(body, init) : new ReaderResponse(body, init);
+}
+
+/** Raw name/value pairs as Headers, leaving out any the fetch Headers refuses (control characters). */
+export function rawToHeaders(raw: string[]): Headers {
+  const headers = new Headers();
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    try {
+      headers.append(raw[i]!, raw[i + 1]!);
+    } catch {
+      // a name or value fetch cannot represent: dropped
+    }
+  }
+  return headers;
+}
+
+/** One header of a response (lower-case `name`), without making a Headers object when it carries its own. */
+export function headerOf(res: Response, name: string): string | null {
+  return res instanceof ReaderResponse ? res.header(name) : res.headers.get(name);
 }
 
 /** Whether a response has a body, without making a web stream of one that travels as bytes or a source. */

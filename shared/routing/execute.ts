@@ -1,6 +1,6 @@
 import type { FallbackTrigger } from '../config/schema.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
-import { bodyReader, hasBody, rebodied, type PullSource } from '../http/bytes.ts';
+import { bodyReader, hasBody, headerOf, rebodied, type PullSource } from '../http/bytes.ts';
 import { sleepUnlessLeft, type ClientSignal } from '../http/client-signal.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
@@ -394,7 +394,7 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
   const reader = bodyReader(res);
   const held: Uint8Array[] = [];
   let ended = false;
-  const type = res.headers.get('content-type') ?? '';
+  const type = headerOf(res, 'content-type') ?? '';
   // Anthropic's door relays a JSON answer to a streaming request as JSON (as it always has).
   const jsonMode = !opts.stream || (opts.format === 'anthropic-messages' && type.includes('json') && !type.includes('event-stream'));
   try {

@@ -1,5 +1,5 @@
 import type { FrontDoor } from '../core/types.ts';
-import { bodyReader, BytesResponse, rebodied, responseBytes } from '../http/bytes.ts';
+import { bodyReader, BytesResponse, headerOf, rebodied, responseBytes } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
@@ -143,7 +143,7 @@ export function brokenAnswer(message: string, code = 'upstream_invalid_response'
 
 /** A relayed OpenAI answer's headers: the door's, then SSE's for a stream, else the upstream's content type. */
 export function relayHeaders(doorHeaders: Record<string, string>, upstream: Response, stream: boolean): Record<string, string> {
-  return stream ? { ...doorHeaders, ...SSE_HEADERS } : { ...doorHeaders, 'content-type': upstream.headers.get('content-type') ?? 'application/json' };
+  return stream ? { ...doorHeaders, ...SSE_HEADERS } : { ...doorHeaders, 'content-type': headerOf(upstream, 'content-type') ?? 'application/json' };
 }
 
 /** The error for a relayed stream that stopped before this API's terminal event. */
