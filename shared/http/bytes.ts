@@ -271,7 +271,11 @@ export class ReaderResponse extends Response {
   header(name: string): string | null {
     const h = this.#headers;
     if (!h || h instanceof Headers) return this.headers.get(name);
-    if (!Array.isArray(h)) return h[name] ?? null;
+    if (!Array.isArray(h)) {
+      if (name in h) return h[name]!;
+      for (const k in h) if (k.toLowerCase() === name) return h[k]!;
+      return null;
+    }
     let value: string | null = null;
     for (let i = 0; i + 1 < h.length; i += 2) if (h[i]!.length === name.length && h[i]!.toLowerCase() === name) value = value === null ? h[i + 1]! : `${value}, ${h[i + 1]}`;
     return value;

@@ -1,4 +1,4 @@
-import { bodyReader, hasBody } from './bytes.ts';
+import { bodyReader, hasBody, headerOf } from './bytes.ts';
 import { keepFramedAlive } from '../wire/stream.ts';
 
 const COMMENT = new TextEncoder().encode(': keepalive\n\n');
@@ -13,7 +13,7 @@ const CR = 13;
  */
 export function withSseKeepAlive(res: Response, intervalMs: number): Response {
   // The body is asked for last: a JSON answer carried as bytes keeps them (no stream made).
-  if (!intervalMs || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream') || !hasBody(res)) return res;
+  if (!intervalMs || !(headerOf(res, 'content-type') ?? '').startsWith('text/event-stream') || !hasBody(res)) return res;
   // A stream the wire frame built sends the comments itself (between its pieces): no extra layer.
   if (keepFramedAlive(res, intervalMs)) return res;
   const reader = bodyReader(res);
