@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Gateway, ShellReject } from '../shared/gateway.ts';
-import { bodyReader, responseBytes, ShellRequest } from '../shared/http/bytes.ts';
+import { bodyReader, hasBody, headerRecord, rawToHeaders, responseBytes, ShellRequest } from '../shared/http/bytes.ts';
 
 /**
  * The thin shell between node:http and the gateway core: IncomingMessage -> web Request, web
@@ -30,19 +30,6 @@ function extrasFor(pending: Pending) {
   };
 }
 
-/** The request's headers as web Headers, leaving out any the fetch Headers refuses. */
-function webHeaders(rawHeaders: string[]): Headers {
-  const headers = new Headers();
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    try {
-      headers.append(rawHeaders[i]!, rawHeaders[i + 1]!);
-    } catch {
-      // a name or value fetch cannot represent: dropped
-    }
-  }
-  return headers;
-}
-
 /**
  * The path and query of a request target, or why it has none. Origin-form (`/path?q`) is used as
  * sent; absolute-form (`http://host/path?q`, which proxies send) is reduced to its path and query,
@@ -67,7 +54,7 @@ export function targetUrl(target: string | undefined): { url: string } | { rejec
 function rejectRequest(gateway: Gateway, pending: Pending, req: IncomingMessage, res: ServerResponse, reject: ShellReject): void {
   let request: Request;
   try {
-    request = new Request(targetUrlOrRoot(req.url), { method: 'GET', headers: webHeaders(req.rawHeaders) });
+    request = new Request(targetUrlOrRoot(req.url), { method: 'GET', headers: rawToHeaders(req.rawHeaders) });
   } catch {
     request = new Request(`${ORIGIN}/`);
   }
@@ -124,7 +111,7 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
   });
   const hasBody = method !== 'GET' && method !== 'HEAD';
   const dispatch = (body: { bytes?: Uint8Array; stream?: ReadableStream<Uint8Array> }) => {
-    request = new ShellRequest(target.url, { method, headers: webHeaders(req.rawHeaders), ...body });
+    request = new ShellRequest(target.url, { method, headers: rawToHeaders(req.rawHeaders), ...body });
     if (left) request.clientLeft();
     gateway
       .handle(request, extrasFor(pending))
@@ -270,8 +257,7 @@ function bodiless(status: number): boolean {
 }
 
 async function writeResponse(response: Response, res: ServerResponse, head: boolean): Promise<void> {
-  const headers: Record<string, string> = {};
-  response.headers.forEach((v, k) => (headers[k] = v));
+  const headers = headerRecord(response);
   // An answer whose bytes are whole goes out in one write, with its length.
   const bytes = responseBytes(response);
   if (bytes) {
@@ -281,7 +267,7 @@ async function writeResponse(response: Response, res: ServerResponse, head: bool
     return;
   }
   res.writeHead(response.status, headers);
-  if (!response.body || head) {
+  if (!hasBody(response) || head) {
     res.end();
     return;
   }

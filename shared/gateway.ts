@@ -1,5 +1,6 @@
 import type { GatewayConfig } from './config/schema.ts';
 import { readJsonBody } from './http/body.ts';
+import { clientSignalOf } from './http/bytes.ts';
 import { withSseKeepAlive } from './http/keepalive.ts';
 import { GatewayError, jsonResponse, toGatewayError } from './http/errors.ts';
 import { CHAT_DOORS, errorDoorFor } from './formats/index.ts';
@@ -414,7 +415,7 @@ export class Gateway {
       headers: prepared?.headers ?? request.headers,
       query: prepared ? '' : ctx.query,
       requestId: trace.record.requestId,
-      signal: request.signal,
+      signal: clientSignalOf(request),
       trace,
     };
     const served = choices

@@ -1,3 +1,4 @@
+import { bodyReader, hasBody, headerOf } from './bytes.ts';
 import { keepFramedAlive } from '../wire/stream.ts';
 
 const COMMENT = new TextEncoder().encode(': keepalive\n\n');
@@ -12,10 +13,10 @@ const CR = 13;
  */
 export function withSseKeepAlive(res: Response, intervalMs: number): Response {
   // The body is asked for last: a JSON answer carried as bytes keeps them (no stream made).
-  if (!intervalMs || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream') || !res.body) return res;
+  if (!intervalMs || !(headerOf(res, 'content-type') ?? '').startsWith('text/event-stream') || !hasBody(res)) return res;
   // A stream the wire frame built sends the comments itself (between its pieces): no extra layer.
   if (keepFramedAlive(res, intervalMs)) return res;
-  const reader = res.body.getReader();
+  const reader = bodyReader(res);
   let last = Date.now();
   // The last three bytes sent (newest last), to tell whether the stream stands between two events.
   const tail = [LF, CR, LF];

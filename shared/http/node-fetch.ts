@@ -1,7 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import { ReaderResponse, type PullSource } from './bytes.ts';
+import { rawToHeaders, ReaderResponse, type PullSource } from './bytes.ts';
 
 /**
  * The upstream call on node:http(s) instead of the global fetch(): the same web Request/Response
@@ -47,18 +47,6 @@ function networkError(err: unknown): Error {
   return new TypeError('fetch failed', { cause: err });
 }
 
-function responseHeaders(res: IncomingMessage): Headers {
-  const headers = new Headers();
-  const raw = res.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    try {
-      headers.append(raw[i]!, raw[i + 1]!);
-    } catch {
-      // a header value Headers refuses (control characters): dropped
-    }
-  }
-  return headers;
-}
 
 /** node:zlib, loaded by the first compressed answer (upstreams rarely compress: not at import). */
 const zlib = () => process.getBuiltinModule('node:zlib');
@@ -200,8 +188,9 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
       const nullBody = status === 204 || status === 205 || status === 304 || init.method === 'HEAD';
       if (nullBody) res.resume();
       try {
-        const meta = { status, statusText: res.statusMessage, headers: responseHeaders(res) };
-        resolve(nullBody ? new Response(null, meta) : new ReaderResponse(new SocketBody(res, init), meta));
+        const meta = { status, statusText: res.statusMessage };
+        // The headers stay node's raw pairs until someone asks for them as Headers.
+        resolve(nullBody ? new Response(null, { ...meta, headers: rawToHeaders(res.rawHeaders) }) : new ReaderResponse(new SocketBody(res, init), meta, res.rawHeaders));
       } catch (err) {
         // A status the web Response cannot carry (below 200 or above 599).
         res.destroy();

@@ -1,3 +1,4 @@
+import { bodyReader, hasBody } from './bytes.ts';
 import { GatewayError } from './errors.ts';
 import { upstreamFetch } from './node-fetch.ts';
 import { upstreamTraceHeaders } from '../tracing/context.ts';
@@ -46,7 +47,7 @@ export async function fetchUpstream(provider: string, url: string, init: Request
  * is passed on: its body would otherwise be read after the attempt has released it).
  */
 export async function readWhole(res: Response): Promise<Response> {
-  return new Response(res.body && (await res.arrayBuffer()), { status: res.status, statusText: res.statusText, headers: res.headers });
+  return new Response(hasBody(res) ? await res.arrayBuffer() : null, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /** The trace of the call's signal as a new child span (`traceparent`, shared/tracing) on an upstream call. */
@@ -69,8 +70,8 @@ function describeNetworkError(err: unknown): string {
 
 /** Read at most `limit` bytes of a body as text (for upstream error bodies). */
 export async function readTextBounded(res: Response, limit = 64 * 1024): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
+  if (!hasBody(res)) return '';
+  const reader = bodyReader(res);
   const chunks: Uint8Array[] = [];
   let size = 0;
   try {

@@ -1,4 +1,5 @@
 import { GatewayError } from '../http/errors.ts';
+import type { ClientSignal } from '../http/client-signal.ts';
 import type { AttemptTimeouts } from './router.ts';
 
 type DeadlineReason = 'first_byte' | 'total' | 'idle';
@@ -35,7 +36,7 @@ export class Deadline {
   constructor(
     private readonly provider: string,
     private readonly timeouts: AttemptTimeouts,
-    private readonly clientSignal: AbortSignal,
+    private readonly clientSignal: ClientSignal,
   ) {
     this.firstDue = this.t0 + timeouts.firstByteTimeoutMs;
     this.totalDue = this.t0 + timeouts.totalTimeoutMs;

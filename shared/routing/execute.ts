@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FallbackTrigger } from '../config/schema.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
-import { bodyReader, BytesResponse, ReaderResponse, type PullSource } from '../http/bytes.ts';
+import { bodyReader, hasBody, headerOf, rebodied, type PullSource } from '../http/bytes.ts';
+import { sleepUnlessLeft, type ClientSignal } from '../http/client-signal.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
@@ -35,7 +35,8 @@ export interface RunInput {
   /** The client's query string (with its `?`), for same-format pass-through (`?beta=true`). */
   query?: string;
   requestId: string;
-  signal: AbortSignal;
+  /** The client's leaving (the shell's cheap one, or a web Request's signal). */
+  signal: ClientSignal;
   trace: RequestTrace;
   /** Where the attempt log goes, when not the trace's record (one of `n` emulated choices). */
   record?: AttemptRecord;
@@ -66,7 +67,7 @@ export interface CallDeadline {
 export interface RunCallInput {
   plan: RoutePlan;
   requestId: string;
-  signal: AbortSignal;
+  signal: ClientSignal;
   /** The request whose record gets the attempt log; absent for a call on the side (the semantic cache's query vector). */
   trace?: RequestTrace;
   /** The trace context the call's `traceparent` continues, when not `trace`'s (a call on the side). */
@@ -106,7 +107,7 @@ export async function runCall<T>(router: Router, input: RunCallInput, call: (tar
 export async function runExchange(
   name: string,
   timeouts: Pick<AttemptTimeouts, 'firstByteTimeoutMs' | 'totalTimeoutMs'> & { idleTimeoutMs?: number },
-  clientSignal: AbortSignal,
+  clientSignal: ClientSignal,
   call: (signal: AbortSignal) => Promise<Response>,
   context?: TraceContext,
 ): Promise<Response> {
@@ -119,11 +120,11 @@ export async function runExchange(
     throw attempt.fail(err);
   }
   attempt.started(res.status);
-  if (!res.body) {
+  if (!hasBody(res)) {
     attempt.end();
     return res;
   }
-  return new ReaderResponse(watchedBody(bodyReader(res), [], attempt), { status: res.status, statusText: res.statusText, headers: res.headers });
+  return rebodied(res, watchedBody(bodyReader(res), [], attempt));
 }
 
 /** runCall bound to one request: what a front door's one-shot handler is given. */
@@ -137,7 +138,7 @@ async function runTargets<T>(
   router: Router,
   plan: RoutePlan,
   record: AttemptRecord,
-  signal: AbortSignal,
+  signal: ClientSignal,
   order: ResolvedTarget[],
   attemptOnce: (target: ResolvedTarget) => Promise<T>,
   statusOf: (served: T) => number,
@@ -176,7 +177,7 @@ async function runTargets<T>(
         const delay = backoff(plan.retry, attempt, ge);
         if (delay === undefined) break; // Retry-After beyond our patience: move on to the next target
         try {
-          await sleep(delay, undefined, { signal });
+          await sleepUnlessLeft(delay, signal);
         } catch (err) {
           throw clientClosed(err);
         }
@@ -281,7 +282,7 @@ class Attempt {
   private answered = false;
 
   /** `context`: the request's trace, which the call's `traceparent` continues (shared/tracing/context.ts). */
-  constructor(provider: string, model: string | undefined, timeouts: AttemptTimeouts, clientSignal: AbortSignal, context: TraceContext | undefined) {
+  constructor(provider: string, model: string | undefined, timeouts: AttemptTimeouts, clientSignal: ClientSignal, context: TraceContext | undefined) {
     if (spansOn()) this.span = startSpan(model === undefined ? provider : `${provider}/${model}`, { namespace: 'remote', annotations: model === undefined ? { provider } : { provider, model } });
     this.deadline = new Deadline(provider, timeouts, clientSignal);
     if (context) traceCalls(this.deadline.signal, context);
@@ -384,7 +385,7 @@ const MAX_CHECKED_JSON_BYTES = 32 * 1024 * 1024;
  * arrives (each read under the attempt's idle and total limits).
  */
 async function prefetch(res: Response, opts: { format: AnswerFormat | undefined; stream: boolean }, attempt: Attempt): Promise<Response> {
-  if (!res.body) {
+  if (!hasBody(res)) {
     if (opts.format) throw brokenAnswer('The upstream answered without a body.');
     attempt.started(res.status);
     attempt.end();
@@ -393,7 +394,7 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
   const reader = bodyReader(res);
   const held: Uint8Array[] = [];
   let ended = false;
-  const type = res.headers.get('content-type') ?? '';
+  const type = headerOf(res, 'content-type') ?? '';
   // Anthropic's door relays a JSON answer to a streaming request as JSON (as it always has).
   const jsonMode = !opts.stream || (opts.format === 'anthropic-messages' && type.includes('json') && !type.includes('event-stream'));
   try {
@@ -445,8 +446,7 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
   attempt.started(res.status);
   // A body read whole goes on as its bytes, without a stream (shared/http/bytes.ts).
   if (ended) attempt.end();
-  if (ended) return new BytesResponse(held[0] ?? new Uint8Array(0), { status: res.status, statusText: res.statusText, headers: res.headers });
-  return new ReaderResponse(watchedBody(reader, held, attempt, ended), { status: res.status, statusText: res.statusText, headers: res.headers });
+  return rebodied(res, ended ? (held[0] ?? new Uint8Array(0)) : watchedBody(reader, held, attempt));
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { FrontDoor } from '../core/types.ts';
-import { bodyReader, BytesResponse, responseBytes } from '../http/bytes.ts';
+import { bodyReader, BytesResponse, headerOf, rebodied, responseBytes } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
@@ -143,7 +143,7 @@ export function brokenAnswer(message: string, code = 'upstream_invalid_response'
 
 /** A relayed OpenAI answer's headers: the door's, then SSE's for a stream, else the upstream's content type. */
 export function relayHeaders(doorHeaders: Record<string, string>, upstream: Response, stream: boolean): Record<string, string> {
-  return stream ? { ...doorHeaders, ...SSE_HEADERS } : { ...doorHeaders, 'content-type': upstream.headers.get('content-type') ?? 'application/json' };
+  return stream ? { ...doorHeaders, ...SSE_HEADERS } : { ...doorHeaders, 'content-type': headerOf(upstream, 'content-type') ?? 'application/json' };
 }
 
 /** The error for a relayed stream that stopped before this API's terminal event. */
@@ -157,14 +157,15 @@ export function truncatedStream(): GatewayError {
  * again), and a body that is not JSON is logged as an error. An answer already whole (read and
  * checked before commit) goes on as those bytes, with no stream.
  */
-export function relayJson(upstream: Response, trace: RequestTrace, init: ResponseInit, inspect: (body: Json) => void, beforeEnd?: () => void): Response {
+export function relayJson(upstream: Response, trace: RequestTrace, init: { status: number; headers: Record<string, string> }, inspect: (body: Json) => void, beforeEnd?: () => void): Response {
   const whole = responseBytes(upstream);
   if (whole) {
     trace.firstByte();
     inspectJson(whole, trace, inspect);
     beforeEnd?.();
     trace.end();
-    return new BytesResponse(whole, init);
+    // The upstream's answer object goes on with the door's headers (no second Response).
+    return init.status === upstream.status ? rebodied(upstream, whole, init.headers) : new BytesResponse(whole, init);
   }
   const reader = bodyReader(upstream);
   const parts: Uint8Array[] = [];

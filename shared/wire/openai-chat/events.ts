@@ -1,6 +1,7 @@
 import { createParser } from 'eventsource-parser';
 import type { StopReason, StreamEvent, Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
+import { bodyReader, hasBody } from '../../http/bytes.ts';
 import { isObject, readOpenAIUsage, type Json } from '../common.ts';
 
 /**
@@ -161,8 +162,8 @@ function argumentsText(v: unknown): string {
  * upstream body at once, even while a read is pending.
  */
 export function chatCompletionEvents(res: Response, stream: boolean, provider: string, fallbackModel: string, reasoning = false): AsyncIterableIterator<StreamEvent> {
-  if (!res.body) throw new GatewayError('upstream', `Provider "${provider}" sent an empty answer.`, { code: 'upstream_empty' });
-  const reader = res.body.getReader();
+  if (!hasBody(res)) throw new GatewayError('upstream', `Provider "${provider}" sent an empty answer.`, { code: 'upstream_empty' });
+  const reader = bodyReader(res);
   let cancelled = false;
   const decoder = new ChatChunkDecoder(fallbackModel, reasoning);
   const gen = stream ? decodeStream(reader, decoder, provider, () => cancelled) : decodeJson(reader, decoder, provider, () => cancelled);
