@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Gateway, ShellReject } from '../shared/gateway.ts';
 import { bodyReader, hasBody, headerRecord, rawToHeaders, responseBytes, ShellRequest } from '../shared/http/bytes.ts';
@@ -107,12 +107,12 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
   res.on('close', () => {
     if (res.writableFinished) return;
     left = true;
-    request?.clientLeft();
+    request?.leaving.leave();
   });
   const hasBody = method !== 'GET' && method !== 'HEAD';
   const dispatch = (body: { bytes?: Uint8Array; stream?: ReadableStream<Uint8Array> }) => {
     request = new ShellRequest(target.url, { method, headers: rawToHeaders(req.rawHeaders), ...body });
-    if (left) request.clientLeft();
+    if (left) request.leaving.leave();
     gateway
       .handle(request, extrasFor(pending))
       .then((response) => {
@@ -170,19 +170,22 @@ export function clientErrorHandler(gateway: Gateway, pending: Pending) {
       const message = status === 431 ? 'The request headers are too large.' : status === 408 ? 'The request took too long to arrive.' : 'The request is not valid HTTP/1.1.';
       gateway
         .reject(new Request(`${ORIGIN}/`), extrasFor(pending), { method: 'UNKNOWN', path: '-', status, code, message })
-        .then(async (response) => {
-          const body = Buffer.from(await response.arrayBuffer());
-          const lines = [`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}`];
-          response.headers.forEach((v, k) => lines.push(`${k}: ${v}`));
-          lines.push(`content-length: ${body.byteLength}`, 'connection: close', '', '');
-          if (socket.writable) socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
-          else socket.destroy();
-        })
+        .then((response) => answerOnSocket(socket, response))
         .catch(() => socket.destroy());
     } catch {
       socket.destroy();
     }
   };
+}
+
+/** Write the core's answer straight onto a socket node:http no longer serves (refused HTTP, CONNECT), then close it. */
+async function answerOnSocket(socket: Socket, response: Response): Promise<void> {
+  const body = Buffer.from(await response.arrayBuffer());
+  const lines = [`HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}`];
+  response.headers.forEach((v, k) => lines.push(`${k}: ${v}`));
+  lines.push(`content-length: ${body.byteLength}`, 'connection: close', '', '');
+  if (socket.writable) socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
+  else socket.destroy();
 }
 
 /** CONNECT (a proxy tunnel) is not served: 405, logged by the core, and the socket closes. */
@@ -192,13 +195,7 @@ export function connectHandler(gateway: Gateway, pending: Pending) {
     socket.on('error', onError);
     gateway
       .reject(new Request(`${ORIGIN}/`), extrasFor(pending), { method: 'CONNECT', path: (req.url ?? '').slice(0, 256), status: 405, code: 'method_not_allowed', message: 'Method CONNECT is not served by this gateway.' })
-      .then(async (response) => {
-        const body = Buffer.from(await response.arrayBuffer());
-        const lines = ['HTTP/1.1 405 Method Not Allowed'];
-        response.headers.forEach((v, k) => lines.push(`${k}: ${v}`));
-        lines.push(`content-length: ${body.byteLength}`, 'connection: close', '', '');
-        if (socket.writable) socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
-      })
+      .then((response) => answerOnSocket(socket, response))
       .catch(onError);
   };
 }

@@ -223,7 +223,7 @@ describe('the bytes types are standard Requests and Responses', () => {
     const moved = new Request('http://gateway.local/y', { method: 'POST', body: make().body, duplex: 'half' } as RequestInit);
     assert.equal(await moved.text(), '{"b":2}');
     const left = make();
-    left.clientLeft();
+    left.leaving.leave();
     assert.equal(left.signal.aborted, true);
   });
 

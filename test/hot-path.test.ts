@@ -119,7 +119,7 @@ describe("the client's leaving without an AbortController", () => {
   it("a shell's request gives the core its ClientLeave; a web Request its own signal", () => {
     const shell = new ShellRequest('http://gateway.local/x', { method: 'GET', headers: new Headers() });
     assert.equal(clientSignalOf(shell), shell.leaving);
-    shell.clientLeft();
+    shell.leaving.leave();
     assert.equal(clientSignalOf(shell).aborted, true);
     assert.equal(shell.signal.aborted, true);
     const web = new Request('http://gateway.local/x');

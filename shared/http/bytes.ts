@@ -178,13 +178,8 @@ export class ShellRequest extends Request {
     if (!this.#held) return new Request(this.#url, { method: this.method, headers: new Headers(this.#headers), body: super.clone().body, duplex: 'half', signal: this.signal });
     if (this.#held.bodyUsed) throw new TypeError('Request.clone: Body has already been consumed.');
     const twin = new ShellRequest(this.url, { method: this.method, headers: new Headers(this.headers), bytes: this.#held.bytes });
-    if (this.leaving.aborted) twin.clientLeft();
+    if (this.leaving.aborted) twin.leaving.leave();
     return twin;
-  }
-
-  /** The client went away: the signal (now or when first asked for) is aborted. */
-  clientLeft(): void {
-    this.leaving.leave();
   }
 
   /** The whole body, when the shell read it and no one has read it since, else undefined. */

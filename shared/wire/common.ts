@@ -1,5 +1,5 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import type { ContentPart, Usage } from '../core/types.ts';
+import type { ChatMessage, ContentPart, ThinkingBlock, ToolCall, Usage } from '../core/types.ts';
 import { GatewayError } from '../http/errors.ts';
 
 /** Helpers every wire API shares. */
@@ -48,6 +48,14 @@ export function readOpenAIUsage(u: unknown, input: string, output: string, detai
 }
 
 /** The text parts joined (images dropped). */
+/** An assistant turn of the neutral model: its content, and its tool calls and thinking when it has any. */
+export function assistantTurn(content: ContentPart[], toolCalls: ToolCall[], thinking: ThinkingBlock[]): ChatMessage {
+  const msg: ChatMessage = { role: 'assistant', content };
+  if (toolCalls.length) msg.toolCalls = toolCalls;
+  if (thinking.length) msg.thinking = thinking;
+  return msg;
+}
+
 export function textOf(parts: ContentPart[]): string {
   return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
 }

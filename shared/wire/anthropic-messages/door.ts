@@ -5,7 +5,7 @@ import type { RequestTrace } from '../../telemetry/record.ts';
 import { relayJson, relaySse, truncatedStream } from '../relay.ts';
 import { encodeEvents } from '../stream.ts';
 import { AnthropicUsage, eventName, toAnthropicStopReason, toAnthropicUsage } from './wire.ts';
-import { bad as badRequest, isObject, type Json } from '../common.ts';
+import { assistantTurn, bad as badRequest, isObject, type Json } from '../common.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 
 /**
@@ -197,10 +197,7 @@ function parseMessages(messages: unknown, st: ParseState): ChatMessage[] {
           }
         }
       });
-      const msg: ChatMessage = { role: 'assistant', content };
-      if (toolCalls.length) msg.toolCalls = toolCalls;
-      if (thinking.length) msg.thinking = thinking;
-      out.push(msg);
+      out.push(assistantTurn(content, toolCalls, thinking));
       return;
     }
 

@@ -2,7 +2,7 @@ import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec
 import type { ChatMessage, ChatRequest, ContentPart, StopReason, StreamEvent, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition, Usage } from '../../core/types.ts';
 import { GatewayError, jsonResponse } from '../../http/errors.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
-import { bad, isObject, type Json } from '../common.ts';
+import { assistantTurn, bad, isObject, type Json } from '../common.ts';
 import { bedrockErrorResponse } from '../bedrock-invoke/errors.ts';
 import { toAnthropicStopReason } from '../anthropic-messages/wire.ts';
 import { BedrockModelIndex, EVENTSTREAM_CONTENT_TYPE, parseBedrockPath, unknownModelError } from '../bedrock-invoke/door.ts';
@@ -119,10 +119,7 @@ function parseMessages(messages: unknown, lost: Lost): ChatMessage[] {
           if (part) content.push(part);
         }
       });
-      const msg: ChatMessage = { role: 'assistant', content };
-      if (toolCalls.length) msg.toolCalls = toolCalls;
-      if (thinking.length) msg.thinking = thinking;
-      out.push(msg);
+      out.push(assistantTurn(content, toolCalls, thinking));
       return;
     }
     const rest: ContentPart[] = [];
