@@ -2,6 +2,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import type { Gateway, ShellReject } from '../shared/gateway.ts';
 import { bodyReader, hasBody, headerRecord, rawToHeaders, responseBytes, ShellRequest } from '../shared/http/bytes.ts';
+import { WebHeaders } from '../shared/http/web.ts';
 
 /**
  * The thin shell between node:http and the gateway core: IncomingMessage -> web Request, web
@@ -52,18 +53,18 @@ export function targetUrl(target: string | undefined): { url: string } | { rejec
 
 /** Hand a request the shell cannot turn into a web Request to the core, which answers and logs it. */
 function rejectRequest(gateway: Gateway, pending: Pending, req: IncomingMessage, res: ServerResponse, reject: ShellReject): void {
-  let request: Request;
-  try {
-    request = new Request(targetUrlOrRoot(req.url), { method: 'GET', headers: rawToHeaders(req.rawHeaders) });
-  } catch {
-    request = new Request(`${ORIGIN}/`);
-  }
+  const request = new ShellRequest(targetUrlOrRoot(req.url), { method: 'GET', headers: rawToHeaders(req.rawHeaders) });
   // The body of a refused request is not read: the connection closes after the answer.
   res.shouldKeepAlive = false;
   gateway
     .reject(request, extrasFor(pending), { method: req.method ?? 'UNKNOWN', ...reject })
     .then((response) => writeResponse(response, res, req.method === 'HEAD'))
     .catch(() => fail(res));
+}
+
+/** A request with no headers for the root: what the core is given for a request node:http could not parse. */
+function bareRequest(): ShellRequest {
+  return new ShellRequest(`${ORIGIN}/`, { method: 'GET', headers: new WebHeaders() });
 }
 
 function targetUrlOrRoot(target: string | undefined): string {
@@ -169,7 +170,7 @@ export function clientErrorHandler(gateway: Gateway, pending: Pending) {
       const code = status === 431 ? 'headers_too_large' : status === 408 ? 'request_timeout' : 'malformed_request';
       const message = status === 431 ? 'The request headers are too large.' : status === 408 ? 'The request took too long to arrive.' : 'The request is not valid HTTP/1.1.';
       gateway
-        .reject(new Request(`${ORIGIN}/`), extrasFor(pending), { method: 'UNKNOWN', path: '-', status, code, message })
+        .reject(bareRequest(), extrasFor(pending), { method: 'UNKNOWN', path: '-', status, code, message })
         .then((response) => answerOnSocket(socket, response))
         .catch(() => socket.destroy());
     } catch {
@@ -194,7 +195,7 @@ export function connectHandler(gateway: Gateway, pending: Pending) {
     const onError = () => socket.destroy();
     socket.on('error', onError);
     gateway
-      .reject(new Request(`${ORIGIN}/`), extrasFor(pending), { method: 'CONNECT', path: (req.url ?? '').slice(0, 256), status: 405, code: 'method_not_allowed', message: 'Method CONNECT is not served by this gateway.' })
+      .reject(bareRequest(), extrasFor(pending), { method: 'CONNECT', path: (req.url ?? '').slice(0, 256), status: 405, code: 'method_not_allowed', message: 'Method CONNECT is not served by this gateway.' })
       .then((response) => answerOnSocket(socket, response))
       .catch(onError);
   };

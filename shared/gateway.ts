@@ -1,6 +1,7 @@
 import type { GatewayConfig } from './config/schema.ts';
 import { readJsonBody } from './http/body.ts';
 import { clientSignalOf } from './http/bytes.ts';
+import { WebHeaders } from './http/web.ts';
 import { withSseKeepAlive } from './http/keepalive.ts';
 import { GatewayError, jsonResponse, toGatewayError } from './http/errors.ts';
 import { CHAT_DOORS, errorDoorFor } from './formats/index.ts';
@@ -505,7 +506,7 @@ export class Gateway {
     const { value: result } = await runCall(this.router, { plan: sidePlan, requestId: trace.record.requestId, signal: NEVER, context: trace.context, filter: canEmbed }, (t, ctx) =>
       t.provider.embed!(
         { model, input: [text], inputKind: 'text', encodingFormat: 'float' },
-        { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: { model: t.model, input: [text], encoding_format: 'float' }, headers: new Headers() },
+        { requestId: trace.record.requestId, signal: ctx.signal, upstreamModel: t.model, rawBody: { model: t.model, input: [text], encoding_format: 'float' }, headers: new WebHeaders() },
       ),
     );
     if (result.kind === 'vectors') return result.vectors[0]!;

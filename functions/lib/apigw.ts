@@ -1,5 +1,6 @@
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { ShellRequest } from '../../shared/http/bytes.ts';
+import { WebHeaders } from '../../shared/http/web.ts';
 
 /**
  * API Gateway REST proxy event -> web Request. Multi-value headers and query strings are kept;
@@ -7,7 +8,7 @@ import { ShellRequest } from '../../shared/http/bytes.ts';
  * the stage name.
  */
 export function eventToRequest(event: APIGatewayProxyEvent, signal?: AbortSignal): Request {
-  const headers = new Headers();
+  const headers = new WebHeaders();
   if (event.multiValueHeaders) {
     for (const [k, vs] of Object.entries(event.multiValueHeaders)) for (const v of vs ?? []) headers.append(k, v);
   } else if (event.headers) {
@@ -30,8 +31,10 @@ export function eventToRequest(event: APIGatewayProxyEvent, signal?: AbortSignal
   // The body is whole already: handed to the core as bytes (no body stream). A text body without a
   // type is typed as fetch types a string body.
   if (hasBody && !event.isBase64Encoded && !headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
-  if (!signal) return new ShellRequest(url, { method, headers, bytes });
-  return new Request(url, { method, headers, body: bytes, signal });
+  const request = new ShellRequest(url, { method, headers, bytes });
+  if (signal?.aborted) request.leaving.leave();
+  else signal?.addEventListener('abort', () => request.leaving.leave(), { once: true });
+  return request;
 }
 
 /** The metadata a streaming Lambda sends before the body: status and headers. */

@@ -1,3 +1,4 @@
+import { reaimed } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { modelAllowed } from '../policy/keys.ts';
 import type { IamConfig } from './schema.ts';
@@ -20,8 +21,7 @@ export function stripIamPrefix(request: Request, principal: string | undefined):
   const url = new URL(request.url);
   if (!url.pathname.startsWith(`${IAM_PREFIX}/`) || /^\/iam\/admin(\/|$)/.test(url.pathname)) return request;
   url.pathname = url.pathname.slice(IAM_PREFIX.length);
-  const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && request.body !== null;
-  const stripped = new Request(url, { method: request.method, headers: request.headers, body: hasBody ? request.body : undefined, signal: request.signal, ...(hasBody ? { duplex: 'half' } : {}) } as RequestInit);
+  const stripped = reaimed(request, url.href);
   iamRequests.set(stripped, { principal });
   return stripped;
 }

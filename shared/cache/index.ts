@@ -7,6 +7,7 @@ import { cacheKey, compactEvents, decodeEntry, encodeEntry, replayEvents, reques
 import { passthroughEvents } from './passthrough.ts';
 import type { CacheConfig, CacheModelConfig } from './schema.ts';
 import { SemanticIndex } from './semantic.ts';
+import { webResponse } from '../http/bytes.ts';
 
 export type { CacheConfig } from './schema.ts';
 
@@ -265,7 +266,7 @@ export class ResponseCache {
       const text = Buffer.concat(chunks).toString('utf8');
       this.store(cp, { v: 1, provider: served.provider, upstreamModel: served.model, door: served.door, storedAt: Math.floor(this.now() / 1000), raw: { contentType, text } }, trace, extras);
     });
-    return new Response(upstream.body.pipeThrough(tap), { status: upstream.status, statusText: upstream.statusText, headers: upstream.headers });
+    return webResponse(upstream.body.pipeThrough(tap), { status: upstream.status, statusText: upstream.statusText, headers: upstream.headers });
   }
 
   /** Uncompressed bytes worth copying: text compresses well, but past this an item cannot fit. */
@@ -314,7 +315,7 @@ function semanticText(req: ChatRequest, route: string): string {
 }
 
 async function collectRaw(entry: CacheEntry): Promise<StreamEvent[]> {
-  const res = new Response(entry.raw!.text, { headers: { 'content-type': entry.raw!.contentType } });
+  const res = webResponse(entry.raw!.text, { headers: { 'content-type': entry.raw!.contentType } });
   const it = passthroughEvents(entry.door, res, entry.provider, entry.upstreamModel);
   if (!it) throw new Error(`cannot decode a stored answer of ${entry.door}`);
   const out: StreamEvent[] = [];

@@ -1,16 +1,26 @@
 import { ClientLeave, type ClientSignal } from './client-signal.ts';
+import { WebHeaders } from './web.ts';
 
 /**
+ * The Request and Response the gateway makes, without undici. Touching the global `Request`,
+ * `Response` or `Headers` loads undici (a large share of a cold start), and undici's constructors
+ * (webidl checks, an AbortSignal per Request, URL parsing) cost CPU on every request; the types
+ * here implement the same interfaces (`Request`, `Response`, and `WebHeaders` for `Headers`) and
+ * are all the core and the shells make. A real web Request or Response (a test's, a caller-provided
+ * fetch's) is read through the same helpers below, which tell the types apart without the globals.
+ *
  * Bodies that are already whole travel as bytes, not as web streams. A web stream costs a
  * ReadableStream (and a reader, and a read per chunk) on each side of every hop; a small JSON
- * request or answer needs none of that. Both classes below are standard Request/Response objects
- * to everyone outside: `.body` makes a web stream over the bytes the first time someone asks for
- * it, and `text()`, `json()`, `arrayBuffer()`, `blob()` and `clone()` work from the bytes.
- * The shells and the body readers ask `requestBytes` / `responseBytes` first and skip the stream.
+ * request or answer needs none of that. `.body` makes a web stream (node's, not undici's) the first
+ * time someone asks for it, and `text()`, `json()`, `arrayBuffer()`, `bytes()`, `blob()` and
+ * `clone()` work from the bytes. The shells and the body readers ask `requestBytes` /
+ * `responseBytes` first and skip the stream.
  */
 
 /** Bytes over a plain ArrayBuffer (what the web body types ask for). */
 type Bytes = Uint8Array<ArrayBuffer>;
+
+const EMPTY = new Uint8Array(0) as Bytes;
 
 function utf8(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
@@ -18,6 +28,20 @@ function utf8(bytes: Uint8Array): string {
 
 function copy(bytes: Uint8Array): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+function bodyUsedError(): TypeError {
+  return new TypeError('Body is unusable: Body has already been read');
+}
+
+/** Everything a reader gives, as one piece. */
+async function readAll(reader: { read(): Promise<ReadableStreamReadResult<Uint8Array>> }): Promise<Bytes> {
+  const chunks: Uint8Array[] = [];
+  for (;;) {
+    const r = await reader.read();
+    if (r.done) return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)) as Bytes;
+    chunks.push(r.value);
+  }
 }
 
 /**
@@ -55,7 +79,7 @@ class HeldBody {
 
   /** The bytes, once: a second read fails as it would on a web body. */
   take(): Bytes {
-    if (this.bodyUsed) throw new TypeError('Body is unusable: Body has already been read');
+    if (this.bodyUsed) throw bodyUsedError();
     this.used = true;
     return this.bytes;
   }
@@ -66,47 +90,169 @@ class HeldBody {
   }
 }
 
-/** A Response whose body is whole bytes (a JSON answer, an error, a checked upstream answer). */
-export class BytesResponse extends Response {
-  readonly #held: HeldBody;
+/** The body methods of every type here, from one read of the whole body (`whole`). */
+abstract class WebBody {
+  abstract readonly headers: Headers;
+  abstract readonly body: ReadableStream<Bytes> | null;
+  abstract readonly bodyUsed: boolean;
+  /** The whole body, once (rejects with a TypeError when it was read already). */
+  protected abstract whole(): Promise<Bytes>;
 
-  constructor(bytes: Uint8Array | string, init?: ResponseInit) {
-    super(null, init);
-    this.#held = new HeldBody(typeof bytes === 'string' ? Buffer.from(bytes) : bytes);
+  arrayBuffer(): Promise<ArrayBuffer> {
+    return this.whole().then(copy);
+  }
+  bytes(): Promise<Bytes> {
+    return this.whole().then((b) => new Uint8Array(copy(b)));
+  }
+  text(): Promise<string> {
+    return this.whole().then(utf8);
+  }
+  json(): Promise<any> {
+    return this.text().then(JSON.parse);
+  }
+  blob(): Promise<Blob> {
+    return this.whole().then((b) => new Blob([b], { type: this.headers.get('content-type') ?? '' }));
+  }
+  formData(): Promise<FormData> {
+    return Promise.reject(new TypeError('formData() is not supported on the gateway\'s requests and responses'));
+  }
+}
+
+/** Statuses whose responses carry no body. */
+const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
+
+/** What the Responses here share: status, headers (made only when someone asks), the body methods. */
+abstract class WebResponse extends WebBody implements Response {
+  readonly status: number;
+  readonly statusText: string;
+  /** The headers, or what they are made from when someone asks: a record (`rebody`), or raw name/value pairs (an upstream socket's). */
+  #headers: WebHeaders | Record<string, string> | string[] | undefined;
+
+  constructor(init: ResponseInit | undefined, rawHeaders?: string[]) {
+    super();
+    const status = init?.status ?? 200;
+    if (!(status >= 200 && status <= 599)) throw new RangeError('init["status"] must be in the range of 200 to 599, inclusive.');
+    const text = init?.statusText ?? '';
+    if (/[^\t\x20-\x7e\x80-\xff]/.test(text)) throw new TypeError('Invalid statusText');
+    this.status = status;
+    this.statusText = text;
+    this.#headers = rawHeaders ?? (init?.headers === undefined ? undefined : new WebHeaders(init.headers));
   }
 
-  override get body(): ReadableStream<Bytes> {
-    return this.#held.webStream;
+  get ok(): boolean {
+    return this.status >= 200 && this.status <= 299;
   }
-  override get bodyUsed(): boolean {
-    return this.#held.bodyUsed;
+  get type(): ResponseType {
+    return 'default';
   }
-  override async arrayBuffer(): Promise<ArrayBuffer> {
-    return copy(this.#held.take());
+  get url(): string {
+    return '';
   }
-  override async text(): Promise<string> {
-    return utf8(this.#held.take());
+  get redirected(): boolean {
+    return false;
   }
-  override async json(): Promise<any> {
-    return JSON.parse(utf8(this.#held.take()));
+  get [Symbol.toStringTag](): string {
+    return 'Response';
   }
-  override async blob(): Promise<Blob> {
-    return new Blob([this.#held.take()], { type: this.headers.get('content-type') ?? '' });
+
+  get headers(): Headers {
+    const h = this.#headers;
+    if (h instanceof WebHeaders) return h;
+    return (this.#headers = h === undefined ? new WebHeaders() : Array.isArray(h) ? rawToHeaders(h) : new WebHeaders(h));
   }
-  override clone(): BytesResponse {
-    if (this.#held.bodyUsed) throw new TypeError('Response.clone: Body has already been consumed.');
-    return new BytesResponse(this.#held.bytes, { status: this.status, statusText: this.statusText, headers: new Headers(this.headers) });
+
+  /** One header's value (lower-case `name`), read without making a Headers object. */
+  header(name: string): string | null {
+    const h = this.#headers;
+    if (h === undefined) return null;
+    if (h instanceof WebHeaders) return h.get(name);
+    if (!Array.isArray(h)) {
+      if (name in h) return h[name]!;
+      for (const k in h) if (k.toLowerCase() === name) return h[k]!;
+      return null;
+    }
+    let value: string | null = null;
+    for (let i = 0; i + 1 < h.length; i += 2) if (h[i]!.length === name.length && h[i]!.toLowerCase() === name) value = value === null ? h[i + 1]! : `${value}, ${h[i + 1]}`;
+    return value;
+  }
+
+  /** The headers as a plain record when they were given as one and nobody has asked for `.headers`. */
+  plainHeaders(): Record<string, string> | undefined {
+    const h = this.#headers;
+    return h && !(h instanceof WebHeaders) && !Array.isArray(h) ? h : undefined;
+  }
+
+  /** New headers in place (a record, made into Headers only when someone asks). */
+  protected replaceHeaders(headers: Record<string, string>): void {
+    this.#headers = headers;
+  }
+
+  abstract clone(): Response;
+}
+
+/** A Response whose body is whole bytes (a JSON answer, an error, a checked upstream answer), or none (`null`). */
+export class BytesResponse extends WebResponse {
+  readonly #held?: HeldBody;
+
+  /** `rawHeaders`: name/value pairs as node:http gives them, used instead of `init.headers`. */
+  constructor(bytes: Uint8Array | string | null, init?: ResponseInit, rawHeaders?: string[]) {
+    super(init, rawHeaders);
+    if (bytes !== null) this.#held = new HeldBody(typeof bytes === 'string' ? Buffer.from(bytes) : bytes);
+  }
+
+  get body(): ReadableStream<Bytes> | null {
+    return this.#held ? this.#held.webStream : null;
+  }
+  get bodyUsed(): boolean {
+    return this.#held?.bodyUsed ?? false;
+  }
+  protected async whole(): Promise<Bytes> {
+    return this.#held ? this.#held.take() : EMPTY;
+  }
+  clone(): BytesResponse {
+    if (this.#held?.bodyUsed) throw new TypeError('Response.clone: Body has already been consumed.');
+    return new BytesResponse(this.#held ? this.#held.bytes : null, { status: this.status, statusText: this.statusText, headers: this.headers });
   }
 
   /** The bytes, when no one has read the body or taken its stream. */
   peekBytes(): Uint8Array | undefined {
-    return this.#held.peek();
+    return this.#held?.peek();
+  }
+
+  /** Whether there is a body (read or not), asked without making its stream. */
+  get carriesBody(): boolean {
+    return this.#held !== undefined;
   }
 }
 
 /** The whole body of a response that carries its bytes (and is unread), else undefined: the caller streams it. */
 export function responseBytes(res: Response): Uint8Array | undefined {
   return res instanceof BytesResponse || res instanceof ReaderResponse ? res.peekBytes() : undefined;
+}
+
+/** `init` with a content-type when it names none (as fetch types a string body). */
+function typed(init: ResponseInit | undefined, type: string): ResponseInit {
+  const headers = new WebHeaders(init?.headers);
+  if (!headers.has('content-type')) headers.set('content-type', type);
+  return { ...init, headers };
+}
+
+/**
+ * `new Response(body, init)` made without undici: a whole body (text, bytes) as a BytesResponse,
+ * a stream as a ReaderResponse over it. Same rules as fetch's (a text body is typed
+ * text/plain, a bodiless status refuses a body), except that bytes are not copied.
+ */
+export function webResponse(body: BodyInit | null | undefined, init?: ResponseInit): Response {
+  if (body === null || body === undefined) return new BytesResponse(null, init);
+  if (init?.status !== undefined && NULL_BODY_STATUS.has(init.status)) throw new TypeError(`Response constructor: Invalid response status code ${init.status}`);
+  if (typeof body === 'string') return new BytesResponse(body, typed(init, 'text/plain;charset=UTF-8'));
+  if (body instanceof Uint8Array) return new BytesResponse(body, init);
+  if (body instanceof ArrayBuffer) return new BytesResponse(new Uint8Array(body), init);
+  if (ArrayBuffer.isView(body)) return new BytesResponse(new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.byteLength), init);
+  if (body instanceof ReadableStream) return new ReaderResponse(body, init);
+  if (body instanceof URLSearchParams) return new BytesResponse(body.toString(), typed(init, 'application/x-www-form-urlencoded;charset=UTF-8'));
+  if (body instanceof Blob) return new ReaderResponse(body.stream(), body.type ? typed(init, body.type) : init);
+  throw new TypeError('The gateway makes responses from text, bytes or a stream.');
 }
 
 export interface ShellRequestInit {
@@ -116,70 +262,112 @@ export interface ShellRequestInit {
   bytes?: Uint8Array;
   /** A body that still streams (large or of unknown length). */
   stream?: ReadableStream<Uint8Array>;
+  /** The client's leaving, when this request stands for another one (`reaimed`). */
+  leaving?: ClientLeave;
 }
 
-/** The URL the undici Request under a ShellRequest is given (its own `url` is the shell's). */
-const SHELL_BASE = 'http://gateway.local/';
+/** Methods fetch writes in upper case whatever case they came in. */
+const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT']);
+const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** A request method as fetch's Request takes it: a token, not CONNECT/TRACE/TRACK, the common ones upper-cased. */
+function requestMethod(method: string): string {
+  if (!METHOD_TOKEN.test(method)) throw new TypeError(`'${method}' is not a valid HTTP method.`);
+  const upper = method.toUpperCase();
+  if (upper === 'CONNECT' || upper === 'TRACE' || upper === 'TRACK') throw new TypeError(`'${method}' HTTP method is unsupported.`);
+  return NORMALIZED_METHODS.has(upper) ? upper : method;
+}
 
 /**
  * The Request a shell hands the core: a small body as bytes (no body stream unless someone asks
- * for `.body`); its URL and headers are the shell's own (undici's Request underneath is given
- * neither, so they are not parsed and copied again); the client's leaving is `leaving`, a
- * `ClientLeave` (the core's attempt runner listens to it: no AbortController per request), and
- * `signal` is made from it only when someone asks.
+ * for `.body`), or a body that still streams; its URL and headers are the shell's own (not parsed
+ * and copied again); the client's leaving is `leaving`, a `ClientLeave` (the core's attempt runner
+ * listens to it: no AbortController per request), and `signal` is made from it only when someone asks.
  */
-export class ShellRequest extends Request {
+export class ShellRequest extends WebBody implements Request {
   readonly #held?: HeldBody;
-  readonly #url: string;
-  readonly #headers: Headers;
+  #stream?: ReadableStream<Uint8Array>;
+  /** An absolute URL the shell built itself. */
+  readonly url: string;
+  readonly method: string;
+  readonly headers: Headers;
   /** The client's leaving, for the core (`clientSignalOf`) without an AbortSignal. */
-  readonly leaving = new ClientLeave();
+  readonly leaving: ClientLeave;
 
   /** `url`: an absolute URL the shell built (and so parsed) itself. */
   constructor(url: string, init: ShellRequestInit) {
-    // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
-    super(SHELL_BASE, init.stream ? { method: init.method, body: init.stream, duplex: 'half' } : { method: init.method });
-    this.#url = url;
-    this.#headers = init.headers;
+    super();
+    this.url = url;
+    this.method = requestMethod(init.method);
+    this.headers = init.headers;
+    this.leaving = init.leaving ?? new ClientLeave();
+    if ((init.bytes || init.stream) && (this.method === 'GET' || this.method === 'HEAD')) throw new TypeError('Request with GET/HEAD method cannot have body.');
     if (init.bytes) this.#held = new HeldBody(init.bytes);
+    else this.#stream = init.stream;
   }
 
-  override get url(): string {
-    return this.#url;
+  get body(): ReadableStream<Bytes> | null {
+    return this.#held ? this.#held.webStream : ((this.#stream as ReadableStream<Bytes>) ?? null);
   }
-  override get headers(): Headers {
-    return this.#headers;
+  get bodyUsed(): boolean {
+    return this.#held ? this.#held.bodyUsed : (this.#stream?.locked ?? false);
   }
-
-  override get body(): ReadableStream<Bytes> | null {
-    return this.#held ? this.#held.webStream : super.body;
-  }
-  override get bodyUsed(): boolean {
-    return this.#held ? this.#held.bodyUsed : super.bodyUsed;
-  }
-  override get signal(): AbortSignal {
+  get signal(): AbortSignal {
     return this.leaving.signal;
   }
-  override arrayBuffer(): Promise<ArrayBuffer> {
-    return this.#held ? Promise.resolve().then(() => copy(this.#held!.take())) : super.arrayBuffer();
+  protected async whole(): Promise<Bytes> {
+    if (this.#held) return this.#held.take();
+    if (!this.#stream) return EMPTY;
+    if (this.#stream.locked) throw bodyUsedError();
+    return readAll(this.#stream.getReader());
   }
-  override text(): Promise<string> {
-    return this.#held ? Promise.resolve().then(() => utf8(this.#held!.take())) : super.text();
-  }
-  override json(): Promise<any> {
-    return this.#held ? this.text().then(JSON.parse) : super.json();
-  }
-  override blob(): Promise<Blob> {
-    return this.arrayBuffer().then((b) => new Blob([b], { type: this.#headers.get('content-type') ?? '' }));
-  }
-  override clone(): Request {
-    // A streamed body: undici tees it; the twin gets this request's URL and headers.
-    // @ts-expect-error duplex is required by Node's fetch for streamed bodies but missing from the DOM types
-    if (!this.#held) return new Request(this.#url, { method: this.method, headers: new Headers(this.#headers), body: super.clone().body, duplex: 'half', signal: this.signal });
-    if (this.#held.bodyUsed) throw new TypeError('Request.clone: Body has already been consumed.');
-    const twin = new ShellRequest(this.url, { method: this.method, headers: new Headers(this.headers), bytes: this.#held.bytes });
+  clone(): ShellRequest {
+    if (this.bodyUsed) throw new TypeError('Request.clone: Body has already been consumed.');
+    let stream: ReadableStream<Uint8Array> | undefined;
+    if (this.#stream) [this.#stream, stream] = this.#stream.tee();
+    const twin = new ShellRequest(this.url, { method: this.method, headers: new WebHeaders(this.headers), bytes: this.#held?.bytes, stream });
     if (this.leaving.aborted) twin.leaving.leave();
+    else this.leaving.addEventListener('abort', { handleEvent: () => twin.leaving.leave() });
     return twin;
+  }
+
+  get cache(): RequestCache {
+    return 'default';
+  }
+  get credentials(): RequestCredentials {
+    return 'same-origin';
+  }
+  get destination(): RequestDestination {
+    return '';
+  }
+  get integrity(): string {
+    return '';
+  }
+  get keepalive(): boolean {
+    return false;
+  }
+  get mode(): RequestMode {
+    return 'cors';
+  }
+  get redirect(): RequestRedirect {
+    return 'follow';
+  }
+  get referrer(): string {
+    return 'about:client';
+  }
+  get referrerPolicy(): ReferrerPolicy {
+    return '';
+  }
+  get duplex(): 'half' {
+    return 'half';
+  }
+  get [Symbol.toStringTag](): string {
+    return 'Request';
+  }
+
+  /** This request at another URL, with the same body and leaving (this one is not to be read after). */
+  at(url: string): ShellRequest {
+    return new ShellRequest(url, { method: this.method, headers: this.headers, bytes: this.#held?.bytes, stream: this.#stream, leaving: this.leaving });
   }
 
   /** The whole body, when the shell read it and no one has read it since, else undefined. */
@@ -191,6 +379,13 @@ export class ShellRequest extends Request {
   takeBytes(): Uint8Array | undefined {
     return this.#held?.take();
   }
+}
+
+/** The same request at another URL (the /iam prefix re-aims one): a shell's keeps its bytes, stream and leaving. */
+export function reaimed(request: Request, url: string): Request {
+  if (request instanceof ShellRequest) return request.at(url);
+  const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && request.body !== null;
+  return new Request(url, { method: request.method, headers: request.headers, body: hasBody ? request.body : undefined, signal: request.signal, ...(hasBody ? { duplex: 'half' } : {}) } as RequestInit);
 }
 
 /** The client's leaving for a request: the shell's cheap one, else the Request's own signal. */
@@ -225,26 +420,36 @@ function bytesSource(bytes: Uint8Array): PullSource {
   };
 }
 
+/** A pull source over a web stream, whose reader is taken on the first read. */
+function streamSource(stream: ReadableStream<Uint8Array>): PullSource {
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  return {
+    read: () => (reader ??= stream.getReader()).read(),
+    cancel: (why) => (reader ? reader.cancel(why) : stream.cancel(why)),
+  };
+}
+
 /**
- * A Response whose body comes from a `PullSource` (an upstream socket, the stream frame): whoever
- * reads it through `bodyReader` reads the source directly; `.body` makes a web stream over it only
- * when someone asks. One reader either way, as with any body. `rebodied` gives one a new body (and
- * headers) in place, so an upstream answer can go on to the client without a second undici Response.
+ * A Response whose body comes from a `PullSource` (an upstream socket, the stream frame) or a web
+ * stream: whoever reads it through `bodyReader` reads the source directly; `.body` makes a web
+ * stream over a source only when someone asks. One reader either way, as with any body. `rebodied`
+ * gives one a new body (and headers) in place, so an upstream answer goes on to the client as the
+ * same object.
  */
-export class ReaderResponse extends Response {
+export class ReaderResponse extends WebResponse {
   #source: PullSource;
   /** The whole body when the source is bytes in hand (`responseBytes` hands them out). */
   #bytes?: Uint8Array;
-  /** Headers given in place of undici's: a record (`rebody`), or raw name/value pairs (an upstream socket's), made into Headers when someone asks. */
-  #headers?: Headers | Record<string, string> | string[];
   #stream?: ReadableStream<Bytes>;
   #owner?: 'reader' | 'stream';
 
   /** `rawHeaders`: name/value pairs as node:http gives them, used instead of `init.headers` (no Headers built unless asked for). */
-  constructor(source: PullSource, init?: ResponseInit, rawHeaders?: string[]) {
-    super(null, init);
-    this.#source = source;
-    this.#headers = rawHeaders;
+  constructor(source: PullSource | ReadableStream<Uint8Array>, init?: ResponseInit, rawHeaders?: string[]) {
+    super(init, rawHeaders);
+    if (source instanceof ReadableStream) {
+      this.#stream = source as ReadableStream<Bytes>;
+      this.#source = streamSource(source);
+    } else this.#source = source;
   }
 
   /** A new body (the old one's reader has let it go) and, when given, new headers. */
@@ -252,41 +457,15 @@ export class ReaderResponse extends Response {
     this.#bytes = body instanceof Uint8Array ? body : undefined;
     this.#source = body instanceof Uint8Array ? bytesSource(body) : body;
     this.#stream = this.#owner = undefined;
-    if (headers) this.#headers = headers;
+    if (headers) this.replaceHeaders(headers);
     return this;
   }
 
-  override get headers(): Headers {
-    const h = this.#headers;
-    if (!h) return super.headers;
-    return h instanceof Headers ? h : (this.#headers = Array.isArray(h) ? rawToHeaders(h) : new Headers(h));
-  }
-
-  /** One header's value (lower-case `name`), read without making a Headers object. */
-  header(name: string): string | null {
-    const h = this.#headers;
-    if (!h || h instanceof Headers) return this.headers.get(name);
-    if (!Array.isArray(h)) {
-      if (name in h) return h[name]!;
-      for (const k in h) if (k.toLowerCase() === name) return h[k]!;
-      return null;
-    }
-    let value: string | null = null;
-    for (let i = 0; i + 1 < h.length; i += 2) if (h[i]!.length === name.length && h[i]!.toLowerCase() === name) value = value === null ? h[i + 1]! : `${value}, ${h[i + 1]}`;
-    return value;
-  }
-
-  /** The headers as a plain record when they were given as one and nobody has asked for `.headers`. */
-  plainHeaders(): Record<string, string> | undefined {
-    const h = this.#headers;
-    return h && !(h instanceof Headers) && !Array.isArray(h) ? h : undefined;
-  }
-
-  override get body(): ReadableStream<Bytes> {
+  get body(): ReadableStream<Bytes> {
     return (this.#stream ??= new ReadableStream<Bytes>(
       {
         pull: async (ctrl) => {
-          if (this.#owner === 'reader') return ctrl.error(new TypeError('Body is unusable: Body has already been read'));
+          if (this.#owner === 'reader') return ctrl.error(bodyUsedError());
           this.#owner = 'stream';
           try {
             const r = await this.#source.read();
@@ -301,7 +480,7 @@ export class ReaderResponse extends Response {
       { highWaterMark: 0 },
     ));
   }
-  override get bodyUsed(): boolean {
+  get bodyUsed(): boolean {
     return this.#owner !== undefined || (this.#stream?.locked ?? false);
   }
 
@@ -318,38 +497,22 @@ export class ReaderResponse extends Response {
     return { read: () => source.read(), cancel: (why?: unknown) => source.cancel(why), releaseLock() {} } as unknown as ReadableStreamDefaultReader<Uint8Array>;
   }
 
-  async #whole(): Promise<Bytes> {
-    const reader = bodyReader(this);
-    const chunks: Uint8Array[] = [];
-    for (;;) {
-      const r = await reader.read();
-      if (r.done) return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)) as Bytes;
-      chunks.push(r.value);
-    }
+  protected async whole(): Promise<Bytes> {
+    return readAll(bodyReader(this));
   }
-  override async arrayBuffer(): Promise<ArrayBuffer> {
-    return copy(await this.#whole());
-  }
-  override async text(): Promise<string> {
-    return utf8(await this.#whole());
-  }
-  override async json(): Promise<any> {
-    return JSON.parse(await this.text());
-  }
-  override async blob(): Promise<Blob> {
-    return new Blob([await this.#whole()], { type: this.headers.get('content-type') ?? '' });
-  }
-  override clone(): Response {
+  clone(): ReaderResponse {
     const [mine, theirs] = this.body.tee();
     this.#stream = mine;
-    return new Response(theirs, { status: this.status, statusText: this.statusText, headers: new Headers(this.headers) });
+    this.#source = streamSource(mine);
+    this.#bytes = undefined;
+    return new ReaderResponse(theirs, { status: this.status, statusText: this.statusText, headers: this.headers });
   }
 }
 
 /**
  * `res`, whose body its reader has taken, with a new body (a pull source, or whole bytes) and, when
  * given, new headers: the same object for a ReaderResponse (an upstream answer goes on without a
- * second undici Response), else a new Response.
+ * second Response), else a new Response.
  */
 export function rebodied(res: Response, body: PullSource | Uint8Array, headers?: Record<string, string>): Response {
   if (res instanceof ReaderResponse) return res.rebody(body, headers);
@@ -358,8 +521,8 @@ export function rebodied(res: Response, body: PullSource | Uint8Array, headers?:
 }
 
 /** Raw name/value pairs as Headers, leaving out any the fetch Headers refuses (control characters). */
-export function rawToHeaders(raw: string[]): Headers {
-  const headers = new Headers();
+export function rawToHeaders(raw: string[]): WebHeaders {
+  const headers = new WebHeaders();
   for (let i = 0; i + 1 < raw.length; i += 2) {
     try {
       headers.append(raw[i]!, raw[i + 1]!);
@@ -372,17 +535,19 @@ export function rawToHeaders(raw: string[]): Headers {
 
 /** One header of a response (lower-case `name`), without making a Headers object when it carries its own. */
 export function headerOf(res: Response, name: string): string | null {
-  return res instanceof ReaderResponse ? res.header(name) : res.headers.get(name);
+  return res instanceof WebResponse ? res.header(name) : res.headers.get(name);
 }
 
 /** Whether a response has a body, without making a web stream of one that travels as bytes or a source. */
 export function hasBody(res: Response): boolean {
-  return res instanceof ReaderResponse || res instanceof BytesResponse || res.body !== null;
+  if (res instanceof ReaderResponse) return true;
+  if (res instanceof BytesResponse) return res.carriesBody;
+  return res.body !== null;
 }
 
 /** A copy of a response's headers as a plain record (made without a Headers object when it carries a record). */
 export function headerRecord(res: Response): Record<string, string> {
-  const plain = res instanceof ReaderResponse ? res.plainHeaders() : undefined;
+  const plain = res instanceof WebResponse ? res.plainHeaders() : undefined;
   if (plain) return { ...plain };
   const out: Record<string, string> = {};
   res.headers.forEach((v, k) => (out[k] = v));

@@ -1,4 +1,4 @@
-import { bodyReader, hasBody, headerOf } from './bytes.ts';
+import { bodyReader, hasBody, headerOf, ReaderResponse } from './bytes.ts';
 import { keepFramedAlive } from '../wire/stream.ts';
 
 const COMMENT = new TextEncoder().encode(': keepalive\n\n');
@@ -75,5 +75,5 @@ export function withSseKeepAlive(res: Response, intervalMs: number): Response {
       return reader.cancel(reason);
     },
   });
-  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  return new ReaderResponse(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }

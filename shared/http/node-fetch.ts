@@ -1,7 +1,8 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import { rawToHeaders, ReaderResponse, type PullSource } from './bytes.ts';
+import { BytesResponse, rawToHeaders, ReaderResponse, type PullSource } from './bytes.ts';
+import { isHeaders } from './web.ts';
 
 /**
  * The upstream call on node:http(s) instead of the global fetch(): the same web Request/Response
@@ -37,7 +38,7 @@ export interface UpstreamInit {
 function plainHeaders(h: HeadersInit | undefined): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   if (!h) return out;
-  if (h instanceof Headers) h.forEach((v, k) => (out[k] = v));
+  if (isHeaders(h)) h.forEach((v, k) => (out[k] = v));
   else if (Array.isArray(h)) for (const [k, v] of h) out[k!.toLowerCase()] = v;
   else for (const k in h) out[k.toLowerCase()] = (h as Record<string, string>)[k];
   return out;
@@ -190,7 +191,7 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
       try {
         const meta = { status, statusText: res.statusMessage };
         // The headers stay node's raw pairs until someone asks for them as Headers.
-        resolve(nullBody ? new Response(null, { ...meta, headers: rawToHeaders(res.rawHeaders) }) : new ReaderResponse(new SocketBody(res, init), meta, res.rawHeaders));
+        resolve(nullBody ? new BytesResponse(null, meta, res.rawHeaders) : new ReaderResponse(new SocketBody(res, init), meta, res.rawHeaders));
       } catch (err) {
         // A status the web Response cannot carry (below 200 or above 599).
         res.destroy();

@@ -1,6 +1,7 @@
-import { bodyReader, hasBody } from './bytes.ts';
+import { BytesResponse, bodyReader, hasBody, ReaderResponse } from './bytes.ts';
 import { GatewayError } from './errors.ts';
 import { upstreamFetch } from './node-fetch.ts';
+import { isHeaders, WebHeaders } from './web.ts';
 import { upstreamTraceHeaders } from '../tracing/context.ts';
 
 /**
@@ -15,7 +16,7 @@ export async function fetchUpstream(provider: string, url: string, init: Request
     signal.aborted ? err : new GatewayError('upstream', `The connection to provider "${provider}" failed mid-response: ${describeNetworkError(err)}.`, { code: 'upstream_stream_error', cause: err });
   const sent = init.body;
   try {
-    // node:http for the bodies the providers send (strings, bytes), fetch() for anything else.
+    // node:http for the bodies the providers send (strings, bytes), fetch() for anything else (only MCP's relay sends other bodies).
     if (sent === undefined || sent === null || typeof sent === 'string' || sent instanceof Uint8Array) {
       return await upstreamFetch(url, { method: init.method, headers: withTraceHeaders(init.headers, signal), body: sent, signal, bodyError });
     }
@@ -35,7 +36,7 @@ export async function fetchUpstream(provider: string, url: string, init: Request
       },
       cancel: (why) => reader.cancel(why),
     });
-    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    return new ReaderResponse(body, { status: res.status, statusText: res.statusText, headers: res.headers });
   } catch (err) {
     if (signal.aborted) throw err;
     throw new GatewayError('upstream', `Could not reach provider "${provider}": ${describeNetworkError(err)}.`, { code: 'upstream_unreachable', cause: err });
@@ -47,7 +48,7 @@ export async function fetchUpstream(provider: string, url: string, init: Request
  * is passed on: its body would otherwise be read after the attempt has released it).
  */
 export async function readWhole(res: Response): Promise<Response> {
-  return new Response(hasBody(res) ? await res.arrayBuffer() : null, { status: res.status, statusText: res.statusText, headers: res.headers });
+  return new BytesResponse(hasBody(res) ? new Uint8Array(await res.arrayBuffer()) : null, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /** The trace of the call's signal as a new child span (`traceparent`, shared/tracing) on an upstream call. */
@@ -55,8 +56,8 @@ function withTraceHeaders(headers: HeadersInit | undefined, signal: AbortSignal)
   const extra = upstreamTraceHeaders(signal);
   if (!extra) return headers;
   // The providers' plain objects stay plain (no Headers object to build and take apart again).
-  if (headers === undefined || (!(headers instanceof Headers) && !Array.isArray(headers))) return { ...headers, ...extra };
-  const out = new Headers(headers);
+  if (headers === undefined || (!isHeaders(headers) && !Array.isArray(headers))) return { ...headers, ...extra };
+  const out = new WebHeaders(headers);
   for (const [k, v] of Object.entries(extra)) out.set(k, v);
   return out;
 }

@@ -8,6 +8,7 @@ import type { RequestTrace } from '../telemetry/record.ts';
 import { conversationOf, inputItems, listInputItems } from './conversation.ts';
 import { createResponseStore, ResponseStore, type StoredResponse } from './store.ts';
 import { statefulEcho } from '../wire/openai-responses/door.ts';
+import { webResponse } from '../http/bytes.ts';
 
 type Json = Record<string, unknown>;
 
@@ -187,7 +188,7 @@ export class StatefulResponses {
       },
       cancel: (reason) => reader.cancel(reason),
     });
-    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    return webResponse(body, { status: res.status, statusText: res.statusText, headers: res.headers });
   }
 
   /** Store a finished response (redacted like logged bodies); failures are logged, never the client's. */

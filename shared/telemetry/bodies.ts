@@ -1,5 +1,6 @@
 import type { StreamEvent } from '../core/types.ts';
 import type { RequestTrace } from './record.ts';
+import { webResponse } from '../http/bytes.ts';
 
 /**
  * Optional request/response body logging (`logging.bodies` in the configuration). Off by default.
@@ -156,5 +157,5 @@ export function tapBody(res: Response, trace: RequestTrace): Response {
       },
     }),
   );
-  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  return webResponse(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }

@@ -138,7 +138,8 @@ export async function awaitRecord(records: readonly RequestRecord[], predicate: 
 
 /** The record of a response or request id, waited for; asserts the response named its request. */
 export function recordIn(records: readonly RequestRecord[], res: Response | string | null | undefined): Promise<RequestRecord> {
-  const id = res instanceof Response ? res.headers.get('x-request-id') : res;
+  // A Response (undici's from a socket, or the core's own in process: not an instanceof Response), or an id.
+  const id = typeof res === 'object' && res !== null ? res.headers.get('x-request-id') : res;
   assert.ok(id, 'the response has an x-request-id');
   return awaitRecord(records, (r) => r.requestId === id, id);
 }

@@ -6,6 +6,7 @@ import type { RoutePlan } from '../../routing/router.ts';
 import type { RequestContext } from '../../core/context.ts';
 import { parseAnthropicRequest } from './door.ts';
 import { loadEncoder, TokenCounter } from '../../policy/tokenizer.ts';
+import { webResponse } from '../../http/bytes.ts';
 
 /**
  * `POST /v1/messages/count_tokens` (Anthropic's token counting). When the model is served by a
@@ -83,7 +84,7 @@ export async function countTokens({ request, trace, headers }: RequestContext, d
   if (res) {
     trace.firstByte();
     trace.end(res.status);
-    return new Response(res.text, { status: res.status, headers: { 'content-type': res.type ?? 'application/json', ...out, 'x-gateway-token-count': 'exact' } });
+    return webResponse(res.text, { status: res.status, headers: { 'content-type': res.type ?? 'application/json', ...out, 'x-gateway-token-count': 'exact' } });
   }
 
   const inputTokens = await estimateInputTokens(req);

@@ -7,6 +7,7 @@ import { encodeEvents } from '../stream.ts';
 import { AnthropicUsage, eventName, toAnthropicStopReason, toAnthropicUsage } from './wire.ts';
 import { assistantTurn, bad as badRequest, isObject, type Json } from '../common.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
+import { webResponse } from '../../http/bytes.ts';
 
 /**
  * Anthropic Messages: `POST /v1/messages`.
@@ -358,7 +359,7 @@ export function parseAnthropicRequest(body: unknown, opts: ParseOptions = {}): C
 function anthropicErrorResponse(err: GatewayError): Response {
   const headers = { ...err.headers };
   if (err.upstreamBody?.format === 'anthropic-messages') {
-    return new Response(err.upstreamBody.text, { status: err.upstreamBody.status ?? err.status, headers: { 'content-type': 'application/json', ...headers } });
+    return webResponse(err.upstreamBody.text, { status: err.upstreamBody.status ?? err.status, headers: { 'content-type': 'application/json', ...headers } });
   }
   return jsonResponse(anthropicErrorBody(err), err.status, headers);
 }

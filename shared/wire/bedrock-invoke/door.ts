@@ -18,6 +18,8 @@ import { AnthropicUsage, DEFAULT_ANTHROPIC_VERSION, eventName, readErrorEvent } 
 import { isObject, type Json } from '../common.ts';
 import { bedrockErrorResponse } from './errors.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
+import { webResponse } from '../../http/bytes.ts';
+import { WebHeaders } from '../../http/web.ts';
 
 /**
  * The Bedrock-native front door: Amazon Bedrock Runtime's InvokeModel API with an Anthropic
@@ -170,7 +172,7 @@ function bedrockToAnthropic(body: unknown, request: Request, model: string, stre
     if (!Array.isArray(beta) || !beta.every((b) => typeof b === 'string')) throw validation('Malformed input request: #/anthropic_beta: expected type: JSONArray of strings, please reformat your input and try again.');
     betas = beta as string[];
   }
-  const headers = new Headers(request.headers);
+  const headers = new WebHeaders(request.headers);
   headers.set('anthropic-version', DEFAULT_ANTHROPIC_VERSION);
   if (betas.length) headers.set('anthropic-beta', betas.join(','));
   else headers.delete('anthropic-beta');
@@ -315,7 +317,7 @@ function answerHeaders(res: Response): Record<string, string> {
 }
 
 function asBedrock(req: ChatRequest, res: Response, keepAliveMs: number): Response {
-  if (!req.stream) return new Response(res.body, { status: res.status, headers: { ...answerHeaders(res), 'content-type': 'application/json' } });
+  if (!req.stream) return webResponse(res.body, { status: res.status, headers: { ...answerHeaders(res), 'content-type': 'application/json' } });
   return toEventStream(withSseKeepAlive(res, keepAliveMs), answerHeaders(res));
 }
 

@@ -5,6 +5,7 @@ import { GatewayError } from '../../http/errors.ts';
 import { encodeText } from '../../http/sse.ts';
 import type { CallContext, ProviderResult } from '../../providers/types.ts';
 import { SdkCall } from '../../providers/bedrock/call.ts';
+import { webResponse } from '../../http/bytes.ts';
 
 /**
  * Claude on Bedrock through InvokeModel / InvokeModelWithResponseStream, with the client's own
@@ -23,7 +24,7 @@ export async function invokeAnthropic(client: BedrockRuntimeClient, provider: st
       const res = await client.send(new InvokeModelCommand(input), { abortSignal: call.signal as never });
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (res.$metadata.requestId) headers['request-id'] = res.$metadata.requestId;
-      return { kind: 'passthrough', response: new Response(new Uint8Array(res.body), { status: 200, headers }) };
+      return { kind: 'passthrough', response: webResponse(new Uint8Array(res.body), { status: 200, headers }) };
     } catch (err) {
       throw call.error(err);
     } finally {
@@ -87,7 +88,7 @@ export async function invokeAnthropic(client: BedrockRuntimeClient, provider: st
   });
   const headers: Record<string, string> = { 'content-type': 'text/event-stream; charset=utf-8' };
   if (requestId) headers['request-id'] = requestId;
-  return { kind: 'passthrough', response: new Response(body, { status: 200, headers }) };
+  return { kind: 'passthrough', response: webResponse(body, { status: 200, headers }) };
 }
 
 /** An exception member of the stream (when the SDK hands it over rather than throwing it). */

@@ -7,6 +7,7 @@ import type { ResolvedTarget, RoutePlan } from '../../routing/router.ts';
 import type { RequestTrace } from '../../telemetry/record.ts';
 import { bad, isObject, type Json } from '../common.ts';
 import { relayJson } from '../relay.ts';
+import { webResponse } from '../../http/bytes.ts';
 
 /**
  * OpenAI Embeddings: `POST /v1/embeddings`. OpenAI and OpenAI-compatible upstreams get the
@@ -134,7 +135,7 @@ function passthrough(upstream: Response, headers: Record<string, string>, trace:
   const outHeaders = { ...headers, 'content-type': upstream.headers.get('content-type') ?? 'application/json' };
   if (!upstream.body) {
     trace.end(upstream.status);
-    return new Response(null, { status: upstream.status, headers: outHeaders });
+    return webResponse(null, { status: upstream.status, headers: outHeaders });
   }
   return relayJson(upstream, trace, { status: upstream.status, headers: outHeaders }, (json) => {
     const u = json.usage;

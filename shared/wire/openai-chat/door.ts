@@ -9,6 +9,7 @@ import { readChatUsage } from './events.ts';
 import { bad, isObject, textOf, optNumber, optInteger, type Json } from '../common.ts';
 import { parseResponseFormat } from '../../emulate/structured.ts';
 import { MAX_CHOICES } from '../../emulate/choices.ts';
+import { webResponse } from '../../http/bytes.ts';
 
 /** OpenAI Chat Completions: `POST /v1/chat/completions`. */
 
@@ -226,7 +227,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
 function openaiError(err: GatewayError): Response {
   const headers = { ...err.headers };
   if (err.upstreamBody?.format === 'openai-chat') {
-    return new Response(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
+    return webResponse(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
   }
   return jsonResponse(openaiErrorBody(err), err.status, headers);
 }

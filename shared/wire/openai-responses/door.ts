@@ -9,6 +9,7 @@ import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readResponsesUsage } from './events.ts';
 import { bad, isObject, optNumber, optInteger, type Json } from '../common.ts';
 import { parseResponseFormat } from '../../emulate/structured.ts';
+import { webResponse } from '../../http/bytes.ts';
 
 /**
  * OpenAI Responses: `POST /v1/responses`.
@@ -273,7 +274,7 @@ function parseResponsesRequest(body: unknown): ChatRequest {
 function responsesError(err: GatewayError): Response {
   const headers = { ...err.headers };
   if (err.upstreamBody?.format === 'openai-responses' || err.upstreamBody?.format === 'openai-chat') {
-    return new Response(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
+    return webResponse(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
   }
   return jsonResponse(openaiErrorBody(err), err.status, headers);
 }
