@@ -331,36 +331,18 @@ export class ShellRequest extends WebBody implements Request {
     return twin;
   }
 
-  get cache(): RequestCache {
-    return 'default';
-  }
-  get credentials(): RequestCredentials {
-    return 'same-origin';
-  }
-  get destination(): RequestDestination {
-    return '';
-  }
-  get integrity(): string {
-    return '';
-  }
-  get keepalive(): boolean {
-    return false;
-  }
-  get mode(): RequestMode {
-    return 'cors';
-  }
-  get redirect(): RequestRedirect {
-    return 'follow';
-  }
-  get referrer(): string {
-    return 'about:client';
-  }
-  get referrerPolicy(): ReferrerPolicy {
-    return '';
-  }
-  get duplex(): 'half' {
-    return 'half';
-  }
+  // The same for every request no page made (set on the prototype below).
+  declare readonly cache: RequestCache;
+  declare readonly credentials: RequestCredentials;
+  declare readonly destination: RequestDestination;
+  declare readonly integrity: string;
+  declare readonly keepalive: boolean;
+  declare readonly mode: RequestMode;
+  declare readonly redirect: RequestRedirect;
+  declare readonly referrer: string;
+  declare readonly referrerPolicy: ReferrerPolicy;
+  declare readonly duplex: 'half';
+
   get [Symbol.toStringTag](): string {
     return 'Request';
   }
@@ -380,6 +362,10 @@ export class ShellRequest extends WebBody implements Request {
     return this.#held?.take();
   }
 }
+
+/** What fetch's Request gives for these on a request no page made: ShellRequest's, read-only. */
+const REQUEST_DEFAULTS = { cache: 'default', credentials: 'same-origin', destination: '', integrity: '', keepalive: false, mode: 'cors', redirect: 'follow', referrer: 'about:client', referrerPolicy: '', duplex: 'half' };
+for (const [name, value] of Object.entries(REQUEST_DEFAULTS)) Object.defineProperty(ShellRequest.prototype, name, { get: () => value, configurable: true });
 
 /** The same request at another URL (the /iam prefix re-aims one): a shell's keeps its bytes, stream and leaving. */
 export function reaimed(request: Request, url: string): Request {

@@ -12,6 +12,8 @@ import { classify, RPC, rpcError, toolName, type Classified, type RpcId } from '
 import { relayBody } from './relay.ts';
 import type { McpServerConfig } from './schema.ts';
 import { errorText, jsonLinesLogger, type GatewayLogger } from '../telemetry/logger.ts';
+import { webResponse } from '../http/bytes.ts';
+import { WebHeaders } from '../http/web.ts';
 
 /**
  * MCP tool servers behind the gateway: `/mcp/<server>` speaks the MCP Streamable HTTP transport to
@@ -128,7 +130,7 @@ export class McpGateway {
     const body = JSON.stringify(rpcError(id, r.rpcCode, r.message));
     trace.record.responseBytes = Buffer.byteLength(body);
     trace.end(r.status);
-    return new Response(body, { status: r.status, headers: { 'content-type': 'application/json', ...r.headers, ...baseHeaders } });
+    return webResponse(body, { status: r.status, headers: { 'content-type': 'application/json', ...r.headers, ...baseHeaders } });
   }
 
   private async post(
@@ -223,7 +225,7 @@ export class McpGateway {
       trace.record.responseBytes = Buffer.byteLength(body);
       trace.captureResponse?.(body);
       trace.end(200);
-      return new Response(body, { status: 200, headers: { 'content-type': 'application/json', ...baseHeaders } });
+      return webResponse(body, { status: 200, headers: { 'content-type': 'application/json', ...baseHeaders } });
     }
 
     const calls = requests.filter((m) => m.method === 'tools/call').length;
@@ -243,7 +245,7 @@ export class McpGateway {
     body: string | undefined,
     pending: Map<RpcId, Pending>,
   ): Promise<Response> {
-    const headers = new Headers();
+    const headers = new WebHeaders();
     for (const h of FORWARD_REQUEST_HEADERS) {
       const v = request.headers.get(h);
       if (v) headers.set(h, v);
@@ -265,7 +267,7 @@ export class McpGateway {
       await res.body?.cancel().catch(() => {});
       throw new McpRefusal(502, RPC.UPSTREAM_ERROR, `The MCP server '${name}' refused the gateway's credential (HTTP ${res.status}).`, 'upstream', 'mcp_upstream_auth');
     }
-    const out = new Headers(baseHeaders);
+    const out = new WebHeaders(baseHeaders);
     for (const h of FORWARD_RESPONSE_HEADERS) {
       const v = res.headers.get(h);
       if (v) out.set(h, v);
@@ -285,7 +287,7 @@ export class McpGateway {
       await res.body?.cancel().catch(() => {});
       trace.record.responseBytes = 0;
       trace.end(status);
-      return new Response(null, { status, headers: out });
+      return webResponse(null, { status, headers: out });
     }
     if (json && filterIds.size) {
       // A tools/list answer as one JSON document: read it (bounded), filter, send.
@@ -302,7 +304,7 @@ export class McpGateway {
       trace.firstByte();
       trace.captureResponse?.(sent);
       trace.end(status);
-      return new Response(sent, { status, headers: out });
+      return webResponse(sent, { status, headers: out });
     }
 
     let bytes = 0;
@@ -354,7 +356,7 @@ export class McpGateway {
           }
         : undefined,
     });
-    return new Response(relayed, { status, headers: out });
+    return webResponse(relayed, { status, headers: out });
   }
 
   /**

@@ -1,6 +1,7 @@
 import { adminAuthorized } from '../admin/api.ts';
 import { GatewayError, jsonResponse } from '../http/errors.ts';
 import { readLocalRecords, statsWindow, summarize } from './stats.ts';
+import { webResponse } from '../http/bytes.ts';
 
 /**
  * `GET /admin/stats` (admin only: `Authorization: Bearer $GATEWAY_ADMIN_TOKEN`, or the IAM caller
@@ -30,7 +31,7 @@ export async function handleStatsRoute(request: Request, path: string, ctx: Stat
     throw new GatewayError('invalid_request', `Method ${request.method} is not allowed on ${path}; use GET.`, { status: 405, code: 'method_not_allowed' });
   }
   if (path === '/admin/dashboard') {
-    return new Response(request.method === 'HEAD' ? null : DASHBOARD_HTML, {
+    return webResponse(request.method === 'HEAD' ? null : DASHBOARD_HTML, {
       status: 200,
       headers: {
         'content-type': 'text/html; charset=utf-8',
