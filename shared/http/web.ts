@@ -90,12 +90,13 @@ export class WebHeaders implements Headers {
     this.#sorted = undefined;
   }
 
+  // A name found as given is a valid lower-case one: only a miss is checked and lower-cased.
   get(name: string): string | null {
-    return this.#map.get(headerName(name, 'get')) ?? null;
+    return this.#map.get(name) ?? this.#map.get(headerName(name, 'get')) ?? null;
   }
 
   has(name: string): boolean {
-    return this.#map.has(headerName(name, 'has'));
+    return this.#map.has(name) || this.#map.has(headerName(name, 'has'));
   }
 
   getSetCookie(): string[] {
