@@ -1,6 +1,7 @@
 import type { GatewayConfig } from './config/schema.ts';
 import { readJsonBody } from './http/body.ts';
 import { clientSignalOf } from './http/bytes.ts';
+import type { ClientSignal } from './http/client-signal.ts';
 import { withSseKeepAlive } from './http/keepalive.ts';
 import { GatewayError, jsonResponse, toGatewayError } from './http/errors.ts';
 import { CHAT_DOORS, errorDoorFor } from './formats/index.ts';
@@ -307,7 +308,7 @@ export class Gateway {
     return handleEmbeddings(ctx, {
       maxBodyBytes: this.opts.config.server.maxBodyBytes,
       route: (name) => this.permittedPlan(trace, name),
-      run: this.callRunner(trace, request.signal),
+      run: this.callRunner(trace, clientSignalOf(request)),
       admit: async (model, tokens) => (this.policy ? this.policy.admit(trace, { model, tokens }, 'openai-chat') : {}),
     });
   }
@@ -316,14 +317,14 @@ export class Gateway {
     const { request, trace } = ctx;
     trace.record.frontDoor = 'anthropic-messages';
     if (this.policy) Object.assign(ctx.headers, this.policy.currentHeaders(trace, 'anthropic-messages'));
-    return countTokens(ctx, { maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, request.signal) });
+    return countTokens(ctx, { maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, clientSignalOf(request)) });
   }
 
   private async bedrockCountTokens(ctx: RequestContext): Promise<Response> {
     const { request, trace } = ctx;
     trace.record.frontDoor = 'bedrock-invoke';
     const { module, index } = await this.bedrock();
-    return module.handleBedrockCountTokens(ctx, { index, maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, request.signal) });
+    return module.handleBedrockCountTokens(ctx, { index, maxBodyBytes: this.opts.config.server.maxBodyBytes, route: (name) => this.permittedPlan(trace, name), run: this.callRunner(trace, clientSignalOf(request)) });
   }
 
   /** The route plan of a model name, once the key's allow list has let it through (403 otherwise). */
@@ -333,7 +334,7 @@ export class Gateway {
   }
 
   /** The attempt runner for one-shot upstream calls (embeddings, count_tokens), bound to this request. */
-  private callRunner(trace: RequestTrace, signal: AbortSignal): CallRunner {
+  private callRunner(trace: RequestTrace, signal: ClientSignal): CallRunner {
     return (plan, call, filter) => runCall(this.router, { plan, requestId: trace.record.requestId, signal, trace, filter }, call);
   }
 

@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import { LazySignal, type ClientSignal } from '../http/client-signal.ts';
 
 /**
  * W3C Trace Context for one request (https://www.w3.org/TR/trace-context/).
@@ -8,8 +9,9 @@ import { randomFillSync } from 'node:crypto';
  * `traceparent`) takes the trace id from the X-Ray root so both views line up. Each upstream call
  * gets its own child span id under the same trace id. The context travels explicitly: the request's
  * trace (`RequestTrace.context`) is given to each upstream attempt, which names it on the abort
- * signal the call already takes (`traceCalls`); `fetchUpstream` and the Bedrock client read it from
- * the signal they are given (no AsyncLocalStorage, so no async hooks on the request path).
+ * signal the call already takes (`traceCalls`: a field of the attempt's LazySignal); `fetchUpstream`
+ * and the Bedrock client read it from the signal they are given (no AsyncLocalStorage, so no async
+ * hooks on the request path).
  */
 export interface TraceContext {
   /** 32 lower-case hex digits. */
@@ -124,23 +126,29 @@ export function childTraceHeaders(tc: TraceContext): Record<string, string> {
   return h;
 }
 
-/** The trace each upstream call belongs to, by the abort signal the call is given. */
+/** The trace each upstream call belongs to, by the web abort signal the call is given. */
 const calls = new WeakMap<AbortSignal, TraceContext>();
 
+/** The trace of calls under `signal`: a LazySignal (the attempt's deadline) carries it, a web AbortSignal is looked up. */
+function traceOf(signal: ClientSignal): TraceContext | undefined {
+  return signal instanceof LazySignal ? signal.trace : calls.get(signal as AbortSignal);
+}
+
 /** Upstream calls made under `signal` (an attempt's deadline) belong to the trace `tc`. */
-export function traceCalls(signal: AbortSignal, tc: TraceContext): void {
-  calls.set(signal, tc);
+export function traceCalls(signal: ClientSignal, tc: TraceContext): void {
+  if (signal instanceof LazySignal) signal.trace = tc;
+  else calls.set(signal as AbortSignal, tc);
 }
 
 /** A call under `child` (a signal that follows `parent`) belongs to `parent`'s trace, if it has one. */
-export function inheritTrace(child: AbortSignal, parent: AbortSignal): void {
-  const tc = calls.get(parent);
+export function inheritTrace(child: AbortSignal, parent: ClientSignal): void {
+  const tc = traceOf(parent);
   if (tc) calls.set(child, tc);
 }
 
 /** Trace headers for an upstream call made under `signal` (undefined when the signal names no trace). */
-export function upstreamTraceHeaders(signal: AbortSignal | undefined): Record<string, string> | undefined {
-  const tc = signal && calls.get(signal);
+export function upstreamTraceHeaders(signal: ClientSignal | undefined): Record<string, string> | undefined {
+  const tc = signal && traceOf(signal);
   return tc && childTraceHeaders(tc);
 }
 
