@@ -429,7 +429,9 @@ export class Gateway {
     trace.record.upstreamModel = model;
     const meta = {
       created: Math.floor(Date.now() / 1000),
-      headers: { ...headers, 'x-gateway-provider': provider.name, 'x-gateway-model': model, 'x-gateway-attempts': String(trace.record.attempts ?? 1) },
+      // Object.assign, not `{ ...headers, more }`: V8 (node 20) gives an object spread followed by
+      // new keys a new map each time, several microseconds a request.
+      headers: Object.assign({}, headers, { 'x-gateway-provider': provider.name, 'x-gateway-model': model, 'x-gateway-attempts': String(trace.record.attempts ?? 1) }),
     };
     const servedBy = cachePlan && { provider: provider.name, model, door: codec.door };
     trace.record.status = 200;
@@ -485,7 +487,7 @@ export class Gateway {
     r.status = 200;
     const meta = {
       created: Math.floor(Date.now() / 1000),
-      headers: { ...chat.headers, 'x-gateway-cache': 'hit', 'x-gateway-cache-age': String(hit.age), 'x-gateway-provider': hit.entry.provider, 'x-gateway-model': hit.entry.upstreamModel, 'x-gateway-attempts': '0' },
+      headers: Object.assign({}, chat.headers, { 'x-gateway-cache': 'hit', 'x-gateway-cache-age': String(hit.age), 'x-gateway-provider': hit.entry.provider, 'x-gateway-model': hit.entry.upstreamModel, 'x-gateway-attempts': '0' }),
     };
     if (hit.semantic) meta.headers['x-gateway-cache'] = 'semantic-hit';
     // The stored answer already went through this request's output guardrails: entries are keyed by

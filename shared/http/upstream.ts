@@ -56,7 +56,7 @@ function withTraceHeaders(headers: HeadersInit | undefined, signal: CallSignal):
   const extra = upstreamTraceHeaders(signal);
   if (!extra) return headers;
   // The providers' plain objects stay plain (no Headers object to build and take apart again).
-  if (headers === undefined || (!(headers instanceof Headers) && !Array.isArray(headers))) return { ...headers, ...extra };
+  if (headers === undefined || (!(headers instanceof Headers) && !Array.isArray(headers))) return Object.assign({}, headers, extra);
   const out = new Headers(headers);
   for (const [k, v] of Object.entries(extra)) out.set(k, v);
   return out;
