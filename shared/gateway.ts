@@ -395,7 +395,7 @@ export class Gateway {
     if (guard) ({ req, rawBody } = guard);
     // Allow list (403), budgets and rate limits (429); usage settles when the trace ends.
     // Budgets reserve the worst case at the dearest target's price (settled to the real cost after).
-    if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door, plan.groups.flat().map((t) => ({ provider: t.provider.name, model: t.model }))));
+    if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door, plan.targets));
     // Without keys (no policy) a request is priced for the log record here; with them every chat
     // request that got this far is keyed, and the policy prices it when it settles.
     if (!this.policy) trace.onEnd((r) => priceUnsettled(this.opts.config.pricing, r));
