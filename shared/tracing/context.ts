@@ -75,10 +75,12 @@ function randomHex(bytes: number): string {
 /**
  * Span ids: a random 32-bit prefix, drawn again every 2^32 ids, and a counter. Unique within the
  * process (and, by the prefix, across processes in practice) and never all zeros (the prefix is
- * never `00000000`); one string concatenation per id instead of a random draw and a hex conversion.
+ * never `00000000`); the counter's eight hex digits come from a table per byte (no random draw,
+ * no number-to-hex conversion per id).
  */
 let spanPrefix = '';
 let spanCounter = 0x1_0000_0000;
+const HEX_BYTE = Array.from({ length: 256 }, (_, i) => (i < 16 ? '0' : '') + i.toString(16));
 
 export function newSpanId(): string {
   if (spanCounter > 0xffff_ffff) {
@@ -86,7 +88,8 @@ export function newSpanId(): string {
     while (spanPrefix === '00000000');
     spanCounter = 0;
   }
-  return spanPrefix + (0x1_0000_0000 + spanCounter++).toString(16).slice(1);
+  const c = spanCounter++;
+  return spanPrefix + HEX_BYTE[c >>> 24]! + HEX_BYTE[(c >>> 16) & 255]! + HEX_BYTE[(c >>> 8) & 255]! + HEX_BYTE[c & 255]!;
 }
 
 function newTraceId(): string {
