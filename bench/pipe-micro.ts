@@ -3,9 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig } from '../shared/config/load.ts';
-import { Gateway } from '../shared/gateway.ts';
-import { FileLogSink } from '../shared/telemetry/file-sink.ts';
+import { resolve } from 'node:path';
 
 /**
  * The pipeline's own cost per request (issue #17), in process: N chat requests (real web Requests)
@@ -18,6 +16,10 @@ import { FileLogSink } from '../shared/telemetry/file-sink.ts';
  * BENCH_N requests per round (default 20000), BENCH_ROUNDS (default 5; the minimum and the median
  * are printed), BENCH_C at a time (default 64), BENCH_STREAM=1 for streamed answers.
  * Profile it with `node --cpu-prof --import tsx bench/pipe-micro.ts`.
+ *
+ * BENCH_AGAINST=<another checkout> (e.g. a `git worktree add --detach` of the base commit, with
+ * node_modules): the same rounds alternate between that tree's gateway and this one's, in one
+ * process, so a shared machine's drift falls on both alike; prints both and their ratio per round.
  */
 
 const N = Number(process.env.BENCH_N ?? 20_000);
@@ -56,19 +58,30 @@ await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
 const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
 
 const logDir = mkdtempSync(join(tmpdir(), 'pipe-micro-'));
-const config = parseConfig(
-  {
-    providers: MOCK ? { upstream: { type: 'mock' } } : { upstream: { type: 'openai-compatible', baseUrl: upstreamUrl } },
-    models: { 'gpt-4o-mini': { provider: 'upstream', model: MODEL } },
-    logging: { localDir: logDir },
-    pricing: { [MODEL]: { input: 0.15, output: 0.6 } },
-  },
-  'pipe-micro configuration',
-);
-const sink = new FileLogSink(logDir);
-const gateway = new Gateway({ config, env: {}, sinks: [sink], logger: { error() {}, warn() {}, info() {} } as never });
 const body = JSON.stringify({ model: 'gpt-4o-mini', stream: STREAM, messages: [{ role: 'user', content: 'Say hello in five words.' }] });
 const extras = { waitUntil() {} };
+
+/** A gateway built from the sources under `root` (this tree, or BENCH_AGAINST's). */
+async function gatewayFrom(root: string): Promise<{ handle(req: Request, extras: { waitUntil(p: Promise<unknown>): void }): Promise<Response>; flush(): Promise<void> }> {
+  const { parseConfig } = (await import(join(root, 'shared/config/load.ts'))) as typeof import('../shared/config/load.ts');
+  const { Gateway } = (await import(join(root, 'shared/gateway.ts'))) as typeof import('../shared/gateway.ts');
+  const { FileLogSink } = (await import(join(root, 'shared/telemetry/file-sink.ts'))) as typeof import('../shared/telemetry/file-sink.ts');
+  const config = parseConfig(
+    {
+      providers: MOCK ? { upstream: { type: 'mock' } } : { upstream: { type: 'openai-compatible', baseUrl: upstreamUrl } },
+      models: { 'gpt-4o-mini': { provider: 'upstream', model: MODEL } },
+      logging: { localDir: logDir },
+      pricing: { [MODEL]: { input: 0.15, output: 0.6 } },
+    },
+    'pipe-micro configuration',
+  );
+  return new Gateway({ config, env: {}, sinks: [new FileLogSink(logDir)], logger: { error() {}, warn() {}, info() {} } as never });
+}
+
+const here = resolve(import.meta.dirname, '..');
+const against = process.env.BENCH_AGAINST ? resolve(process.env.BENCH_AGAINST) : undefined;
+const gateways = [await gatewayFrom(here), ...(against ? [await gatewayFrom(against)] : [])];
+let gateway = gateways[0]!;
 
 async function one(): Promise<void> {
   const req = new Request('http://gateway.local/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'pipe-micro' }, body });
@@ -86,20 +99,30 @@ async function run(n: number): Promise<void> {
   );
 }
 
-await run(Math.min(2000, N)); // warm up
+for (gateway of gateways) await run(Math.min(2000, N)); // warm up
 // Several rounds: on a shared machine the least disturbed round (the minimum) is the figure to compare.
-const cpus: number[] = [];
-const walls: number[] = [];
+const cpus: number[][] = gateways.map(() => []);
+const walls: number[][] = gateways.map(() => []);
 for (let round = 0; round < ROUNDS; round++) {
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await run(N);
-  walls.push((performance.now() - t0) * 1000 / N);
-  const cpu = process.cpuUsage(cpu0);
-  cpus.push((cpu.user + cpu.system) / N);
+  // With BENCH_AGAINST, the two gateways take turns, the first one alternating round by round.
+  for (let k = 0; k < gateways.length; k++) {
+    const g = (k + round) % gateways.length;
+    gateway = gateways[g]!;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    await run(N);
+    walls[g]!.push(((performance.now() - t0) * 1000) / N);
+    const cpu = process.cpuUsage(cpu0);
+    cpus[g]!.push((cpu.user + cpu.system) / N);
+  }
 }
-const fmt = (xs: number[]) => `min ${Math.min(...xs).toFixed(1)} median ${xs.sort((a, b) => a - b)[xs.length >> 1]!.toFixed(1)}`;
-console.log(`pipe-micro ${MOCK ? 'mock' : 'loopback'} ${STREAM ? 'stream' : 'json'} N=${N} C=${C} x${ROUNDS}: cpu us/req ${fmt(cpus)}; wall us/req ${fmt(walls)}`);
-await gateway.flush();
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const fmt = (xs: number[]) => `min ${Math.min(...xs).toFixed(1)} median ${median(xs).toFixed(1)}`;
+const label = `pipe-micro ${MOCK ? 'mock' : 'loopback'} ${STREAM ? 'stream' : 'json'} N=${N} C=${C} x${ROUNDS}`;
+if (against) {
+  const ratios = cpus[0]!.map((c, i) => c / cpus[1]![i]!);
+  console.log(`${label}: cpu us/req this tree ${fmt(cpus[0]!)}; ${against} ${fmt(cpus[1]!)}; this/that per round ${ratios.map((r) => r.toFixed(3)).join(' ')} (median ${median(ratios).toFixed(3)})`);
+} else console.log(`${label}: cpu us/req ${fmt(cpus[0]!)}; wall us/req ${fmt(walls[0]!)}`);
+for (const g of gateways) await g.flush();
 upstream.close();
 rmSync(logDir, { recursive: true, force: true });

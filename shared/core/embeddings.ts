@@ -3,6 +3,7 @@
  * decodes OpenAI's embeddings body into an EmbeddingRequest; a provider answers with vectors (or,
  * when the upstream speaks OpenAI's API itself, with its HTTP response to pass through).
  */
+import type { CallSignal } from '../http/client-signal.ts';
 
 export interface EmbeddingRequest {
   /** The model name the client asked for. */
@@ -20,7 +21,7 @@ export interface EmbeddingRequest {
 export interface EmbeddingContext {
   requestId: string;
   /** Aborts when the client goes away. */
-  signal: AbortSignal;
+  signal: CallSignal;
   /** Model id to send upstream. */
   upstreamModel: string;
   /** The client's body as parsed JSON, for pass-through to OpenAI-compatible upstreams. */

@@ -2,6 +2,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type 
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { BytesResponse, rawToHeaders, ReaderResponse, type PullSource } from './bytes.ts';
+import type { CallSignal } from './client-signal.ts';
 import { isHeaders } from './web.ts';
 
 /**
@@ -28,7 +29,8 @@ export interface UpstreamInit {
   method?: string;
   headers?: HeadersInit;
   body?: string | Uint8Array | null;
-  signal?: AbortSignal;
+  /** The attempt's deadline (a LazySignal: a listener, no EventTarget) or any AbortSignal. */
+  signal?: CallSignal;
   /** Called once when the response body is over: read to the end, failed, or cancelled. */
   onBodyEnd?: () => void;
   /** The error a reader of the body sees when it fails mid-way (default: like fetch()). */
@@ -172,7 +174,7 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
     });
     let answered = false;
     const onAbort = () => {
-      const err = signal!.reason ?? new DOMException('This operation was aborted', 'AbortError');
+      const err = (signal!.reason ?? new DOMException('This operation was aborted', 'AbortError')) as Error;
       if (!answered) reject(err);
       req.destroy(err);
     };

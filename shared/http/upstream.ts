@@ -2,6 +2,7 @@ import { BytesResponse, bodyReader, hasBody, ReaderResponse } from './bytes.ts';
 import { GatewayError } from './errors.ts';
 import { upstreamFetch } from './node-fetch.ts';
 import { isHeaders, WebHeaders } from './web.ts';
+import { webSignal, type CallSignal } from './client-signal.ts';
 import { upstreamTraceHeaders } from '../tracing/context.ts';
 
 /**
@@ -11,7 +12,7 @@ import { upstreamTraceHeaders } from '../tracing/context.ts';
  * the provider but never its URL credentials or key; an error after an abort is passed on as it is
  * for the deadline to name.
  */
-export async function fetchUpstream(provider: string, url: string, init: RequestInit, signal: AbortSignal): Promise<Response> {
+export async function fetchUpstream(provider: string, url: string, init: RequestInit, signal: CallSignal): Promise<Response> {
   const bodyError = (err: unknown) =>
     signal.aborted ? err : new GatewayError('upstream', `The connection to provider "${provider}" failed mid-response: ${describeNetworkError(err)}.`, { code: 'upstream_stream_error', cause: err });
   const sent = init.body;
@@ -20,7 +21,7 @@ export async function fetchUpstream(provider: string, url: string, init: Request
     if (sent === undefined || sent === null || typeof sent === 'string' || sent instanceof Uint8Array) {
       return await upstreamFetch(url, { method: init.method, headers: withTraceHeaders(init.headers, signal), body: sent, signal, bodyError });
     }
-    const res = await fetch(url, { ...init, headers: withTraceHeaders(init.headers, signal), signal });
+    const res = await fetch(url, { ...init, headers: withTraceHeaders(init.headers, signal), signal: webSignal(signal) });
     if (!res.body) return res;
     // Body failures named as node:http's are.
     const reader = res.body.getReader();
@@ -52,11 +53,11 @@ export async function readWhole(res: Response): Promise<Response> {
 }
 
 /** The trace of the call's signal as a new child span (`traceparent`, shared/tracing) on an upstream call. */
-function withTraceHeaders(headers: HeadersInit | undefined, signal: AbortSignal): HeadersInit | undefined {
+function withTraceHeaders(headers: HeadersInit | undefined, signal: CallSignal): HeadersInit | undefined {
   const extra = upstreamTraceHeaders(signal);
   if (!extra) return headers;
   // The providers' plain objects stay plain (no Headers object to build and take apart again).
-  if (headers === undefined || (!isHeaders(headers) && !Array.isArray(headers))) return { ...headers, ...extra };
+  if (headers === undefined || (!isHeaders(headers) && !Array.isArray(headers))) return Object.assign({}, headers, extra);
   const out = new WebHeaders(headers);
   for (const [k, v] of Object.entries(extra)) out.set(k, v);
   return out;

@@ -35,7 +35,6 @@ export interface BudgetNeed {
 }
 
 interface BudgetPool {
-  key: string;
   counterId: string;
   field: 'committedMicroUsd' | 'committedTokens';
   /** Leased by this instance and not reserved yet. */
@@ -46,6 +45,9 @@ interface BudgetPool {
   /** Amounts reserved lately: sizes the blocks. */
   rate: RateMeter;
 }
+
+/** A usage counter's pools, one per committed field. */
+type PoolsOf = { [F in BudgetPool['field']]?: BudgetPool };
 
 /** A reservation against one budget, settled after the response. */
 export interface BudgetGrant {
@@ -158,7 +160,7 @@ export class BudgetTracker {
   private readonly view = new Map<string, { totals: CounterTotals; at: number }>();
   private readonly refreshing = new Set<string>();
   /** Per counter and unit: committed budget leased and reserved by this instance. */
-  private readonly pools = new Map<string, BudgetPool>();
+  private readonly pools = new Map<string, PoolsOf>();
   /** Per counter: the usage waiting for the write in flight to finish (see `add`). */
   private readonly writes = new Map<string, { open?: PendingWrite; running: boolean }>();
 
@@ -359,14 +361,17 @@ export class BudgetTracker {
     });
   }
 
+  /** The pool of a counter's field (looked up by the counter id itself: no key string built per request). */
   private pool(counterId: string, field: BudgetPool['field']): BudgetPool {
-    const key = `${counterId}|${field}`;
-    let p = this.pools.get(key);
+    let of = this.pools.get(counterId);
+    if (!of) {
+      if (this.pools.size > 25_000) this.pools.clear();
+      this.pools.set(counterId, (of = {}));
+    }
+    let p = of[field];
     if (!p) {
-      if (this.pools.size > 50_000) this.pools.clear();
       const seen = this.view.get(counterId)?.totals;
-      p = { key, counterId, field, left: 0, committed: seen ? seen[field] : 0, rate: new RateMeter() };
-      this.pools.set(key, p);
+      p = of[field] = { counterId, field, left: 0, committed: seen ? seen[field] : 0, rate: new RateMeter() };
     }
     return p;
   }
@@ -466,7 +471,7 @@ export class BudgetTracker {
       const p = g.pool;
       const real = Math.max(0, Math.ceil(p.field === 'committedMicroUsd' ? actual.microUsd : actual.tokens));
       let delta = real - g.amount;
-      const current = this.pools.get(p.key) === p;
+      const current = this.pools.get(p.counterId)?.[p.field] === p;
       if (g.fromBlock) {
         if (delta <= 0) {
           if (current) p.left -= delta;
@@ -580,7 +585,7 @@ export class BudgetTracker {
         const totals = await this.store.addUsage(id, batch.delta, batch.expiresAt);
         if (this.view.has(id)) this.set(id, totals, now);
         for (const field of ['committedMicroUsd', 'committedTokens'] as const) {
-          const p = this.pools.get(`${id}|${field}`);
+          const p = this.pools.get(id)?.[field];
           if (p) p.committed = totals[field];
         }
         await this.onTotals?.(id, totals)?.catch((err) => this.onError?.(err));

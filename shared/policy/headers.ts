@@ -14,18 +14,6 @@ export function openaiDuration(ms: number): string {
   return `${Math.floor(m / 60)}h${m % 60}m${rest}s`;
 }
 
-/** Header names per dimension, in OpenAI's style and in Anthropic's. */
-const NAMES = {
-  openai: {
-    requests: ['x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests'],
-    tokens: ['x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens'],
-  },
-  anthropic: {
-    requests: ['anthropic-ratelimit-requests-limit', 'anthropic-ratelimit-requests-remaining', 'anthropic-ratelimit-requests-reset'],
-    tokens: ['anthropic-ratelimit-tokens-limit', 'anthropic-ratelimit-tokens-remaining', 'anthropic-ratelimit-tokens-reset'],
-  },
-} as const;
-
 /** The last value formatted by `once`: a reset time or a remaining budget repeats request after request. */
 function once<T>(format: (v: T) => string): (v: T) => string {
   let last: T | undefined;
@@ -56,15 +44,30 @@ export function limitHeaders(door: FrontDoor | undefined, statuses: RateStatus[]
     if (s.rpm !== undefined && s.remainingRequests !== undefined && (!requests || s.remainingRequests < requests.remainingRequests!)) requests = s;
     if (s.tpm !== undefined && s.remainingTokens !== undefined && (!tokens || s.remainingTokens < tokens.remainingTokens!)) tokens = s;
   }
-  const anthropic = door === 'anthropic-messages';
-  const names = anthropic ? NAMES.anthropic : NAMES.openai;
-  const put = ([limitName, remainingName, resetName]: readonly string[], limit: number, remaining: number, resetAt: number) => {
-    h[limitName!] = String(limit);
-    h[remainingName!] = String(Math.floor(remaining));
-    h[resetName!] = anthropic ? rfc3339(resetAt) : openaiDuration(resetAt - now);
-  };
-  if (requests) put(names.requests, requests.rpm!, requests.remainingRequests!, requests.resetAt);
-  if (tokens) put(names.tokens, tokens.tpm!, tokens.remainingTokens!, tokens.resetAt);
+  // Each header set under its literal name (named stores on one object shape: no keyed stores).
+  if (door === 'anthropic-messages') {
+    if (requests) {
+      h['anthropic-ratelimit-requests-limit'] = String(requests.rpm);
+      h['anthropic-ratelimit-requests-remaining'] = String(Math.floor(requests.remainingRequests!));
+      h['anthropic-ratelimit-requests-reset'] = rfc3339(requests.resetAt);
+    }
+    if (tokens) {
+      h['anthropic-ratelimit-tokens-limit'] = String(tokens.tpm);
+      h['anthropic-ratelimit-tokens-remaining'] = String(Math.floor(tokens.remainingTokens!));
+      h['anthropic-ratelimit-tokens-reset'] = rfc3339(tokens.resetAt);
+    }
+  } else {
+    if (requests) {
+      h['x-ratelimit-limit-requests'] = String(requests.rpm);
+      h['x-ratelimit-remaining-requests'] = String(Math.floor(requests.remainingRequests!));
+      h['x-ratelimit-reset-requests'] = openaiDuration(requests.resetAt - now);
+    }
+    if (tokens) {
+      h['x-ratelimit-limit-tokens'] = String(tokens.tpm);
+      h['x-ratelimit-remaining-tokens'] = String(Math.floor(tokens.remainingTokens!));
+      h['x-ratelimit-reset-tokens'] = openaiDuration(tokens.resetAt - now);
+    }
+  }
   if (budget.remainingUsd !== undefined) h['x-gateway-budget-remaining-usd'] = usd(budget.remainingUsd);
   if (budget.remainingTokens !== undefined) h['x-gateway-budget-remaining-tokens'] = String(Math.floor(budget.remainingTokens));
   return h;

@@ -52,7 +52,7 @@ interface Call {
   tokens: number;
   inputTokens?: number;
   outputTokens?: number;
-  targets?: { provider: string; model: string }[];
+  targets?: readonly { provider: string; model: string }[];
 }
 
 /** Paths answered without a key (liveness; the admin API has its own guard). */
@@ -239,7 +239,7 @@ export class Policy {
    * Reserve capacity for a chat request: the prompt estimate plus its output allowance (max_tokens,
    * or `limits.defaultMaxTokens` when absent), priced at the dearest of the targets that may serve it.
    */
-  admitChat(trace: RequestTrace, req: ChatRequest, door: FrontDoor, targets?: { provider: string; model: string }[]): Promise<Record<string, string>> {
+  admitChat(trace: RequestTrace, req: ChatRequest, door: FrontDoor, targets?: readonly { provider: string; model: string }[]): Promise<Record<string, string>> {
     // `n` choices: n calls, each with the prompt and up to the output limit.
     const input = estimatePromptTokens(req) * (req.n ?? 1);
     const output = (req.maxTokens ?? this.opts.settings.defaultMaxTokens) * (req.n ?? 1);

@@ -1,5 +1,6 @@
 import type { ReportRow, Store } from '../store/types.ts';
 import { periodId } from './budgets.ts';
+import { joiner } from './pricing.ts';
 
 /**
  * The usage report's counters (issue #19, FinOps view): requests, tokens and spend per team (or per
@@ -28,9 +29,12 @@ export type ReportUsage = Pick<ReportRow, 'inputTokens' | 'outputTokens' | 'cach
 /** Days of usage kept in the store (a little over a year, for year-on-year chargeback). */
 const KEEP_DAYS = 400;
 
+const subjectName = joiner(':');
+const rowId = joiner('|');
+
 /** The subject a request's spend is reported under: its team, else its key. */
 function reportSubject(r: ReportedRequest): string | undefined {
-  return r.team ? `team:${r.team}` : r.keyId ? `key:${r.keyId}` : undefined;
+  return r.team ? subjectName('team', r.team) : r.keyId ? subjectName('key', r.keyId) : undefined;
 }
 
 export class UsageReport {
@@ -63,7 +67,7 @@ export class UsageReport {
   private merge(day: string, subject: string, model: string, requests: number, usage: ReportUsage, microUsd: number): void {
     let rows = this.pending.get(day);
     if (!rows) this.pending.set(day, (rows = new Map()));
-    const id = `${subject}|${model}`;
+    const id = rowId(subject, model);
     const cur = rows.get(id);
     if (!cur) {
       const { inputTokens, outputTokens, cacheReadTokens, cacheWriteTokens } = usage;

@@ -1,4 +1,5 @@
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
+import type { CallSignal } from '../http/client-signal.ts';
 import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../core/embeddings.ts';
 
 /** What a provider needs to know about the call besides the neutral request. */
@@ -6,9 +7,10 @@ export interface CallContext {
   requestId: string;
   /**
    * The attempt's deadline (first byte, idle gaps, whole call, the client's leaving) as one signal:
-   * pass it to every upstream call; the attempt runner names the failure when it fires.
+   * pass it to every upstream call; the attempt runner names the failure when it fires. Not a web
+   * AbortSignal unless the runner was given one: `webSignal(signal)` makes one for an API that needs it.
    */
-  signal: AbortSignal;
+  signal: CallSignal;
   /** The API the client spoke. */
   frontDoor: FrontDoor;
   /** The client's request body as parsed JSON, for same-format pass-through. */

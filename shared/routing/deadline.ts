@@ -1,12 +1,12 @@
 import { GatewayError } from '../http/errors.ts';
-import type { ClientSignal } from '../http/client-signal.ts';
+import { LazySignal, type ClientSignal } from '../http/client-signal.ts';
 import type { AttemptTimeouts } from './router.ts';
 
 type DeadlineReason = 'first_byte' | 'total' | 'idle';
 
 /**
  * One attempt's deadline: the first byte of the answer, the silence between chunks once it has
- * started, the whole call, and the client going away, all as one AbortSignal. These are the only
+ * started, the whole call, and the client going away, all as one signal. These are the only
  * timers on an upstream call (resolved once per target by the router; providers, `fetchUpstream`
  * and the Bedrock `SdkCall` set none). `error()` names
  * whatever a call then throws: a timeout (504 `upstream_timeout`), the client's leaving (499
@@ -15,10 +15,12 @@ type DeadlineReason = 'first_byte' | 'total' | 'idle';
  * One timer serves the three limits: it is armed for the earliest limit due and, when it fires,
  * checks which limit (if any) has passed and is re-armed for the next one. The idle limit only moves
  * a due time per piece (no timer set or cleared per chunk). The timer is unref'd (a deadline never
- * keeps a process alive by itself) and cleared by `release()`.
+ * keeps a process alive by itself) and cleared by `release()`. The signal is a `LazySignal`: its
+ * listeners in a list, a web AbortSignal made only for a call that asks for one (`webSignal`).
  */
 export class Deadline {
-  private readonly controller = new AbortController();
+  /** The abort, as a listener list (a web AbortSignal is made only if a call asks for one). */
+  private readonly cancel = new LazySignal();
   private timedOut: DeadlineReason | undefined;
   private readonly t0 = performance.now();
   /** When each limit falls due (performance.now() ms); undefined when it does not run. */
@@ -52,9 +54,9 @@ export class Deadline {
     this.abort(this.clientSignal.reason);
   }
 
-  /** Aborts on any of the limits or when the client goes away. */
-  get signal(): AbortSignal {
-    return this.controller.signal;
+  /** Aborts on any of the limits or when the client goes away (`webSignal()` for a web AbortSignal). */
+  get signal(): LazySignal {
+    return this.cancel;
   }
 
   /** Whether `release()` has run. */
@@ -73,7 +75,7 @@ export class Deadline {
   private check(): void {
     this.timer = undefined;
     this.timerAt = Infinity;
-    if (this.released || this.controller.signal.aborted) return;
+    if (this.released || this.cancel.aborted) return;
     const now = performance.now();
     const why: DeadlineReason | undefined =
       this.firstDue !== undefined && now >= this.firstDue ? 'first_byte' : now >= this.totalDue ? 'total' : this.idleDue !== undefined && now >= this.idleDue ? 'idle' : undefined;
@@ -84,7 +86,7 @@ export class Deadline {
   }
 
   private abort(reason: unknown): void {
-    this.controller.abort(reason);
+    this.cancel.abort(reason);
     const racing = this.racing;
     const others = this.others;
     this.racing = this.others = undefined;
@@ -144,7 +146,7 @@ export class Deadline {
    * the answer has started (`waiting()` before, `got()` when it settles).
    */
   race<T>(p: Promise<T>, piece = false): Promise<T> {
-    const signal = this.controller.signal;
+    const signal = this.cancel;
     if (signal.aborted) {
       p.catch(() => {});
       return Promise.reject(this.error(signal.reason));

@@ -1,7 +1,7 @@
 import type { FallbackTrigger } from '../config/schema.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
 import { bodyReader, hasBody, headerOf, rebodied, type PullSource } from '../http/bytes.ts';
-import { sleepUnlessLeft, type ClientSignal } from '../http/client-signal.ts';
+import { sleepUnlessLeft, type CallSignal, type ClientSignal } from '../http/client-signal.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
@@ -61,7 +61,7 @@ function servedStatus(served: Served): number {
 export interface CallDeadline {
   requestId: string;
   /** The attempt's deadline (first byte, total; the client's abort), as one signal. */
-  signal: AbortSignal;
+  signal: CallSignal;
 }
 
 export interface RunCallInput {
@@ -108,7 +108,7 @@ export async function runExchange(
   name: string,
   timeouts: Pick<AttemptTimeouts, 'firstByteTimeoutMs' | 'totalTimeoutMs'> & { idleTimeoutMs?: number },
   clientSignal: ClientSignal,
-  call: (signal: AbortSignal) => Promise<Response>,
+  call: (signal: CallSignal) => Promise<Response>,
   context?: TraceContext,
 ): Promise<Response> {
   // Without an idle limit of its own, only the whole exchange's limit cuts a silent body.
@@ -289,7 +289,7 @@ class Attempt {
   }
 
   /** The deadline as one signal, for the upstream call. */
-  get signal(): AbortSignal {
+  get signal(): CallSignal {
     return this.deadline.signal;
   }
 

@@ -37,6 +37,8 @@ export interface RoutePlan {
   /** True when the client named `provider/model` instead of an alias. */
   direct: boolean;
   groups: ResolvedTarget[][];
+  /** Every target of `groups` as names (what a budget prices a request at), made once per plan. */
+  targets: readonly { provider: string; model: string }[];
   retry: RetryPolicy;
   fallbackOn: ReadonlySet<FallbackTrigger>;
 }
@@ -63,13 +65,8 @@ export class Router {
   ) {
     this.cooldown = new Cooldown(config.routing.cooldown);
     for (const [name, m] of Object.entries(config.models)) {
-      this.plans.set(name, {
-        name,
-        direct: false,
-        groups: m.groups.map((g) => g.targets.map((t) => this.target(t))),
-        retry: m.retry ?? config.routing.retry,
-        fallbackOn: new Set(m.fallbackOn ?? config.routing.fallbackOn),
-      });
+      const groups = m.groups.map((g) => g.targets.map((t) => this.target(t)));
+      this.plans.set(name, { name, direct: false, groups, targets: namesOf(groups), retry: m.retry ?? config.routing.retry, fallbackOn: new Set(m.fallbackOn ?? config.routing.fallbackOn) });
     }
   }
 
@@ -90,7 +87,7 @@ export class Router {
       const names = [...new Set(plan.groups.flat().map((t) => t.provider.name))].join(', ');
       throw new GatewayError('not_found', `The model '${name}' is configured but its provider (${names}) is not enabled.`, { code: 'model_not_available', param: 'model' });
     }
-    return groups.length === plan.groups.length && groups.every((g, i) => g.length === plan.groups[i]!.length) ? plan : { ...plan, groups };
+    return groups.length === plan.groups.length && groups.every((g, i) => g.length === plan.groups[i]!.length) ? plan : { ...plan, groups, targets: namesOf(groups) };
   }
 
   private direct(name: string): RoutePlan | undefined {
@@ -100,10 +97,12 @@ export class Router {
     const providerName = name.slice(0, slash);
     const provider = this.providers.get(providerName);
     if (!provider) return undefined;
+    const groups = [[this.target({ provider: providerName, model: name.slice(slash + 1), weight: 1 })]];
     return {
       name,
       direct: true,
-      groups: [[this.target({ provider: providerName, model: name.slice(slash + 1), weight: 1 })]],
+      groups,
+      targets: namesOf(groups),
       retry: this.config.routing.retry,
       fallbackOn: new Set(this.config.routing.fallbackOn),
     };
@@ -156,6 +155,10 @@ export class Router {
     }
     return out;
   }
+}
+
+function namesOf(groups: ResolvedTarget[][]): { provider: string; model: string }[] {
+  return groups.flat().map((t) => ({ provider: t.provider.name, model: t.model }));
 }
 
 /** Whether every target of a plan has a live provider (the plan then serves as it is). */

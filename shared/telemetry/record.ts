@@ -190,14 +190,25 @@ export class RequestTrace {
   }
 }
 
-/** The current time as an ISO string; requests in the same millisecond share one (formatting one costs about 1 us). */
+/**
+ * The current time as an ISO string (`YYYY-MM-DDTHH:MM:SS.mmmZ`). Requests in the same millisecond
+ * share one; in a new millisecond of the same second only the milliseconds are appended to the
+ * second's prefix (formatting a Date costs about 1 us).
+ */
 let isoMs = -1;
 let iso = '';
-function isoNow(): string {
-  const ms = Date.now();
+let isoSecond = -1;
+let isoPrefix = '';
+const MILLIS = Array.from({ length: 1000 }, (_, i) => `${String(i).padStart(3, '0')}Z`);
+export function isoNow(ms = Date.now()): string {
   if (ms !== isoMs) {
     isoMs = ms;
-    iso = new Date(ms).toISOString();
+    const second = Math.floor(ms / 1000);
+    if (second !== isoSecond) {
+      isoSecond = second;
+      isoPrefix = new Date(second * 1000).toISOString().slice(0, 20);
+    }
+    iso = isoPrefix + MILLIS[ms - second * 1000];
   }
   return iso;
 }

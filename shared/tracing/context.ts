@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import { LazySignal, type ClientSignal } from '../http/client-signal.ts';
 
 /**
  * W3C Trace Context for one request (https://www.w3.org/TR/trace-context/).
@@ -8,8 +9,9 @@ import { randomFillSync } from 'node:crypto';
  * `traceparent`) takes the trace id from the X-Ray root so both views line up. Each upstream call
  * gets its own child span id under the same trace id. The context travels explicitly: the request's
  * trace (`RequestTrace.context`) is given to each upstream attempt, which names it on the abort
- * signal the call already takes (`traceCalls`); `fetchUpstream` and the Bedrock client read it from
- * the signal they are given (no AsyncLocalStorage, so no async hooks on the request path).
+ * signal the call already takes (`traceCalls`: a field of the attempt's LazySignal); `fetchUpstream`
+ * and the Bedrock client read it from the signal they are given (no AsyncLocalStorage, so no async
+ * hooks on the request path).
  */
 export interface TraceContext {
   /** 32 lower-case hex digits. */
@@ -73,10 +75,12 @@ function randomHex(bytes: number): string {
 /**
  * Span ids: a random 32-bit prefix, drawn again every 2^32 ids, and a counter. Unique within the
  * process (and, by the prefix, across processes in practice) and never all zeros (the prefix is
- * never `00000000`); one string concatenation per id instead of a random draw and a hex conversion.
+ * never `00000000`); the counter's eight hex digits come from a table per byte (no random draw,
+ * no number-to-hex conversion per id).
  */
 let spanPrefix = '';
 let spanCounter = 0x1_0000_0000;
+const HEX_BYTE = Array.from({ length: 256 }, (_, i) => (i < 16 ? '0' : '') + i.toString(16));
 
 export function newSpanId(): string {
   if (spanCounter > 0xffff_ffff) {
@@ -84,7 +88,8 @@ export function newSpanId(): string {
     while (spanPrefix === '00000000');
     spanCounter = 0;
   }
-  return spanPrefix + (0x1_0000_0000 + spanCounter++).toString(16).slice(1);
+  const c = spanCounter++;
+  return spanPrefix + HEX_BYTE[c >>> 24]! + HEX_BYTE[(c >>> 16) & 255]! + HEX_BYTE[(c >>> 8) & 255]! + HEX_BYTE[c & 255]!;
 }
 
 function newTraceId(): string {
@@ -124,23 +129,29 @@ export function childTraceHeaders(tc: TraceContext): Record<string, string> {
   return h;
 }
 
-/** The trace each upstream call belongs to, by the abort signal the call is given. */
+/** The trace each upstream call belongs to, by the web abort signal the call is given. */
 const calls = new WeakMap<AbortSignal, TraceContext>();
 
+/** The trace of calls under `signal`: a LazySignal (the attempt's deadline) carries it, a web AbortSignal is looked up. */
+function traceOf(signal: ClientSignal): TraceContext | undefined {
+  return signal instanceof LazySignal ? signal.trace : calls.get(signal as AbortSignal);
+}
+
 /** Upstream calls made under `signal` (an attempt's deadline) belong to the trace `tc`. */
-export function traceCalls(signal: AbortSignal, tc: TraceContext): void {
-  calls.set(signal, tc);
+export function traceCalls(signal: ClientSignal, tc: TraceContext): void {
+  if (signal instanceof LazySignal) signal.trace = tc;
+  else calls.set(signal as AbortSignal, tc);
 }
 
 /** A call under `child` (a signal that follows `parent`) belongs to `parent`'s trace, if it has one. */
-export function inheritTrace(child: AbortSignal, parent: AbortSignal): void {
-  const tc = calls.get(parent);
+export function inheritTrace(child: AbortSignal, parent: ClientSignal): void {
+  const tc = traceOf(parent);
   if (tc) calls.set(child, tc);
 }
 
 /** Trace headers for an upstream call made under `signal` (undefined when the signal names no trace). */
-export function upstreamTraceHeaders(signal: AbortSignal | undefined): Record<string, string> | undefined {
-  const tc = signal && calls.get(signal);
+export function upstreamTraceHeaders(signal: ClientSignal | undefined): Record<string, string> | undefined {
+  const tc = signal && traceOf(signal);
   return tc && childTraceHeaders(tc);
 }
 

@@ -143,7 +143,7 @@ export function brokenAnswer(message: string, code = 'upstream_invalid_response'
 
 /** A relayed OpenAI answer's headers: the door's, then SSE's for a stream, else the upstream's content type. */
 export function relayHeaders(doorHeaders: Record<string, string>, upstream: Response, stream: boolean): Record<string, string> {
-  return stream ? { ...doorHeaders, ...SSE_HEADERS } : { ...doorHeaders, 'content-type': headerOf(upstream, 'content-type') ?? 'application/json' };
+  return Object.assign({}, doorHeaders, stream ? SSE_HEADERS : { 'content-type': headerOf(upstream, 'content-type') ?? 'application/json' });
 }
 
 /** The error for a relayed stream that stopped before this API's terminal event. */

@@ -53,7 +53,8 @@ export class AnthropicProvider implements Provider {
    * agent ids; then the gateway's key.
    */
   private headers(ctx: CallContext | undefined, stream: boolean): Record<string, string> {
-    const h: Record<string, string> = { ...this.cfg.headers };
+    // Object.assign, not a spread: keys added to a spread copy cost V8 (node 20) a new map each time.
+    const h: Record<string, string> = Object.assign({}, this.cfg.headers);
     const sameFormat = !!ctx && speaksAnthropic(ctx.frontDoor);
     if (ctx && sameFormat) {
       ctx.headers.forEach((v, k) => {

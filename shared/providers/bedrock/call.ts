@@ -1,6 +1,7 @@
 import type { GatewayError } from '../../http/errors.ts';
 import { bedrockError } from '../../wire/bedrock-converse/errors.ts';
 import { inheritTrace } from '../../tracing/context.ts';
+import type { CallSignal } from '../../http/client-signal.ts';
 
 /**
  * One SDK call: an AbortSignal for the SDK's `abortSignal` option that fires with the attempt's
@@ -14,7 +15,7 @@ export class SdkCall {
 
   constructor(
     private readonly provider: string,
-    private readonly deadline: AbortSignal,
+    private readonly deadline: CallSignal,
   ) {
     inheritTrace(this.controller.signal, deadline);
     if (deadline.aborted) this.abort();

@@ -4,6 +4,7 @@ import type { ChatMessage, ChatRequest, ContentPart, StreamEvent, ToolDefinition
 import type { CallContext, Provider, ProviderResult } from '../types.ts';
 import type { EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
 import { mockEmbed } from './embeddings.ts';
+import { webSignal } from '../../http/client-signal.ts';
 
 /**
  * A built-in provider that answers with no account at all, deterministically (docs/claude-code.md):
@@ -53,7 +54,7 @@ export class MockProvider implements Provider {
     let emitted = 0;
     for (const word of words) {
       if (emitted >= limit) break;
-      if (this.cfg.wordDelayMs > 0 && emitted > 0) await sleep(this.cfg.wordDelayMs, undefined, { signal: ctx.signal });
+      if (this.cfg.wordDelayMs > 0 && emitted > 0) await sleep(this.cfg.wordDelayMs, undefined, { signal: webSignal(ctx.signal) });
       yield { type: 'text', delta: word };
       emitted++;
     }

@@ -24,7 +24,7 @@ export async function openaiEmbed(target: OpenAIEmbeddingTarget, ctx: EmbeddingC
     `${target.baseUrl}/embeddings`,
     {
       method: 'POST',
-      headers: { ...target.headers, accept: 'application/json', 'x-request-id': ctx.requestId },
+      headers: Object.assign({}, target.headers, { accept: 'application/json', 'x-request-id': ctx.requestId }),
       body: JSON.stringify(body),
     },
     ctx.signal,

@@ -68,7 +68,7 @@ export class OpenAIProvider implements Provider {
       `${this.baseUrl}/chat/completions`,
       {
         method: 'POST',
-        headers: { ...this.authHeaders, accept: req.stream ? 'text/event-stream' : 'application/json', 'x-request-id': ctx.requestId },
+        headers: this.headersFor(req.stream, ctx.requestId),
         body: JSON.stringify(body),
       },
       ctx.signal,
@@ -99,13 +99,18 @@ export class OpenAIProvider implements Provider {
     return { kind: 'events', events: chatCompletionEvents(res, req.stream, this.name, ctx.upstreamModel, reasoning) };
   }
 
+  /** The credential's headers and the call's (Object.assign: a spread with new keys costs V8 microseconds). */
+  private headersFor(stream: boolean, requestId: string): Record<string, string> {
+    return Object.assign({}, this.authHeaders, { accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': requestId });
+  }
+
   private post(path: string, body: Record<string, unknown>, stream: boolean, ctx: CallContext): Promise<Response> {
     return fetchUpstream(
       this.name,
       `${this.baseUrl}${path}`,
       {
         method: 'POST',
-        headers: { ...this.authHeaders, accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': ctx.requestId },
+        headers: this.headersFor(stream, ctx.requestId),
         body: JSON.stringify(body),
       },
       ctx.signal,
