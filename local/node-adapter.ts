@@ -36,9 +36,17 @@ function extrasFor(pending: Pending) {
  * sent; absolute-form (`http://host/path?q`, which proxies send) is reduced to its path and query,
  * so what the core routes is exactly the path the URL names; anything else is refused.
  */
+/**
+ * A target the URL parser leaves as it is: segments of unreserved characters that are not `.` or
+ * `..`, then an optional query of characters it does not escape (no `%`: a bad escape is its business).
+ */
+const PLAIN_TARGET = /^(?:\/(?!\.\.?(?:\/|\?|$))[\w.~-]*)+(?:\?[\w.~\-=&+,:@!$()*/]*)?$/;
+
 export function targetUrl(target: string | undefined): { url: string } | { reject: ShellReject } {
   const t = target ?? '/';
   const refuse = (message: string): { reject: ShellReject } => ({ reject: { status: 400, code: 'invalid_request_target', message, path: t.slice(0, 256) } });
+  // A plain path (and query) is what the URL parser would give back unchanged: no parse for it.
+  if (PLAIN_TARGET.test(t)) return { url: ORIGIN + t };
   try {
     if (t.startsWith('/')) return { url: new URL(ORIGIN + t).href };
     if (/^https?:\/\//i.test(t)) {

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { nodeHandler } from '../local/node-adapter.ts';
+import { nodeHandler, targetUrl } from '../local/node-adapter.ts';
 import { resolveTarget } from '../scripts/keys.ts';
 import { Gateway } from '../shared/gateway.ts';
 import { startTestGateway, testConfig, type TestGateway } from './helpers/gateway.ts';
@@ -281,6 +281,20 @@ describe('the local server shell', () => {
     } finally {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('a request target becomes the URL the WHATWG parser makes of it (dot segments, escapes, queries), fast path or not', () => {
+    // Targets built from the characters that change meaning in a URL: the shell's answer must be the parser's.
+    const alphabet = "/./?a.~-_=&+,:@!$'()*;%#\\ Zé09".split('');
+    let seed = 17;
+    const next = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (let i = 0; i < 20_000; i++) {
+      let target = '/';
+      for (let n = 1 + Math.floor(next() * 12); n > 0; n--) target += alphabet[Math.floor(next() * alphabet.length)];
+      const got = targetUrl(target);
+      assert.ok('url' in got, target);
+      assert.equal(got.url, new URL(`http://gateway.local${target}`).href, target);
     }
   });
 

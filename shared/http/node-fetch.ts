@@ -146,14 +146,46 @@ class SocketBody implements PullSource {
   }
 }
 
+/** Where a URL sends a request, as node:http's options take it. */
+interface Target {
+  https: boolean;
+  protocol: string;
+  hostname: string;
+  port: string | undefined;
+  path: string;
+  auth: string | undefined;
+}
+
+/** Targets by URL string: a gateway calls a handful of upstream URLs over and over (bounded: cleared when full). */
+const targets = new Map<string, Target>();
+
+/** The target of `url` (parsed once per URL string), or the protocol it names when that is not http(s). */
+function targetOf(url: string): Target | string {
+  const known = targets.get(url);
+  if (known) return known;
+  const u = new URL(url);
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return u.protocol;
+  const target: Target = {
+    https: u.protocol === 'https:',
+    protocol: u.protocol,
+    hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
+    port: u.port || undefined,
+    path: `${u.pathname}${u.search}`,
+    auth: u.username ? `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}` : undefined,
+  };
+  if (targets.size >= 256) targets.clear();
+  targets.set(url, target);
+  return target;
+}
+
 export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
-    const u = new URL(url);
-    const https = u.protocol === 'https:';
-    if (!https && u.protocol !== 'http:') {
-      reject(networkError(new Error(`unsupported protocol ${u.protocol}`)));
+    const u = targetOf(url);
+    if (typeof u === 'string') {
+      reject(networkError(new Error(`unsupported protocol ${u}`)));
       return;
     }
+    const https = u.https;
     const signal = init.signal;
     if (signal?.aborted) {
       reject(signal.reason);
@@ -164,13 +196,13 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
     if (body !== undefined) headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
     const req = (https ? httpsRequest : httpRequest)({
       protocol: u.protocol,
-      hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
-      port: u.port || undefined,
-      path: `${u.pathname}${u.search}`,
+      hostname: u.hostname,
+      port: u.port,
+      path: u.path,
       method: init.method ?? 'GET',
       headers,
       agent: https ? agents.https : agents.http,
-      auth: u.username ? `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}` : undefined,
+      auth: u.auth,
     });
     let answered = false;
     const onAbort = () => {

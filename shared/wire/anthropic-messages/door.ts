@@ -507,7 +507,7 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
       // Never a clean message_stop after a failure: an `error` event, as Anthropic sends.
       fail: (ge) => take() + sseEvent('error', anthropicErrorBody(ge)),
     },
-    { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } },
+    { status: 200, headers: Object.assign({}, SSE_HEADERS, meta.headers) },
   );
 }
 

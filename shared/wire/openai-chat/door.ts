@@ -302,7 +302,7 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
       },
       fail: (ge) => sseData(openaiErrorBody(ge)),
     },
-    { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } },
+    { status: 200, headers: Object.assign({}, SSE_HEADERS, meta.headers) },
   );
 }
 

@@ -514,7 +514,7 @@ export async function respondFromEvents(req: ChatRequest, first: IteratorResult<
         return b.fail(ge);
       },
     },
-    { status: 200, headers: { ...SSE_HEADERS, ...meta.headers } },
+    { status: 200, headers: Object.assign({}, SSE_HEADERS, meta.headers) },
   );
 }
 
