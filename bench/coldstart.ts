@@ -138,15 +138,21 @@ export async function measureColdStart(runs: number, log: (s: string) => void): 
       const file = join('dist', name, 'index.mjs');
       if (existsSync(file)) files.push({ bundle: name, file, baseline: false });
     }
+    // Round-robin: run i of every bundle, then run i+1. The machine's speed drifts over seconds, and
+    // the ratio to the empty handler means something only when both were measured in the same state.
+    const plainRuns = files.map((): Probe[] => []);
+    const mapRuns = files.map((): number[] => []);
+    for (const f of files) probe(f.file, false); // warm the file cache once
+    for (let i = 0; i < runs; i++) {
+      files.forEach((f, k) => {
+        plainRuns[k]!.push(probe(f.file, false));
+        mapRuns[k]!.push(probe(f.file, true).importMs);
+      });
+    }
     const out: ColdStartResult[] = [];
-    for (const f of files) {
-      const plain: Probe[] = [];
-      const maps: number[] = [];
-      probe(f.file, false); // warm the file cache once
-      for (let i = 0; i < runs; i++) {
-        plain.push(probe(f.file, false));
-        maps.push(probe(f.file, true).importMs);
-      }
+    for (const [k, f] of files.entries()) {
+      const plain = plainRuns[k]!;
+      const maps = mapRuns[k]!;
       const meta = join('dist', `${f.bundle}.meta.json`);
       const metafile = !f.baseline && existsSync(meta) ? (JSON.parse(readFileSync(meta, 'utf8')) as Metafile) : undefined;
       const start = metafile && startFootprint(metafile, 'index.mjs');

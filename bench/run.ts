@@ -138,7 +138,7 @@ try {
 }
 
 if (only.has('cold')) {
-  log(`\nCold start: ${settings.coldRuns} fresh processes per bundle.`);
+  log(`\nCold start: ${settings.coldRuns} fresh processes per bundle, taken in turn (run 1 of each bundle, then run 2...).`);
   cold = await measureColdStart(settings.coldRuns, log);
 }
 
