@@ -86,6 +86,55 @@ describe('Lambda entry (functions/gateway.ts) with a recorded API Gateway REST e
     assert.ok(!JSON.stringify(logs).includes('gw-test-key'), 'the caller key never reaches the log');
   });
 
+  it('answers an event with headers fetch cannot carry and a hostile Host: they are left out, the route is the path', async () => {
+    logLines = [];
+    const hostile = event({
+      multiValueHeaders: { ...recorded.multiValueHeaders, 'x-snowman': ['\u2603'], 'bad name': ['v'], 'x-fine': ['ok'], Host: ['evil.example/v1/models?'] },
+      headers: { ...recorded.headers, 'x-snowman': '\u2603', 'bad name': 'v', 'x-fine': 'ok', Host: 'evil.example/v1/models?' },
+    });
+    const { metadata, body } = await invoke(hostile);
+    assert.equal(metadata.statusCode, 200);
+    assert.equal(JSON.parse(body).object, 'chat.completion');
+    const logs = requestLogs();
+    assert.equal(logs.length, 1, 'exactly one request log line');
+    assert.equal(logs[0]!.request.path, '/v1/chat/completions');
+    assert.equal(logs[0]!.request.status, 200);
+  });
+
+  it('fuzz: 300 hostile events (headers, Host, path, method, query, body) each get an answer in the API shape and one log line', async () => {
+    let seed = 7;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const chars = ['a', 'Z', '0', ' ', '/', '.', '%', '?', '#', ':', '@', '\\', '"', '{', '\u0000', '\r', '\n', '\t', '\u00e9', '\u2603', '\ud83d\ude00', '\ud800'];
+    const junk = (max: number) => Array.from({ length: Math.floor(rand() * max) }, () => pick(chars)).join('');
+    const paths = ['/v1/chat/completions', '/v1/messages', '/v1/models', '/v1/responses', '/v1/embeddings', '/', '/admin/keys', '/mcp', '/bedrock/model/x/converse'];
+    for (let i = 0; i < 300; i++) {
+      logLines = [];
+      const headers = { ...recorded.multiValueHeaders } as Record<string, string[]>;
+      for (let h = Math.floor(rand() * 4); h > 0; h--) headers[rand() < 0.5 ? junk(8) || 'x' : `x-${junk(4)}`] = [junk(12)];
+      if (rand() < 0.3) headers.Host = [junk(16)];
+      if (rand() < 0.2) headers['Content-Type'] = [pick(['text/plain', 'application/json; charset=utf-16', junk(10)])];
+      const path = rand() < 0.7 ? pick(paths) + (rand() < 0.3 ? junk(6) : '') : `/${junk(20)}`;
+      const body = rand() < 0.5 ? JSON.stringify({ model: pick(['mock', junk(5)]), messages: rand() < 0.7 ? [{ role: pick(['user', 'system', junk(4)]), content: junk(20) }] : junk(5), stream: rand() < 0.3 }) : junk(40);
+      const ev = event({
+        httpMethod: pick(['POST', 'POST', 'GET', 'HEAD', 'DELETE', 'PUT', 'OPTIONS']),
+        path,
+        multiValueHeaders: headers,
+        headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, v[0]!])),
+        multiValueQueryStringParameters: rand() < 0.3 ? { [junk(5) || 'q']: [junk(8)] } : null,
+        queryStringParameters: null,
+        body: rand() < 0.1 ? null : body,
+        isBase64Encoded: rand() < 0.1,
+      });
+      const { metadata, body: out } = await invoke(ev);
+      const what = `event ${i}: ${JSON.stringify({ method: ev.httpMethod, path, status: metadata.statusCode })}`;
+      assert.ok(metadata.statusCode >= 200 && metadata.statusCode < 600, what);
+      assert.notEqual(metadata.statusCode, 500, `${what}: ${out.slice(0, 200)}`);
+      if (metadata.statusCode >= 400 && ev.httpMethod !== 'HEAD') assert.ok(JSON.parse(out).error || JSON.parse(out).type === 'error' || JSON.parse(out).message, `${what}: ${out.slice(0, 200)}`);
+      assert.equal(requestLogs().length, 1, `${what}: one log line`);
+    }
+  });
+
   it('streams SSE chunks after the prelude, with usage and [DONE]', async () => {
     const body = JSON.stringify({ model: 'mock', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'one two three' }] });
     const writes: string[] = [];

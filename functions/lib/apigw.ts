@@ -2,6 +2,9 @@ import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { ShellRequest } from '../../shared/http/bytes.ts';
 import { WebHeaders } from '../../shared/http/web.ts';
 
+/** A host name or address with an optional port, nothing else. */
+const PLAIN_HOST = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
 /**
  * API Gateway REST proxy event -> web Request. Multi-value headers and query strings are kept;
  * binary bodies arrive base64-encoded. The path is the resource path API Gateway matched, without
@@ -9,10 +12,20 @@ import { WebHeaders } from '../../shared/http/web.ts';
  */
 export function eventToRequest(event: APIGatewayProxyEvent, signal?: AbortSignal): Request {
   const headers = new WebHeaders();
+  // A header fetch cannot represent (a name that is not a token, a value beyond Latin-1) is left
+  // out, as the local shell does: hostile input gets an answer, not an exception.
+  const add = (k: string, v: string, set: boolean) => {
+    try {
+      if (set) headers.set(k, v);
+      else headers.append(k, v);
+    } catch {
+      // dropped
+    }
+  };
   if (event.multiValueHeaders) {
-    for (const [k, vs] of Object.entries(event.multiValueHeaders)) for (const v of vs ?? []) headers.append(k, v);
+    for (const [k, vs] of Object.entries(event.multiValueHeaders)) for (const v of vs ?? []) add(k, v, false);
   } else if (event.headers) {
-    for (const [k, v] of Object.entries(event.headers)) if (v !== undefined) headers.set(k, v);
+    for (const [k, v] of Object.entries(event.headers)) if (v !== undefined) add(k, v, true);
   }
   const query = new URLSearchParams();
   if (event.multiValueQueryStringParameters) {
@@ -20,7 +33,9 @@ export function eventToRequest(event: APIGatewayProxyEvent, signal?: AbortSignal
   } else if (event.queryStringParameters) {
     for (const [k, v] of Object.entries(event.queryStringParameters)) if (v !== undefined) query.append(k, v);
   }
-  const host = headers.get('host') ?? event.requestContext?.domainName ?? 'lambda.local';
+  // The URL's host is only informative (the core routes on the path), but a Host header is the
+  // caller's: one that is not a plain host[:port] would change the path the URL parses to.
+  const host = [headers.get('host'), event.requestContext?.domainName].find((h) => h && PLAIN_HOST.test(h)) ?? 'lambda.local';
   const qs = query.toString();
   const url = `https://${host}${event.path || '/'}${qs ? `?${qs}` : ''}`;
   const method = (event.httpMethod || 'GET').toUpperCase();
