@@ -32,16 +32,16 @@ function extrasFor(pending: Pending) {
 }
 
 /**
- * The path and query of a request target, or why it has none. Origin-form (`/path?q`) is used as
- * sent; absolute-form (`http://host/path?q`, which proxies send) is reduced to its path and query,
- * so what the core routes is exactly the path the URL names; anything else is refused.
- */
-/**
  * A target the URL parser leaves as it is: segments of unreserved characters that are not `.` or
  * `..`, then an optional query of characters it does not escape (no `%`: a bad escape is its business).
  */
 const PLAIN_TARGET = /^(?:\/(?!\.\.?(?:\/|\?|$))[\w.~-]*)+(?:\?[\w.~\-=&+,:@!$()*/]*)?$/;
 
+/**
+ * The path and query of a request target, or why it has none. Origin-form (`/path?q`) is used as
+ * sent; absolute-form (`http://host/path?q`, which proxies send) is reduced to its path and query,
+ * so what the core routes is exactly the path the URL names; anything else is refused.
+ */
 export function targetUrl(target: string | undefined): { url: string } | { reject: ShellReject } {
   const t = target ?? '/';
   const refuse = (message: string): { reject: ShellReject } => ({ reject: { status: 400, code: 'invalid_request_target', message, path: t.slice(0, 256) } });
@@ -118,7 +118,7 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
     left = true;
     request?.leaving.leave();
   });
-  const hasBody = method !== 'GET' && method !== 'HEAD';
+  const sendsBody = method !== 'GET' && method !== 'HEAD';
   const dispatch = (body: { bytes?: Uint8Array; stream?: ReadableStream<Uint8Array> }) => {
     request = new ShellRequest(target.url, { method, headers: rawToHeaders(req.rawHeaders), ...body });
     if (left) request.leaving.leave();
@@ -128,12 +128,12 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
         // An answer given before the request body was read whole (413, 415, a refused key): the
         // rest of the body is not read, so this connection cannot carry another request. Close it
         // after the answer rather than leave the client's next request behind unread bytes.
-        if (hasBody && !req.complete) res.shouldKeepAlive = false;
+        if (sendsBody && !req.complete) res.shouldKeepAlive = false;
         return writeResponse(response, res, method === 'HEAD');
       })
       .catch(() => fail(res));
   };
-  if (!hasBody) return dispatch({});
+  if (!sendsBody) return dispatch({});
   // A small body of declared length is read whole first and handed over as bytes (no web body
   // stream: the core's body reader takes the bytes). Anything else streams (bounded by the core).
   const length = Number(req.headers['content-length'] ?? NaN);
