@@ -1,7 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import { BytesResponse, rawToHeaders, ReaderResponse, type PullSource } from './bytes.ts';
+import { BytesResponse, ReaderResponse, type PullSource } from './bytes.ts';
 import type { CallSignal } from './client-signal.ts';
 import { isHeaders } from './web.ts';
 
@@ -49,7 +49,6 @@ function plainHeaders(h: HeadersInit | undefined): OutgoingHttpHeaders {
 function networkError(err: unknown): Error {
   return new TypeError('fetch failed', { cause: err });
 }
-
 
 /** node:zlib, loaded by the first compressed answer (upstreams rarely compress: not at import). */
 const zlib = () => process.getBuiltinModule('node:zlib');
@@ -149,7 +148,6 @@ class SocketBody implements PullSource {
 /** Where a URL sends a request, as node:http's options take it. */
 interface Target {
   https: boolean;
-  protocol: string;
   hostname: string;
   port: string | undefined;
   path: string;
@@ -167,7 +165,6 @@ function targetOf(url: string): Target | string {
   if (u.protocol !== 'https:' && u.protocol !== 'http:') return u.protocol;
   const target: Target = {
     https: u.protocol === 'https:',
-    protocol: u.protocol,
     hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
     port: u.port || undefined,
     path: `${u.pathname}${u.search}`,
@@ -195,7 +192,7 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
     const body = init.body ?? undefined;
     if (body !== undefined) headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
     const req = (https ? httpsRequest : httpRequest)({
-      protocol: u.protocol,
+      protocol: https ? 'https:' : 'http:',
       hostname: u.hostname,
       port: u.port,
       path: u.path,
