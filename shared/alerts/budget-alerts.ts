@@ -35,12 +35,11 @@ export class BudgetAlerts {
     for (const s of subjects) {
       for (const period of ['d', 'm'] as const) {
         if (!hasBudget(s, period)) continue;
+        // The counter id names the subject, period and period id: the same subject object under it is watched as is.
         const id = usageCounterId(s.subject, period, now);
-        const pid = periodId(period, now);
-        const w = this.watched.get(id);
-        if (w && w.s === s && w.periodId === pid) continue;
+        if (this.watched.get(id)?.s === s) continue;
         if (this.watched.size > 50_000) this.watched.clear();
-        this.watched.set(id, { s, period, periodId: pid, end: periodEnd(period, now) });
+        this.watched.set(id, { s, period, periodId: periodId(period, now), end: periodEnd(period, now) });
       }
     }
   }

@@ -11,13 +11,9 @@ export interface Price {
 
 /**
  * The price for what served a request: the table is keyed by model name, looked up first as
- * `provider/upstreamModel`, then the upstream model id, then the model name the client asked for.
+ * `provider/upstreamModel`, then the upstream model id, then the model name the client asked for
+ * (the three names as arguments: no object per lookup on the hot path).
  */
-export function priceFor(pricing: Record<string, Price>, served: { provider?: string; upstreamModel?: string; model?: string }): Price | undefined {
-  return priceOf(pricing, served.provider, served.upstreamModel, served.model);
-}
-
-/** `priceFor` with the three names as arguments (no object per lookup on the hot path). */
 export function priceOf(pricing: Record<string, Price>, provider: string | undefined, upstreamModel: string | undefined, model: string | undefined): Price | undefined {
   return (provider && upstreamModel && pricing[providerModel(provider, upstreamModel)]) || (upstreamModel && pricing[upstreamModel]) || (model && pricing[model]) || undefined;
 }
@@ -73,7 +69,7 @@ const NOTHING = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWrit
  */
 export function priceFinished(pricing: Record<string, Price>, r: RequestRecord): FinishedCost {
   const usage = r.cacheHit ? NOTHING : { inputTokens: r.inputTokens ?? 0, outputTokens: r.outputTokens ?? 0, cacheReadTokens: r.cacheReadTokens ?? 0, cacheWriteTokens: r.cacheWriteTokens ?? 0 };
-  const microUsd = costMicroUsd(priceFor(pricing, r), usage);
+  const microUsd = costMicroUsd(priceOf(pricing, r.provider, r.upstreamModel, r.model), usage);
   r.costUsd = microUsd / 1e6;
   return { usage, microUsd };
 }

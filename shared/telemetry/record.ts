@@ -108,9 +108,9 @@ export class RequestTrace {
    * Call as `trace.captureResponse?.(text)`: free when body logging is off.
    */
   captureRequest?: (body: unknown) => void;
+  captureResponse?: (chunk: string | Uint8Array) => void;
   /** The request's W3C trace context (shared/tracing), for upstream calls made on its behalf. */
   context?: TraceContext;
-  captureResponse?: (chunk: string | Uint8Array) => void;
 
   constructor(
     requestId: string,
