@@ -454,8 +454,9 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
  * the rest as it arrives, each read under the attempt's idle and total limits; the attempt ends
  * with the body, however it ends.
  */
-function watchedBody(reader: ReadableStreamDefaultReader<Uint8Array>, held: Uint8Array[], attempt: Attempt, ended = false): PullSource {
+function watchedBody(reader: ReadableStreamDefaultReader<Uint8Array>, held: Uint8Array[], attempt: Attempt): PullSource {
   let i = 0;
+  let ended = false;
   const over = { done: true, value: undefined } as const;
   return {
     async read() {

@@ -87,7 +87,8 @@ export class Router {
       const names = [...new Set(plan.groups.flat().map((t) => t.provider.name))].join(', ');
       throw new GatewayError('not_found', `The model '${name}' is configured but its provider (${names}) is not enabled.`, { code: 'model_not_available', param: 'model' });
     }
-    return groups.length === plan.groups.length && groups.every((g, i) => g.length === plan.groups[i]!.length) ? plan : { ...plan, groups, targets: namesOf(groups) };
+    // Not all live (else returned above): some target was filtered out, so the plan changes.
+    return { ...plan, groups, targets: namesOf(groups) };
   }
 
   private direct(name: string): RoutePlan | undefined {

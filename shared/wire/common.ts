@@ -47,7 +47,6 @@ export function readOpenAIUsage(u: unknown, input: string, output: string, detai
   return usage;
 }
 
-/** The text parts joined (images dropped). */
 /** An assistant turn of the neutral model: its content, and its tool calls and thinking when it has any. */
 export function assistantTurn(content: ContentPart[], toolCalls: ToolCall[], thinking: ThinkingBlock[]): ChatMessage {
   const msg: ChatMessage = { role: 'assistant', content };
@@ -56,6 +55,7 @@ export function assistantTurn(content: ContentPart[], toolCalls: ToolCall[], thi
   return msg;
 }
 
+/** The text parts joined (images dropped). */
 export function textOf(parts: ContentPart[]): string {
   return parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
 }

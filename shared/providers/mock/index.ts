@@ -1,10 +1,9 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { MockProviderConfig } from '../../config/schema.ts';
 import type { ChatMessage, ChatRequest, ContentPart, StreamEvent, ToolDefinition } from '../../core/types.ts';
 import type { CallContext, Provider, ProviderResult } from '../types.ts';
 import type { EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
 import { mockEmbed } from './embeddings.ts';
-import { webSignal } from '../../http/client-signal.ts';
+import { sleepUnlessLeft } from '../../http/client-signal.ts';
 
 /**
  * A built-in provider that answers with no account at all, deterministically (docs/claude-code.md):
@@ -54,7 +53,7 @@ export class MockProvider implements Provider {
     let emitted = 0;
     for (const word of words) {
       if (emitted >= limit) break;
-      if (this.cfg.wordDelayMs > 0 && emitted > 0) await sleep(this.cfg.wordDelayMs, undefined, { signal: webSignal(ctx.signal) });
+      if (this.cfg.wordDelayMs > 0 && emitted > 0) await sleepUnlessLeft(this.cfg.wordDelayMs, ctx.signal);
       yield { type: 'text', delta: word };
       emitted++;
     }
