@@ -6,8 +6,6 @@ import type { ClientSignal } from './http/client-signal.ts';
 import { withSseKeepAlive } from './http/keepalive.ts';
 import { GatewayError, jsonResponse, toGatewayError } from './http/errors.ts';
 import { CHAT_DOORS, errorDoorFor } from './formats/index.ts';
-import { handleEmbeddings } from './wire/embeddings/door.ts';
-import { countTokens } from './wire/anthropic-messages/count-tokens.ts';
 import { listModelsResponse, modelResponse } from './formats/models-list.ts';
 import { buildProviders } from './providers/index.ts';
 import { runAttempts, runCall, type CallRunner } from './routing/execute.ts';
@@ -25,8 +23,9 @@ import { inSpan, requestAnnotations, withSpans, type Span, type SpanRecorder } f
 import { priceUnsettled } from './policy/pricing.ts';
 import { localLogs, STATS_PATHS } from './telemetry/local-logs.ts';
 // Loaded on first use (a chunk of their own in a bundle): the admin API, the stats pages, MCP, the
-// optional features (guardrails, the response cache, stored Responses, `n` choices).
-import { Guardrails, handleAdmin, handleStatsRoute, loadResponseCache, McpGateway, runChoices, StatefulResponses } from './lazy.ts';
+// optional features (guardrails, the response cache, stored Responses, `n` choices), embeddings and
+// count_tokens (the chat doors too: shared/formats/index.ts).
+import { countTokens, Guardrails, handleAdmin, handleEmbeddings, handleStatsRoute, loadResponseCache, McpGateway, runChoices, StatefulResponses } from './lazy.ts';
 import type { ResponseCache, CacheHit } from './cache/index.ts';
 import { passthroughEvents } from './cache/passthrough.ts';
 import type { StreamEvent } from './core/types.ts';
@@ -197,8 +196,13 @@ export class Gateway {
     // Bedrock's control-plane listing: Claude Code asks for it first, without a key.
     { methods: ['GET'], path: '/bedrock/inference-profiles', open: true, handler: (c) => this.inferenceProfiles(c) },
     { methods: ['GET'], path: '/bedrock/inference-profiles/{id+}', open: true, handler: (c) => this.inferenceProfiles(c) },
-    // The chat doors: /v1/chat/completions, /v1/responses, /v1/messages (shared/formats/index.ts).
-    ...Object.entries(CHAT_DOORS).map(([path, codec]) => ({ methods: ['POST'], path, handler: (c: RequestContext) => this.chatWithKeepAlive(c, codec) })),
+    // The chat doors: /v1/chat/completions, /v1/responses, /v1/messages (shared/formats/index.ts),
+    // each loaded by its first request.
+    ...Object.entries(CHAT_DOORS).map(([path, door]) => ({
+      methods: ['POST'],
+      path,
+      handler: (c: RequestContext) => (door.codec ? this.chatWithKeepAlive(c, door.codec) : door.get().then((codec) => this.chatWithKeepAlive(c, codec))),
+    })),
     { methods: ['POST'], path: '/bedrock/model/{modelId+}/invoke', handler: async (c) => this.chat(c, (await this.bedrock()).invoke) },
     { methods: ['POST'], path: '/bedrock/model/{modelId+}/invoke-with-response-stream', handler: async (c) => this.chat(c, (await this.bedrock()).invoke) },
     { methods: ['POST'], path: '/bedrock/model/{modelId+}/converse', handler: async (c) => this.chat(c, (await this.bedrock()).converse) },

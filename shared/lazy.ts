@@ -1,4 +1,5 @@
 import type { BudgetAlerts as BudgetAlertsImpl } from './alerts/budget-alerts.ts';
+import type { FrontDoorCodec } from './formats/types.ts';
 import type { GuardedRequest, Guardrails as GuardrailsImpl } from './guardrails/index.ts';
 import type { McpGateway as McpGatewayImpl } from './mcp/gateway.ts';
 import type { ResponsesHost, StatefulResponses as StatefulResponsesImpl } from './responses/index.ts';
@@ -26,6 +27,31 @@ export async function runChoices(...args: Parameters<typeof import('./entries/fe
 
 /** The response cache's module (shared/cache), loaded when a `cache` section is on (see `Gateway.ready`). */
 export const loadResponseCache = () => import('./entries/features.ts');
+
+/** `/v1/embeddings` (shared/wire/embeddings/door.ts): only embeddings requests. */
+export async function handleEmbeddings(...args: Parameters<typeof import('./entries/embeddings.ts').handleEmbeddings>): Promise<Response> {
+  return (await import('./entries/embeddings.ts')).handleEmbeddings(...args);
+}
+
+/** `/v1/messages/count_tokens` (shared/wire/anthropic-messages/count-tokens.ts), with the Anthropic door it parses by. */
+export async function countTokens(...args: Parameters<typeof import('./entries/anthropic-messages.ts').countTokens>): Promise<Response> {
+  return (await import('./entries/anthropic-messages.ts')).countTokens(...args);
+}
+
+/**
+ * A chat front door (shared/formats/index.ts), loaded by the first request to its path: `codec`
+ * once it is there (a request then takes it without waiting), `get()` loads it.
+ */
+export class LazyDoor {
+  codec?: FrontDoorCodec;
+  private loading?: Promise<FrontDoorCodec>;
+
+  constructor(private readonly load: () => Promise<FrontDoorCodec>) {}
+
+  get(): Promise<FrontDoorCodec> {
+    return (this.loading ??= this.load().then((c) => (this.codec = c)));
+  }
+}
 
 /** An implementation made on first use: `get()` imports its module and makes it, once; `made` is it once there. */
 class OnFirstUse<T> {

@@ -7,7 +7,7 @@ import { encodeEvents } from '../stream.ts';
 import { AnthropicUsage, eventName, toAnthropicStopReason, toAnthropicUsage } from './wire.ts';
 import { assistantTurn, bad as badRequest, isObject, type Json } from '../common.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
-import { webResponse } from '../../http/bytes.ts';
+import { anthropicErrorResponse } from './errors.ts';
 
 /**
  * Anthropic Messages: `POST /v1/messages`.
@@ -353,15 +353,6 @@ export function parseAnthropicRequest(body: unknown, opts: ParseOptions = {}): C
   if (isObject(body.tool_choice) && body.tool_choice.disable_parallel_tool_use === true) req.parallelToolCalls = false;
   if (st.untranslatable.length) req.untranslatable = st.untranslatable;
   return req;
-}
-
-/** Errors in Anthropic's shape; an Anthropic upstream's own error body and status go through unmodified. */
-function anthropicErrorResponse(err: GatewayError): Response {
-  const headers = { ...err.headers };
-  if (err.upstreamBody?.format === 'anthropic-messages') {
-    return webResponse(err.upstreamBody.text, { status: err.upstreamBody.status ?? err.status, headers: { 'content-type': 'application/json', ...headers } });
-  }
-  return jsonResponse(anthropicErrorBody(err), err.status, headers);
 }
 
 function messageId(id: string): string {

@@ -9,7 +9,7 @@ import { readChatUsage } from './events.ts';
 import { bad, isObject, textOf, optNumber, optInteger, type Json } from '../common.ts';
 import { parseResponseFormat } from '../../emulate/structured.ts';
 import { MAX_CHOICES } from '../../emulate/choices.ts';
-import { webResponse } from '../../http/bytes.ts';
+import { openaiError } from './errors.ts';
 
 /** OpenAI Chat Completions: `POST /v1/chat/completions`. */
 
@@ -222,14 +222,6 @@ export function parseChatRequest(body: unknown): ChatRequest {
   }
   if (lost.length) req.untranslatable = lost;
   return req;
-}
-
-function openaiError(err: GatewayError): Response {
-  const headers = { ...err.headers };
-  if (err.upstreamBody?.format === 'openai-chat') {
-    return webResponse(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
-  }
-  return jsonResponse(openaiErrorBody(err), err.status, headers);
 }
 
 function usageJson(u: Usage): Json {

@@ -9,7 +9,7 @@ import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { readResponsesUsage } from './events.ts';
 import { bad, isObject, optNumber, optInteger, type Json } from '../common.ts';
 import { parseResponseFormat } from '../../emulate/structured.ts';
-import { webResponse } from '../../http/bytes.ts';
+import { responsesError } from './errors.ts';
 
 /**
  * OpenAI Responses: `POST /v1/responses`.
@@ -268,15 +268,6 @@ function parseResponsesRequest(body: unknown): ChatRequest {
   if (untranslatable.length) req.untranslatable = untranslatable;
   bodyOf.set(req, body);
   return req;
-}
-
-/** Errors in OpenAI's shape; an OpenAI upstream's own error body goes to the client as it came. */
-function responsesError(err: GatewayError): Response {
-  const headers = { ...err.headers };
-  if (err.upstreamBody?.format === 'openai-responses' || err.upstreamBody?.format === 'openai-chat') {
-    return webResponse(err.upstreamBody.text, { status: err.status, headers: { 'content-type': 'application/json', ...headers } });
-  }
-  return jsonResponse(openaiErrorBody(err), err.status, headers);
 }
 
 function newId(prefix: string): string {

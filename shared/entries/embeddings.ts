@@ -1,0 +1,3 @@
+/** The `/v1/embeddings` door: its first request (shared/lazy.ts). */
+import '../gateway.ts'; // see README.md here
+export { handleEmbeddings } from '../wire/embeddings/door.ts';
