@@ -1,11 +1,14 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import type { Metafile } from 'esbuild';
-import { LAMBDA_NODE_TARGET, LAMBDA_RUNTIME_ENV, startFootprint } from '../infra/bundling.ts';
+import { buildLambdaSync, LAMBDA_NODE_TARGET, LAMBDA_RUNTIME_ENV, startFootprint } from '../infra/bundling.ts';
+import { parseConfig } from '../shared/config/load.ts';
 import { median, round3 } from './load.ts';
 
 /**
@@ -46,6 +49,28 @@ export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
   { what: 'DynamoDB SDK (commands, client, @smithy)', pattern: /node_modules\/@aws-sdk\/(client-dynamodb|credential-provider-node)\/|node_modules\/@smithy\// },
 ];
 
+/**
+ * Node built-ins a cold start must not load (the probe's `process.moduleLoadList`): the web streams
+ * (@middy/core imports them for an `instanceof`; functions/lib/stream-web.ts) and node:console (the
+ * Powertools Logger's, loaded with it on the first log line: functions/lib/lazy-logger.ts).
+ */
+export const BUILTINS_NOT_AT_START: ReadonlyArray<{ what: string; module: string }> = [
+  { what: 'web streams (node:stream/web)', module: 'NativeModule stream/web' },
+  { what: 'node:console (Powertools Logger)', module: 'NativeModule console' },
+];
+
+/** One measured first request: the import and then that request, in a fresh process. */
+export interface FirstRequestResult {
+  request: string;
+  /** Median ms of the import and of the first request (from the invocation to the response's end). */
+  importMs: number;
+  firstMs: number;
+  /** Median CPU ms (all threads) of the import, of the first request, and of both. */
+  importCpuMs: number;
+  firstCpuMs: number;
+  totalCpuMs: number;
+}
+
 export interface ColdStartResult {
   bundle: string;
   file: string;
@@ -69,43 +94,60 @@ export interface ColdStartResult {
   notNeededAtStart?: string[];
   /** Whether the functions' environment turns on --enable-source-maps (maps parsed at start). */
   sourceMapsAtStart?: boolean;
+  /** Node built-ins the import loaded that the empty handler's did not. */
+  builtinsAtStart?: string[];
+  /** The gateway bundle's first requests (built with a configuration whose upstreams are loopback mocks). */
+  firstRequests?: FirstRequestResult[];
 }
 
-/** The awslambda stand-in (as test/helpers/awslambda.ts), then a timed import. */
-const PROBE = `
+/** The awslambda stand-in (as test/helpers/awslambda.ts). */
+const AWSLAMBDA = `
 globalThis.awslambda = {
   streamifyResponse(fn) { fn[Symbol.for('aws.lambda.runtime.handler.streaming')] = 'response'; return fn; },
   HttpResponseStream: { from(stream, prelude) { stream.setContentType('application/vnd.awslambda.http-integration-response'); stream.write(Buffer.from(JSON.stringify(prelude))); stream.write(Buffer.alloc(8)); return stream; } },
 };
+`;
+
+/** The stand-in, then a timed import. */
+const PROBE = `${AWSLAMBDA}
+const loaded = new Set(process.moduleLoadList);
 const c0 = process.cpuUsage();
 const t0 = performance.now();
 const mod = await import(process.env.BENCH_BUNDLE_URL);
 const t1 = performance.now();
 const c = process.cpuUsage(c0);
 if (typeof mod.handler !== 'function') throw new Error('no handler export');
-process.stdout.write(JSON.stringify({ importMs: t1 - t0, processMs: t1, cpuMs: (c.user + c.system) / 1000 }));
+const builtins = process.moduleLoadList.filter((m) => !loaded.has(m) && m.startsWith('NativeModule ') && !m.startsWith('NativeModule internal/'));
+process.stdout.write(JSON.stringify({ importMs: t1 - t0, processMs: t1, cpuMs: (c.user + c.system) / 1000, builtins }));
 `;
 
 interface Probe {
   importMs: number;
   processMs: number;
   cpuMs: number;
+  builtins: string[];
+}
+
+/** The functions' environment (as the bench's Lambda sees it), the bundle to import, and `extra`. */
+function probeEnv(file: string, extra: Record<string, string> = {}): Record<string, string | undefined> {
+  return {
+    ...LAMBDA_RUNTIME_ENV,
+    PATH: process.env.PATH,
+    BENCH_BUNDLE_URL: pathToFileURL(resolve(file)).href,
+    AWS_REGION: 'eu-west-1',
+    AWS_LAMBDA_FUNCTION_NAME: 'llm-gateway-bench',
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '1024',
+    POWERTOOLS_SERVICE_NAME: 'llm-gateway',
+    POWERTOOLS_LOG_LEVEL: 'INFO',
+    ...extra,
+  };
 }
 
 function probe(file: string, sourceMaps: boolean): Probe {
   const args = [...(sourceMaps ? ['--enable-source-maps'] : []), '--input-type=module', '-e', PROBE];
   const r = spawnSync(process.execPath, args, {
     encoding: 'utf8',
-    env: {
-      ...LAMBDA_RUNTIME_ENV,
-      PATH: process.env.PATH,
-      BENCH_BUNDLE_URL: pathToFileURL(resolve(file)).href,
-      AWS_REGION: 'eu-west-1',
-      AWS_LAMBDA_FUNCTION_NAME: 'llm-gateway-bench',
-      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '1024',
-      POWERTOOLS_SERVICE_NAME: 'llm-gateway',
-      POWERTOOLS_LOG_LEVEL: 'INFO',
-    },
+    env: probeEnv(file),
     timeout: 30_000,
   });
   if (r.status !== 0) throw new Error(`importing ${file} failed: ${r.stderr.slice(-1000)}`);
@@ -125,6 +167,89 @@ async function baselineBundle(dir: string): Promise<string> {
   const outfile = join(dir, 'empty', 'index.mjs');
   await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', target: LAMBDA_NODE_TARGET, format: 'esm', minify: true, sourcemap: true, legalComments: 'none', banner: { js: BASELINE_BANNER }, logLevel: 'warning' });
   return outfile;
+}
+
+/** The stand-in, a timed import, then one timed invocation (to the handler's promise: what Lambda bills). */
+const FIRST_PROBE = `${AWSLAMBDA}
+const cpu = (c) => (c.user + c.system) / 1000;
+const c0 = process.cpuUsage();
+const t0 = performance.now();
+const { handler } = await import(process.env.BENCH_BUNDLE_URL);
+const t1 = performance.now();
+const c1 = process.cpuUsage();
+const { Writable } = await import('node:stream');
+const chunks = [];
+const stream = new Writable({ write(c, _e, cb) { chunks.push(Buffer.from(c)); cb(); } });
+await handler(JSON.parse(process.env.BENCH_EVENT), stream, { awsRequestId: 'first', functionName: 'llm-gateway-bench', getRemainingTimeInMillis: () => 60000 });
+const t2 = performance.now();
+const c2 = process.cpuUsage();
+const text = Buffer.concat(chunks).toString('utf8');
+if (!text.startsWith('{"statusCode":200')) throw new Error('first request failed: ' + text.slice(0, 500));
+process.stdout.write(JSON.stringify({ importMs: t1 - t0, firstMs: t2 - t1, importCpuMs: cpu(c1) - cpu(c0), firstCpuMs: cpu(c2) - cpu(c1) }));
+`;
+
+type FirstProbe = Pick<FirstRequestResult, 'importMs' | 'firstMs' | 'importCpuMs' | 'firstCpuMs'>;
+
+/** The typical first requests: a Chat Completion through an OpenAI provider, an Anthropic message through an Anthropic one. */
+const FIRST_REQUESTS: { request: string; path: string; headers: Record<string, string>; body: unknown }[] = [
+  { request: 'chat completion (openai)', path: '/v1/chat/completions', headers: {}, body: { model: 'gpt', messages: [{ role: 'user', content: 'hello' }] } },
+  { request: 'Anthropic message (anthropic)', path: '/v1/messages', headers: { 'anthropic-version': '2023-06-01' }, body: { model: 'claude', max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] } },
+];
+
+/** A loopback upstream answering both APIs at once (in this process: the probes are spawned asynchronously). */
+async function startFirstRequestUpstream(): Promise<{ url: string; close: () => Promise<void> }> {
+  const openai = JSON.stringify({ id: 'chatcmpl-cold', object: 'chat.completion', created: 1_764_000_000, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'Hello!' }, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } });
+  const anthropic = JSON.stringify({ id: 'msg_cold', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [{ type: 'text', text: 'Hello!' }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 5, output_tokens: 2 } });
+  const server = createServer((req, res) => {
+    req.resume().on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(req.url?.endsWith('/messages') ? anthropic : openai));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+function firstProbe(file: string, event: unknown): Promise<FirstProbe> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', FIRST_PROBE], { env: probeEnv(file, { BENCH_EVENT: JSON.stringify(event), OPENAI_API_KEY: 'sk-cold', ANTHROPIC_API_KEY: 'sk-ant-cold' }), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolveProbe, reject) =>
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolveProbe(JSON.parse(out) as FirstProbe);
+      else reject(new Error(`the first-request probe failed (${code}): ${err.slice(-1000)}`));
+    }),
+  );
+}
+
+/**
+ * The import and the first request of each kind, in fresh processes (taken in turn), on a gateway
+ * bundle built like the others but with its providers at a loopback upstream and no keys: what the
+ * first invocation of a cold start costs beyond the import (the chunks that request loads, its
+ * first run of the code), so a cut of the import that only moves work to it shows.
+ */
+async function measureFirstRequests(dir: string, runs: number): Promise<FirstRequestResult[]> {
+  const upstream = await startFirstRequestUpstream();
+  try {
+    const config = parseConfig({
+      providers: { openai: { type: 'openai', baseUrl: `${upstream.url}/v1`, apiKeyEnv: 'OPENAI_API_KEY' }, anthropic: { type: 'anthropic', baseUrl: upstream.url, apiKeyEnv: 'ANTHROPIC_API_KEY' } },
+      models: { gpt: { provider: 'openai', model: 'gpt-4o-mini' }, claude: { provider: 'anthropic', model: 'claude-sonnet-4-5' } },
+      auth: { required: false },
+    });
+    buildLambdaSync('functions/gateway.ts', join(dir, 'first'), config);
+    const file = join(dir, 'first', 'index.mjs');
+    const events = FIRST_REQUESTS.map((r) => ({ path: r.path, httpMethod: 'POST', headers: { 'content-type': 'application/json', host: 'gateway.example', ...r.headers }, body: JSON.stringify(r.body), isBase64Encoded: false, requestContext: { identity: {} } }));
+    const probes = FIRST_REQUESTS.map((): FirstProbe[] => []);
+    for (let i = 0; i < runs; i++) for (const [k, event] of events.entries()) probes[k]!.push(await firstProbe(file, event));
+    return FIRST_REQUESTS.map((r, k) => {
+      const p = probes[k]!;
+      const m = (f: (x: FirstProbe) => number) => round3(median(p.map(f)));
+      return { request: r.request, importMs: m((x) => x.importMs), firstMs: m((x) => x.firstMs), importCpuMs: m((x) => x.importCpuMs), firstCpuMs: m((x) => x.firstCpuMs), totalCpuMs: m((x) => x.importCpuMs + x.firstCpuMs) };
+    });
+  } finally {
+    await upstream.close();
+  }
 }
 
 export async function measureColdStart(runs: number, log: (s: string) => void): Promise<ColdStartResult[]> {
@@ -173,13 +298,25 @@ export async function measureColdStart(runs: number, log: (s: string) => void): 
           startKiB: round1(start.bytes / 1024),
           startFiles: start.files.length,
           lazyKiB: round1(start.lazyBytes / 1024),
-          notNeededAtStart: NOT_AT_START.flatMap((n) => {
-            const hit = start.inputs.find((i) => n.pattern.test(i));
-            return hit ? [`${n.what} (${hit})`] : [];
-          }),
+          notNeededAtStart: [
+            ...NOT_AT_START.flatMap((n) => {
+              const hit = start.inputs.find((i) => n.pattern.test(i));
+              return hit ? [`${n.what} (${hit})`] : [];
+            }),
+            ...BUILTINS_NOT_AT_START.filter((b) => plain.some((p) => p.builtins.includes(b.module))).map((b) => b.what),
+          ],
           sourceMapsAtStart: /--enable-source-maps/.test(LAMBDA_RUNTIME_ENV.NODE_OPTIONS ?? ''),
+          builtinsAtStart: plain[0]!.builtins.filter((m) => !plainRuns[0]![0]!.builtins.includes(m)).map((m) => m.slice('NativeModule '.length)),
         }),
       });
+    }
+    const gateway = out.find((r) => r.bundle === 'gateway');
+    if (gateway && process.env.BENCH_COLD_FIRST !== '0') {
+      log('  the first requests (import, then one request, in fresh processes) ...');
+      gateway.firstRequests = await measureFirstRequests(tmp, runs);
+      log('Cold start, first invocation (gateway bundle, loopback upstreams, no keys): median ms and CPU ms');
+      for (const r of gateway.firstRequests) log(`  ${r.request.padEnd(32)} import ${r.importMs.toFixed(3).padStart(8)}  first request ${r.firstMs.toFixed(3).padStart(8)}  CPU import ${r.importCpuMs.toFixed(3).padStart(8)} + first ${r.firstCpuMs.toFixed(3).padStart(8)} = ${r.totalCpuMs.toFixed(3).padStart(8)}`);
+      log(`  built-ins the gateway's import loads beyond the empty handler's: ${gateway.builtinsAtStart?.join(', ')}`);
     }
     return out;
   } finally {

@@ -62,6 +62,15 @@ export const LAZY_MODULES: ReadonlyArray<{ specifier: string; files: string[] }>
 export const SOURCE_MAP_STACKS = join(PROJECT_ROOT, 'functions', 'lib', 'source-map-stacks.ts');
 
 /**
+ * Built-ins replaced in the bundles by a module that loads them only when used: `node:stream/web`
+ * (imported at its top by @middy/core, used by it only for an `instanceof`; functions/lib/stream-web.ts).
+ * A bundle importing anything else from it fails to build.
+ */
+export const BUILTIN_STAND_INS: Readonly<Record<string, string>> = {
+  'node:stream/web': join(PROJECT_ROOT, 'functions', 'lib', 'stream-web.ts'),
+};
+
+/**
  * esbuild options for one Lambda entry: `<outdir>/index.mjs` (the handler) plus `<outdir>/chunks/*.mjs`
  * (code loaded by `import()`), each with a `.map` beside it. `config` is embedded (see configDefine).
  */
@@ -89,6 +98,7 @@ export function lambdaBuildOptions(entry: string, outdir: string, config: unknow
     legalComments: 'none',
     banner: { js: ESM_REQUIRE_BANNER },
     inject: [SOURCE_MAP_STACKS],
+    alias: { ...BUILTIN_STAND_INS },
     define: configDefine(config),
     external: LAZY_MODULES.map((m) => m.specifier),
     metafile: true,

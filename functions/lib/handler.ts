@@ -53,6 +53,8 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
   const settle = async (g: Gateway) => {
     await Promise.allSettled([...pending]);
     await g.flush().catch((err) => logger.error('log flush failed', { error: String(err) }));
+    // Lines logged before the Logger's module was loaded are written once it is.
+    await logger.written();
   };
 
   // middy (streamifyResponse) writes the status and headers first (the runtime's prelude), then

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:dgram';
 import type { Annotations, Span, SpanOptions, SpanRecorder } from '../../shared/tracing/spans.ts';
 
@@ -34,7 +33,7 @@ function nowSeconds(): number {
 
 /** A 64-bit segment id in hex. */
 function newId(): string {
-  return randomBytes(8).toString('hex');
+  return process.getBuiltinModule('node:crypto').randomBytes(8).toString('hex');
 }
 
 /** The invocation's trace (`Root=1-...;Parent=...;Sampled=1`), or undefined when unsampled or absent. */

@@ -1,4 +1,5 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+/** node:crypto when first used, not at import (a cold start loads it only with the first key it checks). */
+const nodeCrypto = () => process.getBuiltinModule('node:crypto');
 
 /**
  * Gateway keys: `gwk_<id>_<secret>`, where `id` is 20 base32 characters (the key's public id, so a
@@ -10,14 +11,14 @@ const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 const KEY_RE = /^gwk_([a-z2-7]{20})_([A-Za-z0-9_-]{43})$/;
 
 export function newKeyId(): string {
-  const bytes = randomBytes(20);
+  const bytes = nodeCrypto().randomBytes(20);
   let id = '';
   for (const b of bytes) id += ID_ALPHABET[b & 31];
   return id;
 }
 
 export function newKey(id = newKeyId()): { id: string; key: string; hash: string } {
-  const key = `${KEY_PREFIX}${id}_${randomBytes(32).toString('base64url')}`;
+  const key = `${KEY_PREFIX}${id}_${nodeCrypto().randomBytes(32).toString('base64url')}`;
   return { id, key, hash: hashKey(key) };
 }
 
@@ -27,13 +28,13 @@ export function parseKey(key: string): string | undefined {
 }
 
 export function hashKey(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('hex');
+  return nodeCrypto().createHash('sha256').update(key, 'utf8').digest('hex');
 }
 
 export function hashesEqual(a: string, b: string): boolean {
   const x = Buffer.from(a, 'hex');
   const y = Buffer.from(b, 'hex');
-  return x.length === y.length && x.length > 0 && timingSafeEqual(x, y);
+  return x.length === y.length && x.length > 0 && nodeCrypto().timingSafeEqual(x, y);
 }
 
 /** The key a request presents: `Authorization: Bearer <key>` or `x-api-key: <key>`. */

@@ -1,4 +1,3 @@
-import { randomFillSync } from 'node:crypto';
 import { LazySignal, type ClientSignal } from '../http/client-signal.ts';
 
 /**
@@ -64,7 +63,7 @@ let poolAt = POOL.length;
 
 function randomHex(bytes: number): string {
   if (poolAt + bytes > POOL.length) {
-    randomFillSync(POOL);
+    process.getBuiltinModule('node:crypto').randomFillSync(POOL); // not at import: node:crypto is loaded by the first id
     poolAt = 0;
   }
   const id = POOL.toString('hex', poolAt, poolAt + bytes);
