@@ -29,7 +29,9 @@ import { median, round3 } from './load.ts';
  * and the SDK (commands, client, HTTP handler, credential chain: the first store call, see
  * shared/store/lazy.ts), and the optional features, loaded on first use when their section is on
  * (shared/lazy.ts, shared/entries/features.ts): guardrails, the response cache (its pass-through decoder
- * stays: the pipeline uses it without a cache), stored Responses, `n` choices, budget alerts.
+ * stays: the pipeline uses it without a cache), stored Responses, `n` choices, budget alerts; the
+ * chat doors (each loaded by its path's first request; their errors stay: shared/formats/index.ts),
+ * the embeddings and count_tokens doors, and the Powertools Logger (its first log line).
  */
 export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
   { what: 'zod (config schema)', pattern: /node_modules\/zod\// },
@@ -47,6 +49,9 @@ export const NOT_AT_START: ReadonlyArray<{ what: string; pattern: RegExp }> = [
   { what: '`n` choices emulation', pattern: /^shared\/emulate\/parallel\.ts$/ },
   { what: 'budget alerts', pattern: /^shared\/alerts\// },
   { what: 'DynamoDB SDK (commands, client, @smithy)', pattern: /node_modules\/@aws-sdk\/(client-dynamodb|credential-provider-node)\/|node_modules\/@smithy\// },
+  { what: 'chat doors', pattern: /^shared\/wire\/(openai-chat|openai-responses|anthropic-messages)\/door\.ts$/ },
+  { what: 'embeddings and count_tokens doors', pattern: /^shared\/wire\/(embeddings\/door|anthropic-messages\/count-tokens)\.ts$/ },
+  { what: 'Powertools Logger', pattern: /node_modules\/@aws-lambda-powertools\/logger\// },
 ];
 
 /**
@@ -62,12 +67,14 @@ export const BUILTINS_NOT_AT_START: ReadonlyArray<{ what: string; module: string
 /** One measured first request: the import and then that request, in a fresh process. */
 export interface FirstRequestResult {
   request: string;
-  /** Median ms of the import and of the first request (from the invocation to the response's end). */
+  /** Median ms of the import and of the first request: from the invocation to the response's end, and to the handler's promise (billed). */
   importMs: number;
   firstMs: number;
-  /** Median CPU ms (all threads) of the import, of the first request, and of both. */
+  settledMs: number;
+  /** Median CPU ms (all threads) of the import, of the first request (to its response's end, and settled), and of the import and the response. */
   importCpuMs: number;
   firstCpuMs: number;
+  settledCpuMs: number;
   totalCpuMs: number;
 }
 
@@ -129,7 +136,7 @@ interface Probe {
 }
 
 /** The functions' environment (as the bench's Lambda sees it), the bundle to import, and `extra`. */
-function probeEnv(file: string, extra: Record<string, string> = {}): Record<string, string | undefined> {
+export function probeEnv(file: string, extra: Record<string, string> = {}): Record<string, string | undefined> {
   return {
     ...LAMBDA_RUNTIME_ENV,
     PATH: process.env.PATH,
@@ -169,8 +176,8 @@ async function baselineBundle(dir: string): Promise<string> {
   return outfile;
 }
 
-/** The stand-in, a timed import, then one timed invocation (to the handler's promise: what Lambda bills). */
-const FIRST_PROBE = `${AWSLAMBDA}
+/** The stand-in, a timed import, then one timed invocation: to the response's end (what the client waits for) and to the handler's promise (what Lambda bills: the log line and flush after it). */
+export const FIRST_PROBE = `${AWSLAMBDA}
 const cpu = (c) => (c.user + c.system) / 1000;
 const c0 = process.cpuUsage();
 const t0 = performance.now();
@@ -179,25 +186,27 @@ const t1 = performance.now();
 const c1 = process.cpuUsage();
 const { Writable } = await import('node:stream');
 const chunks = [];
-const stream = new Writable({ write(c, _e, cb) { chunks.push(Buffer.from(c)); cb(); } });
+let tEnd, cEnd;
+const stream = new Writable({ write(c, _e, cb) { chunks.push(Buffer.from(c)); cb(); }, final(cb) { tEnd = performance.now(); cEnd = process.cpuUsage(); cb(); } });
+stream.setContentType = () => {};
 await handler(JSON.parse(process.env.BENCH_EVENT), stream, { awsRequestId: 'first', functionName: 'llm-gateway-bench', getRemainingTimeInMillis: () => 60000 });
 const t2 = performance.now();
 const c2 = process.cpuUsage();
 const text = Buffer.concat(chunks).toString('utf8');
 if (!text.startsWith('{"statusCode":200')) throw new Error('first request failed: ' + text.slice(0, 500));
-process.stdout.write(JSON.stringify({ importMs: t1 - t0, firstMs: t2 - t1, importCpuMs: cpu(c1) - cpu(c0), firstCpuMs: cpu(c2) - cpu(c1) }));
+process.stdout.write('RESULT' + JSON.stringify({ importMs: t1 - t0, firstMs: tEnd - t1, settledMs: t2 - t1, importCpuMs: cpu(c1) - cpu(c0), firstCpuMs: cpu(cEnd) - cpu(c1), settledCpuMs: cpu(c2) - cpu(c1) }));
 `;
 
-type FirstProbe = Pick<FirstRequestResult, 'importMs' | 'firstMs' | 'importCpuMs' | 'firstCpuMs'>;
+type FirstProbe = Omit<FirstRequestResult, 'request' | 'totalCpuMs'>;
 
 /** The typical first requests: a Chat Completion through an OpenAI provider, an Anthropic message through an Anthropic one. */
-const FIRST_REQUESTS: { request: string; path: string; headers: Record<string, string>; body: unknown }[] = [
+export const FIRST_REQUESTS: { request: string; path: string; headers: Record<string, string>; body: unknown }[] = [
   { request: 'chat completion (openai)', path: '/v1/chat/completions', headers: {}, body: { model: 'gpt', messages: [{ role: 'user', content: 'hello' }] } },
   { request: 'Anthropic message (anthropic)', path: '/v1/messages', headers: { 'anthropic-version': '2023-06-01' }, body: { model: 'claude', max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] } },
 ];
 
 /** A loopback upstream answering both APIs at once (in this process: the probes are spawned asynchronously). */
-async function startFirstRequestUpstream(): Promise<{ url: string; close: () => Promise<void> }> {
+export async function startFirstRequestUpstream(): Promise<{ url: string; close: () => Promise<void> }> {
   const openai = JSON.stringify({ id: 'chatcmpl-cold', object: 'chat.completion', created: 1_764_000_000, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'Hello!' }, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } });
   const anthropic = JSON.stringify({ id: 'msg_cold', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [{ type: 'text', text: 'Hello!' }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 5, output_tokens: 2 } });
   const server = createServer((req, res) => {
@@ -207,7 +216,7 @@ async function startFirstRequestUpstream(): Promise<{ url: string; close: () => 
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise((r) => server.close(() => r())) };
 }
 
-function firstProbe(file: string, event: unknown): Promise<FirstProbe> {
+export function firstProbe(file: string, event: unknown): Promise<FirstProbe> {
   const child = spawn(process.execPath, ['--input-type=module', '-e', FIRST_PROBE], { env: probeEnv(file, { BENCH_EVENT: JSON.stringify(event), OPENAI_API_KEY: 'sk-cold', ANTHROPIC_API_KEY: 'sk-ant-cold' }), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -217,7 +226,8 @@ function firstProbe(file: string, event: unknown): Promise<FirstProbe> {
   return new Promise((resolveProbe, reject) =>
     child.once('close', (code) => {
       clearTimeout(timer);
-      if (code === 0) resolveProbe(JSON.parse(out) as FirstProbe);
+      // The request's log line (no Firehose stream here) precedes the result on stdout.
+      if (code === 0) resolveProbe(JSON.parse(out.slice(out.lastIndexOf('RESULT') + 6)) as FirstProbe);
       else reject(new Error(`the first-request probe failed (${code}): ${err.slice(-1000)}`));
     }),
   );
@@ -245,7 +255,7 @@ async function measureFirstRequests(dir: string, runs: number): Promise<FirstReq
     return FIRST_REQUESTS.map((r, k) => {
       const p = probes[k]!;
       const m = (f: (x: FirstProbe) => number) => round3(median(p.map(f)));
-      return { request: r.request, importMs: m((x) => x.importMs), firstMs: m((x) => x.firstMs), importCpuMs: m((x) => x.importCpuMs), firstCpuMs: m((x) => x.firstCpuMs), totalCpuMs: m((x) => x.importCpuMs + x.firstCpuMs) };
+      return { request: r.request, importMs: m((x) => x.importMs), firstMs: m((x) => x.firstMs), settledMs: m((x) => x.settledMs), importCpuMs: m((x) => x.importCpuMs), firstCpuMs: m((x) => x.firstCpuMs), settledCpuMs: m((x) => x.settledCpuMs), totalCpuMs: m((x) => x.importCpuMs + x.firstCpuMs) };
     });
   } finally {
     await upstream.close();
@@ -314,8 +324,9 @@ export async function measureColdStart(runs: number, log: (s: string) => void): 
     if (gateway && process.env.BENCH_COLD_FIRST !== '0') {
       log('  the first requests (import, then one request, in fresh processes) ...');
       gateway.firstRequests = await measureFirstRequests(tmp, runs);
-      log('Cold start, first invocation (gateway bundle, loopback upstreams, no keys): median ms and CPU ms');
-      for (const r of gateway.firstRequests) log(`  ${r.request.padEnd(32)} import ${r.importMs.toFixed(3).padStart(8)}  first request ${r.firstMs.toFixed(3).padStart(8)}  CPU import ${r.importCpuMs.toFixed(3).padStart(8)} + first ${r.firstCpuMs.toFixed(3).padStart(8)} = ${r.totalCpuMs.toFixed(3).padStart(8)}`);
+      log('Cold start, first invocation (gateway bundle, loopback upstreams, no keys, a log line per request): median ms and CPU ms');
+      const f = (x: number) => x.toFixed(3).padStart(8);
+      for (const r of gateway.firstRequests) log(`  ${r.request.padEnd(30)} import ${f(r.importMs)}, first response ${f(r.firstMs)} (settled ${f(r.settledMs)}); CPU import ${f(r.importCpuMs)} + first response ${f(r.firstCpuMs)} = ${f(r.totalCpuMs)} (settled ${f(r.settledCpuMs)})`);
       log(`  built-ins the gateway's import loads beyond the empty handler's: ${gateway.builtinsAtStart?.join(', ')}`);
     }
     return out;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { NOT_AT_START } from '../bench/coldstart.ts';
+import { BUILTINS_NOT_AT_START, NOT_AT_START } from '../bench/coldstart.ts';
 import { buildLambdaSync, configDefine, ESM_REQUIRE_BANNER, LAMBDA_RUNTIME_ENV, lambdaCode, startFootprint } from '../infra/bundling.ts';
 import { parseConfig } from '../shared/config/load.ts';
 import { BedrockProvider as LazyBedrock } from '../shared/providers/bedrock/lazy.ts';
@@ -35,9 +35,10 @@ globalThis.awslambda = {
   streamifyResponse(fn) { return fn; },
   HttpResponseStream: { from(stream, prelude) { stream.write(JSON.stringify(prelude) + '\\n'); return stream; } },
 };
-const { Writable } = await import('node:stream');
+const before = new Set(process.moduleLoadList);
 const { handler } = await import(process.env.BUNDLE_URL);
-const out = {};
+const out = { atImport: process.moduleLoadList.filter((m) => !before.has(m)) };
+const { Writable } = await import('node:stream');
 for (const [name, path, body] of JSON.parse(process.env.CALLS)) {
   const chunks = [];
   const stream = new Writable({ write(c, _e, cb) { chunks.push(Buffer.from(c)); cb(); } });
@@ -109,6 +110,9 @@ describe('Lambda bundle (split build)', () => {
       // The optional features' chunk (shared/entries/features.ts): `n` choices, and a stored Response asked of a gateway that keeps none.
       ['choices', '/v1/chat/completions', { model: 'mock', n: 2, messages: [{ role: 'user', content: 'two of these' }] }],
       ['stored', '/v1/responses', { model: 'mock', input: 'keep this', store: true }],
+      // The Anthropic door's chunk (loaded by its first request), and a 400 from it in Anthropic's shape.
+      ['messages', '/v1/messages', { model: 'mock', max_tokens: 16, messages: [{ role: 'user', content: 'hello door' }] }],
+      ['messagesBad', '/v1/messages', { model: 'mock', messages: 'not a list' }],
     ];
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', PROBE], {
       encoding: 'utf8',
@@ -126,7 +130,10 @@ describe('Lambda bundle (split build)', () => {
       },
     });
     assert.equal(r.status, 0, r.stderr.slice(-2000));
-    const out = JSON.parse(r.stdout.slice(r.stdout.indexOf('RESULT') + 6)) as Record<string, { status: number; body: string }>;
+    const { atImport, ...out } = JSON.parse(r.stdout.slice(r.stdout.indexOf('RESULT') + 6)) as { atImport: string[] } & Record<string, { status: number; body: string }>;
+    // Built-ins no request needs are not loaded by the import (the web streams, node:console).
+    for (const b of BUILTINS_NOT_AT_START) assert.ok(!atImport.includes(b.module), `${b.what} loaded at import`);
+    assert.ok(atImport.includes('NativeModule http'), 'the probe sees what the import loads');
     assert.equal(out.chat!.status, 200, out.chat!.body);
     assert.equal(JSON.parse(out.chat!.body).choices[0].message.content, 'hello bundle');
     assert.equal(out.count!.status, 200, out.count!.body);
@@ -138,6 +145,10 @@ describe('Lambda bundle (split build)', () => {
     assert.deepEqual((JSON.parse(out.choices!.body) as { choices: { index: number; message: { content: string } }[] }).choices.map((c) => [c.index, c.message.content]), [[0, 'two of these'], [1, 'two of these']]);
     assert.equal(out.stored!.status, 400, out.stored!.body);
     assert.equal(JSON.parse(out.stored!.body).error.code, 'unsupported_parameter');
+    assert.equal(out.messages!.status, 200, out.messages!.body);
+    assert.equal((JSON.parse(out.messages!.body) as { content: { text: string }[] }).content[0]!.text, 'hello door');
+    assert.equal(out.messagesBad!.status, 400, out.messagesBad!.body);
+    assert.equal(JSON.parse(out.messagesBad!.body).type, 'error');
   });
 
   it('is what the CDK asset ships: entry, chunks, maps and the ranks beside it', () => {
