@@ -152,6 +152,21 @@ describe('Lambda entry (functions/gateway.ts) with a recorded API Gateway REST e
     assert.ok(writes.length >= 4, `expected several body writes, got ${writes.length}`);
   });
 
+  it('cancels a streamed answer whose client leaves mid-stream: the record says client_closed', async () => {
+    const words = Array.from({ length: 200 }, (_, i) => `w${i}`).join(' ');
+    const body = JSON.stringify({ model: 'mock', stream: true, messages: [{ role: 'user', content: words }] });
+    const stream = new ResponseStreamStandIn();
+    let writes = 0;
+    // The runtime's stream fails on the third write (prelude, separator, first event): the client is gone.
+    stream._write = (chunk, _enc, cb) => (++writes >= 3 ? cb(new Error('client went away')) : (stream.chunks.push(Buffer.from(chunk)), cb()));
+    const before = requestLogs().length;
+    await handler(event({ body, requestContext: { ...recorded.requestContext, requestId: 'gone-1' } }), stream, lambdaContext()).catch(() => {});
+    const records = requestLogs().slice(before).map((l) => l.request);
+    assert.equal(records.length, 1);
+    assert.equal(records[0].outcome, 'client_closed');
+    assert.ok((records[0].outputTokens ?? 0) < 200, 'the answer stopped early');
+  });
+
   it('decodes base64 bodies and keeps multi-value query strings', async () => {
     const body = Buffer.from(JSON.stringify({ model: 'mock', messages: [{ role: 'user', content: 'base64 works' }] })).toString('base64');
     const res = await invoke(event({ body, isBase64Encoded: true, multiValueQueryStringParameters: { a: ['1', '2'] }, queryStringParameters: { a: '2' } }));

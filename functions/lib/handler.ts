@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { Gateway } from '../../shared/gateway.ts';
-import { responseBytes } from '../../shared/http/bytes.ts';
+import { bodyReader, hasBody, responseBytes } from '../../shared/http/bytes.ts';
 import { eventToRequest, responseMetadata } from './apigw.ts';
 import { lambdaConfig } from './config.ts';
 import { loggerOnFirstLine } from './lazy-logger.ts';
@@ -74,9 +74,7 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
     // /iam/{proxy+} is SigV4-authorized by API Gateway: its verified caller ARN maps to a team (shared/auth).
     const iamPrincipal = opts.role === 'gateway' ? event.requestContext?.identity?.userArn ?? undefined : undefined;
     const response = await gateway.handle(eventToRequest(event), { waitUntil, adminPrincipal, iamPrincipal });
-    // An answer whose bytes are whole goes out in one piece (a node stream of one chunk, no web stream).
-    const bytes = responseBytes(response);
-    return { ...responseMetadata(response), body: bytes ? Readable.from(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) : (response.body ?? '') };
+    return { ...responseMetadata(response), body: nodeBody(response) };
   });
 
   // middy runs its end hooks only when the body was piped without error: a client that went away
@@ -92,4 +90,39 @@ export async function createLambdaHandler(opts: LambdaEntryOptions) {
     }
   };
   return awslambda.streamifyResponse(settled as never) as unknown as StreamHandler;
+}
+
+/**
+ * A response's body as the Node stream middy pipes to the runtime: an answer whose bytes are whole
+ * in one piece; a streamed one read from its source as the client reads (the core's stream frame
+ * or an upstream body, read directly: no web stream, and Node's web streams are never loaded). The
+ * stream destroyed before its end (the client left) cancels the source, which ends the upstream call.
+ */
+function nodeBody(response: Response): Readable | string {
+  const bytes = responseBytes(response);
+  if (bytes) return Readable.from(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  if (!hasBody(response)) return '';
+  const reader = bodyReader(response);
+  let ended = false;
+  return new Readable({
+    read() {
+      const next = (): Promise<void> =>
+        reader.read().then(({ done, value }) => {
+          if (done) {
+            ended = true;
+            this.push(null);
+          } else if (value.byteLength === 0) return next();
+          else this.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+        });
+      next().catch((err: unknown) => this.destroy(err as Error));
+    },
+    destroy(err, callback) {
+      if (ended) return callback(err);
+      ended = true;
+      reader.cancel(err ?? undefined).then(
+        () => callback(err),
+        () => callback(err),
+      );
+    },
+  });
 }
