@@ -205,19 +205,32 @@ export const FIRST_REQUESTS: { request: string; path: string; headers: Record<st
   { request: 'Anthropic message (anthropic)', path: '/v1/messages', headers: { 'anthropic-version': '2023-06-01' }, body: { model: 'claude', max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] } },
 ];
 
-/** A loopback upstream answering both APIs at once (in this process: the probes are spawned asynchronously). */
+/**
+ * A loopback upstream answering both APIs, and Firehose's PutRecordBatch (the deployed functions
+ * send their records there: LOG_STREAM_NAME), in this process (the probes are spawned asynchronously).
+ */
 export async function startFirstRequestUpstream(): Promise<{ url: string; close: () => Promise<void> }> {
   const openai = JSON.stringify({ id: 'chatcmpl-cold', object: 'chat.completion', created: 1_764_000_000, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'Hello!' }, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } });
   const anthropic = JSON.stringify({ id: 'msg_cold', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [{ type: 'text', text: 'Hello!' }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 5, output_tokens: 2 } });
   const server = createServer((req, res) => {
-    req.resume().on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(req.url?.endsWith('/messages') ? anthropic : openai));
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.headers['x-amz-target'] === 'Firehose_20150804.PutRecordBatch') {
+        const records = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { Records?: unknown[] }).Records ?? [];
+        res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' }).end(JSON.stringify({ FailedPutCount: 0, Encrypted: false, RequestResponses: records.map((_, i) => ({ RecordId: `cold-${i}` })) }));
+      } else res.writeHead(200, { 'content-type': 'application/json' }).end(req.url?.endsWith('/messages') ? anthropic : openai);
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise((r) => server.close(() => r())) };
 }
 
-export function firstProbe(file: string, event: unknown): Promise<FirstProbe> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', FIRST_PROBE], { env: probeEnv(file, { BENCH_EVENT: JSON.stringify(event), OPENAI_API_KEY: 'sk-cold', ANTHROPIC_API_KEY: 'sk-ant-cold' }), stdio: ['ignore', 'pipe', 'pipe'] });
+export function firstProbe(file: string, event: unknown, upstream: string): Promise<FirstProbe> {
+  const env = { BENCH_EVENT: JSON.stringify(event), OPENAI_API_KEY: 'sk-cold', ANTHROPIC_API_KEY: 'sk-ant-cold' };
+  // As deployed: the records go to Firehose (infra/constructs/log-export.ts sets LOG_STREAM_NAME).
+  Object.assign(env, { LOG_STREAM_NAME: 'cold-start-logs', AWS_ENDPOINT_URL_FIREHOSE: upstream, AWS_ACCESS_KEY_ID: 'AKIDCOLDSTART', AWS_SECRET_ACCESS_KEY: 'cold-start-secret' });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', FIRST_PROBE], { env: probeEnv(file, env), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
@@ -226,7 +239,7 @@ export function firstProbe(file: string, event: unknown): Promise<FirstProbe> {
   return new Promise((resolveProbe, reject) =>
     child.once('close', (code) => {
       clearTimeout(timer);
-      // The request's log line (no Firehose stream here) precedes the result on stdout.
+      // Log lines (and EMF metrics) precede the result on stdout.
       if (code === 0) resolveProbe(JSON.parse(out.slice(out.lastIndexOf('RESULT') + 6)) as FirstProbe);
       else reject(new Error(`the first-request probe failed (${code}): ${err.slice(-1000)}`));
     }),
@@ -235,7 +248,8 @@ export function firstProbe(file: string, event: unknown): Promise<FirstProbe> {
 
 /**
  * The import and the first request of each kind, in fresh processes (taken in turn), on a gateway
- * bundle built like the others but with its providers at a loopback upstream and no keys: what the
+ * bundle built like the others but with its providers at a loopback upstream (records to a loopback
+ * Firehose, as deployed) and no keys: what the
  * first invocation of a cold start costs beyond the import (the chunks that request loads, its
  * first run of the code), so a cut of the import that only moves work to it shows.
  */
@@ -251,7 +265,7 @@ async function measureFirstRequests(dir: string, runs: number): Promise<FirstReq
     const file = join(dir, 'first', 'index.mjs');
     const events = FIRST_REQUESTS.map((r) => ({ path: r.path, httpMethod: 'POST', headers: { 'content-type': 'application/json', host: 'gateway.example', ...r.headers }, body: JSON.stringify(r.body), isBase64Encoded: false, requestContext: { identity: {} } }));
     const probes = FIRST_REQUESTS.map((): FirstProbe[] => []);
-    for (let i = 0; i < runs; i++) for (const [k, event] of events.entries()) probes[k]!.push(await firstProbe(file, event));
+    for (let i = 0; i < runs; i++) for (const [k, event] of events.entries()) probes[k]!.push(await firstProbe(file, event, upstream.url));
     return FIRST_REQUESTS.map((r, k) => {
       const p = probes[k]!;
       const m = (f: (x: FirstProbe) => number) => round3(median(p.map(f)));
@@ -324,7 +338,7 @@ export async function measureColdStart(runs: number, log: (s: string) => void): 
     if (gateway && process.env.BENCH_COLD_FIRST !== '0') {
       log('  the first requests (import, then one request, in fresh processes) ...');
       gateway.firstRequests = await measureFirstRequests(tmp, runs);
-      log('Cold start, first invocation (gateway bundle, loopback upstreams, no keys, a log line per request): median ms and CPU ms');
+      log('Cold start, first invocation (gateway bundle, loopback upstreams and Firehose, no keys): median ms and CPU ms');
       const f = (x: number) => x.toFixed(3).padStart(8);
       for (const r of gateway.firstRequests) log(`  ${r.request.padEnd(30)} import ${f(r.importMs)}, first response ${f(r.firstMs)} (settled ${f(r.settledMs)}); CPU import ${f(r.importCpuMs)} + first response ${f(r.firstCpuMs)} = ${f(r.totalCpuMs)} (settled ${f(r.settledCpuMs)})`);
       log(`  built-ins the gateway's import loads beyond the empty handler's: ${gateway.builtinsAtStart?.join(', ')}`);
