@@ -1,5 +1,7 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+// Taken with getBuiltinModule, not imported: no ES module facade of node:http(s) to build at cold start (about 0.8 ms).
+const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule('node:http');
+const { Agent: HttpsAgent, request: httpsRequest } = process.getBuiltinModule('node:https');
 import type { Readable } from 'node:stream';
 import { BytesResponse, ReaderResponse, type PullSource } from './bytes.ts';
 import type { CallSignal } from './client-signal.ts';
