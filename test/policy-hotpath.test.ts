@@ -19,6 +19,7 @@ describe('policy hot path: a warm key is admitted from memory', () => {
   let dynamo: LocalDynamo;
   let store: DynamoStore;
   let policy: Policy;
+  let config: ReturnType<typeof parseConfig>;
   let calls: string[] = [];
   const clock = new TestClock();
   const k = newKey();
@@ -45,7 +46,7 @@ describe('policy hot path: a warm key is admitted from memory', () => {
         return typeof v === 'function' && name !== 'close' ? (...args: unknown[]) => (calls.push(String(name)), v.apply(target, args)) : v;
       },
     });
-    const config = parseConfig(
+    config = parseConfig(
       {
         providers: { up: { type: 'mock' } },
         models: { gpt: { provider: 'up', model: 'gpt-up' } },
@@ -117,6 +118,31 @@ describe('policy hot path: a warm key is admitted from memory', () => {
     await policy.authenticate(request, trace, extras);
     await assert.rejects(policy.admitChat(trace, { ...chat, model: 'other' }, 'openai-chat'), (e: GatewayError) => e.code === 'model_not_allowed' && e.status === 403);
     trace.end(403);
+  });
+
+  it('a cold instance under concurrent requests reads each budget counter once, not once per request', async () => {
+    const cold = createPolicy(config, {}, store, clock.now)!;
+    const k2 = newKey();
+    const at = new Date(clock.t).toISOString();
+    await store.createKey({ id: k2.id, hash: k2.hash, name: 'cold', models: ['gpt'], limits: { rpm: 1000, tpm: 1_000_000 }, budget: { usdPerDay: 100 }, createdAt: at, updatedAt: at, metadata: {}, version: 1 });
+    await Promise.allSettled(pending);
+    calls = [];
+    const admitted = await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const request = requestWith(k2.key);
+        const trace = traceOf(request);
+        await cold.authenticate(request, trace, extras);
+        const headers = await cold.admitChat(trace, chat, 'openai-chat', targets);
+        trace.end(200);
+        return headers;
+      }),
+    );
+    assert.equal(admitted.length, 30);
+    for (const h of admitted) assert.match(h['x-gateway-budget-remaining-usd']!, /^\d+(\.\d+)?$/);
+    assert.equal(calls.filter((c) => c === 'getKey').length, 1, 'one key read');
+    assert.equal(calls.filter((c) => c === 'getCounters').length, 1, 'one read of the day counter for 30 requests');
+    await Promise.allSettled(pending);
+    await cold.flush();
   });
 
   it('usage settled from memory reaches the counters on flush', async () => {

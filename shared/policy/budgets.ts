@@ -76,6 +76,13 @@ interface Taken {
   committed: number;
 }
 
+/**
+ * Settled requests waiting in a batch that write it before its interval is up. High enough that a
+ * busy instance writes on the interval (a count of 1000 made 2 writes every 0.2 s at 5,000 req/s,
+ * each an SDK call of about a millisecond on the event loop), low enough to bound a batch.
+ */
+const FLUSH_RECORDS = 20_000;
+
 /** Most worst-case requests one block of budget is leased for. */
 const BUDGET_BLOCK_REQUESTS = 50;
 
@@ -86,6 +93,26 @@ export const BUDGET_FIELDS: { field: BudgetField; period: Period; unit: 'usd' | 
   { field: 'tokensPerDay', period: 'd', unit: 'tokens' },
   { field: 'tokensPerMonth', period: 'm', unit: 'tokens' },
 ];
+
+type BudgetFieldSpec = (typeof BUDGET_FIELDS)[number];
+
+/** One budget a request is checked and reserved against: made once per subjects list (see `BudgetTracker.plan`). */
+interface Ask {
+  s: BudgetSubject;
+  f: BudgetFieldSpec;
+  limit: number;
+  /** The limit in the counter's units (micro-dollars or tokens). */
+  units: number;
+  field: BudgetPool['field'];
+}
+
+/** A subjects list's budgets and, for the day it was last asked for, their counter ids and expiries. */
+interface Plan {
+  asks: Ask[];
+  day: number;
+  ids: string[];
+  expiries: number[];
+}
 
 const DAY_MS = 86_400_000;
 
@@ -133,6 +160,23 @@ function counterExpiry(period: Period, now: number): number {
   return Math.floor(periodEnd(period, now) / 1000) + (period === 'd' ? 7 : 62) * 86_400;
 }
 
+/** Add `delta`'s non-zero numbers to `into`. */
+function sumInto(into: UsageDelta, delta: UsageDelta): void {
+  for (const k in delta) {
+    const v = delta[k as keyof UsageDelta];
+    if (v) into[k as keyof UsageDelta] = (into[k as keyof UsageDelta] ?? 0) + v;
+  }
+}
+
+/** Lower `status`'s remaining amount of the ask's unit to what its counter leaves; returns what is spent. */
+function remainingInto(status: BudgetStatus, { f, limit }: Ask, t: CounterTotals): number {
+  const spent = f.unit === 'usd' ? t.microUsd / 1e6 : t.tokens;
+  const remaining = Math.max(0, limit - spent);
+  if (f.unit === 'usd') status.remainingUsd = Math.min(status.remainingUsd ?? Infinity, remaining);
+  else status.remainingTokens = Math.min(status.remainingTokens ?? Infinity, remaining);
+  return spent;
+}
+
 /**
  * Budgets: spend per subject per UTC day and month, in usage counters that each response adds its
  * real tokens and cost to (after the response, off the hot path).
@@ -159,6 +203,13 @@ function counterExpiry(period: Period, now: number): number {
 export class BudgetTracker {
   private readonly view = new Map<string, { totals: CounterTotals; at: number }>();
   private readonly refreshing = new Set<string>();
+  /**
+   * Per subjects list (the policy keeps one per key record), its budgets and counter ids: a request
+   * walks its own budgets, not every field of every subject, and builds no id or list to do it.
+   */
+  private readonly plans = new WeakMap<BudgetSubject[], Plan>();
+  /** Reads of counters the view has never held, per counter (see `readCold`). */
+  private readonly coldReads = new Map<string, Promise<void>>();
   /** Per counter and unit: committed budget leased and reserved by this instance. */
   private readonly pools = new Map<string, PoolsOf>();
   /** Per counter: the usage waiting for the write in flight to finish (see `add`). */
@@ -187,7 +238,7 @@ export class BudgetTracker {
     private readonly refreshMs: number,
     private readonly onError?: (err: unknown) => void,
     private readonly flushMs = 0,
-    private readonly flushRecords = 1000,
+    private readonly flushRecords = FLUSH_RECORDS,
   ) {}
 
   /** Write every batched usage now; resolves when the writes have landed (failures go to onError and are kept for the next flush). */
@@ -225,10 +276,7 @@ export class BudgetTracker {
       this.pending.set(id, b);
     }
     b.now = Math.min(b.now, now);
-    for (const k in delta) {
-      const v = delta[k as keyof UsageDelta];
-      if (v) b.delta[k as keyof UsageDelta] = (b.delta[k as keyof UsageDelta] ?? 0) + v;
-    }
+    sumInto(b.delta, delta);
     b.expiresAt = Math.max(b.expiresAt, expiresAt);
     if (!this.timer) {
       this.timer = setTimeout(() => {
@@ -250,62 +298,96 @@ export class BudgetTracker {
     this.view.set(id, { totals, at });
   }
 
+  /** The budgets of `subjects`, with their counter ids for the day of `now`. */
+  private plan(subjects: BudgetSubject[], now: number): Plan {
+    let plan = this.plans.get(subjects);
+    if (!plan) {
+      const asks: Ask[] = [];
+      for (const s of subjects) {
+        for (const f of BUDGET_FIELDS) {
+          const limit = s.budget[f.field];
+          if (limit === undefined) continue;
+          const usd = f.unit === 'usd';
+          asks.push({ s, f, limit, units: usd ? Math.round(limit * 1e6) : Math.floor(limit), field: usd ? 'committedMicroUsd' : 'committedTokens' });
+        }
+      }
+      plan = { asks, day: NaN, ids: [], expiries: [] };
+      this.plans.set(subjects, plan);
+    }
+    const day = Math.floor(now / DAY_MS);
+    if (plan.day !== day) {
+      plan.ids = plan.asks.map((a) => usageCounterId(a.s.subject, a.f.period, now));
+      plan.expiries = plan.asks.map((a) => counterExpiry(a.f.period, now));
+      plan.day = day;
+    }
+    return plan;
+  }
+
   /**
    * The first budget that is spent, if any. Answered from the instance's view (synchronously, no
    * promise); a promise only when it reads counters the instance has never seen (cold).
    */
   check(subjects: BudgetSubject[], now: number, background: (p: Promise<unknown>) => void): BudgetCheck | Promise<BudgetCheck> {
-    let any = false;
+    const { asks, ids } = this.plan(subjects, now);
+    if (!asks.length) return { status: {} };
     let missing: string[] | undefined;
-    for (const s of subjects) {
-      for (const f of BUDGET_FIELDS) {
-        if (s.budget[f.field] === undefined) continue;
-        any = true;
-        const id = usageCounterId(s.subject, f.period, now);
-        if (!this.view.has(id) && !missing?.includes(id)) (missing ??= []).push(id);
-      }
-    }
-    if (!any) return { status: {} };
+    for (const id of ids) if (!this.view.has(id) && !missing?.includes(id)) (missing ??= []).push(id);
     if (!missing) return this.judge(subjects, now, background);
-    const cold = missing;
-    return this.store.getCounters(cold).then((got) => {
-      for (const id of cold) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
-      return this.judge(subjects, now, background);
-    });
+    return this.readCold(missing, now).then(() => this.judge(subjects, now, background));
+  }
+
+  /**
+   * Read counters the view lacks, one read per counter at a time: the requests that arrive while a
+   * counter is being read (a cold instance under load, a new day) wait for that read, not one each.
+   */
+  private readCold(ids: string[], now: number): Promise<unknown> {
+    let fresh: string[] | undefined;
+    const waits: Promise<void>[] = [];
+    for (const id of ids) {
+      const p = this.coldReads.get(id);
+      if (p) waits.push(p);
+      else (fresh ??= []).push(id);
+    }
+    if (fresh) {
+      const cold = fresh;
+      const read = this.store.getCounters(cold).then((got) => {
+        for (const id of cold) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
+      });
+      const settled = read.finally(() => {
+        for (const id of cold) if (this.coldReads.get(id) === settled) this.coldReads.delete(id);
+      });
+      for (const id of cold) this.coldReads.set(id, settled);
+      waits.push(settled);
+    }
+    return waits.length === 1 ? waits[0]! : Promise.all(waits);
   }
 
   /** `check` once every counter is in the view: refresh stale ones in the background, and judge. */
   private judge(subjects: BudgetSubject[], now: number, background: (p: Promise<unknown>) => void): BudgetCheck {
+    const { asks, ids } = this.plan(subjects, now);
     let stale: string[] | undefined;
     let denial: BudgetDenial | undefined;
     const status: BudgetStatus = {};
-    for (const s of subjects) {
-      for (const f of BUDGET_FIELDS) {
-        const limit = s.budget[f.field];
-        if (limit === undefined) continue;
-        const id = usageCounterId(s.subject, f.period, now);
-        const seen = this.view.get(id)!;
-        if (now - seen.at > this.refreshMs && !this.refreshing.has(id) && !stale?.includes(id)) (stale ??= []).push(id);
-        const t = seen.totals;
-        const spent = f.unit === 'usd' ? t.microUsd / 1e6 : t.tokens;
-        const remaining = Math.max(0, limit - spent);
-        if (f.unit === 'usd') status.remainingUsd = Math.min(status.remainingUsd ?? Infinity, remaining);
-        else status.remainingTokens = Math.min(status.remainingTokens ?? Infinity, remaining);
-        if (!denial && spent >= limit) denial = { label: s.label, field: f.field, limit, spent, resetAt: periodEnd(f.period, now) };
-      }
+    for (let i = 0; i < asks.length; i++) {
+      const { s, f, limit } = asks[i]!;
+      const id = ids[i]!;
+      const seen = this.view.get(id)!;
+      if (now - seen.at > this.refreshMs && !this.refreshing.has(id) && !stale?.includes(id)) (stale ??= []).push(id);
+      const spent = remainingInto(status, asks[i]!, seen.totals);
+      if (!denial && spent >= limit) denial = { label: s.label, field: f.field, limit, spent, resetAt: periodEnd(f.period, now) };
     }
     if (stale) {
-      const ids = stale;
-      for (const id of ids) this.refreshing.add(id);
+      const refresh = stale;
+      for (const id of refresh) this.refreshing.add(id);
       background(
         this.store
-          .getCounters(ids)
+          .getCounters(refresh)
           .then((got) => {
             // Aged from when the read started (the caller's clock).
-            for (const id of ids) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
+            for (const id of refresh) this.set(id, got.get(id) ?? ZERO_TOTALS, now);
           })
           .catch((err) => this.onError?.(err))
-          .finally(() => ids.forEach((id) => this.refreshing.delete(id))),
+          .finally(() => refresh.forEach((id) => this.refreshing.delete(id))),
       );
     }
     return { denial, status };
@@ -319,46 +401,54 @@ export class BudgetTracker {
    * worst case is work most requests need not do).
    */
   reserve(subjects: BudgetSubject[], needOf: () => BudgetNeed, now: number): Reservation | Promise<Reservation> {
-    let asks: { s: BudgetSubject; f: (typeof BUDGET_FIELDS)[number]; limit: number }[] | undefined;
-    for (const s of subjects) for (const f of BUDGET_FIELDS) if (s.budget[f.field] !== undefined) (asks ??= []).push({ s, f, limit: s.budget[f.field]! });
-    if (!asks) return { grants: [] };
+    const { asks, ids, expiries } = this.plan(subjects, now);
+    if (!asks.length) return { grants: [] };
     const need = needOf();
     let waits = false;
-    const takes = asks.map(({ s, f, limit }): Taken | Promise<Taken> => {
-      const units = f.unit === 'usd' ? Math.round(limit * 1e6) : Math.floor(limit);
+    const takes: (Taken | Promise<Taken>)[] = [];
+    for (let i = 0; i < asks.length; i++) {
+      const { f, units, field } = asks[i]!;
       const amount = Math.max(0, Math.ceil(f.unit === 'usd' ? need.microUsd : need.tokens));
       let t: Taken | Promise<Taken>;
       try {
-        t = this.take(usageCounterId(s.subject, f.period, now), f.unit === 'usd' ? 'committedMicroUsd' : 'committedTokens', units, amount, counterExpiry(f.period, now), now);
+        t = this.take(ids[i]!, field, units, amount, expiries[i]!, now);
       } catch (err) {
         t = Promise.reject(err);
       }
       waits ||= t instanceof Promise;
-      return t;
-    });
-    const decide = (taken: (Taken | undefined)[], error?: unknown): Reservation => {
-      const grants: BudgetGrant[] = [];
-      let denial: BudgetDenial | undefined;
-      taken.forEach((t, i) => {
-        if (!t) return;
-        if (t.grant) grants.push(t.grant);
-        else if (!denial) {
-          const { s, f, limit } = asks[i]!;
-          const committed = t.committed / (f.unit === 'usd' ? 1e6 : 1);
-          denial = { label: s.label, field: f.field, limit, spent: committed, resetAt: periodEnd(f.period, now) };
-        }
-      });
-      if (error || denial) {
-        this.release(grants, now);
-        if (error) throw error;
-      }
-      return { grants: denial ? [] : grants, denial };
-    };
-    if (!waits) return decide(takes as Taken[]);
+      takes.push(t);
+    }
+    if (!waits) return this.reserved(asks, takes as Taken[], now);
     return Promise.allSettled(takes).then((results) => {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      return decide(results.map((r) => (r.status === 'fulfilled' ? r.value : undefined)), failed?.reason);
+      return this.reserved(
+        asks,
+        results.map((r) => (r.status === 'fulfilled' ? r.value : undefined)),
+        now,
+        failed?.reason,
+      );
     });
+  }
+
+  /** The reservation from every budget's answer: all grants, or none and the first denial (or the error) with the grants given back. */
+  private reserved(asks: Ask[], taken: (Taken | undefined)[], now: number, error?: unknown): Reservation {
+    const grants: BudgetGrant[] = [];
+    let denial: BudgetDenial | undefined;
+    for (let i = 0; i < taken.length; i++) {
+      const t = taken[i];
+      if (!t) continue;
+      if (t.grant) grants.push(t.grant);
+      else if (!denial) {
+        const { s, f, limit } = asks[i]!;
+        const committed = t.committed / (f.unit === 'usd' ? 1e6 : 1);
+        denial = { label: s.label, field: f.field, limit, spent: committed, resetAt: periodEnd(f.period, now) };
+      }
+    }
+    if (error || denial) {
+      this.release(grants, now);
+      if (error) throw error;
+    }
+    return { grants: denial ? [] : grants, denial };
   }
 
   /** The pool of a counter's field (looked up by the counter id itself: no key string built per request). */
@@ -494,16 +584,11 @@ export class BudgetTracker {
 
   /** Remaining budget as this instance's view has it (no round trip; unseen counters are skipped). */
   peek(subjects: BudgetSubject[], now: number): BudgetStatus {
+    const { asks, ids } = this.plan(subjects, now);
     const status: BudgetStatus = {};
-    for (const s of subjects) {
-      for (const f of BUDGET_FIELDS) {
-        const limit = s.budget[f.field];
-        const seen = limit === undefined ? undefined : this.view.get(usageCounterId(s.subject, f.period, now));
-        if (limit === undefined || !seen) continue;
-        const remaining = Math.max(0, limit - (f.unit === 'usd' ? seen.totals.microUsd / 1e6 : seen.totals.tokens));
-        if (f.unit === 'usd') status.remainingUsd = Math.min(status.remainingUsd ?? Infinity, remaining);
-        else status.remainingTokens = Math.min(status.remainingTokens ?? Infinity, remaining);
-      }
+    for (let i = 0; i < asks.length; i++) {
+      const seen = this.view.get(ids[i]!);
+      if (seen) remainingInto(status, asks[i]!, seen.totals);
     }
     return status;
   }
@@ -522,15 +607,15 @@ export class BudgetTracker {
       const w = this.add(id, d, expiresAt, now, urgent);
       if (w) (writes ??= []).push(w);
     };
+    // One delta for every counter (adding it copies its numbers: none keeps it).
+    const usage: UsageDelta = { requests: 1, tokens, inputTokens: delta.inputTokens, outputTokens: delta.outputTokens, cacheReadTokens: delta.cacheReadTokens, cacheWriteTokens: delta.cacheWriteTokens, microUsd: delta.microUsd };
     for (const subject of subjects) {
       for (const period of PERIODS) {
         const id = usageCounterId(subject, period, now);
         const extra = committed?.get(id);
         committed?.delete(id);
-        const usage: UsageDelta = { requests: 1, tokens, inputTokens: delta.inputTokens, outputTokens: delta.outputTokens, cacheReadTokens: delta.cacheReadTokens, cacheWriteTokens: delta.cacheWriteTokens, microUsd: delta.microUsd };
-        if (extra) Object.assign(usage, extra.delta);
         // A reservation on the counter itself (near the budget) is released at once: others may wait on it.
-        add(id, usage, counterExpiry(period, now), !!extra);
+        add(id, extra ? { ...usage, ...extra.delta } : usage, counterExpiry(period, now), !!extra);
       }
     }
     // Reservations taken in a period that has ended meanwhile settle on their own counters.
@@ -571,7 +656,7 @@ export class BudgetTracker {
       batch = { delta: {}, expiresAt, done, resolve, reject };
       slot.open = batch;
     }
-    for (const [k, v] of Object.entries(delta) as [keyof UsageDelta, number | undefined][]) if (v) batch.delta[k] = (batch.delta[k] ?? 0) + v;
+    sumInto(batch.delta, delta);
     batch.expiresAt = Math.max(batch.expiresAt, expiresAt);
     if (!slot.running) void this.drain(id, slot, now);
     return batch.done;

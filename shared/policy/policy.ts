@@ -281,11 +281,12 @@ export class Policy {
     let reserved: Reservation | Promise<Reservation>;
     let waits = false;
     try {
-      takes = subjects.rate.map((s) => {
+      takes = [];
+      for (const s of subjects.rate) {
         const t = this.limiter.take(s.subject, s.limits, call.tokens, now);
         waits ||= t instanceof Promise;
-        return t;
-      });
+        takes.push(t);
+      }
       budget = this.budgets.check(subjects.budget, now, a.waitUntil);
       reserved = this.budgets.reserve(subjects.budget, () => ({ microUsd: this.worstCost(call), tokens: call.tokens }), now);
     } catch (err) {
@@ -302,11 +303,12 @@ export class Policy {
     const grants: Grant[] = [];
     const statuses: RateStatus[] = [];
     let refused = -1;
-    takes.forEach((t, i) => {
+    for (let i = 0; i < takes.length; i++) {
+      const t = takes[i]!;
       statuses.push(t.status);
       if (!t.ok) refused = refused < 0 ? i : refused;
       else if (t.grant) grants.push(t.grant);
-    });
+    }
     const denial = budget.denial ?? reserved.denial;
     if (denial) {
       if (denial.field.startsWith('usd')) budget.status.remainingUsd = 0;

@@ -432,6 +432,10 @@ export function dynamoClient(s: DynamoSettings): DynamoDBClient {
     endpoint: s.endpoint,
     credentials: local ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined,
     maxAttempts: 3,
+    // The middleware stack resolved once per command class, not on every call: 1,390/1,600 ->
+    // 1,150/1,330 us of event loop per UpdateItem (interleaved in one process). Every middleware
+    // is added when the client is made (spans below, a test's counter), before its first call.
+    cacheMiddleware: true,
   });
   // Each round trip is a span when a recorder is installed (X-Ray in Lambda).
   return spanAwsCalls(client, 'DynamoDB');
