@@ -125,11 +125,17 @@ class SocketBody implements PullSource {
     w.resolve(r);
   }
 
-  read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+  readNow(): ReadableStreamReadResult<Uint8Array> | undefined {
     const chunk = this.queue.shift();
-    if (chunk) return Promise.resolve({ done: false, value: chunk });
+    if (chunk) return { done: false, value: chunk };
+    if (this.error === undefined && (this.ended || (this.settled && !this.waiter))) return { done: true, value: undefined };
+    return undefined;
+  }
+
+  read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const now = this.readNow();
+    if (now) return Promise.resolve(now);
     if (this.error !== undefined) return Promise.reject(this.error);
-    if (this.ended || (this.settled && !this.waiter)) return Promise.resolve({ done: true, value: undefined });
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
       if (this.src.isPaused()) this.src.resume();

@@ -404,8 +404,10 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
       else held.push(r.value);
     } else if (jsonMode) {
       let size = 0;
+      // What the socket already delivered is taken as it is (most answers are whole by now): only a wait races the deadline.
+      const source = reader as { readNow?: PullSource['readNow'] };
       while (size <= MAX_CHECKED_JSON_BYTES) {
-        const r = await attempt.next(reader.read());
+        const r = (!attempt.signal.aborted && source.readNow?.()) || (await attempt.next(reader.read()));
         if (r.done) {
           ended = true;
           break;
@@ -416,8 +418,8 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
         attempt.bodyStarted();
       }
       if (ended) {
-        // One chunk, checked once: the relay finds its parse by it.
-        held.splice(0, held.length, Buffer.concat(held));
+        // One chunk, checked once: the relay finds its parse by it (most answers come as one: not copied).
+        if (held.length > 1) held.splice(0, held.length, Buffer.concat(held));
         const problem = jsonAnswerProblem(opts.format, held[0]!);
         if (problem) throw brokenAnswer(problem);
       }
