@@ -37,6 +37,18 @@ export interface UpstreamInit {
   bodyError?: (err: unknown) => unknown;
 }
 
+/**
+ * The request's header lines as node's flat [name, value, ...] list, with the Host header node
+ * would add: node then writes them as they are, each checked once, instead of storing them one by
+ * one (setHeader) and looking some up again (host, authorization, expect).
+ */
+function headerLines(headers: OutgoingHttpHeaders, host: string): string[] {
+  const lines: string[] = [];
+  for (const k in headers) lines.push(k, headers[k] as string);
+  lines.push('Host', host);
+  return lines;
+}
+
 function plainHeaders(h: HeadersInit | undefined): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   if (!h) return out;
@@ -158,6 +170,8 @@ interface Target {
   port: string | undefined;
   path: string;
   auth: string | undefined;
+  /** The Host header node would send for it. */
+  host: string;
 }
 
 /** Targets by URL string: a gateway calls a handful of upstream URLs over and over (bounded: cleared when full). */
@@ -175,6 +189,8 @@ function targetOf(url: string): Target | string {
     port: u.port || undefined,
     path: `${u.pathname}${u.search}`,
     auth: u.username ? `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}` : undefined,
+    // URL leaves out a scheme's default port, as node's Host header does; an IPv6 host keeps its brackets.
+    host: u.host,
   };
   if (targets.size >= 256) targets.clear();
   targets.set(url, target);
@@ -203,7 +219,8 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
       port: u.port,
       path: u.path,
       method: init.method ?? 'GET',
-      headers,
+      // As a list unless node has more to do with them (credentials in the URL, an `expect` or a `host` header).
+      headers: u.auth === undefined && headers.expect === undefined && headers.host === undefined ? headerLines(headers, u.host) : headers,
       agent: https ? agents.https : agents.http,
       auth: u.auth,
     });
