@@ -460,23 +460,39 @@ function watchedBody(reader: ReadableStreamDefaultReader<Uint8Array>, held: Uint
   let i = 0;
   let ended = false;
   const over = { done: true, value: undefined } as const;
-  return {
-    async read() {
-      if (i < held.length) return { done: false, value: held[i++]! };
-      if (ended) return over;
-      try {
-        const r = await attempt.next(reader.read());
-        if (r.done) {
-          ended = true;
-          attempt.end();
-        }
-        return r;
-      } catch (err) {
+  const source = reader as { readNow?: PullSource['readNow'] };
+  /** A read that needs no wait: what was held, the end, or what the upstream socket already delivered (not once the deadline has aborted). */
+  const readNow = (): ReadableStreamReadResult<Uint8Array> | undefined => {
+    if (i < held.length) return { done: false, value: held[i++]! };
+    if (ended) return over;
+    const r = attempt.signal.aborted ? undefined : source.readNow?.();
+    if (r?.done) {
+      ended = true;
+      attempt.end();
+    }
+    return r;
+  };
+  /** A read that waits on the upstream, under the idle and total limits. */
+  const wait = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+    try {
+      const r = await attempt.next(reader.read());
+      if (r.done) {
         ended = true;
-        const e = attempt.fail(err);
-        reader.cancel().catch(() => {});
-        throw e;
+        attempt.end();
       }
+      return r;
+    } catch (err) {
+      ended = true;
+      const e = attempt.fail(err);
+      reader.cancel().catch(() => {});
+      throw e;
+    }
+  };
+  return {
+    readNow,
+    read() {
+      const r = readNow();
+      return r ? Promise.resolve(r) : wait();
     },
     cancel(why) {
       if (!ended) attempt.end();
