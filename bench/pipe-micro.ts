@@ -17,6 +17,9 @@ import { resolve } from 'node:path';
  * are printed), BENCH_C at a time (default 64), BENCH_STREAM=1 for streamed answers.
  * Profile it with `node --cpu-prof --import tsx bench/pipe-micro.ts`.
  *
+ * Requests are made as the local shell makes them (a ShellRequest with its body's bytes; a real web
+ * Request with BENCH_WEB_REQUEST=1). BENCH_COUNT=1 prints counts instead of timings (see below).
+ *
  * BENCH_AGAINST=<another checkout> (e.g. a `git worktree add --detach` of the base commit, with
  * node_modules): the same rounds alternate between that tree's gateway and this one's, in one
  * process, so a shared machine's drift falls on both alike; prints both and their ratio per round.
@@ -27,6 +30,7 @@ const C = Number(process.env.BENCH_C ?? 64);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const STREAM = process.env.BENCH_STREAM === '1';
 const MOCK = process.env.BENCH_UPSTREAM === 'mock';
+const WEB_REQUEST = process.env.BENCH_WEB_REQUEST === '1';
 const MODEL = 'gpt-4o-mini-2024-07-18';
 
 const COMPLETION = JSON.stringify({
@@ -59,10 +63,19 @@ const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port
 
 const logDir = mkdtempSync(join(tmpdir(), 'pipe-micro-'));
 const body = JSON.stringify({ model: 'gpt-4o-mini', stream: STREAM, messages: [{ role: 'user', content: 'Say hello in five words.' }] });
+const bodyBytes = Buffer.from(body);
 const extras = { waitUntil() {} };
 
 /** A gateway built from the sources under `root` (this tree, or BENCH_AGAINST's). */
-async function gatewayFrom(root: string): Promise<{ handle(req: Request, extras: { waitUntil(p: Promise<unknown>): void }): Promise<Response>; flush(): Promise<void> }> {
+interface Under {
+  handle(req: Request, extras: { waitUntil(p: Promise<unknown>): void }): Promise<Response>;
+  flush(): Promise<void>;
+  /** The request as the local shell hands it over (a ShellRequest with its body bytes), or a real web Request (BENCH_WEB_REQUEST=1). */
+  request(): Request;
+  /** Read an answer to its end as the local shell does: whole bytes as they are, else the body's reader. */
+  read(res: Response): Promise<void>;
+}
+async function gatewayFrom(root: string): Promise<Under> {
   const { parseConfig } = (await import(join(root, 'shared/config/load.ts'))) as typeof import('../shared/config/load.ts');
   const { Gateway } = (await import(join(root, 'shared/gateway.ts'))) as typeof import('../shared/gateway.ts');
   const { FileLogSink } = (await import(join(root, 'shared/telemetry/file-sink.ts'))) as typeof import('../shared/telemetry/file-sink.ts');
@@ -75,7 +88,19 @@ async function gatewayFrom(root: string): Promise<{ handle(req: Request, extras:
     },
     'pipe-micro configuration',
   );
-  return new Gateway({ config, env: {}, sinks: [new FileLogSink(logDir)], logger: { error() {}, warn() {}, info() {} } as never });
+  const gw = new Gateway({ config, env: {}, sinks: [new FileLogSink(logDir)], logger: { error() {}, warn() {}, info() {} } as never });
+  const { ShellRequest, rawToHeaders, bodyReader, responseBytes } = (await import(join(root, 'shared/http/bytes.ts'))) as typeof import('../shared/http/bytes.ts');
+  const url = 'http://gateway.local/v1/chat/completions';
+  const rawHeaders = ['Host', '127.0.0.1', 'Content-Type', 'application/json', 'User-Agent', 'pipe-micro', 'Content-Length', String(bodyBytes.byteLength)];
+  const request = WEB_REQUEST
+    ? () => new Request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'pipe-micro' }, body })
+    : () => new ShellRequest(url, { method: 'POST', headers: rawToHeaders(rawHeaders), bytes: bodyBytes }) as unknown as Request;
+  const read = async (res: Response) => {
+    if (responseBytes(res)) return;
+    const reader = bodyReader(res);
+    while (!(await reader.read()).done);
+  };
+  return { handle: (req, extras) => gw.handle(req, extras), flush: () => gw.flush(), request, read };
 }
 
 const here = resolve(import.meta.dirname, '..');
@@ -84,10 +109,9 @@ const gateways = [await gatewayFrom(here), ...(against ? [await gatewayFrom(agai
 let gateway = gateways[0]!;
 
 async function one(): Promise<void> {
-  const req = new Request('http://gateway.local/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'pipe-micro' }, body });
-  const res = await gateway.handle(req, extras);
+  const res = await gateway.handle(gateway.request(), extras);
   if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
-  await res.arrayBuffer();
+  await gateway.read(res);
 }
 
 async function run(n: number): Promise<void> {
@@ -100,6 +124,34 @@ async function run(n: number): Promise<void> {
 }
 
 for (gateway of gateways) await run(Math.min(2000, N)); // warm up
+if (process.env.BENCH_COUNT === '1') {
+  // Counts instead of timings (steady on a shared machine): promises created per request (every
+  // async function call, await on a non-promise, `new Promise`, `.then`), in this process (the
+  // loopback upstream's few included), and young-generation collections per 1,000 requests (run
+  // node with `--min-semi-space-size=16 --max-semi-space-size=16` to make that a byte count).
+  const { createHook } = await import('node:async_hooks');
+  const { PerformanceObserver } = await import('node:perf_hooks');
+  for (let g = 0; g < gateways.length; g++) {
+    gateway = gateways[g]!;
+    let promises = 0;
+    const hook = createHook({ init: (_id, type) => void (type === 'PROMISE' && promises++) }).enable();
+    await run(N);
+    hook.disable();
+    let minor = 0;
+    const obs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === 1) minor++;
+    });
+    obs.observe({ entryTypes: ['gc'] });
+    await run(N);
+    await new Promise((r) => setImmediate(r));
+    obs.disconnect();
+    console.log(`${g === 0 ? 'this tree' : against}: ${(promises / N).toFixed(2)} promises/req, ${((minor * 1000) / N).toFixed(2)} scavenges per 1000 req`);
+  }
+  for (const g of gateways) await g.flush();
+  upstream.close();
+  rmSync(logDir, { recursive: true, force: true });
+  process.exit(0);
+}
 // Several rounds: on a shared machine the least disturbed round (the minimum) is the figure to compare.
 const cpus: number[][] = gateways.map(() => []);
 const walls: number[][] = gateways.map(() => []);
@@ -121,7 +173,9 @@ const fmt = (xs: number[]) => `min ${Math.min(...xs).toFixed(1)} median ${median
 const label = `pipe-micro ${MOCK ? 'mock' : 'loopback'} ${STREAM ? 'stream' : 'json'} N=${N} C=${C} x${ROUNDS}`;
 if (against) {
   const ratios = cpus[0]!.map((c, i) => c / cpus[1]![i]!);
+  const wallRatios = walls[0]!.map((w, i) => w / walls[1]![i]!);
   console.log(`${label}: cpu us/req this tree ${fmt(cpus[0]!)}; ${against} ${fmt(cpus[1]!)}; this/that per round ${ratios.map((r) => r.toFixed(3)).join(' ')} (median ${median(ratios).toFixed(3)})`);
+  console.log(`${label}: wall us/req this tree ${fmt(walls[0]!)}; ${against} ${fmt(walls[1]!)}; this/that per round ${wallRatios.map((r) => r.toFixed(3)).join(' ')} (median ${median(wallRatios).toFixed(3)})`);
 } else console.log(`${label}: cpu us/req ${fmt(cpus[0]!)}; wall us/req ${fmt(walls[0]!)}`);
 for (const g of gateways) await g.flush();
 upstream.close();

@@ -22,6 +22,8 @@ const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
 
 export type Pending = Set<Promise<unknown>>;
 
+type Extras = ReturnType<typeof extrasFor>;
+
 function extrasFor(pending: Pending) {
   return {
     waitUntil: (p: Promise<unknown>) => {
@@ -60,12 +62,12 @@ export function targetUrl(target: string | undefined): { url: string } | { rejec
 }
 
 /** Hand a request the shell cannot turn into a web Request to the core, which answers and logs it. */
-function rejectRequest(gateway: Gateway, pending: Pending, req: IncomingMessage, res: ServerResponse, reject: ShellReject): void {
+function rejectRequest(gateway: Gateway, extras: Extras, req: IncomingMessage, res: ServerResponse, reject: ShellReject): void {
   const request = new ShellRequest(targetUrlOrRoot(req.url), { method: 'GET', headers: rawToHeaders(req.rawHeaders) });
   // The body of a refused request is not read: the connection closes after the answer.
   res.shouldKeepAlive = false;
   gateway
-    .reject(request, extrasFor(pending), { method: req.method ?? 'UNKNOWN', ...reject })
+    .reject(request, extras, { method: req.method ?? 'UNKNOWN', ...reject })
     .then((response) => writeResponse(response, res, req.method === 'HEAD'))
     .catch(() => fail(res));
 }
@@ -94,22 +96,24 @@ function fail(res: ServerResponse): void {
 }
 
 export function nodeHandler(gateway: Gateway, pending: Pending) {
+  // The same for every request (nothing in the core writes to it): made once, not per request.
+  const extras = extrasFor(pending);
   return (req: IncomingMessage, res: ServerResponse): void => {
     try {
-      handleRequest(gateway, pending, req, res);
+      handleRequest(gateway, extras, req, res);
     } catch {
       fail(res);
     }
   };
 }
 
-function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage, res: ServerResponse): void {
+function handleRequest(gateway: Gateway, extras: Extras, req: IncomingMessage, res: ServerResponse): void {
   const method = req.method ?? 'GET';
   if (FORBIDDEN_METHODS.has(method)) {
-    return rejectRequest(gateway, pending, req, res, { status: 405, code: 'method_not_allowed', message: `Method ${method} is not served by this gateway.` });
+    return rejectRequest(gateway, extras, req, res, { status: 405, code: 'method_not_allowed', message: `Method ${method} is not served by this gateway.` });
   }
   const target = targetUrl(req.url);
-  if ('reject' in target) return rejectRequest(gateway, pending, req, res, target.reject);
+  if ('reject' in target) return rejectRequest(gateway, extras, req, res, target.reject);
   // One listener for the client's leaving; the request's signal is made only if the core asks for it.
   let request: ShellRequest | undefined;
   let left = false;
@@ -123,7 +127,7 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
     request = new ShellRequest(target.url, { method, headers: rawToHeaders(req.rawHeaders), ...body });
     if (left) request.leaving.leave();
     gateway
-      .handle(request, extrasFor(pending))
+      .handle(request, extras)
       .then((response) => {
         // An answer given before the request body was read whole (413, 415, a refused key): the
         // rest of the body is not read, so this connection cannot carry another request. Close it
@@ -138,10 +142,15 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
   // stream: the core's body reader takes the bytes). Anything else streams (bounded by the core).
   const length = Number(req.headers['content-length'] ?? NaN);
   if (req.headers['transfer-encoding'] === undefined && length >= 0 && length <= SMALL_BODY_BYTES) {
-    readWhole(req).then(
-      (bytes) => dispatch({ bytes }),
-      (err: Error) => dispatch({ stream: new ReadableStream({ start: (ctrl) => ctrl.error(err) }) }),
-    );
+    // Called from the request's events: nothing may throw out of them.
+    const safely = (body: Parameters<typeof dispatch>[0]) => {
+      try {
+        dispatch(body);
+      } catch {
+        fail(res);
+      }
+    };
+    readWhole(req, (bytes) => safely({ bytes }), (err) => safely({ stream: new ReadableStream({ start: (ctrl) => ctrl.error(err) }) }));
     return;
   }
   dispatch({ stream: requestBody(req) });
@@ -150,16 +159,27 @@ function handleRequest(gateway: Gateway, pending: Pending, req: IncomingMessage,
 /** Bodies up to this many bytes, with a content-length, are read before the Request is built. */
 const SMALL_BODY_BYTES = 64 * 1024;
 
-/** The whole body of a request whose length is known and small; rejects if the client leaves first. */
-function readWhole(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    req.on('error', reject);
-    req.on('close', () => {
-      if (!req.complete) reject(new Error('the client closed the connection before the request body was complete'));
-    });
+/**
+ * The whole body of a request whose length is known and small, to `done` (no promise: the request
+ * goes to the core in the turn its last byte came in); `failed` once if the client leaves first.
+ */
+function readWhole(req: IncomingMessage, done: (bytes: Buffer) => void, failed: (err: Error) => void): void {
+  const chunks: Buffer[] = [];
+  let over = false;
+  const fail = (err: Error) => {
+    if (over) return;
+    over = true;
+    failed(err);
+  };
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    if (over) return;
+    over = true;
+    done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+  });
+  req.on('error', fail);
+  req.on('close', () => {
+    if (!req.complete) fail(new Error('the client closed the connection before the request body was complete'));
   });
 }
 

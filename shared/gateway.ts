@@ -383,7 +383,9 @@ export class Gateway {
     const { request, trace, headers } = ctx;
     trace.record.frontDoor = codec.door;
     // InvokeModel's body is a blob: the AWS SDK sends it as application/octet-stream unless the caller names a type.
-    const raw = await readJsonBody(request, this.opts.config.server.maxBodyBytes, codec.door === 'bedrock-invoke' ? { alsoAccept: ['application/octet-stream'] } : {});
+    const read = readJsonBody(request, this.opts.config.server.maxBodyBytes, codec.door === 'bedrock-invoke' ? { alsoAccept: ['application/octet-stream'] } : {});
+    // A body the shell read whole is parsed at once (no promise to wait on).
+    const raw = read instanceof Promise ? await read : read;
     trace.captureRequest?.(raw);
     // A door whose wire body differs from what the pipeline runs (Bedrock's InvokeModel) converts it first.
     const prepared = codec.prepare?.(raw, request);

@@ -7,13 +7,20 @@ import { GatewayError } from './errors.ts';
  * `tooLarge()` as soon as it passes `limit` bytes (or declares more), without reading the rest.
  */
 export async function readBodyBytes(request: Request, limit: number, tooLarge: () => Error): Promise<Buffer> {
+  return heldBody(request, limit, tooLarge) ?? readStreamedBody(request, limit, tooLarge);
+}
+
+/** The body the shell already read whole (checked against `limit`, declared length first), or undefined when it must be read. */
+function heldBody(request: Request, limit: number, tooLarge: () => Error): Buffer | undefined {
   const declared = Number(request.headers.get('content-length') ?? NaN);
   if (declared > limit) throw tooLarge();
   const held = takeRequestBytes(request);
-  if (held) {
-    if (held.byteLength > limit) throw tooLarge();
-    return Buffer.from(held.buffer, held.byteOffset, held.byteLength);
-  }
+  if (!held) return undefined;
+  if (held.byteLength > limit) throw tooLarge();
+  return Buffer.from(held.buffer, held.byteOffset, held.byteLength);
+}
+
+async function readStreamedBody(request: Request, limit: number, tooLarge: () => Error): Promise<Buffer> {
   if (!request.body) return Buffer.alloc(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -48,13 +55,23 @@ function isJsonContentType(value: string | null, alsoAccept: readonly string[] =
   return type === 'application/json' || /^[a-z0-9!#$&^_.-]+\/[a-z0-9!#$&^_.-]+\+json$/.test(type) || alsoAccept.includes(type);
 }
 
-/** Read a JSON request body, refusing bodies over `limit` bytes without reading them whole, and bodies sent as another media type (415). */
-export async function readJsonBody(request: Request, limit: number, opts: { alsoAccept?: readonly string[] } = {}): Promise<unknown> {
+/**
+ * Read a JSON request body, refusing bodies over `limit` bytes without reading them whole, and
+ * bodies sent as another media type (415). A body the shell read whole is parsed at once: the
+ * value itself, not a promise (await it either way; failures throw then).
+ */
+export function readJsonBody(request: Request, limit: number, opts: { alsoAccept?: readonly string[] } = {}): unknown {
   const type = request.headers.get('content-type');
   if (!isJsonContentType(type, opts.alsoAccept)) {
     throw new GatewayError('invalid_request', `The request body must be JSON, sent with Content-Type: application/json (this one was sent as '${type!.slice(0, 100)}').`, { status: 415, code: 'unsupported_media_type' });
   }
-  const text = (await readBodyBytes(request, limit, () => tooLarge(limit))).toString('utf8');
+  const tooBig = () => tooLarge(limit);
+  const held = heldBody(request, limit, tooBig);
+  return held ? parseJsonBody(held) : readStreamedBody(request, limit, tooBig).then(parseJsonBody);
+}
+
+function parseJsonBody(bytes: Buffer): unknown {
+  const text = bytes.toString('utf8');
   if (!text.trim()) throw new GatewayError('invalid_request', 'The request body is empty; send a JSON object.', { code: 'invalid_json' });
   // Nesting is bounded before anything walks the body: every recursive pass (JSON.stringify of a
   // tool schema, token estimates, pass-through) would otherwise overflow the stack on a small body.

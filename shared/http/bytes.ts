@@ -388,6 +388,8 @@ export function takeRequestBytes(request: Request): Uint8Array | undefined {
 export interface PullSource {
   read(): Promise<ReadableStreamReadResult<Uint8Array>>;
   cancel(why?: unknown): Promise<void>;
+  /** What `read()` would give now, when it is already in hand (no promise, nothing to wait on); else undefined. */
+  readNow?(): ReadableStreamReadResult<Uint8Array> | undefined;
 }
 
 /** A pull source over whole bytes: one read gives them, the next ends. */
@@ -423,7 +425,8 @@ function streamSource(stream: ReadableStream<Uint8Array>): PullSource {
  * same object.
  */
 export class ReaderResponse extends WebResponse {
-  #source: PullSource;
+  /** Undefined for whole bytes until something reads them as a source (most are handed on as bytes). */
+  #source: PullSource | undefined;
   /** The whole body when the source is bytes in hand (`responseBytes` hands them out). */
   #bytes?: Uint8Array;
   #stream?: ReadableStream<Bytes>;
@@ -441,7 +444,7 @@ export class ReaderResponse extends WebResponse {
   /** A new body (the old one's reader has let it go) and, when given, new headers. */
   rebody(body: PullSource | Uint8Array, headers?: Record<string, string>): this {
     this.#bytes = body instanceof Uint8Array ? body : undefined;
-    this.#source = body instanceof Uint8Array ? bytesSource(body) : body;
+    this.#source = body instanceof Uint8Array ? undefined : body;
     this.#stream = this.#owner = undefined;
     if (headers) this.replaceHeaders(headers);
     return this;
@@ -454,14 +457,14 @@ export class ReaderResponse extends WebResponse {
           if (this.#owner === 'reader') return ctrl.error(bodyUsedError());
           this.#owner = 'stream';
           try {
-            const r = await this.#source.read();
+            const r = await this.source().read();
             if (r.done) ctrl.close();
             else ctrl.enqueue(r.value as Bytes);
           } catch (err) {
             ctrl.error(err);
           }
         },
-        cancel: (why) => this.#source.cancel(why),
+        cancel: (why) => this.source().cancel(why),
       },
       { highWaterMark: 0 },
     ));
@@ -479,8 +482,12 @@ export class ReaderResponse extends WebResponse {
   takeReader(): ReadableStreamDefaultReader<Uint8Array> | undefined {
     if (this.bodyUsed) return undefined;
     this.#owner = 'reader';
-    const source = this.#source;
-    return { read: () => source.read(), cancel: (why?: unknown) => source.cancel(why), releaseLock() {} } as unknown as ReadableStreamDefaultReader<Uint8Array>;
+    const source = this.source();
+    return { read: () => source.read(), cancel: (why?: unknown) => source.cancel(why), readNow: () => source.readNow?.(), releaseLock() {} } as unknown as ReadableStreamDefaultReader<Uint8Array>;
+  }
+
+  private source(): PullSource {
+    return (this.#source ??= bytesSource(this.#bytes!));
   }
 
   protected async whole(): Promise<Bytes> {

@@ -39,6 +39,18 @@ export interface UpstreamInit {
   bodyError?: (err: unknown) => unknown;
 }
 
+/**
+ * The request's header lines as node's flat [name, value, ...] list, with the Host header node
+ * would add: node then writes them as they are, each checked once, instead of storing them one by
+ * one (setHeader) and looking some up again (host, authorization, expect).
+ */
+function headerLines(headers: OutgoingHttpHeaders, host: string): string[] {
+  const lines: string[] = [];
+  for (const k in headers) lines.push(k, headers[k] as string);
+  lines.push('Host', host);
+  return lines;
+}
+
 function plainHeaders(h: HeadersInit | undefined): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   if (!h) return out;
@@ -127,11 +139,17 @@ class SocketBody implements PullSource {
     w.resolve(r);
   }
 
-  read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+  readNow(): ReadableStreamReadResult<Uint8Array> | undefined {
     const chunk = this.queue.shift();
-    if (chunk) return Promise.resolve({ done: false, value: chunk });
+    if (chunk) return { done: false, value: chunk };
+    if (this.error === undefined && (this.ended || (this.settled && !this.waiter))) return { done: true, value: undefined };
+    return undefined;
+  }
+
+  read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const now = this.readNow();
+    if (now) return Promise.resolve(now);
     if (this.error !== undefined) return Promise.reject(this.error);
-    if (this.ended || (this.settled && !this.waiter)) return Promise.resolve({ done: true, value: undefined });
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
       if (this.src.isPaused()) this.src.resume();
@@ -154,6 +172,8 @@ interface Target {
   port: string | undefined;
   path: string;
   auth: string | undefined;
+  /** The Host header node would send for it. */
+  host: string;
 }
 
 /** Targets by URL string: a gateway calls a handful of upstream URLs over and over (bounded: cleared when full). */
@@ -171,6 +191,8 @@ function targetOf(url: string): Target | string {
     port: u.port || undefined,
     path: `${u.pathname}${u.search}`,
     auth: u.username ? `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}` : undefined,
+    // URL leaves out a scheme's default port, as node's Host header does; an IPv6 host keeps its brackets.
+    host: u.host,
   };
   if (targets.size >= 256) targets.clear();
   targets.set(url, target);
@@ -199,7 +221,8 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
       port: u.port,
       path: u.path,
       method: init.method ?? 'GET',
-      headers,
+      // As a list unless node has more to do with them (credentials in the URL, an `expect` or a `host` header).
+      headers: u.auth === undefined && headers.expect === undefined && headers.host === undefined ? headerLines(headers, u.host) : headers,
       agent: https ? agents.https : agents.http,
       auth: u.auth,
     });

@@ -12,15 +12,31 @@ import { upstreamTraceHeaders } from '../tracing/context.ts';
  * the provider but never its URL credentials or key; an error after an abort is passed on as it is
  * for the deadline to name.
  */
-export async function fetchUpstream(provider: string, url: string, init: RequestInit, signal: CallSignal): Promise<Response> {
+export function fetchUpstream(provider: string, url: string, init: RequestInit, signal: CallSignal): Promise<Response> {
   const bodyError = (err: unknown) =>
     signal.aborted ? err : new GatewayError('upstream', `The connection to provider "${provider}" failed mid-response: ${describeNetworkError(err)}.`, { code: 'upstream_stream_error', cause: err });
   const sent = init.body;
-  try {
-    // node:http for the bodies the providers send (strings, bytes), fetch() for anything else (only MCP's relay sends other bodies).
-    if (sent === undefined || sent === null || typeof sent === 'string' || sent instanceof Uint8Array) {
-      return await upstreamFetch(url, { method: init.method, headers: withTraceHeaders(init.headers, signal), body: sent, signal, bodyError });
+  // node:http for the bodies the providers send (strings, bytes), fetch() for anything else (only MCP's relay sends other bodies).
+  if (sent === undefined || sent === null || typeof sent === 'string' || sent instanceof Uint8Array) {
+    // No async layer of its own: the call's promise with only its failure renamed.
+    const fail = (err: unknown) => Promise.reject(unreachable(provider, err, signal));
+    try {
+      return upstreamFetch(url, { method: init.method, headers: withTraceHeaders(init.headers, signal), body: sent, signal, bodyError }).catch(fail);
+    } catch (err) {
+      return fail(err);
     }
+  }
+  return viaFetch(provider, url, init, signal, bodyError);
+}
+
+/** A call whose failure before an answer is the provider's being unreachable (502), unless the call was aborted (the deadline names that). */
+function unreachable(provider: string, err: unknown, signal: CallSignal): unknown {
+  return signal.aborted ? err : new GatewayError('upstream', `Could not reach provider "${provider}": ${describeNetworkError(err)}.`, { code: 'upstream_unreachable', cause: err });
+}
+
+/** fetchUpstream through the global fetch(), for bodies node:http is not given (streams, forms). */
+async function viaFetch(provider: string, url: string, init: RequestInit, signal: CallSignal, bodyError: (err: unknown) => unknown): Promise<Response> {
+  try {
     const res = await fetch(url, { ...init, headers: withTraceHeaders(init.headers, signal), signal: webSignal(signal) });
     if (!res.body) return res;
     // Body failures named as node:http's are.
@@ -39,8 +55,7 @@ export async function fetchUpstream(provider: string, url: string, init: Request
     });
     return new ReaderResponse(body, { status: res.status, statusText: res.statusText, headers: res.headers });
   } catch (err) {
-    if (signal.aborted) throw err;
-    throw new GatewayError('upstream', `Could not reach provider "${provider}": ${describeNetworkError(err)}.`, { code: 'upstream_unreachable', cause: err });
+    throw unreachable(provider, err, signal);
   }
 }
 

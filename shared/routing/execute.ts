@@ -404,8 +404,10 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
       else held.push(r.value);
     } else if (jsonMode) {
       let size = 0;
+      // What the socket already delivered is taken as it is (most answers are whole by now): only a wait races the deadline.
+      const source = reader as { readNow?: PullSource['readNow'] };
       while (size <= MAX_CHECKED_JSON_BYTES) {
-        const r = await attempt.next(reader.read());
+        const r = (!attempt.signal.aborted && source.readNow?.()) || (await attempt.next(reader.read()));
         if (r.done) {
           ended = true;
           break;
@@ -416,8 +418,8 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
         attempt.bodyStarted();
       }
       if (ended) {
-        // One chunk, checked once: the relay finds its parse by it.
-        held.splice(0, held.length, Buffer.concat(held));
+        // One chunk, checked once: the relay finds its parse by it (most answers come as one: not copied).
+        if (held.length > 1) held.splice(0, held.length, Buffer.concat(held));
         const problem = jsonAnswerProblem(opts.format, held[0]!);
         if (problem) throw brokenAnswer(problem);
       }
@@ -458,23 +460,39 @@ function watchedBody(reader: ReadableStreamDefaultReader<Uint8Array>, held: Uint
   let i = 0;
   let ended = false;
   const over = { done: true, value: undefined } as const;
-  return {
-    async read() {
-      if (i < held.length) return { done: false, value: held[i++]! };
-      if (ended) return over;
-      try {
-        const r = await attempt.next(reader.read());
-        if (r.done) {
-          ended = true;
-          attempt.end();
-        }
-        return r;
-      } catch (err) {
+  const source = reader as { readNow?: PullSource['readNow'] };
+  /** A read that needs no wait: what was held, the end, or what the upstream socket already delivered (not once the deadline has aborted). */
+  const readNow = (): ReadableStreamReadResult<Uint8Array> | undefined => {
+    if (i < held.length) return { done: false, value: held[i++]! };
+    if (ended) return over;
+    const r = attempt.signal.aborted ? undefined : source.readNow?.();
+    if (r?.done) {
+      ended = true;
+      attempt.end();
+    }
+    return r;
+  };
+  /** A read that waits on the upstream, under the idle and total limits. */
+  const wait = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+    try {
+      const r = await attempt.next(reader.read());
+      if (r.done) {
         ended = true;
-        const e = attempt.fail(err);
-        reader.cancel().catch(() => {});
-        throw e;
+        attempt.end();
       }
+      return r;
+    } catch (err) {
+      ended = true;
+      const e = attempt.fail(err);
+      reader.cancel().catch(() => {});
+      throw e;
+    }
+  };
+  return {
+    readNow,
+    read() {
+      const r = readNow();
+      return r ? Promise.resolve(r) : wait();
     },
     cancel(why) {
       if (!ended) attempt.end();

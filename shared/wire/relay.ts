@@ -1,5 +1,5 @@
 import type { FrontDoor } from '../core/types.ts';
-import { bodyReader, BytesResponse, headerOf, rebodied, responseBytes } from '../http/bytes.ts';
+import { bodyReader, BytesResponse, headerOf, rebodied, responseBytes, type PullSource } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
@@ -221,6 +221,9 @@ export interface SseRelayHooks {
  */
 export function relaySse(format: AnswerFormat, upstream: Response, trace: RequestTrace, init: ResponseInit, hooks: SseRelayHooks, closedMessage?: string): Response {
   const reader = bodyReader(upstream);
+  // What the upstream already delivered is taken without a promise (the attempt's watched body: a
+  // wait there still runs under its idle and total limits).
+  const now = reader as { readNow?: PullSource['readNow'] };
   const splitter = new SseSplitter();
   const checker = new SseChecker(format);
   let ended = false;
@@ -230,7 +233,7 @@ export function relaySse(format: AnswerFormat, upstream: Response, trace: Reques
       async next() {
         if (broken) throw broken;
         while (!ended) {
-          const r = await reader.read();
+          const r = now.readNow?.() ?? (await reader.read());
           if (r.done) {
             ended = true;
             // An unterminated last event is kept only when it is a whole event (its blank line missing).
