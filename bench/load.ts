@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 
 /**
- * One fixed-duration load run with autocannon. Latencies are taken from autocannon's per-response
+ * Fixed-duration load runs with autocannon, one target at a time or several in turns (runRotation). Latencies are taken from autocannon's per-response
  * event (a float in ms from the request's write to the response's end): its own histogram keeps
  * whole milliseconds only, too coarse for sub-millisecond overheads.
  */
@@ -79,7 +79,17 @@ export function median(values: number[]): number {
   return percentile(Float64Array.from(values).sort(), 50);
 }
 
-export async function runLoad(target: Target, shape: Shape, durationS: number, pids: { server?: number; store?: number } = {}, storeCalls?: StoreCallCounter): Promise<LoadResult> {
+/** What one timed slice of load gave, before it is summarised (slices of one target pool into one result). */
+interface Sample {
+  latencies: Float64Array;
+  elapsedS: number;
+  non2xx: number;
+  errors: number;
+  cpuMs: { server?: number; store?: number };
+  calls: Record<string, number> | null;
+}
+
+async function sample(target: Target, shape: Shape, durationS: number, pids: { server?: number; store?: number }, storeCalls?: StoreCallCounter): Promise<Sample> {
   const calls0 = await storeCalls?.();
   const cpu0 = { server: cpuMs(pids.server), store: cpuMs(pids.store) };
   let lat = new Float64Array(1 << 16);
@@ -110,17 +120,44 @@ export async function runLoad(target: Target, shape: Shape, durationS: number, p
   });
   const cpu1 = { server: cpuMs(pids.server), store: cpuMs(pids.store) };
   const calls1 = await storeCalls?.();
-  let callsDuring: Record<string, number> | null = null;
+  let calls: Record<string, number> | null = null;
   if (calls0 && calls1) {
-    callsDuring = {};
-    for (const [op, c] of Object.entries(calls1)) if (c - (calls0[op] ?? 0) > 0) callsDuring[op] = c - (calls0[op] ?? 0);
+    calls = {};
+    for (const [op, c] of Object.entries(calls1)) if (c - (calls0[op] ?? 0) > 0) calls[op] = c - (calls0[op] ?? 0);
   }
-  const totalCalls = callsDuring ? Object.values(callsDuring).reduce((a, b) => a + b, 0) : 0;
-  const perReq = (a?: number, b?: number) => (a === undefined || b === undefined || !n ? null : Math.round(((b - a) * 1000) / n));
-  const sorted = lat.subarray(0, n).sort();
+  const delta = (a?: number, b?: number) => (a === undefined || b === undefined ? undefined : b - a);
+  return {
+    latencies: lat.subarray(0, n),
+    elapsedS: result.duration || durationS,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    cpuMs: { server: delta(cpu0.server, cpu1.server), store: delta(cpu0.store, cpu1.store) },
+    calls,
+  };
+}
+
+/** One result from the slices of one target and shape: latencies pooled, requests, time, CPU and store calls summed. */
+function summarise(target: Target, shape: Shape, samples: Sample[]): LoadResult {
+  const n = samples.reduce((a, s) => a + s.latencies.length, 0);
+  const sorted = new Float64Array(n);
+  let at = 0;
+  for (const s of samples) {
+    sorted.set(s.latencies, at);
+    at += s.latencies.length;
+  }
+  sorted.sort();
   let sum = 0;
   for (let i = 0; i < n; i++) sum += sorted[i]!;
-  const elapsed = result.duration || durationS;
+  const elapsed = samples.reduce((a, s) => a + s.elapsedS, 0);
+  const cpu = (k: 'server' | 'store') => (samples.every((s) => s.cpuMs[k] !== undefined) ? samples.reduce((a, s) => a + s.cpuMs[k]!, 0) : undefined);
+  const perReq = (ms?: number) => (ms === undefined || !n ? null : Math.round((ms * 1000) / n));
+  let calls: Record<string, number> | null = null;
+  for (const s of samples) {
+    if (!s.calls) continue;
+    calls ??= {};
+    for (const [op, c] of Object.entries(s.calls)) calls[op] = (calls[op] ?? 0) + c;
+  }
+  const totalCalls = calls ? Object.values(calls).reduce((a, b) => a + b, 0) : 0;
   return {
     target: target.name,
     shape: shape.name,
@@ -132,13 +169,41 @@ export async function runLoad(target: Target, shape: Shape, durationS: number, p
     p90Ms: round3(percentile(sorted, 90)),
     p99Ms: round3(percentile(sorted, 99)),
     meanMs: round3(n ? sum / n : NaN),
-    non2xx: result.non2xx,
-    errors: result.errors + result.timeouts,
-    cpuUsPerReq: perReq(cpu0.server, cpu1.server),
-    storeCpuUsPerReq: perReq(cpu0.store, cpu1.store),
-    storeCalls: callsDuring,
-    storeCallsPerReq: callsDuring && n ? Math.round((totalCalls / n) * 10_000) / 10_000 : null,
+    non2xx: samples.reduce((a, s) => a + s.non2xx, 0),
+    errors: samples.reduce((a, s) => a + s.errors, 0),
+    cpuUsPerReq: perReq(cpu('server')),
+    storeCpuUsPerReq: perReq(cpu('store')),
+    storeCalls: calls,
+    storeCallsPerReq: calls && n ? Math.round((totalCalls / n) * 10_000) / 10_000 : null,
   };
+}
+
+export async function runLoad(target: Target, shape: Shape, durationS: number, pids: { server?: number; store?: number } = {}, storeCalls?: StoreCallCounter): Promise<LoadResult> {
+  return summarise(target, shape, [await sample(target, shape, durationS, pids, storeCalls)]);
+}
+
+/** A running target as runRotation measures it. */
+export interface Rotated {
+  target: Target;
+  pids?: { server?: number; store?: number };
+  storeCalls?: StoreCallCounter;
+}
+
+/**
+ * Several targets measured in turns: `rounds` slices of `sliceS` seconds each, one target after the
+ * other in every round, pooled per target. A machine whose speed drifts over minutes (a shared VM)
+ * then slows every target alike, where one long run per target would charge a slow minute to
+ * whichever target ran in it; the ratios between targets are what the benchmark judges.
+ */
+export async function runRotation(targets: Rotated[], shape: Shape, rounds: number, sliceS: number): Promise<LoadResult[]> {
+  const samples: Sample[][] = targets.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i]!;
+      samples[i]!.push(await sample(t.target, shape, sliceS, t.pids ?? {}, t.storeCalls));
+    }
+  }
+  return targets.map((t, i) => summarise(t.target, shape, samples[i]!));
 }
 
 export function round3(x: number): number {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { measureColdStart, type ColdStartResult } from './coldstart.ts';
 import { measureLambdaTail } from './lambda-run.ts';
 import type { LambdaTailResult } from './lambda-tail.ts';
-import { runLoad, type LoadResult, type Shape } from './load.ts';
+import { runLoad, runRotation, type LoadResult, type Shape } from './load.ts';
 import { CLIENT_CORE, PINNING, pinSelf, SERVER_CORE } from './procs.ts';
 import { goals, printColdStart, printGoals, printLambdaTail, printLoad, printStreaming, type Goal } from './report.ts';
 import { measureStreaming, type StreamResult } from './streaming.ts';
@@ -94,20 +94,25 @@ let cold: ColdStartResult[] = [];
 let lambda: LambdaTailResult[] = [];
 try {
   if (only.has('load')) {
-    log(`\nLoad: ${settings.durationS} s per run after ${settings.warmupS} s warm-up; sequential = 1 connection, concurrent = ${settings.connections}.`);
-    for (const [name, start] of loadTargets) {
-      const r = await start();
-      try {
-        for (const shape of shapes) {
-          await runLoad(r.target, shape, settings.warmupS);
-          const res = await runLoad(r.target, shape, settings.durationS, r.pids, r.storeCalls);
+    // Every target runs at once (idle but for its turn); each shape is measured in 1 s slices taken
+    // in turns across the targets (bench/load.ts runRotation), so a slow minute of a shared machine
+    // falls on all of them rather than on whichever ran in it.
+    log(`\nLoad: ${settings.durationS} s per target and shape, in ${settings.durationS} rounds of 1 s slices taken in turns across the targets, after ${settings.warmupS} s warm-up each; sequential = 1 connection, concurrent = ${settings.connections}.`);
+    const running: [string, Running][] = [];
+    try {
+      for (const [name, start] of loadTargets) running.push([name, await start()]);
+      for (const shape of shapes) {
+        for (const [, r] of running) await runLoad(r.target, shape, settings.warmupS);
+        const results = await runRotation(running.map(([, r]) => r), shape, settings.durationS, 1);
+        for (const [i, res] of results.entries()) {
+          const name = running[i]![0];
           const calls = res.storeCalls ? `  store ${Object.entries(res.storeCalls).map(([op, c]) => `${op} ${c}`).join(', ') || 'no calls'} (${res.storeCallsPerReq}/req)` : '';
           log(`  ${name.padEnd(9)} ${shape.name.padEnd(11)} ${String(res.rps).padStart(6)} req/s  p50 ${res.p50Ms.toFixed(3)} ms  p99 ${res.p99Ms.toFixed(3)} ms  cpu ${res.cpuUsPerReq ?? 'n/a'} us/req${calls}${res.non2xx || res.errors ? `  (${res.non2xx} non-2xx, ${res.errors} errors)` : ''}`);
           load.push(res);
         }
-      } finally {
-        await r.stop();
       }
+    } finally {
+      for (const [, r] of running) await r.stop();
     }
   }
 
