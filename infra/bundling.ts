@@ -66,7 +66,7 @@ export const SOURCE_MAP_STACKS = join(PROJECT_ROOT, 'functions', 'lib', 'source-
  * (imported at its top by @middy/core, used by it only for an `instanceof`; functions/lib/stream-web.ts).
  * A bundle importing anything else from it fails to build.
  */
-export const BUILTIN_STAND_INS: Readonly<Record<string, string>> = {
+const BUILTIN_STAND_INS: Readonly<Record<string, string>> = {
   'node:stream/web': join(PROJECT_ROOT, 'functions', 'lib', 'stream-web.ts'),
 };
 
@@ -98,7 +98,7 @@ export function lambdaBuildOptions(entry: string, outdir: string, config: unknow
     legalComments: 'none',
     banner: { js: ESM_REQUIRE_BANNER },
     inject: [SOURCE_MAP_STACKS],
-    alias: { ...BUILTIN_STAND_INS },
+    alias: BUILTIN_STAND_INS,
     define: configDefine(config),
     external: LAZY_MODULES.map((m) => m.specifier),
     metafile: true,

@@ -166,7 +166,7 @@ const SMALL_BODY_BYTES = 64 * 1024;
 function readWhole(req: IncomingMessage, done: (bytes: Buffer) => void, failed: (err: Error) => void): void {
   const chunks: Buffer[] = [];
   let over = false;
-  const fail = (err: Error) => {
+  const failOnce = (err: Error) => {
     if (over) return;
     over = true;
     failed(err);
@@ -177,9 +177,9 @@ function readWhole(req: IncomingMessage, done: (bytes: Buffer) => void, failed: 
     over = true;
     done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
   });
-  req.on('error', fail);
+  req.on('error', failOnce);
   req.on('close', () => {
-    if (!req.complete) fail(new Error('the client closed the connection before the request body was complete'));
+    if (!req.complete) failOnce(new Error('the client closed the connection before the request body was complete'));
   });
 }
 
@@ -248,14 +248,14 @@ function requestBody(req: IncomingMessage): ReadableStream<Uint8Array> {
           over = true;
           ctrl.close();
         });
-        const fail = (err: Error) => {
+        const failOnce = (err: Error) => {
           if (over) return;
           over = true;
           ctrl.error(err);
         };
-        req.on('error', fail);
+        req.on('error', failOnce);
         req.on('close', () => {
-          if (!req.complete) fail(new Error('the client closed the connection before the request body was complete'));
+          if (!req.complete) failOnce(new Error('the client closed the connection before the request body was complete'));
         });
       },
       pull() {

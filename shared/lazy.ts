@@ -38,21 +38,6 @@ export async function countTokens(...args: Parameters<typeof import('./entries/a
   return (await import('./entries/anthropic-messages.ts')).countTokens(...args);
 }
 
-/**
- * A chat front door (shared/formats/index.ts), loaded by the first request to its path: `codec`
- * once it is there (a request then takes it without waiting), `get()` loads it.
- */
-export class LazyDoor {
-  codec?: FrontDoorCodec;
-  private loading?: Promise<FrontDoorCodec>;
-
-  constructor(private readonly load: () => Promise<FrontDoorCodec>) {}
-
-  get(): Promise<FrontDoorCodec> {
-    return (this.loading ??= this.load().then((c) => (this.codec = c)));
-  }
-}
-
 /** An implementation made on first use: `get()` imports its module and makes it, once; `made` is it once there. */
 class OnFirstUse<T> {
   private making?: Promise<T>;
@@ -62,6 +47,20 @@ class OnFirstUse<T> {
 
   protected get(): Promise<T> {
     return (this.making ??= this.make().then((m) => (this.made = m)));
+  }
+}
+
+/**
+ * A chat front door (shared/formats/index.ts), loaded by the first request to its path: `codec`
+ * once it is there (a request then takes it without waiting), `get()` loads it.
+ */
+export class LazyDoor extends OnFirstUse<FrontDoorCodec> {
+  get codec(): FrontDoorCodec | undefined {
+    return this.made;
+  }
+
+  override get(): Promise<FrontDoorCodec> {
+    return super.get();
   }
 }
 

@@ -24,7 +24,7 @@ export function loggerOnFirstLine(serviceName: string): LazyShellLogger {
   let making: Promise<void> | undefined;
   let context: Parameters<Logger['addContext']>[0] | undefined;
   let invocations = 0;
-  let queued: { level: Level; write: (logger: Logger) => void; input: unknown }[] = [];
+  let queued: { level: Level; input: Parameters<Logger['info']>[0]; extra: Extra }[] = [];
   const make = (LoggerClass: typeof Logger) => {
     const logger = new LoggerClass({ serviceName });
     // `cold_start` is true only on the first invocation's lines, and the Logger takes its first
@@ -32,14 +32,14 @@ export function loggerOnFirstLine(serviceName: string): LazyShellLogger {
     if (context && invocations > 1) logger.addContext(context);
     if (context) logger.addContext(context);
     made = logger;
-    for (const q of queued) q.write(logger);
+    for (const q of queued) logger[q.level](q.input, ...q.extra);
     queued = [];
   };
   const line =
     (level: Level) =>
     (input: Parameters<Logger['info']>[0], ...extra: Extra): void => {
       if (made) return made[level](input, ...extra);
-      queued.push({ level, write: (logger) => logger[level](input, ...extra), input });
+      queued.push({ level, input, extra });
       making ??= import('@aws-lambda-powertools/logger').then(
         (m) => make(m.Logger),
         // The module is shipped with the bundle; should it fail to load, the lines still reach CloudWatch.

@@ -1,9 +1,6 @@
 import type { Socket } from 'node:dgram';
+import { nodeCrypto } from '../../shared/node-crypto.ts';
 import type { Annotations, Span, SpanOptions, SpanRecorder } from '../../shared/tracing/spans.ts';
-
-/** node:crypto, taken when the first span id is made rather than at import (kept: a lookup costs about 0.2 us). */
-let cryptoModule: typeof import('node:crypto') | undefined;
-const nodeCrypto = () => (cryptoModule ??= process.getBuiltinModule('node:crypto'));
 
 /**
  * X-Ray subsegments without the X-Ray SDK: each span is one subsegment document, sent on its own

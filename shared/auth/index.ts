@@ -1,4 +1,5 @@
 import { GatewayError } from '../http/errors.ts';
+import { nodeCrypto } from '../node-crypto.ts';
 import { presentedKey } from '../policy/keys.ts';
 import type { Principal } from '../policy/identity.ts';
 import type { KeyRecord, TeamRecord } from '../store/types.ts';
@@ -30,7 +31,7 @@ const EPOCH = new Date(0).toISOString();
  * budget of its own: the team's apply, as they do to every key of the team.
  */
 function callerRecord(kind: 'oidc' | 'iam', issuer: string, subject: string, team: string, models?: string[]): KeyRecord {
-  const id = `${kind}_${process.getBuiltinModule('node:crypto').createHash('sha256').update(`${issuer}\n${subject}`).digest('hex').slice(0, 24)}`;
+  const id = `${kind}_${nodeCrypto().createHash('sha256').update(`${issuer}\n${subject}`).digest('hex').slice(0, 24)}`;
   return { id, hash: '', name: `${kind}:${subject}`, team, models, limits: {}, budget: {}, createdAt: EPOCH, updatedAt: EPOCH, metadata: {}, version: 0 };
 }
 

@@ -392,6 +392,12 @@ export interface PullSource {
   readNow?(): ReadableStreamReadResult<Uint8Array> | undefined;
 }
 
+/** The reader's `readNow` when it is a pull source that has one (a web stream's reader has none), bound to it. */
+export function readNowOf(reader: ReadableStreamDefaultReader<Uint8Array> | PullSource): (() => ReadableStreamReadResult<Uint8Array> | undefined) | undefined {
+  const source = reader as { readNow?: PullSource['readNow'] };
+  return source.readNow && (() => source.readNow!());
+}
+
 /** A pull source over whole bytes: one read gives them, the next ends. */
 function bytesSource(bytes: Uint8Array): PullSource {
   let given = bytes.byteLength === 0;

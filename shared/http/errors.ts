@@ -1,4 +1,4 @@
-import { BytesResponse } from './bytes.ts';
+import { BytesResponse, webResponse } from './bytes.ts';
 
 /**
  * Gateway errors. A GatewayError carries a kind and a status; each front door renders it in its
@@ -142,4 +142,20 @@ export function jsonResponse(body: unknown, status = 200, headers: Record<string
     status,
     headers: { 'content-type': 'application/json', ...headers },
   });
+}
+
+/**
+ * A door's error renderer: an upstream's own error body in one of the `passThrough` formats goes
+ * to the client as it came (with the upstream's own status when `upstreamStatus`, else the
+ * error's); any other error is `body(err)` as JSON. Both keep the error's headers.
+ */
+export function doorErrorRenderer(opts: { passThrough: readonly string[]; body: (err: GatewayError) => unknown; upstreamStatus?: boolean }): (err: GatewayError) => Response {
+  return (err) => {
+    const headers = { ...err.headers };
+    const upstream = err.upstreamBody;
+    if (upstream && opts.passThrough.includes(upstream.format)) {
+      return webResponse(upstream.text, { status: opts.upstreamStatus ? (upstream.status ?? err.status) : err.status, headers: { 'content-type': 'application/json', ...headers } });
+    }
+    return jsonResponse(opts.body(err), err.status, headers);
+  };
 }

@@ -332,8 +332,8 @@ export class BudgetTracker {
     if (!asks.length) return { status: {} };
     let missing: string[] | undefined;
     for (const id of ids) if (!this.view.has(id) && !missing?.includes(id)) (missing ??= []).push(id);
-    if (!missing) return this.judge(subjects, now, background);
-    return this.readCold(missing, now).then(() => this.judge(subjects, now, background));
+    if (!missing) return this.judge(asks, ids, now, background);
+    return this.readCold(missing, now).then(() => this.judge(asks, ids, now, background));
   }
 
   /**
@@ -362,9 +362,8 @@ export class BudgetTracker {
     return waits.length === 1 ? waits[0]! : Promise.all(waits);
   }
 
-  /** `check` once every counter is in the view: refresh stale ones in the background, and judge. */
-  private judge(subjects: BudgetSubject[], now: number, background: (p: Promise<unknown>) => void): BudgetCheck {
-    const { asks, ids } = this.plan(subjects, now);
+  /** `check` once every counter is in the view (its plan's asks and counter ids for `now`): refresh stale ones in the background, and judge. */
+  private judge(asks: Plan['asks'], ids: string[], now: number, background: (p: Promise<unknown>) => void): BudgetCheck {
     let stale: string[] | undefined;
     let denial: BudgetDenial | undefined;
     const status: BudgetStatus = {};

@@ -1,6 +1,4 @@
-/** node:crypto when first used, not at import (a cold start loads it only with the first key it checks), then kept (a lookup costs about 0.2 us). */
-let cryptoModule: typeof import('node:crypto') | undefined;
-const nodeCrypto = () => (cryptoModule ??= process.getBuiltinModule('node:crypto'));
+import { nodeCrypto } from '../node-crypto.ts';
 
 /**
  * Gateway keys: `gwk_<id>_<secret>`, where `id` is 20 base32 characters (the key's public id, so a

@@ -1,6 +1,6 @@
 import type { FallbackTrigger } from '../config/schema.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
-import { bodyReader, hasBody, headerOf, rebodied, type PullSource } from '../http/bytes.ts';
+import { bodyReader, hasBody, headerOf, readNowOf, rebodied, type PullSource } from '../http/bytes.ts';
 import { sleepUnlessLeft, type CallSignal, type ClientSignal } from '../http/client-signal.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
@@ -405,9 +405,9 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
     } else if (jsonMode) {
       let size = 0;
       // What the socket already delivered is taken as it is (most answers are whole by now): only a wait races the deadline.
-      const source = reader as { readNow?: PullSource['readNow'] };
+      const readNow = readNowOf(reader);
       while (size <= MAX_CHECKED_JSON_BYTES) {
-        const r = (!attempt.signal.aborted && source.readNow?.()) || (await attempt.next(reader.read()));
+        const r = (!attempt.signal.aborted && readNow?.()) || (await attempt.next(reader.read()));
         if (r.done) {
           ended = true;
           break;
@@ -460,12 +460,12 @@ function watchedBody(reader: ReadableStreamDefaultReader<Uint8Array>, held: Uint
   let i = 0;
   let ended = false;
   const over = { done: true, value: undefined } as const;
-  const source = reader as { readNow?: PullSource['readNow'] };
+  const upstreamNow = readNowOf(reader);
   /** A read that needs no wait: what was held, the end, or what the upstream socket already delivered (not once the deadline has aborted). */
   const readNow = (): ReadableStreamReadResult<Uint8Array> | undefined => {
     if (i < held.length) return { done: false, value: held[i++]! };
     if (ended) return over;
-    const r = attempt.signal.aborted ? undefined : source.readNow?.();
+    const r = attempt.signal.aborted ? undefined : upstreamNow?.();
     if (r?.done) {
       ended = true;
       attempt.end();

@@ -1,3 +1,4 @@
+import { nodeCrypto } from '../node-crypto.ts';
 import { LazySignal, type ClientSignal } from '../http/client-signal.ts';
 
 /**
@@ -63,7 +64,7 @@ let poolAt = POOL.length;
 
 function randomHex(bytes: number): string {
   if (poolAt + bytes > POOL.length) {
-    process.getBuiltinModule('node:crypto').randomFillSync(POOL); // not at import: node:crypto is loaded by the first id
+    nodeCrypto().randomFillSync(POOL);
     poolAt = 0;
   }
   const id = POOL.toString('hex', poolAt, poolAt + bytes);

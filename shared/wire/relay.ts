@@ -1,5 +1,5 @@
 import type { FrontDoor } from '../core/types.ts';
-import { bodyReader, BytesResponse, headerOf, rebodied, responseBytes, type PullSource } from '../http/bytes.ts';
+import { bodyReader, BytesResponse, headerOf, readNowOf, rebodied, responseBytes } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
@@ -223,7 +223,7 @@ export function relaySse(format: AnswerFormat, upstream: Response, trace: Reques
   const reader = bodyReader(upstream);
   // What the upstream already delivered is taken without a promise (the attempt's watched body: a
   // wait there still runs under its idle and total limits).
-  const now = reader as { readNow?: PullSource['readNow'] };
+  const readNow = readNowOf(reader);
   const splitter = new SseSplitter();
   const checker = new SseChecker(format);
   let ended = false;
@@ -233,7 +233,7 @@ export function relaySse(format: AnswerFormat, upstream: Response, trace: Reques
       async next() {
         if (broken) throw broken;
         while (!ended) {
-          const r = now.readNow?.() ?? (await reader.read());
+          const r = readNow?.() ?? (await reader.read());
           if (r.done) {
             ended = true;
             // An unterminated last event is kept only when it is a whole event (its blank line missing).
