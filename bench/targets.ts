@@ -48,8 +48,8 @@ function running(name: string, child: Child, upstream: string, cleanup?: () => P
   };
 }
 
-export async function startFloor(upstream: string): Promise<Running> {
-  const child = await spawnNode({ name: 'floor proxy', args: await benchScript('floor-proxy'), core: SERVER_CORE, env: { BENCH_UPSTREAM: upstream }, ready: { kind: 'line' } });
+export async function startFloor(upstream: string, nodeArgs: string[] = []): Promise<Running> {
+  const child = await spawnNode({ name: 'floor proxy', args: [...nodeArgs, ...(await benchScript('floor-proxy'))], core: SERVER_CORE, env: { BENCH_UPSTREAM: upstream }, ready: { kind: 'line' } });
   return running('floor', child, upstream);
 }
 

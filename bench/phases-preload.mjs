@@ -1,0 +1,37 @@
+/**
+ * Preload for bench/phases.ts (`node --import ./bench/phases-preload.mjs ...`): where a proxy's time
+ * goes on each request, from node:http's own diagnostics channels (no change to the code measured).
+ * Per request handled one at a time (the sequential shape):
+ * - `before`: the request's head parsed -> the upstream request created;
+ * - `upstream`: the upstream request created -> the upstream answer's head parsed;
+ * - `after`: the upstream answer's head parsed -> the response finished (handed to the socket).
+ * SIGUSR2 writes the phases recorded since the last signal to BENCH_PHASES_DIR/phases-<pid>.json
+ * (JSON arrays of microseconds) and starts over.
+ */
+import { subscribe } from 'node:diagnostics_channel';
+import { writeFileSync } from 'node:fs';
+
+let current;
+let phases = { before: [], upstream: [], after: [] };
+subscribe('http.server.request.start', () => {
+  current = { start: performance.now() };
+});
+subscribe('http.client.request.start', () => {
+  if (current && current.sent === undefined) current.sent = performance.now();
+});
+subscribe('http.client.response.finish', () => {
+  if (current?.sent !== undefined && current.answered === undefined) current.answered = performance.now();
+});
+subscribe('http.server.response.finish', () => {
+  const r = current;
+  current = undefined;
+  if (r?.answered === undefined) return;
+  const end = performance.now();
+  phases.before.push(Math.round((r.sent - r.start) * 1000));
+  phases.upstream.push(Math.round((r.answered - r.sent) * 1000));
+  phases.after.push(Math.round((end - r.answered) * 1000));
+});
+process.on('SIGUSR2', () => {
+  writeFileSync(`${process.env.BENCH_PHASES_DIR ?? '.'}/phases-${process.pid}.json`, JSON.stringify(phases));
+  phases = { before: [], upstream: [], after: [] };
+});

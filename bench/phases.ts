@@ -1,0 +1,62 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { median, runLoad, runRotation, type LoadResult } from './load.ts';
+import { CLIENT_CORE, pinSelf } from './procs.ts';
+import { direct, startFloor, startOurs, startUpstream, type Running } from './targets.ts';
+
+/**
+ * `npx tsx bench/phases.ts`: where each proxy's added latency goes, one request at a time (the
+ * sequential shape of `npm run bench`). Each proxy runs with bench/phases-preload.mjs, which times
+ * three phases of every request from node:http's diagnostics channels, in the proxy's own process:
+ * before the upstream call (request head parsed -> upstream request created), the upstream call as
+ * the proxy sees it, and after the answer (its head parsed -> our response finished). The client's
+ * added latency (over the mock upstream itself) is printed beside them. Targets in 1 s turns, as
+ * the load runs take them. BENCH_DURATION seconds each (default 6), after 2 s of warm-up.
+ */
+
+const durationS = Number(process.env.BENCH_DURATION ?? 6);
+const phasesDir = mkdtempSync(join(tmpdir(), 'gw-bench-phases-'));
+process.env.BENCH_PHASES_DIR = phasesDir; // inherited by the proxies (bench/procs.ts spawnNode)
+const preload = ['--import', './bench/phases-preload.mjs'];
+pinSelf(CLIENT_CORE);
+
+type Phases = { before: number[]; upstream: number[]; after: number[] };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The phases a proxy recorded since the last call (its preload writes them on SIGUSR2). */
+async function takePhases(pid: number): Promise<Phases> {
+  const file = join(phasesDir, `phases-${pid}.json`);
+  rmSync(file, { force: true });
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 100 && !existsSync(file); i++) await sleep(20);
+  await sleep(20);
+  return JSON.parse(readFileSync(file, 'utf8')) as Phases;
+}
+
+const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });
+const proxies: Running[] = [];
+try {
+  proxies.push(await startFloor(up.url, preload), await startOurs(up.url, { auth: false, nodeArgs: preload }), await startOurs(up.url, { auth: true, nodeArgs: preload }));
+  const shape = { name: 'sequential', connections: 1 } as const;
+  const all = [direct(up), ...proxies];
+  for (const t of all) await runLoad(t.target, shape, 2);
+  for (const p of proxies) await takePhases(p.pids.server!);
+  const results: LoadResult[] = await runRotation(all, shape, durationS, 1);
+  const base = results[0]!;
+  const us = (ms: number) => Math.round(ms * 1000);
+  console.log(`One request at a time, ${durationS} s per target in 1 s turns; microseconds, p50 (added = client-observed, over ${base.target} at ${us(base.p50Ms)} us).`);
+  console.log(`${'target'.padEnd(10)} ${'requests'.padStart(8)} ${'added'.padStart(6)} ${'before upstream'.padStart(16)} ${'upstream call'.padStart(14)} ${'after answer'.padStart(13)} ${'before+after'.padStart(13)}`);
+  for (let i = 0; i < proxies.length; i++) {
+    const r = results[i + 1]!;
+    const ph = await takePhases(proxies[i]!.pids.server!);
+    const sum = ph.before.map((b, j) => b + ph.after[j]!);
+    console.log(
+      `${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(r.p50Ms - base.p50Ms)).padStart(6)} ${String(median(ph.before)).padStart(16)} ${String(median(ph.upstream)).padStart(14)} ${String(median(ph.after)).padStart(13)} ${String(median(sum)).padStart(13)}`,
+    );
+  }
+} finally {
+  for (const p of proxies) await p.stop();
+  await up.stop();
+  rmSync(phasesDir, { recursive: true, force: true });
+}
