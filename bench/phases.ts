@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { median, runLoad, runRotation, type LoadResult } from './load.ts';
@@ -24,6 +24,30 @@ pinSelf(CLIENT_CORE);
 type Phases = { before: number[]; upstream: number[]; after: number[] };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * CPU time each kind of thread of a process has run so far, in microseconds, by thread name
+ * (the main thread, V8's workers, libuv's pool...), from /proc/<pid>/task/<tid>/schedstat
+ * (nanoseconds on the CPU, first field). Empty where /proc is missing.
+ */
+function threadCpuUs(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+        const kind = tid === String(pid) ? 'main' : name.replace(/\d+$/, '').trim();
+        const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        out.set(kind, (out.get(kind) ?? 0) + ns / 1000);
+      } catch {
+        // the thread ended between the listing and the read
+      }
+    }
+  } catch {
+    // no /proc here
+  }
+  return out;
+}
+
 /** The phases a proxy recorded since the last call (its preload writes them on SIGUSR2). */
 async function takePhases(pid: number): Promise<Phases> {
   const file = join(phasesDir, `phases-${pid}.json`);
@@ -42,7 +66,9 @@ try {
   const all = [direct(up), ...proxies];
   for (const t of all) await runLoad(t.target, shape, 2);
   for (const p of proxies) await takePhases(p.pids.server!);
+  const cpu0 = proxies.map((p) => threadCpuUs(p.pids.server!));
   const results: LoadResult[] = await runRotation(all, shape, durationS, 1);
+  const cpu1 = proxies.map((p) => threadCpuUs(p.pids.server!));
   const base = results[0]!;
   const us = (ms: number) => Math.round(ms * 1000);
   console.log(`One request at a time, ${durationS} s per target in 1 s turns; microseconds, p50 (added = client-observed, over ${base.target} at ${us(base.p50Ms)} us).`);
@@ -54,6 +80,14 @@ try {
     console.log(
       `${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(r.p50Ms - base.p50Ms)).padStart(6)} ${String(median(ph.before)).padStart(16)} ${String(median(ph.upstream)).padStart(14)} ${String(median(ph.after)).padStart(13)} ${String(median(sum)).padStart(13)}`,
     );
+  }
+  console.log('CPU per request by thread (us; over every request of the turns, warm-up excluded):');
+  for (let i = 0; i < proxies.length; i++) {
+    const n = results[i + 1]!.requests;
+    const all = [...cpu1[i]!].map(([k, v]) => [k, v - (cpu0[i]!.get(k) ?? 0)] as const);
+    const total = all.reduce((a, [, v]) => a + v, 0);
+    const parts = all.filter(([, v]) => v / n >= 0.5).sort((a, b) => b[1] - a[1]);
+    console.log(`${results[i + 1]!.target.padEnd(10)} total ${Math.round(total / n)}: ${parts.map(([k, v]) => `${k} ${Math.round(v / n)}`).join(', ')}`);
   }
 } finally {
   for (const p of proxies) await p.stop();
