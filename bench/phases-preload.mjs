@@ -5,11 +5,30 @@
  * - `before`: the request's head parsed -> the upstream request created;
  * - `upstream`: the upstream request created -> the upstream answer's head parsed;
  * - `after`: the upstream answer's head parsed -> the response finished (handed to the socket).
+ * Also counted: the garbage collections (perf_hooks 'gc' entries) by kind, with their pauses.
  * SIGUSR2 writes the phases recorded since the last signal to BENCH_PHASES_DIR/phases-<pid>.json
- * (JSON arrays of microseconds) and starts over.
+ * (JSON arrays of microseconds, and `gc`: { kind: [count, total pause in microseconds] }) and
+ * starts over.
  */
 import { subscribe } from 'node:diagnostics_channel';
 import { writeFileSync } from 'node:fs';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
+
+const GC_KINDS = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'mark-compact',
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental marking',
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak callbacks',
+};
+let gc = {};
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    const kind = GC_KINDS[e.detail?.kind] ?? 'other';
+    const k = (gc[kind] ??= [0, 0]);
+    k[0]++;
+    k[1] += Math.round(e.duration * 1000);
+  }
+}).observe({ entryTypes: ['gc'] });
 
 let current;
 let phases = { before: [], upstream: [], after: [] };
@@ -32,6 +51,7 @@ subscribe('http.server.response.finish', () => {
   phases.after.push(Math.round((end - r.answered) * 1000));
 });
 process.on('SIGUSR2', () => {
-  writeFileSync(`${process.env.BENCH_PHASES_DIR ?? '.'}/phases-${process.pid}.json`, JSON.stringify(phases));
+  writeFileSync(`${process.env.BENCH_PHASES_DIR ?? '.'}/phases-${process.pid}.json`, JSON.stringify({ ...phases, gc }));
   phases = { before: [], upstream: [], after: [] };
+  gc = {};
 });

@@ -21,7 +21,7 @@ process.env.BENCH_PHASES_DIR = phasesDir; // inherited by the proxies (bench/pro
 const preload = ['--import', './bench/phases-preload.mjs'];
 pinSelf(CLIENT_CORE);
 
-type Phases = { before: number[]; upstream: number[]; after: number[] };
+type Phases = { before: number[]; upstream: number[]; after: number[]; gc: Record<string, [count: number, pauseUs: number]> };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -73,9 +73,11 @@ try {
   const us = (ms: number) => Math.round(ms * 1000);
   console.log(`One request at a time, ${durationS} s per target in 1 s turns; microseconds, p50 (added = client-observed, over ${base.target} at ${us(base.p50Ms)} us).`);
   console.log(`${'target'.padEnd(10)} ${'requests'.padStart(8)} ${'added'.padStart(6)} ${'before upstream'.padStart(16)} ${'upstream call'.padStart(14)} ${'after answer'.padStart(13)} ${'before+after'.padStart(13)}`);
+  const phases: Phases[] = [];
   for (let i = 0; i < proxies.length; i++) {
     const r = results[i + 1]!;
     const ph = await takePhases(proxies[i]!.pids.server!);
+    phases.push(ph);
     const sum = ph.before.map((b, j) => b + ph.after[j]!);
     console.log(
       `${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(r.p50Ms - base.p50Ms)).padStart(6)} ${String(median(ph.before)).padStart(16)} ${String(median(ph.upstream)).padStart(14)} ${String(median(ph.after)).padStart(13)} ${String(median(sum)).padStart(13)}`,
@@ -88,6 +90,12 @@ try {
     const total = all.reduce((a, [, v]) => a + v, 0);
     const parts = all.filter(([, v]) => v / n >= 0.5).sort((a, b) => b[1] - a[1]);
     console.log(`${results[i + 1]!.target.padEnd(10)} total ${Math.round(total / n)}: ${parts.map(([k, v]) => `${k} ${Math.round(v / n)}`).join(', ')}`);
+  }
+  console.log('Garbage collections (per 1,000 requests: count, main-thread pause in ms):');
+  for (let i = 0; i < proxies.length; i++) {
+    const n = results[i + 1]!.requests;
+    const gc = Object.entries(phases[i]!.gc).sort((a, b) => b[1][1] - a[1][1]);
+    console.log(`${results[i + 1]!.target.padEnd(10)} ${gc.map(([k, [c, us]]) => `${k} ${((c * 1000) / n).toFixed(2)} / ${((us * 1000) / n / 1000).toFixed(2)} ms`).join(', ') || 'none'}`);
   }
 } finally {
   for (const p of proxies) await p.stop();

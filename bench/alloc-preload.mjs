@@ -1,0 +1,26 @@
+/**
+ * Preload for bench/alloc.ts (`node --import ./bench/alloc-preload.mjs ...`): V8's sampling heap
+ * profiler over everything the process allocates, objects already collected included (so it
+ * counts allocation, not what stays alive). SIGUSR2 writes the samples taken since the last signal
+ * to BENCH_ALLOC_DIR/alloc-<pid>.heapprofile and starts over.
+ */
+import { Session } from 'node:inspector';
+import { writeFileSync } from 'node:fs';
+
+const session = new Session();
+session.connect();
+const post = (method, params = {}) =>
+  new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
+const start = () =>
+  post('HeapProfiler.startSampling', {
+    samplingInterval: Number(process.env.BENCH_ALLOC_INTERVAL ?? 512),
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+await post('HeapProfiler.enable');
+await start();
+process.on('SIGUSR2', async () => {
+  const { profile } = await post('HeapProfiler.stopSampling');
+  writeFileSync(`${process.env.BENCH_ALLOC_DIR ?? '.'}/alloc-${process.pid}.heapprofile`, JSON.stringify(profile));
+  await start();
+});
