@@ -13,6 +13,8 @@ import { direct, startFloor, startOurs, startUpstream, type Running } from './ta
  * the proxy sees it, and after the answer (its head parsed -> our response finished). The client's
  * added latency (over the mock upstream itself) is printed beside them. Targets in 1 s turns, as
  * the load runs take them. BENCH_DURATION seconds each (default 6), after 2 s of warm-up.
+ * BENCH_CONNECTIONS=64: the concurrent shape instead (the phases, timed for one request at a time,
+ * are not printed then; CPU by thread and garbage collections are).
  */
 
 const durationS = Number(process.env.BENCH_DURATION ?? 6);
@@ -62,7 +64,8 @@ const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: 
 const proxies: Running[] = [];
 try {
   proxies.push(await startFloor(up.url, preload), await startOurs(up.url, { auth: false, nodeArgs: preload }), await startOurs(up.url, { auth: true, nodeArgs: preload }));
-  const shape = { name: 'sequential', connections: 1 } as const;
+  const connections = Number(process.env.BENCH_CONNECTIONS ?? 1);
+  const shape = connections > 1 ? ({ name: 'concurrent', connections } as const) : ({ name: 'sequential', connections: 1 } as const);
   const all = [direct(up), ...proxies];
   for (const t of all) await runLoad(t.target, shape, 2);
   for (const p of proxies) await takePhases(p.pids.server!);
@@ -71,17 +74,19 @@ try {
   const cpu1 = proxies.map((p) => threadCpuUs(p.pids.server!));
   const base = results[0]!;
   const us = (ms: number) => Math.round(ms * 1000);
-  console.log(`One request at a time, ${durationS} s per target in 1 s turns; microseconds, p50 (added = client-observed, over ${base.target} at ${us(base.p50Ms)} us).`);
-  console.log(`${'target'.padEnd(10)} ${'requests'.padStart(8)} ${'added'.padStart(6)} ${'before upstream'.padStart(16)} ${'upstream call'.padStart(14)} ${'after answer'.padStart(13)} ${'before+after'.padStart(13)}`);
+  console.log(`${connections} connection(s), ${durationS} s per target in 1 s turns; microseconds, p50 (added = client-observed, over ${base.target} at ${us(base.p50Ms)} us).`);
   const phases: Phases[] = [];
-  for (let i = 0; i < proxies.length; i++) {
-    const r = results[i + 1]!;
-    const ph = await takePhases(proxies[i]!.pids.server!);
-    phases.push(ph);
-    const sum = ph.before.map((b, j) => b + ph.after[j]!);
-    console.log(
-      `${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(r.p50Ms - base.p50Ms)).padStart(6)} ${String(median(ph.before)).padStart(16)} ${String(median(ph.upstream)).padStart(14)} ${String(median(ph.after)).padStart(13)} ${String(median(sum)).padStart(13)}`,
-    );
+  for (const p of proxies) phases.push(await takePhases(p.pids.server!));
+  if (connections === 1) {
+    console.log(`${'target'.padEnd(10)} ${'requests'.padStart(8)} ${'added'.padStart(6)} ${'before upstream'.padStart(16)} ${'upstream call'.padStart(14)} ${'after answer'.padStart(13)} ${'before+after'.padStart(13)}`);
+    for (let i = 0; i < proxies.length; i++) {
+      const r = results[i + 1]!;
+      const ph = phases[i]!;
+      const sum = ph.before.map((b, j) => b + ph.after[j]!);
+      console.log(
+        `${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(r.p50Ms - base.p50Ms)).padStart(6)} ${String(median(ph.before)).padStart(16)} ${String(median(ph.upstream)).padStart(14)} ${String(median(ph.after)).padStart(13)} ${String(median(sum)).padStart(13)}`,
+      );
+    }
   }
   console.log('CPU per request by thread (us; over every request of the turns, warm-up excluded):');
   for (let i = 0; i < proxies.length; i++) {
