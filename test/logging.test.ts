@@ -393,6 +393,25 @@ describe('file sink', () => {
     assert.deepEqual(await readNdjson(join(dir, 'dt=2024-03-05', 'hour=07', 'requests.ndjson')), [a, b, e]);
   });
 
+  it('keeps write order per file across batches of several turns and hours, in UTF-8', async () => {
+    const dir = await tempDir();
+    const sink = new FileLogSink(dir, 60_000);
+    const turn = () => new Promise((r) => setImmediate(r));
+    const at7 = (id: string) => record({ requestId: id, timestamp: '2024-03-05T07:10:00.000Z' });
+    const at8 = (id: string) => record({ requestId: id, timestamp: '2024-03-05T08:10:00.000Z' });
+    // Each turn's records are serialised together (one chunk per run of one hour); the flush writes them all.
+    const turns = [[at7('a1'), at8('b1'), at7('a2')], [at8('b2')], [at7('a3'), record({ requestId: 'a4', timestamp: '2024-03-05T07:20:00.000Z', model: 'modèle-é中文-🙂' })]];
+    for (const batch of turns) {
+      for (const r of batch) sink.write(r);
+      await turn();
+    }
+    await sink.flush();
+    const at = (h: string) => readNdjson(join(dir, 'dt=2024-03-05', `hour=${h}`, 'requests.ndjson'));
+    assert.deepEqual((await at('07')).map((r) => r.requestId), ['a1', 'a2', 'a3', 'a4']);
+    assert.deepEqual((await at('08')).map((r) => r.requestId), ['b1', 'b2']);
+    assert.equal((await at('07'))[3]!.model, 'modèle-é中文-🙂');
+  });
+
   it('flushes on its own after flushAfterMs', async () => {
     const dir = await tempDir();
     const sink = new FileLogSink(dir, 5);

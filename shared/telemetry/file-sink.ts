@@ -7,10 +7,14 @@ import { localPartition } from './schema.ts';
  * same partition layout the AWS export uses. Records are buffered and appended in batches so the
  * request path never waits on the disk. A record (final when a sink gets it) is serialised on the
  * next turn of the event loop, after the answer it belongs to has been written to the client; every
- * record that came in the same turn goes in one batch.
+ * record that came in the same turn goes in one batch. A batch waits for its write as UTF-8 bytes
+ * outside the JavaScript heap: lines kept as strings until the flush outlived the young
+ * generation's collections under load (copied, then promoted, then marked: garbage collection
+ * work for every record), where the bytes cost the collector nothing.
  */
 export class FileLogSink implements LogSink {
-  private buffer = new Map<string, string[]>();
+  /** Per file, the batches waiting for the next flush (each batch's lines as UTF-8, newline-ended). */
+  private buffer = new Map<string, Buffer[]>();
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   /** Records not serialised yet. */
@@ -21,9 +25,9 @@ export class FileLogSink implements LogSink {
     private readonly flushAfterMs = 200,
   ) {}
 
-  /** The last record's hour (`YYYY-MM-DDTHH`) and its file's buffered lines: most records share them. */
+  /** The last record's hour (`YYYY-MM-DDTHH`) and its file's batches: most records share them. */
   private hour = '';
-  private lines: string[] = [];
+  private chunks: Buffer[] = [];
 
   write(record: RequestRecord): void {
     if (this.pending.push(record) === 1) setImmediate(this.serialise);
@@ -33,26 +37,29 @@ export class FileLogSink implements LogSink {
     const records = this.pending;
     if (records.length === 0) return;
     this.pending = [];
-    for (const record of records) this.append(record);
-  };
-
-  private append(record: RequestRecord): void {
-    // `YYYY-MM-DDTHH`: the partition is the same as the last record's unless the hour changed.
-    const hour = record.timestamp.slice(0, 13);
-    if (hour !== this.hour) {
-      const { dt, hour: hh } = localPartition(record.timestamp);
-      const file = join(this.dir, `dt=${dt}`, `hour=${hh}`, 'requests.ndjson');
-      let lines = this.buffer.get(file);
-      if (!lines) this.buffer.set(file, (lines = []));
-      this.hour = hour;
-      this.lines = lines;
+    // Consecutive records of one hour become one chunk of bytes.
+    let text = '';
+    for (const record of records) {
+      // `YYYY-MM-DDTHH`: the partition is the same as the last record's unless the hour changed.
+      const hour = record.timestamp.slice(0, 13);
+      if (hour !== this.hour) {
+        if (text) this.chunks.push(Buffer.from(text));
+        text = '';
+        const { dt, hour: hh } = localPartition(record.timestamp);
+        const file = join(this.dir, `dt=${dt}`, `hour=${hh}`, 'requests.ndjson');
+        let chunks = this.buffer.get(file);
+        if (!chunks) this.buffer.set(file, (chunks = []));
+        this.hour = hour;
+        this.chunks = chunks;
+      }
+      text += `${JSON.stringify(record)}\n`;
     }
-    this.lines.push(JSON.stringify(record));
+    if (text) this.chunks.push(Buffer.from(text));
     if (!this.timer) {
       this.timer = setTimeout(() => void this.flush(), this.flushAfterMs);
       this.timer.unref();
     }
-  }
+  };
 
   flush(): Promise<void> {
     this.serialise();
@@ -64,9 +71,9 @@ export class FileLogSink implements LogSink {
     this.writing = this.writing.then(async () => {
       // Loaded here, not at import: a Lambda (no file sink) never needs node:fs/promises.
       const { appendFile, mkdir } = process.getBuiltinModule('node:fs/promises');
-      for (const [file, lines] of batch) {
+      for (const [file, chunks] of batch) {
         await mkdir(join(file, '..'), { recursive: true });
-        await appendFile(file, `${lines.join('\n')}\n`);
+        await appendFile(file, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
       }
     });
     return this.writing;
