@@ -213,8 +213,11 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
       return;
     }
     const headers = plainHeaders(init.headers);
-    const body = init.body ?? undefined;
-    if (body !== undefined) headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+    // A string body goes as its bytes: node would join it to the request's head and send that
+    // string, leaving the head itself unflattened (a string of ~30 pieces held by the request
+    // until it ends); written beside bytes, the head is flattened where it is.
+    const body = typeof init.body === 'string' ? Buffer.from(init.body) : (init.body ?? undefined);
+    if (body !== undefined) headers['content-length'] = String(body.byteLength);
     const req = (https ? httpsRequest : httpRequest)({
       protocol: https ? 'https:' : 'http:',
       hostname: u.hostname,
