@@ -5,7 +5,7 @@
  * to BENCH_ALLOC_DIR/alloc-<pid>.heapprofile and starts over.
  */
 import { Session } from 'node:inspector';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 
 const session = new Session();
 session.connect();
@@ -21,6 +21,9 @@ await post('HeapProfiler.enable');
 await start();
 process.on('SIGUSR2', async () => {
   const { profile } = await post('HeapProfiler.stopSampling');
-  writeFileSync(`${process.env.BENCH_ALLOC_DIR ?? '.'}/alloc-${process.pid}.heapprofile`, JSON.stringify(profile));
+  // Written whole, then renamed: the file is complete when it appears (bench/procs.ts dumpOnSignal).
+  const file = `${process.env.BENCH_ALLOC_DIR ?? '.'}/alloc-${process.pid}.heapprofile`;
+  writeFileSync(`${file}.part`, JSON.stringify(profile));
+  renameSync(`${file}.part`, file);
   await start();
 });

@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runLoad } from './load.ts';
-import { CLIENT_CORE, pinSelf } from './procs.ts';
+import { CLIENT_CORE, dumpOnSignal, pinSelf } from './procs.ts';
 import { startFloor, startOurs, startUpstream, type Running } from './targets.ts';
 
 /**
@@ -31,15 +31,9 @@ const preload = ['--import', './bench/alloc-preload.mjs'];
 pinSelf(CLIENT_CORE);
 /** BENCH_ALLOC_LINES=1: own functions named with their line in the bench bundle (to read what allocates). */
 const LINES = process.env.BENCH_ALLOC_LINES === '1';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function takeProfile(pid: number): Promise<{ head: Node }> {
-  const file = join(dir, `alloc-${pid}.heapprofile`);
-  rmSync(file, { force: true });
-  process.kill(pid, 'SIGUSR2');
-  for (let i = 0; i < 250 && !existsSync(file); i++) await sleep(20);
-  await sleep(50);
-  return JSON.parse(readFileSync(file, 'utf8')) as { head: Node };
+function takeProfile(pid: number): Promise<{ head: Node }> {
+  return dumpOnSignal<{ head: Node }>(pid, join(dir, `alloc-${pid}.heapprofile`));
 }
 
 /** The source file of a bundle line: esbuild marks each module with a `// path` comment line. */

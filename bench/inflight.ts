@@ -1,7 +1,8 @@
 import { createServer, request, Agent } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startFloor, startOurs } from './targets.ts';
 import { CHAT_BODY } from './load.ts';
 
@@ -20,56 +21,83 @@ const COMPLETION = JSON.stringify({ id: 'chatcmpl-x', object: 'chat.completion',
 const up = createServer((req, res) => {
   req.resume();
   req.on('end', () => {
-    const answer = () => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(COMPLETION); };
-    if (slow) held.push(answer); else answer();
+    const answer = () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(COMPLETION);
+    };
+    if (slow) held.push(answer);
+    else answer();
   });
 });
 await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
 const upUrl = `http://127.0.0.1:${(up.address() as AddressInfo).port}`;
 const which = process.argv[2] ?? 'ours-open';
 const dir = join(process.cwd(), 'node_modules/.cache/snap', which);
-rmSync(dir, { recursive: true, force: true }); mkdirSync(dir, { recursive: true });
+rmSync(dir, { recursive: true, force: true });
+mkdirSync(dir, { recursive: true });
 const args = ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`];
 const t = which === 'floor' ? await startFloor(upUrl, args) : await startOurs(upUrl, { auth: which === 'ours', nodeArgs: args });
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-const one = () => new Promise<void>((resolve) => {
-  const rq = request(`${t.target.url}${t.target.path}`, { method: 'POST', agent, headers: { 'content-type': 'application/json', ...t.target.headers } }, (res) => { res.resume(); res.on('end', () => resolve()); });
-  rq.end(CHAT_BODY);
-});
+const one = () =>
+  new Promise<void>((resolve) => {
+    const rq = request(`${t.target.url}${t.target.path}`, { method: 'POST', agent, headers: { 'content-type': 'application/json', ...t.target.headers } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    });
+    rq.end(CHAT_BODY);
+  });
+const snapshots = () => readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot'));
 for (let i = 0; i < 20; i++) await Promise.all(Array.from({ length: 64 }, one));
+/** One more snapshot, once the proxy has written it whole (its size unchanged for 0.5 s). */
 const snap = async () => {
-  const before = readdirSync(dir).length;
+  const before = snapshots().length;
   process.kill(t.pids.server!, 'SIGUSR2');
-  for (let i = 0; i < 600 && readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot')).length <= before; i++) await new Promise((r) => setTimeout(r, 100));
-  await new Promise((r) => setTimeout(r, 1500));
+  for (let waited = 0; snapshots().length <= before; waited += 100) {
+    if (waited > 60_000) throw new Error('the proxy wrote no heap snapshot within 60 s');
+    await sleep(100);
+  }
+  const file = join(dir, snapshots().sort().at(-1)!);
+  for (let size = -1; size !== statSync(file).size; ) {
+    size = statSync(file).size;
+    await sleep(500);
+  }
 };
 await snap();
 slow = true;
 const inflight = Array.from({ length: 64 }, one);
-while (held.length < 64) await new Promise((r) => setTimeout(r, 20));
-await new Promise((r) => setTimeout(r, 300));
+while (held.length < 64) await sleep(20);
+await sleep(300);
 await snap();
 slow = false;
 for (const h of held.splice(0)) h();
 await Promise.all(inflight);
-await t.stop(); up.close(); agent.destroy();
+await t.stop();
+up.close();
+agent.destroy();
 
 function agg(file: string) {
+  // The snapshot's nodes are one flat array, node_fields.length numbers per node.
   const s = JSON.parse(readFileSync(file, 'utf8'));
-  const f = s.snapshot.meta.node_fields as string[]; const types = s.snapshot.meta.node_types[0] as string[];
-  const nf = f.length, ti = f.indexOf('type'), ni = f.indexOf('name'), si = f.indexOf('self_size');
-  const m = new Map<string, [number, number]>();
-  const nodes = s.nodes as number[]; const strings = s.strings as string[];
-  for (let i = 0; i < nodes.length; i += nf) {
-    const type = types[nodes[i + ti]!]!; let name = strings[nodes[i + ni]!]!;
-    if (type === 'string' || type === 'concatenated string' || type === 'sliced string') name = '(string)';
-    if (type === 'code' || type === 'hidden') name = `(${type})`;
-    const k = `${type}:${name.slice(0, 60)}`; const e = m.get(k) ?? [0, 0]; e[0]++; e[1] += nodes[i + si]!; m.set(k, e);
+  const fields = s.snapshot.meta.node_fields as string[];
+  const types = s.snapshot.meta.node_types[0] as string[];
+  const [ti, ni, si] = ['type', 'name', 'self_size'].map((f) => fields.indexOf(f)) as [number, number, number];
+  const nodes = s.nodes as number[];
+  const strings = s.strings as string[];
+  const m = new Map<string, [count: number, bytes: number]>();
+  for (let i = 0; i < nodes.length; i += fields.length) {
+    const type = types[nodes[i + ti]!]!;
+    // A string's name is its text, compiled code's its source: counted by kind only.
+    const name = type.endsWith('string') ? '(string)' : type === 'code' || type === 'hidden' ? `(${type})` : strings[nodes[i + ni]!]!.slice(0, 60);
+    const e = m.get(`${type}:${name}`) ?? [0, 0];
+    e[0]++;
+    e[1] += nodes[i + si]!;
+    m.set(`${type}:${name}`, e);
   }
   return m;
 }
-const files = readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot')).sort();
-const a = agg(join(dir, files[0]!)), b = agg(join(dir, files[1]!));
+const [idle, busy] = snapshots().sort();
+const a = agg(join(dir, idle!));
+const b = agg(join(dir, busy!));
 const diff: [string, number, number][] = [];
 for (const [k, [c, sz]] of b) {
   const [c0, s0] = a.get(k) ?? [0, 0];

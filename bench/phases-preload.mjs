@@ -11,7 +11,7 @@
  * starts over.
  */
 import { subscribe } from 'node:diagnostics_channel';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 
 const GC_KINDS = {
@@ -51,7 +51,10 @@ subscribe('http.server.response.finish', () => {
   phases.after.push(Math.round((end - r.answered) * 1000));
 });
 process.on('SIGUSR2', () => {
-  writeFileSync(`${process.env.BENCH_PHASES_DIR ?? '.'}/phases-${process.pid}.json`, JSON.stringify({ ...phases, gc }));
+  // Written whole, then renamed: the file is complete when it appears (bench/procs.ts dumpOnSignal).
+  const file = `${process.env.BENCH_PHASES_DIR ?? '.'}/phases-${process.pid}.json`;
+  writeFileSync(`${file}.part`, JSON.stringify({ ...phases, gc }));
+  renameSync(`${file}.part`, file);
   phases = { before: [], upstream: [], after: [] };
   gc = {};
 });

@@ -1,8 +1,8 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { median, runLoad, runRotation, type LoadResult } from './load.ts';
-import { CLIENT_CORE, pinSelf } from './procs.ts';
+import { CLIENT_CORE, dumpOnSignal, pinSelf } from './procs.ts';
 import { direct, startFloor, startOurs, startUpstream, type Running } from './targets.ts';
 
 /**
@@ -24,7 +24,6 @@ const preload = ['--import', './bench/phases-preload.mjs'];
 pinSelf(CLIENT_CORE);
 
 type Phases = { before: number[]; upstream: number[]; after: number[]; gc: Record<string, [count: number, pauseUs: number]> };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * CPU time each kind of thread of a process has run so far, in microseconds, by thread name
@@ -51,13 +50,8 @@ function threadCpuUs(pid: number): Map<string, number> {
 }
 
 /** The phases a proxy recorded since the last call (its preload writes them on SIGUSR2). */
-async function takePhases(pid: number): Promise<Phases> {
-  const file = join(phasesDir, `phases-${pid}.json`);
-  rmSync(file, { force: true });
-  process.kill(pid, 'SIGUSR2');
-  for (let i = 0; i < 100 && !existsSync(file); i++) await sleep(20);
-  await sleep(20);
-  return JSON.parse(readFileSync(file, 'utf8')) as Phases;
+function takePhases(pid: number): Promise<Phases> {
+  return dumpOnSignal<Phases>(pid, join(phasesDir, `phases-${pid}.json`));
 }
 
 const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });

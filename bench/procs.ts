@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -139,6 +139,21 @@ export async function spawnNode(opts: SpawnOptions): Promise<Child> {
       clearTimeout(t);
     },
   };
+}
+
+/**
+ * What a child's bench preload dumps on SIGUSR2 (bench/phases-preload.mjs, bench/alloc-preload.mjs):
+ * `file` is removed, the signal sent, and the file's JSON read once it appears (the preloads write
+ * it under another name and rename it, so it is whole when it appears).
+ */
+export async function dumpOnSignal<T>(pid: number, file: string, waitMs = 5000): Promise<T> {
+  rmSync(file, { force: true });
+  process.kill(pid, 'SIGUSR2');
+  for (let waited = 0; !existsSync(file); waited += 20) {
+    if (waited >= waitMs) throw new Error(`process ${pid} wrote no ${file} within ${waitMs} ms of SIGUSR2`);
+    await sleep(20);
+  }
+  return JSON.parse(readFileSync(file, 'utf8')) as T;
 }
 
 /** A TCP port that was free a moment ago (for children that need a port number up front). */
