@@ -1,6 +1,5 @@
 import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { announceReady, onStopSignal } from './child.ts';
+import { serveChild } from './child.ts';
 
 /**
  * The floor: the least a reverse proxy in Node can do. node:http in, node:http out over a keep-alive
@@ -35,12 +34,4 @@ const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   req.pipe(up);
 });
 
-server.listen(Number(process.env.BENCH_PORT ?? 0), '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo;
-  announceReady(`http://127.0.0.1:${port}`);
-});
-onStopSignal(async () => {
-  server.closeAllConnections();
-  server.close();
-  agent.destroy();
-});
+serveChild(server, () => agent.destroy());

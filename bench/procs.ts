@@ -26,7 +26,7 @@ process.on('exit', () => {
  * first (as the Lambda functions are: one file, no loader hooks, real line numbers in CPU
  * profiles); BENCH_TSX=1 runs the TypeScript through tsx instead.
  */
-export async function benchScript(name: 'upstream' | 'floor-proxy' | 'gateway-server' | 'dynamo-server'): Promise<string[]> {
+export async function benchScript(name: 'upstream' | 'floor-proxy' | 'work-floor-proxy' | 'gateway-server' | 'dynamo-server'): Promise<string[]> {
   if (process.env.BENCH_TSX === '1') return [...TSX_IMPORT, `bench/${name}.ts`];
   // Under node_modules/ (git-ignored), so the bundles resolve the project's packages.
   bundleDir ??= join('node_modules', '.cache', 'gw-bench', String(process.pid));

@@ -4,15 +4,17 @@ import { fileURLToPath } from 'node:url';
 import { runLoad } from './load.ts';
 import { CLIENT_CORE, pinSelf } from './procs.ts';
 import { STREAM_BODY } from './streaming.ts';
-import { startOurs, startUpstream } from './targets.ts';
+import { startFloor, startOurs, startUpstream, startWorkFloor } from './targets.ts';
 
 /**
  * `npx tsx bench/profile.ts`: our gateway (child process, `node --cpu-prof`) under the concurrent
  * load of `npm run bench` for BENCH_DURATION seconds (default 10), then the profile's top functions
  * by self time and the time per source file. The .cpuprofile stays in bench/results/profiles/
  * (open it in Chrome DevTools or speedscope). BENCH_STREAM=1 profiles streaming requests instead;
- * BENCH_AUTH=0 profiles the gateway without keys (no store). Also printed: the inclusive time of
- * the gateway's own functions (where a request's time goes, callees included).
+ * BENCH_AUTH=0 profiles the gateway without keys (no store); BENCH_TARGET=floor or work-floor
+ * profiles the bare node:http proxy or the work floor instead, for comparison. Also printed: the inclusive time of the gateway's own
+ * functions (where a request's time goes, callees included), and the process's sampled time per
+ * request by kind (its own code, node internals, GC, syscalls...), comparable across targets.
  */
 
 interface ProfileNode {
@@ -28,16 +30,22 @@ const dir = resolve('bench', 'results', 'profiles', new Date().toISOString().rep
 mkdirSync(dir, { recursive: true });
 pinSelf(CLIENT_CORE);
 
+const which = process.env.BENCH_TARGET;
+const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+/** Requests the profiled process answered (warm-up included: the profile covers its whole life). */
+let requests = 0;
 const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });
 try {
-  const ours = await startOurs(up.url, { auth: process.env.BENCH_AUTH !== '0', nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  const proxy =
+    which === 'floor' ? await startFloor(up.url, nodeArgs) : which === 'work-floor' ? await startWorkFloor(up.url, nodeArgs) : await startOurs(up.url, { auth: process.env.BENCH_AUTH !== '0', nodeArgs });
   try {
-    const target = process.env.BENCH_STREAM === '1' ? { ...ours.target, body: STREAM_BODY } : ours.target;
-    await runLoad(target, { name: 'concurrent', connections }, 2);
-    const r = await runLoad(target, { name: 'concurrent', connections }, durationS, ours.pids);
-    console.log(`load: ${r.rps} req/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.non2xx} non-2xx, cpu ${r.cpuUsPerReq} us/req (store ${r.storeCpuUsPerReq ?? '-'})`);
+    const target = process.env.BENCH_STREAM === '1' ? { ...proxy.target, body: STREAM_BODY } : proxy.target;
+    const warm = await runLoad(target, { name: 'concurrent', connections }, 2);
+    const r = await runLoad(target, { name: 'concurrent', connections }, durationS, proxy.pids);
+    requests = warm.requests + r.requests;
+    console.log(`${proxy.target.name}: ${r.rps} req/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.non2xx} non-2xx, cpu ${r.cpuUsPerReq} us/req (store ${r.storeCpuUsPerReq ?? '-'})`);
   } finally {
-    await ours.stop();
+    await proxy.stop();
   }
 } finally {
   await up.stop();
@@ -86,6 +94,25 @@ for (const n of profile.nodes) {
     inclusive.set(fn, (inclusive.get(fn) ?? 0) + hits);
   }
 }
+// Sampled time per request by kind: what the process spends a request on, comparable between targets.
+const kindOf = (url: string, fn: string): string => {
+  if (!url) return fn === '(idle)' || fn === '(program)' || fn === '(garbage collector)' ? fn : fn === 'writev' || fn === 'writeUtf8String' || fn === 'writeBuffer' ? 'socket writes (syscalls)' : 'native (other)';
+  if (ownCode(url)) return 'own code';
+  if (url.startsWith('node:_http') || url.startsWith('node:http')) return 'node:http';
+  if (url.startsWith('node:internal/streams') || url.startsWith('node:stream') || url.startsWith('node:net') || url.startsWith('node:internal/stream_base')) return 'node streams and net';
+  if (url.startsWith('node:')) return 'node (other)';
+  return 'dependencies';
+};
+const sampleUs = (profile.endTime - profile.startTime) / total;
+const byKind = new Map<string, number>();
+for (const n of profile.nodes) if (n.hitCount) byKind.set(kindOf(n.callFrame.url, n.callFrame.functionName), (byKind.get(kindOf(n.callFrame.url, n.callFrame.functionName)) ?? 0) + n.hitCount);
+const busy = [...byKind.entries()].filter(([k]) => k !== '(idle)');
+console.log(
+  `\nSampled time per request by kind (us; ${requests} requests, idle left out):\n${busy
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, hits]) => `${((hits * sampleUs) / requests).toFixed(1).padStart(7)}  ${k}`)
+    .join('\n')}\n${((busy.reduce((t, [, h]) => t + h, 0) * sampleUs) / requests).toFixed(1).padStart(7)}  total`,
+);
 console.log(`\nOur functions by inclusive time:\n${top(inclusive, 40)}`);
 console.log(`\nTop functions by self time (${total} samples):\n${top(byFn, 40)}`);
 console.log(`\nBy file:\n${top(byFile, 30)}`);

@@ -8,7 +8,7 @@ import { runLoad, runRotation, type LoadResult, type Shape } from './load.ts';
 import { CLIENT_CORE, PINNING, pinSelf, SERVER_CORE } from './procs.ts';
 import { goals, printColdStart, printGoals, printLambdaTail, printLoad, printStreaming, type Goal } from './report.ts';
 import { measureStreaming, type StreamResult } from './streaming.ts';
-import { direct, startFloor, startOurs, startPortkey, startUpstream, type Running } from './targets.ts';
+import { direct, startFloor, startOurs, startPortkey, startUpstream, startWorkFloor, type Running } from './targets.ts';
 
 /**
  * `npm run bench`: our gateway's overhead against a bare node:http proxy (the floor) and Portkey's
@@ -22,7 +22,7 @@ import { direct, startFloor, startOurs, startPortkey, startUpstream, type Runnin
  *   BENCH_COLD_RUNS=5/3    fresh processes per bundle for the cold start
  *   BENCH_LAMBDA_INVOCATIONS=100/40   invocations per mode of the simulated Lambda (billed ms after the body)
  *   BENCH_ONLY=load,streaming,lambda,cold   which parts to run
- *   BENCH_TARGETS=floor,ours,ours-open,portkey   which proxies to run (direct always runs)
+ *   BENCH_TARGETS=floor,work-floor,ours,ours-open,portkey   which proxies to run (direct always runs)
  *   BENCH_PIN=0            do not pin processes to cores
  *   BENCH_TIMEOUT=540/240  seconds after which the run gives up (children stopped, exit 1)
  */
@@ -46,7 +46,7 @@ const settings = {
   timeoutS: num('BENCH_TIMEOUT', 540, 240),
 };
 const only = new Set((process.env.BENCH_ONLY ?? 'load,streaming,lambda,cold').split(',').map((s) => s.trim()));
-const proxies = new Set((process.env.BENCH_TARGETS ?? 'floor,ours,ours-open,portkey').split(',').map((s) => s.trim()));
+const proxies = new Set((process.env.BENCH_TARGETS ?? 'floor,work-floor,ours,ours-open,portkey').split(',').map((s) => s.trim()));
 const shapes: Shape[] = [
   { name: 'sequential', connections: 1 },
   { name: 'concurrent', connections: settings.connections },
@@ -84,6 +84,7 @@ const upstreamWrites = settings.streamChunks + 4;
 
 const loadTargets: [string, Starter][] = [['direct', directTarget]];
 if (proxies.has('floor')) loadTargets.push(['floor', () => startFloor(upstream)]);
+if (proxies.has('work-floor')) loadTargets.push(['work-floor', () => startWorkFloor(upstream)]);
 if (proxies.has('ours')) loadTargets.push(['ours', () => startOurs(upstream, { auth: true })]);
 if (proxies.has('ours-open')) loadTargets.push(['ours-open', () => startOurs(upstream, { auth: false })]);
 if (proxies.has('portkey')) loadTargets.push(['portkey', () => startPortkey(upstream, false)]);

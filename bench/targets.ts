@@ -53,6 +53,12 @@ export async function startFloor(upstream: string, nodeArgs: string[] = []): Pro
   return running('floor', child, upstream);
 }
 
+/** The work floor (bench/work-floor-proxy.ts): the bare proxy plus the parsing and logging any gateway must do. */
+export async function startWorkFloor(upstream: string, nodeArgs: string[] = []): Promise<Running> {
+  const child = await spawnNode({ name: 'work floor proxy', args: [...nodeArgs, ...(await benchScript('work-floor-proxy'))], core: SERVER_CORE, env: { BENCH_UPSTREAM: upstream }, ready: { kind: 'line' } });
+  return running('work-floor', child, upstream);
+}
+
 export interface OursOptions {
   /**
    * Keys, rate limits and budgets on, with a DynamoDB API (dynalite, its own process) as the store,

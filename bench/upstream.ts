@@ -1,6 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { announceReady, onStopSignal } from './child.ts';
+import { serveChild } from './child.ts';
 
 /**
  * The benchmark's mock OpenAI upstream (a child process on 127.0.0.1): `POST /v1/chat/completions`
@@ -93,12 +92,4 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   });
 }
 
-const server = createServer({ keepAliveTimeout: 65_000 }, handle);
-server.listen(Number(process.env.BENCH_PORT ?? 0), '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo;
-  announceReady(`http://127.0.0.1:${port}`);
-});
-onStopSignal(async () => {
-  server.closeAllConnections();
-  server.close();
-});
+serveChild(createServer({ keepAliveTimeout: 65_000 }, handle));
