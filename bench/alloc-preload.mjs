@@ -1,7 +1,8 @@
 /**
  * Preload for bench/alloc.ts (`node --import ./bench/alloc-preload.mjs ...`): V8's sampling heap
  * profiler over everything the process allocates, objects already collected included (so it
- * counts allocation, not what stays alive). SIGUSR2 writes the samples taken since the last signal
+ * counts allocation, not what stays alive); with BENCH_ALLOC_SURVIVORS=1, only objects that
+ * survived the young generation (promoted, or still alive when sampled). SIGUSR2 writes the samples taken since the last signal
  * to BENCH_ALLOC_DIR/alloc-<pid>.heapprofile and starts over.
  */
 import { Session } from 'node:inspector';
@@ -15,7 +16,7 @@ const start = () =>
   post('HeapProfiler.startSampling', {
     samplingInterval: Number(process.env.BENCH_ALLOC_INTERVAL ?? 512),
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    includeObjectsCollectedByMinorGC: process.env.BENCH_ALLOC_SURVIVORS !== '1',
   });
 await post('HeapProfiler.enable');
 await start();

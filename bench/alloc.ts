@@ -13,7 +13,9 @@ import { startFloor, startOurs, startUpstream, type Running } from './targets.ts
  * then BENCH_DURATION seconds (default 5) of requests are profiled. Printed: bytes per request, the
  * functions allocating most (self), the source files (from the bundle's module comments) and the
  * gateway's own functions by bytes allocated under them (callees included).
- * BENCH_TARGET=ours (keys on, the default), ours-open (no keys) or floor.
+ * BENCH_TARGET=ours (keys on, the default), ours-open (no keys) or floor. BENCH_CONNECTIONS=64:
+ * the concurrent shape instead. BENCH_ALLOC_SURVIVORS=1: only what survived the young generation
+ * (promoted to the old one, or alive at the end), i.e. what costs scavenges and mark-compacts.
  */
 
 interface Node {
@@ -62,7 +64,8 @@ const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: 
 let proxy: Running | undefined;
 try {
   proxy = which === 'floor' ? await startFloor(up.url, preload) : await startOurs(up.url, { auth: which !== 'ours-open', nodeArgs: preload });
-  const shape = { name: 'sequential', connections: 1 } as const;
+  const connections = Number(process.env.BENCH_CONNECTIONS ?? 1);
+  const shape = { name: connections > 1 ? 'concurrent' : 'sequential', connections } as const;
   await runLoad(proxy.target, shape, 2);
   await takeProfile(proxy.pids.server!);
   const r = await runLoad(proxy.target, shape, durationS);
@@ -97,7 +100,7 @@ try {
       .slice(0, k)
       .map(([name, b]) => `${per(b)}  ${name}`)
       .join('\n');
-  console.log(`${proxy.target.name}: ${n} requests in ${durationS} s, ${(total / n / 1024).toFixed(1)} KB allocated per request (sampled)`);
+  console.log(`${proxy.target.name}: ${n} requests in ${durationS} s, ${(total / n / 1024).toFixed(1)} KB ${process.env.BENCH_ALLOC_SURVIVORS === '1' ? 'surviving the young generation' : 'allocated'} per request (sampled)`);
   console.log(`\nTop functions by bytes allocated (self), per request:\n${top(self, 45)}`);
   console.log(`\nBy source file, per request:\n${top(files, 25)}`);
   console.log(`\nThe gateway's own functions, callees included, per request:\n${top(inclusive, 30)}`);
