@@ -4,7 +4,7 @@ import OpenAI from 'openai';
 import { startLocalServer, type LocalServer } from '../local/server.ts';
 import type { LocalDynamo } from '../local/dynamodb.ts';
 import { parseConfig } from '../shared/config/load.ts';
-import { DynamoStore, dynamoClient } from '../shared/store/dynamodb.ts';
+import { DynamoStore, dynamoClient, type LeanDynamoCaller } from '../shared/store/dynamodb.ts';
 import { ADMIN_TOKEN, eventually, startDynamo, TestClock } from './helpers/keys.ts';
 import { MemorySink } from './helpers/gateway.ts';
 import { createGate, startMockOpenAI, type MockOpenAI } from './helpers/mock-openai.ts';
@@ -50,7 +50,8 @@ describe('hot path: DynamoDB round trips before the first upstream byte', () => 
   before(async () => {
     const d = await startDynamo();
     dynamo = d.dynamo;
-    const ddb = dynamoClient(d.settings);
+    // A local endpoint: the lean client, whose middleware stack has the SDK's shape.
+    const ddb = dynamoClient(d.settings) as LeanDynamoCaller;
     ddb.middlewareStack.add(
       (next, context) => async (args) => {
         const call: Call = { name: String(context.commandName), item: (args.input as { Key?: { pk?: { S?: string } } }).Key?.pk?.S, started: ++tick };

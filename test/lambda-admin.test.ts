@@ -4,7 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import type { LocalDynamo } from '../local/dynamodb.ts';
-import { dynamoClient, type DynamoSettings } from '../shared/store/dynamodb.ts';
+import type { DynamoSettings } from '../shared/store/dynamodb.ts';
+import { sdkDynamoClient } from '../shared/store/dynamodb-sdk.ts';
 import { installAwsLambdaGlobal, lambdaContext, ResponseStreamStandIn } from './helpers/awslambda.ts';
 import { startDynamo } from './helpers/keys.ts';
 
@@ -109,8 +110,8 @@ describe('Lambda entries with keys on (functions/admin.ts, functions/gateway.ts)
     assert.deepEqual(created.json.limits, { rpm: 60 });
     const { id, key } = created.json as { id: string; key: string };
 
-    // The table holds the hash, never the key.
-    const client = dynamoClient(settings);
+    // The table holds the hash, never the key (read with the AWS SDK's own client).
+    const client = sdkDynamoClient(settings);
     try {
       const items = JSON.stringify((await client.send(new ScanCommand({ TableName: settings.tables.keys }))).Items);
       assert.ok(items.includes(id));

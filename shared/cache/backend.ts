@@ -1,4 +1,3 @@
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchGetItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, ensureTable, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
 
 /**
@@ -117,7 +116,7 @@ export class MemoryCacheBackend implements CacheBackend {
 }
 
 /** Create the cache table if missing (local server and tests; in AWS the CDK stack owns it, with TTL). */
-export function ensureCacheTable(client: DynamoDBClient, table: string): Promise<void> {
+export function ensureCacheTable(client: Pick<DynamoSender, 'send'>, table: string): Promise<void> {
   return ensureTable(client, table);
 }
 

@@ -1,25 +1,25 @@
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { AwsJsonClient } from '../aws/json-client.ts';
+import type { AwsCredentials } from '../aws/sigv4.ts';
 import {
   BatchGetItemCommand,
   ConditionalCheckFailedException,
   CreateTableCommand,
-  DeleteItemCommand,
   DescribeTableCommand,
-  DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
   ScanCommand,
   UpdateItemCommand,
-  type AttributeValue,
-} from '@aws-sdk/client-dynamodb';
+  type DeferredCommand,
+  type DynamoCaller,
+  type Ops,
+} from './commands.ts';
 import type { CounterTotals, KeyPage, KeyRecord, LeaseRequest, LeaseResult, ReportRow, ReserveRequest, Store, TeamRecord, UsageDelta } from './types.ts';
 import { spanAwsCalls } from '../tracing/spans.ts';
 import { isLocalEndpoint, type DynamoSettings, type DynamoTables } from './settings.ts';
-import type { Ops } from './lazy.ts';
+import { lazyDynamoClient } from './lazy.ts';
 
 export { dynamoSettings, isLocalEndpoint, type DynamoSettings, type DynamoTables } from './settings.ts';
-
-/** The SDK commands a lazy sender (shared/store/lazy.ts) makes from the commands it is given. */
-export const COMMANDS: Record<keyof Ops, unknown> = { GetItem: GetItemCommand, BatchGetItem: BatchGetItemCommand, PutItem: PutItemCommand, DeleteItem: DeleteItemCommand };
 
 /**
  * The Store on DynamoDB. Two tables, both with a single string partition key `pk`:
@@ -38,7 +38,7 @@ export const COMMANDS: Record<keyof Ops, unknown> = { GetItem: GetItemCommand, B
  */
 
 export interface DynamoStoreOptions {
-  client: DynamoDBClient;
+  client: DynamoCaller;
   tables: DynamoTables;
 }
 
@@ -170,7 +170,7 @@ function decodeCursor(cursor: string | undefined): Item | undefined {
 }
 
 export class DynamoStore implements Store {
-  private readonly client: DynamoDBClient;
+  private readonly client: DynamoCaller;
   readonly tables: DynamoTables;
 
   constructor(opts: DynamoStoreOptions) {
@@ -424,22 +424,50 @@ export class DynamoStore implements Store {
   }
 }
 
-/** A DynamoDB client: AWS's default credential chain, or dummy credentials for a local endpoint. */
-export function dynamoClient(s: DynamoSettings): DynamoDBClient {
-  const local = isLocalEndpoint(s.endpoint);
-  const client = new DynamoDBClient({
-    region: s.region ?? (local ? 'local' : undefined),
-    endpoint: s.endpoint,
-    credentials: local ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined,
-    maxAttempts: 3,
-    // The middleware stack resolved once per command class, not on every call: 1,390/1,600 ->
-    // 1,150/1,330 us of event loop per UpdateItem (interleaved in one process). Every middleware
-    // is added when the client is made (spans below, a test's counter), before its first call.
-    cacheMiddleware: true,
-  });
-  // Each round trip is a span when a recorder is installed (X-Ray in Lambda).
-  return spanAwsCalls(client, 'DynamoDB');
+/**
+ * What the lean client (shared/aws/json-client.ts) needs to reach DynamoDB without the SDK's
+ * chains: credentials and a region from the environment as the SDK's default chain would take them
+ * first (`AWS_ACCESS_KEY_ID`... as Lambda sets them, unless `AWS_PROFILE` names a profile), or a
+ * local endpoint's dummy credentials; and the endpoint the SDK would use (the configured one, the
+ * `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` variables, or the regional one; FIPS and
+ * dual-stack endpoints are left to the SDK). Undefined: only the SDK resolves them (profiles, SSO,
+ * container or instance roles).
+ */
+export function leanDynamoTarget(s: DynamoSettings, env: Record<string, string | undefined> = process.env): { region: string; endpoint: string; credentials: AwsCredentials } | undefined {
+  if (isLocalEndpoint(s.endpoint)) return { region: s.region ?? 'local', endpoint: s.endpoint!, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } };
+  const region = s.region;
+  if (!region || !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region) || region.startsWith('us-iso')) return undefined;
+  if (env.AWS_PROFILE || !env.AWS_ACCESS_KEY_ID || !env.AWS_SECRET_ACCESS_KEY) return undefined;
+  if (['AWS_USE_FIPS_ENDPOINT', 'AWS_USE_DUALSTACK_ENDPOINT'].some((k) => env[k] && env[k] !== 'false')) return undefined;
+  // The SDK's order: the client's own endpoint, then the service's and the global endpoint variables, then the regional endpoint.
+  const fromEnv = env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS === 'true' ? undefined : env.AWS_ENDPOINT_URL_DYNAMODB || env.AWS_ENDPOINT_URL || undefined;
+  const endpoint = s.endpoint ?? fromEnv ?? `https://dynamodb.${region}.${region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com'}`;
+  return { region, endpoint, credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN || undefined } };
 }
+
+/** A DynamoCaller on the lean client, with a middleware stack of the SDK's shape (spans; tests count calls with it). */
+export interface LeanDynamoCaller extends DynamoCaller {
+  middlewareStack: AwsJsonClient['middlewareStack'];
+}
+
+/**
+ * The store's DynamoDB caller: the lean JSON client where `leanDynamoTarget` resolves (Lambda, a
+ * local endpoint), else the AWS SDK, loaded by the first call (shared/store/dynamodb-sdk.ts).
+ */
+export function dynamoClient(s: DynamoSettings, env: Record<string, string | undefined> = process.env): LeanDynamoCaller | DynamoCaller {
+  const target = leanDynamoTarget(s, env);
+  if (!target) return lazyDynamoClient(s);
+  const creds = target.credentials;
+  const client = new AwsJsonClient({ service: 'dynamodb', targetPrefix: 'DynamoDB_20120810', jsonVersion: '1.0', region: target.region, endpoint: target.endpoint, credentials: () => creds });
+  // Each call is a span when a recorder is installed (X-Ray in Lambda).
+  spanAwsCalls(client, 'DynamoDB');
+  return {
+    send: <K extends keyof Ops>(command: DeferredCommand<K>) => client.call<Ops[K][1]>(command.op, command.input as object),
+    destroy: () => client.destroy(),
+    middlewareStack: client.middlewareStack,
+  };
+}
+
 
 export function createDynamoStore(s: DynamoSettings): DynamoStore {
   return new DynamoStore({ client: dynamoClient(s), tables: s.tables });
@@ -459,7 +487,7 @@ export async function ensureTables(s: DynamoSettings): Promise<void> {
 }
 
 /** Create one on-demand table keyed on the string `pk` if it does not exist, and wait until it is active. */
-export async function ensureTable(client: Pick<DynamoDBClient, 'send'>, name: string): Promise<void> {
+export async function ensureTable(client: Pick<DynamoCaller, 'send'>, name: string): Promise<void> {
   try {
     await client.send(new DescribeTableCommand({ TableName: name }));
     return;
