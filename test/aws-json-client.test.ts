@@ -10,6 +10,9 @@ import type { LocalDynamo } from '../local/dynamodb.ts';
 import { DynamoStore, dynamoClient, leanDynamoTarget, type DynamoSettings } from '../shared/store/dynamodb.ts';
 import { sdkCaller } from '../shared/store/dynamodb-sdk.ts';
 import { startDynamo } from './helpers/keys.ts';
+import { startMockFirehose, type MockFirehose } from './helpers/mock-firehose.ts';
+import { FirehoseLogSink } from '../shared/telemetry/firehose-sink.ts';
+import type { RequestRecord } from '../shared/telemetry/record.ts';
 
 const bytes = (d: string | ArrayBuffer | ArrayBufferView): string | Uint8Array => (typeof d === 'string' ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
 
@@ -204,7 +207,9 @@ describe('which DynamoDB client the store uses', () => {
   test("whatever only the SDK's chains resolve goes to the SDK: profiles, no credentials, no region, FIPS or dual-stack, isolated regions", () => {
     assert.equal(leanDynamoTarget(s(), { ...lambdaEnv, AWS_PROFILE: 'dev' }), undefined);
     assert.equal(leanDynamoTarget(s(), {}), undefined);
-    assert.equal(leanDynamoTarget(s({ region: undefined }), lambdaEnv), undefined);
+    const { AWS_REGION: _, ...noRegion } = lambdaEnv;
+    assert.equal(leanDynamoTarget(s({ region: undefined }), noRegion), undefined);
+    assert.equal(leanDynamoTarget(s({ region: undefined }), lambdaEnv)?.region, 'eu-west-1', 'AWS_REGION, as the SDK reads it');
     assert.equal(leanDynamoTarget(s(), { ...lambdaEnv, AWS_USE_FIPS_ENDPOINT: 'true' }), undefined);
     assert.equal(leanDynamoTarget(s(), { ...lambdaEnv, AWS_USE_DUALSTACK_ENDPOINT: 'true' }), undefined);
     assert.equal(leanDynamoTarget(s({ region: 'us-iso-east-1' }), lambdaEnv), undefined);
@@ -236,5 +241,41 @@ describe('the store through the AWS SDK (the fallback) against a real DynamoDB A
     assert.equal(await sdk.claim('alert:x', exp), false, 'a conditional failure is the same answer through either');
     lean.close();
     sdk.close();
+  });
+});
+
+describe('the Firehose log sink on the lean client (as in Lambda: role and region in the environment)', () => {
+  let firehose: MockFirehose;
+  const saved: Record<string, string | undefined> = {};
+  const env = { AWS_ACCESS_KEY_ID: 'ASIAFIREHOSE', AWS_SECRET_ACCESS_KEY: 'firehose-secret', AWS_SESSION_TOKEN: 'firehose-token', AWS_REGION: 'eu-west-1', AWS_PROFILE: undefined };
+  before(async () => {
+    firehose = await startMockFirehose();
+    for (const [k, v] of Object.entries({ ...env, AWS_ENDPOINT_URL_FIREHOSE: firehose.endpoint })) {
+      saved[k] = process.env[k];
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+  after(async () => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    await firehose.close();
+  });
+
+  test('records go as one PutRecordBatch in the JSON 1.1 protocol, base64 NDJSON lines; a failed record is sent again', async () => {
+    const sink = new FirehoseLogSink({ deliveryStreamName: 'gateway-request-logs', baseDelayMs: 1, maxDelayMs: 2, writeLine: () => assert.fail('nothing is undelivered') });
+    firehose.script({ failRecords: [1] });
+    const records = ['a', 'b', 'c'].map((id) => ({ requestId: id, status: 200, note: 'é€' }) as unknown as RequestRecord);
+    for (const r of records) sink.write(r);
+    await sink.flush();
+    assert.equal(firehose.calls.length, 2);
+    assert.equal(firehose.calls[0]!.target, 'Firehose_20150804.PutRecordBatch');
+    assert.equal(firehose.calls[0]!.contentType, 'application/x-amz-json-1.1');
+    assert.equal(firehose.calls[0]!.body.DeliveryStreamName, 'gateway-request-logs');
+    assert.deepEqual(firehose.calls[0]!.lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId), ['a', 'b', 'c']);
+    assert.ok(firehose.calls[0]!.lines.every((l) => l.endsWith('\n') && l.includes('é€')));
+    assert.deepEqual(firehose.calls[1]!.lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId), ['b']);
   });
 });

@@ -1,6 +1,6 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { AwsJsonClient } from '../aws/json-client.ts';
-import type { AwsCredentials } from '../aws/sigv4.ts';
+import { awsTarget, type AwsTarget } from '../aws/target.ts';
 import {
   BatchGetItemCommand,
   ConditionalCheckFailedException,
@@ -424,25 +424,10 @@ export class DynamoStore implements Store {
   }
 }
 
-/**
- * What the lean client (shared/aws/json-client.ts) needs to reach DynamoDB without the SDK's
- * chains: credentials and a region from the environment as the SDK's default chain would take them
- * first (`AWS_ACCESS_KEY_ID`... as Lambda sets them, unless `AWS_PROFILE` names a profile), or a
- * local endpoint's dummy credentials; and the endpoint the SDK would use (the configured one, the
- * `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` variables, or the regional one; FIPS and
- * dual-stack endpoints are left to the SDK). Undefined: only the SDK resolves them (profiles, SSO,
- * container or instance roles).
- */
-export function leanDynamoTarget(s: DynamoSettings, env: Record<string, string | undefined> = process.env): { region: string; endpoint: string; credentials: AwsCredentials } | undefined {
+/** Where the lean client sends the store's calls (shared/aws/target.ts), or a local endpoint with dummy credentials; undefined: the SDK's chains are needed. */
+export function leanDynamoTarget(s: DynamoSettings, env: Record<string, string | undefined> = process.env): AwsTarget | undefined {
   if (isLocalEndpoint(s.endpoint)) return { region: s.region ?? 'local', endpoint: s.endpoint!, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } };
-  const region = s.region;
-  if (!region || !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region) || region.startsWith('us-iso')) return undefined;
-  if (env.AWS_PROFILE || !env.AWS_ACCESS_KEY_ID || !env.AWS_SECRET_ACCESS_KEY) return undefined;
-  if (['AWS_USE_FIPS_ENDPOINT', 'AWS_USE_DUALSTACK_ENDPOINT'].some((k) => env[k] && env[k] !== 'false')) return undefined;
-  // The SDK's order: the client's own endpoint, then the service's and the global endpoint variables, then the regional endpoint.
-  const fromEnv = env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS === 'true' ? undefined : env.AWS_ENDPOINT_URL_DYNAMODB || env.AWS_ENDPOINT_URL || undefined;
-  const endpoint = s.endpoint ?? fromEnv ?? `https://dynamodb.${region}.${region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com'}`;
-  return { region, endpoint, credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN || undefined } };
+  return awsTarget({ endpointPrefix: 'dynamodb', envName: 'DYNAMODB' }, s, env);
 }
 
 /** A DynamoCaller on the lean client, with a middleware stack of the SDK's shape (spans; tests count calls with it). */

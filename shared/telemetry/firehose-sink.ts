@@ -1,4 +1,6 @@
 import type { PutRecordBatchCommand, PutRecordBatchOutput } from '@aws-sdk/client-firehose';
+import { AwsJsonClient } from '../aws/json-client.ts';
+import { awsTarget } from '../aws/target.ts';
 import type { LogSink, RequestRecord } from './record.ts';
 import { spanAwsCalls } from '../tracing/spans.ts';
 
@@ -34,7 +36,10 @@ export interface FirehoseSender {
 
 export interface FirehoseSinkOptions {
   deliveryStreamName: string;
-  /** Default: a FirehoseClient for the function's region and role (the SDK loaded on the first send). */
+  /**
+   * Default: the lean JSON client (shared/aws/json-client.ts) where the function's role and region
+   * are in the environment (Lambda), else a FirehoseClient of the AWS SDK (loaded on the first send).
+   */
   client?: FirehoseSender;
   /** Retries after the first try (default 3). */
   maxRetries?: number;
@@ -54,8 +59,11 @@ interface Entry {
   errorMessage?: string;
 }
 
+/** One PutRecordBatch call for these records' bytes. */
+type Put = (records: Uint8Array[]) => Promise<PutRecordBatchOutput>;
+
 export class FirehoseLogSink implements LogSink {
-  private client?: FirehoseSender;
+  private put?: Promise<Put>;
   private readonly maxRetries: number;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
@@ -65,7 +73,6 @@ export class FirehoseLogSink implements LogSink {
   private readonly inflight = new Set<Promise<void>>();
 
   constructor(private readonly opts: FirehoseSinkOptions) {
-    this.client = opts.client;
     this.maxRetries = opts.maxRetries ?? 3;
     this.baseDelayMs = opts.baseDelayMs ?? 100;
     this.maxDelayMs = opts.maxDelayMs ?? 2_000;
@@ -109,15 +116,29 @@ export class FirehoseLogSink implements LogSink {
     }
   }
 
+  /** How a batch is sent: the given client, the lean client, or the SDK's (made on the first send). */
+  private async putter(): Promise<Put> {
+    const stream = this.opts.deliveryStreamName;
+    const target = this.opts.client ? undefined : awsTarget({ endpointPrefix: 'firehose', envName: 'FIREHOSE' }, {});
+    if (target) {
+      const client = new AwsJsonClient({ service: 'firehose', targetPrefix: 'Firehose_20150804', jsonVersion: '1.1', region: target.region, endpoint: target.endpoint, credentials: () => target.credentials });
+      spanAwsCalls(client, 'Firehose');
+      // A blob goes as base64 in the JSON protocol.
+      return (records) => client.call('PutRecordBatch', { DeliveryStreamName: stream, Records: records.map((d) => ({ Data: Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('base64') })) });
+    }
+    const sdk = await import('@aws-sdk/client-firehose');
+    const client = this.opts.client ?? spanAwsCalls(new sdk.FirehoseClient({}), 'Firehose');
+    return (records) => client.send(new sdk.PutRecordBatchCommand({ DeliveryStreamName: stream, Records: records.map((d) => ({ Data: d })) }));
+  }
+
   private async sendBatch(batch: Entry[]): Promise<void> {
     let pending = batch;
-    const sdk = await import('@aws-sdk/client-firehose');
-    const client = (this.client ??= spanAwsCalls(new sdk.FirehoseClient({}), 'Firehose'));
+    const put = await (this.put ??= this.putter());
     for (let attempt = 0; pending.length > 0 && attempt <= this.maxRetries; attempt++) {
       if (attempt > 0) await sleep(this.backoff(attempt));
       let out: PutRecordBatchOutput;
       try {
-        out = await client.send(new sdk.PutRecordBatchCommand({ DeliveryStreamName: this.opts.deliveryStreamName, Records: pending.map((e) => ({ Data: e.data })) }));
+        out = await put(pending.map((e) => e.data));
       } catch (err) {
         const name = (err as { name?: string })?.name ?? 'Error';
         for (const e of pending) {
