@@ -1,6 +1,4 @@
 import type { PutRecordBatchCommand, PutRecordBatchOutput } from '@aws-sdk/client-firehose';
-import { AwsJsonClient } from '../aws/json-client.ts';
-import { awsTarget } from '../aws/target.ts';
 import type { LogSink, RequestRecord } from './record.ts';
 import { spanAwsCalls } from '../tracing/spans.ts';
 
@@ -119,9 +117,11 @@ export class FirehoseLogSink implements LogSink {
   /** How a batch is sent: the given client, the lean client, or the SDK's (made on the first send). */
   private async putter(): Promise<Put> {
     const stream = this.opts.deliveryStreamName;
-    const target = this.opts.client ? undefined : awsTarget({ endpointPrefix: 'firehose', envName: 'FIREHOSE' }, {});
-    if (target) {
-      const client = new AwsJsonClient({ service: 'firehose', targetPrefix: 'Firehose_20150804', jsonVersion: '1.1', region: target.region, endpoint: target.endpoint, credentials: () => target.credentials });
+    // Loaded by the first send (after the first response), not at cold start.
+    const aws = this.opts.client ? undefined : await import('../entries/aws-json.ts');
+    const target = aws?.awsTarget({ endpointPrefix: 'firehose', envName: 'FIREHOSE' }, {});
+    if (aws && target) {
+      const client = new aws.AwsJsonClient({ service: 'firehose', targetPrefix: 'Firehose_20150804', jsonVersion: '1.1', region: target.region, endpoint: target.endpoint, credentials: () => target.credentials });
       spanAwsCalls(client, 'Firehose');
       // A blob goes as base64 in the JSON protocol.
       return (records) => client.call('PutRecordBatch', { DeliveryStreamName: stream, Records: records.map((d) => ({ Data: Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('base64') })) });
