@@ -50,8 +50,12 @@ export class AwsServiceError extends Error {
   }
 }
 
+/** The SDK's throttling and transient error codes (@smithy/service-error-classification). */
 const THROTTLING = new Set([
+  'Throttling',
   'ThrottlingException',
+  'EC2ThrottledException',
+  'PriorRequestNotComplete',
   'ProvisionedThroughputExceededException',
   'RequestLimitExceeded',
   'RequestThrottled',
@@ -63,7 +67,7 @@ const THROTTLING = new Set([
   'SlowDown',
   'TransactionInProgressException',
 ]);
-const TRANSIENT = new Set(['InternalServerError', 'InternalFailure', 'ServiceUnavailable', 'ServiceUnavailableException', 'RequestTimeout', 'RequestTimeoutException']);
+const TRANSIENT = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'InternalServerError', 'InternalFailure', 'ServiceUnavailable', 'ServiceUnavailableException']);
 
 /** The error type of an AWS JSON error answer: `__type` (or the x-amzn-errortype header) without its namespace. */
 function errorName(type: string | undefined, status: number): string {
