@@ -9,6 +9,7 @@ import { signJsonRequest, type AwsCredentials } from '../shared/aws/sigv4.ts';
 import type { LocalDynamo } from '../local/dynamodb.ts';
 import { DynamoStore, dynamoClient, leanDynamoTarget, type DynamoSettings } from '../shared/store/dynamodb.ts';
 import { sdkCaller } from '../shared/store/dynamodb-sdk.ts';
+import { GetItemCommand, PutItemCommand } from '../shared/store/commands.ts';
 import { startDynamo } from './helpers/keys.ts';
 import { startMockFirehose, type MockFirehose } from './helpers/mock-firehose.ts';
 import { FirehoseLogSink } from '../shared/telemetry/firehose-sink.ts';
@@ -241,6 +242,24 @@ describe('the store through the AWS SDK (the fallback) against a real DynamoDB A
     assert.equal(await sdk.claim('alert:x', exp), false, 'a conditional failure is the same answer through either');
     lean.close();
     sdk.close();
+  });
+
+  test('binary attributes (the cache and stored Responses keep gzip bytes) round-trip through the lean client and read back alike through the SDK', async () => {
+    const lean = dynamoClient(settings);
+    const sdk = sdkCaller(settings);
+    const bytes = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const set = [Buffer.from('a'), Buffer.from([0, 255, 1])];
+    const input = { TableName: settings.tables.usage, Item: { pk: { S: 'bin:1' }, body: { B: bytes }, set: { BS: set }, nested: { M: { B: { S: 'an attribute named B' } } } } };
+    await lean.send(new PutItemCommand(input));
+    assert.ok(input.Item.body.B instanceof Uint8Array, 'the input is left as it was');
+    for (const caller of [lean, sdk]) {
+      const out = await caller.send(new GetItemCommand({ TableName: settings.tables.usage, Key: { pk: { S: 'bin:1' } }, ConsistentRead: true }));
+      assert.deepEqual([...(out.Item!.body!.B as Uint8Array)], [...bytes]);
+      assert.deepEqual(out.Item!.set!.BS!.map((b) => [...b]), set.map((b) => [...b]));
+      assert.deepEqual(out.Item!.nested!.M!.B, { S: 'an attribute named B' });
+    }
+    lean.destroy();
+    sdk.destroy();
   });
 });
 

@@ -1,4 +1,4 @@
-import { BatchGetItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, ensureTable, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
+import { BatchGetItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, ensureTable, isLocalEndpoint, lazyStoreCaller, type DynamoSender } from '../store/lazy.ts';
 
 /**
  * Where cache entries live. One item per entry under a string key `pk`, holding the compressed
@@ -123,5 +123,5 @@ export function ensureCacheTable(client: Pick<DynamoSender, 'send'>, table: stri
 /** The DynamoDB backend for a configuration: table and endpoint from the environment when set (CDK stack, local server). */
 export function createDynamoCache(cfg: { table: string }, env: Record<string, string | undefined>, now: () => number = Date.now, storeCfg: { region?: string; endpoint?: string } = {}): DynamoCacheBackend {
   const settings = { tables: { keys: '', usage: '' }, region: storeCfg.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION, endpoint: env.DYNAMODB_ENDPOINT || storeCfg.endpoint };
-  return new DynamoCacheBackend(lazyDynamoClient(settings), env.GATEWAY_CACHE_TABLE || cfg.table, now, isLocalEndpoint(settings.endpoint));
+  return new DynamoCacheBackend(lazyStoreCaller(settings), env.GATEWAY_CACHE_TABLE || cfg.table, now, isLocalEndpoint(settings.endpoint));
 }

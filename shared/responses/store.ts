@@ -1,4 +1,4 @@
-import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, dynamoSettings, isLocalEndpoint, lazyDynamoClient, type DynamoSender } from '../store/lazy.ts';
+import { ConditionalCheckFailedException, DeleteItemCommand, GetItemCommand, PutItemCommand, createOnFirstUse, dynamoSettings, isLocalEndpoint, lazyStoreCaller, type DynamoSender } from '../store/lazy.ts';
 
 type Json = Record<string, unknown>;
 
@@ -109,5 +109,5 @@ export class ResponseStore {
 /** The store for a configuration: the usage table and endpoint from the environment when set (CDK stack, local server). */
 export function createResponseStore(cfg: { keysTable: string; usageTable: string; region?: string; endpoint?: string }, env: Record<string, string | undefined>, now: () => number): ResponseStore {
   const settings = dynamoSettings(cfg, env);
-  return new ResponseStore(lazyDynamoClient(settings), settings.tables.usage, now, isLocalEndpoint(settings.endpoint));
+  return new ResponseStore(lazyStoreCaller(settings), settings.tables.usage, now, isLocalEndpoint(settings.endpoint));
 }

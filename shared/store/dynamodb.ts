@@ -447,10 +447,42 @@ export function dynamoClient(s: DynamoSettings, env: Record<string, string | und
   // Each call is a span when a recorder is installed (X-Ray in Lambda).
   spanAwsCalls(client, 'DynamoDB');
   return {
-    send: <K extends keyof Ops>(command: DeferredCommand<K>) => client.call<Ops[K][1]>(command.op, command.input as object),
+    send: <K extends keyof Ops>(command: DeferredCommand<K>) => client.call<Ops[K][1]>(command.op, binaryOut(command.input) as object).then((out) => binaryIn(out) as Ops[K][1]),
     destroy: () => client.destroy(),
     middlewareStack: client.middlewareStack,
   };
+}
+
+/** A command's input with its binary attribute values (bytes) as base64, as the JSON protocol carries them (a copy; the input is left as it is). */
+function binaryOut(v: unknown): unknown {
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  if (Array.isArray(v)) return v.map(binaryOut);
+  if (v !== null && typeof v === 'object') {
+    const o: Record<string, unknown> = {};
+    for (const k in v) o[k] = binaryOut((v as Record<string, unknown>)[k]);
+    return o;
+  }
+  return v;
+}
+
+/**
+ * An answer's binary attribute values back to bytes, in place: `B` (and each of `BS`) holds base64
+ * in the JSON protocol. Attribute values are objects, so a string under `B` is only ever a binary
+ * value (an attribute named `B` maps to an object).
+ */
+function binaryIn(v: unknown): unknown {
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = binaryIn(v[i]);
+  } else if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    for (const k in o) {
+      const x = o[k];
+      if (k === 'B' && typeof x === 'string') o[k] = Buffer.from(x, 'base64');
+      else if (k === 'BS' && Array.isArray(x) && x.every((b) => typeof b === 'string')) o[k] = x.map((b: string) => Buffer.from(b, 'base64'));
+      else if (x !== null && typeof x === 'object') o[k] = binaryIn(x);
+    }
+  }
+  return v;
 }
 
 

@@ -47,22 +47,33 @@ export { BatchGetItemCommand, ConditionalCheckFailedException, DeleteItemCommand
 export type DynamoSender = DynamoCaller;
 
 /**
- * The AWS SDK's DynamoDB client made on its first `send` (shared/store/dynamodb-sdk.ts), for the
- * stores that keep binary attributes (the response cache, stored Responses) and for the keys store
- * when only the SDK's chains resolve its credentials (shared/store/dynamodb.ts `dynamoClient`):
- * the SDK (its commands, client, HTTP handler, credential chain, signer) loads with their first
- * call, not at cold start.
+ * The AWS SDK's DynamoDB client made on its first `send` (shared/store/dynamodb-sdk.ts), for a
+ * store whose credentials only the SDK's chains resolve (shared/store/dynamodb.ts `dynamoClient`):
+ * the SDK (its commands, client, HTTP handler, credential chain, signer) loads with its first call.
  */
 export function lazyDynamoClient(settings: DynamoSettings): DynamoSender {
+  return onFirstSend(() => import('../entries/dynamodb-sdk.ts').then((m) => m.sdkCaller(settings)));
+}
+
+/** A caller made by its first `send` (every send waits for the one making). */
+function onFirstSend(make: () => Promise<DynamoCaller>): DynamoSender {
   let made: DynamoCaller | undefined;
   let loading: Promise<DynamoCaller> | undefined;
-  const load = () => (loading ??= import('../entries/dynamodb-sdk.ts').then((m) => (made = m.sdkCaller(settings))));
   return {
     async send<K extends keyof Ops>(command: DeferredCommand<K>): Promise<Ops[K][1]> {
-      return (made ?? (await load())).send(command);
+      return (made ?? (await (loading ??= make().then((c) => (made = c))))).send(command);
     },
     destroy: () => made?.destroy(),
   };
+}
+
+/**
+ * The store's DynamoDB caller (shared/store/dynamodb.ts `dynamoClient`: the lean client where the
+ * environment has the credentials, else the SDK), made by the first `send`: for the stores a
+ * gateway opens at start (the response cache, stored Responses), so nothing of it loads at cold start.
+ */
+export function lazyStoreCaller(settings: DynamoSettings): DynamoSender {
+  return onFirstSend(() => store().then((m) => m.dynamoClient(settings)));
 }
 
 /** shared/store/dynamodb.ts `ensureTable` (local server and tests). */
