@@ -105,7 +105,11 @@ const kindOf = (url: string, fn: string): string => {
 };
 const sampleUs = (profile.endTime - profile.startTime) / total;
 const byKind = new Map<string, number>();
-for (const n of profile.nodes) if (n.hitCount) byKind.set(kindOf(n.callFrame.url, n.callFrame.functionName), (byKind.get(kindOf(n.callFrame.url, n.callFrame.functionName)) ?? 0) + n.hitCount);
+for (const n of profile.nodes) {
+  if (!n.hitCount) continue;
+  const kind = kindOf(n.callFrame.url, n.callFrame.functionName);
+  byKind.set(kind, (byKind.get(kind) ?? 0) + n.hitCount);
+}
 const busy = [...byKind.entries()].filter(([k]) => k !== '(idle)');
 console.log(
   `\nSampled time per request by kind (us; ${requests} requests, idle left out):\n${busy

@@ -109,7 +109,7 @@ describe('AwsJsonClient on the wire', () => {
   });
   after(() => server.close());
 
-  const client = (maxAttempts = 3) => new AwsJsonClient({ service: 'dynamodb', targetPrefix: 'DynamoDB_20120810', jsonVersion: '1.0', region: 'eu-west-1', endpoint, credentials: () => creds, maxAttempts });
+  const client = (maxAttempts = 3) => new AwsJsonClient({ service: 'dynamodb', targetPrefix: 'DynamoDB_20120810', jsonVersion: '1.0', target: { region: 'eu-west-1', endpoint, credentials: creds }, maxAttempts });
   const error = (status: number, type: string, message = 'nope') => (res: import('node:http').ServerResponse) => {
     res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' });
     res.end(JSON.stringify({ __type: type, message }));

@@ -1,5 +1,6 @@
 import { upstreamFetch } from '../http/node-fetch.ts';
-import { signJsonRequest, type AwsCredentials } from './sigv4.ts';
+import { signJsonRequest } from './sigv4.ts';
+import type { AwsTarget } from './target.ts';
 
 /**
  * A client for an AWS API on the JSON protocol (DynamoDB, Firehose): one signed POST per call,
@@ -16,7 +17,8 @@ import { signJsonRequest, type AwsCredentials } from './sigv4.ts';
  * - a middleware stack of the SDK's shape (`middlewareStack.add(mw, { step: 'initialize' })`,
  *   each seeing `context.commandName` and `args.input`), so spans and tests wrap calls as they
  *   wrap the SDK's.
- * Binary attribute values (DynamoDB's `B`) are not converted: the callers send none.
+ * Blobs in an input (bytes: DynamoDB's `B`, Firehose's `Data`) are sent as base64, as the protocol
+ * carries them; in an output they stay base64 strings (where they are depends on the API's shapes).
  */
 
 export interface AwsJsonClientOptions {
@@ -26,11 +28,8 @@ export interface AwsJsonClientOptions {
   targetPrefix: string;
   /** `1.0` (DynamoDB) or `1.1` (Firehose). */
   jsonVersion: '1.0' | '1.1';
-  region: string;
-  /** Base URL, e.g. `https://dynamodb.eu-west-1.amazonaws.com`. */
-  endpoint: string;
-  /** Credentials for each call (a provider that caches and refreshes them itself). */
-  credentials: () => AwsCredentials | Promise<AwsCredentials>;
+  /** Region, endpoint (base URL) and credentials (shared/aws/target.ts). */
+  target: AwsTarget;
   maxAttempts?: number;
 }
 
@@ -86,6 +85,18 @@ function retryable(err: unknown): { throttled: boolean } | undefined {
   return err instanceof TypeError ? { throttled: false } : undefined;
 }
 
+/** An input with its blobs (bytes) as base64, as the JSON protocol carries them (a copy; the input is left as it is). */
+function blobsAsBase64(v: unknown): unknown {
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  if (Array.isArray(v)) return v.map(blobsAsBase64);
+  if (v !== null && typeof v === 'object') {
+    const o: Record<string, unknown> = {};
+    for (const k in v) o[k] = blobsAsBase64((v as Record<string, unknown>)[k]);
+    return o;
+  }
+  return v;
+}
+
 export class AwsJsonClient {
   private readonly middlewares: Middleware[] = [];
   private readonly host: string;
@@ -99,7 +110,7 @@ export class AwsJsonClient {
   };
 
   constructor(private readonly opts: AwsJsonClientOptions) {
-    const u = new URL(opts.endpoint);
+    const u = new URL(opts.target.endpoint);
     this.host = u.host;
     this.url = `${u.origin}/`;
     this.contentType = `application/x-amz-json-${opts.jsonVersion}`;
@@ -114,7 +125,7 @@ export class AwsJsonClient {
   }
 
   private async withRetries(operation: string, input: object): Promise<unknown> {
-    const body = JSON.stringify(input);
+    const body = JSON.stringify(blobsAsBase64(input));
     const max = this.opts.maxAttempts ?? 3;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -130,8 +141,8 @@ export class AwsJsonClient {
 
   private async once(operation: string, body: string, attempt: number): Promise<unknown> {
     const headers = signJsonRequest({ host: this.host, 'content-type': this.contentType, 'x-amz-target': `${this.opts.targetPrefix}.${operation}` }, body, {
-      credentials: await this.opts.credentials(),
-      region: this.opts.region,
+      credentials: this.opts.target.credentials,
+      region: this.opts.target.region,
       service: this.opts.service,
     });
     // `host` is node's to write (from the URL, the same value).

@@ -442,27 +442,14 @@ export interface LeanDynamoCaller extends DynamoCaller {
 export function dynamoClient(s: DynamoSettings, env: Record<string, string | undefined> = process.env): LeanDynamoCaller | DynamoCaller {
   const target = leanDynamoTarget(s, env);
   if (!target) return lazyDynamoClient(s);
-  const creds = target.credentials;
-  const client = new AwsJsonClient({ service: 'dynamodb', targetPrefix: 'DynamoDB_20120810', jsonVersion: '1.0', region: target.region, endpoint: target.endpoint, credentials: () => creds });
+  const client = new AwsJsonClient({ service: 'dynamodb', targetPrefix: 'DynamoDB_20120810', jsonVersion: '1.0', target });
   // Each call is a span when a recorder is installed (X-Ray in Lambda).
   spanAwsCalls(client, 'DynamoDB');
   return {
-    send: <K extends keyof Ops>(command: DeferredCommand<K>) => client.call<Ops[K][1]>(command.op, binaryOut(command.input) as object).then((out) => binaryIn(out) as Ops[K][1]),
+    send: <K extends keyof Ops>(command: DeferredCommand<K>) => client.call<Ops[K][1]>(command.op, command.input as object).then((out) => binaryIn(out) as Ops[K][1]),
     destroy: () => client.destroy(),
     middlewareStack: client.middlewareStack,
   };
-}
-
-/** A command's input with its binary attribute values (bytes) as base64, as the JSON protocol carries them (a copy; the input is left as it is). */
-function binaryOut(v: unknown): unknown {
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
-  if (Array.isArray(v)) return v.map(binaryOut);
-  if (v !== null && typeof v === 'object') {
-    const o: Record<string, unknown> = {};
-    for (const k in v) o[k] = binaryOut((v as Record<string, unknown>)[k]);
-    return o;
-  }
-  return v;
 }
 
 /**
@@ -484,7 +471,6 @@ function binaryIn(v: unknown): unknown {
   }
   return v;
 }
-
 
 export function createDynamoStore(s: DynamoSettings): DynamoStore {
   return new DynamoStore({ client: dynamoClient(s), tables: s.tables });

@@ -120,11 +120,10 @@ export class FirehoseLogSink implements LogSink {
     // Loaded by the first send (after the first response), not at cold start.
     const aws = this.opts.client ? undefined : await import('../entries/aws-json.ts');
     const target = aws?.awsTarget({ endpointPrefix: 'firehose', envName: 'FIREHOSE' }, {});
-    if (aws && target) {
-      const client = new aws.AwsJsonClient({ service: 'firehose', targetPrefix: 'Firehose_20150804', jsonVersion: '1.1', region: target.region, endpoint: target.endpoint, credentials: () => target.credentials });
+    if (target) {
+      const client = new aws!.AwsJsonClient({ service: 'firehose', targetPrefix: 'Firehose_20150804', jsonVersion: '1.1', target });
       spanAwsCalls(client, 'Firehose');
-      // A blob goes as base64 in the JSON protocol.
-      return (records) => client.call('PutRecordBatch', { DeliveryStreamName: stream, Records: records.map((d) => ({ Data: Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('base64') })) });
+      return (records) => client.call('PutRecordBatch', { DeliveryStreamName: stream, Records: records.map((d) => ({ Data: d })) });
     }
     const sdk = await import('@aws-sdk/client-firehose');
     const client = this.opts.client ?? spanAwsCalls(new sdk.FirehoseClient({}), 'Firehose');
