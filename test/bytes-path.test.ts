@@ -247,3 +247,68 @@ describe('the bytes types are standard Requests and Responses', () => {
     assert.equal(await new Response(new ReaderResponse(source(['p', 'q'])).body).text(), 'pq');
   });
 });
+
+describe('headers as node parses them', () => {
+  it('request headers become the same Headers undici builds from the same raw pairs', async () => {
+    const { rawToHeaders } = await import('../shared/http/bytes.ts');
+    const { createServer } = await import('node:http');
+    const { connect } = await import('node:net');
+    const seen: string[][] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.rawHeaders);
+      res.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as import('node:net').AddressInfo;
+    try {
+      // Mixed case, repeats, set-cookie twice, padding around values, latin-1 bytes.
+      const head = ['GET / HTTP/1.1', 'Host: gw.test', 'X-Dup: one', 'x-dup:two  ', 'X-Padded: \t spaced \t', 'Set-Cookie: a=1', 'set-cookie: b=2', 'X-Latin: caf\xe9', 'Accept: text/plain', 'Connection: close', '', ''].join('\r\n');
+      await new Promise<void>((resolve, reject) => {
+        const s = connect(port, '127.0.0.1', () => s.end(Buffer.from(head, 'latin1')));
+        s.on('data', () => {});
+        s.on('close', () => resolve());
+        s.on('error', reject);
+      });
+    } finally {
+      server.close();
+    }
+    const raw = seen[0]!;
+    const ours = rawToHeaders(raw);
+    const undici = new Headers();
+    for (let i = 0; i < raw.length; i += 2) undici.append(raw[i]!, raw[i + 1]!);
+    assert.deepEqual([...ours], [...undici]);
+    assert.deepEqual(ours.getSetCookie(), undici.getSetCookie());
+    assert.equal(ours.get('x-dup'), 'one, two');
+    assert.equal(ours.get('X-Padded'), 'spaced');
+  });
+
+  for (const encoding of ['gzip', 'br', 'deflate'] as const) {
+    it(`an upstream answer sent with Content-Encoding: ${encoding} reaches the client decoded`, async () => {
+      const zlib = await import('node:zlib');
+      const { createServer } = await import('node:http');
+      const answer = JSON.stringify({ id: 'chatcmpl-z', object: 'chat.completion', created: 1, model: 'gpt-4.1-2025-04-14', choices: [{ index: 0, message: { role: 'assistant', content: `compressed with ${encoding}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: 4, total_tokens: 9 } });
+      const packed = encoding === 'gzip' ? zlib.gzipSync(answer) : encoding === 'br' ? zlib.brotliCompressSync(answer) : zlib.deflateSync(answer);
+      const upstream = createServer((req, res) => {
+        req.resume();
+        // The header's name in an upstream's own case: looked up in the raw pairs without regard to it.
+        req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Encoding': encoding, 'Content-Length': packed.byteLength }).end(packed));
+      });
+      await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+      const { port } = upstream.address() as import('node:net').AddressInfo;
+      const gw = await startGateway({ providers: { z: { type: 'openai-compatible', baseUrl: `http://127.0.0.1:${port}/v1` } }, models: { zipped: { provider: 'z', model: 'gpt-4.1-2025-04-14' } }, config: { routing: { retry: { retries: 0 }, fallbackOn: [] } }, label: 'compressed answer test configuration' });
+      try {
+        const client = new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+        const { data, response } = await client.chat.completions.create({ model: 'zipped', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+        assert.equal(data.choices[0]!.message.content, `compressed with ${encoding}`);
+        // The client gets plain JSON: no content-encoding the bytes no longer have.
+        assert.equal(response.headers.get('content-encoding'), null);
+        const rec = await gw.recordOf(response);
+        assert.equal(rec.status, 200);
+        assert.equal(rec.outputTokens, 4);
+      } finally {
+        await gw.close();
+        upstream.close();
+      }
+    });
+  }
+});

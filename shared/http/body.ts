@@ -50,7 +50,7 @@ async function readStreamedBody(request: Request, limit: number, tooLarge: () =>
  * names something else (curl -d's form type, text/plain) is refused.
  */
 function isJsonContentType(value: string | null, alsoAccept: readonly string[] = []): boolean {
-  if (value === null) return true;
+  if (value === null || value === 'application/json') return true;
   const type = value.split(';', 1)[0]!.trim().toLowerCase();
   return type === 'application/json' || /^[a-z0-9!#$&^_.-]+\/[a-z0-9!#$&^_.-]+\+json$/.test(type) || alsoAccept.includes(type);
 }

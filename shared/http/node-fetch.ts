@@ -67,8 +67,16 @@ function networkError(err: unknown): Error {
 /** node:zlib, loaded by the first compressed answer (upstreams rarely compress: not at import). */
 const zlib = () => process.getBuiltinModule('node:zlib');
 
+/** One header of a node response from its raw pairs (`res.headers` would build the whole record: a measurable part of a small call). */
+function rawHeader(raw: string[], name: string): string | undefined {
+  let value: string | undefined;
+  // Repeated, joined with ", " as node joins them.
+  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) value = value === undefined ? raw[i + 1] : `${value}, ${raw[i + 1]}`;
+  return value;
+}
+
 function decoded(res: IncomingMessage): Readable {
-  const enc = (res.headers['content-encoding'] ?? '').trim().toLowerCase();
+  const enc = (rawHeader(res.rawHeaders, 'content-encoding') ?? '').trim().toLowerCase();
   const d = enc === 'gzip' || enc === 'x-gzip' ? zlib().createGunzip() : enc === 'deflate' ? zlib().createInflate() : enc === 'br' ? zlib().createBrotliDecompress() : undefined;
   if (!d) return res;
   res.on('error', (err) => d.destroy(err));
@@ -121,7 +129,7 @@ class SocketBody implements PullSource {
       }
     };
     src.on('error', fail);
-    res.on('error', fail);
+    if (src !== res) res.on('error', fail);
     // A connection that closes before the body is complete is an error, not an end.
     res.on('close', () => {
       if (!res.complete) fail(Object.assign(new Error('the connection closed before the body was complete'), { code: 'ECONNRESET' }));

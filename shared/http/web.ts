@@ -75,6 +75,19 @@ export class WebHeaders implements Headers {
     this.#sorted = undefined;
   }
 
+  /**
+   * Append a pair as node's HTTP parser gave it (request or response): its parser already refused
+   * names that are not tokens and values with control characters, and trimmed the values, so only
+   * the name is lower-cased (the checks `append` makes cost more than the rest of it).
+   */
+  appendParsed(name: string, value: string): void {
+    const key = name.toLowerCase();
+    const had = this.#map.get(key);
+    this.#map.set(key, had === undefined ? value : `${had}, ${value}`);
+    if (key === 'set-cookie') (this.#cookies ??= []).push(value);
+    this.#sorted = undefined;
+  }
+
   set(name: string, value: string): void {
     const key = headerName(name, 'set');
     const v = headerValue(value, 'set');

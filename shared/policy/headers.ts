@@ -28,6 +28,9 @@ function once<T>(format: (v: T) => string): (v: T) => string {
 }
 
 const rfc3339 = once((ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'));
+// A key's limits are the same request after request (one memo per dimension: they alternate).
+const rpmText = once((rpm: number) => String(rpm));
+const tpmText = once((tpm: number) => String(tpm));
 const usd = once((remaining: number) => remaining.toFixed(6).replace(/\.?0+$/, '') || '0');
 
 /**
@@ -47,23 +50,23 @@ export function limitHeaders(door: FrontDoor | undefined, statuses: RateStatus[]
   // Each header set under its literal name (named stores on one object shape: no keyed stores).
   if (door === 'anthropic-messages') {
     if (requests) {
-      h['anthropic-ratelimit-requests-limit'] = String(requests.rpm);
+      h['anthropic-ratelimit-requests-limit'] = rpmText(requests.rpm!);
       h['anthropic-ratelimit-requests-remaining'] = String(Math.floor(requests.remainingRequests!));
       h['anthropic-ratelimit-requests-reset'] = rfc3339(requests.resetAt);
     }
     if (tokens) {
-      h['anthropic-ratelimit-tokens-limit'] = String(tokens.tpm);
+      h['anthropic-ratelimit-tokens-limit'] = tpmText(tokens.tpm!);
       h['anthropic-ratelimit-tokens-remaining'] = String(Math.floor(tokens.remainingTokens!));
       h['anthropic-ratelimit-tokens-reset'] = rfc3339(tokens.resetAt);
     }
   } else {
     if (requests) {
-      h['x-ratelimit-limit-requests'] = String(requests.rpm);
+      h['x-ratelimit-limit-requests'] = rpmText(requests.rpm!);
       h['x-ratelimit-remaining-requests'] = String(Math.floor(requests.remainingRequests!));
       h['x-ratelimit-reset-requests'] = openaiDuration(requests.resetAt - now);
     }
     if (tokens) {
-      h['x-ratelimit-limit-tokens'] = String(tokens.tpm);
+      h['x-ratelimit-limit-tokens'] = tpmText(tokens.tpm!);
       h['x-ratelimit-remaining-tokens'] = String(Math.floor(tokens.remainingTokens!));
       h['x-ratelimit-reset-tokens'] = openaiDuration(tokens.resetAt - now);
     }

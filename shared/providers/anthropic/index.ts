@@ -3,7 +3,7 @@ import type { ChatRequest, FrontDoor } from '../../core/types.ts';
 import { DEFAULT_ANTHROPIC_VERSION } from '../../wire/anthropic-messages/wire.ts';
 import { isObject } from '../../wire/common.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
-import { fetchUpstream, readTextBounded } from '../../http/upstream.ts';
+import { fetchUpstream, readTextBounded, upstreamUrl } from '../../http/upstream.ts';
 import type { CallContext, Provider, ProviderResult } from '../types.ts';
 import { decodeAnthropicMessage, decodeAnthropicStream, toAnthropicBody } from '../../wire/anthropic-messages/translate.ts';
 
@@ -100,7 +100,7 @@ export class AnthropicProvider implements Provider {
   }
 
   private post(path: string, body: unknown, ctx: CallContext, stream: boolean): Promise<Response> {
-    return fetchUpstream(this.name, `${this.baseUrl}${path}`, { method: 'POST', headers: this.headers(ctx, stream), body: JSON.stringify(body) }, ctx.signal);
+    return fetchUpstream(this.name, upstreamUrl(this.baseUrl, path), { method: 'POST', headers: this.headers(ctx, stream), body: JSON.stringify(body) }, ctx.signal);
   }
 
   /**

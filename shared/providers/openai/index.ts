@@ -1,7 +1,7 @@
 import type { OpenAIProviderConfig } from '../../config/schema.ts';
 import type { ChatRequest, FrontDoor } from '../../core/types.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
-import { fetchUpstream, readTextBounded } from '../../http/upstream.ts';
+import { fetchUpstream, readTextBounded, upstreamUrl } from '../../http/upstream.ts';
 import type { CallContext, Provider, ProviderResult } from '../types.ts';
 import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
 import { openaiEmbed } from './embeddings.ts';
@@ -56,16 +56,20 @@ export class OpenAIProvider implements Provider {
   async chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult> {
     if (ctx.frontDoor === 'openai-responses' && this.type === 'openai') return this.responsesPassthrough(req, ctx);
     if (ctx.frontDoor !== 'openai-chat') return this.translated(req, ctx);
-    const body: Record<string, unknown> = { ...ctx.rawBody, model: ctx.upstreamModel };
+    // A copy that gains a key (stream_options) is made with Object.assign: V8 gives a spread copy
+    // a new map for every new key, most of a microsecond per request; a spread that only
+    // replaces keys (model) is the cheaper copy.
+    const body: Record<string, unknown> = req.stream ? Object.assign({}, ctx.rawBody) : { ...ctx.rawBody };
+    body.model = ctx.upstreamModel;
     if (req.stream) {
       // Always ask for usage so the gateway can account for it; the front door hides the
       // extra usage chunk from clients that did not ask for it.
-      const so = (ctx.rawBody.stream_options ?? {}) as Record<string, unknown>;
-      body.stream_options = { ...so, include_usage: true };
+      const so = ctx.rawBody.stream_options;
+      body.stream_options = so !== null && typeof so === 'object' ? Object.assign({}, so, { include_usage: true }) : { include_usage: true };
     }
     const res = await fetchUpstream(
       this.name,
-      `${this.baseUrl}/chat/completions`,
+      upstreamUrl(this.baseUrl, '/chat/completions'),
       {
         method: 'POST',
         headers: this.headersFor(req.stream, ctx.requestId),
@@ -107,7 +111,7 @@ export class OpenAIProvider implements Provider {
   private post(path: string, body: Record<string, unknown>, stream: boolean, ctx: CallContext): Promise<Response> {
     return fetchUpstream(
       this.name,
-      `${this.baseUrl}${path}`,
+      upstreamUrl(this.baseUrl, path),
       {
         method: 'POST',
         headers: this.headersFor(stream, ctx.requestId),

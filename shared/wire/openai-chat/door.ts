@@ -180,7 +180,9 @@ export function parseChatRequest(body: unknown): ChatRequest {
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad("'stream' must be a boolean.", 'stream');
   const stream = body.stream === true;
   if (body.parallel_tool_calls !== undefined && body.parallel_tool_calls !== null && typeof body.parallel_tool_calls !== 'boolean') throw bad("'parallel_tool_calls' must be a boolean.", 'parallel_tool_calls');
-  for (const [key, value] of Object.entries(body)) {
+  // Keys, then values: no [key, value] array per field.
+  for (const key of Object.keys(body)) {
+    const value = body[key];
     if (value === undefined || value === null || CHAT_FIELDS.has(key) || CHAT_DROPPED.has(key)) continue;
     const asksMore = CHAT_DEFAULT_ONLY[key];
     if (asksMore) {
