@@ -272,6 +272,8 @@ const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** A request method as fetch's Request takes it: a token, not CONNECT/TRACE/TRACK, the common ones upper-cased. */
 function requestMethod(method: string): string {
+  // What node's parser hands the local shell nearly always: nothing to check or change.
+  if (method === 'POST' || method === 'GET') return method;
   if (!METHOD_TOKEN.test(method)) throw new TypeError(`'${method}' is not a valid HTTP method.`);
   const upper = method.toUpperCase();
   if (upper === 'CONNECT' || upper === 'TRACE' || upper === 'TRACK') throw new TypeError(`'${method}' HTTP method is unsupported.`);

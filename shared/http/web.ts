@@ -34,6 +34,16 @@ function headerValue(value: string, op: string): string {
   return value;
 }
 
+/** Names found to be lower-case tokens already (bounded): a lookup that misses under one of them needs no check. */
+const LOWER_TOKENS = new Set<string>();
+
+/** `headerName`, remembering a name that is its own lower-case form. */
+function checkedLower(name: string, op: string): string {
+  const key = headerName(name, op);
+  if (key === name && LOWER_TOKENS.size < 1024) LOWER_TOKENS.add(key);
+  return key;
+}
+
 /** Whether `x` is a fetch Headers (ours or undici's), told without touching the global. */
 export function isHeaders(x: unknown): x is Headers {
   return x instanceof WebHeaders || (typeof x === 'object' && x !== null && Object.prototype.toString.call(x) === '[object Headers]');
@@ -103,13 +113,17 @@ export class WebHeaders implements Headers {
     this.#sorted = undefined;
   }
 
-  // A name found as given is a valid lower-case one: only a miss is checked and lower-cased.
+  // A name found as given is a valid lower-case one: only a miss is checked and lower-cased, once
+  // per name (the names code asks for are few; most requests lack most of them).
   get(name: string): string | null {
-    return this.#map.get(name) ?? this.#map.get(headerName(name, 'get')) ?? null;
+    const v = this.#map.get(name);
+    if (v !== undefined) return v;
+    if (LOWER_TOKENS.has(name)) return null;
+    return this.#map.get(checkedLower(name, 'get')) ?? null;
   }
 
   has(name: string): boolean {
-    return this.#map.has(name) || this.#map.has(headerName(name, 'has'));
+    return this.#map.has(name) || (!LOWER_TOKENS.has(name) && this.#map.has(checkedLower(name, 'has')));
   }
 
   getSetCookie(): string[] {
