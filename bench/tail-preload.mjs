@@ -1,7 +1,7 @@
 /**
  * Preload for bench/tail.ts (`node --import ./bench/tail-preload.mjs ...`): records, with epoch
  * timestamps (performance.timeOrigin + now, comparable across processes on the machine), every
- * garbage collection (start, pause), every outgoing node:http request (start, port) and every
+ * garbage collection (start, pause, kind), every outgoing node:http request (start, port) and every
  * `fs/promises.appendFile` (the file log sink's flush). Written as JSON to BENCH_TAIL_FILE when
  * the process exits. It wraps `http.request` and `appendFile` before the server imports them.
  */
@@ -13,7 +13,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 const at = () => performance.timeOrigin + performance.now();
 const events = { gcs: [], requests: [], appends: [] };
 new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) events.gcs.push([performance.timeOrigin + e.startTime, e.duration]);
+  for (const e of list.getEntries()) events.gcs.push([performance.timeOrigin + e.startTime, e.duration, e.detail?.kind]);
 }).observe({ entryTypes: ['gc'] });
 
 const request = http.request;

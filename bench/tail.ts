@@ -14,12 +14,13 @@ import { startFloor, startOurs, startUpstream, startWorkFloor, type Running } fr
  * requests one at a time for BENCH_DURATION seconds (default 8, after 2 s of warm-up) and times
  * each. Printed per proxy: p50/p99, how long the slowest 1% took, how many of them overlap a GC
  * pause, fall within 20 ms after a store call or a log flush, and the same share among all
- * requests (an event that causes slow requests makes them far likelier near it than elsewhere).
+ * requests (an event that causes slow requests makes them far likelier near it than elsewhere),
+ * and the GC pauses by kind (scavenges, mark-compacts) with their median and longest.
  */
 
 type Window = [start: number, end: number];
 interface TailEvents {
-  gcs: [start: number, pause: number][];
+  gcs: [start: number, pause: number, kind?: number][];
   requests: [start: number, port: string][];
   appends: number[];
 }
@@ -97,6 +98,12 @@ try {
     row('overlapping a GC pause', overlapsGc, `${gcs.length} pauses, ${gcs.reduce((t, [, d]) => t + d, 0).toFixed(1)} ms in all, longest ${Math.max(0, ...gcs.map(([, d]) => d)).toFixed(2)} ms`);
     row('within 20 ms after a store call', after(calls), `${calls.length} calls`);
     row('within 20 ms after a log flush', after(flushes), `${flushes.length} flushes`);
+    const kinds = new Map<string, number[]>();
+    for (const [, d, k] of gcs) {
+      const name = k === 1 ? 'scavenge' : k === 2 ? 'mark-compact' : k === 4 ? 'incremental marking' : k === 8 ? 'weak callbacks' : `kind ${k}`;
+      kinds.set(name, [...(kinds.get(name) ?? []), d]);
+    }
+    console.log(`  GC pauses by kind: ${[...kinds].map(([n, ds]) => `${n} ${ds.length} (median ${[...ds].sort((a, b) => a - b)[ds.length >> 1]!.toFixed(2)}, longest ${Math.max(...ds).toFixed(2)} ms)`).join('; ')}`);
     const byTenth = Array<number>(10).fill(0);
     for (const [a] of slow) byTenth[Math.floor((a % 1000) / 100)]!++;
     console.log(`  slowest by 100 ms slot of each second: ${byTenth.join(' ')}`);

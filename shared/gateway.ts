@@ -253,7 +253,11 @@ export class Gateway {
       }
       const hit = this.routes.match(request.method, path);
       // Every model route needs a key (401 in the caller's format), before its 404 or 405 too.
-      if (this.policy && !(hit.route ? hit.route.open : isPublicPath(path))) await this.policy.authenticate(request, trace, extras);
+      if (this.policy && !(hit.route ? hit.route.open : isPublicPath(path))) {
+        // A key cached on this instance is checked here and now: a promise only when the store is asked.
+        const access = this.policy.authenticateNow(request, trace, extras);
+        if (access instanceof Promise) await access;
+      }
       if (hit.route) {
         ctx.params = hit.params;
         return await hit.route.handler(ctx);
@@ -410,7 +414,11 @@ export class Gateway {
     if (guard) ({ req, rawBody } = guard);
     // Allow list (403), budgets and rate limits (429); usage settles when the trace ends.
     // Budgets reserve the worst case at the dearest target's price (settled to the real cost after).
-    if (this.policy) Object.assign(headers, await this.policy.admitChat(trace, req, codec.door, plan.targets));
+    if (this.policy) {
+      // Admitted from this instance's leases and views without a promise; one only when the store is asked.
+      const limits = this.policy.admitChatNow(trace, req, codec.door, plan.targets);
+      Object.assign(headers, limits instanceof Promise ? await limits : limits);
+    }
     // Without keys (no policy) a request is priced for the log record here; with them every chat
     // request that got this far is keyed, and the policy prices it when it settles.
     if (!this.policy) trace.onEnd((r) => priceUnsettled(this.opts.config.pricing, r));

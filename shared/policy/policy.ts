@@ -149,12 +149,19 @@ export class Policy {
    * key cached on this instance is checked synchronously (the promise is already settled).
    */
   authenticate(request: Request, trace: RequestTrace, extras: { waitUntil(p: Promise<unknown>): void }): Promise<Access> {
+    return settled(() => this.authenticateNow(request, trace, extras));
+  }
+
+  /**
+   * `authenticate` for the request pipeline: the access itself when the key is cached on this
+   * instance (no promise, no turn of the microtask queue), a promise when the store must be asked;
+   * a 401 is thrown (or rejects).
+   */
+  authenticateNow(request: Request, trace: RequestTrace, extras: { waitUntil(p: Promise<unknown>): void }): Access | Promise<Access> {
     const waitUntil = (p: Promise<unknown>) => extras.waitUntil(p);
     if (this.opts.callers) return this.authenticateCaller(this.opts.callers, request, trace, waitUntil);
-    return settled(() => {
-      const found = this.keys.identify(request, waitUntil);
-      return found instanceof Promise ? found.then((p) => this.enter(p, trace, waitUntil)) : this.enter(found, trace, waitUntil);
-    });
+    const found = this.keys.identify(request, waitUntil);
+    return found instanceof Promise ? found.then((p) => this.enter(p, trace, waitUntil)) : this.enter(found, trace, waitUntil);
   }
 
   /** OIDC tokens and IAM callers become the same Principal a key does (undefined: the key path). */
@@ -240,10 +247,18 @@ export class Policy {
    * or `limits.defaultMaxTokens` when absent), priced at the dearest of the targets that may serve it.
    */
   admitChat(trace: RequestTrace, req: ChatRequest, door: FrontDoor, targets?: readonly { provider: string; model: string }[]): Promise<Record<string, string>> {
+    return settled(() => this.admitChatNow(trace, req, door, targets));
+  }
+
+  /**
+   * `admitChat` for the request pipeline: the headers themselves while the instance's leases and
+   * views last (no promise), a promise when the store must be asked; a 403/429 is thrown (or rejects).
+   */
+  admitChatNow(trace: RequestTrace, req: ChatRequest, door: FrontDoor, targets?: readonly { provider: string; model: string }[]): Record<string, string> | Promise<Record<string, string>> {
     // `n` choices: n calls, each with the prompt and up to the output limit.
     const input = estimatePromptTokens(req) * (req.n ?? 1);
     const output = (req.maxTokens ?? this.opts.settings.defaultMaxTokens) * (req.n ?? 1);
-    return this.admit(trace, { model: req.model, tokens: input + output, inputTokens: input, outputTokens: output, targets }, door);
+    return this.admitNow(trace, { model: req.model, tokens: input + output, inputTokens: input, outputTokens: output, targets }, door);
   }
 
   /** The worst-case cost of a call in micro-dollars: the dearest price among its targets. */
