@@ -4,7 +4,7 @@ import type { LocalDynamo } from '../local/dynamodb.ts';
 import { parseConfig } from '../shared/config/load.ts';
 import type { ChatRequest } from '../shared/core/types.ts';
 import { GatewayError } from '../shared/http/errors.ts';
-import { limitHeaders } from '../shared/policy/headers.ts';
+import { intText, limitHeaders } from '../shared/policy/headers.ts';
 import { createPolicy, type Policy } from '../shared/policy/index.ts';
 import { newKey } from '../shared/policy/keys.ts';
 import { createDynamoStore, type DynamoStore } from '../shared/store/dynamodb.ts';
@@ -169,5 +169,19 @@ describe('limit headers: values formatted once are right when they change back a
     assert.equal(b['anthropic-ratelimit-requests-reset'], '2026-12-01T02:02:00Z');
     assert.deepEqual(c, a);
     assert.deepEqual(limitHeaders('openai-chat', status(now + 29_500), {}, now), { 'x-ratelimit-limit-requests': '10', 'x-ratelimit-remaining-requests': '4', 'x-ratelimit-reset-requests': '30s' });
+  });
+
+  it('counts and limits read as String() writes them, large ones included, and alternating dimensions keep their own', () => {
+    const samples = [0, 1, 9.99, 2147483647, 2147483648, 2147483648.7, 999_999_999_971, 1e12, 1e12 + 0.5, 1_000_000_000_000_000, 2 ** 53 - 1, 2 ** 53, 1e300, -5.5, -3e12, NaN, Infinity];
+    for (let i = 0; i < 200; i++) samples.push(Math.random() * 10 ** (i % 16), Math.floor(Math.random() * 2 ** 53));
+    for (const n of samples) assert.equal(intText(n), String(Math.floor(n)), `intText(${n})`);
+    const now = Date.parse('2026-12-01T02:00:30.500Z');
+    const one = (rpm: number, tpm: number, left: number) => limitHeaders('openai-chat', [{ rpm, tpm, remainingRequests: rpm - 1, remainingTokens: left, resetAt: now + 1000 }], {}, now);
+    for (const [rpm, tpm, left] of [[10, 1_000_000_000_000, 999_999_999_971.25], [20, 5000, 4000], [10, 1_000_000_000_000, 12.9]] as const) {
+      const h = one(rpm, tpm, left);
+      assert.equal(h['x-ratelimit-limit-requests'], String(rpm));
+      assert.equal(h['x-ratelimit-limit-tokens'], String(tpm));
+      assert.equal(h['x-ratelimit-remaining-tokens'], String(Math.floor(left)));
+    }
   });
 });
