@@ -40,6 +40,13 @@ export interface Provider {
   readonly notLiveReason?: string;
   chat(req: ChatRequest, ctx: CallContext): Promise<ProviderResult>;
   /**
+   * True when `chat` settles as soon as `ctx.signal` aborts (every wait in it is an upstream call
+   * made with that signal, through shared/http/upstream.ts): the attempt runner then waits on it
+   * without racing it against the deadline. Absent: raced, so a provider that ignores the signal
+   * still fails over on time.
+   */
+  readonly honorsSignal?: boolean;
+  /**
    * True when this provider sends the client's own body through (changing only the model and the
    * credential) for this front door, so request features the neutral model cannot carry
    * (`ChatRequest.untranslatable`) still reach the upstream. Absent: always translates.

@@ -26,6 +26,8 @@ const FORWARDED_CLIENT_HEADERS = ['x-claude-code-session-id', 'x-claude-code-age
  * replaced by the gateway's own `x-api-key`. Other clients are translated.
  */
 export class AnthropicProvider implements Provider {
+  /** Every wait in `chat` is an upstream call under the attempt's signal (fetchUpstream). */
+  readonly honorsSignal = true;
   readonly type = 'anthropic';
   readonly live: boolean;
   readonly notLiveReason?: string;

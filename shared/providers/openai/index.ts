@@ -20,6 +20,8 @@ import { chatCompletionEvents } from '../../wire/openai-chat/events.ts';
  *   (./chat-events.ts).
  */
 export class OpenAIProvider implements Provider {
+  /** Every wait in `chat` is an upstream call under the attempt's signal (fetchUpstream). */
+  readonly honorsSignal = true;
   readonly type: string;
   readonly live: boolean;
   readonly notLiveReason?: string;
