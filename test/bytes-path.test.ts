@@ -312,3 +312,20 @@ describe('headers as node parses them', () => {
     });
   }
 });
+
+describe('a checked answer keeps its parse on the response', () => {
+  it('the parse rides with the response until its body is replaced, and no longer', async () => {
+    const { keepParsedJson, parsedJsonOf } = await import('../shared/http/bytes.ts');
+    const res = new ReaderResponse(new ReadableStream<Uint8Array>({ start: (c) => c.close() }), { status: 200 });
+    assert.equal(parsedJsonOf(res), undefined);
+    const parse = { id: 'chatcmpl-1', choices: [] };
+    keepParsedJson(res, parse);
+    assert.equal(parsedJsonOf(res), parse);
+    res.rebody(Buffer.from('{"id":"other","choices":[]}'));
+    assert.equal(parsedJsonOf(res), undefined);
+    // Not a gateway response: nothing kept, nothing found.
+    const plain = new Response('{}');
+    keepParsedJson(plain, parse);
+    assert.equal(parsedJsonOf(plain), undefined);
+  });
+});

@@ -5,7 +5,7 @@ import type { ChatRequest } from '../shared/core/types.ts';
 import { respondPassthrough as anthropicPassthrough } from '../shared/wire/anthropic-messages/door.ts';
 import { respondPassthrough as chatPassthrough } from '../shared/wire/openai-chat/door.ts';
 import { respondPassthrough as responsesPassthrough } from '../shared/wire/openai-responses/door.ts';
-import { jsonAnswerProblem, SseChecker } from '../shared/wire/relay.ts';
+import { checkJsonAnswer, SseChecker } from '../shared/wire/relay.ts';
 import { RequestTrace, type RequestRecord } from '../shared/telemetry/record.ts';
 
 /**
@@ -141,14 +141,18 @@ describe('same-format relays under any chunking', () => {
 });
 
 describe('answer checks', () => {
-  it('non-streamed answers must be complete JSON of their API', () => {
-    assert.equal(jsonAnswerProblem('openai-chat', '{"id":"x","choices":[]}'), undefined);
-    assert.ok(jsonAnswerProblem('openai-chat', '{"id":"x","choices":[{"ind'));
-    assert.ok(jsonAnswerProblem('openai-chat', '{"error":{"message":"x"}}'));
-    assert.equal(jsonAnswerProblem('anthropic-messages', '{"type":"message","content":[]}'), undefined);
-    assert.ok(jsonAnswerProblem('anthropic-messages', '<html></html>'));
-    assert.equal(jsonAnswerProblem('openai-responses', '{"object":"response","output":[]}'), undefined);
-    assert.ok(jsonAnswerProblem('openai-responses', '[]'));
+  it('non-streamed answers must be complete JSON of their API (the check hands on the parse of a good one)', () => {
+    const problem = (format: Parameters<typeof checkJsonAnswer>[0], body: string) => {
+      const r = checkJsonAnswer(format, body);
+      return typeof r === 'string' ? r : undefined;
+    };
+    assert.deepEqual(checkJsonAnswer('openai-chat', '{"id":"x","choices":[]}'), { id: 'x', choices: [] });
+    assert.ok(problem('openai-chat', '{"id":"x","choices":[{"ind'));
+    assert.ok(problem('openai-chat', '{"error":{"message":"x"}}'));
+    assert.deepEqual(checkJsonAnswer('anthropic-messages', Buffer.from('{"type":"message","content":[]}')), { type: 'message', content: [] });
+    assert.ok(problem('anthropic-messages', '<html></html>'));
+    assert.equal(problem('openai-responses', '{"object":"response","output":[]}'), undefined);
+    assert.ok(problem('openai-responses', '[]'));
   });
 
   it('stream events: comments and keep-alives pass, terminal events are known', () => {

@@ -1,13 +1,13 @@
 import type { FallbackTrigger } from '../config/schema.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../core/types.ts';
-import { bodyReader, hasBody, headerOf, readNowOf, rebodied, type PullSource } from '../http/bytes.ts';
+import { bodyReader, hasBody, headerOf, keepParsedJson, readNowOf, rebodied, type PullSource } from '../http/bytes.ts';
 import { sleepUnlessLeft, type CallSignal, type ClientSignal } from '../http/client-signal.ts';
 import { GatewayError, toGatewayError } from '../http/errors.ts';
 import type { CallContext } from '../providers/types.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { spansOn, startSpan, type Span } from '../tracing/spans.ts';
 import { traceCalls, type TraceContext } from '../tracing/context.ts';
-import { answerFormatOf, brokenAnswer, jsonAnswerProblem, SseChecker, type AnswerFormat } from '../wire/relay.ts';
+import { answerFormatOf, brokenAnswer, checkJsonAnswer, SseChecker, type AnswerFormat } from '../wire/relay.ts';
 import { SseSplitter } from '../http/sse.ts';
 import type { AttemptTimeouts, ResolvedTarget, RoutePlan, Router } from './router.ts';
 import { clientClosed, Deadline } from './deadline.ts';
@@ -397,6 +397,8 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
   const reader = bodyReader(res);
   const held: Uint8Array[] = [];
   let ended = false;
+  /** The parse of a whole JSON answer, checked here and handed on with it. */
+  let parsed: unknown;
   const type = headerOf(res, 'content-type') ?? '';
   // Anthropic's door relays a JSON answer to a streaming request as JSON (as it always has).
   const jsonMode = !opts.stream || (opts.format === 'anthropic-messages' && type.includes('json') && !type.includes('event-stream'));
@@ -421,10 +423,11 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
         attempt.bodyStarted();
       }
       if (ended) {
-        // One chunk, checked once: the relay finds its parse by it (most answers come as one: not copied).
+        // One chunk, checked once (most answers come as one: not copied); its parse goes on with it.
         if (held.length > 1) held.splice(0, held.length, Buffer.concat(held));
-        const problem = jsonAnswerProblem(opts.format, held[0]!);
-        if (problem) throw brokenAnswer(problem);
+        const checked = checkJsonAnswer(opts.format, held[0]!);
+        if (typeof checked === 'string') throw brokenAnswer(checked);
+        parsed = checked;
       }
     } else {
       const splitter = new SseSplitter();
@@ -451,7 +454,9 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
   attempt.started(res.status);
   // A body read whole goes on as its bytes, without a stream (shared/http/bytes.ts).
   if (ended) attempt.end();
-  return rebodied(res, ended ? (held[0] ?? new Uint8Array(0)) : watchedBody(reader, held, attempt));
+  const out = rebodied(res, ended ? (held[0] ?? new Uint8Array(0)) : watchedBody(reader, held, attempt));
+  if (parsed !== undefined) keepParsedJson(out, parsed);
+  return out;
 }
 
 /**

@@ -1,13 +1,11 @@
 import type { FrontDoor } from '../core/types.ts';
-import { bodyReader, BytesResponse, headerOf, readNowOf, rebodied, responseBytes } from '../http/bytes.ts';
+import { bodyReader, BytesResponse, headerOf, parsedJsonOf, readNowOf, rebodied, responseBytes } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
 import { framedResponse } from './stream.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { isObject, type Json } from './common.ts';
 
-/** Parsed bodies of complete non-streamed answers that passed `jsonAnswerProblem`, by their bytes, so the relay need not parse them again. */
-const checkedBodies = new WeakMap<Uint8Array, Json>();
 
 /** The upstream API whose answers a same-format door relays (Bedrock's InvokeModel door relays Anthropic's). */
 export type AnswerFormat = 'openai-chat' | 'openai-responses' | 'anthropic-messages';
@@ -26,11 +24,12 @@ export function answerFormatOf(door: FrontDoor): AnswerFormat | undefined {
 }
 
 /**
- * What is wrong with a complete non-streamed answer of `format`, or undefined when it is a
- * well-formed answer of that API (the gateway checks this before it commits to a target, so a
- * broken answer falls back like a 5xx).
+ * A complete non-streamed answer of `format`, checked: its parse when it is a well-formed answer of
+ * that API, else what is wrong with it as a string (the gateway checks this before it commits to a
+ * target, so a broken answer falls back like a 5xx). The parse goes on with the answer
+ * (`keepParsedJson`), so the relay need not parse it again.
  */
-export function jsonAnswerProblem(format: AnswerFormat, body: string | Uint8Array): string | undefined {
+export function checkJsonAnswer(format: AnswerFormat, body: string | Uint8Array): Json | string {
   let json: unknown;
   try {
     json = JSON.parse(typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
@@ -38,10 +37,7 @@ export function jsonAnswerProblem(format: AnswerFormat, body: string | Uint8Arra
     return 'The upstream answer was not valid JSON.';
   }
   if (!isObject(json)) return 'The upstream answer was not a JSON object.';
-  const problem = answerShapeProblem(format, json);
-  // Checked bytes keep their parse for the relay (they reach it as the same chunk).
-  if (!problem && typeof body !== 'string') checkedBodies.set(body, json);
-  return problem;
+  return answerShapeProblem(format, json) ?? json;
 }
 
 function answerShapeProblem(format: AnswerFormat, json: Json): string | undefined {
@@ -161,7 +157,7 @@ export function relayJson(upstream: Response, trace: RequestTrace, init: { statu
   const whole = responseBytes(upstream);
   if (whole) {
     trace.firstByte();
-    inspectJson(whole, trace, inspect);
+    inspectJson(whole, trace, inspect, parsedJsonOf(upstream));
     beforeEnd?.();
     trace.end();
     // The upstream's answer object goes on with the door's headers (no second Response).
@@ -194,9 +190,9 @@ export function relayJson(upstream: Response, trace: RequestTrace, init: { statu
 }
 
 /** A relayed JSON answer's body to `inspect` (its parse from the check before commit when it has one); a body that is not JSON is logged as an error. */
-function inspectJson(bytes: Uint8Array, trace: RequestTrace, inspect: (body: Json) => void): void {
+function inspectJson(bytes: Uint8Array, trace: RequestTrace, inspect: (body: Json) => void, parsed?: unknown): void {
   try {
-    inspect(checkedBodies.get(bytes) ?? (JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as Json));
+    inspect((parsed as Json | undefined) ?? (JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as Json));
   } catch {
     trace.fail('error', { kind: 'upstream', message: 'The upstream answer was not valid JSON.' });
   }
