@@ -36,12 +36,17 @@ export interface FrameOptions {
   failed?: (err: unknown) => GatewayError;
 }
 
-/** Streams the frame built, and how to turn on their keep-alive comments (`withSseKeepAlive` calls it). */
-const keepAlives = new WeakMap<Response, (intervalMs: number) => void>();
+/**
+ * How to turn on the keep-alive comments of a stream the frame built (`withSseKeepAlive` calls it),
+ * held by the response itself: a WeakMap keyed by the response would keep the frame alive through
+ * the young generation's collections while the response is young (see `WebResponse.parsedJson`).
+ */
+const KEEP_ALIVE = Symbol('keep-alive switch');
+type Switchable = Response & { [KEEP_ALIVE]?: (intervalMs: number) => void };
 
 /** Switches on keep-alive comments inside a stream the frame built; false for any other response. */
 export function keepFramedAlive(res: Response, intervalMs: number): boolean {
-  const on = keepAlives.get(res);
+  const on = (res as Switchable)[KEEP_ALIVE];
   if (!on) return false;
   on(intervalMs);
   return true;
@@ -60,8 +65,8 @@ function streamFailure(err: unknown): GatewayError {
  */
 export function framedResponse(source: StreamSource, trace: RequestTrace | undefined, init: ResponseInit, opts: FrameOptions = {}): Response {
   const frame = new Frame(source, trace, opts);
-  const res = new ReaderResponse(frame, init);
-  keepAlives.set(res, (intervalMs) => frame.keepAlive(intervalMs));
+  const res: Switchable = new ReaderResponse(frame, init);
+  res[KEEP_ALIVE] = (intervalMs) => frame.keepAlive(intervalMs);
   return res;
 }
 
