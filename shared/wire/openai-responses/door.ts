@@ -44,8 +44,21 @@ function invalid(skip: Untranslatable[], message: string, param: string): void {
   skip.push({ param, what: '', invalid: `'${param}' ${message}` });
 }
 
-/** The client's body, for the request fields a Response object echoes (tools, metadata, ...). */
-const bodyOf = new WeakMap<ChatRequest, Json>();
+/**
+ * The client's body, for the request fields a Response object echoes (tools, metadata, ...): kept
+ * on the request itself (not enumerable: copies and serialisations of the request leave it out).
+ * A WeakMap keyed by the request kept every body alive through the young generation's collections
+ * (V8's scavenger keeps a WeakMap's values while their keys are young), a whole conversation each.
+ */
+const BODY = Symbol('responses body');
+
+function keepBody(req: ChatRequest, body: Json): void {
+  Object.defineProperty(req, BODY, { value: body, enumerable: false, configurable: true });
+}
+
+function bodyOf(req: ChatRequest): Json | undefined {
+  return (req as ChatRequest & { [BODY]?: Json })[BODY];
+}
 
 /**
  * What a translated Response echoes of the stored-conversation fields, by the request body the door
@@ -266,7 +279,7 @@ function parseResponsesRequest(body: unknown): ChatRequest {
   }));
   if (messages.length === 0 && present(body.input)) untranslatable.push({ param: 'input', message: `'input' holds no message this model's provider can take.` });
   if (untranslatable.length) req.untranslatable = untranslatable;
-  bodyOf.set(req, body);
+  keepBody(req, body);
   return req;
 }
 
@@ -473,7 +486,7 @@ class ResponseBuilder {
 
 /** Answer a Responses client from neutral events (first already pulled), streaming or not. */
 export async function respondFromEvents(req: ChatRequest, first: IteratorResult<StreamEvent>, events: AsyncIterator<StreamEvent>, meta: EncodeMeta, trace: RequestTrace): Promise<Response> {
-  const body = bodyOf.get(req) ?? {};
+  const body = bodyOf(req) ?? {};
   const b = new ResponseBuilder(req, body, meta.created, req.stream);
   if (!req.stream) {
     for (let r = first; !r.done; r = await events.next()) b.push(r.value);
