@@ -171,9 +171,7 @@ abstract class WebResponse extends WebBody implements Response {
       for (const k in h) if (k.toLowerCase() === name) return h[k]!;
       return null;
     }
-    let value: string | null = null;
-    for (let i = 0; i + 1 < h.length; i += 2) if (h[i]!.length === name.length && h[i]!.toLowerCase() === name) value = value === null ? h[i + 1]! : `${value}, ${h[i + 1]}`;
-    return value;
+    return rawHeaderValue(h, name);
   }
 
   /** The headers as a plain record when they were given as one and nobody has asked for `.headers`. */
@@ -232,6 +230,13 @@ export class BytesResponse extends WebResponse {
   get carriesBody(): boolean {
     return this.#held !== undefined;
   }
+}
+
+/** One header (lower-case `name`) of node's raw name/value pairs, repeats joined with ", " as node joins them; null when absent. */
+export function rawHeaderValue(raw: string[], name: string): string | null {
+  let value: string | null = null;
+  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) value = value === null ? raw[i + 1]! : `${value}, ${raw[i + 1]}`;
+  return value;
 }
 
 /** Keep the parse of `res`'s whole JSON body on it (see `WebResponse.parsedJson`). */

@@ -3,7 +3,7 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule('node:http');
 const { Agent: HttpsAgent, request: httpsRequest } = process.getBuiltinModule('node:https');
 import type { Readable } from 'node:stream';
-import { BytesResponse, ReaderResponse, type PullSource } from './bytes.ts';
+import { BytesResponse, rawHeaderValue, ReaderResponse, type PullSource } from './bytes.ts';
 import type { CallSignal } from './client-signal.ts';
 import { isHeaders } from './web.ts';
 
@@ -67,16 +67,9 @@ function networkError(err: unknown): Error {
 /** node:zlib, loaded by the first compressed answer (upstreams rarely compress: not at import). */
 const zlib = () => process.getBuiltinModule('node:zlib');
 
-/** One header of a node response from its raw pairs (`res.headers` would build the whole record: a measurable part of a small call). */
-function rawHeader(raw: string[], name: string): string | undefined {
-  let value: string | undefined;
-  // Repeated, joined with ", " as node joins them.
-  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) value = value === undefined ? raw[i + 1] : `${value}, ${raw[i + 1]}`;
-  return value;
-}
-
 function decoded(res: IncomingMessage): Readable {
-  const enc = (rawHeader(res.rawHeaders, 'content-encoding') ?? '').trim().toLowerCase();
+  // From the raw pairs: `res.headers` would build node's whole header record for this one.
+  const enc = (rawHeaderValue(res.rawHeaders, 'content-encoding') ?? '').trim().toLowerCase();
   const d = enc === 'gzip' || enc === 'x-gzip' ? zlib().createGunzip() : enc === 'deflate' ? zlib().createInflate() : enc === 'br' ? zlib().createBrotliDecompress() : undefined;
   if (!d) return res;
   res.on('error', (err) => d.destroy(err));

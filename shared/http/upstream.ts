@@ -4,6 +4,7 @@ import { upstreamFetch } from './node-fetch.ts';
 import { isHeaders, WebHeaders } from './web.ts';
 import { webSignal, type CallSignal } from './client-signal.ts';
 import { upstreamTraceHeaders } from '../tracing/context.ts';
+import { joiner } from '../core/joiner.ts';
 
 /**
  * fetch() toward an upstream under `signal`, the attempt's deadline (`shared/routing/deadline.ts`:
@@ -29,26 +30,11 @@ export function fetchUpstream(provider: string, url: string, init: RequestInit, 
   return viaFetch(provider, url, init, signal, bodyError);
 }
 
-/** URLs by base and path, so a provider calls with the same URL string each time (bounded). */
-const joined = new Map<string, Map<string, string>>();
-
 /**
  * `base + path`, as the same string for the same pair: node-fetch.ts looks its target up by URL,
  * and a string built fresh for every call is hashed again for every lookup.
  */
-export function upstreamUrl(base: string, path: string): string {
-  let paths = joined.get(base);
-  if (!paths) {
-    if (joined.size >= 64) joined.clear();
-    joined.set(base, (paths = new Map()));
-  }
-  let url = paths.get(path);
-  if (url === undefined) {
-    if (paths.size >= 64) paths.clear();
-    paths.set(path, (url = base + path));
-  }
-  return url;
-}
+export const upstreamUrl = joiner('');
 
 /** A call whose failure before an answer is the provider's being unreachable (502), unless the call was aborted (the deadline names that). */
 function unreachable(provider: string, err: unknown, signal: CallSignal): unknown {

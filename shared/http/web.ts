@@ -77,12 +77,7 @@ export class WebHeaders implements Headers {
   }
 
   append(name: string, value: string): void {
-    const key = headerName(name, 'append');
-    const v = headerValue(value, 'append');
-    const had = this.#map.get(key);
-    this.#map.set(key, had === undefined ? v : `${had}, ${v}`);
-    if (key === 'set-cookie') (this.#cookies ??= []).push(v);
-    this.#sorted = undefined;
+    this.#add(headerName(name, 'append'), headerValue(value, 'append'));
   }
 
   /**
@@ -91,7 +86,11 @@ export class WebHeaders implements Headers {
    * the name is lower-cased (the checks `append` makes cost more than the rest of it).
    */
   appendParsed(name: string, value: string): void {
-    const key = name.toLowerCase();
+    this.#add(name.toLowerCase(), value);
+  }
+
+  /** A checked, lower-cased name and its value, joined to an earlier value with ", " (set-cookie values also kept apart). */
+  #add(key: string, value: string): void {
     const had = this.#map.get(key);
     this.#map.set(key, had === undefined ? value : `${had}, ${value}`);
     if (key === 'set-cookie') (this.#cookies ??= []).push(value);

@@ -1,6 +1,6 @@
 import type { ReportRow, Store } from '../store/types.ts';
 import { periodId } from './budgets.ts';
-import { joiner } from './pricing.ts';
+import { joiner } from '../core/joiner.ts';
 
 /**
  * The usage report's counters (issue #19, FinOps view): requests, tokens and spend per team (or per

@@ -6,7 +6,6 @@ import { framedResponse } from './stream.ts';
 import type { RequestTrace } from '../telemetry/record.ts';
 import { isObject, type Json } from './common.ts';
 
-
 /** The upstream API whose answers a same-format door relays (Bedrock's InvokeModel door relays Anthropic's). */
 export type AnswerFormat = 'openai-chat' | 'openai-responses' | 'anthropic-messages';
 
