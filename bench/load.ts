@@ -41,6 +41,12 @@ export interface LoadResult {
    * machine than latency. Null where /proc is missing.
    */
   cpuUsPerReq: number | null;
+  /**
+   * The part of `cpuUsPerReq` spent off the server's main thread: V8's background compiler and
+   * garbage-collector helpers, libuv's pool. High while V8 is still compiling the hot path (a
+   * warm-up that was too short); it competes with the main thread for the one core the server has.
+   */
+  bgCpuUsPerReq: number | null;
   /** The same for ours' store (dynalite), when it has one. */
   storeCpuUsPerReq: number | null;
   /**
@@ -54,11 +60,14 @@ export interface LoadResult {
 /** Counts of calls by operation a store has received so far (see bench/dynamo-server.ts). */
 export type StoreCallCounter = () => Promise<Record<string, number>>;
 
-/** CPU ms (user + system) a process has used so far, from /proc (Linux), or undefined. */
-export function cpuMs(pid: number | undefined): number | undefined {
+/**
+ * CPU ms (user + system) a process has used so far, from /proc (Linux), or undefined; with
+ * `mainThread`, only its main thread's.
+ */
+export function cpuMs(pid: number | undefined, mainThread = false): number | undefined {
   if (!pid) return undefined;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // Fields 14 and 15 of proc(5) (utime, stime), in clock ticks (USER_HZ, 100 on Linux).
     return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
@@ -85,13 +94,13 @@ interface Sample {
   elapsedS: number;
   non2xx: number;
   errors: number;
-  cpuMs: { server?: number; store?: number };
+  cpuMs: { server?: number; serverMain?: number; store?: number };
   calls: Record<string, number> | null;
 }
 
 async function sample(target: Target, shape: Shape, durationS: number, pids: { server?: number; store?: number }, storeCalls?: StoreCallCounter): Promise<Sample> {
   const calls0 = await storeCalls?.();
-  const cpu0 = { server: cpuMs(pids.server), store: cpuMs(pids.store) };
+  const cpu0 = { server: cpuMs(pids.server), serverMain: cpuMs(pids.server, true), store: cpuMs(pids.store) };
   let lat = new Float64Array(1 << 16);
   let n = 0;
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
@@ -118,7 +127,7 @@ async function sample(target: Target, shape: Shape, durationS: number, pids: { s
       lat[n++] = responseTime;
     });
   });
-  const cpu1 = { server: cpuMs(pids.server), store: cpuMs(pids.store) };
+  const cpu1 = { server: cpuMs(pids.server), serverMain: cpuMs(pids.server, true), store: cpuMs(pids.store) };
   const calls1 = await storeCalls?.();
   let calls: Record<string, number> | null = null;
   if (calls0 && calls1) {
@@ -131,7 +140,7 @@ async function sample(target: Target, shape: Shape, durationS: number, pids: { s
     elapsedS: result.duration || durationS,
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
-    cpuMs: { server: delta(cpu0.server, cpu1.server), store: delta(cpu0.store, cpu1.store) },
+    cpuMs: { server: delta(cpu0.server, cpu1.server), serverMain: delta(cpu0.serverMain, cpu1.serverMain), store: delta(cpu0.store, cpu1.store) },
     calls,
   };
 }
@@ -149,7 +158,7 @@ function summarise(target: Target, shape: Shape, samples: Sample[]): LoadResult 
   let sum = 0;
   for (let i = 0; i < n; i++) sum += sorted[i]!;
   const elapsed = samples.reduce((a, s) => a + s.elapsedS, 0);
-  const cpu = (k: 'server' | 'store') => (samples.every((s) => s.cpuMs[k] !== undefined) ? samples.reduce((a, s) => a + s.cpuMs[k]!, 0) : undefined);
+  const cpu = (k: 'server' | 'serverMain' | 'store') => (samples.every((s) => s.cpuMs[k] !== undefined) ? samples.reduce((a, s) => a + s.cpuMs[k]!, 0) : undefined);
   const perReq = (ms?: number) => (ms === undefined || !n ? null : Math.round((ms * 1000) / n));
   let calls: Record<string, number> | null = null;
   for (const s of samples) {
@@ -172,6 +181,7 @@ function summarise(target: Target, shape: Shape, samples: Sample[]): LoadResult 
     non2xx: samples.reduce((a, s) => a + s.non2xx, 0),
     errors: samples.reduce((a, s) => a + s.errors, 0),
     cpuUsPerReq: perReq(cpu('server')),
+    bgCpuUsPerReq: perReq(cpu('server') === undefined || cpu('serverMain') === undefined ? undefined : cpu('server')! - cpu('serverMain')!),
     storeCpuUsPerReq: perReq(cpu('store')),
     storeCalls: calls,
     storeCallsPerReq: calls && n ? Math.round((totalCalls / n) * 10_000) / 10_000 : null,

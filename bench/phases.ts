@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { median, runLoad, runRotation, type LoadResult } from './load.ts';
+import { median, percentile, runLoad, runRotation, type LoadResult } from './load.ts';
 import { CLIENT_CORE, dumpOnSignal, pinSelf } from './procs.ts';
 import { direct, startFloor, startOurs, startUpstream, type Running } from './targets.ts';
 
@@ -80,6 +80,15 @@ try {
       console.log(
         `${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(r.p50Ms - base.p50Ms)).padStart(6)} ${String(median(ph.before)).padStart(16)} ${String(median(ph.upstream)).padStart(14)} ${String(median(ph.after)).padStart(13)} ${String(median(sum)).padStart(13)}`,
       );
+    }
+    // The tail: the same phases at p99 (which phase the slow requests are slow in).
+    const p99 = (v: number[]) => String(Math.round(percentile(Float64Array.from(v).sort(), 99)));
+    console.log(`p99 (added = client-observed p99, over ${base.target}'s p99 at ${us(base.p99Ms)} us):`);
+    for (let i = 0; i < proxies.length; i++) {
+      const r = results[i + 1]!;
+      const ph = phases[i]!;
+      const sum = ph.before.map((b, j) => b + ph.after[j]!);
+      console.log(`${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(r.p99Ms - base.p99Ms)).padStart(6)} ${p99(ph.before).padStart(16)} ${p99(ph.upstream).padStart(14)} ${p99(ph.after).padStart(13)} ${p99(sum).padStart(13)}`);
     }
   }
   console.log('CPU per request by thread (us; over every request of the turns, warm-up excluded):');

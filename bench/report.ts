@@ -60,10 +60,11 @@ export const TARGET_NOTES: Record<string, string> = {
 
 export function printLoad(load: LoadResult[], log: Log): void {
   log('Load: POST /v1/chat/completions, small non-streaming completion (latencies in ms; added = over direct;');
-  log('cpu = CPU time of the server under test per request, in microseconds; for ours also its store, dynalite)');
+  log('cpu = CPU time of the server under test per request, in microseconds, and the part of it off its main thread (bg:');
+  log("V8's background compiler and GC helpers, libuv's pool; high while V8 still compiles); for ours also its store, dynalite)");
   for (const t of new Set(load.map((r) => r.target))) log(`  ${t.padEnd(10)} ${TARGET_NOTES[t] ?? ''}`);
   log('');
-  const rows = [['shape', 'target', 'req/s', 'p50', 'p99', 'added p50', 'added p99', 'cpu us/req', 'store us/req', 'store calls/req', 'non-2xx/err']];
+  const rows = [['shape', 'target', 'req/s', 'p50', 'p99', 'added p50', 'added p99', 'cpu us/req', 'bg us/req', 'store us/req', 'store calls/req', 'non-2xx/err']];
   for (const r of load) {
     rows.push([
       r.shape,
@@ -74,6 +75,7 @@ export function printLoad(load: LoadResult[], log: Log): void {
       r.target === 'direct' ? '' : f3(added(load, r.target, r.shape, 'p50Ms')),
       r.target === 'direct' ? '' : f3(added(load, r.target, r.shape, 'p99Ms')),
       r.cpuUsPerReq == null ? 'n/a' : String(r.cpuUsPerReq),
+      r.bgCpuUsPerReq == null ? 'n/a' : String(r.bgCpuUsPerReq),
       r.storeCpuUsPerReq == null ? '' : String(r.storeCpuUsPerReq),
       r.storeCallsPerReq == null ? '' : r.storeCallsPerReq.toFixed(4),
       `${r.non2xx}/${r.errors}`,
