@@ -14,7 +14,8 @@ export async function measureLambdaTail(upstream: string, invocations: number): 
   const dir = mkdtempSync(join(tmpdir(), 'gw-bench-lambda-'));
   const out = join(dir, 'result.json');
   try {
-    const args = [...TSX_IMPORT, 'bench/lambda-tail.ts'];
+    // BENCH_LAMBDA_NODE_ARGS: node flags for the simulated Lambda (e.g. `--cpu-prof --cpu-prof-dir=...` to profile it).
+    const args = [...(process.env.BENCH_LAMBDA_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...TSX_IMPORT, 'bench/lambda-tail.ts'];
     const [cmd, argv] = PINNING ? ['taskset', ['-c', String(SERVER_CORE), process.execPath, ...args]] : [process.execPath, args];
     const child = spawn(cmd, argv, {
       env: { ...process.env, BENCH_UPSTREAM: upstream, BENCH_DYNAMO_ENDPOINT: dynamo.url, BENCH_LAMBDA_INVOCATIONS: String(invocations), BENCH_LAMBDA_OUT: out },

@@ -67,6 +67,7 @@ describe('provider secrets in Lambda', () => {
     const failed = await s.current();
     assert.equal(failed.env.OPENAI_API_KEY, 'sk-put-later');
     assert.equal(failed.changed, false);
+    assert.equal(failed.env, later.env, 'the environment is copied again only when a value changed');
     assert.ok(warnings.some((w) => /cannot read/.test(w)));
   });
 

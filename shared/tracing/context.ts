@@ -57,12 +57,12 @@ export function xrayRoot(value: string | undefined): { id: string; w3cTraceId: s
 
 /**
  * Random hex from a pooled buffer: one randomFillSync per 4 KiB of ids instead of one per id (for
- * trace ids, which are made only when the caller sent none).
+ * trace ids, which are made only when the caller sent none, and X-Ray's segment ids).
  */
 const POOL = Buffer.allocUnsafe(4096);
 let poolAt = POOL.length;
 
-function randomHex(bytes: number): string {
+export function randomHex(bytes: number): string {
   if (poolAt + bytes > POOL.length) {
     nodeCrypto().randomFillSync(POOL);
     poolAt = 0;
