@@ -17,6 +17,8 @@ import { direct, startFloor, startOurs, startPortkey, startUpstream, startWorkFl
  * Settings (environment; defaults full / quick):
  *   BENCH_DURATION=6/3     seconds of load per target and shape
  *   BENCH_WARMUP=2/1       seconds of warm-up load per target and shape (not measured)
+ *   BENCH_WARMUP_ROUNDS=5/2   then rounds of 1 s warm-up turns across the targets, as the measured
+ *                          rounds take them (not measured; 0: none)
  *   BENCH_CONNECTIONS=64   connections of the concurrent shape
  *   BENCH_STREAM_REQUESTS=40/15, BENCH_STREAM_CHUNKS=8, BENCH_STREAM_GAP_MS=10
  *   BENCH_COLD_RUNS=5/3    fresh processes per bundle for the cold start
@@ -33,10 +35,16 @@ const num = (name: string, full: number, short: number) => {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
   return v;
 };
+const rounds = (name: string, full: number, short: number) => {
+  const v = Number(process.env[name] ?? (quick ? short : full));
+  if (!Number.isInteger(v) || v < 0) throw new Error(`${name} must be a whole number, 0 or more`);
+  return v;
+};
 const settings = {
   quick,
   durationS: num('BENCH_DURATION', 6, 3),
   warmupS: num('BENCH_WARMUP', 2, 1),
+  warmupRounds: rounds('BENCH_WARMUP_ROUNDS', 5, 2),
   connections: num('BENCH_CONNECTIONS', 64, 64),
   streamRequests: num('BENCH_STREAM_REQUESTS', 40, 15),
   streamChunks: num('BENCH_STREAM_CHUNKS', 8, 8),
@@ -98,12 +106,17 @@ try {
     // Every target runs at once (idle but for its turn); each shape is measured in 1 s slices taken
     // in turns across the targets (bench/load.ts runRotation), so a slow minute of a shared machine
     // falls on all of them rather than on whichever ran in it.
-    log(`\nLoad: ${settings.durationS} s per target and shape, in ${settings.durationS} rounds of 1 s slices taken in turns across the targets, after ${settings.warmupS} s warm-up each; sequential = 1 connection, concurrent = ${settings.connections}.`);
+    log(`\nLoad: ${settings.durationS} s per target and shape, in ${settings.durationS} rounds of 1 s slices taken in turns across the targets, after ${settings.warmupS} s warm-up each and ${settings.warmupRounds} unmeasured rounds of turns; sequential = 1 connection, concurrent = ${settings.connections}.`);
     const running: [string, Running][] = [];
     try {
       for (const [name, start] of loadTargets) running.push([name, await start()]);
       for (const shape of shapes) {
         for (const [, r] of running) await runLoad(r.target, shape, settings.warmupS);
+        // Then warm-up turns like the measured ones: each turn is a fresh client connection after
+        // the target sat idle, and V8 deoptimizes node's stream code on such new paths (closes,
+        // reconnects) until its type feedback covers them. A target with more code of its own
+        // (ours) takes about five turns to settle (docs/benchmarks.md, 2026-12-02).
+        if (settings.warmupRounds > 0) await runRotation(running.map(([, r]) => r), shape, settings.warmupRounds, 1);
         const results = await runRotation(running.map(([, r]) => r), shape, settings.durationS, 1);
         for (const [i, res] of results.entries()) {
           const name = running[i]![0];
