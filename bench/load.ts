@@ -159,6 +159,8 @@ function summarise(target: Target, shape: Shape, samples: Sample[]): LoadResult 
   for (let i = 0; i < n; i++) sum += sorted[i]!;
   const elapsed = samples.reduce((a, s) => a + s.elapsedS, 0);
   const cpu = (k: 'server' | 'serverMain' | 'store') => (samples.every((s) => s.cpuMs[k] !== undefined) ? samples.reduce((a, s) => a + s.cpuMs[k]!, 0) : undefined);
+  const server = cpu('server');
+  const serverMain = cpu('serverMain');
   const perReq = (ms?: number) => (ms === undefined || !n ? null : Math.round((ms * 1000) / n));
   let calls: Record<string, number> | null = null;
   for (const s of samples) {
@@ -180,8 +182,8 @@ function summarise(target: Target, shape: Shape, samples: Sample[]): LoadResult 
     meanMs: round3(n ? sum / n : NaN),
     non2xx: samples.reduce((a, s) => a + s.non2xx, 0),
     errors: samples.reduce((a, s) => a + s.errors, 0),
-    cpuUsPerReq: perReq(cpu('server')),
-    bgCpuUsPerReq: perReq(cpu('server') === undefined || cpu('serverMain') === undefined ? undefined : cpu('server')! - cpu('serverMain')!),
+    cpuUsPerReq: perReq(server),
+    bgCpuUsPerReq: perReq(server === undefined || serverMain === undefined ? undefined : server - serverMain),
     storeCpuUsPerReq: perReq(cpu('store')),
     storeCalls: calls,
     storeCallsPerReq: calls && n ? Math.round((totalCalls / n) * 10_000) / 10_000 : null,

@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { median, percentile, runLoad, runRotation, type LoadResult } from './load.ts';
+import { percentile, runLoad, runRotation, type LoadResult } from './load.ts';
 import { CLIENT_CORE, dumpOnSignal, pinSelf } from './procs.ts';
 import { direct, startFloor, startOurs, startUpstream, type Running } from './targets.ts';
 
@@ -73,23 +73,20 @@ try {
   for (const p of proxies) phases.push(await takePhases(p.pids.server!));
   if (connections === 1) {
     console.log(`${'target'.padEnd(10)} ${'requests'.padStart(8)} ${'added'.padStart(6)} ${'before upstream'.padStart(16)} ${'upstream call'.padStart(14)} ${'after answer'.padStart(13)} ${'before+after'.padStart(13)}`);
-    for (let i = 0; i < proxies.length; i++) {
-      const r = results[i + 1]!;
-      const ph = phases[i]!;
-      const sum = ph.before.map((b, j) => b + ph.after[j]!);
-      console.log(
-        `${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(r.p50Ms - base.p50Ms)).padStart(6)} ${String(median(ph.before)).padStart(16)} ${String(median(ph.upstream)).padStart(14)} ${String(median(ph.after)).padStart(13)} ${String(median(sum)).padStart(13)}`,
-      );
-    }
+    // One row per proxy at a percentile of its phases, beside the client-observed added latency at it.
+    const rows = (pct: 50 | 99, added: (r: LoadResult) => number) => {
+      const at = (v: number[]) => String(Math.round(percentile(Float64Array.from(v).sort(), pct)));
+      for (let i = 0; i < proxies.length; i++) {
+        const r = results[i + 1]!;
+        const ph = phases[i]!;
+        const sum = ph.before.map((b, j) => b + ph.after[j]!);
+        console.log(`${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(added(r))).padStart(6)} ${at(ph.before).padStart(16)} ${at(ph.upstream).padStart(14)} ${at(ph.after).padStart(13)} ${at(sum).padStart(13)}`);
+      }
+    };
+    rows(50, (r) => r.p50Ms - base.p50Ms);
     // The tail: the same phases at p99 (which phase the slow requests are slow in).
-    const p99 = (v: number[]) => String(Math.round(percentile(Float64Array.from(v).sort(), 99)));
     console.log(`p99 (added = client-observed p99, over ${base.target}'s p99 at ${us(base.p99Ms)} us):`);
-    for (let i = 0; i < proxies.length; i++) {
-      const r = results[i + 1]!;
-      const ph = phases[i]!;
-      const sum = ph.before.map((b, j) => b + ph.after[j]!);
-      console.log(`${r.target.padEnd(10)} ${String(ph.before.length).padStart(8)} ${String(us(r.p99Ms - base.p99Ms)).padStart(6)} ${p99(ph.before).padStart(16)} ${p99(ph.upstream).padStart(14)} ${p99(ph.after).padStart(13)} ${p99(sum).padStart(13)}`);
-    }
+    rows(99, (r) => r.p99Ms - base.p99Ms);
   }
   console.log('CPU per request by thread (us; over every request of the turns, warm-up excluded):');
   for (let i = 0; i < proxies.length; i++) {

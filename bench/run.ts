@@ -30,21 +30,17 @@ import { direct, startFloor, startOurs, startPortkey, startUpstream, startWorkFl
  */
 
 const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
-const num = (name: string, full: number, short: number) => {
+/** A setting from the environment (its full or quick default), checked: a positive number, or with `count` a whole number from 0. */
+const num = (name: string, full: number, short: number, count = false) => {
   const v = Number(process.env[name] ?? (quick ? short : full));
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
-  return v;
-};
-const rounds = (name: string, full: number, short: number) => {
-  const v = Number(process.env[name] ?? (quick ? short : full));
-  if (!Number.isInteger(v) || v < 0) throw new Error(`${name} must be a whole number, 0 or more`);
+  if (count ? !Number.isInteger(v) || v < 0 : !Number.isFinite(v) || v <= 0) throw new Error(`${name} must be ${count ? 'a whole number, 0 or more' : 'a positive number'}`);
   return v;
 };
 const settings = {
   quick,
   durationS: num('BENCH_DURATION', 6, 3),
   warmupS: num('BENCH_WARMUP', 2, 1),
-  warmupRounds: rounds('BENCH_WARMUP_ROUNDS', 5, 2),
+  warmupRounds: num('BENCH_WARMUP_ROUNDS', 5, 2, true),
   connections: num('BENCH_CONNECTIONS', 64, 64),
   streamRequests: num('BENCH_STREAM_REQUESTS', 40, 15),
   streamChunks: num('BENCH_STREAM_CHUNKS', 8, 8),

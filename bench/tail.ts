@@ -2,6 +2,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GC_KINDS } from './gc-kinds.mjs';
 import { CHAT_BODY } from './load.ts';
 import { CLIENT_CORE, pinSelf } from './procs.ts';
 import { startFloor, startOurs, startUpstream, startWorkFloor, type Running } from './targets.ts';
@@ -100,7 +101,7 @@ try {
     row('within 20 ms after a log flush', after(flushes), `${flushes.length} flushes`);
     const kinds = new Map<string, number[]>();
     for (const [, d, k] of gcs) {
-      const name = k === 1 ? 'scavenge' : k === 2 ? 'mark-compact' : k === 4 ? 'incremental marking' : k === 8 ? 'weak callbacks' : `kind ${k}`;
+      const name = GC_KINDS[k ?? -1] ?? `kind ${k}`;
       kinds.set(name, [...(kinds.get(name) ?? []), d]);
     }
     console.log(`  GC pauses by kind: ${[...kinds].map(([n, ds]) => `${n} ${ds.length} (median ${[...ds].sort((a, b) => a - b)[ds.length >> 1]!.toFixed(2)}, longest ${Math.max(...ds).toFixed(2)} ms)`).join('; ')}`);
