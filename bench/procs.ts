@@ -2,7 +2,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { build } from 'esbuild';
@@ -24,16 +25,19 @@ process.on('exit', () => {
 /**
  * The node arguments that run one of bench/'s child entry points. They are bundled with esbuild
  * first (as the Lambda functions are: one file, no loader hooks, real line numbers in CPU
- * profiles); BENCH_TSX=1 runs the TypeScript through tsx instead.
+ * profiles); BENCH_TSX=1 runs the TypeScript through tsx instead. `root`: another checkout of the
+ * project whose sources go into the bundle (bench/ab.ts compares two); its packages still resolve
+ * from this one's node_modules.
  */
-export async function benchScript(name: 'upstream' | 'floor-proxy' | 'work-floor-proxy' | 'gateway-server' | 'dynamo-server'): Promise<string[]> {
-  if (process.env.BENCH_TSX === '1') return [...TSX_IMPORT, `bench/${name}.ts`];
+export async function benchScript(name: 'upstream' | 'floor-proxy' | 'work-floor-proxy' | 'gateway-server' | 'dynamo-server', root?: string): Promise<string[]> {
+  const entry = join(root ?? '.', 'bench', `${name}.ts`);
+  if (process.env.BENCH_TSX === '1') return [...TSX_IMPORT, entry];
   // Under node_modules/ (git-ignored), so the bundles resolve the project's packages.
   bundleDir ??= join('node_modules', '.cache', 'gw-bench', String(process.pid));
   mkdirSync(bundleDir, { recursive: true });
-  const outfile = join(bundleDir, `${name}.mjs`);
+  const outfile = join(bundleDir, root ? `${name}-${createHash('sha256').update(resolve(root)).digest('hex').slice(0, 8)}.mjs` : `${name}.mjs`);
   if (!existsSync(outfile)) {
-    await build({ entryPoints: [`bench/${name}.ts`], outfile, bundle: true, platform: 'node', target: 'node20', format: 'esm', packages: 'external', logLevel: 'warning' });
+    await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', target: 'node20', format: 'esm', packages: 'external', logLevel: 'warning' });
   }
   return [outfile];
 }

@@ -67,6 +67,8 @@ export interface OursOptions {
   auth?: boolean;
   /** Extra node flags (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** Another checkout whose gateway runs instead of this one's (bench/ab.ts). */
+  root?: string;
 }
 
 /** The key the benchmark makes: rate limits and a daily USD budget far above what a run spends, so every request is checked and none refused. */
@@ -86,7 +88,7 @@ export async function startOurs(upstream: string, opts: OursOptions = {}): Promi
     if (auth) store = await spawnNode({ name: 'dynalite', args: await benchScript('dynamo-server'), core: CLIENT_CORE, ready: { kind: 'line' } });
     child = await spawnNode({
       name: 'our gateway',
-      args: [...(opts.nodeArgs ?? []), ...(await benchScript('gateway-server'))],
+      args: [...(opts.nodeArgs ?? []), ...(await benchScript('gateway-server', opts.root))],
       core: SERVER_CORE,
       env: { BENCH_UPSTREAM: upstream, BENCH_LOG_DIR: logDir, BENCH_DYNAMO_ENDPOINT: store?.url ?? '', BENCH_ADMIN_TOKEN: adminToken },
       ready: { kind: 'line' },
