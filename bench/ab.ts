@@ -9,8 +9,8 @@ import { startOurs, startUpstream, type Running } from './targets.ts';
  * side by side and take turns under the same load, the first one alternating round by round, so
  * a machine whose speed drifts (this one's network path halves its speed for seconds at a time)
  * falls on both alike; each round gives a ratio B/A, and the median of the rounds is the answer.
- * Printed per round: throughput, CPU per request (the server process's, from /proc) and p50 of
- * each, and B/A for throughput and CPU; then the median, lowest and highest ratios.
+ * Printed per round: throughput, CPU per request (the server process's, from /proc), p50 and p99
+ * of each, and B/A for throughput, CPU and p99; then the median, lowest and highest ratios.
  *
  * A is this checkout. B is this checkout too unless AB_B_ROOT names another one (e.g. the base
  * commit: `git worktree add --detach /tmp/base HEAD~1`; its sources are bundled, packages come
@@ -45,6 +45,7 @@ try {
 
   const rps: number[] = [];
   const cpu: number[] = [];
+  const p99: number[] = [];
   const turn = (t: Running) => runLoad(t.target, shape, turnS, t.pids);
   for (let r = 0; r < rounds; r++) {
     let ra: LoadResult;
@@ -60,8 +61,9 @@ try {
     if (failed) throw new Error(`round ${r + 1}: ${failed} failed requests`);
     rps.push(rb.rps / ra.rps);
     if (ra.cpuUsPerReq && rb.cpuUsPerReq) cpu.push(rb.cpuUsPerReq / ra.cpuUsPerReq);
-    const side = (x: LoadResult) => `${String(x.rps).padStart(6)} req/s ${String(x.cpuUsPerReq ?? '-').padStart(4)} us/req p50 ${x.p50Ms.toFixed(3)} ms`;
-    console.log(`round ${String(r + 1).padStart(2)}  A ${side(ra)}  B ${side(rb)}  B/A req/s ${rps.at(-1)!.toFixed(3)} cpu ${cpu.at(-1)?.toFixed(3) ?? '-'}`);
+    p99.push(rb.p99Ms / ra.p99Ms);
+    const side = (x: LoadResult) => `${String(x.rps).padStart(6)} req/s ${String(x.cpuUsPerReq ?? '-').padStart(4)} us/req p50 ${x.p50Ms.toFixed(3)} p99 ${x.p99Ms.toFixed(3)} ms`;
+    console.log(`round ${String(r + 1).padStart(2)}  A ${side(ra)}  B ${side(rb)}  B/A req/s ${rps.at(-1)!.toFixed(3)} cpu ${cpu.at(-1)?.toFixed(3) ?? '-'} p99 ${p99.at(-1)!.toFixed(3)}`);
   }
   const summary = (xs: number[]) => {
     const s = [...xs].sort((x, y) => x - y);
@@ -69,6 +71,7 @@ try {
   };
   console.log(`B/A throughput: ${summary(rps)}`);
   if (cpu.length) console.log(`B/A CPU per request: ${summary(cpu)}`);
+  console.log(`B/A p99: ${summary(p99)}`);
 } finally {
   for (const t of started) await t.stop();
   await up.stop();
