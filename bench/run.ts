@@ -7,7 +7,7 @@ import type { LambdaTailResult } from './lambda-tail.ts';
 import { runLoad, runRotation, type LoadResult, type Shape } from './load.ts';
 import { CLIENT_CORE, PINNING, pinSelf, SERVER_CORE } from './procs.ts';
 import { goals, printColdStart, printGoals, printLambdaTail, printLoad, printStreaming, type Goal } from './report.ts';
-import { measureStreaming, type StreamResult } from './streaming.ts';
+import { BURST_CONCURRENCY, measureStreaming, type StreamResult } from './streaming.ts';
 import { direct, startFloor, startOurs, startPortkey, startUpstream, startWorkFloor, type Running } from './targets.ts';
 
 /**
@@ -21,6 +21,7 @@ import { direct, startFloor, startOurs, startPortkey, startUpstream, startWorkFl
  *                          rounds take them (not measured; 0: none)
  *   BENCH_CONNECTIONS=64   connections of the concurrent shape
  *   BENCH_STREAM_REQUESTS=40/15, BENCH_STREAM_CHUNKS=8, BENCH_STREAM_GAP_MS=10
+ *   BENCH_STREAM_WARMUP=300/200   unmeasured streams per target before those, 20 at a time
  *   BENCH_COLD_RUNS=5/3    fresh processes per bundle for the cold start
  *   BENCH_LAMBDA_INVOCATIONS=100/40   invocations per mode of the simulated Lambda (billed ms after the body)
  *   BENCH_ONLY=load,streaming,lambda,cold   which parts to run
@@ -43,6 +44,7 @@ const settings = {
   warmupRounds: num('BENCH_WARMUP_ROUNDS', 5, 2, true),
   connections: num('BENCH_CONNECTIONS', 64, 64),
   streamRequests: num('BENCH_STREAM_REQUESTS', 40, 15),
+  streamWarmup: num('BENCH_STREAM_WARMUP', 300, 200, true),
   streamChunks: num('BENCH_STREAM_CHUNKS', 8, 8),
   streamGapMs: num('BENCH_STREAM_GAP_MS', 10, 10),
   coldRuns: num('BENCH_COLD_RUNS', 5, 3),
@@ -127,7 +129,7 @@ try {
   }
 
   if (only.has('streaming')) {
-    log(`\nStreaming: ${settings.streamRequests} streams per target, ${upstreamWrites} upstream writes each, ${settings.streamGapMs} ms apart.`);
+    log(`\nStreaming: ${settings.streamRequests} streams per target, ${upstreamWrites} upstream writes each, ${settings.streamGapMs} ms apart, after ${settings.streamWarmup} unmeasured streams ${BURST_CONCURRENCY} at a time.`);
     const streamTargets: [string, Starter][] = [['direct', directTarget]];
     if (proxies.has('floor')) streamTargets.push(['floor', () => startFloor(upstream)]);
     if (proxies.has('ours')) streamTargets.push(['ours', () => startOurs(upstream, { auth: true })]);
@@ -135,7 +137,7 @@ try {
     for (const [name, start] of streamTargets) {
       const r = await start();
       try {
-        const res = await measureStreaming(r.target, settings.streamRequests, upstreamWrites);
+        const res = await measureStreaming(r.target, settings.streamRequests, upstreamWrites, 5, settings.streamWarmup);
         log(`  ${name.padEnd(9)} first event p50 ${res.firstEventP50Ms.toFixed(3)} ms, reads/stream ${res.clientReadsMedian}/${upstreamWrites}, coalesced ${res.coalescedEvents}`);
         stream.push(res);
       } finally {
