@@ -21,7 +21,7 @@ import { direct, startFloor, startOurs, startPortkey, startUpstream, startWorkFl
  *                          rounds take them (not measured; 0: none)
  *   BENCH_CONNECTIONS=64   connections of the concurrent shape
  *   BENCH_STREAM_REQUESTS=40/15, BENCH_STREAM_CHUNKS=8, BENCH_STREAM_GAP_MS=10
- *   BENCH_STREAM_WARMUP=300/200   unmeasured streams per target before those, 20 at a time
+ *   BENCH_STREAM_WARMUP=300/100   unmeasured streams per target before those, 20 at a time
  *   BENCH_COLD_RUNS=5/3    fresh processes per bundle for the cold start
  *   BENCH_LAMBDA_INVOCATIONS=100/40   invocations per mode of the simulated Lambda (billed ms after the body)
  *   BENCH_ONLY=load,streaming,lambda,cold   which parts to run
@@ -44,7 +44,7 @@ const settings = {
   warmupRounds: num('BENCH_WARMUP_ROUNDS', 5, 2, true),
   connections: num('BENCH_CONNECTIONS', 64, 64),
   streamRequests: num('BENCH_STREAM_REQUESTS', 40, 15),
-  streamWarmup: num('BENCH_STREAM_WARMUP', 300, 200, true),
+  streamWarmup: num('BENCH_STREAM_WARMUP', 300, 100, true),
   streamChunks: num('BENCH_STREAM_CHUNKS', 8, 8),
   streamGapMs: num('BENCH_STREAM_GAP_MS', 10, 10),
   coldRuns: num('BENCH_COLD_RUNS', 5, 3),
