@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SERVER_NODE_FLAGS } from '../local/node-flags.ts';
 import { benchScript, CLIENT_CORE, freePort, SERVER_CORE, spawnNode, type Child } from './procs.ts';
 import type { StoreCallCounter, Target } from './load.ts';
 
@@ -88,7 +89,8 @@ export async function startOurs(upstream: string, opts: OursOptions = {}): Promi
     if (auth) store = await spawnNode({ name: 'dynalite', args: await benchScript('dynamo-server'), core: CLIENT_CORE, ready: { kind: 'line' } });
     child = await spawnNode({
       name: 'our gateway',
-      args: [...(opts.nodeArgs ?? []), ...(await benchScript('gateway-server', opts.root))],
+      // As `npm start` runs it (local/node-flags.ts), then the caller's flags (a later flag wins).
+      args: [...SERVER_NODE_FLAGS, ...(opts.nodeArgs ?? []), ...(await benchScript('gateway-server', opts.root))],
       core: SERVER_CORE,
       env: { BENCH_UPSTREAM: upstream, BENCH_LOG_DIR: logDir, BENCH_DYNAMO_ENDPOINT: store?.url ?? '', BENCH_ADMIN_TOKEN: adminToken },
       ready: { kind: 'line' },
