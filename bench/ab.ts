@@ -14,8 +14,9 @@ import { startOurs, startUpstream, type Running } from './targets.ts';
  *
  * A is this checkout. B is this checkout too unless AB_B_ROOT names another one (e.g. the base
  * commit: `git worktree add --detach /tmp/base HEAD~1`; its sources are bundled, packages come
- * from this checkout's node_modules). AB_A_ARGS / AB_B_ARGS: node flags for each (space
- * separated). AB_B_AUTH=0: B without keys (no store), i.e. what keys, limits and budgets cost.
+ * from this checkout's node_modules). Both run with this checkout's `npm start` flags
+ * (local/node-flags.ts); AB_A_ARGS / AB_B_ARGS: node flags for each after those (space separated;
+ * a later flag wins, so `--min-semi-space-size=0 --max-semi-space-size=0` restores V8's defaults). AB_B_AUTH=0: B without keys (no store), i.e. what keys, limits and budgets cost.
  * AB_ROUNDS (default 9), AB_TURN_S seconds per turn (default 2), AB_CONNECTIONS (default 64; 1 for
  * the sequential shape). With nothing set it is an A/A run: how far apart two identical variants
  * read here, the noise any difference must clear.
