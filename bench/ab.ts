@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
-import { runLoad, type LoadResult } from './load.ts';
-import { CLIENT_CORE, pinSelf } from './procs.ts';
+import { median, runLoad, runRotation, type LoadResult } from './load.ts';
+import { CLIENT_CORE, nodeArgsFrom, pinSelf } from './procs.ts';
 import { startOurs, startUpstream, type Running } from './targets.ts';
 
 /**
@@ -25,7 +25,6 @@ import { startOurs, startUpstream, type Running } from './targets.ts';
 const rounds = Number(process.env.AB_ROUNDS ?? 9);
 const turnS = Number(process.env.AB_TURN_S ?? 2);
 const connections = Number(process.env.AB_CONNECTIONS ?? 64);
-const args = (v: string | undefined) => (v ?? '').split(' ').filter(Boolean);
 const bRoot = process.env.AB_B_ROOT ? resolve(process.env.AB_B_ROOT) : undefined;
 const shape = { name: connections === 1 ? 'sequential' : 'concurrent', connections } as const;
 
@@ -33,16 +32,16 @@ pinSelf(CLIENT_CORE);
 const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });
 const started: Running[] = [];
 try {
-  const a = await startOurs(up.url, { nodeArgs: args(process.env.AB_A_ARGS) });
+  const a = await startOurs(up.url, { nodeArgs: nodeArgsFrom('AB_A_ARGS') });
   started.push(a);
-  const b = await startOurs(up.url, { nodeArgs: args(process.env.AB_B_ARGS), auth: process.env.AB_B_AUTH !== '0', root: bRoot });
+  const b = await startOurs(up.url, { nodeArgs: nodeArgsFrom('AB_B_ARGS'), auth: process.env.AB_B_AUTH !== '0', root: bRoot });
   started.push(b);
   console.log(`A: this checkout ${process.env.AB_A_ARGS ?? ''}`);
   console.log(`B: ${bRoot ?? 'this checkout'} ${process.env.AB_B_ARGS ?? ''}${process.env.AB_B_AUTH === '0' ? ' (no keys)' : ''}`);
   console.log(`${rounds} rounds of ${turnS} s turns at ${connections} connection(s)`);
   // Warm up as `npm run bench` does: continuously, then in turns (a fresh connection after idling deoptimizes node's stream code until its feedback covers that path).
   for (const t of started) await runLoad(t.target, shape, 4);
-  for (let i = 0; i < 5; i++) for (const t of started) await runLoad(t.target, shape, 1);
+  await runRotation(started, shape, 5, 1);
 
   const rps: number[] = [];
   const cpu: number[] = [];
@@ -66,10 +65,7 @@ try {
     const side = (x: LoadResult) => `${String(x.rps).padStart(6)} req/s ${String(x.cpuUsPerReq ?? '-').padStart(4)} us/req p50 ${x.p50Ms.toFixed(3)} p99 ${x.p99Ms.toFixed(3)} ms`;
     console.log(`round ${String(r + 1).padStart(2)}  A ${side(ra)}  B ${side(rb)}  B/A req/s ${rps.at(-1)!.toFixed(3)} cpu ${cpu.at(-1)?.toFixed(3) ?? '-'} p99 ${p99.at(-1)!.toFixed(3)}`);
   }
-  const summary = (xs: number[]) => {
-    const s = [...xs].sort((x, y) => x - y);
-    return `median ${s[s.length >> 1]!.toFixed(3)} (lowest ${s[0]!.toFixed(3)}, highest ${s.at(-1)!.toFixed(3)})`;
-  };
+  const summary = (xs: number[]) => `median ${median(xs).toFixed(3)} (lowest ${Math.min(...xs).toFixed(3)}, highest ${Math.max(...xs).toFixed(3)})`;
   console.log(`B/A throughput: ${summary(rps)}`);
   if (cpu.length) console.log(`B/A CPU per request: ${summary(cpu)}`);
   console.log(`B/A p99: ${summary(p99)}`);

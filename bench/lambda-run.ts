@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LambdaTailResult } from './lambda-tail.ts';
-import { benchScript, CLIENT_CORE, PINNING, SERVER_CORE, spawnNode, TSX_IMPORT } from './procs.ts';
+import { benchScript, CLIENT_CORE, nodeArgsFrom, PINNING, SERVER_CORE, spawnNode, TSX_IMPORT } from './procs.ts';
 
 /**
  * Runs bench/lambda-tail.ts in a fresh process on the server's core (dynalite on the client's),
@@ -15,7 +15,7 @@ export async function measureLambdaTail(upstream: string, invocations: number): 
   const out = join(dir, 'result.json');
   try {
     // BENCH_LAMBDA_NODE_ARGS: node flags for the simulated Lambda (e.g. `--cpu-prof --cpu-prof-dir=...` to profile it).
-    const args = [...(process.env.BENCH_LAMBDA_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...TSX_IMPORT, 'bench/lambda-tail.ts'];
+    const args = [...nodeArgsFrom('BENCH_LAMBDA_NODE_ARGS'), ...TSX_IMPORT, 'bench/lambda-tail.ts'];
     const [cmd, argv] = PINNING ? ['taskset', ['-c', String(SERVER_CORE), process.execPath, ...args]] : [process.execPath, args];
     const child = spawn(cmd, argv, {
       env: { ...process.env, BENCH_UPSTREAM: upstream, BENCH_DYNAMO_ENDPOINT: dynamo.url, BENCH_LAMBDA_INVOCATIONS: String(invocations), BENCH_LAMBDA_OUT: out },

@@ -50,6 +50,11 @@ export const CLIENT_CORE = 0;
 /** Core of the one proxy under test (floor, ours or Portkey), which gets it alone. */
 export const SERVER_CORE = 1;
 
+/** Node flags from an environment variable (space separated; none when unset). */
+export function nodeArgsFrom(name: string): string[] {
+  return (process.env[name] ?? '').split(' ').filter(Boolean);
+}
+
 /** Pin this process (all its threads) to a core. */
 export function pinSelf(core: number): void {
   if (!PINNING) return;

@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runLoad } from './load.ts';
-import { CLIENT_CORE, pinSelf } from './procs.ts';
+import { CLIENT_CORE, nodeArgsFrom, pinSelf } from './procs.ts';
 import { STREAM_BODY } from './streaming.ts';
 import { startFloor, startOurs, startUpstream, startWorkFloor } from './targets.ts';
 
@@ -31,7 +31,7 @@ mkdirSync(dir, { recursive: true });
 pinSelf(CLIENT_CORE);
 
 const which = process.env.BENCH_TARGET;
-const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...nodeArgsFrom('BENCH_NODE_ARGS')];
 /** Requests the profiled process answered (warm-up included: the profile covers its whole life). */
 let requests = 0;
 const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });

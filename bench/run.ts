@@ -137,7 +137,7 @@ try {
     for (const [name, start] of streamTargets) {
       const r = await start();
       try {
-        const res = await measureStreaming(r.target, settings.streamRequests, upstreamWrites, 5, settings.streamWarmup);
+        const res = await measureStreaming(r.target, settings.streamRequests, upstreamWrites, { burst: settings.streamWarmup });
         log(`  ${name.padEnd(9)} first event p50 ${res.firstEventP50Ms.toFixed(3)} ms, reads/stream ${res.clientReadsMedian}/${upstreamWrites}, coalesced ${res.coalescedEvents}`);
         stream.push(res);
       } finally {

@@ -64,12 +64,12 @@ function once(target: Target, agent: Agent): Promise<OneStream> {
 export const BURST_CONCURRENCY = 20;
 
 /**
- * `n` streams one at a time, measured, after `warmup` unmeasured ones on the same connection. Before
- * those, `burst` unmeasured streams BURST_CONCURRENCY at a time: each target starts fresh for this
+ * `n` streams one at a time, measured, after `warmup` (default 5) unmeasured ones on the same
+ * connection. Before those, `burst` (default none) unmeasured streams BURST_CONCURRENCY at a time: each target starts fresh for this
  * test, and a proxy that has relayed a few streams only still runs its stream code in V8's
  * interpreter (ours' first event took about twice as long after 45 streams as after 300).
  */
-export async function measureStreaming(target: Target, n: number, upstreamWrites: number, warmup = 5, burst = 0): Promise<StreamResult> {
+export async function measureStreaming(target: Target, n: number, upstreamWrites: number, { warmup = 5, burst = 0 }: { warmup?: number; burst?: number } = {}): Promise<StreamResult> {
   if (burst > 0) {
     const warm = new Agent({ keepAlive: true, maxSockets: BURST_CONCURRENCY });
     try {
