@@ -185,7 +185,10 @@ describe('responses door -> mock provider', () => {
     assertSequence(events);
     const doneEv = events.find((e) => e.type === 'response.function_call_arguments.done');
     assert.ok(doneEv?.type === 'response.function_call_arguments.done');
-    assert.equal(doneEv.name, 'get_weather');
+    // The function's name is on its output item (openai 7 types the arguments-done event without it).
+    const itemDone = events.find((e) => e.type === 'response.output_item.done');
+    assert.ok(itemDone?.type === 'response.output_item.done' && itemDone.item.type === 'function_call');
+    assert.equal(itemDone.item.name, 'get_weather');
     assert.deepEqual(JSON.parse(doneEv.arguments), { city: 'call get_weather Oslo' });
     const completed = events.at(-1)!;
     assert.ok(completed.type === 'response.completed');
