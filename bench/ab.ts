@@ -19,7 +19,9 @@ import { startOurs, startUpstream, type Running } from './targets.ts';
  * a later flag wins, so `--min-semi-space-size=0 --max-semi-space-size=0` restores V8's defaults). AB_B_AUTH=0: B without keys (no store), i.e. what keys, limits and budgets cost.
  * AB_ROUNDS (default 9), AB_TURN_S seconds per turn (default 2), AB_CONNECTIONS (default 64; 1 for
  * the sequential shape). With nothing set it is an A/A run: how far apart two identical variants
- * read here, the noise any difference must clear.
+ * read here, the noise any difference must clear. Printed: the median of the rounds' B/A ratios
+ * (throughput, CPU per request, p99) and of their p50 differences in microseconds (for the
+ * sequential shape, where a change to the request's path shows as microseconds of latency).
  */
 
 const rounds = Number(process.env.AB_ROUNDS ?? 9);
@@ -46,6 +48,7 @@ try {
   const rps: number[] = [];
   const cpu: number[] = [];
   const p99: number[] = [];
+  const p50Diff: number[] = [];
   const turn = (t: Running) => runLoad(t.target, shape, turnS, t.pids);
   for (let r = 0; r < rounds; r++) {
     let ra: LoadResult;
@@ -62,6 +65,7 @@ try {
     rps.push(rb.rps / ra.rps);
     if (ra.cpuUsPerReq && rb.cpuUsPerReq) cpu.push(rb.cpuUsPerReq / ra.cpuUsPerReq);
     p99.push(rb.p99Ms / ra.p99Ms);
+    p50Diff.push((rb.p50Ms - ra.p50Ms) * 1000);
     const side = (x: LoadResult) => `${String(x.rps).padStart(6)} req/s ${String(x.cpuUsPerReq ?? '-').padStart(4)} us/req p50 ${x.p50Ms.toFixed(3)} p99 ${x.p99Ms.toFixed(3)} ms`;
     console.log(`round ${String(r + 1).padStart(2)}  A ${side(ra)}  B ${side(rb)}  B/A req/s ${rps.at(-1)!.toFixed(3)} cpu ${cpu.at(-1)?.toFixed(3) ?? '-'} p99 ${p99.at(-1)!.toFixed(3)}`);
   }
@@ -69,6 +73,7 @@ try {
   console.log(`B/A throughput: ${summary(rps)}`);
   if (cpu.length) console.log(`B/A CPU per request: ${summary(cpu)}`);
   console.log(`B/A p99: ${summary(p99)}`);
+  console.log(`B-A p50 (us): median ${median(p50Diff).toFixed(1)} (lowest ${Math.min(...p50Diff).toFixed(1)}, highest ${Math.max(...p50Diff).toFixed(1)})`);
 } finally {
   for (const t of started) await t.stop();
   await up.stop();
