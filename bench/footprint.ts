@@ -1,0 +1,126 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runLoad } from './load.ts';
+import { CLIENT_CORE, pinSelf } from './procs.ts';
+import { startFloor, startOurs, startUpstream, startWorkFloor, type Running } from './targets.ts';
+
+/**
+ * `npx tsx bench/footprint.ts`: how much JavaScript each proxy runs per request, counted rather
+ * than timed, so two runs on a machine whose speed drifts give the same figures. Each target runs
+ * under NODE_V8_COVERAGE (V8's precise coverage with call counts, written by node when the process
+ * exits), takes BENCH_DURATION seconds (default 3) of the benchmark's concurrent load
+ * (BENCH_CONNECTIONS, default 64), and is stopped; then, per request (node:http's
+ * `parserOnIncoming` calls counted as requests):
+ * - the distinct functions of its own bundle that ran at least once per request, and all calls
+ *   into its own code;
+ * - the same for node's internal JavaScript (node:http, streams, events...).
+ * Calls the store or timers make less often than once a request count toward the calls, spread over
+ * the requests. BENCH_TARGETS: a comma-separated subset of floor, work-floor, ours, ours-open.
+ */
+
+interface FunctionCoverage {
+  functionName: string;
+  ranges: { startOffset: number; endOffset: number; count: number }[];
+}
+interface ScriptCoverage {
+  url: string;
+  functions: FunctionCoverage[];
+}
+
+export interface Footprint {
+  target: string;
+  requests: number;
+  ownFunctionsPerRequest: number;
+  ownCallsPerRequest: number;
+  nodeFunctionsPerRequest: number;
+  nodeCallsPerRequest: number;
+}
+
+/** The scripts of the one process, among those that wrote coverage into `dir`, whose script `entry` names. */
+function proxyCoverage(dir: string, entry: RegExp): { scripts: ScriptCoverage[]; own: string } {
+  for (const f of readdirSync(dir)) {
+    const scripts = (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { result: ScriptCoverage[] }).result;
+    const own = scripts.find((s) => entry.test(s.url))?.url;
+    if (own) return { scripts, own };
+  }
+  throw new Error(`no coverage from a process running ${entry} in ${dir}`);
+}
+
+export function footprintOf(target: string, dir: string, entry: RegExp): Footprint {
+  const { scripts, own } = proxyCoverage(dir, entry);
+  const requests = scripts.find((s) => s.url === 'node:_http_server')?.functions.find((fn) => fn.functionName === 'parserOnIncoming')?.ranges[0]?.count ?? 0;
+  if (!requests) throw new Error(`${target}: no request counted`);
+  const tally = { own: { functions: 0, calls: 0 }, node: { functions: 0, calls: 0 } };
+  for (const s of scripts) {
+    const kind = s.url === own ? tally.own : s.url.startsWith('node:') ? tally.node : undefined;
+    if (!kind) continue;
+    for (const fn of s.functions) {
+      const whole = fn.ranges[0]!;
+      // The script's own top level (a module body runs once), not a function.
+      if (fn.functionName === '' && whole.startOffset === 0) continue;
+      kind.calls += whole.count;
+      // At least once a request (requests still in flight when the process stopped ran part of the path).
+      if (whole.count >= 0.95 * requests) kind.functions++;
+    }
+  }
+  const per = (n: number) => Math.round((n / requests) * 10) / 10;
+  return {
+    target,
+    requests,
+    ownFunctionsPerRequest: tally.own.functions,
+    ownCallsPerRequest: per(tally.own.calls),
+    nodeFunctionsPerRequest: tally.node.functions,
+    nodeCallsPerRequest: per(tally.node.calls),
+  };
+}
+
+const ENTRIES: Record<string, { entry: RegExp; start: (upstream: string) => Promise<Running> }> = {
+  floor: { entry: /\/floor-proxy\.mjs$/, start: (u) => startFloor(u) },
+  'work-floor': { entry: /\/work-floor-proxy\.mjs$/, start: (u) => startWorkFloor(u) },
+  ours: { entry: /\/gateway-server\.mjs$/, start: (u) => startOurs(u) },
+  'ours-open': { entry: /\/gateway-server\.mjs$/, start: (u) => startOurs(u, { auth: false }) },
+};
+
+async function main(): Promise<void> {
+  const durationS = Number(process.env.BENCH_DURATION ?? 3);
+  const connections = Number(process.env.BENCH_CONNECTIONS ?? 64);
+  const names = (process.env.BENCH_TARGETS ?? 'floor,work-floor,ours-open,ours').split(',').map((s) => s.trim());
+  pinSelf(CLIENT_CORE);
+  const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });
+  const rows: Footprint[] = [];
+  try {
+    for (const name of names) {
+      const spec = ENTRIES[name];
+      if (!spec) throw new Error(`unknown target ${name} (one of ${Object.keys(ENTRIES).join(', ')})`);
+      const dir = mkdtempSync(join(tmpdir(), `gw-bench-footprint-${name}-`));
+      // Read by node at start: the target (and its store) inherit it, this process does not.
+      process.env.NODE_V8_COVERAGE = dir;
+      let running: Running;
+      try {
+        running = await spec.start(up.url);
+      } finally {
+        delete process.env.NODE_V8_COVERAGE;
+      }
+      try {
+        const r = await runLoad(running.target, { name: connections === 1 ? 'sequential' : 'concurrent', connections }, durationS);
+        if (r.non2xx || r.errors) throw new Error(`${name}: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
+      } finally {
+        await running.stop();
+      }
+      rows.push(footprintOf(name, dir, spec.entry));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  } finally {
+    await up.stop();
+  }
+  console.log(`JavaScript run per request (${connections} connection(s), ${durationS} s per target; counts, not times)`);
+  console.log('target        requests  own functions  own calls  node functions  node calls');
+  for (const r of rows) {
+    console.log(
+      `${r.target.padEnd(12)}  ${String(r.requests).padStart(8)}  ${String(r.ownFunctionsPerRequest).padStart(13)}  ${String(r.ownCallsPerRequest).padStart(9)}  ${String(r.nodeFunctionsPerRequest).padStart(14)}  ${String(r.nodeCallsPerRequest).padStart(10)}`,
+    );
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
