@@ -37,10 +37,34 @@ export function added(load: LoadResult[], target: string, shape: string, p: 'p50
   return d && t ? t[p] - d[p] : null;
 }
 
+/**
+ * `a`'s added latency over `b`'s, or null when the run cannot tell: a target measured faster than
+ * the mock upstream alone (a negative added latency, or the reference's not above zero) means the
+ * run's noise is larger than the overheads compared, and a ratio of such numbers would pass or
+ * miss a goal by chance.
+ */
 export function ratio(load: LoadResult[], a: string, b: string, shape: string, p: 'p50Ms' | 'p99Ms'): number | null {
   const x = added(load, a, shape, p);
   const y = added(load, b, shape, p);
-  return x === null || y === null || y <= 0 ? null : x / y;
+  return x === null || y === null || x < 0 || y <= 0 ? null : x / y;
+}
+
+/**
+ * What makes this run's added-latency ratios unreliable, one line each: a target whose latency at
+ * some percentile was at or below the mock upstream's own (the upstream, which shares its core with
+ * the load generator, was itself the bottleneck, or the machine changed speed between turns).
+ */
+export function loadWarnings(load: LoadResult[]): string[] {
+  const out: string[] = [];
+  for (const shape of ['sequential', 'concurrent']) {
+    const d = load.find((r) => r.target === 'direct' && r.shape === shape);
+    if (!d) continue;
+    for (const p of ['p50Ms', 'p99Ms'] as const) {
+      const slower = load.filter((r) => r.shape === shape && r.target !== 'direct' && r[p] <= d[p]).map((r) => r.target);
+      if (slower.length) out.push(`${shape} ${p.slice(0, 3)}: ${slower.join(', ')} measured at or below direct (${f3(d[p])} ms, ${d.rps} req/s): added latencies at this percentile are noise in this run, and goals on them read n/a`);
+    }
+  }
+  return out;
 }
 
 const cpuRatio = (load: LoadResult[], a: string, b: string, shape: string): number | null => {
@@ -198,9 +222,10 @@ export function goals(load: LoadResult[], stream: StreamResult[], cold: ColdStar
   return out;
 }
 
-export function printGoals(list: Goal[], log: Log): void {
+export function printGoals(list: Goal[], log: Log, warnings: string[] = []): void {
   log('Goals (informational; the benchmark never fails on them). In brackets, the work floor\'s value for the same goal in this run:');
   log('where it misses too, the goal is out of reach here of any gateway doing the least work in Node');
+  for (const w of warnings) log(`  note: ${w}`);
   for (const g of list) {
     const w = g.workFloor ? ` [work floor ${f3(g.workFloor.value)} ${g.workFloor.pass ? 'PASS' : 'MISS'}]` : '';
     log(`  ${g.pass ? 'PASS' : 'MISS'}  ${g.goal}: ${g.value === null ? 'n/a' : f3(g.value)}${w}`);

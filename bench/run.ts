@@ -6,7 +6,7 @@ import { measureLambdaTail } from './lambda-run.ts';
 import type { LambdaTailResult } from './lambda-tail.ts';
 import { runLoad, runRotation, type LoadResult, type Shape } from './load.ts';
 import { CLIENT_CORE, PINNING, pinSelf, SERVER_CORE } from './procs.ts';
-import { goals, printColdStart, printGoals, printLambdaTail, printLoad, printStreaming, type Goal } from './report.ts';
+import { goals, loadWarnings, printColdStart, printGoals, printLambdaTail, printLoad, printStreaming, type Goal } from './report.ts';
 import { BURST_CONCURRENCY, measureStreaming, type StreamResult } from './streaming.ts';
 import { direct, startFloor, startOurs, startPortkey, startUpstream, startWorkFloor, type Running } from './targets.ts';
 
@@ -165,11 +165,11 @@ if (stream.length) printStreaming(stream, log);
 if (lambda.length) printLambdaTail(lambda, log);
 if (cold.length) printColdStart(cold, log);
 const goalList: Goal[] = goals(load, stream, cold);
-printGoals(goalList, log);
+printGoals(goalList, log, loadWarnings(load));
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 mkdirSync(join('bench', 'results'), { recursive: true });
 const file = join('bench', 'results', `${stamp}.json`);
-writeFileSync(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine, settings, load, streaming: stream, lambdaTail: lambda, coldStart: cold, goals: goalList, elapsedS: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine, settings, load, streaming: stream, lambdaTail: lambda, coldStart: cold, goals: goalList, warnings: loadWarnings(load), elapsedS: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`);
 log(`\nResults written to ${file} (${Math.round((Date.now() - started) / 1000)} s).`);
 clearTimeout(watchdog);
