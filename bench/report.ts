@@ -61,7 +61,7 @@ export function loadWarnings(load: LoadResult[]): string[] {
     if (!d) continue;
     for (const p of ['p50Ms', 'p99Ms'] as const) {
       const slower = load.filter((r) => r.shape === shape && r.target !== 'direct' && r[p] <= d[p]).map((r) => r.target);
-      if (slower.length) out.push(`${shape} ${p.slice(0, 3)}: ${slower.join(', ')} measured at or below direct (${f3(d[p])} ms, ${d.rps} req/s): added latencies at this percentile are noise in this run, and goals on them read n/a`);
+      if (slower.length) out.push(`${shape} ${p.slice(0, 3)}: ${slower.join(', ')} measured at or below direct (${f3(d[p])} ms, ${d.rps} req/s): ratios with these targets read n/a, and the others at this percentile measure the machine more than the proxies`);
     }
   }
   return out;

@@ -165,11 +165,12 @@ if (stream.length) printStreaming(stream, log);
 if (lambda.length) printLambdaTail(lambda, log);
 if (cold.length) printColdStart(cold, log);
 const goalList: Goal[] = goals(load, stream, cold);
-printGoals(goalList, log, loadWarnings(load));
+const warnings = loadWarnings(load);
+printGoals(goalList, log, warnings);
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 mkdirSync(join('bench', 'results'), { recursive: true });
 const file = join('bench', 'results', `${stamp}.json`);
-writeFileSync(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine, settings, load, streaming: stream, lambdaTail: lambda, coldStart: cold, goals: goalList, warnings: loadWarnings(load), elapsedS: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ timestamp: new Date().toISOString(), machine, settings, load, streaming: stream, lambdaTail: lambda, coldStart: cold, goals: goalList, warnings, elapsedS: Math.round((Date.now() - started) / 1000) }, null, 2)}\n`);
 log(`\nResults written to ${file} (${Math.round((Date.now() - started) / 1000)} s).`);
 clearTimeout(watchdog);
