@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLoad } from './load.ts';
 import { CLIENT_CORE, pinSelf } from './procs.ts';
+import { STREAM_BODY } from './streaming.ts';
 import { startFloor, startOurs, startUpstream, startWorkFloor, type Running } from './targets.ts';
 
 /**
@@ -17,6 +18,8 @@ import { startFloor, startOurs, startUpstream, startWorkFloor, type Running } fr
  * - the same for node's internal JavaScript (node:http, streams, events...).
  * Calls the store or timers make less often than once a request count toward the calls, spread over
  * the requests. BENCH_TARGETS: a comma-separated subset of floor, work-floor, ours, ours-open.
+ * BENCH_STREAM=1: streamed chat completions instead (the upstream sends BENCH_STREAM_CHUNKS content
+ * events, default 8, plus the role, finish, usage and [DONE] events), counted per stream.
  */
 
 interface FunctionCoverage {
@@ -86,8 +89,10 @@ async function main(): Promise<void> {
   const durationS = Number(process.env.BENCH_DURATION ?? 3);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 64);
   const names = (process.env.BENCH_TARGETS ?? 'floor,work-floor,ours-open,ours').split(',').map((s) => s.trim());
+  const stream = process.env.BENCH_STREAM === '1';
+  const chunks = process.env.BENCH_STREAM_CHUNKS ?? '8';
   pinSelf(CLIENT_CORE);
-  const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });
+  const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: chunks });
   const rows: Footprint[] = [];
   try {
     for (const name of names) {
@@ -103,7 +108,8 @@ async function main(): Promise<void> {
         delete process.env.NODE_V8_COVERAGE;
       }
       try {
-        const r = await runLoad(running.target, { name: connections === 1 ? 'sequential' : 'concurrent', connections }, durationS);
+        const target = stream ? { ...running.target, body: STREAM_BODY } : running.target;
+        const r = await runLoad(target, { name: connections === 1 ? 'sequential' : 'concurrent', connections }, durationS);
         if (r.non2xx || r.errors) throw new Error(`${name}: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
       } finally {
         await running.stop();
@@ -114,7 +120,8 @@ async function main(): Promise<void> {
   } finally {
     await up.stop();
   }
-  console.log(`JavaScript run per request (${connections} connection(s), ${durationS} s per target; counts, not times)`);
+  const what = stream ? `stream (${Number(chunks) + 4} upstream events each)` : 'request';
+  console.log(`JavaScript run per ${what} (${connections} connection(s), ${durationS} s per target; counts, not times)`);
   console.log('target        requests  own functions  own calls  node functions  node calls');
   for (const r of rows) {
     console.log(
