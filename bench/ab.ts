@@ -69,11 +69,11 @@ try {
     const side = (x: LoadResult) => `${String(x.rps).padStart(6)} req/s ${String(x.cpuUsPerReq ?? '-').padStart(4)} us/req p50 ${x.p50Ms.toFixed(3)} p99 ${x.p99Ms.toFixed(3)} ms`;
     console.log(`round ${String(r + 1).padStart(2)}  A ${side(ra)}  B ${side(rb)}  B/A req/s ${rps.at(-1)!.toFixed(3)} cpu ${cpu.at(-1)?.toFixed(3) ?? '-'} p99 ${p99.at(-1)!.toFixed(3)}`);
   }
-  const summary = (xs: number[]) => `median ${median(xs).toFixed(3)} (lowest ${Math.min(...xs).toFixed(3)}, highest ${Math.max(...xs).toFixed(3)})`;
+  const summary = (xs: number[], digits = 3) => `median ${median(xs).toFixed(digits)} (lowest ${Math.min(...xs).toFixed(digits)}, highest ${Math.max(...xs).toFixed(digits)})`;
   console.log(`B/A throughput: ${summary(rps)}`);
   if (cpu.length) console.log(`B/A CPU per request: ${summary(cpu)}`);
   console.log(`B/A p99: ${summary(p99)}`);
-  console.log(`B-A p50 (us): median ${median(p50Diff).toFixed(1)} (lowest ${Math.min(...p50Diff).toFixed(1)}, highest ${Math.max(...p50Diff).toFixed(1)})`);
+  console.log(`B-A p50 (us): ${summary(p50Diff, 1)}`);
 } finally {
   for (const t of started) await t.stop();
   await up.stop();

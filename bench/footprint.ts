@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { runLoad } from './load.ts';
 import { CLIENT_CORE, pinSelf } from './procs.ts';
 import { STREAM_BODY } from './streaming.ts';
-import { startFloor, startOurs, startUpstream, startWorkFloor, type Running } from './targets.ts';
+import { table } from './report.ts';
+import { PROXIES, startUpstream, type ProxyName, type Running } from './targets.ts';
 
 /**
  * `npx tsx bench/footprint.ts`: how much JavaScript each proxy runs per request, counted rather
@@ -40,18 +41,18 @@ export interface Footprint {
   nodeCallsPerRequest: number;
 }
 
-/** The scripts of the one process, among those that wrote coverage into `dir`, whose script `entry` names. */
-function proxyCoverage(dir: string, entry: RegExp): { scripts: ScriptCoverage[]; own: string } {
+/** The scripts of the one process, among those that wrote coverage into `dir`, that ran bench script `script` (its bundle, `<script>.mjs`). */
+function proxyCoverage(dir: string, script: string): { scripts: ScriptCoverage[]; own: string } {
   for (const f of readdirSync(dir)) {
     const scripts = (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { result: ScriptCoverage[] }).result;
-    const own = scripts.find((s) => entry.test(s.url))?.url;
+    const own = scripts.find((s) => s.url.endsWith(`/${script}.mjs`))?.url;
     if (own) return { scripts, own };
   }
-  throw new Error(`no coverage from a process running ${entry} in ${dir}`);
+  throw new Error(`no coverage from a process running ${script} in ${dir}`);
 }
 
-export function footprintOf(target: string, dir: string, entry: RegExp): Footprint {
-  const { scripts, own } = proxyCoverage(dir, entry);
+export function footprintOf(target: string, dir: string, script: string): Footprint {
+  const { scripts, own } = proxyCoverage(dir, script);
   const requests = scripts.find((s) => s.url === 'node:_http_server')?.functions.find((fn) => fn.functionName === 'parserOnIncoming')?.ranges[0]?.count ?? 0;
   if (!requests) throw new Error(`${target}: no request counted`);
   const tally = { own: { functions: 0, calls: 0 }, node: { functions: 0, calls: 0 } };
@@ -78,13 +79,6 @@ export function footprintOf(target: string, dir: string, entry: RegExp): Footpri
   };
 }
 
-const ENTRIES: Record<string, { entry: RegExp; start: (upstream: string) => Promise<Running> }> = {
-  floor: { entry: /\/floor-proxy\.mjs$/, start: (u) => startFloor(u) },
-  'work-floor': { entry: /\/work-floor-proxy\.mjs$/, start: (u) => startWorkFloor(u) },
-  ours: { entry: /\/gateway-server\.mjs$/, start: (u) => startOurs(u) },
-  'ours-open': { entry: /\/gateway-server\.mjs$/, start: (u) => startOurs(u, { auth: false }) },
-};
-
 async function main(): Promise<void> {
   const durationS = Number(process.env.BENCH_DURATION ?? 3);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 64);
@@ -96,8 +90,8 @@ async function main(): Promise<void> {
   const rows: Footprint[] = [];
   try {
     for (const name of names) {
-      const spec = ENTRIES[name];
-      if (!spec) throw new Error(`unknown target ${name} (one of ${Object.keys(ENTRIES).join(', ')})`);
+      if (!(name in PROXIES)) throw new Error(`unknown target ${name} (one of ${Object.keys(PROXIES).join(', ')})`);
+      const spec = PROXIES[name as ProxyName];
       const dir = mkdtempSync(join(tmpdir(), `gw-bench-footprint-${name}-`));
       // Read by node at start: the target (and its store) inherit it, this process does not.
       process.env.NODE_V8_COVERAGE = dir;
@@ -114,7 +108,7 @@ async function main(): Promise<void> {
       } finally {
         await running.stop();
       }
-      rows.push(footprintOf(name, dir, spec.entry));
+      rows.push(footprintOf(name, dir, spec.script));
       rmSync(dir, { recursive: true, force: true });
     }
   } finally {
@@ -122,12 +116,13 @@ async function main(): Promise<void> {
   }
   const what = stream ? `stream (${Number(chunks) + 4} upstream events each)` : 'request';
   console.log(`JavaScript run per ${what} (${connections} connection(s), ${durationS} s per target; counts, not times)`);
-  console.log('target        requests  own functions  own calls  node functions  node calls');
-  for (const r of rows) {
-    console.log(
-      `${r.target.padEnd(12)}  ${String(r.requests).padStart(8)}  ${String(r.ownFunctionsPerRequest).padStart(13)}  ${String(r.ownCallsPerRequest).padStart(9)}  ${String(r.nodeFunctionsPerRequest).padStart(14)}  ${String(r.nodeCallsPerRequest).padStart(10)}`,
-    );
-  }
+  table(
+    [
+      ['target', 'requests', 'own functions', 'own calls', 'node functions', 'node calls'],
+      ...rows.map((r) => [r.target, r.requests, r.ownFunctionsPerRequest, r.ownCallsPerRequest, r.nodeFunctionsPerRequest, r.nodeCallsPerRequest].map(String)),
+    ],
+    console.log,
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

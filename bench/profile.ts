@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { runLoad } from './load.ts';
 import { CLIENT_CORE, nodeArgsFrom, pinSelf } from './procs.ts';
 import { STREAM_BODY } from './streaming.ts';
-import { startFloor, startOurs, startUpstream, startWorkFloor } from './targets.ts';
+import { PROXIES, startUpstream } from './targets.ts';
 
 /**
  * `npx tsx bench/profile.ts`: our gateway (child process, `node --cpu-prof`) under the concurrent
@@ -36,8 +36,7 @@ const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...nodeArgsFrom('BENCH_
 let requests = 0;
 const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });
 try {
-  const proxy =
-    which === 'floor' ? await startFloor(up.url, nodeArgs) : which === 'work-floor' ? await startWorkFloor(up.url, nodeArgs) : await startOurs(up.url, { auth: process.env.BENCH_AUTH !== '0', nodeArgs });
+  const proxy = await PROXIES[which === 'floor' || which === 'work-floor' ? which : process.env.BENCH_AUTH === '0' ? 'ours-open' : 'ours'].start(up.url, nodeArgs);
   try {
     const target = process.env.BENCH_STREAM === '1' ? { ...proxy.target, body: STREAM_BODY } : proxy.target;
     const warm = await runLoad(target, { name: 'concurrent', connections }, 2);

@@ -23,7 +23,7 @@ type Log = (s: string) => void;
 const f3 = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(3));
 const f2 = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(2));
 
-function table(rows: string[][], log: Log): void {
+export function table(rows: string[][], log: Log): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   for (const [n, r] of rows.entries()) {
     log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
@@ -60,7 +60,7 @@ export function loadWarnings(load: LoadResult[]): string[] {
     const d = load.find((r) => r.target === 'direct' && r.shape === shape);
     if (!d) continue;
     for (const p of ['p50Ms', 'p99Ms'] as const) {
-      const slower = load.filter((r) => r.shape === shape && r.target !== 'direct' && r[p] <= d[p]).map((r) => r.target);
+      const slower = load.filter((r) => r.shape === shape && r.target !== 'direct' && added(load, r.target, shape, p)! <= 0).map((r) => r.target);
       if (slower.length) out.push(`${shape} ${p.slice(0, 3)}: ${slower.join(', ')} measured at or below direct (${f3(d[p])} ms, ${d.rps} req/s): ratios with these targets read n/a, and the others at this percentile measure the machine more than the proxies`);
     }
   }

@@ -115,6 +115,18 @@ export async function startOurs(upstream: string, opts: OursOptions = {}): Promi
 }
 
 /**
+ * The proxies a bench script can start by name, with node flags of its own (a profiler, coverage),
+ * and the bench script each one runs (whose bundle names it in a profile or a coverage file).
+ */
+export const PROXIES = {
+  floor: { script: 'floor-proxy', start: (upstream: string, nodeArgs: string[] = []) => startFloor(upstream, nodeArgs) },
+  'work-floor': { script: 'work-floor-proxy', start: (upstream: string, nodeArgs: string[] = []) => startWorkFloor(upstream, nodeArgs) },
+  ours: { script: 'gateway-server', start: (upstream: string, nodeArgs: string[] = []) => startOurs(upstream, { nodeArgs }) },
+  'ours-open': { script: 'gateway-server', start: (upstream: string, nodeArgs: string[] = []) => startOurs(upstream, { auth: false, nodeArgs }) },
+} as const;
+export type ProxyName = keyof typeof PROXIES;
+
+/**
  * Portkey's open-source gateway, as its package ships it. `streamingFix` adds bench/portkey-preload.mjs,
  * without which its streaming fails on Node ("TypeError: immutable"); the load runs use it as shipped.
  */
