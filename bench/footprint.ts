@@ -21,6 +21,9 @@ import { PROXIES, startUpstream, type ProxyName, type Running } from './targets.
  * the requests. BENCH_TARGETS: a comma-separated subset of floor, work-floor, ours, ours-open.
  * BENCH_STREAM=1: streamed chat completions instead (the upstream sends BENCH_STREAM_CHUNKS content
  * events, default 8, plus the role, finish, usage and [DONE] events), counted per stream.
+ * BENCH_DIFF=1: also, for each target after the first, the node functions it calls most often
+ * beyond the first target's calls, per request (module loading left out: a start-up cost that the
+ * counts spread over the requests).
  */
 
 interface FunctionCoverage {
@@ -39,7 +42,12 @@ export interface Footprint {
   ownCallsPerRequest: number;
   nodeFunctionsPerRequest: number;
   nodeCallsPerRequest: number;
+  /** Calls per request of each of node's functions, by `script:function` (functions of one name in a script added up). */
+  nodeCalls: Map<string, number>;
 }
+
+/** node's scripts that load modules: run at start-up (and by lazy imports), not by a request's own path. */
+const LOADING = /^node:internal\/modules\/|cjs-module-lexer|^node:path$/;
 
 /** The scripts of the one process, among those that wrote coverage into `dir`, that ran bench script `script` (its bundle, `<script>.mjs`). */
 function proxyCoverage(dir: string, script: string): { scripts: ScriptCoverage[]; own: string } {
@@ -56,6 +64,7 @@ export function footprintOf(target: string, dir: string, script: string): Footpr
   const requests = scripts.find((s) => s.url === 'node:_http_server')?.functions.find((fn) => fn.functionName === 'parserOnIncoming')?.ranges[0]?.count ?? 0;
   if (!requests) throw new Error(`${target}: no request counted`);
   const tally = { own: { functions: 0, calls: 0 }, node: { functions: 0, calls: 0 } };
+  const nodeCalls = new Map<string, number>();
   for (const s of scripts) {
     const kind = s.url === own ? tally.own : s.url.startsWith('node:') ? tally.node : undefined;
     if (!kind) continue;
@@ -64,6 +73,10 @@ export function footprintOf(target: string, dir: string, script: string): Footpr
       // The script's own top level (a module body runs once), not a function.
       if (fn.functionName === '' && whole.startOffset === 0) continue;
       kind.calls += whole.count;
+      if (kind === tally.node && whole.count && !LOADING.test(s.url)) {
+        const key = `${s.url}:${fn.functionName || '(anonymous)'}`;
+        nodeCalls.set(key, (nodeCalls.get(key) ?? 0) + whole.count / requests);
+      }
       // At least once a request (requests still in flight when the process stopped ran part of the path).
       if (whole.count >= 0.95 * requests) kind.functions++;
     }
@@ -76,6 +89,7 @@ export function footprintOf(target: string, dir: string, script: string): Footpr
     ownCallsPerRequest: per(tally.own.calls),
     nodeFunctionsPerRequest: tally.node.functions,
     nodeCallsPerRequest: per(tally.node.calls),
+    nodeCalls,
   };
 }
 
@@ -123,6 +137,19 @@ async function main(): Promise<void> {
     ],
     console.log,
   );
+  if (process.env.BENCH_DIFF === '1') for (const row of rows.slice(1)) printDiff(rows[0]!, row);
+}
+
+/** The node functions `b` calls most often beyond `a`'s calls, per request. */
+function printDiff(a: Footprint, b: Footprint): void {
+  const diffs = [...new Set([...a.nodeCalls.keys(), ...b.nodeCalls.keys()])]
+    .map((k) => ({ k, a: a.nodeCalls.get(k) ?? 0, b: b.nodeCalls.get(k) ?? 0 }))
+    .filter((d) => d.b - d.a >= 0.5)
+    .sort((x, y) => y.b - y.a - (x.b - x.a))
+    .slice(0, 25);
+  console.log(`\nnode functions ${b.target} calls more often than ${a.target} (calls per request)`);
+  const f = (n: number) => n.toFixed(1);
+  table([['function', a.target, b.target, 'more'], ...diffs.map((d) => [d.k, f(d.a), f(d.b), f(d.b - d.a)])], console.log);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();
