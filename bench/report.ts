@@ -16,6 +16,11 @@ export interface Goal {
    * misses too, no gateway doing that work in Node meets the goal here.
    */
   workFloor?: { value: number | null; pass: boolean };
+  /**
+   * The bare proxy's own value for a goal relative to Portkey, in the same run: where it misses,
+   * no proxy at all meets the goal on this machine in this run (Portkey was that close to the floor).
+   */
+  floor?: { value: number | null; pass: boolean };
 }
 
 type Log = (s: string) => void;
@@ -190,6 +195,7 @@ export function goals(load: LoadResult[], stream: StreamResult[], cold: ColdStar
         if (!load.some((r) => r.target === other)) continue;
         check(`${shape} ${pn}: ours/${other} added latency <= ${limit}`, ratio(load, 'ours', other, shape, p), limit);
         if (withWork) out.at(-1)!.workFloor = atMost(ratio(load, 'work-floor', other, shape, p), limit);
+        if (other === 'portkey' && load.some((r) => r.target === 'floor')) out.at(-1)!.floor = atMost(ratio(load, 'floor', other, shape, p), limit);
       }
     }
   }
@@ -223,11 +229,13 @@ export function goals(load: LoadResult[], stream: StreamResult[], cold: ColdStar
 }
 
 export function printGoals(list: Goal[], log: Log, warnings: string[] = []): void {
-  log('Goals (informational; the benchmark never fails on them). In brackets, the work floor\'s value for the same goal in this run:');
-  log('where it misses too, the goal is out of reach here of any gateway doing the least work in Node');
+  log('Goals (informational; the benchmark never fails on them). In brackets, the same goal\'s value in this run for the work floor');
+  log('(where it misses too, the goal is out of reach here of any gateway doing the least work in Node) and, for the goals');
+  log('against Portkey, for the bare proxy (where it misses, the goal is out of reach here of any proxy at all)');
   for (const w of warnings) log(`  note: ${w}`);
   for (const g of list) {
-    const w = g.workFloor ? ` [work floor ${f3(g.workFloor.value)} ${g.workFloor.pass ? 'PASS' : 'MISS'}]` : '';
+    const refs = [g.floor && `floor ${f3(g.floor.value)} ${g.floor.pass ? 'PASS' : 'MISS'}`, g.workFloor && `work floor ${f3(g.workFloor.value)} ${g.workFloor.pass ? 'PASS' : 'MISS'}`].filter(Boolean);
+    const w = refs.length ? ` [${refs.join(', ')}]` : '';
     log(`  ${g.pass ? 'PASS' : 'MISS'}  ${g.goal}: ${g.value === null ? 'n/a' : f3(g.value)}${w}`);
   }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { LoadResult } from '../bench/load.ts';
-import { goals, loadWarnings, ratio } from '../bench/report.ts';
+import { goals, loadWarnings, printGoals, ratio } from '../bench/report.ts';
 
 /**
  * How `npm run bench` judges its latency goals when a run's noise exceeds the overheads it
@@ -71,4 +71,32 @@ test('the run says which percentiles it cannot judge, and why', () => {
   assert.match(warnings[0]!, /^concurrent p50: work-floor measured at or below direct \(7\.324 ms, 7942 req\/s\)/);
   assert.match(warnings[1]!, /^concurrent p99: floor, work-floor measured at or below direct/);
   assert.deepEqual(loadWarnings(RUN.filter((r) => r.shape === 'sequential')), []);
+});
+
+test('a goal against Portkey says when the bare proxy itself misses it', () => {
+  // Sequential rows of a real run (bench/results/2026-12-02T15-08-59-559Z.json): Portkey added
+  // 1.200 ms at p50 and the bare proxy 0.344, a ratio of 0.287, above the goal's 0.25.
+  const seq: LoadResult[] = [
+    row('direct', 'sequential', 12950, 0.063, 0.175),
+    row('floor', 'sequential', 2303, 0.407, 1.101),
+    row('work-floor', 'sequential', 2328, 0.409, 0.706),
+    row('ours', 'sequential', 1756, 0.529, 1.349),
+    row('portkey', 'sequential', 629, 1.263, 10.626),
+  ];
+  const list = goals(seq, [], []);
+  const p50 = list.find((g) => g.goal === 'sequential p50: ours/portkey added latency <= 0.25')!;
+  assert.equal(p50.value!.toFixed(3), '0.388');
+  assert.equal(p50.pass, false);
+  assert.equal(p50.floor?.value!.toFixed(3), '0.287');
+  assert.equal(p50.floor?.pass, false);
+  assert.equal(p50.workFloor?.pass, false);
+  // At p99 the bare proxy is well within it, and so is ours.
+  const p99 = list.find((g) => g.goal === 'sequential p99: ours/portkey added latency <= 0.25')!;
+  assert.equal(p99.floor?.pass, true);
+  assert.equal(p99.pass, true);
+  // Goals against the floor carry no floor reference of their own.
+  assert.equal(list.find((g) => g.goal === 'sequential p50: ours/floor added latency <= 1.5')!.floor, undefined);
+  const lines: string[] = [];
+  printGoals(list, (l) => lines.push(l));
+  assert.ok(lines.some((l) => l.includes('MISS  sequential p50: ours/portkey added latency <= 0.25: 0.388 [floor 0.287 MISS, work floor 0.288 MISS]')), lines.join('\n'));
 });
