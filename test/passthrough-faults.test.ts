@@ -7,6 +7,7 @@ import { respondPassthrough as chatPassthrough } from '../shared/wire/openai-cha
 import { respondPassthrough as responsesPassthrough } from '../shared/wire/openai-responses/door.ts';
 import { checkJsonAnswer, SseChecker } from '../shared/wire/relay.ts';
 import { RequestTrace, type RequestRecord } from '../shared/telemetry/record.ts';
+import { piecesAt } from './helpers/cuts.ts';
 
 /**
  * Property tests of the same-format relays (the doors' respondPassthrough) over any chunking of
@@ -45,14 +46,7 @@ type Door = 'chat' | 'anthropic' | 'responses';
 const EVENTS: Record<Door, string[]> = { chat: CHAT, anthropic: ANTHROPIC, responses: RESPONSES };
 
 function upstreamOf(bytes: Uint8Array, cuts: number[], breakAtEnd: boolean): Response {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const pieces: Uint8Array[] = [];
-  let at = 0;
-  for (const p of points) {
-    if (p > at) pieces.push(bytes.subarray(at, p));
-    at = Math.max(at, p);
-  }
-  if (at < bytes.length) pieces.push(bytes.subarray(at));
+  const pieces = piecesAt(bytes, cuts);
   let i = 0;
   const body = new ReadableStream<Uint8Array>({
     pull(ctrl) {

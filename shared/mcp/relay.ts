@@ -5,35 +5,7 @@
  * bodies pass through chunk by chunk.
  */
 
-const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
-
-/**
- * Splits a text/event-stream into whole events. `push` returns the events completed by a chunk
- * (each with its terminator); `rest` is what remains at the end (an event without its blank line).
- */
-export class SseEventSplitter {
-  private readonly decoder = new TextDecoder();
-  private buf = '';
-
-  push(chunk: Uint8Array): string[] {
-    this.buf += this.decoder.decode(chunk, { stream: true });
-    const events: string[] = [];
-    for (;;) {
-      const m = EVENT_END.exec(this.buf);
-      if (!m) break;
-      const end = m.index + m[0].length;
-      events.push(this.buf.slice(0, end));
-      this.buf = this.buf.slice(end);
-    }
-    return events;
-  }
-
-  rest(): string {
-    const r = this.buf + this.decoder.decode();
-    this.buf = '';
-    return r;
-  }
-}
+import { SseSplitter } from '../http/sse.ts';
 
 /** The `data` of one SSE event (data lines joined by newlines), or undefined when it has none. */
 export function eventData(event: string): string | undefined {
@@ -80,7 +52,7 @@ export interface RelayHooks {
 /** A body for the client that pulls from `upstream` only as fast as the client reads. */
 export function relayBody(upstream: ReadableStream<Uint8Array>, eventStream: boolean, hooks: RelayHooks): ReadableStream<Uint8Array> {
   const reader = upstream.getReader();
-  const splitter = eventStream && hooks.inspect ? new SseEventSplitter() : undefined;
+  const splitter = eventStream && hooks.inspect ? new SseSplitter({ bareCr: true }) : undefined;
   const encoder = new TextEncoder();
   let finished = false;
   const finish = (fn: () => void) => {
@@ -106,7 +78,7 @@ export function relayBody(upstream: ReadableStream<Uint8Array>, eventStream: boo
           const { done, value } = await reader.read();
           if (done) {
             if (splitter) {
-              const tail = splitter.rest();
+              const tail = splitter.end();
               if (tail) {
                 const bytes = encoder.encode(tail);
                 hooks.sent(bytes);
@@ -126,6 +98,8 @@ export function relayBody(upstream: ReadableStream<Uint8Array>, eventStream: boo
         }
       } catch (err) {
         finish(() => hooks.failed(err));
+        // The server's body is let go (an event past the splitter's bound leaves it still sending).
+        reader.cancel(err).catch(() => {});
         ctrl.error(err);
       }
     },

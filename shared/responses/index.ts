@@ -149,6 +149,7 @@ export class StatefulResponses {
     const chunks: Uint8Array[] = [];
     let size = 0;
     let final: Json | undefined;
+    let unreadable = false;
     const finish = () => {
       if (!sse && size <= MAX_CAPTURE_BYTES) {
         try {
@@ -172,8 +173,16 @@ export class StatefulResponses {
           finish();
           return;
         }
-        if (sse) {
-          for (const ev of splitter.push(r.value)) {
+        if (sse && !unreadable) {
+          let events: string[];
+          try {
+            events = splitter.push(r.value);
+          } catch {
+            // An event too large to read: the client still gets every byte, nothing is stored.
+            unreadable = true;
+            events = [];
+          }
+          for (const ev of events) {
             const data = eventData(ev);
             if (!data || !/"response\.(completed|incomplete)"/.test(data.slice(0, 80))) continue;
             try {

@@ -1,4 +1,5 @@
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { EventSourceMessage } from 'eventsource-parser';
+import { boundedSseParser } from '../http/sse.ts';
 import type { ChatMessage, ContentPart, ThinkingBlock, ToolCall, Usage } from '../core/types.ts';
 import { GatewayError } from '../http/errors.ts';
 
@@ -67,7 +68,7 @@ export class SseReader {
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private readonly text = new TextDecoder();
   private queue: EventSourceMessage[] = [];
-  private readonly parser = createParser({ onEvent: (e) => this.queue.push(e) });
+  private readonly parser = boundedSseParser((e) => this.queue.push(e));
 
   constructor(body: ReadableStream<Uint8Array>) {
     this.reader = body.getReader();

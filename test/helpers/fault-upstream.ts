@@ -39,7 +39,12 @@ export type Fault =
   | 'cut-mid-stream' // the first events, then the socket dies
   | 'garbage-mid-stream' // the first events, then junk, then a clean end of the HTTP response
   | 'stall-mid-stream' // the first events, then silence until the gateway hangs up
-  | 'no-terminal'; // the events up to the end of the text, without the finish/stop events, then a clean end of the HTTP response
+  | 'no-terminal' // the events up to the end of the text, without the finish/stop events, then a clean end of the HTTP response
+  | 'endless-first-event' // SSE APIs: a first event that never ends (its text goes on, 64 KiB at a time, up to ENDLESS_BYTES)
+  | 'endless-event'; // SSE APIs: the first events, then one that never ends (as above)
+
+/** How much an endless event sends before the upstream gives up by itself (past the gateway's 32 MiB bound). */
+export const ENDLESS_BYTES = 48 * 1024 * 1024;
 
 export type UpstreamApi = 'openai-chat' | 'openai-responses' | 'anthropic' | 'bedrock-converse' | 'bedrock-invoke';
 
@@ -52,6 +57,8 @@ export interface FaultUpstream {
   hits: number;
   /** Requests whose connection the gateway closed before the answer ended. */
   abandoned: number;
+  /** Endless events the gateway hung up on before ENDLESS_BYTES of them went out. */
+  endlessCut: number;
   /** The API of each request, in order. */
   apis: UpstreamApi[];
   fault: Fault | ((hit: number) => Fault);
@@ -68,6 +75,7 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
     origin: '',
     hits: 0,
     abandoned: 0,
+    endlessCut: 0,
     apis: [],
     fault,
     slowMs: 2_000,
@@ -194,10 +202,18 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
     }
     if (mode === 'slow-first-chunk') await sleep(state.slowMs);
     if (res.destroyed) return;
+    if (mode === 'endless-first-event' && !binary) {
+      if (await endlessEvent(api, res, waitForHangUp)) state.endlessCut++;
+      return;
+    }
     const events = streamEvents(api, name, hit, model, words);
     // The trailing pieces that finish the answer (finish reason, stop, completion) in each API.
     const finishing = { 'openai-chat': 3, 'openai-responses': 1, anthropic: 2, 'bedrock-invoke': 2, 'bedrock-converse': 2 }[api];
     for (let i = 0; i < events.length; i++) {
+      if (i === 3 && mode === 'endless-event' && !binary) {
+        if (await endlessEvent(api, res, waitForHangUp)) state.endlessCut++;
+        return;
+      }
       if (i === 3 && mode === 'stall-mid-stream') {
         await waitForHangUp();
         return;
@@ -222,6 +238,29 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
   state.origin = lb.url;
   state.baseUrl = `${state.origin}/v1`;
   return state;
+}
+
+/**
+ * The start of a text event of the API, then its text going on (never its end), until the client
+ * hangs up or ENDLESS_BYTES went out; true when the client hung up first.
+ */
+async function endlessEvent(api: UpstreamApi, res: ServerResponse, waitForHangUp: () => Promise<unknown>): Promise<boolean> {
+  const start =
+    api === 'openai-chat'
+      ? 'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"'
+      : api === 'openai-responses'
+        ? 'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":"m","output_index":0,"content_index":0,"delta":"'
+        : 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"';
+  const piece = Buffer.alloc(64 * 1024, 'x');
+  let sent = 0;
+  if (!res.destroyed) res.write(start);
+  while (!res.destroyed && sent < ENDLESS_BYTES) {
+    sent += piece.byteLength;
+    if (!res.write(piece)) await Promise.race([new Promise((r) => res.once('drain', r)), waitForHangUp()]);
+  }
+  if (res.destroyed) return true;
+  res.end();
+  return false;
 }
 
 function apiOf(path: string): UpstreamApi | undefined {

@@ -1,4 +1,4 @@
-import { createParser } from 'eventsource-parser';
+import { boundedSseParser } from '../../http/sse.ts';
 import type { StopReason, StreamEvent, Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
 import { bodyReader, hasBody } from '../../http/bytes.ts';
@@ -194,7 +194,7 @@ async function readPiece(reader: ReadableStreamDefaultReader<Uint8Array>, provid
 async function* decodeStream(reader: ReadableStreamDefaultReader<Uint8Array>, decoder: ChatChunkDecoder, provider: string, isCancelled: () => boolean): AsyncGenerator<StreamEvent> {
   const text = new TextDecoder();
   const pending: string[] = [];
-  const parser = createParser({ onEvent: (e) => pending.push(e.data) });
+  const parser = boundedSseParser((e) => pending.push(e.data));
   let sawDone = false;
   for (;;) {
     const r = await readPiece(reader, provider, isCancelled);

@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it, test } from 'node:test';
+import Anthropic from '@anthropic-ai/sdk';
+import fc from 'fast-check';
+import OpenAI from 'openai';
+import { GatewayError } from '../shared/http/errors.ts';
+import { boundedSseParser, MAX_SSE_EVENT_CHARS, SseSplitter } from '../shared/http/sse.ts';
+import type { RequestRecord } from '../shared/telemetry/record.ts';
+import { piecesAt } from './helpers/cuts.ts';
+import { startFaultUpstream, type FaultUpstream } from './helpers/fault-upstream.ts';
+import { startGateway, type StartedGateway } from './helpers/gateway.ts';
+
+/**
+ * Server-sent events of any size and any cut: the splitter every same-format relay, the MCP relay
+ * and the answer checks use gives the events a whole-text split gives, however the bytes are cut,
+ * in time linear in the stream; an event that never ends is cut off at MAX_SSE_EVENT_CHARS as a
+ * broken upstream answer (before the first byte: the fallback serves; after it: the caller's
+ * error ending and a 502 record), and the upstream is hung up on. Before, the splitter searched
+ * the whole unfinished event again at every chunk: a 16 MB event in 64 KiB chunks took 1.5 s of
+ * the event loop, and an event that never ended grew without limit.
+ */
+
+/** The events of a whole text, split at once (the reference the splitter must agree with). */
+function splitWhole(text: string, bareCr: boolean): { events: string[]; rest: string } {
+  const blank = bareCr ? /\r\n\r\n|\n\n|\r\r/ : /\r\n\r\n|\n\n/;
+  const events: string[] = [];
+  let rest = text;
+  for (let m = blank.exec(rest); m; m = blank.exec(rest)) {
+    const end = m.index + m[0].length;
+    events.push(rest.slice(0, end));
+    rest = rest.slice(end);
+  }
+  return { events, rest };
+}
+
+const textArb = fc.array(fc.constantFrom('a', 'é', '€', '😀', '\n', '\r', 'data: ', 'event: x', ':', ' ', '{"k":1}'), { maxLength: 300 }).map((p) => p.join(''));
+
+describe('SseSplitter', () => {
+  test('gives the events of a whole-text split under any cut of the bytes (CR-LF and LF, multi-byte characters, bare CR for MCP)', () => {
+    fc.assert(
+      fc.property(textArb, fc.array(fc.nat({ max: 2000 }), { maxLength: 40 }), fc.boolean(), (text, cuts, bareCr) => {
+        const want = splitWhole(text, bareCr);
+        const s = new SseSplitter({ bareCr });
+        const got: string[] = [];
+        for (const p of piecesAt(new TextEncoder().encode(text), cuts)) got.push(...s.push(p));
+        assert.deepEqual(got, want.events);
+        assert.equal(s.end(), want.rest);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('an event past the bound throws a broken-answer error (502); one at the bound does not', () => {
+    const s = new SseSplitter({ maxEventChars: 100 });
+    const enc = new TextEncoder();
+    assert.deepEqual(s.push(enc.encode(`data: ${'x'.repeat(94)}`)), []);
+    assert.deepEqual(s.push(enc.encode('\n\n')), [`data: ${'x'.repeat(94)}\n\n`]);
+    // Completed events do not count toward the next one.
+    assert.deepEqual(s.push(enc.encode(`data: a\n\ndata: ${'y'.repeat(94)}`)), ['data: a\n\n']);
+    assert.throws(
+      () => s.push(enc.encode('z')),
+      (err: unknown) => err instanceof GatewayError && err.status === 502 && err.code === 'upstream_invalid_response' && /larger than 100 characters/.test(err.message),
+    );
+  });
+
+  test('an event that never ends, in 16 KiB chunks, is cut off once it passes MAX_SSE_EVENT_CHARS', () => {
+    const s = new SseSplitter();
+    const chunk = new TextEncoder().encode('x'.repeat(16 * 1024));
+    s.push(new TextEncoder().encode('data: "'));
+    let fed = 7;
+    let error: unknown;
+    while (fed < 48 * 1024 * 1024) {
+      try {
+        s.push(chunk);
+      } catch (err) {
+        error = err;
+        break;
+      }
+      fed += chunk.byteLength;
+    }
+    assert.ok(error instanceof GatewayError, 'the splitter gave up');
+    assert.ok(fed > MAX_SSE_EVENT_CHARS - chunk.byteLength && fed <= MAX_SSE_EVENT_CHARS, `cut off after ${fed} characters`);
+  });
+});
+
+describe('boundedSseParser', () => {
+  test('passes any number of events under the bound, and throws once an unfinished one passes it', () => {
+    const data: string[] = [];
+    const p = boundedSseParser((e) => data.push(e.data), 100);
+    for (let i = 0; i < 1000; i++) p.feed(`data: ${i}\n\n`);
+    assert.equal(data.length, 1000);
+    p.feed(`data: ${'x'.repeat(90)}`);
+    assert.throws(() => p.feed('x'.repeat(20)), (err: unknown) => err instanceof GatewayError && err.status === 502);
+  });
+});
+
+describe('an upstream event that never ends, through the gateway', () => {
+  let bad: FaultUpstream, good: FaultUpstream;
+  let srv: StartedGateway;
+  const records: RequestRecord[] = [];
+  let openai: OpenAI;
+  let anthropic: Anthropic;
+  let seq = 0;
+
+  before(async () => {
+    [bad, good] = await Promise.all([startFaultUpstream('bad'), startFaultUpstream('good')]);
+    // Limits far above the time the bound takes to reach: the bound, not a timeout, must end these.
+    const limits = { firstByteTimeoutMs: 30_000, idleTimeoutMs: 30_000, totalTimeoutMs: 60_000 };
+    const providers: Record<string, unknown> = {};
+    for (const [suffix, up] of [['bad', bad], ['good', good]] as const) {
+      providers[`oa-${suffix}`] = { type: 'openai-compatible', baseUrl: up.baseUrl, ...limits };
+      providers[`an-${suffix}`] = { type: 'anthropic', baseUrl: up.origin, apiKeyEnv: 'BOUNDS_ANTHROPIC_KEY', ...limits };
+    }
+    const route = (family: string, model: string) => ({ groups: [{ targets: [{ provider: `${family}-bad`, model }] }, { targets: [{ provider: `${family}-good`, model }] }] });
+    srv = await startGateway({
+      providers,
+      models: { 'oa-route': route('oa', 'gpt-x'), 'an-route': route('an', 'claude-x') },
+      config: { routing: { retry: { retries: 0, baseDelayMs: 1, maxDelayMs: 10 }, cooldown: { failures: 1000, windowMs: 60_000, cooldownMs: 0 } }, server: { sseKeepAliveMs: 0 } },
+      env: { BOUNDS_ANTHROPIC_KEY: 'sk-ant-bounds' },
+      sinks: [{ write: (r) => void records.push(structuredClone(r)) }],
+    });
+    openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60_000 });
+    anthropic = new Anthropic({ baseURL: srv.url, apiKey: 'unused', maxRetries: 0, timeout: 60_000 });
+  });
+  after(async () => {
+    await srv?.close();
+    await Promise.all([bad?.close(), good?.close()]);
+  });
+
+  /** The upstream's count of endless events cut short, once it reaches `n` (it notices the hang-up a little after the gateway's answer ends). */
+  async function cutReaches(n: number): Promise<number> {
+    for (let i = 0; i < 400 && bad.endlessCut < n; i++) await new Promise((r) => setTimeout(r, 5));
+    return bad.endlessCut;
+  }
+
+  async function recordOf(id: string): Promise<RequestRecord> {
+    for (let i = 0; i < 400; i++) {
+      const r = records.find((x) => x.requestId === id);
+      if (r) return r;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    throw new Error(`no record for ${id}`);
+  }
+
+  /** A streamed request through the official SDK of the door: the text it got, and the error it met. */
+  async function stream(door: 'chat' | 'messages', model: string): Promise<{ id: string; text: string; error?: string }> {
+    const id = `bounds-${++seq}`;
+    const out: { id: string; text: string; error?: string } = { id, text: '' };
+    try {
+      if (door === 'chat') {
+        const s = await openai.chat.completions.create({ model, stream: true, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-request-id': id } });
+        for await (const c of s) out.text += c.choices[0]?.delta?.content ?? '';
+      } else {
+        const s = await anthropic.messages.create({ model, max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-request-id': id } });
+        let stopped = false;
+        for await (const ev of s) {
+          if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') out.text += ev.delta.text;
+          if (ev.type === 'message_stop') stopped = true;
+        }
+        if (!stopped) out.error = 'the stream ended without message_stop';
+      }
+    } catch (err) {
+      out.error = `${(err as Error).name}: ${(err as Error).message}`;
+    }
+    return out;
+  }
+
+  // Same format (the relay's splitter and the answer check), and translated both ways (eventsource-parser).
+  const cases = [
+    { door: 'chat', model: 'oa-route', what: 'OpenAI Chat client -> OpenAI-compatible upstream (same format)' },
+    { door: 'messages', model: 'oa-route', what: 'Anthropic client -> OpenAI-compatible upstream (translated)' },
+    { door: 'chat', model: 'an-route', what: 'OpenAI Chat client -> Anthropic upstream (translated)' },
+    { door: 'messages', model: 'an-route', what: 'Anthropic client -> Anthropic upstream (same format)' },
+  ] as const;
+
+  for (const c of cases) {
+    it(`${c.what}: as the first event, the fallback serves; after the first events, the caller's error and a 502 record`, async () => {
+      bad.fault = 'endless-first-event';
+      let cut = bad.endlessCut;
+      const first = await stream(c.door, c.model);
+      assert.equal(first.error, undefined);
+      assert.equal(first.text, 'served by good');
+      let rec = await recordOf(first.id);
+      assert.equal(rec.status, 200);
+      assert.equal(rec.attemptLog?.[0]?.provider, c.model === 'oa-route' ? 'oa-bad' : 'an-bad');
+      assert.equal(rec.attemptLog?.[0]?.errorCode, 'upstream_invalid_response');
+      assert.equal(await cutReaches(cut + 1), cut + 1, 'the gateway hung up on the endless event');
+
+      bad.fault = 'endless-event';
+      cut = bad.endlessCut;
+      const later = await stream(c.door, c.model);
+      assert.ok(later.error, 'the client sees the stream fail, not a clean end');
+      assert.ok(!later.text.includes('served by good'));
+      rec = await recordOf(later.id);
+      assert.equal(rec.status, 502);
+      assert.equal(rec.outcome, 'stream_error');
+      assert.equal(rec.errorCode, 'upstream_invalid_response');
+      assert.equal(await cutReaches(cut + 1), cut + 1, 'the gateway hung up on the endless event');
+    });
+  }
+});
