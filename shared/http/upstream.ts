@@ -1,3 +1,4 @@
+import { readAnswer } from './answer.ts';
 import { BytesResponse, bodyReader, hasBody, ReaderResponse } from './bytes.ts';
 import { GatewayError } from './errors.ts';
 import { upstreamFetch } from './node-fetch.ts';
@@ -67,11 +68,11 @@ async function viaFetch(provider: string, url: string, init: RequestInit, signal
 }
 
 /**
- * An answer read whole while the call is still under its deadline (a one-shot call's answer that
- * is passed on: its body would otherwise be read after the attempt has released it).
+ * An answer read whole (`readAnswer`) while the call is still under its deadline (a one-shot
+ * call's answer that is passed on: its body would otherwise be read after the attempt has released it).
  */
-export async function readWhole(res: Response): Promise<Response> {
-  return new BytesResponse(hasBody(res) ? new Uint8Array(await res.arrayBuffer()) : null, { status: res.status, statusText: res.statusText, headers: res.headers });
+export async function readWhole(res: Response, provider: string): Promise<Response> {
+  return new BytesResponse(hasBody(res) ? await readAnswer(res, provider) : null, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /** The trace of the call's signal as a new child span (`traceparent`, shared/tracing) on an upstream call. */

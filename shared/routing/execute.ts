@@ -9,6 +9,7 @@ import { spansOn, startSpan, type Span } from '../tracing/spans.ts';
 import { traceCalls, type TraceContext } from '../tracing/context.ts';
 import { answerFormatOf, brokenAnswer, checkJsonAnswer, SseChecker, type AnswerFormat } from '../wire/relay.ts';
 import { SseSplitter } from '../http/sse.ts';
+import { MAX_ANSWER_BYTES } from '../http/answer.ts';
 import type { AttemptTimeouts, ResolvedTarget, RoutePlan, Router } from './router.ts';
 import { clientClosed, Deadline } from './deadline.ts';
 import { structuredEvents, structuredRequest } from '../emulate/structured.ts';
@@ -376,7 +377,7 @@ function guardEvents(events: AsyncIterator<StreamEvent>, attempt: Attempt): Asyn
 }
 
 /** Largest non-streamed answer the gateway buffers to check it before committing; a larger one is relayed unchecked past this. */
-const MAX_CHECKED_JSON_BYTES = 32 * 1024 * 1024;
+const MAX_CHECKED_JSON_BYTES = MAX_ANSWER_BYTES;
 
 /**
  * Read the start of a same-format answer before committing to it, so a target that sends headers

@@ -1,4 +1,5 @@
 import type { FrontDoor } from '../core/types.ts';
+import { MAX_ANSWER_BYTES } from '../http/answer.ts';
 import { bodyReader, BytesResponse, headerOf, parsedJsonOf, readNowOf, rebodied, responseBytes } from '../http/bytes.ts';
 import { GatewayError } from '../http/errors.ts';
 import { eventData, SSE_HEADERS, SseSplitter } from '../http/sse.ts';
@@ -163,16 +164,20 @@ export function relayJson(upstream: Response, trace: RequestTrace, init: { statu
     return init.status === upstream.status ? rebodied(upstream, whole, init.headers) : new BytesResponse(whole, init);
   }
   const reader = bodyReader(upstream);
-  const parts: Uint8Array[] = [];
+  // Kept for `inspect` up to the bound a whole answer is read within; past it (an answer relayed
+  // unchecked) nothing is kept, and the answer's usage is not read.
+  let parts: Uint8Array[] | undefined = [];
+  let size = 0;
   return framedResponse(
     {
       async next() {
         const { done, value } = await reader.read();
         if (!done) {
-          parts.push(value);
+          if (parts && (size += value.byteLength) <= MAX_ANSWER_BYTES) parts.push(value);
+          else parts = undefined;
           return value;
         }
-        inspectJson(parts.length === 1 ? parts[0]! : Buffer.concat(parts), trace, inspect);
+        if (parts) inspectJson(parts.length === 1 ? parts[0]! : Buffer.concat(parts), trace, inspect);
         return undefined;
       },
       fail(err) {

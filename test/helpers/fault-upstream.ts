@@ -41,10 +41,13 @@ export type Fault =
   | 'stall-mid-stream' // the first events, then silence until the gateway hangs up
   | 'no-terminal' // the events up to the end of the text, without the finish/stop events, then a clean end of the HTTP response
   | 'endless-first-event' // SSE APIs: a first event that never ends (its text goes on, 64 KiB at a time, up to ENDLESS_BYTES)
-  | 'endless-event'; // SSE APIs: the first events, then one that never ends (as above)
+  | 'endless-event' // SSE APIs: the first events, then one that never ends (as above)
+  | 'huge-json'; // a non-streamed 200 in the API's JSON shape whose text is HUGE_TEXT_BYTES long (with its content-length)
 
 /** How much an endless event sends before the upstream gives up by itself (past the gateway's 32 MiB bound). */
 export const ENDLESS_BYTES = 48 * 1024 * 1024;
+/** The length of a huge answer's text (past the gateway's 32 MiB bound on an answer it reads whole). */
+export const HUGE_TEXT_BYTES = 40 * 1024 * 1024;
 
 export type UpstreamApi = 'openai-chat' | 'openai-responses' | 'anthropic' | 'bedrock-converse' | 'bedrock-invoke';
 
@@ -57,8 +60,8 @@ export interface FaultUpstream {
   hits: number;
   /** Requests whose connection the gateway closed before the answer ended. */
   abandoned: number;
-  /** Endless events the gateway hung up on before ENDLESS_BYTES of them went out. */
-  endlessCut: number;
+  /** Endless events and huge answers the gateway hung up on before their end. */
+  cutShort: number;
   /** The API of each request, in order. */
   apis: UpstreamApi[];
   fault: Fault | ((hit: number) => Fault);
@@ -75,7 +78,7 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
     origin: '',
     hits: 0,
     abandoned: 0,
-    endlessCut: 0,
+    cutShort: 0,
     apis: [],
     fault,
     slowMs: 2_000,
@@ -143,6 +146,17 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
     }
 
     const words = TEXT_WORDS(name);
+    if (!stream && mode === 'huge-json') {
+      const [head, tail] = JSON.stringify(jsonAnswer(api, name, hit, model, '@@TEXT@@')).split('@@TEXT@@') as [string, string];
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(head) + HUGE_TEXT_BYTES + Buffer.byteLength(tail) });
+      res.write(head);
+      if (await pump(res, HUGE_TEXT_BYTES, waitForHangUp)) {
+        state.cutShort++;
+        return;
+      }
+      res.end(tail);
+      return done();
+    }
     if (!stream) {
       const answer = Buffer.from(JSON.stringify(jsonAnswer(api, name, hit, model, words.join(''))), 'utf8');
       if (mode === 'silence') {
@@ -203,7 +217,7 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
     if (mode === 'slow-first-chunk') await sleep(state.slowMs);
     if (res.destroyed) return;
     if (mode === 'endless-first-event' && !binary) {
-      if (await endlessEvent(api, res, waitForHangUp)) state.endlessCut++;
+      if (await endlessEvent(api, res, waitForHangUp)) state.cutShort++;
       return;
     }
     const events = streamEvents(api, name, hit, model, words);
@@ -211,7 +225,7 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
     const finishing = { 'openai-chat': 3, 'openai-responses': 1, anthropic: 2, 'bedrock-invoke': 2, 'bedrock-converse': 2 }[api];
     for (let i = 0; i < events.length; i++) {
       if (i === 3 && mode === 'endless-event' && !binary) {
-        if (await endlessEvent(api, res, waitForHangUp)) state.endlessCut++;
+        if (await endlessEvent(api, res, waitForHangUp)) state.cutShort++;
         return;
       }
       if (i === 3 && mode === 'stall-mid-stream') {
@@ -251,16 +265,21 @@ async function endlessEvent(api: UpstreamApi, res: ServerResponse, waitForHangUp
       : api === 'openai-responses'
         ? 'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":"m","output_index":0,"content_index":0,"delta":"'
         : 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"';
-  const piece = Buffer.alloc(64 * 1024, 'x');
-  let sent = 0;
   if (!res.destroyed) res.write(start);
-  while (!res.destroyed && sent < ENDLESS_BYTES) {
-    sent += piece.byteLength;
-    if (!res.write(piece)) await Promise.race([new Promise((r) => res.once('drain', r)), waitForHangUp()]);
-  }
-  if (res.destroyed) return true;
+  if (await pump(res, ENDLESS_BYTES, waitForHangUp)) return true;
   res.end();
   return false;
+}
+
+/** `bytes` of 'x' written 64 KiB at a time at the client's pace; true when the client hung up first. */
+async function pump(res: ServerResponse, bytes: number, waitForHangUp: () => Promise<unknown>): Promise<boolean> {
+  const piece = Buffer.alloc(64 * 1024, 'x');
+  for (let sent = 0; sent < bytes && !res.destroyed; ) {
+    const n = Math.min(piece.byteLength, bytes - sent);
+    sent += n;
+    if (!res.write(n === piece.byteLength ? piece : piece.subarray(0, n))) await Promise.race([new Promise((r) => res.once('drain', r)), waitForHangUp()]);
+  }
+  return res.destroyed;
 }
 
 function apiOf(path: string): UpstreamApi | undefined {

@@ -31,5 +31,5 @@ export async function openaiEmbed(target: OpenAIEmbeddingTarget, ctx: EmbeddingC
   );
   if (!res.ok) throw await target.upstreamError(res);
   // Read inside the call, under its deadline (a stalled body times out and can fail over).
-  return { kind: 'passthrough', response: await readWhole(res) };
+  return { kind: 'passthrough', response: await readWhole(res, target.name) };
 }

@@ -4,6 +4,7 @@ import { AnthropicUsage, fromAnthropicStopReason, readErrorEvent } from './wire.
 import { isObject, SseReader, type Json } from '../common.ts';
 import { GatewayError, type ErrorKind } from '../../http/errors.ts';
 import { unsupported } from '../common.ts';
+import { readAnswerJson } from '../../http/answer.ts';
 
 /**
  * The neutral request as an Anthropic Messages body, and Anthropic's answers (SSE or JSON) as
@@ -259,7 +260,7 @@ export async function* decodeAnthropicStream(res: Response, provider: string): A
 export async function* decodeAnthropicMessage(res: Response, provider: string): AsyncGenerator<StreamEvent> {
   let msg: unknown;
   try {
-    msg = await res.json();
+    msg = await readAnswerJson(res, provider);
   } catch (err) {
     if (err instanceof GatewayError) throw err;
     throw new GatewayError('upstream', `Provider "${provider}" answered with a body that is not JSON.`, { code: 'upstream_bad_response' });

@@ -3,6 +3,7 @@ import type { StopReason, StreamEvent, Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
 import { bodyReader, hasBody } from '../../http/bytes.ts';
 import { isObject, readOpenAIUsage, type Json } from '../common.ts';
+import { answerTooLarge, MAX_ANSWER_BYTES } from '../../http/answer.ts';
 
 /**
  * An OpenAI Chat Completions answer (JSON, or SSE chunks ending in `data: [DONE]`) decoded into
@@ -235,10 +236,15 @@ async function* decodeStream(reader: ReadableStreamDefaultReader<Uint8Array>, de
 
 async function* decodeJson(reader: ReadableStreamDefaultReader<Uint8Array>, decoder: ChatChunkDecoder, provider: string, isCancelled: () => boolean): AsyncGenerator<StreamEvent> {
   const parts: Uint8Array[] = [];
+  let size = 0;
   for (;;) {
     const r = await readPiece(reader, provider, isCancelled);
     if (!r) return;
     if (r.done) break;
+    if ((size += r.value.byteLength) > MAX_ANSWER_BYTES) {
+      reader.cancel().catch(() => {});
+      throw answerTooLarge(provider);
+    }
     parts.push(r.value);
   }
   if (isCancelled()) return;

@@ -1,6 +1,7 @@
 import type { StopReason, StreamEvent, Usage } from '../../core/types.ts';
 import { GatewayError } from '../../http/errors.ts';
 import { isObject, readOpenAIUsage, SseReader, type Json } from '../common.ts';
+import { readAnswerJson } from '../../http/answer.ts';
 
 /** An OpenAI Responses answer (a Response object, or its SSE events) decoded into neutral StreamEvents, and its usage. */
 
@@ -38,8 +39,9 @@ function* responseObjectEvents(r: Json): Generator<StreamEvent> {
 export async function* responsesJsonEvents(res: Response, provider: string): AsyncGenerator<StreamEvent> {
   let body: unknown;
   try {
-    body = await res.json();
-  } catch {
+    body = await readAnswerJson(res, provider);
+  } catch (err) {
+    if (err instanceof GatewayError) throw err;
     throw new GatewayError('upstream', `Provider "${provider}" answered with a body that is not JSON.`, { code: 'upstream_bad_response' });
   }
   if (!isObject(body)) throw new GatewayError('upstream', `Provider "${provider}" answered with an unexpected body.`, { code: 'upstream_bad_response' });

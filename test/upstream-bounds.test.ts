@@ -7,17 +7,21 @@ import { GatewayError } from '../shared/http/errors.ts';
 import { boundedSseParser, MAX_SSE_EVENT_CHARS, SseSplitter } from '../shared/http/sse.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { piecesAt } from './helpers/cuts.ts';
-import { startFaultUpstream, type FaultUpstream } from './helpers/fault-upstream.ts';
+import { HUGE_TEXT_BYTES, startFaultUpstream, type FaultUpstream } from './helpers/fault-upstream.ts';
 import { startGateway, type StartedGateway } from './helpers/gateway.ts';
 
 /**
- * Server-sent events of any size and any cut: the splitter every same-format relay, the MCP relay
+ * Upstream answers of any size. Server-sent events of any size and any cut: the splitter every same-format relay, the MCP relay
  * and the answer checks use gives the events a whole-text split gives, however the bytes are cut,
  * in time linear in the stream; an event that never ends is cut off at MAX_SSE_EVENT_CHARS as a
  * broken upstream answer (before the first byte: the fallback serves; after it: the caller's
  * error ending and a 502 record), and the upstream is hung up on. Before, the splitter searched
  * the whole unfinished event again at every chunk: a 16 MB event in 64 KiB chunks took 1.5 s of
- * the event loop, and an event that never ended grew without limit.
+ * the event loop, and an event that never ended grew without limit. A non-streamed answer the
+ * gateway must read whole (to translate it, or to pass on a one-shot call's answer) is read up to
+ * MAX_ANSWER_BYTES, past which it is a broken answer (502 `upstream_answer_too_large`: the
+ * fallback serves); a same-format answer past it is relayed as it arrives, unchecked, and nothing
+ * of it is kept past the bound.
  */
 
 /** The events of a whole text, split at once (the reference the splitter must agree with). */
@@ -94,7 +98,7 @@ describe('boundedSseParser', () => {
   });
 });
 
-describe('an upstream event that never ends, through the gateway', () => {
+describe('an upstream event that never ends, and an answer too large to hold, through the gateway', () => {
   let bad: FaultUpstream, good: FaultUpstream;
   let srv: StartedGateway;
   const records: RequestRecord[] = [];
@@ -129,8 +133,8 @@ describe('an upstream event that never ends, through the gateway', () => {
 
   /** The upstream's count of endless events cut short, once it reaches `n` (it notices the hang-up a little after the gateway's answer ends). */
   async function cutReaches(n: number): Promise<number> {
-    for (let i = 0; i < 400 && bad.endlessCut < n; i++) await new Promise((r) => setTimeout(r, 5));
-    return bad.endlessCut;
+    for (let i = 0; i < 400 && bad.cutShort < n; i++) await new Promise((r) => setTimeout(r, 5));
+    return bad.cutShort;
   }
 
   async function recordOf(id: string): Promise<RequestRecord> {
@@ -173,10 +177,47 @@ describe('an upstream event that never ends, through the gateway', () => {
     { door: 'messages', model: 'an-route', what: 'Anthropic client -> Anthropic upstream (same format)' },
   ] as const;
 
+  /** A non-streamed request through the official SDK of the door: the length of the text it got, and the error it met. */
+  async function whole(door: 'chat' | 'messages', model: string): Promise<{ id: string; length: number; head: string; error?: string }> {
+    const id = `bounds-${++seq}`;
+    try {
+      const text =
+        door === 'chat'
+          ? ((await openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-request-id': id } })).choices[0]?.message.content ?? '')
+          : (await anthropic.messages.create({ model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-request-id': id } })).content.map((b) => (b.type === 'text' ? b.text : '')).join('');
+      return { id, length: text.length, head: text.slice(0, 20) };
+    } catch (err) {
+      return { id, length: 0, head: '', error: `${(err as Error).name}: ${(err as Error).message}` };
+    }
+  }
+
   for (const c of cases) {
+    const translated = c.what.includes('translated');
+    it(`${c.what}: a ${HUGE_TEXT_BYTES / 1024 / 1024} MiB non-streamed answer is ${translated ? 'a broken answer (the fallback serves)' : 'relayed whole, unchecked'}`, async () => {
+      bad.fault = 'huge-json';
+      const cut = bad.cutShort;
+      const out = await whole(c.door, c.model);
+      assert.equal(out.error, undefined);
+      const rec = await recordOf(out.id);
+      assert.equal(rec.status, 200);
+      assert.equal(rec.outcome, 'ok');
+      if (translated) {
+        assert.equal(out.head, 'served by good');
+        assert.equal(rec.attemptLog?.[0]?.errorCode, 'upstream_answer_too_large');
+        assert.equal(await cutReaches(cut + 1), cut + 1, 'the gateway hung up on the huge answer');
+      } else {
+        // Every byte of the text, through the relay (its check and usage stop at the bound).
+        assert.equal(out.length, HUGE_TEXT_BYTES);
+        assert.equal(rec.provider, c.model === 'oa-route' ? 'oa-bad' : 'an-bad');
+        assert.equal(rec.inputTokens, undefined, 'the usage of an answer past the bound is not read');
+        assert.equal(bad.cutShort, cut);
+      }
+    });
+
+
     it(`${c.what}: as the first event, the fallback serves; after the first events, the caller's error and a 502 record`, async () => {
       bad.fault = 'endless-first-event';
-      let cut = bad.endlessCut;
+      let cut = bad.cutShort;
       const first = await stream(c.door, c.model);
       assert.equal(first.error, undefined);
       assert.equal(first.text, 'served by good');
@@ -187,7 +228,7 @@ describe('an upstream event that never ends, through the gateway', () => {
       assert.equal(await cutReaches(cut + 1), cut + 1, 'the gateway hung up on the endless event');
 
       bad.fault = 'endless-event';
-      cut = bad.endlessCut;
+      cut = bad.cutShort;
       const later = await stream(c.door, c.model);
       assert.ok(later.error, 'the client sees the stream fail, not a clean end');
       assert.ok(!later.text.includes('served by good'));

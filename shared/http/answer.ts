@@ -1,0 +1,47 @@
+import { bodyReader, hasBody, responseBytes } from './bytes.ts';
+import { GatewayError } from './errors.ts';
+
+/**
+ * The most of one upstream answer the gateway reads whole: 32 MiB. An answer it must hold to
+ * translate or pass on whole that is larger is a broken one (`answerTooLarge`); a same-format
+ * answer past it is relayed as it arrives, unchecked (shared/routing/execute.ts, shared/wire/relay.ts).
+ */
+export const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
+
+/** The error for an answer past MAX_ANSWER_BYTES: a broken upstream answer (502: it falls back like a 5xx). */
+export function answerTooLarge(provider: string, limit = MAX_ANSWER_BYTES): GatewayError {
+  return new GatewayError('upstream', `Provider "${provider}" sent an answer larger than ${limit} bytes.`, { status: 502, code: 'upstream_answer_too_large' });
+}
+
+/**
+ * An upstream answer's bytes, read whole up to `limit`; past it the upstream is let go and the
+ * answer is a broken one (`answerTooLarge`), rather than held in memory whatever its size.
+ */
+export async function readAnswer(res: Response, provider: string, limit = MAX_ANSWER_BYTES): Promise<Uint8Array> {
+  if (!hasBody(res)) return new Uint8Array(0);
+  const whole = responseBytes(res);
+  if (whole) {
+    if (whole.byteLength > limit) throw answerTooLarge(provider, limit);
+    return whole;
+  }
+  const reader = bodyReader(res);
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      reader.cancel().catch(() => {});
+      throw answerTooLarge(provider, limit);
+    }
+    parts.push(value);
+  }
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
+/** An upstream answer read whole (`readAnswer`) and parsed as JSON (a SyntaxError when it is not). */
+export async function readAnswerJson(res: Response, provider: string, limit = MAX_ANSWER_BYTES): Promise<unknown> {
+  const bytes = await readAnswer(res, provider, limit);
+  return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+}
