@@ -33,6 +33,7 @@ interface Setup {
   sink: MemorySink;
   tools: McpUpstream;
   jsonsrv: McpUpstream;
+  hugesrv: McpUpstream;
   dynamo: LocalDynamo;
   store: DynamoStore;
   createKey(body: Record<string, unknown>): Promise<string>;
@@ -41,6 +42,8 @@ interface Setup {
 async function setup(): Promise<Setup> {
   const tools = await startMcpUpstream({ token: UPSTREAM_TOKEN });
   const jsonsrv = await startMcpUpstream({ token: JSON_UPSTREAM_TOKEN, jsonResponse: true });
+  // Its tools/list answer is past the 16 MiB the gateway reads whole to filter.
+  const hugesrv = await startMcpUpstream({ token: JSON_UPSTREAM_TOKEN, jsonResponse: true, hugeToolBytes: 17 * 1024 * 1024 });
   const { dynamo, settings } = await startDynamo();
   const store = createDynamoStore(settings);
   const config = parseConfig(
@@ -56,6 +59,7 @@ async function setup(): Promise<Setup> {
           tools: { url: tools.url, apiKeyEnv: 'TEST_MCP_TOKEN' },
           // Its own `tools` narrows what any key can see there.
           jsonsrv: { url: jsonsrv.url, apiKeyEnv: 'TEST_MCP_JSON_TOKEN', tools: ['echo', 'add', 'secret_*'] },
+          hugesrv: { url: hugesrv.url, apiKeyEnv: 'TEST_MCP_JSON_TOKEN', tools: ['echo'] },
           // The upstream refuses this one's credential; the other has none set.
           badcred: { url: tools.url, apiKeyEnv: 'TEST_MCP_WRONG_TOKEN' },
           nocred: { url: tools.url, apiKeyEnv: 'TEST_MCP_UNSET_TOKEN' },
@@ -81,6 +85,7 @@ async function setup(): Promise<Setup> {
     sink,
     tools,
     jsonsrv,
+    hugesrv,
     dynamo,
     store,
     async createKey(body) {
@@ -119,7 +124,7 @@ describe('MCP tool servers behind the gateway', () => {
   let key: string;
   before(async () => {
     s = await setup();
-    key = await s.createKey({ name: 'agent', team: 'tools-team', mcp: ['tools/echo', 'tools/add', 'tools/progress_*', 'jsonsrv/*', 'badcred', 'nocred'] });
+    key = await s.createKey({ name: 'agent', team: 'tools-team', mcp: ['tools/echo', 'tools/add', 'tools/progress_*', 'jsonsrv/*', 'hugesrv/*', 'badcred', 'nocred'] });
   });
   after(async () => {
     await s.server.close();
@@ -127,6 +132,7 @@ describe('MCP tool servers behind the gateway', () => {
     await s.dynamo.close();
     await s.tools.close();
     await s.jsonsrv.close();
+    await s.hugesrv.close();
   });
 
   test('initialize, filtered tools/list, an allowed call, a refused call that never reaches the server, session id round trip, DELETE', async () => {
@@ -243,6 +249,19 @@ describe('MCP tool servers behind the gateway', () => {
     } finally {
       await client.close();
     }
+  });
+
+  test('a tools/list answer too large to filter is refused (502, JSON-RPC error), never passed on cut short or unfiltered', async () => {
+    const { client, transport } = mcpClient(`${s.url}/mcp/hugesrv`, key);
+    await client.connect(transport);
+    try {
+      await assert.rejects(client.listTools(), /tools\/list answer larger than 16777216 bytes/);
+    } finally {
+      await client.close();
+    }
+    const rec = mcpRecords(s.sink, 'hugesrv').find((r) => r.mcpMethod === 'tools/list')!;
+    assert.equal(rec.status, 502);
+    assert.equal(rec.errorCode, 'mcp_answer_too_large');
   });
 
   test('a bad key is refused with 401 before anything reaches the upstream', async () => {

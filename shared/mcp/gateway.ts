@@ -1,8 +1,9 @@
 import type { GatewayConfig } from '../config/schema.ts';
 import type { RequestContext } from '../core/context.ts';
-import { toGatewayError } from '../http/errors.ts';
+import { GatewayError, toGatewayError } from '../http/errors.ts';
 import { readBodyBytes } from '../http/body.ts';
-import { fetchUpstream, readTextBounded } from '../http/upstream.ts';
+import { fetchUpstream } from '../http/upstream.ts';
+import { readAnswer } from '../http/answer.ts';
 import { runExchange } from '../routing/execute.ts';
 import type { Policy } from '../policy/index.ts';
 import { captureBodies } from '../telemetry/bodies.ts';
@@ -290,8 +291,18 @@ export class McpGateway {
       return webResponse(null, { status, headers: out });
     }
     if (json && filterIds.size) {
-      // A tools/list answer as one JSON document: read it (bounded), filter, send.
-      const text = await readTextBounded(res, MAX_FILTERED_JSON);
+      // A tools/list answer as one JSON document: read it whole (bounded), filter, send. One past
+      // the bound is refused, never passed on cut short or unfiltered.
+      let text: string;
+      try {
+        const bytes = await readAnswer(res, `mcp:${name}`, MAX_FILTERED_JSON);
+        text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+      } catch (err) {
+        if (err instanceof GatewayError && err.code === 'upstream_answer_too_large') {
+          throw new McpRefusal(502, RPC.UPSTREAM_ERROR, `The MCP server '${name}' sent a tools/list answer larger than ${MAX_FILTERED_JSON} bytes.`, 'upstream', 'mcp_answer_too_large');
+        }
+        throw err;
+      }
       let sent = text;
       try {
         const doc = JSON.parse(text) as unknown;

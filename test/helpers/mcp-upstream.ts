@@ -35,7 +35,7 @@ export interface McpUpstream {
 
 export const TOOL_NAMES = ['echo', 'add', 'progress_count', 'secret_delete'];
 
-function buildServer(up: McpUpstream): McpServer {
+function buildServer(up: McpUpstream, hugeToolBytes?: number): McpServer {
   const server = new McpServer({ name: 'test-upstream', version: '1.0.0' });
   const count = (name: string, args: unknown) => {
     up.calls.set(name, (up.calls.get(name) ?? 0) + 1);
@@ -65,6 +65,8 @@ function buildServer(up: McpUpstream): McpServer {
     }
     return { content: [{ type: 'text', text: `counted to ${args.n}` }] };
   });
+  // A tool whose description alone makes the tools/list answer that many bytes and more.
+  if (hugeToolBytes) server.registerTool('huge', { description: 'x'.repeat(hugeToolBytes), inputSchema: {} }, async () => ({ content: [{ type: 'text', text: 'huge' }] }));
   server.registerTool('secret_delete', { description: 'A tool no test key may call', inputSchema: { path: z.string() } }, async (args) => {
     count('secret_delete', args);
     return { content: [{ type: 'text', text: `deleted ${args.path}` }] };
@@ -72,7 +74,7 @@ function buildServer(up: McpUpstream): McpServer {
   return server;
 }
 
-export async function startMcpUpstream(opts: { token: string; jsonResponse?: boolean }): Promise<McpUpstream> {
+export async function startMcpUpstream(opts: { token: string; jsonResponse?: boolean; hugeToolBytes?: number }): Promise<McpUpstream> {
   const transports = new Map<string, StreamableHTTPServerTransport>();
   const up: McpUpstream = {
     url: '',
@@ -99,7 +101,7 @@ export async function startMcpUpstream(opts: { token: string; jsonResponse?: boo
         res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
         return;
       }
-      const mcp = buildServer(up);
+      const mcp = buildServer(up, opts.hugeToolBytes);
       const t: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         enableJsonResponse: opts.jsonResponse ?? false,
