@@ -8,6 +8,7 @@ import { boundedSseParser, MAX_SSE_EVENT_CHARS, SseSplitter } from '../shared/ht
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { piecesAt } from './helpers/cuts.ts';
 import { HUGE_TEXT_BYTES, startFaultUpstream, type FaultUpstream } from './helpers/fault-upstream.ts';
+import { startLoopback, type Loopback } from './helpers/loopback.ts';
 import { startGateway, type StartedGateway } from './helpers/gateway.ts';
 
 /**
@@ -21,7 +22,7 @@ import { startGateway, type StartedGateway } from './helpers/gateway.ts';
  * gateway must read whole (to translate it, or to pass on a one-shot call's answer) is read up to
  * MAX_ANSWER_BYTES, past which it is a broken answer (502 `upstream_answer_too_large`: the
  * fallback serves); a same-format answer past it is relayed as it arrives, unchecked, and nothing
- * of it is kept past the bound.
+ * of it is kept past the bound. An embeddings answer, legitimately large, may hold 256 MiB.
  */
 
 /** The events of a whole text, split at once (the reference the splitter must agree with). */
@@ -239,4 +240,43 @@ describe('an upstream event that never ends, and an answer too large to hold, th
       assert.equal(await cutReaches(cut + 1), cut + 1, 'the gateway hung up on the endless event');
     });
   }
+});
+
+describe('a large embeddings answer, through the gateway', () => {
+  let up: Loopback;
+  let srv: StartedGateway;
+  const DIMS = 3072;
+  const INPUTS = 1200;
+
+  before(async () => {
+    // An OpenAI-compatible embeddings endpoint answering like OpenAI: one vector of DIMS floats per
+    // input, as JSON numbers (about 45 MiB for 1,200 inputs: past the 32 MiB a chat answer may hold).
+    up = await startLoopback(async (req, res) => {
+      let raw = '';
+      for await (const c of req) raw += c;
+      const body = JSON.parse(raw) as { input: string[]; model: string };
+      const vector = `[${Array.from({ length: DIMS }, (_, i) => (((i % 97) - 48) / 1000).toFixed(9)).join(',')}]`;
+      const data = body.input.map((_, i) => `{"object":"embedding","index":${i},"embedding":${vector}}`).join(',');
+      const text = `{"object":"list","data":[${data}],"model":"${body.model}","usage":{"prompt_tokens":${body.input.length},"total_tokens":${body.input.length}}}`;
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    });
+    srv = await startGateway({
+      providers: { emb: { type: 'openai-compatible', baseUrl: `${up.url}/v1` } },
+      models: { 'emb-large': { provider: 'emb', model: 'text-embedding-3-large' } },
+    });
+  });
+  after(async () => {
+    await srv?.close();
+    await up?.close();
+  });
+
+  it('passes on every vector of an answer larger than 32 MiB (embeddings may hold up to 256 MiB)', async () => {
+    const openai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60_000 });
+    const input = Array.from({ length: INPUTS }, (_, i) => `text ${i}`);
+    const res = await openai.embeddings.create({ model: 'emb-large', input, encoding_format: 'float' });
+    assert.equal(res.data.length, INPUTS);
+    assert.equal(res.data[INPUTS - 1]!.embedding.length, DIMS);
+    assert.equal(res.data[INPUTS - 1]!.index, INPUTS - 1);
+  });
 });

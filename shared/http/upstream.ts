@@ -71,8 +71,8 @@ async function viaFetch(provider: string, url: string, init: RequestInit, signal
  * An answer read whole (`readAnswer`) while the call is still under its deadline (a one-shot
  * call's answer that is passed on: its body would otherwise be read after the attempt has released it).
  */
-export async function readWhole(res: Response, provider: string): Promise<Response> {
-  return new BytesResponse(hasBody(res) ? await readAnswer(res, provider) : null, { status: res.status, statusText: res.statusText, headers: res.headers });
+export async function readWhole(res: Response, provider: string, limit?: number): Promise<Response> {
+  return new BytesResponse(hasBody(res) ? await readAnswer(res, provider, limit) : null, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /** The trace of the call's signal as a new child span (`traceparent`, shared/tracing) on an upstream call. */
