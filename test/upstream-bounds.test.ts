@@ -6,6 +6,7 @@ import OpenAI from 'openai';
 import { GatewayError } from '../shared/http/errors.ts';
 import { boundedSseParser, MAX_SSE_EVENT_CHARS, SseSplitter } from '../shared/http/sse.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
+import { usageFromTail } from '../shared/wire/relay.ts';
 import { piecesAt } from './helpers/cuts.ts';
 import { HUGE_TEXT_BYTES, startFaultUpstream, type FaultUpstream } from './helpers/fault-upstream.ts';
 import { startLoopback, type Loopback } from './helpers/loopback.ts';
@@ -21,8 +22,8 @@ import { startGateway, type StartedGateway } from './helpers/gateway.ts';
  * the event loop, and an event that never ended grew without limit. A non-streamed answer the
  * gateway must read whole (to translate it, or to pass on a one-shot call's answer) is read up to
  * MAX_ANSWER_BYTES, past which it is a broken answer (502 `upstream_answer_too_large`: the
- * fallback serves); a same-format answer past it is relayed as it arrives, unchecked, and nothing
- * of it is kept past the bound. An embeddings answer, legitimately large, may hold 256 MiB.
+ * fallback serves); a same-format answer past it is relayed as it arrives, unchecked, and only
+ * its last 64 KiB are kept past the bound, to read its usage. An embeddings answer, legitimately large, may hold 256 MiB.
  */
 
 /** The events of a whole text, split at once (the reference the splitter must agree with). */
@@ -85,6 +86,20 @@ describe('SseSplitter', () => {
     }
     assert.ok(error instanceof GatewayError, 'the splitter gave up');
     assert.ok(fed > MAX_SSE_EVENT_CHARS - chunk.byteLength && fed <= MAX_SSE_EVENT_CHARS, `cut off after ${fed} characters`);
+  });
+});
+
+describe('usageFromTail', () => {
+  test('reads the top-level usage object from the end of an answer, nested details included', () => {
+    assert.deepEqual(usageFromTail('xxxx"}}],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}'), { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 });
+    assert.deepEqual(usageFromTail('"usage": {"input_tokens":5,"input_tokens_details":{"cached_tokens":1},"output_tokens":3},"user":null}'), { input_tokens: 5, input_tokens_details: { cached_tokens: 1 }, output_tokens: 3 });
+  });
+  test('a "usage" inside a string is escaped, so never taken; none, null or cut off gives nothing', () => {
+    const text = JSON.stringify({ choices: [{ message: { content: 'say "usage": {"prompt_tokens": 999}' } }], usage: { prompt_tokens: 5, completion_tokens: 3 } });
+    assert.deepEqual(usageFromTail(text), { prompt_tokens: 5, completion_tokens: 3 });
+    assert.equal(usageFromTail(JSON.stringify({ choices: [{ message: { content: 'say "usage": {"prompt_tokens": 999}' } }] })), undefined);
+    assert.equal(usageFromTail('"usage":null}'), undefined);
+    assert.equal(usageFromTail('"usage":{"prompt_tokens":5,'), undefined);
   });
 });
 
@@ -207,10 +222,11 @@ describe('an upstream event that never ends, and an answer too large to hold, th
         assert.equal(rec.attemptLog?.[0]?.errorCode, 'upstream_answer_too_large');
         assert.equal(await cutReaches(cut + 1), cut + 1, 'the gateway hung up on the huge answer');
       } else {
-        // Every byte of the text, through the relay (its check and usage stop at the bound).
+        // Every byte of the text, through the relay; its usage read from the answer's last bytes.
         assert.equal(out.length, HUGE_TEXT_BYTES);
         assert.equal(rec.provider, c.model === 'oa-route' ? 'oa-bad' : 'an-bad');
-        assert.equal(rec.inputTokens, undefined, 'the usage of an answer past the bound is not read');
+        assert.equal(rec.inputTokens, 5);
+        assert.equal(rec.outputTokens, 3);
         assert.equal(bad.cutShort, cut);
       }
     });

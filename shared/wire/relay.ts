@@ -164,20 +164,30 @@ export function relayJson(upstream: Response, trace: RequestTrace, init: { statu
     return init.status === upstream.status ? rebodied(upstream, whole, init.headers) : new BytesResponse(whole, init);
   }
   const reader = bodyReader(upstream);
-  // Kept for `inspect` up to the bound a whole answer is read within; past it (an answer relayed
-  // unchecked) nothing is kept, and the answer's usage is not read.
+  // Kept for `inspect` up to the bound a whole answer is read within. Past it (an answer relayed
+  // unchecked) only its last bytes are kept, where the APIs put `usage`, and only that is inspected.
   let parts: Uint8Array[] | undefined = [];
   let size = 0;
+  const tail = new TailBytes(USAGE_TAIL_BYTES);
   return framedResponse(
     {
       async next() {
         const { done, value } = await reader.read();
         if (!done) {
-          if (parts && (size += value.byteLength) <= MAX_ANSWER_BYTES) parts.push(value);
-          else parts = undefined;
+          size += value.byteLength;
+          if (parts && size <= MAX_ANSWER_BYTES) parts.push(value);
+          else {
+            if (parts) for (const p of parts) tail.push(p);
+            parts = undefined;
+            tail.push(value);
+          }
           return value;
         }
         if (parts) inspectJson(parts.length === 1 ? parts[0]! : Buffer.concat(parts), trace, inspect);
+        else {
+          const usage = usageFromTail(tail.text());
+          if (usage) inspect({ usage });
+        }
         return undefined;
       },
       fail(err) {
@@ -191,6 +201,50 @@ export function relayJson(upstream: Response, trace: RequestTrace, init: { statu
     init,
     { closedMessage: 'The client closed the connection.', failed: (err) => (err instanceof GatewayError ? err : new GatewayError('upstream', 'The upstream response failed.', { cause: err })) },
   );
+}
+
+/** How much of the end of an answer too large to keep is kept, to read its `usage`. */
+const USAGE_TAIL_BYTES = 64 * 1024;
+
+/** The last `max` bytes (at least) of a stream, in the chunks they came in. */
+class TailBytes {
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+  constructor(private readonly max: number) {}
+  push(chunk: Uint8Array): void {
+    this.chunks.push(chunk);
+    this.size += chunk.byteLength;
+    while (this.chunks.length > 1 && this.size - this.chunks[0]!.byteLength >= this.max) this.size -= this.chunks.shift()!.byteLength;
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+/**
+ * The answer's `usage` object, from the end of its text: the last `"usage":` key followed by an
+ * object (a quote inside a JSON string is always escaped, so the key is one of the answer's own;
+ * the last is the top level's, which the APIs write after the content). Undefined when none is there.
+ */
+export function usageFromTail(text: string): Json | undefined {
+  const at = text.lastIndexOf('"usage":');
+  if (at < 0) return undefined;
+  const open = text.indexOf('{', at + 8);
+  if (open < 0 || text.slice(at + 8, open).trim()) return undefined;
+  let depth = 0;
+  for (let i = open; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 123) depth++;
+    else if (c === 125 && --depth === 0) {
+      try {
+        const u: unknown = JSON.parse(text.slice(open, i + 1));
+        return isObject(u) ? u : undefined;
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
 }
 
 /** A relayed JSON answer's body to `inspect` (its parse from the check before commit when it has one); a body that is not JSON is logged as an error. */
