@@ -9,6 +9,7 @@ import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { useDummyAwsCredentials } from './helpers/aws-env.ts';
 import { startFaultUpstream, type Fault, type FaultUpstream } from './helpers/fault-upstream.ts';
 import { startGateway, type StartedGateway } from './helpers/gateway.ts';
+import { readMessagesStream, readResponsesStream } from './helpers/sdk-streams.ts';
 
 useDummyAwsCredentials('AKIDFAULTTEST0000000', 'fault-test-secret-not-used');
 
@@ -137,14 +138,7 @@ describe('fault injection: every API, route and fault, with a fallback target', 
             out.text = res.output_text;
             if (res.status !== 'completed') out.error = `status ${res.status}`;
           } else {
-            const s = await openai.responses.create({ model: route.alias, input: 'hi', stream: true }, { headers });
-            let completed = false;
-            for await (const ev of s) {
-              if (ev.type === 'response.output_text.delta') out.text += ev.delta;
-              if (ev.type === 'response.completed') completed = true;
-              if (ev.type === 'response.failed' || ev.type === 'error') out.error ??= `${ev.type} event`;
-            }
-            if (!completed) out.error ??= 'the stream ended without response.completed';
+            Object.assign(out, await readResponsesStream(await openai.responses.create({ model: route.alias, input: 'hi', stream: true }, { headers })));
           }
           break;
         case 'messages':
@@ -152,14 +146,8 @@ describe('fault injection: every API, route and fault, with a fallback target', 
             const msg = await anthropic.messages.create({ model: route.alias, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] }, { headers });
             out.text = msg.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
           } else {
-            const s = await anthropic.messages.create({ model: route.alias, max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'hi' }] }, { headers });
-            let stopped = false;
-            for await (const ev of s) {
-              if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') out.text += ev.delta.text;
-              if (ev.type === 'message_stop') stopped = true;
-            }
             // Anthropic's SDK ends quietly on a cut stream: a stream without message_stop is an error to the caller.
-            if (!stopped) out.error ??= 'the stream ended without message_stop';
+            Object.assign(out, await readMessagesStream(await anthropic.messages.create({ model: route.alias, max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'hi' }] }, { headers })));
           }
           break;
         case 'invoke': {

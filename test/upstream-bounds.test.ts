@@ -4,12 +4,14 @@ import Anthropic from '@anthropic-ai/sdk';
 import fc from 'fast-check';
 import OpenAI from 'openai';
 import { GatewayError } from '../shared/http/errors.ts';
+import { MAX_ANSWER_CHARS } from '../shared/http/answer.ts';
 import { boundedSseParser, MAX_SSE_EVENT_CHARS, SseSplitter } from '../shared/http/sse.ts';
 import type { RequestRecord } from '../shared/telemetry/record.ts';
 import { usageFromTail } from '../shared/wire/relay.ts';
 import { piecesAt } from './helpers/cuts.ts';
 import { HUGE_TEXT_BYTES, startFaultUpstream, type FaultUpstream } from './helpers/fault-upstream.ts';
 import { startLoopback, type Loopback } from './helpers/loopback.ts';
+import { readMessagesStream, readResponsesStream } from './helpers/sdk-streams.ts';
 import { startGateway, type StartedGateway } from './helpers/gateway.ts';
 
 /**
@@ -163,21 +165,17 @@ describe('an upstream event that never ends, and an answer too large to hold, th
   }
 
   /** A streamed request through the official SDK of the door: the text it got, and the error it met. */
-  async function stream(door: 'chat' | 'messages', model: string): Promise<{ id: string; text: string; error?: string }> {
+  async function stream(door: 'chat' | 'messages' | 'responses', model: string): Promise<{ id: string; text: string; error?: string }> {
     const id = `bounds-${++seq}`;
     const out: { id: string; text: string; error?: string } = { id, text: '' };
     try {
       if (door === 'chat') {
         const s = await openai.chat.completions.create({ model, stream: true, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-request-id': id } });
         for await (const c of s) out.text += c.choices[0]?.delta?.content ?? '';
+      } else if (door === 'responses') {
+        Object.assign(out, await readResponsesStream(await openai.responses.create({ model, input: 'hi', stream: true }, { headers: { 'x-request-id': id } })));
       } else {
-        const s = await anthropic.messages.create({ model, max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-request-id': id } });
-        let stopped = false;
-        for await (const ev of s) {
-          if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') out.text += ev.delta.text;
-          if (ev.type === 'message_stop') stopped = true;
-        }
-        if (!stopped) out.error = 'the stream ended without message_stop';
+        Object.assign(out, await readMessagesStream(await anthropic.messages.create({ model, max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-request-id': id } })));
       }
     } catch (err) {
       out.error = `${(err as Error).name}: ${(err as Error).message}`;
@@ -192,6 +190,26 @@ describe('an upstream event that never ends, and an answer too large to hold, th
     { door: 'chat', model: 'an-route', what: 'OpenAI Chat client -> Anthropic upstream (translated)' },
     { door: 'messages', model: 'an-route', what: 'Anthropic client -> Anthropic upstream (same format)' },
   ] as const;
+
+  // A translated answer of endless small events: each event is whole, but the doors may hold the
+  // answer whole (a Responses stream's final event carries all its output).
+  for (const c of [
+    { door: 'responses', model: 'oa-route', what: 'OpenAI Responses client -> OpenAI-compatible upstream (translated)' },
+    { door: 'messages', model: 'oa-route', what: 'Anthropic client -> OpenAI-compatible upstream (translated)' },
+    { door: 'chat', model: 'an-route', what: 'OpenAI Chat client -> Anthropic upstream (translated)' },
+  ] as const) {
+    it(`${c.what}: text deltas without end are cut off past ${MAX_ANSWER_CHARS} characters, with the caller's error and a 502 record`, async () => {
+      bad.fault = 'endless-deltas';
+      const cut = bad.cutShort;
+      const out = await stream(c.door, c.model);
+      assert.ok(out.error, 'the client sees the stream fail, not a clean end');
+      const rec = await recordOf(out.id);
+      assert.equal(rec.status, 502);
+      assert.equal(rec.outcome, 'stream_error');
+      assert.equal(rec.errorCode, 'upstream_answer_too_large');
+      assert.equal(await cutReaches(cut + 1), cut + 1, 'the gateway hung up on the endless answer');
+    });
+  }
 
   /** A non-streamed request through the official SDK of the door: the length of the text it got, and the error it met. */
   async function whole(door: 'chat' | 'messages', model: string): Promise<{ id: string; length: number; head: string; error?: string }> {

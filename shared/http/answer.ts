@@ -8,9 +8,17 @@ import { GatewayError } from './errors.ts';
  */
 export const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
 
-/** The error for an answer past MAX_ANSWER_BYTES: a broken upstream answer (502: it falls back like a 5xx). */
-export function answerTooLarge(provider: string, limit = MAX_ANSWER_BYTES): GatewayError {
-  return new GatewayError('upstream', `Provider "${provider}" sent an answer larger than ${limit} bytes.`, { status: 502, code: 'upstream_answer_too_large' });
+/**
+ * The most text (content, tool arguments, thinking) one translated answer may hold: 32 Mi
+ * characters, far past any model's output. The gateway holds a translated answer whole where its
+ * door needs it (a non-streamed client, a Responses stream's final event), so an upstream that
+ * streams small events without end would otherwise hold its memory until the total timeout.
+ */
+export const MAX_ANSWER_CHARS = 32 * 1024 * 1024;
+
+/** The error for an answer past MAX_ANSWER_BYTES (or `limit` of `unit`): a broken upstream answer (502: it falls back like a 5xx). */
+export function answerTooLarge(provider: string, limit = MAX_ANSWER_BYTES, unit = 'bytes'): GatewayError {
+  return new GatewayError('upstream', `Provider "${provider}" sent an answer larger than ${limit} ${unit}.`, { status: 502, code: 'upstream_answer_too_large' });
 }
 
 /**

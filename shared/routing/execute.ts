@@ -9,7 +9,7 @@ import { spansOn, startSpan, type Span } from '../tracing/spans.ts';
 import { traceCalls, type TraceContext } from '../tracing/context.ts';
 import { answerFormatOf, brokenAnswer, checkJsonAnswer, SseChecker, type AnswerFormat } from '../wire/relay.ts';
 import { SseSplitter } from '../http/sse.ts';
-import { MAX_ANSWER_BYTES } from '../http/answer.ts';
+import { answerTooLarge, MAX_ANSWER_BYTES, MAX_ANSWER_CHARS } from '../http/answer.ts';
 import type { AttemptTimeouts, ResolvedTarget, RoutePlan, Router } from './router.ts';
 import { clientClosed, Deadline } from './deadline.ts';
 import { structuredEvents, structuredRequest } from '../emulate/structured.ts';
@@ -264,7 +264,7 @@ async function attemptOnce(target: ResolvedTarget, input: RunInput): Promise<Ser
         throw err instanceof GatewayError ? err : new GatewayError('upstream', `Provider "${target.provider.name}" sent an answer the gateway could not read.`, { code: 'upstream_bad_response', cause: err });
       });
       attempt.started(200);
-      return { kind: 'events', target, first, events: guardEvents(result.events, attempt) };
+      return { kind: 'events', target, first, events: guardEvents(result.events, attempt, target.provider.name, textChars(first)) };
     }
     const response = await prefetch(result.response, { format: answerFormatOf(input.door), stream: req.stream }, attempt);
     return { kind: 'passthrough', target, response };
@@ -354,13 +354,25 @@ function applyParams(target: ResolvedTarget, input: RunInput): { req: ChatReques
   return { req, rawBody };
 }
 
-/** Wrap an event iterator so each wait is under the attempt's deadline and its end (or failure) ends the attempt. */
-function guardEvents(events: AsyncIterator<StreamEvent>, attempt: Attempt): AsyncIterator<StreamEvent> {
+/** The text an event adds to the answer (content, tool arguments, thinking), in characters. */
+function textChars(r: IteratorResult<StreamEvent>): number {
+  if (r.done) return 0;
+  const ev = r.value;
+  return ev.type === 'text' || ev.type === 'tool_args' ? ev.delta.length : ev.type === 'thinking' ? (ev.delta?.length ?? 0) + (ev.signature?.length ?? 0) + (ev.redactedData?.length ?? 0) : 0;
+}
+
+/**
+ * Wrap an event iterator so each wait is under the attempt's deadline and its end (or failure)
+ * ends the attempt. An answer whose text passes MAX_ANSWER_CHARS is broken (`answerTooLarge`) and
+ * the upstream is let go: the doors may hold a translated answer whole.
+ */
+function guardEvents(events: AsyncIterator<StreamEvent>, attempt: Attempt, provider: string, chars: number): AsyncIterator<StreamEvent> {
   return {
     async next() {
       try {
         const r = await attempt.next(events.next());
         if (r.done) attempt.end();
+        else if ((chars += textChars(r)) > MAX_ANSWER_CHARS) throw answerTooLarge(provider, MAX_ANSWER_CHARS, 'characters of text');
         return r;
       } catch (err) {
         const e = attempt.fail(err);

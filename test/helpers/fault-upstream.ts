@@ -42,7 +42,8 @@ export type Fault =
   | 'no-terminal' // the events up to the end of the text, without the finish/stop events, then a clean end of the HTTP response
   | 'endless-first-event' // SSE APIs: a first event that never ends (its text goes on, 64 KiB at a time, up to ENDLESS_BYTES)
   | 'endless-event' // SSE APIs: the first events, then one that never ends (as above)
-  | 'huge-json'; // a non-streamed 200 in the API's JSON shape whose text is HUGE_TEXT_BYTES long (with its content-length)
+  | 'huge-json' // a non-streamed 200 in the API's JSON shape whose text is HUGE_TEXT_BYTES long (with its content-length)
+  | 'endless-deltas'; // SSE APIs: the opening events, then text deltas of 16 KiB, each a whole event, without end (up to ENDLESS_BYTES)
 
 /** How much an endless event sends before the upstream gives up by itself (past the gateway's 32 MiB bound). */
 export const ENDLESS_BYTES = 48 * 1024 * 1024;
@@ -216,6 +217,10 @@ export async function startFaultUpstream(name: string, fault: FaultUpstream['fau
     }
     if (mode === 'slow-first-chunk') await sleep(state.slowMs);
     if (res.destroyed) return;
+    if (mode === 'endless-deltas' && !binary) {
+      if (await endlessDeltas(api, res, waitForHangUp)) state.cutShort++;
+      return;
+    }
     if (mode === 'endless-first-event' && !binary) {
       if (await endlessEvent(api, res, waitForHangUp)) state.cutShort++;
       return;
@@ -267,6 +272,37 @@ async function endlessEvent(api: UpstreamApi, res: ServerResponse, waitForHangUp
         : 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"';
   if (!res.destroyed) res.write(start);
   if (await pump(res, ENDLESS_BYTES, waitForHangUp)) return true;
+  res.end();
+  return false;
+}
+
+/**
+ * The API's opening events, then one text delta event after another (16 KiB of text each, every
+ * event whole), until the client hangs up or ENDLESS_BYTES went out; true when the client hung up first.
+ */
+async function endlessDeltas(api: UpstreamApi, res: ServerResponse, waitForHangUp: () => Promise<unknown>): Promise<boolean> {
+  const text = 'x'.repeat(16 * 1024);
+  const [opening, delta] =
+    api === 'openai-chat'
+      ? [
+          `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: CREATED, model: 'm', choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] })}\n\n`,
+          `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: CREATED, model: 'm', choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }] })}\n\n`,
+        ]
+      : api === 'openai-responses'
+        ? [
+            `event: response.created\ndata: ${JSON.stringify({ type: 'response.created', sequence_number: 0, response: responsesObject('e', 0, 'm', undefined) })}\n\n`,
+            `event: response.output_text.delta\ndata: ${JSON.stringify({ type: 'response.output_text.delta', item_id: 'm', output_index: 0, content_index: 0, delta: text })}\n\n`,
+          ]
+        : [
+            `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { ...anthropicMessage('e', 0, 'm', ''), content: [], stop_reason: null } })}\n\nevent: content_block_start\ndata: ${JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } })}\n\n`,
+            `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } })}\n\n`,
+          ];
+  const piece = Buffer.from(delta.repeat(4));
+  if (!res.destroyed) res.write(opening);
+  for (let sent = 0; sent < ENDLESS_BYTES && !res.destroyed; sent += piece.byteLength) {
+    if (!res.write(piece)) await Promise.race([new Promise((r) => res.once('drain', r)), waitForHangUp()]);
+  }
+  if (res.destroyed) return true;
   res.end();
   return false;
 }
