@@ -1,4 +1,4 @@
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 // Taken with getBuiltinModule, not imported: no ES module facade of node:http(s) to build at cold start (about 0.8 ms).
 const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule('node:http');
 const { Agent: HttpsAgent, request: httpsRequest } = process.getBuiltinModule('node:https');
@@ -20,12 +20,39 @@ import { isHeaders } from './web.ts';
  * - network failures reject (or error the body) like fetch(): an Error whose `cause` carries the
  *   system error code (ECONNREFUSED, ECONNRESET, ...).
  * Redirects are not followed (an LLM or MCP API that redirects is answered as is).
+ *
+ * An idle kept-alive connection can be closed by the server just as a request goes out on it (the
+ * server's idle timeout against our reuse): the request then fails with a reset or a hang-up before
+ * any answer, and the server never handled it. Two defences: an idle connection is dropped a second
+ * before the server's announced `Keep-Alive: timeout=N` runs out (node does this only when its
+ * agent has a timeout of its own, hence IDLE_SOCKET_MS), and a request that still meets that fate
+ * on a reused connection that had been idle for STALE_AFTER_MS or more is sent once more on a new
+ * one (as node's documentation advises for `request.reusedSocket`). A failure on a new connection,
+ * or on one that was idle only a moment (no idle timeout strikes that soon: the server is failing),
+ * is never resent.
  */
 
+/** How long an idle upstream connection is kept when the server announces no shorter timeout. */
+const IDLE_SOCKET_MS = 60_000;
+
+/** How long a connection must have been idle for a reset on reusing it to be taken as the server's idle timeout. */
+const STALE_AFTER_MS = 1_000;
+
 const agents = {
-  http: new HttpAgent({ keepAlive: true, scheduling: 'lifo' }),
-  https: new HttpsAgent({ keepAlive: true, scheduling: 'lifo' }),
+  http: new HttpAgent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS }),
+  https: new HttpsAgent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS }),
 };
+
+/** When each pooled connection last became idle (a WeakMap: node's sockets keep their own shape). */
+const idleSince = new WeakMap<object, number>();
+for (const agent of [agents.http, agents.https]) agent.on('free', (socket: object) => idleSince.set(socket, performance.now()));
+
+/** The request failed the way a server's idle timeout fails it: reset or hung up on a connection it had let idle. */
+function staleConnection(req: ClientRequest, err: NodeJS.ErrnoException): boolean {
+  if (!req.reusedSocket || (err.code !== 'ECONNRESET' && err.code !== 'EPIPE')) return false;
+  const since = req.socket ? idleSince.get(req.socket) : undefined;
+  return since !== undefined && performance.now() - since >= STALE_AFTER_MS;
+}
 
 export interface UpstreamInit {
   method?: string;
@@ -219,45 +246,59 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
     // until it ends); written beside bytes, the head is flattened where it is.
     const body = typeof init.body === 'string' ? Buffer.from(init.body) : (init.body ?? undefined);
     if (body !== undefined) headers['content-length'] = String(body.byteLength);
-    const req = (https ? httpsRequest : httpRequest)({
-      protocol: https ? 'https:' : 'http:',
-      hostname: u.hostname,
-      port: u.port,
-      path: u.path,
-      method: init.method ?? 'GET',
-      // As a list unless node has more to do with them (credentials in the URL, an `expect` or a `host` header).
-      headers: u.auth === undefined && headers.expect === undefined && headers.host === undefined ? headerLines(headers, u.host) : headers,
-      agent: https ? agents.https : agents.http,
-      auth: u.auth,
-    });
-    let answered = false;
-    const onAbort = () => {
-      const err = (signal!.reason ?? new DOMException('This operation was aborted', 'AbortError')) as Error;
-      if (!answered) reject(err);
-      req.destroy(err);
+    // As a list unless node has more to do with them (credentials in the URL, an `expect` or a `host` header).
+    const lines = u.auth === undefined && headers.expect === undefined && headers.host === undefined ? headerLines(headers, u.host) : headers;
+    const send = (mayResend: boolean): void => {
+      const req = (https ? httpsRequest : httpRequest)({
+        protocol: https ? 'https:' : 'http:',
+        hostname: u.hostname,
+        port: u.port,
+        path: u.path,
+        method: init.method ?? 'GET',
+        headers: lines,
+        agent: https ? agents.https : agents.http,
+        auth: u.auth,
+      });
+      sent(req, mayResend);
     };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    req.on('error', (err) => {
-      if (!answered) reject(signal?.aborted ? (signal.reason ?? err) : networkError(err));
-    });
-    req.on('response', (res) => {
-      answered = true;
-      // The listener stays until the body ends: an abort mid-body destroys the request, which
-      // errors the body stream.
-      res.on('close', () => signal?.removeEventListener('abort', onAbort));
-      const status = res.statusCode ?? 502;
-      const nullBody = status === 204 || status === 205 || status === 304 || init.method === 'HEAD';
-      if (nullBody) res.resume();
-      try {
-        const meta = { status, statusText: res.statusMessage };
-        // The headers stay node's raw pairs until someone asks for them as Headers.
-        resolve(nullBody ? new BytesResponse(null, meta, res.rawHeaders) : new ReaderResponse(new SocketBody(res, init), meta, res.rawHeaders));
-      } catch (err) {
-        // A status the web Response cannot carry (below 200 or above 599).
-        res.destroy();
-        reject(networkError(err));
-      }
-    });
-    req.end(body);
+    const sent = (req: ClientRequest, mayResend: boolean): void => {
+      let answered = false;
+      const onAbort = () => {
+        const err = (signal!.reason ?? new DOMException('This operation was aborted', 'AbortError')) as Error;
+        if (!answered) reject(err);
+        req.destroy(err);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (answered) return;
+        if (mayResend && staleConnection(req, err) && !signal?.aborted) {
+          // The server closed this idle connection as we reused it: once more, on a new one.
+          signal?.removeEventListener('abort', onAbort);
+          send(false);
+          return;
+        }
+        reject(signal?.aborted ? (signal.reason ?? err) : networkError(err));
+      });
+      req.on('response', (res) => {
+        answered = true;
+        // The listener stays until the body ends: an abort mid-body destroys the request, which
+        // errors the body stream.
+        res.on('close', () => signal?.removeEventListener('abort', onAbort));
+        const status = res.statusCode ?? 502;
+        const nullBody = status === 204 || status === 205 || status === 304 || init.method === 'HEAD';
+        if (nullBody) res.resume();
+        try {
+          const meta = { status, statusText: res.statusMessage };
+          // The headers stay node's raw pairs until someone asks for them as Headers.
+          resolve(nullBody ? new BytesResponse(null, meta, res.rawHeaders) : new ReaderResponse(new SocketBody(res, init), meta, res.rawHeaders));
+        } catch (err) {
+          // A status the web Response cannot carry (below 200 or above 599).
+          res.destroy();
+          reject(networkError(err));
+        }
+      });
+      req.end(body);
+    };
+    send(true);
   });
 }
