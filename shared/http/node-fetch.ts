@@ -23,29 +23,34 @@ import { isHeaders } from './web.ts';
  *
  * An idle kept-alive connection can be closed by the server just as a request goes out on it (the
  * server's idle timeout against our reuse): the request then fails with a reset or a hang-up before
- * any answer, and the server never handled it. Two defences: an idle connection is dropped a second
- * before the server's announced `Keep-Alive: timeout=N` runs out (node does this only when its
- * agent has a timeout of its own, hence IDLE_SOCKET_MS), and a request that still meets that fate
- * on a reused connection that had been idle for STALE_AFTER_MS or more is sent once more on a new
- * one (as node's documentation advises for `request.reusedSocket`). A failure on a new connection,
- * or on one that was idle only a moment (no idle timeout strikes that soon: the server is failing),
- * is never resent.
+ * any answer, and the server never handled it. Such a request, on a reused connection that had been
+ * idle for STALE_AFTER_MS or more, is sent once more on a new one (as node's documentation advises
+ * for `request.reusedSocket`). A failure on a new connection, or on one that was idle only a moment
+ * (no idle timeout strikes that soon: the server is failing), is never resent. (Giving the agents a
+ * timeout would make node drop idle connections before a server's announced `Keep-Alive: timeout`,
+ * but it arms a socket timer that every read and write refreshes: about 100 more calls into node per
+ * request, counted by bench/footprint.ts.)
  */
-
-/** How long an idle upstream connection is kept when the server announces no shorter timeout. */
-const IDLE_SOCKET_MS = 60_000;
 
 /** How long a connection must have been idle for a reset on reusing it to be taken as the server's idle timeout. */
 const STALE_AFTER_MS = 1_000;
 
 const agents = {
-  http: new HttpAgent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS }),
-  https: new HttpsAgent({ keepAlive: true, scheduling: 'lifo', timeout: IDLE_SOCKET_MS }),
+  http: new HttpAgent({ keepAlive: true, scheduling: 'lifo' }),
+  https: new HttpsAgent({ keepAlive: true, scheduling: 'lifo' }),
 };
 
 /** When each pooled connection last became idle (a WeakMap: node's sockets keep their own shape). */
 const idleSince = new WeakMap<object, number>();
-for (const agent of [agents.http, agents.https]) agent.on('free', (socket: object) => idleSince.set(socket, performance.now()));
+// Noted where the agent keeps a connection for reuse (its documented hook; a second 'free' listener
+// would make every socket's 'free' event go through a listener array).
+for (const agent of [agents.http, agents.https]) {
+  const keep = agent.keepSocketAlive;
+  agent.keepSocketAlive = function (socket) {
+    idleSince.set(socket, performance.now());
+    return keep.call(this, socket);
+  };
+}
 
 /** The request failed the way a server's idle timeout fails it: reset or hung up on a connection it had let idle. */
 function staleConnection(req: ClientRequest, err: NodeJS.ErrnoException): boolean {
