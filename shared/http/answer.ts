@@ -1,4 +1,4 @@
-import { bodyReader, hasBody, responseBytes } from './bytes.ts';
+import { bodyReader, hasBody, responseBytes, utf8 } from './bytes.ts';
 import { GatewayError } from './errors.ts';
 
 /**
@@ -15,6 +15,9 @@ export const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
  * streams small events without end would otherwise hold its memory until the total timeout.
  */
 export const MAX_ANSWER_CHARS = 32 * 1024 * 1024;
+
+/** A token count's answer (or its error) is a few bytes of JSON: one larger than this is a broken answer. */
+export const MAX_COUNT_ANSWER_BYTES = 1024 * 1024;
 
 /** The error for an answer past MAX_ANSWER_BYTES (or `limit` of `unit`): a broken upstream answer (502: it falls back like a 5xx). */
 export function answerTooLarge(provider: string, limit = MAX_ANSWER_BYTES, unit = 'bytes'): GatewayError {
@@ -51,5 +54,5 @@ export async function readAnswer(res: Response, provider: string, limit = MAX_AN
 /** An upstream answer read whole (`readAnswer`) and parsed as JSON (a SyntaxError when it is not). */
 export async function readAnswerJson(res: Response, provider: string, limit = MAX_ANSWER_BYTES): Promise<unknown> {
   const bytes = await readAnswer(res, provider, limit);
-  return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  return JSON.parse(utf8(bytes));
 }

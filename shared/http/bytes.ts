@@ -22,7 +22,8 @@ type Bytes = Uint8Array<ArrayBuffer>;
 
 const EMPTY = new Uint8Array(0) as Bytes;
 
-function utf8(bytes: Uint8Array): string {
+/** Bytes as UTF-8 text, without copying them into a Buffer first. */
+export function utf8(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 }
 

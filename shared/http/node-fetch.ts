@@ -264,9 +264,6 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
         agent: https ? agents.https : agents.http,
         auth: u.auth,
       });
-      sent(req, mayResend);
-    };
-    const sent = (req: ClientRequest, mayResend: boolean): void => {
       let answered = false;
       const onAbort = () => {
         const err = (signal!.reason ?? new DOMException('This operation was aborted', 'AbortError')) as Error;

@@ -60,9 +60,6 @@ export class SseSplitter {
   private size = 0;
   /** The unfinished event's last three characters at most (also at the end of `parts`). */
   private tail = '';
-  /** nextEnd's last finds in the text it is searching (-2: not searched yet; -1: none left). */
-  private lf = -2;
-  private crlf = -2;
 
   constructor(opts: { maxEventChars?: number; bareCr?: boolean } = {}) {
     this.maxEventChars = opts.maxEventChars ?? MAX_SSE_EVENT_CHARS;
@@ -84,26 +81,6 @@ export class SseSplitter {
     return rest;
   }
 
-  /**
-   * The end of the first blank line in `s` at or after `from`, or -1. Without bare CRs: two
-   * searches whose finds are kept until passed (a search that found nothing is not repeated), so
-   * a chunk of many small events is read once, not once per event.
-   */
-  private nextEnd(s: string, from: number): number {
-    if (this.bareCr) {
-      const re = BLANK_LINE_OR_CR;
-      re.lastIndex = from;
-      const m = re.exec(s);
-      return m ? m.index + m[0].length : -1;
-    }
-    if (from === 0) this.lf = this.crlf = -2;
-    if (this.lf !== -1 && this.lf < from) this.lf = s.indexOf('\n\n', from);
-    if (this.crlf !== -1 && this.crlf < from) this.crlf = s.indexOf('\r\n\r\n', from);
-    const { lf, crlf } = this;
-    if (lf < 0 && crlf < 0) return -1;
-    return crlf >= 0 && (lf < 0 || crlf < lf) ? crlf + 4 : lf + 2;
-  }
-
   private take(text: string): string[] {
     const out: string[] = [];
     // The search runs over the tail (already in `parts`) and the new text: a blank line that
@@ -112,7 +89,24 @@ export class SseSplitter {
     const s = t ? this.tail + text : text;
     /** Where the text not yet given out as events starts in `s` (the tail goes out with `parts`). */
     let start = t;
-    for (let end = this.nextEnd(s, 0); end >= 0; end = this.nextEnd(s, end)) {
+    // Without bare CRs, two searches whose finds are kept until passed (one that found nothing is
+    // not repeated), so a chunk of many small events is read once, not once per event.
+    let lf = -2;
+    let crlf = -2;
+    for (;;) {
+      // The first search runs from 0: a blank line may start in the tail.
+      const from = start === t ? 0 : start;
+      let end: number;
+      if (this.bareCr) {
+        BLANK_LINE_OR_CR.lastIndex = from;
+        const m = BLANK_LINE_OR_CR.exec(s);
+        end = m ? m.index + m[0].length : -1;
+      } else {
+        if (lf !== -1 && lf < from) lf = s.indexOf('\n\n', from);
+        if (crlf !== -1 && crlf < from) crlf = s.indexOf('\r\n\r\n', from);
+        end = lf < 0 && crlf < 0 ? -1 : crlf >= 0 && (lf < 0 || crlf < lf) ? crlf + 4 : lf + 2;
+      }
+      if (end < 0) break;
       if (start === t && this.parts.length) {
         this.parts.push(s.slice(t, end));
         out.push(this.parts.join(''));
@@ -133,8 +127,8 @@ export class SseSplitter {
       this.tail = '';
       throw eventTooLarge(this.maxEventChars);
     }
-    // The unfinished event's last three characters (all of it when shorter; none when there is none).
-    this.tail = this.size === 0 ? '' : rest.length >= 3 ? rest.slice(-3) : (this.tail + rest).slice(-Math.min(3, this.size));
+    // The unfinished event's last three characters: its old tail goes on only if no event ended here.
+    this.tail = (start === t ? this.tail + rest : rest).slice(-3);
     return out;
   }
 }

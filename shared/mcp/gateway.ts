@@ -13,7 +13,7 @@ import { classify, RPC, rpcError, toolName, type Classified, type RpcId } from '
 import { relayBody } from './relay.ts';
 import type { McpServerConfig } from './schema.ts';
 import { errorText, jsonLinesLogger, type GatewayLogger } from '../telemetry/logger.ts';
-import { webResponse } from '../http/bytes.ts';
+import { utf8, webResponse } from '../http/bytes.ts';
 import { WebHeaders } from '../http/web.ts';
 
 /**
@@ -295,8 +295,7 @@ export class McpGateway {
       // the bound is refused, never passed on cut short or unfiltered.
       let text: string;
       try {
-        const bytes = await readAnswer(res, `mcp:${name}`, MAX_FILTERED_JSON);
-        text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+        text = utf8(await readAnswer(res, `mcp:${name}`, MAX_FILTERED_JSON));
       } catch (err) {
         if (err instanceof GatewayError && err.code === 'upstream_answer_too_large') {
           throw new McpRefusal(502, RPC.UPSTREAM_ERROR, `The MCP server '${name}' sent a tools/list answer larger than ${MAX_FILTERED_JSON} bytes.`, 'upstream', 'mcp_answer_too_large');

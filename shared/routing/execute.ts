@@ -388,9 +388,6 @@ function guardEvents(events: AsyncIterator<StreamEvent>, attempt: Attempt, provi
   };
 }
 
-/** Largest non-streamed answer the gateway buffers to check it before committing; a larger one is relayed unchecked past this. */
-const MAX_CHECKED_JSON_BYTES = MAX_ANSWER_BYTES;
-
 /**
  * Read the start of a same-format answer before committing to it, so a target that sends headers
  * but then stalls or breaks can still fail over:
@@ -424,7 +421,8 @@ async function prefetch(res: Response, opts: { format: AnswerFormat | undefined;
       let size = 0;
       // What the socket already delivered is taken as it is (most answers are whole by now): only a wait races the deadline.
       const readNow = readNowOf(reader);
-      while (size <= MAX_CHECKED_JSON_BYTES) {
+      // Bounded: a larger answer is relayed unchecked past MAX_ANSWER_BYTES.
+      while (size <= MAX_ANSWER_BYTES) {
         const r = (!attempt.signal.aborted && readNow?.()) || (await attempt.next(reader.read()));
         if (r.done) {
           ended = true;

@@ -297,16 +297,9 @@ export function relaySse(format: AnswerFormat, upstream: Response, trace: Reques
             const c = checker.check(last);
             return c.problem || !c.data ? undefined : hooks.event(last, c) || undefined;
           }
-          let events: string[];
-          try {
-            events = splitter.push(r.value);
-          } catch (err) {
-            // An event past the bound: the upstream is let go, and the stream ends in the door's ending.
-            reader.cancel().catch(() => {});
-            throw err;
-          }
           let out = '';
-          for (const ev of events) {
+          // An event past the splitter's bound throws: the frame ends the stream in the door's ending and lets the upstream go.
+          for (const ev of splitter.push(r.value)) {
             const c = checker.check(ev);
             if (c.problem) {
               // What came before the broken event goes out; then the door's ending, and the upstream is let go.

@@ -23,7 +23,7 @@ export interface StreamSource {
    * to fail the client's stream with (a JSON body cannot end in an event).
    */
   fail(err: GatewayError): Piece | Error;
-  /** The client went away: let go of the upstream (events iterator or reader). */
+  /** The client went away, or the source broke: let go of the upstream (events iterator or reader). */
   release(why: unknown): Promise<unknown> | void;
   /** Runs once before the trace ends, however the stream ended (e.g. to report usage gathered on the way). */
   beforeEnd?(): void;
@@ -153,6 +153,13 @@ class Frame implements PullSource {
       else {
         if (out.length) this.push(bytes(out));
         this.end();
+      }
+      // The source broke: let go of what it reads from (an upstream may still be sending, e.g. an
+      // event past the splitter's bound, or an iterator still waiting).
+      try {
+        void Promise.resolve(this.source.release(err)).catch(() => {});
+      } catch {
+        // already let go
       }
     } finally {
       this.pulling = false;

@@ -6,13 +6,8 @@ import type { RoutePlan } from '../../routing/router.ts';
 import type { RequestContext } from '../../core/context.ts';
 import { parseAnthropicRequest } from './door.ts';
 import { loadEncoder, TokenCounter } from '../../policy/tokenizer.ts';
-import { webResponse } from '../../http/bytes.ts';
-import { readAnswer } from '../../http/answer.ts';
-
-/** A token count's answer (or its error) is a few bytes of JSON: more than this is a broken answer. */
-const COUNT_ANSWER_BYTES = 1024 * 1024;
-
-const utf8 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+import { utf8, webResponse } from '../../http/bytes.ts';
+import { MAX_COUNT_ANSWER_BYTES, readAnswer } from '../../http/answer.ts';
 
 /**
  * `POST /v1/messages/count_tokens` (Anthropic's token counting). When the model is served by a
@@ -81,7 +76,7 @@ export async function countTokens({ request, trace, headers }: RequestContext, d
           headers: request.headers,
           upstreamModel: t.model,
           query,
-        }).then(async (r) => r && { status: r.status, type: r.headers.get('content-type'), text: utf8(await readAnswer(r, t.provider.name, COUNT_ANSWER_BYTES)) })
+        }).then(async (r) => r && { status: r.status, type: r.headers.get('content-type'), text: utf8(await readAnswer(r, t.provider.name, MAX_COUNT_ANSWER_BYTES)) })
       : Promise.resolve(undefined),
   );
   trace.record.provider = target.provider.name;

@@ -19,11 +19,8 @@ import { isObject, type Json } from '../common.ts';
 import { bedrockErrorResponse } from './errors.ts';
 import type { EncodeMeta, FrontDoorCodec } from '../../formats/types.ts';
 import { webResponse } from '../../http/bytes.ts';
-import { readAnswerJson } from '../../http/answer.ts';
+import { MAX_COUNT_ANSWER_BYTES, readAnswerJson } from '../../http/answer.ts';
 import { WebHeaders } from '../../http/web.ts';
-
-/** A token count's answer is a few bytes of JSON: more than this is not one. */
-const COUNT_ANSWER_BYTES = 64 * 1024;
 
 /**
  * The Bedrock-native front door: Amazon Bedrock Runtime's InvokeModel API with an Anthropic
@@ -469,7 +466,7 @@ export async function handleBedrockCountTokens({ request, trace, headers }: Requ
       const { max_tokens: _m, stream: _s, ...body } = anthropic.body;
       const res = await t.provider.countTokens(body, { ...ctx, frontDoor: 'anthropic-messages', rawBody: body });
       if (res?.ok) {
-        const json = (await readAnswerJson(res, t.provider.name, COUNT_ANSWER_BYTES).catch(() => undefined)) as { input_tokens?: unknown } | undefined;
+        const json = (await readAnswerJson(res, t.provider.name, MAX_COUNT_ANSWER_BYTES).catch(() => undefined)) as { input_tokens?: unknown } | undefined;
         if (typeof json?.input_tokens === 'number') return json.input_tokens;
       }
     }
