@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Gateway, ShellReject } from '../shared/gateway.ts';
 import { bodyReader, hasBody, headerRecord, rawToHeaders, responseBytes, ShellRequest } from '../shared/http/bytes.ts';
 import { WebHeaders } from '../shared/http/web.ts';
+import { atTurnEnd } from '../shared/http/turn-end.ts';
 
 /**
  * The thin shell between node:http and the gateway core: IncomingMessage -> web Request, web
@@ -107,6 +108,9 @@ export function nodeHandler(gateway: Gateway, pending: Pending) {
   };
 }
 
+/** Requests whose response has not closed yet (rejected ones left out). */
+let active = 0;
+
 function handleRequest(gateway: Gateway, extras: Extras, req: IncomingMessage, res: ServerResponse): void {
   const method = req.method ?? 'GET';
   if (FORBIDDEN_METHODS.has(method)) {
@@ -117,7 +121,9 @@ function handleRequest(gateway: Gateway, extras: Extras, req: IncomingMessage, r
   // One listener for the client's leaving; the request's signal is made only if the core asks for it.
   let request: ShellRequest | undefined;
   let left = false;
+  active++;
   res.on('close', () => {
+    active--;
     if (res.writableFinished) return;
     left = true;
     request?.leaving.leave();
@@ -288,8 +294,17 @@ async function writeResponse(response: Response, res: ServerResponse, head: bool
   const bytes = responseBytes(response);
   if (bytes) {
     if (!bodiless(response.status)) headers['content-length'] = String(bytes.byteLength);
-    res.writeHead(response.status, headers);
-    res.end(head || bodiless(response.status) ? undefined : bytes);
+    const write = () => {
+      try {
+        res.writeHead(response.status, headers);
+        res.end(head || bodiless(response.status) ? undefined : bytes);
+      } catch {
+        fail(res);
+      }
+    };
+    // With other requests in flight, at the end of the loop's turn with that turn's other writes.
+    if (active > 1) atTurnEnd(write);
+    else write();
     return;
   }
   res.writeHead(response.status, headers);

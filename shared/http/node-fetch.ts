@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { BytesResponse, rawHeaderValue, ReaderResponse, type PullSource } from './bytes.ts';
 import type { CallSignal } from './client-signal.ts';
 import { isHeaders } from './web.ts';
+import { atTurnEnd } from './turn-end.ts';
 
 /**
  * The upstream call on node:http(s) instead of the global fetch(): the same web Request/Response
@@ -39,6 +40,12 @@ const agents = {
   http: new HttpAgent({ keepAlive: true, scheduling: 'lifo' }),
   https: new HttpsAgent({ keepAlive: true, scheduling: 'lifo' }),
 };
+
+/**
+ * Calls sent and not answered yet (no answer's head, no failure). While any are, a new call goes out
+ * at the end of the loop's turn with the other writes of that turn (shared/http/turn-end.ts).
+ */
+let unanswered = 0;
 
 /** When each pooled connection last became idle (a WeakMap: node's sockets keep their own shape). */
 const idleSince = new WeakMap<object, number>();
@@ -245,6 +252,21 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
       reject(signal.reason);
       return;
     }
+    let counted = true;
+    unanswered++;
+    const settle = () => {
+      if (!counted) return;
+      counted = false;
+      unanswered--;
+    };
+    const answer = (res: Response) => {
+      settle();
+      resolve(res);
+    };
+    const fail = (err: unknown) => {
+      settle();
+      reject(err);
+    };
     const headers = plainHeaders(init.headers);
     // A string body goes as its bytes: node would join it to the request's head and send that
     // string, leaving the head itself unflattened (a string of ~30 pieces held by the request
@@ -267,7 +289,7 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
       let answered = false;
       const onAbort = () => {
         const err = (signal!.reason ?? new DOMException('This operation was aborted', 'AbortError')) as Error;
-        if (!answered) reject(err);
+        if (!answered) fail(err);
         req.destroy(err);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -279,7 +301,7 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
           send(false);
           return;
         }
-        reject(signal?.aborted ? (signal.reason ?? err) : networkError(err));
+        fail(signal?.aborted ? (signal.reason ?? err) : networkError(err));
       });
       req.on('response', (res) => {
         answered = true;
@@ -292,15 +314,26 @@ export function upstreamFetch(url: string, init: UpstreamInit = {}): Promise<Res
         try {
           const meta = { status, statusText: res.statusMessage };
           // The headers stay node's raw pairs until someone asks for them as Headers.
-          resolve(nullBody ? new BytesResponse(null, meta, res.rawHeaders) : new ReaderResponse(new SocketBody(res, init), meta, res.rawHeaders));
+          answer(nullBody ? new BytesResponse(null, meta, res.rawHeaders) : new ReaderResponse(new SocketBody(res, init), meta, res.rawHeaders));
         } catch (err) {
           // A status the web Response cannot carry (below 200 or above 599).
           res.destroy();
-          reject(networkError(err));
+          fail(networkError(err));
         }
       });
       req.end(body);
     };
-    send(true);
+    const start = (): void => {
+      // Held to the end of the turn, the call may have been cancelled meanwhile.
+      if (signal?.aborted) return fail(signal.reason);
+      try {
+        send(true);
+      } catch (err) {
+        // node:http refuses the request (a header value it cannot send, say).
+        fail(err);
+      }
+    };
+    if (unanswered > 1) atTurnEnd(start);
+    else start();
   });
 }
