@@ -16,6 +16,13 @@ export const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
  */
 export const MAX_ANSWER_CHARS = 32 * 1024 * 1024;
 
+/**
+ * The largest embeddings answer read whole: 256 MiB. Unlike a chat answer, a legitimate one can be
+ * large: OpenAI takes up to 2,048 inputs a request, and 2,048 vectors of 3,072 floats come to about
+ * 90-130 MB as JSON numbers (34 MB as base64). Past this it is a broken answer (502, a fallback).
+ */
+export const MAX_EMBEDDINGS_ANSWER_BYTES = 256 * 1024 * 1024;
+
 /** A token count's answer (or its error) is a few bytes of JSON: one larger than this is a broken answer. */
 export const MAX_COUNT_ANSWER_BYTES = 1024 * 1024;
 
@@ -55,4 +62,20 @@ export async function readAnswer(res: Response, provider: string, limit = MAX_AN
 export async function readAnswerJson(res: Response, provider: string, limit = MAX_ANSWER_BYTES): Promise<unknown> {
   const bytes = await readAnswer(res, provider, limit);
   return JSON.parse(utf8(bytes));
+}
+
+/**
+ * What an answer's byte stream fails with when the gateway stops reading it (where the reader is
+ * not ours, e.g. the AWS SDK's): past a bound (`upstream_answer_too_large`), or bytes that cannot
+ * be this API's answer (`upstream_invalid_response`). The provider turns it into its GatewayError.
+ */
+export class AnswerRefused extends Error {
+  constructor(
+    readonly code: 'upstream_answer_too_large' | 'upstream_invalid_response',
+    /** What was wrong, to follow `Provider "<name>" `. */
+    readonly what: string,
+  ) {
+    super(what);
+    this.name = 'AnswerRefused';
+  }
 }

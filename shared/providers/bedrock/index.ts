@@ -1,5 +1,4 @@
 import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, type ConverseStreamOutput } from '@aws-sdk/client-bedrock-runtime';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { BedrockProviderConfig } from '../../config/schema.ts';
 import type { EmbeddingContext, EmbeddingRequest, EmbeddingResult } from '../../core/embeddings.ts';
 import type { ChatRequest, FrontDoor, StreamEvent } from '../../core/types.ts';
@@ -13,6 +12,7 @@ import { bedrockEmbed } from '../../wire/embeddings/bedrock.ts';
 import { bedrockCountNative, bedrockCountTokens } from './count-tokens.ts';
 import { withTraceparent } from '../../tracing/context.ts';
 import { bedrockPassthrough } from './lazy.ts';
+import { BoundedHttpHandler } from './bounded-handler.ts';
 
 /**
  * Amazon Bedrock through @aws-sdk/client-bedrock-runtime: chat over Converse / ConverseStream
@@ -21,7 +21,7 @@ import { bedrockPassthrough } from './lazy.ts';
  * Credentials come from the SDK's default provider chain and resolve lazily on the first call, so
  * the provider is always live; a missing or refused credential surfaces as a 502 on the call.
  * The client speaks HTTP/1.1 with keep-alive (NodeHttpHandler) rather than the SDK's HTTP/2
- * default, retries nothing itself (retries and fallback belong to the gateway's routing), and
+ * default, with each answer's body bounded before the SDK reads it (./bounded-handler.ts), retries nothing itself (retries and fallback belong to the gateway's routing), and
  * every call carries an abort signal tied to the client's connection and to the provider's
  * timeouts.
  */
@@ -52,7 +52,7 @@ export class BedrockProvider implements Provider {
         region: this.region,
         ...(this.cfg.endpoint ? { endpoint: this.cfg.endpoint } : {}),
         maxAttempts: 1,
-        requestHandler: new NodeHttpHandler({ connectionTimeout: Math.min(this.cfg.firstByteTimeoutMs, 30_000) }),
+        requestHandler: new BoundedHttpHandler({ connectionTimeout: Math.min(this.cfg.firstByteTimeoutMs, 30_000) }),
       }),
     );
     return this.clientInstance;

@@ -1,13 +1,8 @@
 import type { EmbeddingContext, EmbeddingResult } from '../../core/embeddings.ts';
 import type { GatewayError } from '../../http/errors.ts';
+import { MAX_EMBEDDINGS_ANSWER_BYTES } from '../../http/answer.ts';
 import { fetchUpstream, readWhole } from '../../http/upstream.ts';
 
-/**
- * The largest embeddings answer read whole: 256 MiB. Unlike a chat answer, a legitimate one can be
- * large: OpenAI takes up to 2,048 inputs a request, and 2,048 vectors of 3,072 floats come to about
- * 90-130 MB as JSON numbers (34 MB as base64). Past this it is a broken answer (502, a fallback).
- */
-const MAX_EMBEDDINGS_ANSWER_BYTES = 256 * 1024 * 1024;
 
 export interface OpenAIEmbeddingTarget {
   name: string;

@@ -1,3 +1,4 @@
+import { AnswerRefused } from '../../http/answer.ts';
 import { GatewayError } from '../../http/errors.ts';
 
 /**
@@ -42,6 +43,9 @@ function awsMessage(e: SdkErrorLike, fallback: string): string {
 /** Map anything the SDK (or its stream) threw to a GatewayError for the client. */
 export function bedrockError(provider: string, err: unknown, midStream = false): GatewayError {
   if (err instanceof GatewayError) return err;
+  // An answer the gateway stopped reading (./providers/bedrock/bounded-handler.ts), maybe passed on by the SDK as a cause.
+  const refused = err instanceof AnswerRefused ? err : (err as { cause?: unknown } | undefined)?.cause instanceof AnswerRefused ? (err as { cause: AnswerRefused }).cause : undefined;
+  if (refused) return new GatewayError('upstream', `Provider "${provider}" (Amazon Bedrock) ${refused.what}`, { status: 502, code: refused.code, cause: err });
   // The gateway's own failure (e.g. a request too deeply nested to serialize), not Bedrock's.
   if (err instanceof RangeError) return new GatewayError('internal', 'The gateway failed to handle this request.', { cause: err });
   const e = (err ?? {}) as SdkErrorLike;
