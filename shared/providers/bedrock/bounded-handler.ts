@@ -18,9 +18,9 @@ const MIN_FRAME_BYTES = 16;
  * (up to 4 GiB) before the frame's bytes come, and its JSON deserializers read an answer whole
  * without a limit. Bedrock sends neither, but the endpoint is configurable (a proxy, a compatible
  * server), and a broken or hostile one must not take the gateway's memory. So, as the bytes pass:
- * - an event stream's frames are checked by their declared length: past MAX_ANSWER_BYTES (32 MiB,
- *   the bound on one SSE event too) the answer is too large; under 16 bytes it is not an event
- *   stream (garbage, an HTML error page from a proxy);
+ * - an event stream's frames are checked by their preludes: a checksum that does not match, or a
+ *   length under 16 bytes, is not an event stream (garbage, an HTML error page from a proxy); a
+ *   length past MAX_ANSWER_BYTES (32 MiB, the bound on one SSE event too) is too large;
  * - any other body is counted: past 32 MiB (a Converse answer, a token count), or 256 MiB for
  *   InvokeModel, which carries embeddings (MAX_EMBEDDINGS_ANSWER_BYTES), it is too large.
  * Either way the body fails with an AnswerRefused (a 502 for the client, which falls back before the
