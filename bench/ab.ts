@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { median, runLoad, runRotation, type LoadResult } from './load.ts';
 import { CLIENT_CORE, nodeArgsFrom, pinSelf } from './procs.ts';
 import { startOurs, startUpstream, type Running } from './targets.ts';
+import { STREAM_BODY } from './streaming.ts';
 
 /**
  * `npx tsx bench/ab.ts`: is one variant of our gateway faster than another, as `npm run bench`
@@ -18,7 +19,7 @@ import { startOurs, startUpstream, type Running } from './targets.ts';
  * (local/node-flags.ts); AB_A_ARGS / AB_B_ARGS: node flags for each after those (space separated;
  * a later flag wins, so `--min-semi-space-size=0 --max-semi-space-size=0` restores V8's defaults). AB_B_AUTH=0: B without keys (no store), i.e. what keys, limits and budgets cost.
  * AB_ROUNDS (default 9), AB_TURN_S seconds per turn (default 2), AB_CONNECTIONS (default 64; 1 for
- * the sequential shape). With nothing set it is an A/A run: how far apart two identical variants
+ * the sequential shape), AB_STREAM=1 (streamed completions instead of the small JSON one). With nothing set it is an A/A run: how far apart two identical variants
  * read here, the noise any difference must clear. Printed: the median of the rounds' B/A ratios
  * (throughput, CPU per request, p99) and of their p50 differences in microseconds (for the
  * sequential shape, where a change to the request's path shows as microseconds of latency).
@@ -29,18 +30,21 @@ const turnS = Number(process.env.AB_TURN_S ?? 2);
 const connections = Number(process.env.AB_CONNECTIONS ?? 64);
 const bRoot = process.env.AB_B_ROOT ? resolve(process.env.AB_B_ROOT) : undefined;
 const shape = { name: connections === 1 ? 'sequential' : 'concurrent', connections } as const;
+/** AB_STREAM=1: streamed chat completions (the upstream sends 8 content events, then the usage and [DONE], with no gap). */
+const stream = process.env.AB_STREAM === '1';
+const streamed = (r: Running): Running => (stream ? { ...r, target: { ...r.target, body: STREAM_BODY } } : r);
 
 pinSelf(CLIENT_CORE);
 const up = await startUpstream({ BENCH_STREAM_GAP_MS: '0', BENCH_STREAM_CHUNKS: '8' });
 const started: Running[] = [];
 try {
-  const a = await startOurs(up.url, { nodeArgs: nodeArgsFrom('AB_A_ARGS') });
+  const a = streamed(await startOurs(up.url, { nodeArgs: nodeArgsFrom('AB_A_ARGS') }));
   started.push(a);
-  const b = await startOurs(up.url, { nodeArgs: nodeArgsFrom('AB_B_ARGS'), auth: process.env.AB_B_AUTH !== '0', root: bRoot });
+  const b = streamed(await startOurs(up.url, { nodeArgs: nodeArgsFrom('AB_B_ARGS'), auth: process.env.AB_B_AUTH !== '0', root: bRoot }));
   started.push(b);
   console.log(`A: this checkout ${process.env.AB_A_ARGS ?? ''}`);
   console.log(`B: ${bRoot ?? 'this checkout'} ${process.env.AB_B_ARGS ?? ''}${process.env.AB_B_AUTH === '0' ? ' (no keys)' : ''}`);
-  console.log(`${rounds} rounds of ${turnS} s turns at ${connections} connection(s)`);
+  console.log(`${rounds} rounds of ${turnS} s turns at ${connections} connection(s)${stream ? ', streamed completions' : ''}`);
   // Warm up as `npm run bench` does: continuously, then in turns (a fresh connection after idling deoptimizes node's stream code until its feedback covers that path).
   for (const t of started) await runLoad(t.target, shape, 4);
   await runRotation(started, shape, 5, 1);

@@ -317,11 +317,21 @@ async function writeResponse(response: Response, res: ServerResponse, head: bool
   res.on('close', () => {
     if (!res.writableFinished) reader.cancel().catch(() => {});
   });
+  // Writes held to the end of the turn (while other requests are open), in order: once one is held, the rest of this answer follows it.
+  let held = 0;
+  const write = (chunk: Uint8Array) => {
+    held--;
+    if (!res.destroyed) res.write(chunk);
+  };
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      if (!res.write(value)) await new Promise((r) => res.once('drain', r));
+      if (held > 0 || active > 1) {
+        held++;
+        atTurnEnd(() => write(value));
+        if (res.writableNeedDrain) await new Promise((r) => res.once('drain', r));
+      } else if (!res.write(value)) await new Promise((r) => res.once('drain', r));
     }
   } catch {
     // The core ends its own streams with an error event; an exception here means the client left
@@ -330,5 +340,6 @@ async function writeResponse(response: Response, res: ServerResponse, head: bool
     res.destroy();
     return;
   }
-  res.end();
+  if (held > 0) atTurnEnd(() => res.end());
+  else res.end();
 }

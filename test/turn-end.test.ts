@@ -141,4 +141,37 @@ describe('the local shell under concurrent requests', () => {
       assert.equal(gw.recordsFor(`turn-end-${i}`).length, 1);
     }
   });
+
+  it('32 streams at once, one of whose clients leaves mid-way: every other stream is whole and in order, the one that left is logged as such', async () => {
+    const client = openaiClient(gw.url);
+    const words = (i: number) => Array.from({ length: 12 }, (_, w) => `s${i}w${w}`).join(' ');
+    const leaver = new AbortController();
+    const results = await Promise.all(
+      Array.from({ length: 32 }, async (_, i) => {
+        const stream = await client.chat.completions.create(
+          { model: 'mock', stream: true, messages: [{ role: 'user', content: words(i) }] },
+          { headers: { 'x-request-id': `turn-end-stream-${i}` }, signal: i === 0 ? leaver.signal : undefined },
+        );
+        let text = '';
+        let finish: string | null | undefined;
+        try {
+          for await (const c of stream) {
+            text += c.choices[0]?.delta?.content ?? '';
+            finish ??= c.choices[0]?.finish_reason;
+            if (i === 0 && text.includes('s0w2')) leaver.abort();
+          }
+        } catch (err) {
+          if (i !== 0) throw err;
+        }
+        return { i, text, finish };
+      }),
+    );
+    for (const r of results.slice(1)) {
+      assert.match(r.text, new RegExp(words(r.i).split(' ').join('\\s+')), `stream ${r.i} whole and in order`);
+      assert.equal(r.finish, 'stop');
+    }
+    const left = await gw.waitForRecord('turn-end-stream-0');
+    assert.equal(left.outcome, 'client_closed');
+    for (let i = 1; i < 32; i++) assert.equal((await gw.waitForRecord(`turn-end-stream-${i}`)).outcome, 'ok');
+  });
 });
