@@ -31,6 +31,8 @@ interface RawUpstream {
   onReuse: OnReuse;
   /** Reset every request for this model, a connection's first included. */
   resetAllFor?: string;
+  /** A `Keep-Alive` header to send with each answer (a server announcing its idle timeout). */
+  keepAliveHeader?: string;
   close(): Promise<void>;
 }
 
@@ -72,7 +74,7 @@ async function startRawUpstream(): Promise<RawUpstream> {
           choices: [{ index: 0, message: { role: 'assistant', content: `connection ${connection}, request ${nth}` }, logprobs: null, finish_reason: 'stop' }],
           usage: { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 },
         });
-        socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(answer)}\r\nconnection: keep-alive\r\n\r\n${answer}`);
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(answer)}\r\nconnection: keep-alive\r\n${up.keepAliveHeader ? `keep-alive: ${up.keepAliveHeader}\r\n` : ''}\r\n${answer}`);
       }
     });
   });
@@ -178,4 +180,28 @@ describe('upstream connections the server closes while idle', () => {
       up.resetAllFor = undefined;
     }
   });
+
+  // node's agent stops reusing a connection a second before the server's announced idle timeout:
+  // a server that announces one second or less gets a new connection for every request.
+  for (const [header, reused] of [
+    ['timeout=1', false],
+    ['timeout=5, max=1000', true],
+  ] as const) {
+    it(`an answer announcing Keep-Alive: ${header} ${reused ? 'leaves its connection for the next request' : 'is the last on its connection'}`, async () => {
+      up.onReuse = 'answer';
+      up.keepAliveHeader = header;
+      try {
+        // A fresh connection first (the pool may hold one from before).
+        await ask('raw-a');
+        const from = up.requests.length;
+        for (let i = 0; i < 3; i++) assert.equal((await ask('raw-a')).error, undefined);
+        const seen = up.requests.slice(from);
+        assert.equal(seen.length, 3);
+        if (reused) assert.deepEqual(seen.map((r) => r.nth > 1), [true, true, true], 'each went out on a kept connection');
+        else assert.deepEqual(seen.map((r) => r.nth), [1, 1, 1], 'each went out on a new connection');
+      } finally {
+        up.keepAliveHeader = undefined;
+      }
+    });
+  }
 });

@@ -2,6 +2,7 @@ import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:h
 // Taken with getBuiltinModule, not imported: no ES module facade of node:http(s) to build at cold start (about 0.8 ms).
 const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule('node:http');
 const { Agent: HttpsAgent, request: httpsRequest } = process.getBuiltinModule('node:https');
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { BytesResponse, rawHeaderValue, ReaderResponse, type PullSource } from './bytes.ts';
 import type { CallSignal } from './client-signal.ts';
@@ -49,15 +50,32 @@ let unanswered = 0;
 
 /** When each pooled connection last became idle (a WeakMap: node's sockets keep their own shape). */
 const idleSince = new WeakMap<object, number>();
-// Noted where the agent keeps a connection for reuse (its documented hook; a second 'free' listener
-// would make every socket's 'free' event go through a listener array).
-for (const agent of [agents.http, agents.https]) {
-  const keep = agent.keepSocketAlive;
-  agent.keepSocketAlive = function (socket) {
-    idleSince.set(socket, performance.now());
-    return keep.call(this, socket);
-  };
+
+/** How long before a server's announced `Keep-Alive: timeout` node stops reusing a connection (node's own margin). */
+const HINT_MARGIN_MS = 1_000;
+
+/**
+ * Whether a connection whose answer is over can be kept for the next request: node's
+ * `Agent.prototype.keepSocketAlive` for agents without a timeout, with the server's
+ * `Keep-Alive: timeout=N` hint read from the answer's raw header pairs (node reads `res.headers`,
+ * which builds the whole header record of every answer for this one header; about 3 µs a
+ * request). With no agent timeout node only uses the hint to refuse a connection the server
+ * closes within its margin (timeout=1 or 0); that is kept. The time it became idle is noted for
+ * `staleConnection` (the agent's documented hook: a second 'free' listener would make every
+ * socket's 'free' event go through a listener array).
+ */
+function keepSocketAlive(this: InstanceType<typeof HttpAgent>, socket: Socket): boolean {
+  socket.setKeepAlive(true, (this as { keepAliveMsecs?: number }).keepAliveMsecs);
+  socket.unref();
+  idleSince.set(socket, performance.now());
+  const raw = (socket as unknown as { _httpMessage?: { res?: IncomingMessage } })._httpMessage?.res?.rawHeaders;
+  const hint = raw ? rawHeaderValue(raw, 'keep-alive') : null;
+  const seconds = hint ? /^timeout=(\d+)/.exec(hint)?.[1] : undefined;
+  if (seconds !== undefined && Number.parseInt(seconds, 10) * 1000 - HINT_MARGIN_MS <= 0) return false;
+  if (socket.timeout !== 0) socket.setTimeout(0);
+  return true;
 }
+for (const agent of [agents.http, agents.https]) agent.keepSocketAlive = keepSocketAlive;
 
 /** The request failed the way a server's idle timeout fails it: reset or hung up on a connection it had let idle. */
 function staleConnection(req: ClientRequest, err: NodeJS.ErrnoException): boolean {
