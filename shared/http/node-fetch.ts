@@ -60,18 +60,18 @@ const HINT_MARGIN_MS = 1_000;
  * `Keep-Alive: timeout=N` hint read from the answer's raw header pairs (node reads `res.headers`,
  * which builds the whole header record of every answer for this one header; about 3 µs a
  * request). With no agent timeout node only uses the hint to refuse a connection the server
- * closes within its margin (timeout=1 or 0); that is kept. The time it became idle is noted for
+ * closes within its margin (timeout=1 or 0), and so does this. The time it became idle is noted for
  * `staleConnection` (the agent's documented hook: a second 'free' listener would make every
  * socket's 'free' event go through a listener array).
  */
-function keepSocketAlive(this: InstanceType<typeof HttpAgent>, socket: Socket): boolean {
-  socket.setKeepAlive(true, (this as { keepAliveMsecs?: number }).keepAliveMsecs);
+function keepSocketAlive(this: { keepAliveMsecs: number }, socket: Socket): boolean {
+  socket.setKeepAlive(true, this.keepAliveMsecs);
   socket.unref();
   idleSince.set(socket, performance.now());
   const raw = (socket as unknown as { _httpMessage?: { res?: IncomingMessage } })._httpMessage?.res?.rawHeaders;
   const hint = raw ? rawHeaderValue(raw, 'keep-alive') : null;
   const seconds = hint ? /^timeout=(\d+)/.exec(hint)?.[1] : undefined;
-  if (seconds !== undefined && Number.parseInt(seconds, 10) * 1000 - HINT_MARGIN_MS <= 0) return false;
+  if (seconds !== undefined && Number(seconds) * 1000 <= HINT_MARGIN_MS) return false;
   if (socket.timeout !== 0) socket.setTimeout(0);
   return true;
 }
