@@ -70,10 +70,18 @@ export class FileLogSink implements LogSink {
     this.hour = '';
     this.writing = this.writing.then(async () => {
       // Loaded here, not at import: a Lambda (no file sink) never needs node:fs/promises.
-      const { appendFile, mkdir } = process.getBuiltinModule('node:fs/promises');
+      const { mkdir, open } = process.getBuiltinModule('node:fs/promises');
       for (const [file, chunks] of batch) {
         await mkdir(join(file, '..'), { recursive: true });
-        await appendFile(file, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+        // The batches go out as they are, in one gathered write: joining them first copied every
+        // byte once more (about 1 MB per flush under load). Opened per flush, so a log folder
+        // removed or rotated meanwhile is made again rather than written to unlinked.
+        const handle = await open(file, 'a');
+        try {
+          await handle.writev(chunks);
+        } finally {
+          await handle.close();
+        }
       }
     });
     return this.writing;
