@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -425,6 +425,37 @@ describe('file sink', () => {
       await new Promise((r) => setTimeout(r, 10));
     }
     assert.deepEqual(lines.map((l) => l.requestId), ['timed']);
+  });
+
+  it('a write that fails loses its own batch only: later flushes, timed or called, still write', async (t) => {
+    const dir = await tempDir();
+    const sink = new FileLogSink(dir, 5);
+    const errors: string[] = [];
+    t.mock.method(console, 'error', (line: string) => errors.push(line));
+    // A file where the partition folder must go: mkdir fails, as on a full or read-only disk.
+    const blocker = join(dir, 'dt=2024-03-05');
+    await writeFile(blocker, 'not a folder');
+    sink.write(record({ requestId: 'lost-called' }));
+    await assert.rejects(sink.flush());
+    sink.write(record({ requestId: 'lost-timed' }));
+    const until = async (done: () => Promise<boolean>) => {
+      const deadline = Date.now() + 5_000;
+      while (!(await done())) {
+        assert.ok(Date.now() < deadline, 'timed out');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    // The timed flush reports its failure on stderr (no unhandled rejection).
+    await until(async () => errors.length > 0);
+    assert.match(errors[0]!, /"message":"request log write failed"/);
+
+    await rm(blocker);
+    const file = join(dir, 'dt=2024-03-05', 'hour=07', 'requests.ndjson');
+    sink.write(record({ requestId: 'kept-timed' }));
+    await until(async () => (await readNdjson(file).catch(() => [])).length > 0);
+    sink.write(record({ requestId: 'kept-called' }));
+    await sink.flush();
+    assert.deepEqual((await readNdjson(file)).map((r) => r.requestId), ['kept-timed', 'kept-called']);
   });
 
   it('is the local server default: requests are in the files after close()', async () => {

@@ -10,7 +10,8 @@ import { localPartition } from './schema.ts';
  * record that came in the same turn goes in one batch. A batch waits for its write as UTF-8 bytes
  * outside the JavaScript heap: lines kept as strings until the flush outlived the young
  * generation's collections under load (copied, then promoted, then marked: garbage collection
- * work for every record), where the bytes cost the collector nothing.
+ * work for every record), where the bytes cost the collector nothing. A write that fails (a full
+ * disk, a folder made unwritable) fails its own flush only: the next batch is written all the same.
  */
 export class FileLogSink implements LogSink {
   /** Per file, the batches waiting for the next flush (each batch's lines as UTF-8, newline-ended). */
@@ -56,7 +57,11 @@ export class FileLogSink implements LogSink {
     }
     if (text) this.chunks.push(Buffer.from(text));
     if (!this.timer) {
-      this.timer = setTimeout(() => void this.flush(), this.flushAfterMs);
+      this.timer = setTimeout(() => {
+        this.flush().catch((err: unknown) => {
+          console.error(JSON.stringify({ level: 'ERROR', message: 'request log write failed', dir: this.dir, error: String(err) }));
+        });
+      }, this.flushAfterMs);
       this.timer.unref();
     }
   };
@@ -68,7 +73,8 @@ export class FileLogSink implements LogSink {
     const batch = this.buffer;
     this.buffer = new Map();
     this.hour = '';
-    this.writing = this.writing.then(async () => {
+    // After the writes before it, failed or not.
+    this.writing = this.writing.catch(() => {}).then(async () => {
       // Loaded here, not at import: a Lambda (no file sink) never needs node:fs/promises.
       const { mkdir, open } = process.getBuiltinModule('node:fs/promises');
       for (const [file, chunks] of batch) {
