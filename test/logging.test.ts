@@ -427,6 +427,25 @@ describe('file sink', () => {
     assert.deepEqual(lines.map((l) => l.requestId), ['timed']);
   });
 
+  it('flushes on its own once flushAtBytes are held, before flushAfterMs', async () => {
+    const dir = await tempDir();
+    const sink = new FileLogSink(dir, 60_000, 1024);
+    const file = join(dir, 'dt=2024-03-05', 'hour=07', 'requests.ndjson');
+    sink.write(record({ requestId: 'r0' }));
+    await new Promise((r) => setTimeout(r, 100));
+    // One record (under 200 bytes) waits for the timer; eleven are past 1 KB.
+    assert.deepEqual(await readNdjson(file).catch(() => []), []);
+    const ids = Array.from({ length: 10 }, (_, i) => `r${i + 1}`);
+    for (const id of ids) sink.write(record({ requestId: id }));
+    const deadline = Date.now() + 5_000;
+    let lines: RequestRecord[] = [];
+    while (lines.length < 11 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+      lines = await readNdjson(file).catch(() => []);
+    }
+    assert.deepEqual(lines.map((l) => l.requestId), ['r0', ...ids]);
+  });
+
   it('a write that fails loses its own batch only: later flushes, timed or called, still write', async (t) => {
     const dir = await tempDir();
     const sink = new FileLogSink(dir, 5);
