@@ -349,6 +349,16 @@ async function listFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
+/** The records of `file` once there are at least `count` (polled for up to 5 s; none while it does not exist). */
+async function recordsOnceThere(file: string, count: number): Promise<RequestRecord[]> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const lines = await readNdjson(file).catch(() => []);
+    if (lines.length >= count || Date.now() >= deadline) return lines;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function readNdjson(file: string): Promise<RequestRecord[]> {
   const text = await readFile(file, 'utf8');
   assert.ok(text.endsWith('\n'), 'NDJSON ends with a newline');
@@ -417,14 +427,7 @@ describe('file sink', () => {
     const sink = new FileLogSink(dir, 5);
     sink.write(record({ requestId: 'timed' }));
     const file = join(dir, 'dt=2024-03-05', 'hour=07', 'requests.ndjson');
-    const deadline = Date.now() + 5_000;
-    let lines: RequestRecord[] = [];
-    while (Date.now() < deadline) {
-      lines = await readNdjson(file).catch(() => []);
-      if (lines.length) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    assert.deepEqual(lines.map((l) => l.requestId), ['timed']);
+    assert.deepEqual((await recordsOnceThere(file, 1)).map((l) => l.requestId), ['timed']);
   });
 
   it('flushes on its own once flushAtBytes are held, before flushAfterMs', async () => {
@@ -437,13 +440,7 @@ describe('file sink', () => {
     assert.deepEqual(await readNdjson(file).catch(() => []), []);
     const ids = Array.from({ length: 10 }, (_, i) => `r${i + 1}`);
     for (const id of ids) sink.write(record({ requestId: id }));
-    const deadline = Date.now() + 5_000;
-    let lines: RequestRecord[] = [];
-    while (lines.length < 11 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-      lines = await readNdjson(file).catch(() => []);
-    }
-    assert.deepEqual(lines.map((l) => l.requestId), ['r0', ...ids]);
+    assert.deepEqual((await recordsOnceThere(file, 11)).map((l) => l.requestId), ['r0', ...ids]);
   });
 
   it('a write that fails loses its own batch only: later flushes, timed or called, still write', async (t) => {
@@ -457,21 +454,15 @@ describe('file sink', () => {
     sink.write(record({ requestId: 'lost-called' }));
     await assert.rejects(sink.flush());
     sink.write(record({ requestId: 'lost-timed' }));
-    const until = async (done: () => Promise<boolean>) => {
-      const deadline = Date.now() + 5_000;
-      while (!(await done())) {
-        assert.ok(Date.now() < deadline, 'timed out');
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    };
     // The timed flush reports its failure on stderr (no unhandled rejection).
-    await until(async () => errors.length > 0);
-    assert.match(errors[0]!, /"message":"request log write failed"/);
+    const deadline = Date.now() + 5_000;
+    while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.match(errors[0] ?? '', /"message":"request log write failed"/);
 
     await rm(blocker);
     const file = join(dir, 'dt=2024-03-05', 'hour=07', 'requests.ndjson');
     sink.write(record({ requestId: 'kept-timed' }));
-    await until(async () => (await readNdjson(file).catch(() => [])).length > 0);
+    assert.equal((await recordsOnceThere(file, 1)).length, 1);
     sink.write(record({ requestId: 'kept-called' }));
     await sink.flush();
     assert.deepEqual((await readNdjson(file)).map((r) => r.requestId), ['kept-timed', 'kept-called']);

@@ -100,9 +100,9 @@ export class FileLogSink implements LogSink {
       const { mkdir, open } = process.getBuiltinModule('node:fs/promises');
       for (const [file, chunks] of batch) {
         await mkdir(join(file, '..'), { recursive: true });
-        // The batches go out as they are, in one gathered write: joining them first copied every
-        // byte once more (about 1 MB per flush under load). Opened per flush, so a log folder
-        // removed or rotated meanwhile is made again rather than written to unlinked.
+        // The batches go out as they are, in one gathered write (joining them first copied every
+        // byte once more). Opened per flush, so a log folder removed or rotated meanwhile is made
+        // again rather than written to unlinked.
         const handle = await open(file, 'a');
         try {
           await handle.writev(chunks);
