@@ -9,6 +9,7 @@ import { startLocalServer } from '../local/server.ts';
 import { FileLogSink } from '../shared/telemetry/file-sink.ts';
 import { LOG_SCHEMA_VERSION, type RequestRecord } from '../shared/telemetry/record.ts';
 import { addChunk, emptyCollected, startTestGateway, testConfig, UPSTREAM_KEY, UPSTREAM_MODEL, type CollectedStream, type TestGateway } from './helpers/gateway.ts';
+import { eventually } from './helpers/keys.ts';
 import { createGate, openaiErrorJson, type MockOpenAI } from './helpers/mock-openai.ts';
 
 /** One log record per request, however it ends, with the fields that say what happened. */
@@ -349,14 +350,12 @@ async function listFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
-/** The records of `file` once there are at least `count` (polled for up to 5 s; none while it does not exist). */
-async function recordsOnceThere(file: string, count: number): Promise<RequestRecord[]> {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
+/** The records of `file` once there are at least `count` (none while it does not exist). */
+function recordsOnceThere(file: string, count: number): Promise<RequestRecord[]> {
+  return eventually(async () => {
     const lines = await readNdjson(file).catch(() => []);
-    if (lines.length >= count || Date.now() >= deadline) return lines;
-    await new Promise((r) => setTimeout(r, 10));
-  }
+    return lines.length >= count && lines;
+  }, `${count} records in ${file}`);
 }
 
 async function readNdjson(file: string): Promise<RequestRecord[]> {
@@ -455,9 +454,7 @@ describe('file sink', () => {
     await assert.rejects(sink.flush());
     sink.write(record({ requestId: 'lost-timed' }));
     // The timed flush reports its failure on stderr (no unhandled rejection).
-    const deadline = Date.now() + 5_000;
-    while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    assert.match(errors[0] ?? '', /"message":"request log write failed"/);
+    assert.match(await eventually(async () => errors[0], 'an error line'), /"message":"request log write failed"/);
 
     await rm(blocker);
     const file = join(dir, 'dt=2024-03-05', 'hour=07', 'requests.ndjson');

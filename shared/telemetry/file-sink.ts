@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { errorText, jsonLinesLogger } from './logger.ts';
 import type { LogSink, RequestRecord } from './record.ts';
 import { localPartition } from './schema.ts';
 
@@ -81,9 +82,7 @@ export class FileLogSink implements LogSink {
   }
 
   private flushInBackground(): void {
-    this.flush().catch((err: unknown) => {
-      console.error(JSON.stringify({ level: 'ERROR', message: 'request log write failed', dir: this.dir, error: String(err) }));
-    });
+    this.flush().catch((err: unknown) => jsonLinesLogger.error('request log write failed', { dir: this.dir, error: errorText(err) }));
   }
 
   flush(): Promise<void> {
